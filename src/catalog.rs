@@ -1,0 +1,345 @@
+//! The bucket is the catalog: backup ids, object keys, manifests and their MAC,
+//! and choosing a recovery point. Pure: no IO here.
+//!
+//! Layout under a destination's root (docs/FORMAT.md):
+//! `backups/<id>/manifest.json` — written last, its presence commits the backup;
+//! `backups/<id>/<part>.lbk` — the encrypted objects it lists.
+
+use crate::keys::{Keyring, KeyError, KEY_LEN, WRAPPED_LEN};
+use crate::pipeline::header::Compression;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use ring::hmac;
+use serde::{Deserialize, Serialize};
+
+pub const MANIFEST_FORMAT: u32 = 1;
+pub const BACKUPS: &str = "backups/";
+pub const MANIFEST: &str = "manifest.json";
+const MAC_SUFFIX_START: &[u8] = b",\"mac\":\"";
+const MAC_SUFFIX_END: &[u8] = b"\"}\n";
+const MAC_AAD: &[u8] = b"lifeboat manifest mac key v1\0";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("manifest of {id} is not valid: {problem}")]
+    Malformed { id: String, problem: String },
+    #[error("manifest of {id} failed its MAC check: it was altered or is not from this backup")]
+    Mac { id: String },
+    #[error("manifest at {path} describes backup {found}: it was moved or swapped")]
+    WrongId { path: String, found: String },
+    #[error("manifest format {0} is newer than this lifeboat reads ({MANIFEST_FORMAT})")]
+    Format(u32),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("no backup at or before {0}")]
+    NothingBefore(DateTime<Utc>),
+    #[error("no backup with id {0}")]
+    NoSuchId(String),
+    #[error("the destination holds no committed backup")]
+    Empty,
+}
+
+/// A new backup id: UTC time then 6 random hex digits. Sorting ids sorts by time.
+pub fn new_backup_id(now: DateTime<Utc>) -> String {
+    let r: [u8; 3] = crate::keys::random_bytes();
+    format!("{}-{}", now.format("%Y%m%dT%H%M%SZ"), hex::encode(r))
+}
+
+pub fn valid_backup_id(id: &str) -> bool {
+    id.len() == 23
+        && DateTime::parse_from_str(&format!("{}+0000", &id[..16]), "%Y%m%dT%H%M%SZ%z").is_ok()
+        && id.as_bytes()[16] == b'-'
+        && id[17..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+pub fn backup_dir(id: &str) -> String {
+    format!("{BACKUPS}{id}/")
+}
+
+pub fn manifest_key(id: &str) -> String {
+    format!("{BACKUPS}{id}/{MANIFEST}")
+}
+
+pub fn object_key(id: &str, part: &str) -> String {
+    format!("{BACKUPS}{id}/{part}.lbk")
+}
+
+/// The backup id an object key belongs to.
+pub fn id_of_key(key: &str) -> Option<&str> {
+    key.strip_prefix(BACKUPS)?.split('/').next()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceInfo {
+    /// `postgres`
+    pub kind: String,
+    /// `logical` (pg_dump)
+    pub method: String,
+    pub host: String,
+    pub server_version: String,
+    pub databases: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectEntry {
+    /// Key relative to the destination root, as in the object's header.
+    pub key: String,
+    /// `database` (a pg_dump custom-format archive) or `globals` (SQL).
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    pub size: u64,
+    pub sha256: String,
+    /// Bytes before compression and encryption.
+    pub plain_size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub backup_id: String,
+    pub policy: String,
+    pub tier: String,
+    pub source: SourceInfo,
+    pub started_at: DateTime<Utc>,
+    pub completed_at: DateTime<Utc>,
+    pub compression: Compression,
+    pub key_id: String,
+    pub objects: Vec<ObjectEntry>,
+    /// The MAC key, wrapped by the master key `key_id` (base64).
+    pub mac_key: String,
+}
+
+impl Manifest {
+    pub fn stored_bytes(&self) -> u64 {
+        self.objects.iter().map(|o| o.size).sum()
+    }
+    pub fn plain_bytes(&self) -> u64 {
+        self.objects.iter().map(|o| o.plain_size).sum()
+    }
+}
+
+fn mac_aad(id: &str) -> Vec<u8> {
+    [MAC_AAD, id.as_bytes()].concat()
+}
+
+/// Serialises the manifest and appends its MAC as the last member:
+/// the file is `body-without-closing-brace ,"mac":"<hex>"}\n` and the MAC covers
+/// every byte before `,"mac":"`.
+pub fn seal_manifest(mut m: Manifest, keys: &Keyring) -> Vec<u8> {
+    let master = keys.primary();
+    let mac_key: [u8; KEY_LEN] = crate::keys::random_bytes();
+    m.key_id = master.id.clone();
+    m.mac_key = B64.encode(master.wrap(&mac_key, &mac_aad(&m.backup_id)));
+    let mut body = serde_json::to_vec(&m).expect("manifest serialises");
+    body.pop(); // the closing brace
+    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &mac_key), &body);
+    body.extend_from_slice(MAC_SUFFIX_START);
+    body.extend_from_slice(hex::encode(tag.as_ref()).as_bytes());
+    body.extend_from_slice(MAC_SUFFIX_END);
+    body
+}
+
+#[derive(Deserialize)]
+struct Sealed {
+    #[serde(flatten)]
+    manifest: Manifest,
+    #[allow(dead_code)]
+    mac: String,
+}
+
+/// Parses a manifest without checking its MAC (listing without the key).
+pub fn parse_manifest(bytes: &[u8], id: &str) -> Result<Manifest, CatalogError> {
+    let sealed: Sealed = serde_json::from_slice(bytes).map_err(|e| CatalogError::Malformed {
+        id: id.to_string(),
+        problem: e.to_string(),
+    })?;
+    let m = sealed.manifest;
+    if m.format > MANIFEST_FORMAT {
+        return Err(CatalogError::Format(m.format));
+    }
+    if m.backup_id != id {
+        return Err(CatalogError::WrongId {
+            path: manifest_key(id),
+            found: m.backup_id,
+        });
+    }
+    Ok(m)
+}
+
+/// Parses a manifest stored at `backups/<id>/manifest.json` and checks its MAC.
+pub fn open_manifest(bytes: &[u8], id: &str, keys: &Keyring) -> Result<Manifest, CatalogError> {
+    let m = parse_manifest(bytes, id)?;
+    let bad = |problem: &str| CatalogError::Malformed {
+        id: id.to_string(),
+        problem: problem.to_string(),
+    };
+    let suffix_len = MAC_SUFFIX_START.len() + 64 + MAC_SUFFIX_END.len();
+    if bytes.len() < suffix_len || !bytes.ends_with(MAC_SUFFIX_END) {
+        return Err(bad("the MAC is not the last member"));
+    }
+    let (body, suffix) = bytes.split_at(bytes.len() - suffix_len);
+    if !suffix.starts_with(MAC_SUFFIX_START) {
+        return Err(bad("the MAC is not the last member"));
+    }
+    let tag = hex::decode(&suffix[MAC_SUFFIX_START.len()..MAC_SUFFIX_START.len() + 64])
+        .map_err(|_| bad("the MAC is not hex"))?;
+    let wrapped: [u8; WRAPPED_LEN] = B64
+        .decode(&m.mac_key)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| bad("mac_key is not a wrapped key"))?;
+    let mac_key = keys.get(&m.key_id)?.unwrap(&wrapped, &mac_aad(id)).map_err(|e| match e {
+        // The key is known but does not open this MAC key: altered or foreign.
+        KeyError::Unwrap { .. } => CatalogError::Mac { id: id.to_string() },
+        other => other.into(),
+    })?;
+    hmac::verify(&hmac::Key::new(hmac::HMAC_SHA256, &mac_key), body, &tag)
+        .map_err(|_| CatalogError::Mac { id: id.to_string() })?;
+    Ok(m)
+}
+
+/// Which recovery point a restore wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Point {
+    Latest,
+    Id(String),
+    AtOrBefore(DateTime<Utc>),
+}
+
+impl std::str::FromStr for Point {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "latest" {
+            Ok(Point::Latest)
+        } else if valid_backup_id(s) {
+            Ok(Point::Id(s.to_string()))
+        } else if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+            Ok(Point::AtOrBefore(t.with_timezone(&Utc)))
+        } else {
+            Err(format!(
+                "{s:?} is not `latest`, a backup id (like 20261125T020000Z-a1b2c3) or an RFC 3339 time"
+            ))
+        }
+    }
+}
+
+/// Picks a recovery point among committed backups (by completion time).
+pub fn select<'m>(manifests: &'m [Manifest], point: &Point) -> Result<&'m Manifest, CatalogError> {
+    let newest = |pred: &dyn Fn(&Manifest) -> bool| {
+        manifests
+            .iter()
+            .filter(|m| pred(m))
+            .max_by(|a, b| (a.completed_at, &a.backup_id).cmp(&(b.completed_at, &b.backup_id)))
+    };
+    match point {
+        Point::Latest => newest(&|_| true).ok_or(CatalogError::Empty),
+        Point::Id(id) => manifests
+            .iter()
+            .find(|m| &m.backup_id == id)
+            .ok_or_else(|| CatalogError::NoSuchId(id.clone())),
+        Point::AtOrBefore(t) => newest(&|m| m.completed_at <= *t).ok_or(CatalogError::NothingBefore(*t)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use std::path::Path;
+
+    fn keys(text: &str) -> Keyring {
+        Keyring::parse(text, Path::new("k")).unwrap()
+    }
+
+    fn manifest(id: &str, done: DateTime<Utc>) -> Manifest {
+        Manifest {
+            format: 1,
+            backup_id: id.into(),
+            policy: "orders".into(),
+            tier: "daily".into(),
+            source: SourceInfo {
+                kind: "postgres".into(),
+                method: "logical".into(),
+                host: "db".into(),
+                server_version: "15.18".into(),
+                databases: vec!["orders".into()],
+            },
+            started_at: done,
+            completed_at: done,
+            compression: Compression::Zstd,
+            key_id: String::new(),
+            objects: vec![ObjectEntry {
+                key: object_key(id, "db-0"),
+                role: "database".into(),
+                database: Some("orders".into()),
+                size: 10,
+                sha256: "00".repeat(32),
+                plain_size: 20,
+            }],
+            mac_key: String::new(),
+        }
+    }
+
+    #[test]
+    fn ids_sort_by_time_and_parse() {
+        let a = new_backup_id(Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap());
+        let b = new_backup_id(Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 6).unwrap());
+        assert!(a < b && valid_backup_id(&a), "{a}");
+        assert!(a.starts_with("20260102T030405Z-"));
+        assert!(!valid_backup_id("20260102T030405Z"));
+        assert!(!valid_backup_id("2026010xT030405Z-abcdef"));
+        assert_eq!(id_of_key(&object_key(&a, "db-0")), Some(a.as_str()));
+    }
+
+    #[test]
+    fn sealed_manifest_opens_and_any_edit_fails() {
+        let k = keys(&crate::keys::new_key_line("k1").unwrap());
+        let id = "20261125T020000Z-abcdef";
+        let bytes = seal_manifest(manifest(id, Utc::now()), &k);
+        let m = open_manifest(&bytes, id, &k).unwrap();
+        assert_eq!(m.key_id, "k1");
+        assert!(serde_json::from_slice::<serde_json::Value>(&bytes).is_ok(), "valid JSON");
+        // edit a size by hand
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        let edited = text.replace("\"size\":10", "\"size\":11");
+        assert_ne!(edited, text);
+        assert!(matches!(open_manifest(edited.as_bytes(), id, &k), Err(CatalogError::Mac { .. })));
+        // flip any byte
+        for i in 0..bytes.len() - 1 {
+            let mut b = bytes.clone();
+            b[i] ^= 0x04;
+            assert!(open_manifest(&b, id, &k).is_err(), "flip at {i}");
+        }
+        // a manifest moved under another id
+        assert!(matches!(
+            open_manifest(&bytes, "20261125T020000Z-000000", &k),
+            Err(CatalogError::WrongId { .. })
+        ));
+        // another key file
+        let other = keys(&crate::keys::new_key_line("k1").unwrap());
+        assert!(matches!(open_manifest(&bytes, id, &other), Err(CatalogError::Mac { .. })));
+    }
+
+    #[test]
+    fn recovery_point_selection() {
+        let t = |h| Utc.with_ymd_and_hms(2026, 11, 25, h, 0, 0).unwrap();
+        let ms = vec![
+            manifest("20261125T020000Z-aaaaaa", t(2)),
+            manifest("20261125T040000Z-bbbbbb", t(4)),
+        ];
+        assert_eq!(select(&ms, &Point::Latest).unwrap().backup_id, ms[1].backup_id);
+        assert_eq!(select(&ms, &Point::AtOrBefore(t(3))).unwrap().backup_id, ms[0].backup_id);
+        assert_eq!(select(&ms, &Point::AtOrBefore(t(4))).unwrap().backup_id, ms[1].backup_id);
+        assert_eq!(select(&ms, &Point::AtOrBefore(t(9))).unwrap().backup_id, ms[1].backup_id);
+        assert!(matches!(select(&ms, &Point::AtOrBefore(t(1))), Err(CatalogError::NothingBefore(_))));
+        assert!(matches!(select(&[], &Point::Latest), Err(CatalogError::Empty)));
+        assert!(matches!(
+            select(&ms, &Point::Id("20261125T030000Z-cccccc".into())),
+            Err(CatalogError::NoSuchId(_))
+        ));
+        assert!("yesterday".parse::<Point>().unwrap_err().contains("RFC 3339"));
+        assert_eq!("2026-11-25T03:00:00Z".parse::<Point>().unwrap(), Point::AtOrBefore(t(3)));
+    }
+}

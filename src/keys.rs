@@ -1,0 +1,299 @@
+//! Master keys: the key file, key ids, and wrapping of per-object data keys.
+//!
+//! A key file holds one or more lines `LIFEBOAT-KEY-1 <id> <base64 of 32 bytes>`.
+//! The first key encrypts; every key decrypts, so rotation is "put the new key
+//! first" and history stays readable. Key material never leaves this module
+//! except as ring keys; `Debug` prints ids only.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use ring::rand::{SecureRandom, SystemRandom};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub const KEY_LEN: usize = 32;
+pub const WRAP_NONCE_LEN: usize = 12;
+/// nonce ‖ encrypted 32-byte key ‖ 16-byte tag
+pub const WRAPPED_LEN: usize = WRAP_NONCE_LEN + KEY_LEN + 16;
+const LINE_TAG: &str = "LIFEBOAT-KEY-1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("key file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("key file {path}, line {line}: {problem}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        problem: String,
+    },
+    #[error("key file {0} holds no key")]
+    Empty(PathBuf),
+    #[error("key file {path} has key id {id:?} twice")]
+    DuplicateId { path: PathBuf, id: String },
+    #[error("this data was encrypted with key id {needed:?}, which the key file does not hold (it holds: {have})")]
+    UnknownKeyId { needed: String, have: String },
+    #[error("key {id:?} from the key file does not decrypt this data: the key file holds different key material under that id, or the data was altered")]
+    Unwrap { id: String },
+    #[error("invalid key id {0:?}: use 1 to 64 characters from A-Z a-z 0-9 . _ -")]
+    BadId(String),
+    #[error("{path} already exists; refusing to overwrite a key file (use --add to put a new key first)")]
+    Exists { path: PathBuf },
+    #[error("writing key file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// One master key. Debug and Display show the id only.
+pub struct MasterKey {
+    pub id: String,
+    key: LessSafeKey,
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MasterKey({})", self.id)
+    }
+}
+
+pub fn valid_key_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    SystemRandom::new()
+        .fill(&mut b)
+        .expect("the system random source failed");
+    b
+}
+
+impl MasterKey {
+    pub fn new(id: &str, material: &[u8; KEY_LEN]) -> Result<Self, KeyError> {
+        if !valid_key_id(id) {
+            return Err(KeyError::BadId(id.to_string()));
+        }
+        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, material).expect("32-byte key"));
+        Ok(Self {
+            id: id.to_string(),
+            key,
+        })
+    }
+
+    /// Encrypts `data_key` with this master key; `aad` binds it to its context.
+    pub fn wrap(&self, data_key: &[u8; KEY_LEN], aad: &[u8]) -> [u8; WRAPPED_LEN] {
+        let nonce: [u8; WRAP_NONCE_LEN] = random_bytes();
+        let mut buf = data_key.to_vec();
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut buf,
+            )
+            .expect("sealing 32 bytes cannot fail");
+        let mut out = [0u8; WRAPPED_LEN];
+        out[..WRAP_NONCE_LEN].copy_from_slice(&nonce);
+        out[WRAP_NONCE_LEN..].copy_from_slice(&buf);
+        out
+    }
+
+    pub fn unwrap(&self, wrapped: &[u8; WRAPPED_LEN], aad: &[u8]) -> Result<[u8; KEY_LEN], KeyError> {
+        let nonce: [u8; WRAP_NONCE_LEN] = wrapped[..WRAP_NONCE_LEN].try_into().expect("len");
+        let mut buf = wrapped[WRAP_NONCE_LEN..].to_vec();
+        let plain = self
+            .key
+            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buf)
+            .map_err(|_| KeyError::Unwrap {
+                id: self.id.clone(),
+            })?;
+        Ok(plain.try_into().expect("32-byte key"))
+    }
+}
+
+/// The keys from one key file, first one encrypts.
+#[derive(Debug)]
+pub struct Keyring {
+    keys: Vec<MasterKey>,
+}
+
+impl Keyring {
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self, KeyError> {
+        let mut keys: Vec<MasterKey> = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let bad = |problem: &str| KeyError::Parse {
+                path: path.to_path_buf(),
+                line: i + 1,
+                problem: problem.to_string(),
+            };
+            let mut it = line.split_whitespace();
+            let (Some(tag), Some(id), Some(b64), None) = (it.next(), it.next(), it.next(), it.next())
+            else {
+                return Err(bad("expected `LIFEBOAT-KEY-1 <id> <base64 key>`"));
+            };
+            if tag != LINE_TAG {
+                return Err(bad("line does not start with LIFEBOAT-KEY-1"));
+            }
+            if !valid_key_id(id) {
+                return Err(bad("key id must be 1 to 64 characters from A-Z a-z 0-9 . _ -"));
+            }
+            let material: [u8; KEY_LEN] = B64
+                .decode(b64)
+                .ok()
+                .and_then(|v| v.try_into().ok())
+                .ok_or_else(|| bad("key is not base64 of exactly 32 bytes"))?;
+            if keys.iter().any(|k| k.id == id) {
+                return Err(KeyError::DuplicateId {
+                    path: path.to_path_buf(),
+                    id: id.to_string(),
+                });
+            }
+            keys.push(MasterKey::new(id, &material)?);
+        }
+        if keys.is_empty() {
+            return Err(KeyError::Empty(path.to_path_buf()));
+        }
+        Ok(Self { keys })
+    }
+
+    /// The key new data is encrypted with.
+    pub fn primary(&self) -> &MasterKey {
+        &self.keys[0]
+    }
+
+    pub fn get(&self, id: &str) -> Result<&MasterKey, KeyError> {
+        self.keys
+            .iter()
+            .find(|k| k.id == id)
+            .ok_or_else(|| KeyError::UnknownKeyId {
+                needed: id.to_string(),
+                have: self.ids().join(", "),
+            })
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.keys.iter().map(|k| k.id.clone()).collect()
+    }
+}
+
+/// A new key line for a key file.
+pub fn new_key_line(id: &str) -> Result<String, KeyError> {
+    if !valid_key_id(id) {
+        return Err(KeyError::BadId(id.to_string()));
+    }
+    let material: [u8; KEY_LEN] = random_bytes();
+    Ok(format!("{LINE_TAG} {id} {}\n", B64.encode(material)))
+}
+
+/// Writes a key file readable by its owner only. `add` puts the new key first
+/// in an existing file (rotation); otherwise an existing file is refused.
+pub fn write_new_key(path: &Path, id: &str, add: bool) -> Result<(), KeyError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let werr = |source| KeyError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let line = new_key_line(id)?;
+    let content = if add {
+        let old = Keyring::load(path)?;
+        if old.get(id).is_ok() {
+            return Err(KeyError::DuplicateId {
+                path: path.to_path_buf(),
+                id: id.to_string(),
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(werr)?;
+        format!("{line}{text}")
+    } else {
+        if path.exists() {
+            return Err(KeyError::Exists {
+                path: path.to_path_buf(),
+            });
+        }
+        format!("# lifeboat master keys: the first encrypts, all decrypt. Keep a copy outside the cluster.\n{line}")
+    };
+    // Write beside, then rename: a crash never leaves half a key file.
+    let tmp = path.with_extension("tmp-keygen");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(werr)?;
+    f.write_all(content.as_bytes()).map_err(werr)?;
+    f.sync_all().map_err(werr)?;
+    std::fs::rename(&tmp, path).map_err(werr)
+}
+
+/// The AEAD key for a data key (used by the stream and the manifest MAC).
+pub fn aead_key(material: &[u8; KEY_LEN]) -> LessSafeKey {
+    LessSafeKey::new(UnboundKey::new(&aead::AES_256_GCM, material).expect("32-byte key"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring_of(text: &str) -> Result<Keyring, KeyError> {
+        Keyring::parse(text, Path::new("keys"))
+    }
+
+    #[test]
+    fn first_key_encrypts_all_decrypt() {
+        let text = format!("{}{}", new_key_line("new").unwrap(), new_key_line("old").unwrap());
+        let ring = ring_of(&text).unwrap();
+        assert_eq!(ring.primary().id, "new");
+        let dk = random_bytes::<32>();
+        let w = ring.get("old").unwrap().wrap(&dk, b"ctx");
+        assert_eq!(ring.get("old").unwrap().unwrap(&w, b"ctx").unwrap(), dk);
+        assert!(matches!(ring.get("old").unwrap().unwrap(&w, b"other"), Err(KeyError::Unwrap { .. })));
+    }
+
+    #[test]
+    fn errors_name_the_line_and_never_the_key() {
+        let err = ring_of("# c\nLIFEBOAT-KEY-1 k1 c2VjcmV0\n").unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("32 bytes"), "{err}");
+        assert!(!err.contains("c2VjcmV0"), "{err}");
+        assert!(matches!(ring_of("\n# only comments\n"), Err(KeyError::Empty(_))));
+        let dup = format!("{}{}", new_key_line("a").unwrap(), new_key_line("a").unwrap());
+        assert!(matches!(ring_of(&dup), Err(KeyError::DuplicateId { .. })));
+    }
+
+    #[test]
+    fn unknown_id_names_needed_and_held() {
+        let ring = ring_of(&new_key_line("k2").unwrap()).unwrap();
+        let err = ring.get("k1").unwrap_err().to_string();
+        assert!(err.contains("\"k1\"") && err.contains("k2"), "{err}");
+        assert!(!format!("{ring:?}").contains('='));
+    }
+
+    #[test]
+    fn key_ids_are_checked() {
+        assert!(valid_key_id("prod-2026.11_a"));
+        assert!(!valid_key_id(""));
+        assert!(!valid_key_id("a b"));
+        assert!(!valid_key_id(&"x".repeat(65)));
+    }
+}

@@ -1,0 +1,11 @@
+//! lifeboat: backup and disaster recovery for Kubernetes.
+//!
+//! One binary, three roles: the operator (`controller`), the data-plane
+//! commands its Jobs run (`backup`, `restore`, `verify`, `list`, `prune`, …),
+//! and the CRD printer. This library holds everything; `main.rs` dispatches.
+
+pub mod catalog;
+pub mod keys;
+pub mod pipeline;
+pub mod source;
+pub mod store;

@@ -1,0 +1,4 @@
+//! The data path: object header, STREAM encryption, the per-object codec.
+pub mod codec;
+pub mod header;
+pub mod stream;

@@ -1,0 +1,2 @@
+//! What lifeboat backs up and restores into.
+pub mod postgres;

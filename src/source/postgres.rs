@@ -1,0 +1,293 @@
+//! PostgreSQL as a source and a target: connection settings, the pg_dump and
+//! pg_restore child processes, and the few queries lifeboat makes itself (sqlx).
+//!
+//! The password reaches child processes through a private passfile (0600, in
+//! the temp directory, deleted on drop) and sqlx through its options — never
+//! through argv, where every process on the node could read it.
+
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{ConnectOptions, Connection};
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("password file {path}: {source}")]
+    PasswordFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write a private passfile for the PostgreSQL tools: {0}")]
+    PassFile(std::io::Error),
+    #[error("cannot start {tool}: {source} (is the PostgreSQL client installed? set --pg-bin)")]
+    Spawn {
+        tool: String,
+        source: std::io::Error,
+    },
+    #[error("database {db}: {message}")]
+    Query { db: String, message: String },
+}
+
+/// A password that never prints.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl Secret {
+    pub fn from_file(path: &Path) -> Result<Self, PgError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PgError::PasswordFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        // A trailing newline from `echo` or a Secret is not part of the password.
+        Ok(Secret(text.trim_end_matches(['\n', '\r']).to_string()))
+    }
+}
+
+/// Where a server is and how to log in. Unset fields fall back to libpq's
+/// environment (PGHOST, PGPORT, PGUSER, PGPASSFILE, PGSSLMODE) in the children.
+#[derive(Debug, Clone, Default)]
+pub struct PgConn {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    /// Directory of pg_dump, pg_restore and psql; PATH when unset.
+    pub bin_dir: Option<PathBuf>,
+}
+
+/// A passfile that lives as long as the children that read it.
+pub struct PassFile(tempfile_path::TempPath);
+
+mod tempfile_path {
+    use std::path::PathBuf;
+    /// A path removed on drop.
+    pub struct TempPath(pub PathBuf);
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+impl PgConn {
+    pub fn host_label(&self) -> String {
+        let host = self
+            .host
+            .clone()
+            .or_else(|| std::env::var("PGHOST").ok())
+            .unwrap_or_else(|| "localhost".into());
+        match self.port.or_else(|| std::env::var("PGPORT").ok()?.parse().ok()) {
+            Some(p) => format!("{host}:{p}"),
+            None => host,
+        }
+    }
+
+    pub fn tool(&self, name: &str) -> PathBuf {
+        match &self.bin_dir {
+            Some(d) => d.join(name),
+            None => PathBuf::from(name),
+        }
+    }
+
+    /// Writes the password to a private passfile when one was given.
+    pub fn passfile(&self) -> Result<Option<PassFile>, PgError> {
+        let Some(Secret(pw)) = &self.password else {
+            return Ok(None);
+        };
+        use std::os::unix::fs::OpenOptionsExt;
+        let r: [u8; 8] = crate::keys::random_bytes();
+        let path = std::env::temp_dir().join(format!("lifeboat-pgpass-{}", hex::encode(r)));
+        let escaped = pw.replace('\\', "\\\\").replace(':', "\\:");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(PgError::PassFile)?;
+        let guard = PassFile(tempfile_path::TempPath(path));
+        writeln!(f, "*:*:*:*:{escaped}").map_err(PgError::PassFile)?;
+        Ok(Some(guard))
+    }
+
+    /// A command for a PostgreSQL tool with connection settings in its
+    /// environment. The caller keeps `passfile` alive until the child exits.
+    pub fn command(&self, tool: &str, passfile: Option<&PassFile>) -> Command {
+        let mut cmd = Command::new(self.tool(tool));
+        if let Some(h) = &self.host {
+            cmd.env("PGHOST", h);
+        }
+        if let Some(p) = self.port {
+            cmd.env("PGPORT", p.to_string());
+        }
+        if let Some(u) = &self.user {
+            cmd.env("PGUSER", u);
+        }
+        if let Some(PassFile(p)) = passfile {
+            cmd.env("PGPASSFILE", &p.0).env_remove("PGPASSWORD");
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd
+    }
+
+    /// `pg_dump` of one database in custom format with its own compression
+    /// off: lifeboat compresses faster in the pipeline.
+    pub fn pg_dump(&self, db: &str, passfile: Option<&PassFile>) -> Command {
+        let mut cmd = self.command("pg_dump", passfile);
+        cmd.args(["--format=custom", "--compress=0", "--no-password", "--dbname"]).arg(db);
+        cmd
+    }
+
+    /// Roles and tablespaces, without role passwords (readable without superuser).
+    pub fn pg_dumpall_globals(&self, passfile: Option<&PassFile>) -> Command {
+        let mut cmd = self.command("pg_dumpall", passfile);
+        cmd.args(["--globals-only", "--no-role-passwords", "--no-password"]);
+        cmd
+    }
+
+    /// `pg_restore` reading an archive on stdin in one transaction, so a
+    /// restore that is stopped part-way leaves nothing behind.
+    pub fn pg_restore(&self, db: &str, clean: bool, no_owner: bool, passfile: Option<&PassFile>) -> Command {
+        let mut cmd = self.command("pg_restore", passfile);
+        cmd.args(["--single-transaction", "--exit-on-error", "--no-password", "--dbname"])
+            .arg(db);
+        if clean {
+            cmd.args(["--clean", "--if-exists"]);
+        }
+        if no_owner {
+            cmd.args(["--no-owner", "--no-privileges"]);
+        }
+        cmd.stdin(Stdio::piped());
+        cmd
+    }
+
+    fn options(&self, db: &str) -> PgConnectOptions {
+        // PgConnectOptions::new reads PGHOST, PGPORT, PGUSER, PGPASSWORD and PGPASSFILE.
+        let mut o = PgConnectOptions::new().database(db);
+        if let Some(h) = &self.host {
+            o = o.host(h);
+        }
+        if let Some(p) = self.port {
+            o = o.port(p);
+        }
+        if let Some(u) = &self.user {
+            o = o.username(u);
+        }
+        if let Some(Secret(pw)) = &self.password {
+            o = o.password(pw);
+        }
+        o.disable_statement_logging()
+    }
+
+    pub async fn connect(&self, db: &str) -> Result<PgConnection, PgError> {
+        self.options(db).connect().await.map_err(|e| query_err(db, e))
+    }
+}
+
+fn query_err(db: &str, e: sqlx::Error) -> PgError {
+    PgError::Query {
+        db: db.to_string(),
+        message: e.to_string(),
+    }
+}
+
+pub async fn server_version(conn: &mut PgConnection, db: &str) -> Result<String, PgError> {
+    sqlx::query_scalar::<_, String>("show server_version")
+        .fetch_one(conn)
+        .await
+        .map_err(|e| query_err(db, e))
+}
+
+/// Every database a dump of "all" means: connectable, not a template.
+pub async fn list_databases(conn: &mut PgConnection, db: &str) -> Result<Vec<String>, PgError> {
+    sqlx::query_scalar::<_, String>(
+        "select datname from pg_database where datallowconn and not datistemplate order by datname",
+    )
+    .fetch_all(conn)
+    .await
+    .map_err(|e| query_err(db, e))
+}
+
+pub async fn database_exists(conn: &mut PgConnection, db: &str, name: &str) -> Result<bool, PgError> {
+    sqlx::query_scalar::<_, bool>("select exists(select 1 from pg_database where datname = $1)")
+        .bind(name)
+        .fetch_one(conn)
+        .await
+        .map_err(|e| query_err(db, e))
+}
+
+pub async fn create_database(conn: &mut PgConnection, db: &str, name: &str) -> Result<(), PgError> {
+    let sql = format!("create database {}", quote_ident(name));
+    sqlx::raw_sql(&sql).execute(conn).await.map_err(|e| query_err(db, e))?;
+    Ok(())
+}
+
+pub async fn drop_database(conn: &mut PgConnection, db: &str, name: &str) -> Result<(), PgError> {
+    let sql = format!("drop database if exists {} with (force)", quote_ident(name));
+    sqlx::raw_sql(&sql).execute(conn).await.map_err(|e| query_err(db, e))?;
+    Ok(())
+}
+
+/// What user content a database holds: relations, functions and types outside
+/// the system schemas, and schemas other than `public`. Zero means empty.
+pub async fn user_objects(conn: &mut PgConnection, db: &str) -> Result<i64, PgError> {
+    sqlx::query_scalar::<_, i64>(
+        "select (select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace
+                  where n.nspname not in ('pg_catalog','information_schema') and n.nspname not like 'pg_toast%'
+                    and n.nspname not like 'pg_temp%')
+              + (select count(*) from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+                  where n.nspname not in ('pg_catalog','information_schema'))
+              + (select count(*) from pg_namespace
+                  where nspname not in ('pg_catalog','information_schema','public')
+                    and nspname not like 'pg_toast%' and nspname not like 'pg_temp%')
+              + (select count(*) from pg_largeobject_metadata)",
+    )
+    .fetch_one(conn)
+    .await
+    .map_err(|e| query_err(db, e))
+}
+
+/// Closes a connection politely; errors at close do not matter.
+pub async fn close(conn: PgConnection) {
+    let _ = conn.close().await;
+}
+
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_argv_or_debug() {
+        let conn = PgConn {
+            host: Some("db".into()),
+            password: Some(Secret("s3cr:et\\".into())),
+            ..Default::default()
+        };
+        assert!(!format!("{conn:?}").contains("s3cr"));
+        let pf = conn.passfile().unwrap().unwrap();
+        let text = std::fs::read_to_string(&pf.0 .0).unwrap();
+        assert_eq!(text, "*:*:*:*:s3cr\\:et\\\\\n");
+        let cmd = conn.pg_dump("orders", Some(&pf));
+        let argv: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert!(argv.iter().all(|a| !a.contains("s3cr")), "{argv:?}");
+        let path = pf.0 .0.clone();
+        drop(pf);
+        assert!(!path.exists(), "passfile removed on drop");
+    }
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}

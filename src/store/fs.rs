@@ -1,0 +1,228 @@
+//! A destination in a local directory. Objects are written as `<key>.partial`
+//! and renamed when complete, so a crash never leaves a half object under its
+//! real name.
+
+use super::{ObjectInfo, StoreError};
+use bytes::Bytes;
+use std::path::{Path, PathBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const PARTIAL: &str = ".partial";
+const READ_CHUNK: usize = 1 << 20;
+
+pub struct FsStore {
+    pub url: String,
+    root: PathBuf,
+}
+
+fn op_err(dest: &str, op: &'static str, key: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Op {
+        dest: dest.to_string(),
+        op,
+        key: key.to_string(),
+        message: e.to_string(),
+    }
+}
+
+impl FsStore {
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let path = url.strip_prefix("file://").unwrap_or(url);
+        let bad = |problem: &str| StoreError::BadUrl {
+            url: url.to_string(),
+            problem: problem.to_string(),
+        };
+        if !path.starts_with('/') {
+            return Err(bad("file destinations need an absolute path: file:///path"));
+        }
+        if path.contains('?') {
+            return Err(bad("file destinations take no options"));
+        }
+        Ok(Self {
+            url: url.to_string(),
+            root: PathBuf::from(path),
+        })
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.root.join(key)
+    }
+
+    pub async fn writer(&self, key: &str) -> Result<FsWriter, StoreError> {
+        let path = self.path(key);
+        let partial = PathBuf::from(format!("{}{PARTIAL}", path.display()));
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| op_err(&self.url, "create directory for", key, e))?;
+        }
+        let file = tokio::fs::File::create(&partial)
+            .await
+            .map_err(|e| op_err(&self.url, "create", key, e))?;
+        Ok(FsWriter {
+            dest: self.url.clone(),
+            key: key.to_string(),
+            file: tokio::io::BufWriter::with_capacity(1 << 20, file),
+            partial,
+            path,
+        })
+    }
+
+    pub async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        let mut w = self.writer(key).await?;
+        w.write(data).await?;
+        w.finish().await
+    }
+
+    pub async fn reader(&self, key: &str) -> Result<FsReader, StoreError> {
+        match tokio::fs::File::open(self.path(key)).await {
+            Ok(file) => Ok(FsReader {
+                dest: self.url.clone(),
+                key: key.to_string(),
+                file,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::NotFound {
+                dest: self.url.clone(),
+                key: key.to_string(),
+            }),
+            Err(e) => Err(op_err(&self.url, "open", key, e)),
+        }
+    }
+
+    /// Every file under the root whose key starts with `prefix`, including
+    /// `.partial` ones when `partial` is set.
+    fn walk(&self, prefix: &str, partial: bool) -> Result<Vec<ObjectInfo>, StoreError> {
+        let mut out = Vec::new();
+        // Start from the deepest directory the prefix names, then filter.
+        let start = match prefix.rfind('/') {
+            Some(i) => self.root.join(&prefix[..i]),
+            None => self.root.clone(),
+        };
+        let mut stack = vec![start];
+        while let Some(dir) = stack.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(op_err(&self.url, "list", prefix, e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| op_err(&self.url, "list", prefix, e))?;
+                let meta = entry.metadata().map_err(|e| op_err(&self.url, "list", prefix, e))?;
+                if meta.is_dir() {
+                    stack.push(entry.path());
+                    continue;
+                }
+                let rel = rel_key(&self.root, &entry.path());
+                if rel.ends_with(PARTIAL) != partial || !rel.starts_with(prefix) {
+                    continue;
+                }
+                out.push(ObjectInfo {
+                    key: rel,
+                    size: meta.len(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        self.walk(prefix, false)
+    }
+
+    pub async fn delete(&self, keys: &[String]) -> Result<(), StoreError> {
+        for key in keys {
+            match tokio::fs::remove_file(self.path(key)).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(op_err(&self.url, "delete", key, e)),
+            }
+            // Leave no empty backup directories behind.
+            if let Some(dir) = self.path(key).parent() {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn clean_incomplete(
+        &self,
+        prefix: &str,
+        stale: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<Vec<String>, StoreError> {
+        let mut cleaned = Vec::new();
+        for obj in self.walk(prefix, true)? {
+            let key = obj.key.trim_end_matches(PARTIAL).to_string();
+            if stale(&key) {
+                let _ = std::fs::remove_file(self.root.join(&obj.key));
+                cleaned.push(key);
+            }
+        }
+        Ok(cleaned)
+    }
+}
+
+fn rel_key(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
+pub struct FsWriter {
+    dest: String,
+    key: String,
+    file: tokio::io::BufWriter<tokio::fs::File>,
+    partial: PathBuf,
+    path: PathBuf,
+}
+
+impl FsWriter {
+    pub async fn write(&mut self, data: Bytes) -> Result<(), StoreError> {
+        self.file
+            .write_all(&data)
+            .await
+            .map_err(|e| op_err(&self.dest, "write", &self.key, e))
+    }
+
+    pub async fn finish(mut self) -> Result<(), StoreError> {
+        let err = |e| op_err(&self.dest, "finish", &self.key, e);
+        self.file.flush().await.map_err(err)?;
+        self.file.get_mut().sync_all().await.map_err(err)?;
+        tokio::fs::rename(&self.partial, &self.path).await.map_err(err)?;
+        // The rename is durable only once the directory is synced.
+        if let Some(dir) = self.path.parent() {
+            if let Ok(d) = tokio::fs::File::open(dir).await {
+                let _ = d.sync_all().await;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn abort(self) {
+        drop(self.file);
+        if let Err(e) = tokio::fs::remove_file(&self.partial).await {
+            tracing::warn!(dest = %self.dest, key = %self.key, error = %e, "could not remove partial object");
+        }
+    }
+}
+
+pub struct FsReader {
+    dest: String,
+    key: String,
+    file: tokio::fs::File,
+}
+
+impl FsReader {
+    pub async fn next(&mut self) -> Result<Option<Bytes>, StoreError> {
+        let mut buf = vec![0u8; READ_CHUNK];
+        let n = self
+            .file
+            .read(&mut buf)
+            .await
+            .map_err(|e| op_err(&self.dest, "read", &self.key, e))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.truncate(n);
+        Ok(Some(buf.into()))
+    }
+}

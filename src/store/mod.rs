@@ -1,0 +1,172 @@
+//! Where backups live: one interface, two implementations — S3 (any endpoint,
+//! any region) and a local directory (`file://`, the embedded default).
+//!
+//! Keys are relative to the destination's root (`s3://bucket/prefix` or the
+//! directory). An object becomes visible only when its writer finishes: a
+//! renamed `.partial` file or a completed multipart upload. `abort` or a
+//! killed process leaves nothing that listing reports.
+
+pub mod fs;
+pub mod s3;
+
+use bytes::Bytes;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("destination URL {url:?}: {problem}")]
+    BadUrl { url: String, problem: String },
+    #[error("{dest}: {op} {key}: {message}")]
+    Op {
+        dest: String,
+        op: &'static str,
+        key: String,
+        message: String,
+    },
+    #[error("{dest}: {key} does not exist")]
+    NotFound { dest: String, key: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+}
+
+pub enum Store {
+    Fs(fs::FsStore),
+    S3(s3::S3Store),
+}
+
+impl Store {
+    /// `file:///abs/path`, a plain absolute path, or
+    /// `s3://bucket/prefix?region=R&endpoint=URL&storage-class=C`.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        if let Some(rest) = url.strip_prefix("s3://") {
+            Ok(Store::S3(s3::S3Store::open(url, rest).await?))
+        } else if url.starts_with("file://") || url.starts_with('/') {
+            Ok(Store::Fs(fs::FsStore::open(url)?))
+        } else {
+            Err(StoreError::BadUrl {
+                url: url.to_string(),
+                problem: "expected s3://bucket/prefix?region=…[&endpoint=…] or file:///absolute/path".into(),
+            })
+        }
+    }
+
+    /// The destination as the user named it (never holds credentials).
+    pub fn name(&self) -> &str {
+        match self {
+            Store::Fs(s) => &s.url,
+            Store::S3(s) => &s.url,
+        }
+    }
+
+    pub async fn writer(&self, key: &str) -> Result<ObjectWriter, StoreError> {
+        Ok(match self {
+            Store::Fs(s) => ObjectWriter::Fs(s.writer(key).await?),
+            Store::S3(s) => ObjectWriter::S3(s.writer(key)),
+        })
+    }
+
+    /// Writes a small object in one request (manifests).
+    pub async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        match self {
+            Store::Fs(s) => s.put(key, data).await,
+            Store::S3(s) => s.put(key, data).await,
+        }
+    }
+
+    /// Reads a small object whole (manifests).
+    pub async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
+        let mut r = self.reader(key).await?;
+        let mut out = Vec::new();
+        while let Some(chunk) = r.next().await? {
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out.into())
+    }
+
+    pub async fn reader(&self, key: &str) -> Result<ObjectReader, StoreError> {
+        Ok(match self {
+            Store::Fs(s) => ObjectReader::Fs(s.reader(key).await?),
+            Store::S3(s) => ObjectReader::S3(s.reader(key).await?),
+        })
+    }
+
+    /// Committed objects under `prefix`, sorted by key.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        let mut v = match self {
+            Store::Fs(s) => s.list(prefix).await?,
+            Store::S3(s) => s.list(prefix).await?,
+        };
+        v.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(v)
+    }
+
+    /// Deletes objects; an already missing object is not an error.
+    pub async fn delete(&self, keys: &[String]) -> Result<(), StoreError> {
+        match self {
+            Store::Fs(s) => s.delete(keys).await,
+            Store::S3(s) => s.delete(keys).await,
+        }
+    }
+
+    /// Aborts uploads left by killed writers under `prefix` whose key
+    /// `stale(key)` says may go. Returns the keys cleaned.
+    pub async fn clean_incomplete(
+        &self,
+        prefix: &str,
+        stale: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<Vec<String>, StoreError> {
+        match self {
+            Store::Fs(s) => s.clean_incomplete(prefix, stale).await,
+            Store::S3(s) => s.clean_incomplete(prefix, stale).await,
+        }
+    }
+}
+
+/// A streaming upload of one object.
+pub enum ObjectWriter {
+    Fs(fs::FsWriter),
+    S3(s3::S3Writer),
+}
+
+impl ObjectWriter {
+    pub async fn write(&mut self, data: Bytes) -> Result<(), StoreError> {
+        match self {
+            ObjectWriter::Fs(w) => w.write(data).await,
+            ObjectWriter::S3(w) => w.write(data).await,
+        }
+    }
+
+    /// Makes the object visible.
+    pub async fn finish(self) -> Result<(), StoreError> {
+        match self {
+            ObjectWriter::Fs(w) => w.finish().await,
+            ObjectWriter::S3(w) => w.finish().await,
+        }
+    }
+
+    /// Discards what was written; best effort, errors are logged.
+    pub async fn abort(self) {
+        match self {
+            ObjectWriter::Fs(w) => w.abort().await,
+            ObjectWriter::S3(w) => w.abort().await,
+        }
+    }
+}
+
+pub enum ObjectReader {
+    Fs(fs::FsReader),
+    S3(s3::S3Reader),
+}
+
+impl ObjectReader {
+    /// The next chunk, `None` at the end.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, StoreError> {
+        match self {
+            ObjectReader::Fs(r) => r.next().await,
+            ObjectReader::S3(r) => r.next().await,
+        }
+    }
+}
