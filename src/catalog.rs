@@ -5,7 +5,7 @@
 //! `backups/<id>/manifest.json` — written last, its presence commits the backup;
 //! `backups/<id>/<part>.lbk` — the encrypted objects it lists.
 
-use crate::keys::{Keyring, KeyError, KEY_LEN, WRAPPED_LEN};
+use crate::keys::{KeyError, Keyring, KEY_LEN, WRAPPED_LEN};
 use crate::pipeline::header::Compression;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -190,11 +190,14 @@ pub fn open_manifest(bytes: &[u8], id: &str, keys: &Keyring) -> Result<Manifest,
         .ok()
         .and_then(|v| v.try_into().ok())
         .ok_or_else(|| bad("mac_key is not a wrapped key"))?;
-    let mac_key = keys.get(&m.key_id)?.unwrap(&wrapped, &mac_aad(id)).map_err(|e| match e {
-        // The key is known but does not open this MAC key: altered or foreign.
-        KeyError::Unwrap { .. } => CatalogError::Mac { id: id.to_string() },
-        other => other.into(),
-    })?;
+    let mac_key = keys
+        .get(&m.key_id)?
+        .unwrap(&wrapped, &mac_aad(id))
+        .map_err(|e| match e {
+            // The key is known but does not open this MAC key: altered or foreign.
+            KeyError::Unwrap { .. } => CatalogError::Mac { id: id.to_string() },
+            other => other.into(),
+        })?;
     hmac::verify(&hmac::Key::new(hmac::HMAC_SHA256, &mac_key), body, &tag)
         .map_err(|_| CatalogError::Mac { id: id.to_string() })?;
     Ok(m)
@@ -239,7 +242,9 @@ pub fn select<'m>(manifests: &'m [Manifest], point: &Point) -> Result<&'m Manife
             .iter()
             .find(|m| &m.backup_id == id)
             .ok_or_else(|| CatalogError::NoSuchId(id.clone())),
-        Point::AtOrBefore(t) => newest(&|m| m.completed_at <= *t).ok_or(CatalogError::NothingBefore(*t)),
+        Point::AtOrBefore(t) => {
+            newest(&|m| m.completed_at <= *t).ok_or(CatalogError::NothingBefore(*t))
+        }
     }
 }
 
@@ -300,12 +305,18 @@ mod tests {
         let bytes = seal_manifest(manifest(id, Utc::now()), &k);
         let m = open_manifest(&bytes, id, &k).unwrap();
         assert_eq!(m.key_id, "k1");
-        assert!(serde_json::from_slice::<serde_json::Value>(&bytes).is_ok(), "valid JSON");
+        assert!(
+            serde_json::from_slice::<serde_json::Value>(&bytes).is_ok(),
+            "valid JSON"
+        );
         // edit a size by hand
         let text = String::from_utf8(bytes.clone()).unwrap();
         let edited = text.replace("\"size\":10", "\"size\":11");
         assert_ne!(edited, text);
-        assert!(matches!(open_manifest(edited.as_bytes(), id, &k), Err(CatalogError::Mac { .. })));
+        assert!(matches!(
+            open_manifest(edited.as_bytes(), id, &k),
+            Err(CatalogError::Mac { .. })
+        ));
         // flip any byte
         for i in 0..bytes.len() - 1 {
             let mut b = bytes.clone();
@@ -319,7 +330,10 @@ mod tests {
         ));
         // another key file
         let other = keys(&crate::keys::new_key_line("k1").unwrap());
-        assert!(matches!(open_manifest(&bytes, id, &other), Err(CatalogError::Mac { .. })));
+        assert!(matches!(
+            open_manifest(&bytes, id, &other),
+            Err(CatalogError::Mac { .. })
+        ));
     }
 
     #[test]
@@ -329,17 +343,41 @@ mod tests {
             manifest("20261125T020000Z-aaaaaa", t(2)),
             manifest("20261125T040000Z-bbbbbb", t(4)),
         ];
-        assert_eq!(select(&ms, &Point::Latest).unwrap().backup_id, ms[1].backup_id);
-        assert_eq!(select(&ms, &Point::AtOrBefore(t(3))).unwrap().backup_id, ms[0].backup_id);
-        assert_eq!(select(&ms, &Point::AtOrBefore(t(4))).unwrap().backup_id, ms[1].backup_id);
-        assert_eq!(select(&ms, &Point::AtOrBefore(t(9))).unwrap().backup_id, ms[1].backup_id);
-        assert!(matches!(select(&ms, &Point::AtOrBefore(t(1))), Err(CatalogError::NothingBefore(_))));
-        assert!(matches!(select(&[], &Point::Latest), Err(CatalogError::Empty)));
+        assert_eq!(
+            select(&ms, &Point::Latest).unwrap().backup_id,
+            ms[1].backup_id
+        );
+        assert_eq!(
+            select(&ms, &Point::AtOrBefore(t(3))).unwrap().backup_id,
+            ms[0].backup_id
+        );
+        assert_eq!(
+            select(&ms, &Point::AtOrBefore(t(4))).unwrap().backup_id,
+            ms[1].backup_id
+        );
+        assert_eq!(
+            select(&ms, &Point::AtOrBefore(t(9))).unwrap().backup_id,
+            ms[1].backup_id
+        );
+        assert!(matches!(
+            select(&ms, &Point::AtOrBefore(t(1))),
+            Err(CatalogError::NothingBefore(_))
+        ));
+        assert!(matches!(
+            select(&[], &Point::Latest),
+            Err(CatalogError::Empty)
+        ));
         assert!(matches!(
             select(&ms, &Point::Id("20261125T030000Z-cccccc".into())),
             Err(CatalogError::NoSuchId(_))
         ));
-        assert!("yesterday".parse::<Point>().unwrap_err().contains("RFC 3339"));
-        assert_eq!("2026-11-25T03:00:00Z".parse::<Point>().unwrap(), Point::AtOrBefore(t(3)));
+        assert!("yesterday"
+            .parse::<Point>()
+            .unwrap_err()
+            .contains("RFC 3339"));
+        assert_eq!(
+            "2026-11-25T03:00:00Z".parse::<Point>().unwrap(),
+            Point::AtOrBefore(t(3))
+        );
     }
 }

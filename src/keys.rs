@@ -107,12 +107,20 @@ impl MasterKey {
         out
     }
 
-    pub fn unwrap(&self, wrapped: &[u8; WRAPPED_LEN], aad: &[u8]) -> Result<[u8; KEY_LEN], KeyError> {
+    pub fn unwrap(
+        &self,
+        wrapped: &[u8; WRAPPED_LEN],
+        aad: &[u8],
+    ) -> Result<[u8; KEY_LEN], KeyError> {
         let nonce: [u8; WRAP_NONCE_LEN] = wrapped[..WRAP_NONCE_LEN].try_into().expect("len");
         let mut buf = wrapped[WRAP_NONCE_LEN..].to_vec();
         let plain = self
             .key
-            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buf)
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut buf,
+            )
             .map_err(|_| KeyError::Unwrap {
                 id: self.id.clone(),
             })?;
@@ -148,7 +156,8 @@ impl Keyring {
                 problem: problem.to_string(),
             };
             let mut it = line.split_whitespace();
-            let (Some(tag), Some(id), Some(b64), None) = (it.next(), it.next(), it.next(), it.next())
+            let (Some(tag), Some(id), Some(b64), None) =
+                (it.next(), it.next(), it.next(), it.next())
             else {
                 return Err(bad("expected `LIFEBOAT-KEY-1 <id> <base64 key>`"));
             };
@@ -156,7 +165,9 @@ impl Keyring {
                 return Err(bad("line does not start with LIFEBOAT-KEY-1"));
             }
             if !valid_key_id(id) {
-                return Err(bad("key id must be 1 to 64 characters from A-Z a-z 0-9 . _ -"));
+                return Err(bad(
+                    "key id must be 1 to 64 characters from A-Z a-z 0-9 . _ -",
+                ));
             }
             let material: [u8; KEY_LEN] = B64
                 .decode(b64)
@@ -262,22 +273,38 @@ mod tests {
 
     #[test]
     fn first_key_encrypts_all_decrypt() {
-        let text = format!("{}{}", new_key_line("new").unwrap(), new_key_line("old").unwrap());
+        let text = format!(
+            "{}{}",
+            new_key_line("new").unwrap(),
+            new_key_line("old").unwrap()
+        );
         let ring = ring_of(&text).unwrap();
         assert_eq!(ring.primary().id, "new");
         let dk = random_bytes::<32>();
         let w = ring.get("old").unwrap().wrap(&dk, b"ctx");
         assert_eq!(ring.get("old").unwrap().unwrap(&w, b"ctx").unwrap(), dk);
-        assert!(matches!(ring.get("old").unwrap().unwrap(&w, b"other"), Err(KeyError::Unwrap { .. })));
+        assert!(matches!(
+            ring.get("old").unwrap().unwrap(&w, b"other"),
+            Err(KeyError::Unwrap { .. })
+        ));
     }
 
     #[test]
     fn errors_name_the_line_and_never_the_key() {
-        let err = ring_of("# c\nLIFEBOAT-KEY-1 k1 c2VjcmV0\n").unwrap_err().to_string();
+        let err = ring_of("# c\nLIFEBOAT-KEY-1 k1 c2VjcmV0\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 2") && err.contains("32 bytes"), "{err}");
         assert!(!err.contains("c2VjcmV0"), "{err}");
-        assert!(matches!(ring_of("\n# only comments\n"), Err(KeyError::Empty(_))));
-        let dup = format!("{}{}", new_key_line("a").unwrap(), new_key_line("a").unwrap());
+        assert!(matches!(
+            ring_of("\n# only comments\n"),
+            Err(KeyError::Empty(_))
+        ));
+        let dup = format!(
+            "{}{}",
+            new_key_line("a").unwrap(),
+            new_key_line("a").unwrap()
+        );
         assert!(matches!(ring_of(&dup), Err(KeyError::DuplicateId { .. })));
     }
 

@@ -5,6 +5,7 @@
 //! and the CRD printer. This library holds everything; `main.rs` dispatches.
 
 pub mod catalog;
+pub mod commands;
 pub mod keys;
 pub mod pipeline;
 pub mod source;

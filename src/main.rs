@@ -1,1 +1,439 @@
-fn main() {}
+//! The `lifeboat` binary: parses the command line and dispatches.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use lifeboat::catalog::Point;
+use lifeboat::commands::{self, backup, list, prune, restore, verify};
+use lifeboat::keys::{self, Keyring};
+use lifeboat::pipeline::header::Compression;
+use lifeboat::source::postgres::{PgConn, Secret};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "lifeboat",
+    version,
+    about = "Backup and disaster recovery: PostgreSQL to S3 in several regions, encrypted and verified"
+)]
+struct Cli {
+    /// Log filter (error, warn, info, debug, trace or a tracing directive).
+    #[arg(long, global = true, env = "LIFEBOAT_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Back up PostgreSQL databases to one or more destinations.
+    Backup(BackupArgs),
+    /// Restore a backup into a database.
+    Restore(RestoreArgs),
+    /// List the recovery points in destinations.
+    List(ListArgs),
+    /// Re-read backups and check every byte without restoring.
+    Verify(VerifyArgs),
+    /// Delete backups from every destination; clean interrupted uploads.
+    Prune(PruneArgs),
+    /// Write a new master key file (or put a new key first in one).
+    Keygen(KeygenArgs),
+}
+
+/// Where PostgreSQL is. Unset values come from libpq's environment
+/// (PGHOST, PGPORT, PGUSER, PGPASSFILE, PGPASSWORD, PGSSLMODE).
+#[derive(Args, Clone)]
+struct ConnArgs {
+    #[arg(long)]
+    host: Option<String>,
+    #[arg(long)]
+    port: Option<u16>,
+    #[arg(long)]
+    user: Option<String>,
+    /// File holding the password (never pass a password on the command line).
+    #[arg(long, env = "LIFEBOAT_PASSWORD_FILE")]
+    password_file: Option<PathBuf>,
+    /// Directory of pg_dump, pg_restore and pg_dumpall (default: PATH).
+    #[arg(long, env = "LIFEBOAT_PG_BIN")]
+    pg_bin: Option<PathBuf>,
+    /// Database for server-level queries.
+    #[arg(long, default_value = "postgres")]
+    maintenance_db: String,
+}
+
+impl ConnArgs {
+    fn conn(&self) -> Result<PgConn, commands::Error> {
+        Ok(PgConn {
+            host: self.host.clone(),
+            port: self.port,
+            user: self.user.clone(),
+            password: self
+                .password_file
+                .as_deref()
+                .map(Secret::from_file)
+                .transpose()?,
+            bin_dir: self.pg_bin.clone(),
+        })
+    }
+}
+
+#[derive(Args)]
+struct KeyArgs {
+    /// Master key file (`lifeboat keygen`); the first key encrypts, all decrypt.
+    #[arg(long, env = "LIFEBOAT_KEY_FILE")]
+    key_file: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CompressionArg {
+    Zstd,
+    Gzip,
+    None,
+}
+
+#[derive(Args)]
+struct BackupArgs {
+    #[command(flatten)]
+    conn: ConnArgs,
+    /// Database to back up (repeat for several).
+    #[arg(
+        long = "database",
+        short = 'd',
+        required_unless_present = "all_databases"
+    )]
+    databases: Vec<String>,
+    /// Every database that accepts connections.
+    #[arg(long, conflicts_with = "databases")]
+    all_databases: bool,
+    /// Leave out roles and tablespaces (pg_dumpall --globals-only).
+    #[arg(long)]
+    no_globals: bool,
+    /// Destination: s3://bucket/prefix?region=R[&endpoint=URL] or file:///path (repeat for several).
+    #[arg(long = "to", required = true)]
+    to: Vec<String>,
+    #[command(flatten)]
+    key: KeyArgs,
+    #[arg(long, value_enum, default_value = "zstd")]
+    compression: CompressionArg,
+    /// Policy name recorded in the manifest.
+    #[arg(long, default_value = "manual")]
+    policy: String,
+    /// Tier recorded in the manifest (daily, weekly, monthly, manual).
+    #[arg(long, default_value = "manual")]
+    tier: String,
+    /// Commit in the destinations that succeeded when others fail (default: all or nothing).
+    #[arg(long)]
+    allow_partial: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct RestoreArgs {
+    #[command(flatten)]
+    conn: ConnArgs,
+    /// Where the backup is, in order of preference (repeat for fallbacks).
+    #[arg(long = "from", required = true)]
+    from: Vec<String>,
+    #[command(flatten)]
+    key: KeyArgs,
+    /// `latest`, a backup id, or an RFC 3339 time (newest backup completed by then).
+    #[arg(long, default_value = "latest")]
+    backup: Point,
+    /// Which database of the backup (when it holds several).
+    #[arg(long)]
+    database: Option<String>,
+    /// Database to restore into (default: the source database's name).
+    #[arg(long)]
+    target_db: Option<String>,
+    /// Create the target database when it does not exist.
+    #[arg(long)]
+    create: bool,
+    /// Replace the contents of a non-empty target (default: refuse).
+    #[arg(long, alias = "overwrite")]
+    clean: bool,
+    /// Do not restore ownership and grants (a server without the same roles).
+    #[arg(long)]
+    no_owner: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ListArgs {
+    #[arg(long = "from", required = true)]
+    from: Vec<String>,
+    /// Check each manifest's MAC with this key file.
+    #[arg(long, env = "LIFEBOAT_KEY_FILE")]
+    key_file: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    #[arg(long = "from", required = true)]
+    from: Vec<String>,
+    #[command(flatten)]
+    key: KeyArgs,
+    /// `latest`, a backup id, an RFC 3339 time, or `all`.
+    #[arg(long, default_value = "latest")]
+    backup: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct PruneArgs {
+    #[arg(long = "from", required = true)]
+    from: Vec<String>,
+    /// Backup id to delete (repeat for several).
+    #[arg(long = "backup")]
+    backups: Vec<String>,
+    /// Also remove what interrupted backups left (incomplete uploads, objects without a manifest).
+    #[arg(long)]
+    incomplete: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct KeygenArgs {
+    /// Key id recorded in every object it encrypts (A-Z a-z 0-9 . _ -).
+    #[arg(long)]
+    id: String,
+    /// Key file to write (mode 0600).
+    #[arg(long)]
+    out: PathBuf,
+    /// Put the new key first in an existing file (rotation: old keys still decrypt).
+    #[arg(long)]
+    add: bool,
+}
+
+fn compression(c: CompressionArg) -> Compression {
+    match c {
+        CompressionArg::Zstd => Compression::Zstd,
+        CompressionArg::Gzip => Compression::Gzip,
+        CompressionArg::None => Compression::None,
+    }
+}
+
+fn print_json<T: Serialize>(v: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).expect("report serialises")
+    );
+}
+
+fn human_bytes(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < units.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", units[u])
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
+    match cli.command {
+        Command::Backup(a) => {
+            let report = backup::backup(backup::BackupOptions {
+                conn: a.conn.conn()?,
+                databases: a.databases,
+                all_databases: a.all_databases,
+                maintenance_db: a.conn.maintenance_db.clone(),
+                globals: !a.no_globals,
+                to: a.to,
+                keys: Keyring::load(&a.key.key_file)?,
+                compression: compression(a.compression),
+                policy: a.policy,
+                tier: a.tier,
+                allow_partial: a.allow_partial,
+            })
+            .await?;
+            if a.json {
+                print_json(&report);
+            } else {
+                println!("backup {} committed", report.backup_id);
+                println!(
+                    "  {} read, {} stored per destination, {:.1} s, {:.1} MiB/s, peak memory {}",
+                    human_bytes(report.bytes_in),
+                    human_bytes(report.bytes_out),
+                    report.seconds,
+                    report.mib_per_s,
+                    human_bytes(report.peak_rss_bytes)
+                );
+                for d in &report.destinations {
+                    match &d.error {
+                        None => println!("  ✓ {}", d.url),
+                        Some(e) => println!("  ✗ {} — {e}", d.url),
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore(a) => {
+            let report = restore::restore(restore::RestoreOptions {
+                from: a.from,
+                keys: Arc::new(Keyring::load(&a.key.key_file)?),
+                point: a.backup,
+                database: a.database,
+                target: a.conn.conn()?,
+                target_db: a.target_db,
+                maintenance_db: a.conn.maintenance_db.clone(),
+                create: a.create,
+                clean: a.clean,
+                no_owner: a.no_owner,
+            })
+            .await?;
+            if a.json {
+                print_json(&report);
+            } else {
+                println!(
+                    "restored backup {} ({} {}) from {} into {} in {:.1} s ({:.1} MiB/s)",
+                    report.backup_id,
+                    report.source_database,
+                    report.backup_completed_at.to_rfc3339(),
+                    report.destination,
+                    report.target_database,
+                    report.seconds,
+                    report.mib_per_s
+                );
+                for f in &report.failed_attempts {
+                    println!("  skipped {}: {}", f.destination, f.error);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::List(a) => {
+            let keys = a.key_file.as_deref().map(Keyring::load).transpose()?;
+            let entries = list::list(&a.from, keys.as_ref()).await?;
+            if a.json {
+                print_json(&entries);
+            } else {
+                println!(
+                    "{:<24} {:<21} {:<8} {:<10} {:>10}  {:<20} DESTINATION",
+                    "BACKUP", "COMPLETED", "TIER", "POLICY", "SIZE", "DATABASES"
+                );
+                for e in &entries {
+                    let when = e
+                        .completed_at
+                        .map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
+                        .unwrap_or_else(|| "?".into());
+                    println!(
+                        "{:<24} {:<21} {:<8} {:<10} {:>10}  {:<20} {}{}",
+                        e.backup_id,
+                        when,
+                        e.tier,
+                        e.policy,
+                        human_bytes(e.bytes),
+                        e.databases.join(","),
+                        e.destination,
+                        e.error
+                            .as_ref()
+                            .map(|x| format!("  (INVALID: {x})"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify(a) => {
+            let which = if a.backup == "all" {
+                verify::Which::All
+            } else {
+                verify::Which::Point(
+                    a.backup
+                        .parse()
+                        .map_err(|e: String| commands::Error::Usage(format!("--backup: {e}")))?,
+                )
+            };
+            let keys = Arc::new(Keyring::load(&a.key.key_file)?);
+            let report = verify::verify(&a.from, keys, &which).await?;
+            if a.json {
+                print_json(&report);
+            } else {
+                for c in &report.checks {
+                    let mark = if c.ok { "✓" } else { "✗" };
+                    println!(
+                        "{mark} {} {}{}",
+                        c.backup_id,
+                        c.destination,
+                        c.error
+                            .as_ref()
+                            .map(|e| format!(" — {e}"))
+                            .unwrap_or_default()
+                    );
+                    for o in c.objects.iter().filter(|o| !o.ok) {
+                        println!("    ✗ {}: {}", o.key, o.error.clone().unwrap_or_default());
+                    }
+                }
+            }
+            if report.problems > 0 || report.checks.is_empty() {
+                if report.checks.is_empty() {
+                    eprintln!("error: no backup to verify");
+                } else {
+                    eprintln!("error: {} problem(s) found", report.problems);
+                }
+                return Ok(ExitCode::from(1));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Prune(a) => {
+            if a.backups.is_empty() && !a.incomplete {
+                return Err(commands::Error::Usage(
+                    "nothing to prune: give --backup ID or --incomplete".into(),
+                ));
+            }
+            let report = prune::prune(&a.from, &a.backups, a.incomplete).await?;
+            if a.json {
+                print_json(&report);
+            } else {
+                println!("deleted {} backup(s)", report.deleted.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keygen(a) => {
+            keys::write_new_key(&a.out, &a.id, a.add)?;
+            eprintln!(
+                "wrote key {:?} to {} (mode 0600); keep a copy outside the cluster",
+                a.id,
+                a.out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                let t = s.to_string();
+                if !msg.contains(&t) {
+                    msg.push_str(": ");
+                    msg.push_str(&t);
+                }
+                src = s.source();
+            }
+            eprintln!("error: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}

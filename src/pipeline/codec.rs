@@ -25,13 +25,23 @@ pub struct ObjectEncoder<W: Write> {
 }
 
 impl<W: Write> ObjectEncoder<W> {
-    pub fn new(out: W, master: &MasterKey, name: &str, compression: Compression) -> io::Result<Self> {
+    pub fn new(
+        out: W,
+        master: &MasterKey,
+        name: &str,
+        compression: Compression,
+    ) -> io::Result<Self> {
         let (header, data_key) = Header::seal_new(master, name, compression);
         let sealer = Sealer::new(out, &header, &data_key)?;
         let inner = match compression {
             Compression::None => Compressor::None(sealer),
-            Compression::Zstd => Compressor::Zstd(zstd::stream::write::Encoder::new(sealer, ZSTD_LEVEL)?),
-            Compression::Gzip => Compressor::Gzip(flate2::write::GzEncoder::new(sealer, flate2::Compression::new(6))),
+            Compression::Zstd => {
+                Compressor::Zstd(zstd::stream::write::Encoder::new(sealer, ZSTD_LEVEL)?)
+            }
+            Compression::Gzip => Compressor::Gzip(flate2::write::GzEncoder::new(
+                sealer,
+                flate2::Compression::new(6),
+            )),
         };
         Ok(Self { inner })
     }
@@ -140,6 +150,7 @@ pub enum DecodeError {
     ShortHeader,
 }
 
+#[allow(clippy::large_enum_variant)] // one per object; boxing buys nothing
 enum State<O: Write> {
     Header(Vec<u8>),
     Body {
@@ -155,7 +166,6 @@ pub struct ObjectDecoder<'k, O: Write> {
     hasher: Hasher,
     state: Option<State<O>>,
     sink: Option<O>,
-    plain: u64,
 }
 
 impl<'k, O: Write> ObjectDecoder<'k, O> {
@@ -168,7 +178,6 @@ impl<'k, O: Write> ObjectDecoder<'k, O> {
             hasher: Hasher::default(),
             state: Some(State::Header(Vec::new())),
             sink: Some(out),
-            plain: 0,
         }
     }
 
@@ -186,17 +195,25 @@ impl<'k, O: Write> ObjectDecoder<'k, O> {
                         let sink = self.sink.take().expect("sink");
                         let mut out = match header.compression {
                             Compression::None => Decompressor::None(sink),
-                            Compression::Zstd => {
-                                Decompressor::Zstd(zstd::stream::write::Decoder::new(sink).map_err(DecodeError::Data)?)
+                            Compression::Zstd => Decompressor::Zstd(
+                                zstd::stream::write::Decoder::new(sink)
+                                    .map_err(DecodeError::Data)?,
+                            ),
+                            Compression::Gzip => {
+                                Decompressor::Gzip(flate2::write::GzDecoder::new(sink))
                             }
-                            Compression::Gzip => Decompressor::Gzip(flate2::write::GzDecoder::new(sink)),
                         };
-                        opener.push(&buf[used..], &mut out).map_err(DecodeError::Data)?;
+                        opener
+                            .push(&buf[used..], &mut out)
+                            .map_err(DecodeError::Data)?;
                         State::Body { opener, out }
                     }
                 }
             }
-            State::Body { mut opener, mut out } => {
+            State::Body {
+                mut opener,
+                mut out,
+            } => {
                 opener.push(data, &mut out).map_err(DecodeError::Data)?;
                 State::Body { opener, out }
             }
@@ -212,7 +229,6 @@ impl<'k, O: Write> ObjectDecoder<'k, O> {
             State::Body { opener, mut out } => {
                 opener.finish(&mut out).map_err(DecodeError::Data)?;
                 let sink = out.finish().map_err(DecodeError::Data)?;
-                self.plain = 0;
                 Ok((sink, self.hasher.finish()))
             }
         }
@@ -262,7 +278,9 @@ mod tests {
     #[test]
     fn every_compression_roundtrips() {
         let k = keys("k1");
-        let plain: Vec<u8> = (0..300_000u32).flat_map(|i| (i % 1000).to_le_bytes()).collect();
+        let plain: Vec<u8> = (0..300_000u32)
+            .flat_map(|i| (i % 1000).to_le_bytes())
+            .collect();
         for c in [Compression::None, Compression::Zstd, Compression::Gzip] {
             let stored = encode(&k, "n", c, &plain);
             let (out, digest) = decode(&k, "n", &stored).unwrap();
@@ -277,11 +295,18 @@ mod tests {
     #[test]
     fn wrong_key_names_the_key_id() {
         let stored = encode(&keys("prod-1"), "n", Compression::Zstd, b"data");
-        let err = decode(&keys("prod-2"), "n", &stored).unwrap_err().to_string();
+        let err = decode(&keys("prod-2"), "n", &stored)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("prod-1") && err.contains("prod-2"), "{err}");
         // same id, different material
-        let err = decode(&keys("prod-1"), "n", &stored).unwrap_err().to_string();
-        assert!(err.contains("prod-1") && err.contains("does not decrypt"), "{err}");
+        let err = decode(&keys("prod-1"), "n", &stored)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("prod-1") && err.contains("does not decrypt"),
+            "{err}"
+        );
     }
 
     #[test]

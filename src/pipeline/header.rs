@@ -52,7 +52,9 @@ pub enum HeaderError {
     SegmentSize(u8),
     #[error("object header is malformed: {0}")]
     Malformed(&'static str),
-    #[error("object is named {found:?} in its header, expected {expected:?}: it belongs elsewhere")]
+    #[error(
+        "object is named {found:?} in its header, expected {expected:?}: it belongs elsewhere"
+    )]
     WrongName { expected: String, found: String },
     #[error(transparent)]
     Key(#[from] KeyError),
@@ -70,7 +72,11 @@ pub struct Header {
 
 impl Header {
     /// A header for a new object, with a fresh data key wrapped by `master`.
-    pub fn seal_new(master: &MasterKey, name: &str, compression: Compression) -> (Self, [u8; KEY_LEN]) {
+    pub fn seal_new(
+        master: &MasterKey,
+        name: &str,
+        compression: Compression,
+    ) -> (Self, [u8; KEY_LEN]) {
         let data_key: [u8; KEY_LEN] = crate::keys::random_bytes();
         let mut h = Header {
             compression,
@@ -164,7 +170,11 @@ impl Header {
     }
 
     /// Checks the binding to `expected_name` and unwraps the data key.
-    pub fn open(&self, keys: &Keyring, expected_name: Option<&str>) -> Result<[u8; KEY_LEN], HeaderError> {
+    pub fn open(
+        &self,
+        keys: &Keyring,
+        expected_name: Option<&str>,
+    ) -> Result<[u8; KEY_LEN], HeaderError> {
         if let Some(expected) = expected_name {
             if expected != self.name {
                 return Err(HeaderError::WrongName {
@@ -173,7 +183,9 @@ impl Header {
                 });
             }
         }
-        Ok(keys.get(&self.key_id)?.unwrap(&self.wrapped_key, &self.aad())?)
+        Ok(keys
+            .get(&self.key_id)?
+            .unwrap(&self.wrapped_key, &self.aad())?)
     }
 }
 
@@ -192,7 +204,10 @@ mod tests {
         let (h, dk) = Header::seal_new(keys.primary(), "backups/x/db.lbk", Compression::Zstd);
         let bytes = h.encode();
         for cut in 0..bytes.len() {
-            assert!(Header::parse(&bytes[..cut]).unwrap().is_none() || cut < 8, "cut {cut}");
+            assert!(
+                Header::parse(&bytes[..cut]).unwrap().is_none() || cut < 8,
+                "cut {cut}"
+            );
         }
         let (parsed, used) = Header::parse(&bytes).unwrap().unwrap();
         assert_eq!(used, bytes.len());
@@ -204,7 +219,10 @@ mod tests {
     fn any_header_edit_or_rename_is_refused() {
         let keys = ring();
         let (h, _) = Header::seal_new(keys.primary(), "a.lbk", Compression::Zstd);
-        assert!(matches!(h.open(&keys, Some("b.lbk")), Err(HeaderError::WrongName { .. })));
+        assert!(matches!(
+            h.open(&keys, Some("b.lbk")),
+            Err(HeaderError::WrongName { .. })
+        ));
         let bytes = h.encode();
         for i in 0..bytes.len() {
             let mut b = bytes.clone();

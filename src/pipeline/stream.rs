@@ -124,7 +124,12 @@ impl Opener {
         let plain = self
             .key
             .open_in_place(n, Aad::empty(), &mut self.buf[..len])
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, StreamError::Segment(self.counter as u64)))?;
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    StreamError::Segment(self.counter as u64),
+                )
+            })?;
         out.write_all(plain)?;
         self.buf.drain(..len);
         self.counter = self
@@ -153,11 +158,17 @@ impl Opener {
         let len = self.buf.len();
         // An empty final segment is only valid as the sole segment (empty object).
         if len < TAG_LEN || (len == TAG_LEN && self.counter > 0) {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, StreamError::Truncated));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                StreamError::Truncated,
+            ));
         }
         match self.open_segment(len, true, out) {
             // A non-last segment opened as last fails: the tail was cut at a boundary.
-            Err(_) if len == self.seg + TAG_LEN => Err(io::Error::new(io::ErrorKind::InvalidData, StreamError::Truncated)),
+            Err(_) if len == self.seg + TAG_LEN => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                StreamError::Truncated,
+            )),
             r => r,
         }
     }
@@ -171,7 +182,8 @@ mod tests {
     use std::path::Path;
 
     fn seal(plain: &[u8], log2: u8) -> (Vec<u8>, Header, [u8; 32]) {
-        let keys = Keyring::parse(&crate::keys::new_key_line("k").unwrap(), Path::new("k")).unwrap();
+        let keys =
+            Keyring::parse(&crate::keys::new_key_line("k").unwrap(), Path::new("k")).unwrap();
         let (mut h, _) = Header::seal_new(keys.primary(), "o", Compression::None);
         h.segment_log2 = log2;
         let dk = [7u8; 32];
@@ -204,7 +216,11 @@ mod tests {
             let segments = if len == 0 { 1 } else { len.div_ceil(seg) };
             assert_eq!(ct.len(), len + segments * TAG_LEN, "len {len}");
             for step in [1, 333, seg + TAG_LEN, 1 << 20] {
-                assert_eq!(open(&ct, &h, &dk, step).unwrap(), plain, "len {len} step {step}");
+                assert_eq!(
+                    open(&ct, &h, &dk, step).unwrap(),
+                    plain,
+                    "len {len} step {step}"
+                );
             }
         }
     }

@@ -1,2 +1,3 @@
 //! What lifeboat backs up and restores into.
+pub mod child;
 pub mod postgres;

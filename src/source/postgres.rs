@@ -84,7 +84,10 @@ impl PgConn {
             .clone()
             .or_else(|| std::env::var("PGHOST").ok())
             .unwrap_or_else(|| "localhost".into());
-        match self.port.or_else(|| std::env::var("PGPORT").ok()?.parse().ok()) {
+        match self
+            .port
+            .or_else(|| std::env::var("PGPORT").ok()?.parse().ok())
+        {
             Some(p) => format!("{host}:{p}"),
             None => host,
         }
@@ -133,7 +136,9 @@ impl PgConn {
         if let Some(PassFile(p)) = passfile {
             cmd.env("PGPASSFILE", &p.0).env_remove("PGPASSWORD");
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         cmd
     }
 
@@ -141,7 +146,13 @@ impl PgConn {
     /// off: lifeboat compresses faster in the pipeline.
     pub fn pg_dump(&self, db: &str, passfile: Option<&PassFile>) -> Command {
         let mut cmd = self.command("pg_dump", passfile);
-        cmd.args(["--format=custom", "--compress=0", "--no-password", "--dbname"]).arg(db);
+        cmd.args([
+            "--format=custom",
+            "--compress=0",
+            "--no-password",
+            "--dbname",
+        ])
+        .arg(db);
         cmd
     }
 
@@ -154,10 +165,21 @@ impl PgConn {
 
     /// `pg_restore` reading an archive on stdin in one transaction, so a
     /// restore that is stopped part-way leaves nothing behind.
-    pub fn pg_restore(&self, db: &str, clean: bool, no_owner: bool, passfile: Option<&PassFile>) -> Command {
+    pub fn pg_restore(
+        &self,
+        db: &str,
+        clean: bool,
+        no_owner: bool,
+        passfile: Option<&PassFile>,
+    ) -> Command {
         let mut cmd = self.command("pg_restore", passfile);
-        cmd.args(["--single-transaction", "--exit-on-error", "--no-password", "--dbname"])
-            .arg(db);
+        cmd.args([
+            "--single-transaction",
+            "--exit-on-error",
+            "--no-password",
+            "--dbname",
+        ])
+        .arg(db);
         if clean {
             cmd.args(["--clean", "--if-exists"]);
         }
@@ -187,7 +209,10 @@ impl PgConn {
     }
 
     pub async fn connect(&self, db: &str) -> Result<PgConnection, PgError> {
-        self.options(db).connect().await.map_err(|e| query_err(db, e))
+        self.options(db)
+            .connect()
+            .await
+            .map_err(|e| query_err(db, e))
     }
 }
 
@@ -215,7 +240,11 @@ pub async fn list_databases(conn: &mut PgConnection, db: &str) -> Result<Vec<Str
     .map_err(|e| query_err(db, e))
 }
 
-pub async fn database_exists(conn: &mut PgConnection, db: &str, name: &str) -> Result<bool, PgError> {
+pub async fn database_exists(
+    conn: &mut PgConnection,
+    db: &str,
+    name: &str,
+) -> Result<bool, PgError> {
     sqlx::query_scalar::<_, bool>("select exists(select 1 from pg_database where datname = $1)")
         .bind(name)
         .fetch_one(conn)
@@ -225,13 +254,19 @@ pub async fn database_exists(conn: &mut PgConnection, db: &str, name: &str) -> R
 
 pub async fn create_database(conn: &mut PgConnection, db: &str, name: &str) -> Result<(), PgError> {
     let sql = format!("create database {}", quote_ident(name));
-    sqlx::raw_sql(&sql).execute(conn).await.map_err(|e| query_err(db, e))?;
+    sqlx::raw_sql(&sql)
+        .execute(conn)
+        .await
+        .map_err(|e| query_err(db, e))?;
     Ok(())
 }
 
 pub async fn drop_database(conn: &mut PgConnection, db: &str, name: &str) -> Result<(), PgError> {
     let sql = format!("drop database if exists {} with (force)", quote_ident(name));
-    sqlx::raw_sql(&sql).execute(conn).await.map_err(|e| query_err(db, e))?;
+    sqlx::raw_sql(&sql)
+        .execute(conn)
+        .await
+        .map_err(|e| query_err(db, e))?;
     Ok(())
 }
 
@@ -279,7 +314,10 @@ mod tests {
         let text = std::fs::read_to_string(&pf.0 .0).unwrap();
         assert_eq!(text, "*:*:*:*:s3cr\\:et\\\\\n");
         let cmd = conn.pg_dump("orders", Some(&pf));
-        let argv: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let argv: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         assert!(argv.iter().all(|a| !a.contains("s3cr")), "{argv:?}");
         let path = pf.0 .0.clone();
         drop(pf);

@@ -106,7 +106,9 @@ impl FsStore {
             };
             for entry in entries {
                 let entry = entry.map_err(|e| op_err(&self.url, "list", prefix, e))?;
-                let meta = entry.metadata().map_err(|e| op_err(&self.url, "list", prefix, e))?;
+                let meta = entry
+                    .metadata()
+                    .map_err(|e| op_err(&self.url, "list", prefix, e))?;
                 if meta.is_dir() {
                     stack.push(entry.path());
                     continue;
@@ -187,7 +189,9 @@ impl FsWriter {
         let err = |e| op_err(&self.dest, "finish", &self.key, e);
         self.file.flush().await.map_err(err)?;
         self.file.get_mut().sync_all().await.map_err(err)?;
-        tokio::fs::rename(&self.partial, &self.path).await.map_err(err)?;
+        tokio::fs::rename(&self.partial, &self.path)
+            .await
+            .map_err(err)?;
         // The rename is durable only once the directory is synced.
         if let Some(dir) = self.path.parent() {
             if let Ok(d) = tokio::fs::File::open(dir).await {

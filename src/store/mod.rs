@@ -48,7 +48,9 @@ impl Store {
         } else {
             Err(StoreError::BadUrl {
                 url: url.to_string(),
-                problem: "expected s3://bucket/prefix?region=…[&endpoint=…] or file:///absolute/path".into(),
+                problem:
+                    "expected s3://bucket/prefix?region=…[&endpoint=…] or file:///absolute/path"
+                        .into(),
             })
         }
     }

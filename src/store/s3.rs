@@ -93,8 +93,12 @@ impl S3Store {
             conf = conf
                 .endpoint_url(e)
                 .force_path_style(true)
-                .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
-                .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired);
+                .request_checksum_calculation(
+                    aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+                )
+                .response_checksum_validation(
+                    aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+                );
         }
         Ok(Self {
             url: url.to_string(),
@@ -216,7 +220,9 @@ impl S3Store {
                 .await
                 .map_err(|e| op_err(&self.url, "list uploads", prefix, e))?;
             for u in page.uploads() {
-                let (Some(full), Some(id)) = (u.key(), u.upload_id()) else { continue };
+                let (Some(full), Some(id)) = (u.key(), u.upload_id()) else {
+                    continue;
+                };
                 let key = full.strip_prefix(&self.prefix).unwrap_or(full);
                 if !stale(key) {
                     continue;
@@ -308,7 +314,10 @@ impl S3Writer {
             .body(ByteStream::from(body));
         let (dest, key) = (self.dest.clone(), self.key.clone());
         self.in_flight = Some(tokio::spawn(async move {
-            let out = req.send().await.map_err(|e| op_err(&dest, "upload part", &key, e))?;
+            let out = req
+                .send()
+                .await
+                .map_err(|e| op_err(&dest, "upload part", &key, e))?;
             Ok(CompletedPart::builder()
                 .part_number(number)
                 .set_e_tag(out.e_tag().map(str::to_string))
@@ -364,7 +373,9 @@ impl S3Writer {
         if let Some(h) = self.in_flight.take() {
             h.abort();
         }
-        let Some(id) = self.upload_id.take() else { return };
+        let Some(id) = self.upload_id.take() else {
+            return;
+        };
         if let Err(e) = self
             .client
             .abort_multipart_upload()

@@ -1,0 +1,86 @@
+# shellcheck shell=bash
+# The test bed, sourced by scripts/test.sh, scripts/quickstart.sh and bench/:
+# installs what is missing, then starts a throwaway PostgreSQL 15 cluster and
+# (optionally) an S3-protocol server (moto) on loopback. Everything lives in
+# $TESTBED_DIR and stops when the calling shell exits.
+
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+
+testbed_log() { printf '\033[1m[testbed]\033[0m %s\n' "$*" >&2; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+ensure_postgres() {
+  if [ ! -x "$PG_BIN/postgres" ]; then
+    testbed_log "installing PostgreSQL 15 server and client"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 postgresql-client-15 >/dev/null
+  fi
+  id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql postgres
+}
+
+ensure_moto() {
+  if ! python3 -c 'import moto.server, flask, flask_cors' 2>/dev/null; then
+    testbed_log "installing moto[server]"
+    python3 -m pip install --quiet 'moto[server]'
+  fi
+}
+
+# start_postgres: sets PGHOST, PGPORT, PGUSER, PGDATA_DIR and exports them.
+start_postgres() {
+  ensure_postgres
+  local dir="$TESTBED_DIR/pg"
+  mkdir -p "$dir"
+  chown postgres "$TESTBED_DIR" "$dir"
+  chmod 755 "$TESTBED_DIR"
+  PGPORT=$(free_port)
+  testbed_log "starting PostgreSQL 15 on 127.0.0.1:$PGPORT ($dir)"
+  runuser -u postgres -- "$PG_BIN/initdb" -D "$dir/data" -U postgres -A trust --no-sync >"$dir/initdb.log" 2>&1 \
+    || { cat "$dir/initdb.log" >&2; return 1; }
+  # PostgreSQL refuses to run as root: the cluster belongs to the postgres user.
+  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -o \
+    "-p $PGPORT -k $dir -c listen_addresses=127.0.0.1 -c wal_level=replica -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_wal_size=4GB" \
+    start >/dev/null || { cat "$dir/server.log" >&2; return 1; }
+  export PGHOST=127.0.0.1 PGPORT PGUSER=postgres PGDATA_DIR="$dir/data" LIFEBOAT_PG_BIN="$PG_BIN"
+  export PATH="$PG_BIN:$PATH"
+}
+
+stop_postgres() {
+  [ -n "${PGDATA_DIR:-}" ] && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -m immediate stop >/dev/null 2>&1 || true
+}
+
+# start_s3: sets and exports S3_ENDPOINT and dummy AWS credentials.
+start_s3() {
+  ensure_moto
+  local port; port=$(free_port)
+  testbed_log "starting the S3 server (moto) on 127.0.0.1:$port"
+  python3 -m moto.server -H 127.0.0.1 -p "$port" >"$TESTBED_DIR/moto.log" 2>&1 &
+  MOTO_PID=$!
+  for _ in $(seq 1 100); do
+    curl -s -o /dev/null "http://127.0.0.1:$port/" && break
+    sleep 0.1
+  done
+  curl -s -o /dev/null "http://127.0.0.1:$port/" || { cat "$TESTBED_DIR/moto.log" >&2; return 1; }
+  export S3_ENDPOINT="http://127.0.0.1:$port"
+  # moto accepts any credentials; the SDK insists on having some.
+  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+}
+
+stop_s3() {
+  [ -n "${MOTO_PID:-}" ] && kill "$MOTO_PID" 2>/dev/null || true
+}
+
+testbed_up() {
+  TESTBED_DIR=$(mktemp -d /tmp/lifeboat-testbed.XXXXXX)
+  export TESTBED_DIR
+  trap testbed_down EXIT
+  start_postgres
+  [ "${1:-}" = "--no-s3" ] || start_s3
+}
+
+testbed_down() {
+  stop_s3
+  stop_postgres
+  [ -n "${TESTBED_DIR:-}" ] && rm -rf "$TESTBED_DIR"
+}

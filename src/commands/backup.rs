@@ -1,0 +1,358 @@
+//! `lifeboat backup`: pg_dump (and the server's globals) streamed through
+//! compress → encrypt → hash to every destination at once, then the manifest
+//! written last in each. Nothing is committed anywhere unless every part
+//! reached every destination (or, with `allow_partial`, at least one).
+
+use super::progress::{mib_per_s, peak_rss_bytes, Progress};
+use super::upload::{fan_out, spawn_encoder};
+use super::{manifests, Error};
+use crate::catalog::{self, Manifest, ObjectEntry, SourceInfo};
+use crate::keys::Keyring;
+use crate::pipeline::header::Compression;
+use crate::source::child::{self, Stage};
+use crate::source::postgres::{self, PgConn, PgError};
+use crate::store::Store;
+use bytes::Bytes;
+use chrono::Utc;
+use serde::Serialize;
+use std::process::Command;
+use std::time::Instant;
+
+pub struct BackupOptions {
+    pub conn: PgConn,
+    pub databases: Vec<String>,
+    pub all_databases: bool,
+    /// Database to connect to for `all_databases` and the version query.
+    pub maintenance_db: String,
+    pub globals: bool,
+    pub to: Vec<String>,
+    pub keys: Keyring,
+    pub compression: Compression,
+    pub policy: String,
+    pub tier: String,
+    pub allow_partial: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DestinationReport {
+    pub url: String,
+    pub committed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BackupReport {
+    pub backup_id: String,
+    pub policy: String,
+    pub tier: String,
+    pub server_version: String,
+    pub databases: Vec<String>,
+    pub destinations: Vec<DestinationReport>,
+    pub objects: Vec<ObjectEntry>,
+    /// Bytes read from pg_dump.
+    pub bytes_in: u64,
+    /// Bytes stored in each destination.
+    pub bytes_out: u64,
+    pub seconds: f64,
+    pub mib_per_s: f64,
+    pub peak_rss_bytes: u64,
+}
+
+struct Part {
+    name: String,
+    role: &'static str,
+    database: Option<String>,
+    tool: &'static str,
+    cmd: Command,
+}
+
+/// Tracks which destinations are still in the backup and why others left.
+struct Fleet {
+    stores: Vec<Store>,
+    live: Vec<usize>,
+    failed: Vec<(usize, String)>,
+    allow_partial: bool,
+}
+
+impl Fleet {
+    fn fail(&mut self, index: usize, e: impl std::fmt::Display) {
+        tracing::error!(dest = %self.stores[index].name(), error = %e, "destination failed");
+        self.live.retain(|&i| i != index);
+        self.failed.push((index, e.to_string()));
+    }
+
+    /// Err when the backup can no longer succeed.
+    fn check(&self) -> Result<(), Error> {
+        if self.live.is_empty() || (!self.failed.is_empty() && !self.allow_partial) {
+            let failed = self
+                .failed
+                .iter()
+                .map(|(i, e)| format!("{}: {e}", self.stores[*i].name()))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(Error::Destinations { failed });
+        }
+        Ok(())
+    }
+
+    /// Removes everything this backup wrote, in every destination it touched.
+    async fn discard(&self, id: &str) {
+        for s in &self.stores {
+            if let Err(e) = manifests::delete_backup(s, id).await {
+                tracing::warn!(dest = %s.name(), backup = %id, error = %e, "could not remove the objects of the failed backup; the next backup removes them");
+            }
+        }
+    }
+}
+
+pub async fn backup(o: BackupOptions) -> Result<BackupReport, Error> {
+    let t0 = Instant::now();
+    let started_at = Utc::now();
+    let id = catalog::new_backup_id(started_at);
+    if o.to.is_empty() {
+        return Err(Error::Usage(
+            "no destination: give --to at least once".into(),
+        ));
+    }
+    let mut stores = Vec::new();
+    for url in &o.to {
+        stores.push(Store::open(url).await?);
+    }
+    let mut fleet = Fleet {
+        live: (0..stores.len()).collect(),
+        stores,
+        failed: Vec::new(),
+        allow_partial: o.allow_partial,
+    };
+    tracing::info!(backup = %id, destinations = fleet.stores.len(), "backup started");
+    for i in fleet.live.clone() {
+        if let Err(e) = manifests::clean_leftovers(&fleet.stores[i], &id).await {
+            fleet.fail(i, e);
+        }
+    }
+    fleet.check()?;
+
+    let result = run_parts(&o, &id, &mut fleet).await;
+    let (objects, databases, server_version) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            fleet.discard(&id).await;
+            return Err(e);
+        }
+    };
+
+    let manifest = Manifest {
+        format: catalog::MANIFEST_FORMAT,
+        backup_id: id.clone(),
+        policy: o.policy.clone(),
+        tier: o.tier.clone(),
+        source: SourceInfo {
+            kind: "postgres".into(),
+            method: "logical".into(),
+            host: o.conn.host_label(),
+            server_version: server_version.clone(),
+            databases: databases.clone(),
+        },
+        started_at,
+        completed_at: Utc::now(),
+        compression: o.compression,
+        key_id: String::new(),
+        objects: objects.clone(),
+        mac_key: String::new(),
+    };
+    let sealed = Bytes::from(catalog::seal_manifest(manifest, &o.keys));
+    let key = catalog::manifest_key(&id);
+    let live = fleet.live.clone();
+    let puts = futures::future::join_all(
+        live.iter()
+            .map(|&i| fleet.stores[i].put(&key, sealed.clone())),
+    )
+    .await;
+    for (i, r) in live.into_iter().zip(puts) {
+        if let Err(e) = r {
+            fleet.fail(i, e);
+        }
+    }
+    if let Err(e) = fleet.check() {
+        // Uncommit: a manifest in one place and not in another is not a backup.
+        fleet.discard(&id).await;
+        return Err(e);
+    }
+    for (i, _) in &fleet.failed {
+        let _ = manifests::delete_backup(&fleet.stores[*i], &id).await;
+    }
+
+    let seconds = t0.elapsed().as_secs_f64();
+    let bytes_in: u64 = objects.iter().map(|o| o.plain_size).sum();
+    let bytes_out: u64 = objects.iter().map(|o| o.size).sum();
+    let destinations = (0..fleet.stores.len())
+        .map(|i| DestinationReport {
+            url: fleet.stores[i].name().to_string(),
+            committed: fleet.live.contains(&i),
+            error: fleet
+                .failed
+                .iter()
+                .find(|(j, _)| *j == i)
+                .map(|(_, e)| e.clone()),
+        })
+        .collect();
+    tracing::info!(backup = %id, bytes_in, bytes_out, seconds = format!("{seconds:.1}"), "backup committed");
+    Ok(BackupReport {
+        backup_id: id,
+        policy: o.policy,
+        tier: o.tier,
+        server_version,
+        databases,
+        destinations,
+        objects,
+        bytes_in,
+        bytes_out,
+        seconds,
+        mib_per_s: mib_per_s(bytes_in, seconds),
+        peak_rss_bytes: peak_rss_bytes(),
+    })
+}
+
+async fn run_parts(
+    o: &BackupOptions,
+    id: &str,
+    fleet: &mut Fleet,
+) -> Result<(Vec<ObjectEntry>, Vec<String>, String), Error> {
+    let passfile = o.conn.passfile()?;
+    let databases = if o.all_databases {
+        let mut c = o.conn.connect(&o.maintenance_db).await?;
+        let dbs = postgres::list_databases(&mut c, &o.maintenance_db).await?;
+        postgres::close(c).await;
+        dbs
+    } else {
+        o.databases.clone()
+    };
+    if databases.is_empty() {
+        return Err(Error::Usage(
+            "no database to back up: give --database or --all-databases".into(),
+        ));
+    }
+    let mut parts = Vec::new();
+    if o.globals {
+        parts.push(Part {
+            name: "globals".into(),
+            role: "globals",
+            database: None,
+            tool: "pg_dumpall",
+            cmd: o.conn.pg_dumpall_globals(passfile.as_ref()),
+        });
+    }
+    for (n, db) in databases.iter().enumerate() {
+        parts.push(Part {
+            name: format!("db-{n}"),
+            role: "database",
+            database: Some(db.clone()),
+            tool: "pg_dump",
+            cmd: o.conn.pg_dump(db, passfile.as_ref()),
+        });
+    }
+    let mut objects = Vec::new();
+    for part in parts {
+        objects.push(run_part(o, id, fleet, part).await?);
+    }
+    // Asked after the dumps so that a failing dump reports pg_dump's own words.
+    let mut c = o.conn.connect(&databases[0]).await?;
+    let version = postgres::server_version(&mut c, &databases[0]).await?;
+    postgres::close(c).await;
+    drop(passfile);
+    Ok((objects, databases, version))
+}
+
+async fn run_part(
+    o: &BackupOptions,
+    id: &str,
+    fleet: &mut Fleet,
+    mut part: Part,
+) -> Result<ObjectEntry, Error> {
+    let key = catalog::object_key(id, &part.name);
+    let what = part.database.clone().unwrap_or_else(|| "globals".into());
+    tracing::info!(part = %part.name, what = %what, "dumping");
+    let mut stage = Stage::spawn(
+        part.tool,
+        std::mem::replace(&mut part.cmd, Command::new("true")),
+    )
+    .map_err(|source| PgError::Spawn {
+        tool: part.tool.to_string(),
+        source,
+    })?;
+    let stdout = stage.child.stdout.take().expect("piped stdout");
+    let progress = Progress::start(format!("{} {what}", part.tool));
+    let (rx, encoder) = spawn_encoder(
+        stdout,
+        o.keys.primary(),
+        &key,
+        o.compression,
+        progress.clone(),
+    )
+    .map_err(Error::Pipeline)?;
+    let (writers, failed) = fan_out(&fleet.stores, &fleet.live, &key, rx, !o.allow_partial).await;
+    let encoded = encoder
+        .await
+        .map_err(|e| Error::Pipeline(std::io::Error::other(e)));
+    progress.done();
+    for (i, e) in failed {
+        fleet.fail(i, e);
+    }
+    let abort_all = |writers: Vec<(usize, crate::store::ObjectWriter)>| async move {
+        for (_, w) in writers {
+            w.abort().await;
+        }
+    };
+    if let Err(e) = fleet.check() {
+        stage.kill();
+        abort_all(writers).await;
+        return Err(e);
+    }
+    let encoded = match encoded.and_then(|r| r.map_err(Error::Pipeline)) {
+        Ok(enc) => enc,
+        Err(e) => {
+            // The encoder stops when it cannot read the dump or write on; if
+            // the tool failed, its message is the one that matters.
+            let tool_err = child::wait(stage).await.err();
+            abort_all(writers).await;
+            return Err(match tool_err {
+                Some(f) => tool_error(f, &what),
+                None => e,
+            });
+        }
+    };
+    if let Err(f) = child::wait(stage).await {
+        abort_all(writers).await;
+        return Err(tool_error(f, &what));
+    }
+    let finishes = futures::future::join_all(
+        writers
+            .into_iter()
+            .map(|(i, w)| async move { (i, w.finish().await) }),
+    )
+    .await;
+    for (i, r) in finishes {
+        if let Err(e) = r {
+            fleet.fail(i, e);
+        }
+    }
+    fleet.check()?;
+    Ok(ObjectEntry {
+        key,
+        role: part.role.to_string(),
+        database: part.database,
+        size: encoded.digest.size,
+        sha256: encoded.digest.sha256,
+        plain_size: encoded.plain_size,
+    })
+}
+
+fn tool_error(f: crate::source::child::Failure, what: &str) -> Error {
+    Error::Tool {
+        tool: f.tool,
+        what: what.to_string(),
+        status: f.status,
+        stderr: f.stderr,
+    }
+}

@@ -1,0 +1,72 @@
+//! Streaming one stored object back: download → hash → open → decompress →
+//! a sink (pg_restore's stdin, or nothing for `verify`), with the manifest's
+//! size and SHA-256 checked at the end.
+
+use super::Error;
+use crate::catalog::ObjectEntry;
+use crate::keys::Keyring;
+use crate::pipeline::codec::{Counting, ObjectDecoder};
+use crate::store::Store;
+use bytes::Bytes;
+use std::io::Write;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Decodes `entry` from `store` into `sink`. Returns the sink and the
+/// plaintext size. On error the sink may have received authenticated
+/// plaintext of earlier segments only; the caller decides what that means.
+pub async fn decode_object<W: Write + Send + 'static>(
+    store: &Store,
+    entry: &ObjectEntry,
+    keys: Arc<Keyring>,
+    sink: W,
+) -> Result<(W, u64), Error> {
+    let dest = store.name().to_string();
+    let (tx, mut rx) = mpsc::channel::<Bytes>(4);
+    let name = entry.key.clone();
+    let worker = tokio::task::spawn_blocking(move || {
+        let mut dec = ObjectDecoder::new(
+            &keys,
+            Some(&name),
+            Counting {
+                inner: sink,
+                count: 0,
+            },
+        );
+        while let Some(chunk) = rx.blocking_recv() {
+            dec.push(&chunk)?;
+        }
+        dec.finish()
+    });
+    let fed: Result<(), Error> = async {
+        let mut reader = store.reader(&entry.key).await?;
+        while let Some(chunk) = reader.next().await? {
+            if tx.send(chunk).await.is_err() {
+                break; // the decoder stopped; its error says why
+            }
+        }
+        Ok(())
+    }
+    .await;
+    drop(tx);
+    let decoded = worker
+        .await
+        .map_err(|e| Error::Pipeline(std::io::Error::other(e)))?;
+    fed?;
+    let (sink, digest) = decoded.map_err(|source| Error::Object {
+        dest: dest.clone(),
+        key: entry.key.clone(),
+        source,
+    })?;
+    if digest.size != entry.size || digest.sha256 != entry.sha256 {
+        return Err(Error::Mismatch {
+            dest,
+            key: entry.key.clone(),
+            expected: format!("{} bytes, sha256 {}", entry.size, entry.sha256),
+            found: format!("{} bytes, sha256 {}", digest.size, digest.sha256),
+        });
+    }
+    let mut sink = sink;
+    sink.flush().map_err(Error::Pipeline)?;
+    Ok((sink.inner, sink.count))
+}

@@ -1,0 +1,16 @@
+//! The data-plane commands: what the operator's Jobs run and what a person
+//! runs by hand when there is no cluster. Each returns a report that `main`
+//! prints as text or JSON.
+
+pub mod backup;
+mod download;
+mod error;
+pub mod list;
+mod manifests;
+pub mod progress;
+pub mod prune;
+pub mod restore;
+mod upload;
+pub mod verify;
+
+pub use error::Error;
