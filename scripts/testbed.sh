@@ -38,6 +38,9 @@ start_postgres() {
   testbed_log "starting PostgreSQL 15 on 127.0.0.1:$PGPORT ($dir)"
   runuser -u postgres -- "$PG_BIN/initdb" -D "$dir/data" -U postgres -A trust --no-sync >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; return 1; }
+  # One role must log in with a password so tests can prove it never leaks
+  # and that a wrong one fails the backup; everyone else is trusted.
+  sed -i '1i host all lifeboat_pw 127.0.0.1/32 scram-sha-256' "$dir/data/pg_hba.conf"
   # PostgreSQL refuses to run as root: the cluster belongs to the postgres user.
   runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -o \
     "-p $PGPORT -k $dir -c listen_addresses=127.0.0.1 -c wal_level=replica -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_wal_size=4GB" \

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every test: installs what is missing, starts a throwaway PostgreSQL 15
+# and an S3 server on loopback, runs cargo's tests against them, stops them.
+# Extra arguments go to `cargo test` (e.g. scripts/test.sh --test roundtrip).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/testbed.sh
+command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl >/dev/null; }
+testbed_log "building"
+cargo build --all-targets --quiet
+testbed_up
+if [ $# -eq 0 ]; then
+  cargo test --all-targets
+else
+  cargo test "$@"
+fi

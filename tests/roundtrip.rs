@@ -1,0 +1,290 @@
+//! A database with many kinds of content, backed up to two S3 regions and a
+//! directory, restored from each, equals the original.
+
+mod support;
+use support::*;
+
+#[test]
+fn backup_to_two_regions_and_restore_from_each_gives_the_same_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "prod-1");
+    let src = create_db("rich");
+    fill_rich(&src);
+    let east = bucket("us-east-1");
+    let west = bucket("eu-west-1");
+    let local = format!("file://{}/bk", dir.path().display());
+
+    let report = ok(&lifeboat(&[
+        "backup",
+        "-d",
+        &src,
+        "--key-file",
+        keys.to_str().unwrap(),
+        "--to",
+        &east,
+        "--to",
+        &west,
+        "--to",
+        &local,
+        "--policy",
+        "orders",
+        "--tier",
+        "daily",
+        "--json",
+    ]));
+    let id = report["backup_id"].as_str().unwrap().to_string();
+    assert_eq!(report["destinations"].as_array().unwrap().len(), 3);
+    assert!(report["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|d| d["committed"] == true));
+    assert!(
+        report["bytes_in"].as_u64().unwrap() > report["bytes_out"].as_u64().unwrap(),
+        "compressed"
+    );
+
+    // The manifest is in both regions under the policy prefix.
+    for url in [&east, &west] {
+        let keys = s3_keys(url);
+        assert!(
+            keys.contains(&format!("prod/orders/backups/{id}/manifest.json")),
+            "{keys:?}"
+        );
+    }
+
+    let original = dump(&src);
+    assert!(original.contains("all_bytes") && original.contains("orders_touch"));
+    for from in [&east, &west, &local] {
+        let target = unique("restored");
+        let r = ok(&lifeboat(&[
+            "restore",
+            "--from",
+            from,
+            "--key-file",
+            keys.to_str().unwrap(),
+            "--backup",
+            &id,
+            "--target-db",
+            &target,
+            "--create",
+            "--json",
+        ]));
+        assert_eq!(r["destination"].as_str().unwrap(), from.as_str());
+        assert_eq!(dump(&target), original, "restored from {from}");
+        // large objects are in the data dump only with their contents
+        assert_eq!(
+            psql(&target, "select count(*) from pg_largeobject_metadata"),
+            "1"
+        );
+        assert_eq!(
+            psql(&target, "select length(b) from sales.all_bytes"),
+            "256"
+        );
+    }
+
+    // `list` reads manifests alone and shows the point in both regions.
+    let listed = ok(&lifeboat(&[
+        "list",
+        "--from",
+        &east,
+        "--from",
+        &west,
+        "--key-file",
+        keys.to_str().unwrap(),
+        "--json",
+    ]));
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    for e in listed {
+        assert_eq!(e["backup_id"], id.as_str());
+        assert_eq!(e["databases"][0], src.as_str());
+        assert_eq!(e["tier"], "daily");
+        assert_eq!(e["verified"], true);
+    }
+    let v = ok(&lifeboat(&[
+        "verify",
+        "--from",
+        &east,
+        "--from",
+        &west,
+        "--from",
+        &local,
+        "--key-file",
+        keys.to_str().unwrap(),
+        "--backup",
+        "all",
+        "--json",
+    ]));
+    assert_eq!(v["problems"], 0);
+    assert_eq!(v["checks"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn gzip_and_uncompressed_backups_restore_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let src = create_db("gz");
+    psql(
+        &src,
+        "create table t as select i, md5(i::text) m from generate_series(1, 20000) i",
+    );
+    for compression in ["gzip", "none"] {
+        let dest = format!("file://{}/{compression}", dir.path().display());
+        ok(&lifeboat(&[
+            "backup",
+            "-d",
+            &src,
+            "--key-file",
+            keys.to_str().unwrap(),
+            "--to",
+            &dest,
+            "--compression",
+            compression,
+            "--no-globals",
+            "--json",
+        ]));
+        let target = unique("gzr");
+        ok(&lifeboat(&[
+            "restore",
+            "--from",
+            &dest,
+            "--key-file",
+            keys.to_str().unwrap(),
+            "--target-db",
+            &target,
+            "--create",
+            "--json",
+        ]));
+        assert_eq!(dump(&target), dump(&src), "{compression}");
+    }
+}
+
+#[test]
+fn restore_refuses_a_non_empty_target_unless_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let src = create_db("ne");
+    psql(&src, "create table t as select 1 as a");
+    let dest = format!("file://{}/bk", dir.path().display());
+    ok(&lifeboat(&[
+        "backup",
+        "-d",
+        &src,
+        "--key-file",
+        keys.to_str().unwrap(),
+        "--to",
+        &dest,
+        "--json",
+    ]));
+
+    let target = create_db("busy");
+    psql(&target, "create table precious as select 42 as v");
+    let k = keys.to_str().unwrap();
+    let err = fails(&lifeboat(&[
+        "restore",
+        "--from",
+        &dest,
+        "--key-file",
+        k,
+        "--target-db",
+        &target,
+    ]));
+    assert!(
+        err.contains("not empty") && err.contains("--clean"),
+        "{err}"
+    );
+    assert_eq!(psql(&target, "select v from precious"), "42", "untouched");
+
+    let missing = unique("missing");
+    let err = fails(&lifeboat(&[
+        "restore",
+        "--from",
+        &dest,
+        "--key-file",
+        k,
+        "--target-db",
+        &missing,
+    ]));
+    assert!(
+        err.contains("does not exist") && err.contains("--create"),
+        "{err}"
+    );
+
+    ok(&lifeboat(&[
+        "restore",
+        "--from",
+        &dest,
+        "--key-file",
+        k,
+        "--target-db",
+        &target,
+        "--clean",
+        "--json",
+    ]));
+    assert_eq!(psql(&target, "select a from t"), "1");
+}
+
+#[test]
+fn rotated_keys_still_restore_old_backups() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "2026-q3");
+    let k = keys.to_str().unwrap();
+    let src = create_db("rot");
+    psql(&src, "create table t as select 'before rotation' as v");
+    let dest = format!("file://{}/bk", dir.path().display());
+    let old = ok(&lifeboat(&[
+        "backup",
+        "-d",
+        &src,
+        "--key-file",
+        k,
+        "--to",
+        &dest,
+        "--json",
+    ]));
+    ok(&lifeboat(&[
+        "keygen", "--id", "2026-q4", "--out", k, "--add",
+    ]));
+    psql(&src, "update t set v = 'after rotation'");
+    let new = ok(&lifeboat(&[
+        "backup",
+        "-d",
+        &src,
+        "--key-file",
+        k,
+        "--to",
+        &dest,
+        "--json",
+    ]));
+
+    let listed = ok(&lifeboat(&["list", "--from", &dest, "--json"]));
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    for (report, expect) in [(&old, "before rotation"), (&new, "after rotation")] {
+        let target = unique("rotr");
+        ok(&lifeboat(&[
+            "restore",
+            "--from",
+            &dest,
+            "--key-file",
+            k,
+            "--backup",
+            report["backup_id"].as_str().unwrap(),
+            "--target-db",
+            &target,
+            "--create",
+            "--json",
+        ]));
+        assert_eq!(psql(&target, "select v from t"), expect);
+    }
+    let manifest = std::fs::read_to_string(format!(
+        "{}/bk/backups/{}/manifest.json",
+        dir.path().display(),
+        new["backup_id"].as_str().unwrap()
+    ))
+    .unwrap();
+    assert!(
+        manifest.contains("\"key_id\":\"2026-q4\""),
+        "the new key encrypts"
+    );
+}

@@ -1,0 +1,288 @@
+//! Test support: the real PostgreSQL and S3 server that scripts/test.sh
+//! started (PGHOST, PGPORT, S3_ENDPOINT), the real `lifeboat` binary, and
+//! helpers to make databases, buckets and keys.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_lifeboat")
+}
+
+fn need(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run the tests with scripts/test.sh, which starts PostgreSQL and the S3 server")
+    })
+}
+
+pub fn pg_bin() -> PathBuf {
+    PathBuf::from(
+        std::env::var("LIFEBOAT_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into()),
+    )
+}
+
+pub fn pg_port() -> String {
+    need("PGPORT")
+}
+
+pub fn s3_endpoint() -> String {
+    need("S3_ENDPOINT")
+}
+
+/// A name unique to this test process and call.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub fn psql(db: &str, sql: &str) -> String {
+    let out = Command::new(pg_bin().join("psql"))
+        .args([
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            db,
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+pub fn create_db(prefix: &str) -> String {
+    let db = unique(prefix);
+    psql("postgres", &format!("create database {db}"));
+    db
+}
+
+/// Schema and data as plain SQL, for comparing databases.
+pub fn dump(db: &str) -> String {
+    let out = Command::new(pg_bin().join("pg_dump"))
+        .args(["--restrict-key=lifeboattest", "--no-owner", "-d", db])
+        .output()
+        .expect("pg_dump runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 dump")
+}
+
+pub fn lifeboat(args: &[&str]) -> Output {
+    lifeboat_cmd(args).output().expect("lifeboat runs")
+}
+
+pub fn lifeboat_cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(bin());
+    c.args(args).stdin(Stdio::null());
+    c
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[track_caller]
+pub fn ok(o: &Output) -> serde_json::Value {
+    assert!(
+        o.status.success(),
+        "lifeboat failed: {}\n{}",
+        stderr(o),
+        stdout(o)
+    );
+    serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+#[track_caller]
+pub fn fails(o: &Output) -> String {
+    assert!(
+        !o.status.success(),
+        "lifeboat should have failed: {}",
+        stdout(o)
+    );
+    stderr(o)
+}
+
+pub fn keyfile(dir: &Path, id: &str) -> PathBuf {
+    let path = dir.join(format!("keys-{id}-{}", unique("k")));
+    let o = lifeboat(&["keygen", "--id", id, "--out", path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    path
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+pub fn s3_client(region: &str) -> aws_sdk_s3::Client {
+    runtime().block_on(async {
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(region.to_string()))
+            .load()
+            .await;
+        let conf = aws_sdk_s3::config::Builder::from(&shared)
+            .endpoint_url(s3_endpoint())
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    })
+}
+
+/// A fresh bucket in `region`; returns its destination URL.
+pub fn bucket(region: &str) -> String {
+    let name = unique("b").replace('_', "-");
+    let client = s3_client(region);
+    runtime().block_on(async {
+        let mut req = client.create_bucket().bucket(&name);
+        if region != "us-east-1" {
+            req = req.create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(region))
+                    .build(),
+            );
+        }
+        req.send().await.expect("create bucket");
+    });
+    format!(
+        "s3://{name}/prod/orders?region={region}&endpoint={}",
+        s3_endpoint()
+    )
+}
+
+/// Keys of objects in an S3 destination made by `bucket`.
+pub fn s3_keys(url: &str) -> Vec<String> {
+    let (bucket, region) = parse_s3(url);
+    let client = s3_client(&region);
+    runtime().block_on(async {
+        let out = client
+            .list_objects_v2()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("list");
+        out.contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect()
+    })
+}
+
+pub fn s3_incomplete_uploads(url: &str) -> Vec<String> {
+    let (bucket, region) = parse_s3(url);
+    let client = s3_client(&region);
+    runtime().block_on(async {
+        let out = client
+            .list_multipart_uploads()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("list uploads");
+        out.uploads()
+            .iter()
+            .filter_map(|u| u.key().map(str::to_string))
+            .collect()
+    })
+}
+
+pub fn s3_get(url: &str, key: &str) -> Vec<u8> {
+    let (bucket, region) = parse_s3(url);
+    let client = s3_client(&region);
+    runtime().block_on(async {
+        let out = client
+            .get_object()
+            .bucket(&bucket)
+            .key(key)
+            .send()
+            .await
+            .expect("get");
+        out.body.collect().await.unwrap().into_bytes().to_vec()
+    })
+}
+
+pub fn s3_put(url: &str, key: &str, data: Vec<u8>) {
+    let (bucket, region) = parse_s3(url);
+    let client = s3_client(&region);
+    runtime().block_on(async {
+        client
+            .put_object()
+            .bucket(&bucket)
+            .key(key)
+            .body(data.into())
+            .send()
+            .await
+            .expect("put");
+    });
+}
+
+fn parse_s3(url: &str) -> (String, String) {
+    let u = url::Url::parse(url).unwrap();
+    let region = u
+        .query_pairs()
+        .find(|(k, _)| k == "region")
+        .unwrap()
+        .1
+        .into_owned();
+    (u.host_str().unwrap().to_string(), region)
+}
+
+/// Fills a database with many kinds of content.
+pub fn fill_rich(db: &str) {
+    psql(
+        db,
+        r#"
+create schema sales;
+create schema "Mixed Case";
+create table sales.orders (
+  id bigserial primary key,
+  customer text not null,
+  note text,
+  tags text[],
+  doc jsonb,
+  amount numeric(12,2),
+  placed timestamptz default '2026-01-01T00:00:00Z',
+  raw bytea
+);
+create index orders_customer on sales.orders (customer);
+create index orders_doc on sales.orders using gin (doc);
+insert into sales.orders (customer, note, tags, doc, amount, raw)
+select 'c' || (i % 97), 'naïve café — 日本語 ✓ ' || i, array['a' || i, 'b'], jsonb_build_object('i', i, 'nested', jsonb_build_array(i, 'x')),
+       i * 1.25, decode(md5(i::text), 'hex')
+from generate_series(1, 5000) i;
+create table sales.all_bytes (b bytea);
+insert into sales.all_bytes select string_agg(set_byte('\x00'::bytea, 0, i), ''::bytea order by i) from generate_series(0, 255) i;
+create sequence sales.invoice_no start 1000 increment 7;
+select nextval('sales.invoice_no'), nextval('sales.invoice_no');
+create table "Mixed Case"."Table" ("Col" int);
+insert into "Mixed Case"."Table" values (1), (2);
+create view sales.big_orders as select id, amount from sales.orders where amount > 1000;
+create function sales.touch() returns trigger language plpgsql as $$ begin new.note := coalesce(new.note, 'touched'); return new; end $$;
+create trigger orders_touch before insert on sales.orders for each row execute function sales.touch();
+select lo_from_bytea(0, convert_to(repeat('large object ', 10000), 'UTF8'));
+comment on table sales.orders is 'orders, with a comment';
+"#,
+    );
+}

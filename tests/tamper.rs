@@ -1,0 +1,316 @@
+//! Every kind of damage to a stored backup is found by `verify` and makes
+//! `restore` refuse to load anything.
+
+mod support;
+use std::path::{Path, PathBuf};
+use support::*;
+
+const SEGMENT: usize = 65536 + 16;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    keys: PathBuf,
+    id: String,
+    other_id: String,
+}
+
+/// Two backups of a database big enough for several segments.
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k1");
+    let src = create_db("tamper");
+    // random bytes do not compress: ~600 KiB stored, about 10 segments
+    psql(&src, "create extension if not exists pgcrypto; create table t as select i, gen_random_bytes(600) r from generate_series(1, 1000) i");
+    let root = dir.path().join("good");
+    let url = format!("file://{}", root.display());
+    let a = ok(&lifeboat(&[
+        "backup",
+        "-d",
+        &src,
+        "--key-file",
+        keys.to_str().unwrap(),
+        "--to",
+        &url,
+        "--json",
+    ]));
+    psql(&src, "insert into t values (0, 'x')");
+    let b = ok(&lifeboat(&[
+        "backup",
+        "-d",
+        &src,
+        "--key-file",
+        keys.to_str().unwrap(),
+        "--to",
+        &url,
+        "--json",
+    ]));
+    Fixture {
+        root,
+        keys,
+        id: a["backup_id"].as_str().unwrap().into(),
+        other_id: b["backup_id"].as_str().unwrap().into(),
+        _dir: dir,
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let st = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+fn header_len(id: &str, key_id: &str) -> usize {
+    let name = format!("backups/{id}/db-0.lbk");
+    8 + 3 + 7 + 1 + key_id.len() + 2 + name.len() + 60
+}
+
+/// Applies `damage` to a copy of the destination, then checks verify and restore.
+fn check(f: &Fixture, case: &str, damage: impl Fn(&Path), expect: &[&str]) {
+    let root = f.root.parent().unwrap().join(case);
+    copy_dir(&f.root, &root);
+    damage(&root.join("backups").join(&f.id));
+    let url = format!("file://{}", root.display());
+    let k = f.keys.to_str().unwrap();
+
+    let err = fails(&lifeboat(&[
+        "verify",
+        "--from",
+        &url,
+        "--key-file",
+        k,
+        "--backup",
+        &f.id,
+    ]));
+    let out = stdout(&lifeboat(&[
+        "verify",
+        "--from",
+        &url,
+        "--key-file",
+        k,
+        "--backup",
+        &f.id,
+    ]));
+    let said = format!("{err}\n{out}");
+    for e in expect {
+        assert!(said.contains(e), "{case}: verify said {said}");
+    }
+
+    // An empty database must stay empty: nothing is loaded from a bad object.
+    let target = create_db("victim");
+    let err = fails(&lifeboat(&[
+        "restore",
+        "--from",
+        &url,
+        "--key-file",
+        k,
+        "--backup",
+        &f.id,
+        "--target-db",
+        &target,
+    ]));
+    assert!(!err.contains("restore complete"), "{case}: {err}");
+    assert_eq!(
+        psql(&target, "select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'public'"),
+        "0",
+        "{case}: restore loaded something: {err}"
+    );
+}
+
+fn edit(path: &Path, f: impl Fn(&mut Vec<u8>)) {
+    let mut b = std::fs::read(path).unwrap();
+    f(&mut b);
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn every_kind_of_damage_is_caught() {
+    let f = fixture();
+    let hl = header_len(&f.id, "k1");
+    let obj = |d: &Path| d.join("db-0.lbk");
+    let size = std::fs::metadata(f.root.join("backups").join(&f.id).join("db-0.lbk"))
+        .unwrap()
+        .len() as usize;
+    assert!(size > hl + 4 * SEGMENT, "fixture too small: {size}");
+
+    check(
+        &f,
+        "flip-data",
+        |d| edit(&obj(d), |b| b[hl + 3 * SEGMENT + 100] ^= 0x01),
+        &["db-0.lbk"],
+    );
+    check(
+        &f,
+        "flip-last-byte",
+        |d| edit(&obj(d), |b| *b.last_mut().unwrap() ^= 0x80),
+        &["db-0.lbk"],
+    );
+    check(
+        &f,
+        "flip-header",
+        |d| edit(&obj(d), |b| b[20] ^= 0x01),
+        &["db-0.lbk"],
+    );
+    check(
+        &f,
+        "truncate-middle",
+        |d| edit(&obj(d), |b| b.truncate(b.len() - 100)),
+        &["db-0.lbk"],
+    );
+    check(
+        &f,
+        "truncate-at-segment",
+        |d| edit(&obj(d), |b| b.truncate(hl + 2 * SEGMENT)),
+        &["db-0.lbk"],
+    );
+    check(
+        &f,
+        "reorder",
+        |d| {
+            edit(&obj(d), |b| {
+                let s1: Vec<u8> = b[hl..hl + SEGMENT].to_vec();
+                let s2: Vec<u8> = b[hl + SEGMENT..hl + 2 * SEGMENT].to_vec();
+                b[hl..hl + SEGMENT].copy_from_slice(&s2);
+                b[hl + SEGMENT..hl + 2 * SEGMENT].copy_from_slice(&s1);
+            })
+        },
+        &["db-0.lbk"],
+    );
+    check(
+        &f,
+        "drop-segment",
+        |d| edit(&obj(d), |b| drop(b.drain(hl + SEGMENT..hl + 2 * SEGMENT))),
+        &["db-0.lbk"],
+    );
+    check(
+        &f,
+        "manifest-edited",
+        |d| {
+            let p = d.join("manifest.json");
+            let t = std::fs::read_to_string(&p).unwrap();
+            let edited = t.replacen("\"tier\":\"manual\"", "\"tier\":\"monthly\"", 1);
+            assert_ne!(t, edited);
+            std::fs::write(p, edited).unwrap();
+        },
+        &["manifest", "MAC"],
+    );
+    let other = f.root.join("backups").join(&f.other_id).join("db-0.lbk");
+    check(
+        &f,
+        "swapped-object",
+        |d| std::fs::copy(&other, obj(d)).map(|_| ()).unwrap(),
+        &["db-0.lbk"],
+    );
+    check(
+        &f,
+        "object-deleted",
+        |d| std::fs::remove_file(obj(d)).unwrap(),
+        &["db-0.lbk", "does not exist"],
+    );
+
+    // The untouched copy still verifies and restores.
+    let url = format!("file://{}", f.root.display());
+    ok(&lifeboat(&[
+        "verify",
+        "--from",
+        &url,
+        "--key-file",
+        f.keys.to_str().unwrap(),
+        "--backup",
+        "all",
+    ]));
+}
+
+#[test]
+fn a_wrong_key_names_the_key_id_it_needs() {
+    let f = fixture();
+    let url = format!("file://{}", f.root.display());
+    let dir = tempfile::tempdir().unwrap();
+    let other = keyfile(dir.path(), "k2");
+    let err = fails(&lifeboat(&[
+        "restore",
+        "--from",
+        &url,
+        "--key-file",
+        other.to_str().unwrap(),
+        "--target-db",
+        &unique("wk"),
+        "--create",
+    ]));
+    assert!(err.contains("\"k1\"") && err.contains("k2"), "{err}");
+    // Same id, other key material.
+    let same_id = keyfile(dir.path(), "k1");
+    let err = fails(&lifeboat(&[
+        "verify",
+        "--from",
+        &url,
+        "--key-file",
+        same_id.to_str().unwrap(),
+    ]));
+    assert!(
+        err.contains("MAC") || err.contains("does not decrypt"),
+        "{err}"
+    );
+}
+
+#[test]
+fn restore_falls_back_to_the_next_destination() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let k = keys.to_str().unwrap();
+    let src = create_db("fb");
+    psql(
+        &src,
+        "create table t as select i from generate_series(1, 1000) i",
+    );
+    let east = bucket("us-east-1");
+    let west = bucket("eu-west-1");
+    let r = ok(&lifeboat(&[
+        "backup",
+        "-d",
+        &src,
+        "--key-file",
+        k,
+        "--to",
+        &east,
+        "--to",
+        &west,
+        "--json",
+    ]));
+    let id = r["backup_id"].as_str().unwrap();
+    // Corrupt east's copy in the bucket.
+    let key = format!("prod/orders/backups/{id}/db-0.lbk");
+    let mut b = s3_get(&east, &key);
+    let n = b.len();
+    b[n / 2] ^= 0x10;
+    s3_put(&east, &key, b);
+
+    let err = fails(&lifeboat(&["verify", "--from", &east, "--key-file", k]));
+    assert!(err.contains("db-0.lbk"), "{err}");
+    let unreachable = "s3://gone/x?region=us-east-1&endpoint=http://127.0.0.1:9";
+    let target = unique("fbr");
+    let rep = ok(&lifeboat(&[
+        "restore",
+        "--from",
+        unreachable,
+        "--from",
+        &east,
+        "--from",
+        &west,
+        "--key-file",
+        k,
+        "--target-db",
+        &target,
+        "--create",
+        "--json",
+    ]));
+    assert_eq!(rep["destination"].as_str().unwrap(), west);
+    let failed = rep["failed_attempts"].as_array().unwrap();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert!(failed[1]["error"].as_str().unwrap().contains("db-0.lbk"));
+    assert_eq!(psql(&target, "select count(*) from t"), "1000");
+}
