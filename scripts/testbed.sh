@@ -20,10 +20,13 @@ ensure_postgres() {
   id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql postgres
 }
 
+# 5.2.1 answers CompleteMultipartUpload with the wrong XML root, which
+# aws-sdk-s3 rightly rejects (getmoto/moto#10055); 5.2.5 has the fix.
+MOTO_VERSION=5.2.5
 ensure_moto() {
-  if ! python3 -c 'import moto.server, flask, flask_cors' 2>/dev/null; then
-    testbed_log "installing moto[server]"
-    python3 -m pip install --quiet 'moto[server]'
+  if [ "$(python3 -c 'import moto.server, flask_cors, moto; print(moto.__version__)' 2>/dev/null)" != "$MOTO_VERSION" ]; then
+    testbed_log "installing moto[server]==$MOTO_VERSION"
+    python3 -m pip install --quiet "moto[server]==$MOTO_VERSION"
   fi
 }
 

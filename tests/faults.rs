@@ -1,0 +1,302 @@
+//! Faults leave nothing half-committed: a killed upload, a failing pg_dump, an
+//! unreachable destination.
+
+mod support;
+use std::time::{Duration, Instant};
+use support::*;
+
+fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !cond() {
+        assert!(t0.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn manifests(keys: &[String]) -> usize {
+    keys.iter().filter(|k| k.ends_with("manifest.json")).count()
+}
+
+#[test]
+fn a_backup_killed_mid_upload_leaves_no_recovery_point_and_the_next_one_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let k = keys.to_str().unwrap();
+    let src = create_db("killed");
+    // ~60 MB that does not compress: several multipart parts
+    psql(&src, "create extension if not exists pgcrypto; create table t as select i, gen_random_bytes(1000) r from generate_series(1, 60000) i");
+    let s3 = bucket("eu-west-1");
+    let local = format!("file://{}/bk", dir.path().display());
+
+    let mut child = lifeboat_cmd(&[
+        "backup",
+        "-d",
+        &src,
+        "--key-file",
+        k,
+        "--to",
+        &s3,
+        "--to",
+        &local,
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    wait_for("a multipart upload", Duration::from_secs(60), || {
+        !s3_incomplete_uploads(&s3).is_empty()
+    });
+    child.kill().unwrap(); // SIGKILL: no cleanup code runs
+    child.wait().unwrap();
+
+    assert_eq!(manifests(&s3_keys(&s3)), 0, "no manifest after a kill");
+    assert!(
+        !s3_incomplete_uploads(&s3).is_empty(),
+        "the killed upload is still open"
+    );
+    let listed = ok(&lifeboat(&[
+        "list", "--from", &s3, "--from", &local, "--json",
+    ]));
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        0,
+        "list shows no recovery point: {listed}"
+    );
+
+    let next = ok(&lifeboat(&[
+        "backup",
+        "-d",
+        &src,
+        "--key-file",
+        k,
+        "--to",
+        &s3,
+        "--to",
+        &local,
+        "--json",
+    ]));
+    let id = next["backup_id"].as_str().unwrap();
+    assert!(
+        s3_incomplete_uploads(&s3).is_empty(),
+        "the killed upload was aborted"
+    );
+    // Only the new backup's objects remain, in both destinations.
+    for key in s3_keys(&s3) {
+        assert!(key.contains(id), "leftover {key}");
+    }
+    let leftovers: Vec<_> = walk(&dir.path().join("bk"))
+        .into_iter()
+        .filter(|p| !p.contains(id))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let listed = ok(&lifeboat(&["list", "--from", &s3, "--json"]));
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+}
+
+fn walk(p: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            if e.path().is_dir() {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(e.path().display().to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn pg_dump_failures_fail_the_backup_with_its_own_message_and_no_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let k = keys.to_str().unwrap();
+    let s3 = bucket("us-east-1");
+    let local = format!("file://{}/bk", dir.path().display());
+
+    // missing database
+    let err = fails(&lifeboat(&[
+        "backup",
+        "-d",
+        "no_such_db",
+        "--key-file",
+        k,
+        "--to",
+        &s3,
+        "--to",
+        &local,
+    ]));
+    assert!(
+        err.contains("pg_dump") && err.contains("database \"no_such_db\" does not exist"),
+        "{err}"
+    );
+
+    // server down: nothing listens on this port
+    let err = fails(&lifeboat(&[
+        "backup",
+        "--port",
+        "9",
+        "-d",
+        "postgres",
+        "--key-file",
+        k,
+        "--to",
+        &s3,
+        "--no-globals",
+    ]));
+    assert!(
+        err.contains("pg_dump") && err.contains("connection"),
+        "{err}"
+    );
+
+    // bad password for a role that must log in with one
+    psql("postgres", "do $$ begin create role lifeboat_pw login password 'right-password'; exception when duplicate_object then null; end $$");
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "wrong-password\n").unwrap();
+    let err = fails(&lifeboat(&[
+        "backup",
+        "--user",
+        "lifeboat_pw",
+        "--password-file",
+        pw.to_str().unwrap(),
+        "-d",
+        "postgres",
+        "--key-file",
+        k,
+        "--to",
+        &s3,
+        "--no-globals",
+    ]));
+    assert!(
+        err.contains("pg_dump") && err.contains("password authentication failed"),
+        "{err}"
+    );
+    assert!(!err.contains("wrong-password"), "{err}");
+
+    assert_eq!(s3_keys(&s3), Vec::<String>::new(), "nothing written to S3");
+    assert!(walk(&dir.path().join("bk"))
+        .iter()
+        .all(|p| !p.ends_with("manifest.json")));
+}
+
+#[test]
+fn an_unreachable_destination_fails_the_backup_everywhere_unless_partial_is_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let k = keys.to_str().unwrap();
+    let src = create_db("unreach");
+    psql(
+        &src,
+        "create table t as select i from generate_series(1, 1000) i",
+    );
+    let good = bucket("us-east-1");
+    let dead = "s3://dr-bucket/x?region=eu-west-1&endpoint=http://127.0.0.1:9";
+
+    let err = fails(&lifeboat(&[
+        "backup",
+        "-d",
+        &src,
+        "--key-file",
+        k,
+        "--to",
+        &good,
+        "--to",
+        dead,
+    ]));
+    assert!(
+        err.contains(dead) && err.contains("nothing was committed"),
+        "{err}"
+    );
+    assert_eq!(manifests(&s3_keys(&good)), 0);
+    assert!(
+        s3_keys(&good).is_empty(),
+        "the good destination was cleaned: {:?}",
+        s3_keys(&good)
+    );
+
+    let rep = ok(&lifeboat(&[
+        "backup",
+        "-d",
+        &src,
+        "--key-file",
+        k,
+        "--to",
+        &good,
+        "--to",
+        dead,
+        "--allow-partial",
+        "--json",
+    ]));
+    let dests = rep["destinations"].as_array().unwrap();
+    assert_eq!(dests[0]["committed"], true);
+    assert_eq!(dests[1]["committed"], false);
+    assert!(
+        dests[1]["error"].as_str().unwrap().contains("dr-bucket"),
+        "{rep}"
+    );
+    assert_eq!(manifests(&s3_keys(&good)), 1);
+}
+
+#[test]
+fn bad_input_gets_a_message_naming_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let k = keys.to_str().unwrap();
+    let err = fails(&lifeboat(&[
+        "backup",
+        "-d",
+        "x",
+        "--key-file",
+        k,
+        "--to",
+        "ftp://host/x",
+    ]));
+    assert!(
+        err.contains("ftp://host/x") && err.contains("s3://"),
+        "{err}"
+    );
+    let err = fails(&lifeboat(&[
+        "backup",
+        "-d",
+        "x",
+        "--key-file",
+        k,
+        "--to",
+        "s3://b/p?region=r&colour=red",
+    ]));
+    assert!(err.contains("colour"), "{err}");
+    let err = fails(&lifeboat(&[
+        "backup",
+        "-d",
+        "x",
+        "--key-file",
+        "/nonexistent/keys",
+        "--to",
+        "file:///tmp/x",
+    ]));
+    assert!(err.contains("/nonexistent/keys"), "{err}");
+    let err = fails(&lifeboat(&[
+        "restore",
+        "--from",
+        "file:///tmp/x",
+        "--key-file",
+        k,
+        "--backup",
+        "yesterday",
+    ]));
+    assert!(
+        err.contains("--backup") && err.contains("RFC 3339"),
+        "{err}"
+    );
+    let err = fails(&lifeboat(&[
+        "keygen",
+        "--id",
+        "bad id",
+        "--out",
+        dir.path().join("x").to_str().unwrap(),
+    ]));
+    assert!(err.contains("bad id"), "{err}");
+    let err = fails(&lifeboat(&["keygen", "--id", "k", "--out", k]));
+    assert!(err.contains("already exists"), "{err}");
+}
