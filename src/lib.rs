@@ -4,9 +4,11 @@
 //! commands its Jobs run (`backup`, `restore`, `verify`, `list`, `prune`, …),
 //! and the CRD printer. This library holds everything; `main.rs` dispatches.
 
+pub mod api;
 pub mod catalog;
 pub mod commands;
 pub mod keys;
 pub mod pipeline;
+pub mod schedule;
 pub mod source;
 pub mod store;

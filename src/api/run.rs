@@ -1,0 +1,321 @@
+//! BackupRun: one backup (or restore drill) of a policy, made by the schedule
+//! or by hand. Creating a BackupRun is the manual "back up now"; the
+//! controller turns it into a Job and records the result in its status.
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use super::{FieldError, LocalRef};
+
+/// A BackupRun's spec; immutable once created, since it describes what happened.
+// Each printcolumn(...) repeats name/type_/json_path; clippy mistakes them for duplicates.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "lifeboat.dev",
+    version = "v1alpha1",
+    kind = "BackupRun",
+    namespaced,
+    status = "BackupRunStatus",
+    shortname = "br",
+    category = "lifeboat",
+    doc = "One backup of a BackupPolicy: scheduled, or made by hand to back up now",
+    printcolumn(name = "Policy", type_ = "string", json_path = ".spec.policyRef.name"),
+    printcolumn(name = "Tier", type_ = "string", json_path = ".spec.tier"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Size", type_ = "string", json_path = ".status.size"),
+    printcolumn(name = "Duration", type_ = "string", json_path = ".status.duration"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new("self == oldSelf").message("a BackupRun's spec is immutable"))]
+#[serde(rename_all = "camelCase")]
+pub struct BackupRunSpec {
+    /// The BackupPolicy (same namespace) that says what to back up and where.
+    pub policy_ref: LocalRef,
+    /// The retention tier this run counts in; runs made by hand are `manual`.
+    #[serde(default)]
+    pub tier: Tier,
+    /// `full` makes a backup; `drill` restores the newest backup into the
+    /// policy's drill target and runs its checks.
+    #[serde(default)]
+    pub kind: RunKind,
+    /// The schedule slot this run was made for; set by the controller, absent
+    /// on runs made by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_at: Option<DateTime<Utc>>,
+}
+
+impl BackupRunSpec {
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        super::check_ref_name("spec.policyRef.name", &self.policy_ref.name, &mut errors);
+        if self.kind == RunKind::Drill && self.tier != Tier::Manual {
+            errors.push(FieldError::new(
+                "spec.tier",
+                "a drill run holds no backup and counts in no retention tier: use tier manual",
+            ));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// Retention tier of a run (grandfather-father-son) — or `manual`.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Daily,
+    Weekly,
+    Monthly,
+    #[default]
+    Manual,
+}
+
+impl Tier {
+    /// The tiers that have a cron schedule, in display order.
+    pub const SCHEDULED: [Tier; 3] = [Tier::Daily, Tier::Weekly, Tier::Monthly];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Daily => "daily",
+            Tier::Weekly => "weekly",
+            Tier::Monthly => "monthly",
+            Tier::Manual => "manual",
+        }
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a run does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RunKind {
+    #[default]
+    Full,
+    Drill,
+}
+
+/// Lifecycle of a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum RunPhase {
+    #[default]
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl RunPhase {
+    pub fn is_finished(self) -> bool {
+        matches!(self, RunPhase::Succeeded | RunPhase::Failed)
+    }
+}
+
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupRunStatus {
+    // Not an Option: the schema of an optional enum would list null among its
+    // values, which the API server may refuse. No status yet means Pending.
+    #[serde(default)]
+    pub phase: RunPhase,
+    /// Name of the Job doing the work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Id of the backup in the bucket (sorts by time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_id: Option<String>,
+    /// Bytes stored per destination (the compressed, encrypted size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<i64>,
+    /// `bytes` for people, e.g. `1.4 GiB`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+    /// Wall time from start to completion for people, e.g. `3m12s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    /// What was written, per destination and object.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<Artifact>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceInfo>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// Why the run failed, or what it is waiting for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// One object written to one destination.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Artifact {
+    /// Name of the policy's destination.
+    pub destination: String,
+    /// Object key in that destination's bucket.
+    pub key: String,
+    pub bytes: i64,
+    /// Hex SHA-256 of the object as stored.
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
+    pub sha256: String,
+    /// The object was read back after upload and its SHA-256 matched.
+    #[serde(default)]
+    pub verified: bool,
+}
+
+/// What the source reported while it was backed up.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub databases: Vec<String>,
+    /// WAL range of a base backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lsn_start: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lsn_end: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<i64>,
+}
+
+/// Formats a byte count in binary units for the `Size` column: `512 B`, `1.4 GiB`.
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Formats a duration for the `Duration` column: `45s`, `3m12s`, `2h5m`.
+pub fn format_duration(duration: chrono::Duration) -> String {
+    let secs = duration.num_seconds().max(0);
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s}s"),
+        _ => format!("{h}h{m}m"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_defaults_to_a_manual_full_backup() {
+        let spec: BackupRunSpec =
+            serde_json::from_value(serde_json::json!({"policyRef": {"name": "orders"}})).unwrap();
+        assert_eq!(spec.tier, Tier::Manual);
+        assert_eq!(spec.kind, RunKind::Full);
+        assert!(spec.validate().is_ok());
+    }
+
+    #[test]
+    fn spec_serialises_in_camel_case_with_lowercase_enums() {
+        let spec = BackupRunSpec {
+            policy_ref: LocalRef::new("orders"),
+            tier: Tier::Weekly,
+            kind: RunKind::Full,
+            scheduled_at: Some("2026-11-29T03:00:00Z".parse().unwrap()),
+        };
+        assert_eq!(
+            serde_json::to_value(&spec).unwrap(),
+            serde_json::json!({"policyRef": {"name": "orders"}, "tier": "weekly", "kind": "full",
+                               "scheduledAt": "2026-11-29T03:00:00Z"})
+        );
+    }
+
+    #[test]
+    fn unknown_tier_is_rejected() {
+        let r: Result<BackupRunSpec, _> = serde_json::from_value(
+            serde_json::json!({"policyRef": {"name": "o"}, "tier": "hourly"}),
+        );
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn validate_names_the_field() {
+        let spec = BackupRunSpec {
+            policy_ref: LocalRef::new("Bad_Name"),
+            tier: Tier::Daily,
+            kind: RunKind::Drill,
+            scheduled_at: None,
+        };
+        let errors = spec.validate().unwrap_err();
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["spec.policyRef.name", "spec.tier"]);
+    }
+
+    #[test]
+    fn phase_enum_is_in_the_schema() {
+        let crd = serde_json::to_value(<BackupRun as kube::CustomResourceExt>::crd()).unwrap();
+        let status =
+            &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"];
+        let phases = status["properties"]["phase"]["enum"].as_array().unwrap();
+        assert_eq!(phases.len(), 4, "{phases:?}");
+        assert!(phases.contains(&serde_json::json!("Succeeded")));
+    }
+
+    #[test]
+    fn sizes_and_durations_read_well() {
+        assert_eq!(format_bytes(512), "512 B");
+        assert_eq!(format_bytes(1536), "1.5 KiB");
+        assert_eq!(format_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+        assert_eq!(format_duration(chrono::Duration::seconds(45)), "45s");
+        assert_eq!(format_duration(chrono::Duration::seconds(192)), "3m12s");
+        assert_eq!(format_duration(chrono::Duration::seconds(7500)), "2h5m");
+    }
+
+    #[test]
+    fn finished_phases() {
+        assert!(RunPhase::Succeeded.is_finished());
+        assert!(RunPhase::Failed.is_finished());
+        assert!(!RunPhase::Running.is_finished());
+        assert!(!RunPhase::Pending.is_finished());
+    }
+}
