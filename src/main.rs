@@ -39,6 +39,8 @@ enum Command {
     Prune(PruneArgs),
     /// Write a new master key file (or put a new key first in one).
     Keygen(KeygenArgs),
+    /// Print the CustomResourceDefinitions (crds/ holds this output).
+    Crds,
 }
 
 /// Where PostgreSQL is. Unset values come from libpq's environment
@@ -128,6 +130,9 @@ struct BackupArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Also write a compact JSON report here (a Job's /dev/termination-log).
+    #[arg(long)]
+    report_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -159,6 +164,9 @@ struct RestoreArgs {
     no_owner: bool,
     #[arg(long)]
     json: bool,
+    /// Also write a compact JSON report here (a Job's /dev/termination-log).
+    #[arg(long)]
+    report_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -255,6 +263,7 @@ async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
                 allow_partial: a.allow_partial,
             })
             .await?;
+            write_report(a.report_file.as_deref(), &report.summary())?;
             if a.json {
                 print_json(&report);
             } else {
@@ -290,6 +299,7 @@ async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
                 no_owner: a.no_owner,
             })
             .await?;
+            write_report(a.report_file.as_deref(), &report)?;
             if a.json {
                 print_json(&report);
             } else {
@@ -395,6 +405,10 @@ async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
             } else {
                 println!("deleted {} backup(s)", report.deleted.len());
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Crds => {
+            print!("{}", lifeboat::api::crds_yaml());
             Ok(ExitCode::SUCCESS)
         }
         Command::Keygen(a) => {

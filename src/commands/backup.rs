@@ -356,3 +356,55 @@ fn tool_error(f: crate::source::child::Failure, what: &str) -> Error {
         stderr: f.stderr,
     }
 }
+
+/// What a Job reports back to the controller (fits a termination message).
+#[derive(Debug, Serialize)]
+pub struct BackupSummary<'a> {
+    pub backup_id: &'a str,
+    pub server_version: &'a str,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub seconds: f64,
+    /// Destinations that hold the backup, by URL without query.
+    pub committed: Vec<&'a str>,
+    pub failed: Vec<&'a str>,
+    pub objects: Vec<SummaryObject<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SummaryObject<'a> {
+    pub key: &'a str,
+    pub size: u64,
+    pub sha256: &'a str,
+}
+
+impl BackupReport {
+    pub fn summary(&self) -> BackupSummary<'_> {
+        // Destination URLs without their query (endpoint, credentials path).
+        let pick = |committed: bool| -> Vec<&str> {
+            self.destinations
+                .iter()
+                .filter(|d| d.committed == committed)
+                .map(|d| d.url.split('?').next().unwrap_or(&d.url))
+                .collect()
+        };
+        BackupSummary {
+            backup_id: &self.backup_id,
+            server_version: &self.server_version,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            seconds: self.seconds,
+            committed: pick(true),
+            failed: pick(false),
+            objects: self
+                .objects
+                .iter()
+                .map(|o| SummaryObject {
+                    key: &o.key,
+                    size: o.size,
+                    sha256: &o.sha256,
+                })
+                .collect(),
+        }
+    }
+}

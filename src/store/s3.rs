@@ -59,15 +59,16 @@ impl S3Store {
         } else {
             format!("{path}/")
         };
-        let (mut region, mut endpoint, mut storage_class) = (None, None, None);
+        let (mut region, mut endpoint, mut storage_class, mut creds_dir) = (None, None, None, None);
         for (k, v) in parsed.query_pairs() {
             match k.as_ref() {
                 "region" => region = Some(v.into_owned()),
                 "endpoint" => endpoint = Some(v.into_owned()),
                 "storage-class" => storage_class = Some(StorageClass::from(v.as_ref())),
+                "credentials" => creds_dir = Some(std::path::PathBuf::from(v.as_ref())),
                 other => {
                     return Err(bad(format!(
-                        "unknown option {other:?} (known: region, endpoint, storage-class)"
+                        "unknown option {other:?} (known: region, endpoint, storage-class, credentials)"
                     )))
                 }
             }
@@ -80,6 +81,9 @@ impl S3Store {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         if let Some(r) = region {
             loader = loader.region(aws_config::Region::new(r));
+        }
+        if let Some(dir) = &creds_dir {
+            loader = loader.credentials_provider(read_credentials(dir).map_err(bad)?);
         }
         let shared = loader.load().await;
         if shared.region().is_none() {
@@ -245,6 +249,30 @@ impl S3Store {
         }
         Ok(cleaned)
     }
+}
+
+/// Static credentials from a directory of files named like the environment
+/// variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, optional
+/// `AWS_SESSION_TOKEN`): a mounted Kubernetes Secret, one per destination, so
+/// that each region can have its own keys without putting them in argv.
+fn read_credentials(dir: &std::path::Path) -> Result<aws_sdk_s3::config::Credentials, String> {
+    let read = |name: &str| -> Result<Option<String>, String> {
+        match std::fs::read_to_string(dir.join(name)) {
+            Ok(s) => Ok(Some(s.trim().to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("credentials: {}: {e}", dir.join(name).display())),
+        }
+    };
+    let need = |name: &str| {
+        read(name)?.ok_or_else(|| format!("credentials: {} has no file {name}", dir.display()))
+    };
+    Ok(aws_sdk_s3::config::Credentials::new(
+        need("AWS_ACCESS_KEY_ID")?,
+        need("AWS_SECRET_ACCESS_KEY")?,
+        read("AWS_SESSION_TOKEN")?,
+        None,
+        "lifeboat-credentials-dir",
+    ))
 }
 
 pub struct S3Writer {
@@ -435,5 +463,17 @@ mod tests {
         .await
         .unwrap();
         assert_eq!((s.bucket.as_str(), s.prefix.as_str()), ("bkt", "a/b/"));
+    }
+
+    #[test]
+    fn credentials_come_from_a_directory_and_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = read_credentials(dir.path()).unwrap_err();
+        assert!(e.contains("AWS_ACCESS_KEY_ID"), "{e}");
+        std::fs::write(dir.path().join("AWS_ACCESS_KEY_ID"), "AKIDEXAMPLE\n").unwrap();
+        std::fs::write(dir.path().join("AWS_SECRET_ACCESS_KEY"), "very-secret").unwrap();
+        let c = read_credentials(dir.path()).unwrap();
+        assert_eq!(c.access_key_id(), "AKIDEXAMPLE");
+        assert!(!format!("{c:?}").contains("very-secret"));
     }
 }
