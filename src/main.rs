@@ -235,6 +235,17 @@ fn print_json<T: Serialize>(v: &T) {
     );
 }
 
+/// The compact report a Job leaves as its termination message (4 KiB max).
+fn write_report<T: Serialize>(
+    path: Option<&std::path::Path>,
+    v: &T,
+) -> Result<(), commands::Error> {
+    let Some(path) = path else { return Ok(()) };
+    let text = serde_json::to_string(v).expect("report serialises");
+    std::fs::write(path, text)
+        .map_err(|e| commands::Error::Usage(format!("--report-file {}: {e}", path.display())))
+}
+
 fn human_bytes(n: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
