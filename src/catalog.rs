@@ -40,17 +40,28 @@ pub enum CatalogError {
     Empty,
 }
 
-/// A new backup id: UTC time then 6 random hex digits. Sorting ids sorts by time.
+/// The time part of backup ids: UTC to the millisecond, so that ids sort by
+/// start time even for backups that follow each other within a second.
+const ID_TIME: &str = "%Y%m%dT%H%M%S%.3fZ";
+const ID_TIME_LEN: usize = 20;
+
+pub fn id_time(t: DateTime<Utc>) -> String {
+    t.format(ID_TIME).to_string()
+}
+
+/// A new backup id: its start time, then 6 random hex digits.
+/// Sorting ids sorts by start time.
 pub fn new_backup_id(now: DateTime<Utc>) -> String {
     let r: [u8; 3] = crate::keys::random_bytes();
-    format!("{}-{}", now.format("%Y%m%dT%H%M%SZ"), hex::encode(r))
+    format!("{}-{}", id_time(now), hex::encode(r))
 }
 
 pub fn valid_backup_id(id: &str) -> bool {
-    id.len() == 23
-        && DateTime::parse_from_str(&format!("{}+0000", &id[..16]), "%Y%m%dT%H%M%SZ%z").is_ok()
-        && id.as_bytes()[16] == b'-'
-        && id[17..].bytes().all(|b| b.is_ascii_hexdigit())
+    id.len() == ID_TIME_LEN + 7
+        && id.is_char_boundary(ID_TIME_LEN)
+        && chrono::NaiveDateTime::parse_from_str(&id[..ID_TIME_LEN], ID_TIME).is_ok()
+        && id.as_bytes()[ID_TIME_LEN] == b'-'
+        && id[ID_TIME_LEN + 1..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 pub fn backup_dir(id: &str) -> String {
@@ -222,7 +233,7 @@ impl std::str::FromStr for Point {
             Ok(Point::AtOrBefore(t.with_timezone(&Utc)))
         } else {
             Err(format!(
-                "{s:?} is not `latest`, a backup id (like 20261125T020000Z-a1b2c3) or an RFC 3339 time"
+                "{s:?} is not `latest`, a backup id (like 20261125T020000.000Z-a1b2c3) or an RFC 3339 time"
             ))
         }
     }
@@ -292,16 +303,26 @@ mod tests {
         let a = new_backup_id(Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap());
         let b = new_backup_id(Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 6).unwrap());
         assert!(a < b && valid_backup_id(&a), "{a}");
-        assert!(a.starts_with("20260102T030405Z-"));
-        assert!(!valid_backup_id("20260102T030405Z"));
-        assert!(!valid_backup_id("2026010xT030405Z-abcdef"));
+        assert!(a.starts_with("20260102T030405.000Z-"), "{a}");
+        assert!(!valid_backup_id("20260102T030405.000Z"));
+        assert!(!valid_backup_id("2026010xT030405.000Z-abcdef"));
+        let ms = |m| {
+            new_backup_id(
+                Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap()
+                    + chrono::Duration::milliseconds(m),
+            )
+        };
+        assert!(
+            ms(1) < ms(2) && ms(999) < b,
+            "ids within one second still sort"
+        );
         assert_eq!(id_of_key(&object_key(&a, "db-0")), Some(a.as_str()));
     }
 
     #[test]
     fn sealed_manifest_opens_and_any_edit_fails() {
         let k = keys(&crate::keys::new_key_line("k1").unwrap());
-        let id = "20261125T020000Z-abcdef";
+        let id = "20261125T020000.000Z-abcdef";
         let bytes = seal_manifest(manifest(id, Utc::now()), &k);
         let m = open_manifest(&bytes, id, &k).unwrap();
         assert_eq!(m.key_id, "k1");
@@ -325,7 +346,7 @@ mod tests {
         }
         // a manifest moved under another id
         assert!(matches!(
-            open_manifest(&bytes, "20261125T020000Z-000000", &k),
+            open_manifest(&bytes, "20261125T020000.000Z-000000", &k),
             Err(CatalogError::WrongId { .. })
         ));
         // another key file
@@ -340,8 +361,8 @@ mod tests {
     fn recovery_point_selection() {
         let t = |h| Utc.with_ymd_and_hms(2026, 11, 25, h, 0, 0).unwrap();
         let ms = vec![
-            manifest("20261125T020000Z-aaaaaa", t(2)),
-            manifest("20261125T040000Z-bbbbbb", t(4)),
+            manifest("20261125T020000.000Z-aaaaaa", t(2)),
+            manifest("20261125T040000.000Z-bbbbbb", t(4)),
         ];
         assert_eq!(
             select(&ms, &Point::Latest).unwrap().backup_id,
@@ -368,7 +389,7 @@ mod tests {
             Err(CatalogError::Empty)
         ));
         assert!(matches!(
-            select(&ms, &Point::Id("20261125T030000Z-cccccc".into())),
+            select(&ms, &Point::Id("20261125T030000.000Z-cccccc".into())),
             Err(CatalogError::NoSuchId(_))
         ));
         assert!("yesterday"

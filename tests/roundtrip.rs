@@ -288,3 +288,42 @@ fn rotated_keys_still_restore_old_backups() {
         "the new key encrypts"
     );
 }
+
+#[test]
+fn latest_is_the_newest_backup_even_within_one_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let k = keys.to_str().unwrap();
+    let src = create_db("latest");
+    let dest = format!("file://{}/bk", dir.path().display());
+    for v in 1..=3 {
+        psql(
+            &src,
+            &format!("drop table if exists t; create table t as select {v} as v"),
+        );
+        ok(&lifeboat(&[
+            "backup",
+            "-d",
+            &src,
+            "--key-file",
+            k,
+            "--to",
+            &dest,
+            "--no-globals",
+            "--json",
+        ]));
+    }
+    let target = unique("latestr");
+    ok(&lifeboat(&[
+        "restore",
+        "--from",
+        &dest,
+        "--key-file",
+        k,
+        "--target-db",
+        &target,
+        "--create",
+        "--json",
+    ]));
+    assert_eq!(psql(&target, "select v from t"), "3");
+}

@@ -239,7 +239,7 @@ mod tests {
     #[test]
     fn point_in_time_and_backup_id_together_is_an_error() {
         let mut v = example();
-        v["backupId"] = json!("20261125T020000Z-abcd");
+        v["backupId"] = json!("20261125T020000.000Z-abcd");
         let errors = spec(v).validate().unwrap_err();
         assert_eq!(errors[0].field, "spec.pointInTime");
     }

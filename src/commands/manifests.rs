@@ -52,7 +52,8 @@ pub async fn choose(store: &Store, keys: &Keyring, point: &Point) -> Result<Mani
     let ids = committed_ids(store).await?;
     // Ids start with their start time; a backup completed by T started by T.
     let cutoff = match point {
-        Point::AtOrBefore(t) => Some(t.format("%Y%m%dT%H%M%SZ~").to_string()),
+        // '~' sorts after '-': ids that started exactly at t are kept.
+        Point::AtOrBefore(t) => Some(format!("{}~", catalog::id_time(*t))),
         _ => None,
     };
     for id in ids.iter().rev() {

@@ -12,12 +12,14 @@ use aws_sdk_s3::Client;
 use bytes::{Bytes, BytesMut};
 use tokio::task::JoinHandle;
 
-/// 8 MiB parts, doubling every 1,000 parts so the 10,000-part limit allows
-/// objects of many terabytes while small backups keep memory low.
-const PART_SIZE: usize = 8 << 20;
+/// 5 MiB parts (S3's minimum), doubling every 900 parts so that the
+/// 10,000-part limit still reaches S3's 5 TiB object limit while memory stays
+/// at two small parts per destination for any realistic backup.
+const PART_SIZE: usize = 5 << 20;
+const MAX_PART: usize = 5 << 30;
 
 pub fn part_size(part_number: i32) -> usize {
-    PART_SIZE << ((part_number - 1) / 1000).clamp(0, 9)
+    (PART_SIZE << ((part_number.max(1) - 1) / 900).min(11)).min(MAX_PART)
 }
 
 pub struct S3Store {
@@ -290,10 +292,16 @@ pub struct S3Writer {
 
 impl S3Writer {
     pub async fn write(&mut self, data: Bytes) -> Result<(), StoreError> {
-        self.buf.extend_from_slice(&data);
         let size = part_size(self.next_part_number());
+        if self.buf.capacity() == 0 {
+            // Sized once: growing by doubling would hold up to twice a part.
+            self.buf.reserve(size + data.len());
+        }
+        self.buf.extend_from_slice(&data);
         if self.buf.len() >= size {
-            let part = self.buf.split_to(size).freeze();
+            // The whole buffer goes (a part may exceed `size` by less than a
+            // chunk); a fresh one is allocated for the next part.
+            let part = std::mem::take(&mut self.buf).freeze();
             self.send_part(part).await?;
         }
         Ok(())
@@ -440,9 +448,10 @@ mod tests {
 
     #[test]
     fn parts_grow_to_stay_under_the_part_limit() {
-        assert_eq!(part_size(1), 8 << 20);
-        assert_eq!(part_size(1000), 8 << 20);
-        assert_eq!(part_size(1001), 16 << 20);
+        assert_eq!(part_size(1), 5 << 20);
+        assert_eq!(part_size(900), 5 << 20);
+        assert_eq!(part_size(901), 10 << 20);
+        assert!(part_size(10_000) <= MAX_PART);
         let total: u64 = (1..=10_000).map(|n| part_size(n) as u64).sum();
         // S3 objects end at 5 TiB; the part schedule must reach that.
         assert!(total >= 5u64 << 40, "10,000 parts hold {total} bytes");

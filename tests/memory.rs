@@ -1,0 +1,103 @@
+//! Memory stays flat: backing up a database of more than 500 MB keeps
+//! lifeboat's peak RSS (VmHWM, read from /proc by lifeboat itself at the end)
+//! under 64 MiB, writing to a directory and to two S3 regions at once.
+
+mod support;
+use support::*;
+
+const LIMIT: u64 = 64 << 20;
+
+#[test]
+fn peak_memory_stays_under_64_mib_for_a_500_mb_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let k = keys.to_str().unwrap();
+    let db = create_db("big");
+    // Mostly incompressible bytes plus text: the dump is about 600 MB.
+    psql(
+        &db,
+        "create extension if not exists pgcrypto; create table big (i int, t text, r bytea)",
+    );
+    for chunk in 0..4 {
+        psql(&db, &format!(
+            "insert into big select i, md5(i::text) || repeat(' lorem ipsum ', 5), gen_random_bytes(700) from generate_series({} * 100000 + 1, ({} + 1) * 100000) i",
+            chunk, chunk
+        ));
+    }
+    let s3 = bucket("eu-west-1");
+    let s3_east = bucket("us-east-1");
+    let local = format!("file://{}/bk", dir.path().display());
+
+    let small = create_db("small");
+    psql(&small, "create table t as select 1 as a");
+    let r_small = ok(&lifeboat(&[
+        "backup",
+        "-d",
+        &small,
+        "--key-file",
+        k,
+        "--to",
+        &local,
+        "--to",
+        &s3,
+        "--to",
+        &s3_east,
+        "--json",
+    ]));
+    let r = ok(&lifeboat(&[
+        "backup",
+        "-d",
+        &db,
+        "--key-file",
+        k,
+        "--to",
+        &local,
+        "--to",
+        &s3,
+        "--to",
+        &s3_east,
+        "--json",
+    ]));
+    let bytes_in = r["bytes_in"].as_u64().unwrap();
+    let peak = r["peak_rss_bytes"].as_u64().unwrap();
+    let peak_small = r_small["peak_rss_bytes"].as_u64().unwrap();
+    eprintln!(
+        "dump {} MB: peak RSS {:.1} MiB (a tiny database: {:.1} MiB), {:.1} MiB/s",
+        bytes_in / 1_000_000,
+        peak as f64 / 1048576.0,
+        peak_small as f64 / 1048576.0,
+        r["mib_per_s"].as_f64().unwrap()
+    );
+    assert!(
+        bytes_in > 500_000_000,
+        "the database is big enough: {bytes_in}"
+    );
+    assert!(peak > 0 && peak < LIMIT, "peak RSS {peak} bytes");
+    // It restores, too, within the same bound.
+    let target = unique("bigr");
+    let rr = ok(&lifeboat(&[
+        "restore",
+        "--from",
+        &s3,
+        "--key-file",
+        k,
+        "--target-db",
+        &target,
+        "--create",
+        "--json",
+    ]));
+    assert!(rr["peak_rss_bytes"].as_u64().unwrap() < LIMIT, "{rr}");
+    assert_eq!(psql(&target, "select count(*) from big"), "400000");
+    assert_eq!(
+        psql(
+            &target,
+            "select md5(string_agg(md5(r), '' order by i)) from big"
+        ),
+        psql(
+            &db,
+            "select md5(string_agg(md5(r), '' order by i)) from big"
+        )
+    );
+    psql("postgres", &format!("drop database {target}"));
+    psql("postgres", &format!("drop database {db}"));
+}

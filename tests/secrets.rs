@@ -1,0 +1,197 @@
+//! The master key and the database password never appear in any process's
+//! argv or environment, in logs at any verbosity, or in error messages.
+
+mod support;
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use support::*;
+
+/// Every process's argv and environment, keyed by pid and command name.
+fn scan_processes(secrets: &[&str], seen: &mut BTreeSet<String>) -> Vec<String> {
+    let mut leaks = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        let argv = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if let Some(name) = argv.split_whitespace().next() {
+            seen.insert(name.rsplit('/').next().unwrap_or(name).to_string());
+        }
+        let env = String::from_utf8_lossy(&environ);
+        for s in secrets {
+            if argv.contains(s) || env.contains(s) {
+                leaks.push(format!("pid {pid}: {argv}"));
+            }
+        }
+    }
+    leaks
+}
+
+#[test]
+fn secrets_stay_out_of_argv_environment_logs_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k1");
+    let key_text = std::fs::read_to_string(&keys).unwrap();
+    let key_material = key_text
+        .lines()
+        .last()
+        .unwrap()
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .to_string();
+    let password = format!("pw-{}", unique("Secret"));
+    let pwfile = dir.path().join("password");
+    std::fs::write(&pwfile, format!("{password}\n")).unwrap();
+
+    psql("postgres", "do $$ begin create role lifeboat_pw login; exception when duplicate_object then null; end $$");
+    psql(
+        "postgres",
+        &format!("alter role lifeboat_pw password '{password}'"),
+    );
+    let db = create_db("sec");
+    psql(
+        "postgres",
+        &format!("alter database {db} owner to lifeboat_pw"),
+    );
+    psql(&db, "set role lifeboat_pw; create extension if not exists pgcrypto; create table t as select i, gen_random_bytes(1000) r from generate_series(1, 40000) i");
+    let s3 = bucket("us-east-1");
+    let secrets = [password.as_str(), key_material.as_str()];
+    let k = keys.to_str().unwrap();
+    let pw = pwfile.to_str().unwrap();
+
+    let run = |args: &[&str]| {
+        let mut child = lifeboat_cmd(args)
+            .env("LIFEBOAT_LOG", "trace")
+            .env("PGPASSWORD", "") // nothing inherited by accident
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut seen = BTreeSet::new();
+        let mut leaks = Vec::new();
+        // Read output on threads so the child never blocks on a full pipe.
+        let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+        let t_out = std::thread::spawn(move || {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut out, &mut s).unwrap();
+            s
+        });
+        let t_err = std::thread::spawn(move || {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut err, &mut s).unwrap();
+            s
+        });
+        while child.try_wait().unwrap().is_none() {
+            leaks.extend(scan_processes(&secrets, &mut seen));
+        }
+        let status = child.wait().unwrap();
+        (
+            status,
+            t_out.join().unwrap(),
+            t_err.join().unwrap(),
+            seen,
+            leaks,
+        )
+    };
+
+    let (status, out, err, seen, leaks) = run(&[
+        "backup",
+        "--user",
+        "lifeboat_pw",
+        "--password-file",
+        pw,
+        "-d",
+        &db,
+        "--key-file",
+        k,
+        "--to",
+        &s3,
+        "--json",
+    ]);
+    assert!(status.success(), "{err}");
+    assert!(
+        seen.contains("pg_dump") && seen.contains("lifeboat"),
+        "the scan saw the processes: {seen:?}"
+    );
+    assert!(leaks.is_empty(), "{leaks:?}");
+    assert!(
+        err.contains("TRACE") || err.contains("DEBUG"),
+        "trace logging was on"
+    );
+    for s in secrets {
+        assert!(
+            !out.contains(s) && !err.contains(s),
+            "a secret is in the backup's output"
+        );
+    }
+
+    let target = unique("secr");
+    psql(
+        "postgres",
+        &format!("create database {target} owner lifeboat_pw"),
+    );
+    let (status, out, err, seen, leaks) = run(&[
+        "restore",
+        "--user",
+        "lifeboat_pw",
+        "--password-file",
+        pw,
+        "--from",
+        &s3,
+        "--key-file",
+        k,
+        "--target-db",
+        &target,
+        "--maintenance-db",
+        &target,
+        "--json",
+    ]);
+    assert!(status.success(), "{err}");
+    assert!(seen.contains("pg_restore"), "{seen:?}");
+    assert!(leaks.is_empty(), "{leaks:?}");
+    for s in secrets {
+        assert!(
+            !out.contains(s) && !err.contains(s),
+            "a secret is in the restore's output"
+        );
+    }
+
+    // Errors: a wrong password and a damaged key file do not echo secrets.
+    std::fs::write(&pwfile, "not-the-password\n").unwrap();
+    let o = lifeboat(&[
+        "backup",
+        "--user",
+        "lifeboat_pw",
+        "--password-file",
+        pw,
+        "-d",
+        &db,
+        "--key-file",
+        k,
+        "--to",
+        &s3,
+    ]);
+    let e = fails(&o);
+    assert!(!e.contains("not-the-password"), "{e}");
+    let broken = dir.path().join("broken-keys");
+    std::fs::write(
+        &broken,
+        format!("LIFEBOAT-KEY-1 k1 {}x\n", &key_material[..20]),
+    )
+    .unwrap();
+    let e = fails(&lifeboat(&[
+        "list",
+        "--from",
+        &s3,
+        "--key-file",
+        broken.to_str().unwrap(),
+    ]));
+    assert!(
+        e.contains("line 1") && !e.contains(&key_material[..20]),
+        "{e}"
+    );
+}
