@@ -8,6 +8,9 @@ source scripts/testbed.sh
 command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl >/dev/null; }
 testbed_log "building"
 cargo build --all-targets --quiet
+ensure_kubernetes_validate
+# Tests that need an external tool fail instead of skipping when it is missing.
+export LIFEBOAT_REQUIRE_TOOLS=1
 testbed_up
 if [ $# -eq 0 ]; then
   cargo test --all-targets

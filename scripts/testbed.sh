@@ -30,6 +30,16 @@ ensure_moto() {
   fi
 }
 
+# Offline validator of Kubernetes manifests (it bundles the OpenAPI schemas);
+# tests/manifests.rs runs it over crds/ and manifests/.
+KUBERNETES_VALIDATE_VERSION=1.37.0
+ensure_kubernetes_validate() {
+  if ! python3 -c 'import kubernetes_validate' 2>/dev/null || ! command -v kubernetes-validate >/dev/null; then
+    testbed_log "installing kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+    python3 -m pip install --quiet "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+  fi
+}
+
 # start_postgres: sets PGHOST, PGPORT, PGUSER, PGDATA_DIR and exports them.
 start_postgres() {
   ensure_postgres

@@ -133,6 +133,10 @@ struct BackupArgs {
     /// Also write a compact JSON report here (a Job's /dev/termination-log).
     #[arg(long)]
     report_file: Option<PathBuf>,
+    /// After committing, read the backup back from every destination and
+    /// check every byte (as `lifeboat verify`); exit 1 when any check fails.
+    #[arg(long)]
+    verify: bool,
 }
 
 #[derive(Args)]
@@ -260,7 +264,7 @@ fn human_bytes(n: u64) -> String {
 async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
     match cli.command {
         Command::Backup(a) => {
-            let report = backup::backup(backup::BackupOptions {
+            let mut report = backup::backup(backup::BackupOptions {
                 conn: a.conn.conn()?,
                 databases: a.databases,
                 all_databases: a.all_databases,
@@ -274,6 +278,12 @@ async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
                 allow_partial: a.allow_partial,
             })
             .await?;
+            let verified = if a.verify {
+                let keys = Arc::new(Keyring::load(&a.key.key_file)?);
+                backup::verify_committed(&mut report, keys).await?
+            } else {
+                true
+            };
             write_report(a.report_file.as_deref(), &report.summary())?;
             if a.json {
                 print_json(&report);
@@ -288,11 +298,23 @@ async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
                     human_bytes(report.peak_rss_bytes)
                 );
                 for d in &report.destinations {
+                    let checked = if d.verified == Some(true) {
+                        " (verified)"
+                    } else {
+                        ""
+                    };
                     match &d.error {
-                        None => println!("  ✓ {}", d.url),
+                        None => println!("  ✓ {}{checked}", d.url),
                         Some(e) => println!("  ✗ {} — {e}", d.url),
                     }
                 }
+            }
+            if !verified {
+                eprintln!(
+                    "error: backup {} was committed but failed read-back verification",
+                    report.backup_id
+                );
+                return Ok(ExitCode::from(1));
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -37,6 +37,9 @@ pub struct BackupOptions {
 pub struct DestinationReport {
     pub url: String,
     pub committed: bool,
+    /// Set by [`verify_committed`]: the backup was read back from here and checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -190,6 +193,7 @@ pub async fn backup(o: BackupOptions) -> Result<BackupReport, Error> {
         .map(|i| DestinationReport {
             url: fleet.stores[i].name().to_string(),
             committed: fleet.live.contains(&i),
+            verified: None,
             error: fleet
                 .failed
                 .iter()
@@ -348,6 +352,41 @@ async fn run_part(
     })
 }
 
+/// Reads the committed backup back from every destination that holds it
+/// (`lifeboat backup --verify`): manifest MAC, every object's SHA-256 and
+/// every segment's tag. Records the outcome per destination in the report;
+/// returns false when any destination failed.
+pub async fn verify_committed(
+    report: &mut BackupReport,
+    keys: std::sync::Arc<Keyring>,
+) -> Result<bool, Error> {
+    use super::verify::{self, Which};
+    let point = Which::Point(catalog::Point::Id(report.backup_id.clone()));
+    let mut all_ok = true;
+    for d in report.destinations.iter_mut().filter(|d| d.committed) {
+        let checked = verify::verify(std::slice::from_ref(&d.url), keys.clone(), &point).await?;
+        let ok = checked.problems == 0 && !checked.checks.is_empty();
+        if !ok {
+            let why = checked
+                .checks
+                .iter()
+                .flat_map(|c| {
+                    c.error
+                        .iter()
+                        .cloned()
+                        .chain(c.objects.iter().filter_map(|o| o.error.clone()))
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            tracing::error!(dest = %d.url, backup = %report.backup_id, error = %why, "read-back verification failed");
+            d.error = Some(format!("verification failed: {why}"));
+        }
+        d.verified = Some(ok);
+        all_ok &= ok;
+    }
+    Ok(all_ok)
+}
+
 fn tool_error(f: crate::source::child::Failure, what: &str) -> Error {
     Error::Tool {
         tool: f.tool,
@@ -368,6 +407,11 @@ pub struct BackupSummary<'a> {
     /// Destinations that hold the backup, by URL without query.
     pub committed: Vec<&'a str>,
     pub failed: Vec<&'a str>,
+    /// Destinations where the backup was read back and every byte checked
+    /// (`--verify`); a committed destination missing here failed verification
+    /// or was not verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<Vec<&'a str>>,
     pub objects: Vec<SummaryObject<'a>>,
 }
 
@@ -396,6 +440,17 @@ impl BackupReport {
             seconds: self.seconds,
             committed: pick(true),
             failed: pick(false),
+            verified: self
+                .destinations
+                .iter()
+                .any(|d| d.verified.is_some())
+                .then(|| {
+                    self.destinations
+                        .iter()
+                        .filter(|d| d.verified == Some(true))
+                        .map(|d| d.url.split('?').next().unwrap_or(&d.url))
+                        .collect()
+                }),
             objects: self
                 .objects
                 .iter()
