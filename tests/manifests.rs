@@ -170,7 +170,7 @@ fn jobs_built_from_the_examples_pass_kubernetes_validate_strict() {
     let prune = prune_job(
         &policy,
         "orders-before-migration",
-        "20261125T020000Z-a1b2c3",
+        "20261125T020000.000Z-a1b2c3",
         owner_of(&run).unwrap(),
         &cfg,
     )

@@ -1242,7 +1242,7 @@ mod tests {
     fn prune_job_deletes_one_backup_from_every_destination() {
         let p = policy(json!({}));
         let r = run("orders-daily-1");
-        let id = "20261125T020000Z-a1b2c3";
+        let id = "20261125T020000.000Z-a1b2c3";
         let job = prune_job(&p, "orders-daily-1", id, owner_of(&r).unwrap(), &cfg()).unwrap();
         let a = args(&job);
         assert_eq!(a[0], "prune");
@@ -1283,15 +1283,15 @@ mod tests {
 
     fn summary(verified: Option<Vec<&str>>) -> String {
         json!({
-            "backup_id": "20261125T020000Z-a1b2c3",
+            "backup_id": "20261125T020000.000Z-a1b2c3",
             "server_version": "15.8",
             "bytes_in": 1000, "bytes_out": 400, "seconds": 1.5,
             "committed": ["s3://bk-primary/prod/shop/orders", "s3://bk-irsa/shop/orders"],
             "failed": ["s3://bk-dr/shop/orders"],
             "verified": verified,
             "objects": [
-                {"key": "backups/20261125T020000Z-a1b2c3/globals.lbk", "size": 100, "sha256": "a".repeat(64)},
-                {"key": "backups/20261125T020000Z-a1b2c3/db-0.lbk", "size": 300, "sha256": "b".repeat(64)}
+                {"key": "backups/20261125T020000.000Z-a1b2c3/globals.lbk", "size": 100, "sha256": "a".repeat(64)},
+                {"key": "backups/20261125T020000.000Z-a1b2c3/db-0.lbk", "size": 300, "sha256": "b".repeat(64)}
             ]
         })
         .to_string()
@@ -1304,7 +1304,7 @@ mod tests {
             summary(Some(vec!["s3://bk-primary/prod/shop/orders"]))
         ))
         .unwrap();
-        assert_eq!(r.backup_id, "20261125T020000Z-a1b2c3");
+        assert_eq!(r.backup_id, "20261125T020000.000Z-a1b2c3");
         let p = policy(json!({}));
         let arts = r.artifacts(&p);
         assert_eq!(arts.len(), 4);
@@ -1312,7 +1312,7 @@ mod tests {
             arts[0],
             Artifact {
                 destination: "primary".into(),
-                key: "prod/shop/orders/backups/20261125T020000Z-a1b2c3/globals.lbk".into(),
+                key: "prod/shop/orders/backups/20261125T020000.000Z-a1b2c3/globals.lbk".into(),
                 bytes: 100,
                 sha256: "a".repeat(64),
                 verified: true,
@@ -1321,7 +1321,7 @@ mod tests {
         assert_eq!(arts[2].destination, "ambient");
         assert_eq!(
             arts[3].key,
-            "shop/orders/backups/20261125T020000Z-a1b2c3/db-0.lbk"
+            "shop/orders/backups/20261125T020000.000Z-a1b2c3/db-0.lbk"
         );
         assert!(!arts[2].verified, "ambient was not verified");
         assert!(!r.fully_verified());
@@ -1340,7 +1340,7 @@ mod tests {
             parse_job_result("error: pg_dump failed: connection refused"),
             Err(ResultError::NotASummary(_))
         ));
-        let bad = summary(None).replace("20261125T020000Z-a1b2c3", "../../etc");
+        let bad = summary(None).replace("20261125T020000.000Z-a1b2c3", "../../etc");
         assert!(matches!(
             parse_job_result(&bad),
             Err(ResultError::BadBackupId(_))
