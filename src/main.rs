@@ -359,7 +359,7 @@ async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
                 print_json(&entries);
             } else {
                 println!(
-                    "{:<24} {:<21} {:<8} {:<10} {:>10}  {:<20} DESTINATION",
+                    "{:<28} {:<21} {:<8} {:<10} {:>10}  {:<20} DESTINATION",
                     "BACKUP", "COMPLETED", "TIER", "POLICY", "SIZE", "DATABASES"
                 );
                 for e in &entries {
@@ -368,7 +368,7 @@ async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
                         .map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
                         .unwrap_or_else(|| "?".into());
                     println!(
-                        "{:<24} {:<21} {:<8} {:<10} {:>10}  {:<20} {}{}",
+                        "{:<28} {:<21} {:<8} {:<10} {:>10}  {:<20} {}{}",
                         e.backup_id,
                         when,
                         e.tier,
