@@ -40,6 +40,11 @@ ensure_kubernetes_validate() {
   fi
 }
 
+# The independent format decoder (tests/format/decode.py) needs these.
+ensure_python_decoder() {
+  python3 -c 'import cryptography, zstandard' 2>/dev/null || python3 -m pip install --quiet cryptography zstandard
+}
+
 # start_postgres: sets PGHOST, PGPORT, PGUSER, PGDATA_DIR and exports them.
 start_postgres() {
   ensure_postgres
