@@ -39,6 +39,11 @@ enum Command {
     Prune(PruneArgs),
     /// Write a new master key file (or put a new key first in one).
     Keygen(KeygenArgs),
+    /// Archive one WAL file (PostgreSQL's archive_command: `lifeboat wal-push %p --to …`).
+    WalPush(WalPushArgs),
+    /// Restore one WAL file (PostgreSQL's restore_command: `lifeboat wal-fetch %f %p --from …`).
+    /// Exit 1: not archived; exit 126 (fatal to recovery): a copy failed verification.
+    WalFetch(WalFetchArgs),
     /// Print the CustomResourceDefinitions (crds/ holds this output).
     Crds,
 }
@@ -209,6 +214,30 @@ struct PruneArgs {
     incomplete: bool,
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+struct WalPushArgs {
+    /// The WAL file (PostgreSQL's %p).
+    path: PathBuf,
+    #[arg(long = "to", required = true)]
+    to: Vec<String>,
+    #[command(flatten)]
+    key: KeyArgs,
+    #[arg(long, value_enum, default_value = "zstd")]
+    compression: CompressionArg,
+}
+
+#[derive(Args)]
+struct WalFetchArgs {
+    /// The WAL file name wanted (PostgreSQL's %f).
+    name: String,
+    /// Where to write it (PostgreSQL's %p).
+    dest: PathBuf,
+    #[arg(long = "from", required = true)]
+    from: Vec<String>,
+    #[command(flatten)]
+    key: KeyArgs,
 }
 
 #[derive(Args)]
@@ -439,6 +468,26 @@ async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
                 println!("deleted {} backup(s)", report.deleted.len());
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::WalPush(a) => {
+            let keys = Arc::new(Keyring::load(&a.key.key_file)?);
+            lifeboat::commands::wal::wal_push(&a.path, &a.to, keys, compression(a.compression))
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::WalFetch(a) => {
+            use lifeboat::commands::wal::{wal_fetch, Fetched};
+            let keys = Arc::new(Keyring::load(&a.key.key_file)?);
+            match wal_fetch(&a.name, &a.dest, &a.from, keys).await {
+                Ok(Fetched::Restored) => Ok(ExitCode::SUCCESS),
+                // PostgreSQL asks for files past the end of the archive: routine.
+                Ok(Fetched::NotArchived) => Ok(ExitCode::from(1)),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    // Above 125: PostgreSQL aborts recovery instead of ending it early.
+                    Ok(ExitCode::from(126))
+                }
+            }
         }
         Command::Crds => {
             print!("{}", lifeboat::api::crds_yaml());

@@ -14,20 +14,54 @@ fn an_independent_decoder_reads_a_backup_from_the_format_document() {
     let root = dir.path().join("bk");
     let dest = format!("file://{}", root.display());
     for compression in ["zstd", "gzip", "none"] {
-        let r = ok(&lifeboat(&["backup", "-d", &src, "--key-file", keys.to_str().unwrap(), "--to", &dest, "--compression", compression, "--json"]));
+        let r = ok(&lifeboat(&[
+            "backup",
+            "-d",
+            &src,
+            "--key-file",
+            keys.to_str().unwrap(),
+            "--to",
+            &dest,
+            "--compression",
+            compression,
+            "--json",
+        ]));
         let id = r["backup_id"].as_str().unwrap();
         let out = dir.path().join(format!("decoded-{compression}"));
         let o = std::process::Command::new("python3")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/format/decode.py"))
-            .args([keys.as_os_str(), root.as_os_str(), std::ffi::OsStr::new(id), out.as_os_str()])
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/format/decode.py"
+            ))
+            .args([
+                keys.as_os_str(),
+                root.as_os_str(),
+                std::ffi::OsStr::new(id),
+                out.as_os_str(),
+            ])
             .output()
             .unwrap();
-        assert!(o.status.success(), "{compression}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{compression}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         // The decoded part is a pg_dump archive that pg_restore reads.
-        let list = std::process::Command::new(pg_bin().join("pg_restore")).arg("--list").arg(out.join("db-0")).output().unwrap();
-        assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
+        let list = std::process::Command::new(pg_bin().join("pg_restore"))
+            .arg("--list")
+            .arg(out.join("db-0"))
+            .output()
+            .unwrap();
+        assert!(
+            list.status.success(),
+            "{}",
+            String::from_utf8_lossy(&list.stderr)
+        );
         let toc = String::from_utf8_lossy(&list.stdout);
-        assert!(toc.contains("TABLE DATA sales orders") && toc.contains("BLOB"), "{toc}");
+        assert!(
+            toc.contains("TABLE DATA sales orders") && toc.contains("BLOB"),
+            "{toc}"
+        );
         let globals = std::fs::read_to_string(out.join("globals")).unwrap();
         assert!(globals.contains("CREATE ROLE"), "{globals}");
     }

@@ -12,5 +12,6 @@ pub mod prune;
 pub mod restore;
 mod upload;
 pub mod verify;
+pub mod wal;
 
 pub use error::Error;

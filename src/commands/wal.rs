@@ -1,0 +1,260 @@
+//! `lifeboat wal-push` and `wal-fetch`: PostgreSQL's archive_command and
+//! restore_command. Each WAL file becomes one encrypted object at
+//! `wal/<timeline>/<file>.lbk` in every destination.
+//!
+//! wal-push is idempotent: a file already archived with the same content is
+//! success, with different content an error (never an overwrite). wal-fetch
+//! exits 1 for "not archived" (the end of recovery) and 126 — which
+//! PostgreSQL treats as fatal — when a copy fails authentication, so a
+//! corrupted segment stops recovery instead of silently shortening history.
+
+use super::download::decode_object;
+use super::progress::Progress;
+use super::upload::{fan_out, spawn_encoder};
+use super::Error;
+use crate::catalog::ObjectEntry;
+use crate::keys::Keyring;
+use crate::pipeline::codec::Hasher;
+use crate::pipeline::header::Compression;
+use crate::store::{Store, StoreError};
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The object key of a WAL file, or None for a name PostgreSQL never archives.
+/// Segments (`000000010000000000000003`), history files (`00000002.history`),
+/// backup labels (`…0003.00000028.backup`) and partial segments.
+pub fn wal_key(name: &str) -> Option<String> {
+    let hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
+    let timeline = name.get(..8).filter(|t| hex(t))?;
+    let rest = &name[8..];
+    let ok = (rest.len() == 16 && hex(rest))
+        || rest == ".history"
+        || (rest.len() > 16
+            && hex(&rest[..16])
+            && (rest[16..].ends_with(".backup") || rest[16..] == *".partial"));
+    ok.then(|| format!("wal/{timeline}/{name}.lbk"))
+}
+
+fn bad_name(name: &str) -> Error {
+    Error::Usage(format!(
+        "{name:?} is not a WAL file name (segment, .history, .backup or .partial)"
+    ))
+}
+
+fn sha256_of_file(path: &Path) -> Result<String, Error> {
+    let mut f = std::fs::File::open(path).map_err(Error::Pipeline)?;
+    let mut h = Hasher::default();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).map_err(Error::Pipeline)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finish().sha256)
+}
+
+/// A writer that only hashes: to compare an archived copy with a local file.
+struct HashSink(Hasher);
+impl std::io::Write for HashSink {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.update(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Size and hash of what a store holds under `key`, read back through the
+/// decoder (so the copy is authenticated too); None when absent.
+async fn archived_plain_sha(
+    store: &Store,
+    key: &str,
+    keys: &Arc<Keyring>,
+) -> Result<Option<String>, Error> {
+    let info = store.list(key).await?;
+    let Some(obj) = info.into_iter().find(|o| o.key == key) else {
+        return Ok(None);
+    };
+    let entry = ObjectEntry {
+        key: key.to_string(),
+        role: "wal".into(),
+        database: None,
+        size: obj.size,
+        sha256: String::new(),
+        plain_size: 0,
+    };
+    match decode_object(store, &entry, keys.clone(), HashSink(Hasher::default())).await {
+        Ok((sink, _)) => Ok(Some(sink.0.finish().sha256)),
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn wal_push(
+    path: &Path,
+    to: &[String],
+    keys: Arc<Keyring>,
+    compression: Compression,
+) -> Result<(), Error> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let key = wal_key(name).ok_or_else(|| bad_name(name))?;
+    if to.is_empty() {
+        return Err(Error::Usage(
+            "no destination: give --to at least once".into(),
+        ));
+    }
+    let local = sha256_of_file(path)?;
+    let mut stores = Vec::new();
+    for url in to {
+        stores.push(Store::open(url).await?);
+    }
+    let mut missing = Vec::new();
+    for (i, s) in stores.iter().enumerate() {
+        match archived_plain_sha(s, &key, &keys).await? {
+            None => missing.push(i),
+            Some(sha) if sha == local => {
+                tracing::info!(dest = %s.name(), file = %name, "already archived with the same content")
+            }
+            Some(_) => return Err(Error::Usage(format!(
+                "{}: {key} is already archived with different content; refusing to overwrite it",
+                s.name()
+            ))),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let file = std::fs::File::open(path).map_err(Error::Pipeline)?;
+    let progress = Progress::start(format!("wal-push {name}"));
+    let (rx, encoder) = spawn_encoder(file, keys.primary(), &key, compression, progress.clone())
+        .map_err(Error::Pipeline)?;
+    let (writers, failed) = fan_out(&stores, &missing, &key, rx, true).await;
+    let encoded = encoder
+        .await
+        .map_err(|e| Error::Pipeline(std::io::Error::other(e)))?;
+    progress.done();
+    if let Some((i, e)) = failed.into_iter().next() {
+        for (_, w) in writers {
+            w.abort().await;
+        }
+        return Err(Error::Destinations {
+            failed: format!("{}: {e}", stores[i].name()),
+        });
+    }
+    if let Err(e) = encoded {
+        for (_, w) in writers {
+            w.abort().await;
+        }
+        return Err(Error::Pipeline(e));
+    }
+    for (i, w) in writers {
+        w.finish().await.map_err(|e| Error::Destinations {
+            failed: format!("{}: {e}", stores[i].name()),
+        })?;
+    }
+    tracing::info!(file = %name, destinations = missing.len(), "archived");
+    Ok(())
+}
+
+/// Outcome of wal-fetch, mapped to PostgreSQL's exit-code protocol by main.
+#[derive(Debug)]
+pub enum Fetched {
+    Restored,
+    NotArchived,
+}
+
+pub async fn wal_fetch(
+    name: &str,
+    dest: &Path,
+    from: &[String],
+    keys: Arc<Keyring>,
+) -> Result<Fetched, Error> {
+    let key = wal_key(name).ok_or_else(|| bad_name(name))?;
+    let tmp = dest.with_extension("lifeboat-fetch");
+    let mut faults = Vec::new();
+    for url in from {
+        let store = match Store::open(url).await {
+            Ok(s) => s,
+            Err(e) => {
+                faults.push(e.to_string());
+                continue;
+            }
+        };
+        let size = match store.list(&key).await {
+            Ok(objs) => objs.into_iter().find(|o| o.key == key).map(|o| o.size),
+            Err(e) => {
+                tracing::warn!(from = %url, error = %e, "archive unreachable; trying the next one");
+                faults.push(e.to_string());
+                continue;
+            }
+        };
+        let Some(size) = size else { continue };
+        let entry = ObjectEntry {
+            key: key.clone(),
+            role: "wal".into(),
+            database: None,
+            size,
+            sha256: String::new(),
+            plain_size: 0,
+        };
+        let file = std::fs::File::create(&tmp).map_err(Error::Pipeline)?;
+        match decode_object(&store, &entry, keys.clone(), file).await {
+            Ok((file, _)) => {
+                file.sync_all().map_err(Error::Pipeline)?;
+                std::fs::rename(&tmp, dest).map_err(Error::Pipeline)?;
+                tracing::info!(file = %name, from = %url, "restored from the archive");
+                return Ok(Fetched::Restored);
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                tracing::error!(file = %name, from = %url, error = %e, "archived WAL file failed verification");
+                faults.push(e.to_string());
+            }
+        }
+    }
+    if faults.is_empty() {
+        Ok(Fetched::NotArchived)
+    } else {
+        Err(Error::Store(StoreError::Op {
+            dest: from.join(", "),
+            op: "fetch WAL",
+            key,
+            message: faults.join("; "),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wal_names_map_to_keys_by_timeline() {
+        assert_eq!(
+            wal_key("000000010000000000000003").unwrap(),
+            "wal/00000001/000000010000000000000003.lbk"
+        );
+        assert_eq!(
+            wal_key("00000002.history").unwrap(),
+            "wal/00000002/00000002.history.lbk"
+        );
+        assert!(wal_key("000000010000000000000003.00000028.backup").is_some());
+        assert!(wal_key("000000010000000000000003.partial").is_some());
+        for bad in [
+            "",
+            "pg_wal",
+            "00000001000000000000000",
+            "0000000100000000000000zz",
+            "../../etc/passwd",
+            "00000001.history.x",
+        ] {
+            assert!(wal_key(bad).is_none(), "{bad}");
+        }
+    }
+}
