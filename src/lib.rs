@@ -7,6 +7,7 @@
 pub mod api;
 pub mod catalog;
 pub mod commands;
+pub mod controller;
 pub mod keys;
 pub mod pipeline;
 pub mod schedule;
