@@ -295,24 +295,20 @@ async fn schedule_job_success_failure_and_restart() {
         .await;
     assert_eq!(server.store.count(RUNS), 2);
 
-    // Every transition left an event.
-    let reasons: Vec<String> = server
-        .store
-        .list(EVENTS, NS)
-        .iter()
-        .filter_map(|e| e["reason"].as_str().map(String::from))
-        .collect();
+    // Every transition left an event (published just after its status write).
     for want in [
         "Scheduled",
         "JobCreated",
         "JobSucceeded",
         "JobFailed",
+        "BackupSucceeded",
         "BackupFailed",
     ] {
-        assert!(
-            reasons.iter().any(|r| r == want),
-            "no {want} event in {reasons:?}"
-        );
+        server
+            .wait_for(&format!("a {want} event"), WAIT, |s| {
+                s.list(EVENTS, NS).into_iter().find(|e| e["reason"] == want)
+            })
+            .await;
     }
 }
 
@@ -404,12 +400,21 @@ async fn a_bad_spec_becomes_a_condition_without_a_loop() {
         })
         .await;
 
-    // It waits for a change: many resync periods later, still one or two reconciles.
+    // Two reconciles: the create, and the status write it made. Then it waits
+    // for a change: many resync periods later, no more.
+    until("the reconcile after the status write", || {
+        reconciles(&controller.metrics, "backuppolicy") >= 2
+    })
+    .await;
     let before = reconciles(&controller.metrics, "backuppolicy");
     let rv =
         server.store.get(POLICIES, NS, "broken").unwrap()["metadata"]["resourceVersion"].clone();
     tokio::time::sleep(Duration::from_millis(1500)).await; // a quiet period is what is measured here
-    assert!(reconciles(&controller.metrics, "backuppolicy") <= before + 1);
+    assert!(
+        reconciles(&controller.metrics, "backuppolicy") == before,
+        "{}",
+        controller.metrics.encode()
+    );
     assert_eq!(
         server.store.get(POLICIES, NS, "broken").unwrap()["metadata"]["resourceVersion"],
         rv,

@@ -323,6 +323,14 @@ pub async fn run_controllers(
     futures::join!(run_loop, policy_loop);
 }
 
+/// Picks rustls's crypto provider for the Kubernetes client. Both ring (kube)
+/// and aws-lc-rs (the AWS SDK) are compiled in, so rustls cannot choose by
+/// itself and would panic on the first connection. Idempotent.
+pub fn install_crypto_provider() {
+    // Err means one is installed already, which is all we need.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Options of `lifeboat controller`.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -351,6 +359,7 @@ pub enum RunError {
 pub async fn run(opts: Options) -> Result<(), RunError> {
     use std::sync::atomic::{AtomicBool, Ordering};
 
+    install_crypto_provider();
     let client = Client::try_default().await.map_err(RunError::Client)?;
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));

@@ -70,7 +70,7 @@ pub enum Cleanup {
     /// Not ours to hold (no finalizer of ours).
     Nothing,
     /// Create the prune Job for the run's backup.
-    CreatePruneJob(Job),
+    CreatePruneJob(Box<Job>),
     /// The prune Job is still running.
     Wait,
     /// The prune Job failed: delete it so the next attempt starts afresh.
@@ -373,14 +373,13 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RunPlan {
                         }
                     )
                 });
-                complete(
-                    &mut status,
-                    false,
-                    reasons::JOB_RUNNING,
-                    message,
-                    generation,
-                    now,
-                );
+                // Waiting keeps the JobCreated reason: no event until it runs.
+                let reason = if state == JobState::Running {
+                    reasons::JOB_RUNNING
+                } else {
+                    reasons::JOB_CREATED
+                };
+                complete(&mut status, false, reason, message, generation, now);
             }
         }
     } else {
@@ -543,7 +542,7 @@ pub fn decide_cleanup(
     };
     match prune_job {
         None => match prune_job_for(run, policy, cfg) {
-            Some(job) => Ok(Cleanup::CreatePruneJob(job?)),
+            Some(job) => Ok(Cleanup::CreatePruneJob(Box::new(job?))),
             None => Ok(Cleanup::Wait),
         },
         Some(job) => Ok(match job_state(job) {

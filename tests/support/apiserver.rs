@@ -144,6 +144,7 @@ impl ApiServer {
 
     /// A client talking to this server over loopback HTTP.
     pub fn client(&self) -> kube::Client {
+        lifeboat::controller::install_crypto_provider();
         let mut config = kube::Config::new(self.url().parse().unwrap());
         config.default_namespace = "default".into();
         config.read_timeout = Some(Duration::from_secs(300));
