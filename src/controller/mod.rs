@@ -189,6 +189,9 @@ pub struct Settings {
     pub resync: Duration,
     /// Wait before retrying a reconcile that failed.
     pub retry: Duration,
+    /// Reconciles in flight per controller. Bounded so that a start with
+    /// thousands of due policies does not open a connection per policy.
+    pub concurrency: u16,
     pub clock: Clock,
 }
 
@@ -199,6 +202,10 @@ impl Default for Settings {
             namespace: None,
             resync: Duration::from_secs(300),
             retry: Duration::from_secs(15),
+            concurrency: std::env::var("LIFEBOAT_CONCURRENCY")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(16),
             clock: Clock::system(),
         }
     }
@@ -280,8 +287,10 @@ pub async fn run_controllers(
     let policies: Api<BackupPolicy> = api_for(&client, ns.as_deref());
     let jobs: Api<Job> = api_for(&client, ns.as_deref());
 
+    let config = kube::runtime::controller::Config::default().concurrency(settings.concurrency);
     let run_controller = Controller::new(runs.clone(), watcher::Config::default())
-        .owns(jobs, watcher::Config::default());
+        .owns(jobs, watcher::Config::default())
+        .with_config(config.clone());
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -315,6 +324,7 @@ pub async fn run_controllers(
                 let ns = run.metadata.namespace.clone()?;
                 Some(ObjectRef::new(&run.spec.policy_ref.name).within(&ns))
             })
+            .with_config(config)
             .graceful_shutdown_on(shutdown)
             .run(policy::reconcile, error_policy, ctx)
             .for_each(|_| async {})

@@ -397,21 +397,30 @@ pub fn decide(
 }
 
 /// An event for each condition that changed status or reason: a transition.
-/// A bad state (Ready or Healthy false, ObjectiveBreached true) is a warning.
+/// A bad state (Ready false, Healthy false after a failure, ObjectiveBreached
+/// true) is a warning. A condition's first, good state is no news: a new
+/// policy does not announce three times that all is well.
 fn condition_events(old: &[Condition], new: &[Condition]) -> Vec<Note> {
     new.iter()
-        .filter(|c| {
-            !old.iter()
-                .any(|o| o.type_ == c.type_ && o.status == c.status && o.reason == c.reason)
-        })
-        .map(|c| {
-            let bad = (c.type_ == types::OBJECTIVE_BREACHED) == (c.status == "True");
+        .filter_map(|c| {
+            let before = old.iter().find(|o| o.type_ == c.type_);
+            if before.is_some_and(|o| o.status == c.status && o.reason == c.reason) {
+                return None;
+            }
+            let bad = match c.type_.as_str() {
+                types::OBJECTIVE_BREACHED => c.status == "True",
+                types::HEALTHY => c.status == "False" && c.reason != reasons::NO_BACKUP_YET,
+                _ => c.status == "False",
+            };
+            if before.is_none() && !bad {
+                return None;
+            }
             let note = if bad { Note::warning } else { Note::normal };
-            note(
+            Some(note(
                 &c.reason,
                 "UpdateStatus",
                 format!("{}: {}", c.type_, c.message),
-            )
+            ))
         })
         .collect()
 }

@@ -86,10 +86,13 @@ impl Store {
     }
 
     pub fn count(&self, resource: &str) -> usize {
-        self.lock()
+        // Keys sort by resource first: a range, not a scan of everything.
+        let inner = self.lock();
+        let from = (resource.to_string(), String::new(), String::new());
+        inner
             .objects
-            .keys()
-            .filter(|(r, _, _)| r == resource)
+            .range(from..)
+            .take_while(|((r, _, _), _)| r == resource)
             .count()
     }
 
