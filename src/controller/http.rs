@@ -57,3 +57,39 @@ pub async fn serve(addr: SocketAddr, probe: Probe) -> std::io::Result<()> {
     tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
     axum::serve(listener, router(probe)).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn probes_and_metrics_are_served() {
+        let probe = Probe {
+            metrics: Arc::new(Metrics::default()),
+            ready: Arc::new(AtomicBool::new(false)),
+        };
+        probe.metrics.set_leader(true);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = router(probe.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        assert!(get(addr, "/healthz").await.starts_with("HTTP/1.0 200"));
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.0 503"));
+        probe.ready.store(true, Ordering::Relaxed);
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.0 200"));
+        let metrics = get(addr, "/metrics").await;
+        assert!(metrics.contains("lifeboat_leader 1"), "{metrics}");
+    }
+}
