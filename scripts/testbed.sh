@@ -64,6 +64,8 @@ start_postgres() {
     "-p $PGPORT -k $dir -c listen_addresses=127.0.0.1 -c wal_level=replica -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_wal_size=4GB" \
     start >/dev/null || { cat "$dir/server.log" >&2; return 1; }
   export PGHOST=127.0.0.1 PGPORT PGUSER=postgres PGDATA_DIR="$dir/data" LIFEBOAT_PG_BIN="$PG_BIN"
+  # The password role (see pg_hba above), made once so parallel tests do not race.
+  "$PG_BIN/psql" -X -q -d postgres -c "create role lifeboat_pw login password 'lb-secret-7f3a9c-pw'; grant pg_read_all_data to lifeboat_pw"
   export PATH="$PG_BIN:$PATH"
 }
 

@@ -46,6 +46,37 @@ enum Command {
     WalFetch(WalFetchArgs),
     /// Print the CustomResourceDefinitions (crds/ holds this output).
     Crds,
+    /// Run the operator: schedule BackupRuns, run their Jobs, write status.
+    Controller(ControllerArgs),
+}
+
+#[derive(Args)]
+struct ControllerArgs {
+    /// Image of the Jobs the controller creates (this binary's image).
+    #[arg(long, env = "LIFEBOAT_IMAGE")]
+    image: String,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "LIFEBOAT_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: std::net::SocketAddr,
+    /// Watch only this namespace (default: all).
+    #[arg(long, env = "LIFEBOAT_NAMESPACE")]
+    namespace: Option<String>,
+    /// Namespace of the leader-election Lease (the controller's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "lifeboat-system")]
+    leader_election_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        env = "LIFEBOAT_LEASE_NAME",
+        default_value = "lifeboat-controller"
+    )]
+    lease_name: String,
+    /// Elect a leader through a Lease (off: exactly one replica must run).
+    #[arg(long, env = "LIFEBOAT_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// This replica's name in the Lease (default: POD_NAME, else the hostname).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
 }
 
 /// Where PostgreSQL is. Unset values come from libpq's environment
@@ -488,6 +519,30 @@ async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
                     Ok(ExitCode::from(126))
                 }
             }
+        }
+        Command::Controller(a) => {
+            let identity = a.identity.unwrap_or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .map(|h| h.trim().to_string())
+                    .ok()
+                    .filter(|h| !h.is_empty())
+                    .or_else(|| std::env::var("HOSTNAME").ok())
+                    .unwrap_or_else(|| "lifeboat-controller".into())
+            });
+            let opts = lifeboat::controller::Options {
+                image: a.image,
+                metrics_addr: a.metrics_addr,
+                namespace: a.namespace,
+                lease_namespace: a.leader_election_namespace,
+                lease_name: a.lease_name,
+                identity,
+                leader_election: a.leader_election,
+            };
+            if let Err(e) = lifeboat::controller::run(opts).await {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(1));
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Crds => {
             print!("{}", lifeboat::api::crds_yaml());

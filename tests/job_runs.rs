@@ -23,7 +23,7 @@ use support::*;
 /// Secret name → key → value, as the cluster would hold them.
 type Secrets = BTreeMap<String, BTreeMap<String, String>>;
 
-const DB_PASSWORD: &str = "right-password";
+const DB_PASSWORD: &str = PW_ROLE_PASSWORD;
 
 /// What the kubelet would give the container, then the container's exit.
 struct Ran {
@@ -162,11 +162,7 @@ struct World {
 }
 
 fn world() -> World {
-    psql(
-        "postgres",
-        &format!("do $$ begin create role lifeboat_pw login password '{DB_PASSWORD}'; exception when duplicate_object then null; end $$"),
-    );
-    psql("postgres", "grant pg_read_all_data to lifeboat_pw");
+    // The role and its grant come from scripts/testbed.sh.
     let db = create_db("jobrun");
     psql(
         &db,

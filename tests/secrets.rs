@@ -43,15 +43,10 @@ fn secrets_stay_out_of_argv_environment_logs_and_errors() {
         .last()
         .unwrap()
         .to_string();
-    let password = format!("pw-{}", unique("Secret"));
+    let password = PW_ROLE_PASSWORD.to_string();
     let pwfile = dir.path().join("password");
     std::fs::write(&pwfile, format!("{password}\n")).unwrap();
 
-    psql("postgres", "do $$ begin create role lifeboat_pw login; exception when duplicate_object then null; end $$");
-    psql(
-        "postgres",
-        &format!("alter role lifeboat_pw password '{password}'"),
-    );
     let db = create_db("sec");
     psql(
         "postgres",

@@ -121,10 +121,12 @@ pub async fn wal_push(
             Some(sha) if sha == local => {
                 tracing::info!(dest = %s.name(), file = %name, "already archived with the same content")
             }
-            Some(_) => return Err(Error::Usage(format!(
+            Some(_) => {
+                return Err(Error::Usage(format!(
                 "{}: {key} is already archived with different content; refusing to overwrite it",
                 s.name()
-            ))),
+            )))
+            }
         }
     }
     if missing.is_empty() {

@@ -70,6 +70,13 @@ pub struct JobConfig {
     pub ttl_seconds_after_finished: i32,
 }
 
+impl Default for JobConfig {
+    /// For tests and local runs; `lifeboat controller` always sets the image.
+    fn default() -> Self {
+        Self::new("lifeboat:dev")
+    }
+}
+
 impl JobConfig {
     pub fn new(image: impl Into<String>) -> Self {
         Self {

@@ -1,5 +1,432 @@
-//! The operator: observes the custom resources, decides with pure functions,
-//! applies with a thin IO shell. [`jobs`] builds the Job specs that run the
-//! data-plane commands and reads their results back.
+//! The operator: `lifeboat controller`.
+//!
+//! Two kube-runtime controllers share one [`Context`]:
+//!
+//! - BackupPolicy ([`policy`]): schedules BackupRuns, applies retention by
+//!   deleting expired runs, writes the policy's status.
+//! - BackupRun ([`run`]): creates the run's Job, follows it to Succeeded or
+//!   Failed, and on deletion prunes the backup through a second Job before
+//!   releasing the `lifeboat.dev/prune` finalizer.
+//!
+//! Each reconcile is observe (IO) → decide (a pure function of the objects
+//! and the clock) → apply (IO). Only the leader of a Lease ([`leader`])
+//! reconciles; [`metrics`] and [`http`] serve /metrics, /healthz, /readyz.
 
+pub mod clock;
+pub mod http;
 pub mod jobs;
+pub mod leader;
+pub mod metrics;
+pub mod policy;
+pub mod run;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource};
+
+use crate::api::{BackupPolicy, BackupRun};
+pub use clock::Clock;
+use jobs::{JobConfig, JobError};
+use metrics::Metrics;
+
+/// Name the controller reports events under.
+pub const CONTROLLER_NAME: &str = "lifeboat-controller";
+/// Label on scheduled runs naming their policy (hand-made runs may lack it;
+/// the controller goes by `spec.policyRef`).
+pub const POLICY_LABEL: &str = "lifeboat.dev/policy";
+/// Label on scheduled runs naming their tier.
+pub const TIER_LABEL: &str = "lifeboat.dev/tier";
+
+/// One failed step of a reconcile. Transient: the object is retried after
+/// [`Settings::retry`]. Permanent problems (a bad spec) are not errors: they
+/// become status conditions and wait for the spec to change.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0} has no namespace")]
+    MissingNamespace(String),
+    #[error("reading policy {0}: {1}")]
+    GetPolicy(String, #[source] kube::Error),
+    #[error("creating run {0}: {1}")]
+    CreateRun(String, #[source] kube::Error),
+    #[error("deleting expired run {0}: {1}")]
+    DeleteRun(String, #[source] kube::Error),
+    #[error("writing status of policy {0}: {1}")]
+    PatchPolicyStatus(String, #[source] kube::Error),
+    #[error("reading job {0}: {1}")]
+    GetJob(String, #[source] kube::Error),
+    #[error("listing pods of job {0}: {1}")]
+    ListPods(String, #[source] kube::Error),
+    #[error("building a job for run {0}: {1}")]
+    BuildJob(String, #[source] JobError),
+    #[error("creating job {0}: {1}")]
+    CreateJob(String, #[source] kube::Error),
+    #[error("deleting failed job {0}: {1}")]
+    DeleteJob(String, #[source] kube::Error),
+    #[error("writing status of run {0}: {1}")]
+    PatchRunStatus(String, #[source] kube::Error),
+    #[error("updating finalizers of run {0}: {1}")]
+    PatchFinalizer(String, #[source] kube::Error),
+}
+
+impl Error {
+    /// Short name of the failed step, the `error` label of the metric.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::MissingNamespace(..) => "missing_namespace",
+            Error::GetPolicy(..) => "get_policy",
+            Error::CreateRun(..) => "create_run",
+            Error::DeleteRun(..) => "delete_run",
+            Error::PatchPolicyStatus(..) => "patch_policy_status",
+            Error::GetJob(..) => "get_job",
+            Error::ListPods(..) => "list_pods",
+            Error::BuildJob(..) => "build_job",
+            Error::CreateJob(..) => "create_job",
+            Error::DeleteJob(..) => "delete_job",
+            Error::PatchRunStatus(..) => "patch_run_status",
+            Error::PatchFinalizer(..) => "patch_finalizer",
+        }
+    }
+}
+
+/// True for the API's "already exists" answer: a deterministic name that a
+/// previous reconcile (or another replica) already created.
+pub(crate) fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+/// True for the API's "not found" answer.
+pub(crate) fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// The JSON merge patch (RFC 7386) that turns `old` into `new`: changed
+/// fields, and `null` for fields `new` dropped (serde skips absent options,
+/// and a merge patch that leaves a field out keeps its old value).
+pub fn merge_patch(old: &serde_json::Value, new: &serde_json::Value) -> serde_json::Value {
+    use serde_json::{Map, Value};
+    match (old, new) {
+        (Value::Object(o), Value::Object(n)) => {
+            let mut patch = Map::new();
+            for (key, nv) in n {
+                match o.get(key) {
+                    Some(ov) if ov == nv => {}
+                    Some(ov) => {
+                        patch.insert(key.clone(), merge_patch(ov, nv));
+                    }
+                    None => {
+                        patch.insert(key.clone(), nv.clone());
+                    }
+                }
+            }
+            for key in o.keys().filter(|k| !n.contains_key(*k)) {
+                patch.insert(key.clone(), Value::Null);
+            }
+            Value::Object(patch)
+        }
+        _ => new.clone(),
+    }
+}
+
+/// An event a decision asks to publish on the reconciled object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub warning: bool,
+    pub reason: String,
+    pub action: &'static str,
+    pub message: String,
+}
+
+impl Note {
+    pub fn normal(reason: &str, action: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            warning: false,
+            reason: reason.to_string(),
+            action,
+            message: message.into(),
+        }
+    }
+    pub fn warning(reason: &str, action: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            warning: true,
+            ..Self::normal(reason, action, message)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_patch;
+    use serde_json::json;
+
+    #[test]
+    fn merge_patch_sets_changes_and_nulls_removals() {
+        let old = json!({"a": 1, "b": {"x": 1, "y": 2}, "c": [1], "gone": "x"});
+        let new = json!({"a": 1, "b": {"x": 1, "y": 3}, "c": [1, 2], "added": true});
+        assert_eq!(
+            merge_patch(&old, &new),
+            json!({"b": {"y": 3}, "c": [1, 2], "added": true, "gone": null})
+        );
+        assert_eq!(merge_patch(&new, &new), json!({}));
+    }
+}
+
+/// How the controller runs, apart from the client.
+#[derive(Clone)]
+pub struct Settings {
+    pub jobs: JobConfig,
+    /// Watch one namespace; `None` = all.
+    pub namespace: Option<String>,
+    /// Longest wait between two reconciles of an object, so time-based
+    /// decisions (due slots, RPO) are re-checked even when nothing changes.
+    pub resync: Duration,
+    /// Wait before retrying a reconcile that failed.
+    pub retry: Duration,
+    /// Reconciles in flight per controller. Bounded so that a start with
+    /// thousands of due policies does not open a connection per policy.
+    pub concurrency: u16,
+    pub clock: Clock,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            jobs: JobConfig::default(),
+            namespace: None,
+            resync: Duration::from_secs(300),
+            retry: Duration::from_secs(15),
+            concurrency: std::env::var("LIFEBOAT_CONCURRENCY")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(16),
+            clock: Clock::system(),
+        }
+    }
+}
+
+/// What every reconcile gets.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub settings: Settings,
+    /// Every BackupRun, kept by the run controller's reflector; the policy
+    /// controller reads a policy's runs from here instead of listing them.
+    pub runs: Store<BackupRun>,
+}
+
+impl Context {
+    pub(crate) fn api<K>(&self, namespace: &str) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// Publishes events; a failure to publish is logged, not fatal: events
+    /// are for people, the status carries the state.
+    pub(crate) async fn publish<K>(&self, obj: &K, notes: &[Note])
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        let reference = obj.object_ref(&());
+        for note in notes {
+            let event = Event {
+                type_: if note.warning {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
+                reason: note.reason.clone(),
+                note: Some(note.message.clone()),
+                action: note.action.to_string(),
+                secondary: None,
+            };
+            if let Err(e) = self.recorder.publish(&event, &reference).await {
+                tracing::warn!(error = %e, reason = %note.reason, "could not publish event");
+            }
+        }
+    }
+}
+
+/// Requeue after a failed reconcile: transient errors retry after a pause,
+/// never in a hot loop.
+pub fn error_policy<K>(_obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(error = %error, "reconcile failed");
+    Action::requeue(ctx.settings.retry)
+}
+
+fn api_for<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs both controllers until `shutdown` resolves. The caller decides when
+/// (leader election, a test).
+pub async fn run_controllers(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    identity: String,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let ns = settings.namespace.clone();
+    let runs: Api<BackupRun> = api_for(&client, ns.as_deref());
+    let policies: Api<BackupPolicy> = api_for(&client, ns.as_deref());
+    let jobs: Api<Job> = api_for(&client, ns.as_deref());
+
+    let config = kube::runtime::controller::Config::default().concurrency(settings.concurrency);
+    let run_controller = Controller::new(runs.clone(), watcher::Config::default())
+        .owns(jobs, watcher::Config::default())
+        .with_config(config.clone());
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: CONTROLLER_NAME.into(),
+            instance: Some(identity),
+        },
+    );
+    let ctx = Arc::new(Context {
+        client,
+        recorder,
+        metrics,
+        runs: run_controller.store(),
+        settings,
+    });
+
+    // Both stop on the same signal; a shared future is Clone.
+    let shutdown = futures::FutureExt::shared(shutdown);
+    let run_loop = run_controller
+        .graceful_shutdown_on(shutdown.clone())
+        .run(run::reconcile, error_policy, ctx.clone())
+        .for_each(|_| async {});
+
+    let store = ctx.runs.clone();
+    let policy_loop = async move {
+        // Deciding on an empty run cache would see no run in progress.
+        if store.wait_until_ready().await.is_err() {
+            return;
+        }
+        Controller::new(policies, watcher::Config::default())
+            .watches(runs, watcher::Config::default(), |run: BackupRun| {
+                let ns = run.metadata.namespace.clone()?;
+                Some(ObjectRef::new(&run.spec.policy_ref.name).within(&ns))
+            })
+            .with_config(config)
+            .graceful_shutdown_on(shutdown)
+            .run(policy::reconcile, error_policy, ctx)
+            .for_each(|_| async {})
+            .await
+    };
+    futures::join!(run_loop, policy_loop);
+}
+
+/// Picks rustls's crypto provider for the Kubernetes client. Both ring (kube)
+/// and aws-lc-rs (the AWS SDK) are compiled in, so rustls cannot choose by
+/// itself and would panic on the first connection. Idempotent.
+pub fn install_crypto_provider() {
+    // Err means one is installed already, which is all we need.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Options of `lifeboat controller`.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub image: String,
+    pub metrics_addr: std::net::SocketAddr,
+    pub namespace: Option<String>,
+    pub lease_namespace: String,
+    pub lease_name: String,
+    pub identity: String,
+    pub leader_election: bool,
+}
+
+/// Failures that end `lifeboat controller`.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("connecting to the Kubernetes API: {0}")]
+    Client(#[source] kube::Error),
+    #[error("serving /metrics on {0}: {1}")]
+    Serve(std::net::SocketAddr, #[source] std::io::Error),
+    #[error("lost leadership of lease {0}; exiting so a fresh start rebuilds every cache")]
+    LostLease(String),
+}
+
+/// `lifeboat controller`: serves the probes, waits for the Lease, reconciles
+/// while it leads. Returns when leadership is lost (the pod restarts and
+/// stands by again, with fresh caches).
+pub async fn run(opts: Options) -> Result<(), RunError> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    install_crypto_provider();
+    let client = Client::try_default().await.map_err(RunError::Client)?;
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let probe = http::Probe {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    };
+    let addr = opts.metrics_addr;
+    let server = tokio::spawn(async move { http::serve(addr, probe).await });
+
+    let (tx, mut leading) = tokio::sync::watch::channel(false);
+    if opts.leader_election {
+        let elector = leader::Elector::new(
+            client.clone(),
+            &opts.lease_namespace,
+            &opts.lease_name,
+            &opts.identity,
+        );
+        tokio::spawn(elector.run(tx));
+    } else {
+        // A single replica by contract (the chart refuses more): lead at once.
+        tracing::warn!("leader election is off: run exactly one replica");
+        let _ = tx.send(true);
+        // Keep the sender alive: a closed channel would read as a lost lead.
+        tokio::spawn(async move {
+            let _tx = tx;
+            std::future::pending::<()>().await
+        });
+    }
+    // A standby replica is ready: it serves and can take over.
+    ready.store(true, Ordering::Relaxed);
+    tracing::info!(identity = %opts.identity, lease = %opts.lease_name, "waiting for leadership");
+    tokio::select! {
+        r = leading.wait_for(|l| *l) => { let _ = r; }
+        r = server => {
+            return Err(RunError::Serve(addr, match r {
+                Ok(Err(e)) => e,
+                _ => std::io::Error::other("the HTTP server stopped"),
+            }));
+        }
+    }
+    metrics.set_leader(true);
+
+    let settings = Settings {
+        jobs: JobConfig {
+            image: opts.image,
+            ..JobConfig::default()
+        },
+        namespace: opts.namespace,
+        ..Settings::default()
+    };
+    let mut lost = leading.clone();
+    let shutdown = async move {
+        let _ = lost.wait_for(|l| !*l).await;
+    };
+    run_controllers(client, settings, metrics.clone(), opts.identity, shutdown).await;
+    metrics.set_leader(false);
+    Err(RunError::LostLease(opts.lease_name))
+}

@@ -23,6 +23,10 @@ pub fn pg_bin() -> PathBuf {
     )
 }
 
+/// Role `lifeboat_pw` logs in with this password only (scripts/testbed.sh).
+pub const PW_ROLE: &str = "lifeboat_pw";
+pub const PW_ROLE_PASSWORD: &str = "lb-secret-7f3a9c-pw";
+
 pub fn pg_port() -> String {
     need("PGPORT")
 }

@@ -1,0 +1,263 @@
+//! Prometheus metrics of the controller, served on /metrics: the last
+//! successful backup per policy and tier (what the RPO alert watches),
+//! backup duration, bytes and failures, reconcile errors by failed step and
+//! reconcile durations.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use super::run::Outcome;
+use super::Error;
+use crate::api::Tier;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyTier {
+    namespace: String,
+    policy: String,
+    tier: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabels {
+    namespace: String,
+    policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ControllerLabels {
+    controller: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    controller: String,
+    error: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// The controller's metrics and their registry.
+pub struct Metrics {
+    registry: Registry,
+    last_success: Family<PolicyTier, FloatGauge>,
+    backup_bytes: Family<PolicyTier, Gauge>,
+    backup_duration: Family<PolicyTier, Histogram, fn() -> Histogram>,
+    backup_failures: Family<PolicyTier, Counter>,
+    objective_breached: Family<PolicyLabels, Gauge>,
+    reconcile_errors: Family<ErrorLabels, Counter>,
+    reconcile_duration: Family<ControllerLabels, Histogram, fn() -> Histogram>,
+    leader: Gauge,
+}
+
+fn backup_buckets() -> Histogram {
+    // 1 s … ~4.5 h
+    Histogram::new(exponential_buckets(1.0, 2.0, 15))
+}
+
+fn reconcile_buckets() -> Histogram {
+    // 1 ms … ~16 s
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("lifeboat");
+        let m = Self {
+            last_success: Family::default(),
+            backup_bytes: Family::default(),
+            backup_duration: Family::new_with_constructor(backup_buckets),
+            backup_failures: Family::default(),
+            objective_breached: Family::default(),
+            reconcile_errors: Family::default(),
+            reconcile_duration: Family::new_with_constructor(reconcile_buckets),
+            leader: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "last_success_timestamp_seconds",
+            "Completion time of the newest successful backup, per policy and tier",
+            m.last_success.clone(),
+        );
+        registry.register(
+            "backup_bytes",
+            "Size of the newest successful backup, per policy and tier",
+            m.backup_bytes.clone(),
+        );
+        registry.register(
+            "backup_duration_seconds",
+            "Duration of finished backups",
+            m.backup_duration.clone(),
+        );
+        registry.register(
+            "backup_failures",
+            "Backups that failed",
+            m.backup_failures.clone(),
+        );
+        registry.register(
+            "objective_breached",
+            "1 when the newest successful backup is older than the policy's RPO",
+            m.objective_breached.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that failed, by the step that failed",
+            m.reconcile_errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time one reconcile took",
+            m.reconcile_duration.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease",
+            m.leader.clone(),
+        );
+        Self { registry, ..m }
+    }
+}
+
+/// Observes a reconcile's duration when dropped, however the reconcile ends.
+pub struct ReconcileTimer {
+    histogram: Histogram,
+    start: Instant,
+}
+
+impl Drop for ReconcileTimer {
+    fn drop(&mut self) {
+        self.histogram.observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+fn policy_tier(ns: &str, policy: &str, tier: Tier) -> PolicyTier {
+    PolicyTier {
+        namespace: ns.to_string(),
+        policy: policy.to_string(),
+        tier: tier.to_string(),
+    }
+}
+
+impl Metrics {
+    pub fn reconcile_timer(&self, controller: &str) -> ReconcileTimer {
+        ReconcileTimer {
+            histogram: self
+                .reconcile_duration
+                .get_or_create(&ControllerLabels {
+                    controller: controller.to_string(),
+                })
+                .clone(),
+            start: Instant::now(),
+        }
+    }
+
+    pub fn reconcile_error(&self, controller: &str, error: &Error) {
+        self.reconcile_errors
+            .get_or_create(&ErrorLabels {
+                controller: controller.to_string(),
+                error: error.metric_label().to_string(),
+            })
+            .inc();
+    }
+
+    pub fn record_last_success(&self, ns: &str, policy: &str, tier: Tier, at: DateTime<Utc>) {
+        self.last_success
+            .get_or_create(&policy_tier(ns, policy, tier))
+            .set(at.timestamp_millis() as f64 / 1000.0);
+    }
+
+    pub fn record_objective(&self, ns: &str, policy: &str, breached: bool) {
+        self.objective_breached
+            .get_or_create(&PolicyLabels {
+                namespace: ns.to_string(),
+                policy: policy.to_string(),
+            })
+            .set(i64::from(breached));
+    }
+
+    /// Records a run that just finished.
+    pub fn record_outcome(&self, ns: &str, policy: &str, tier: Tier, outcome: &Outcome) {
+        let labels = policy_tier(ns, policy, tier);
+        if let Some(seconds) = outcome.seconds {
+            self.backup_duration.get_or_create(&labels).observe(seconds);
+        }
+        if outcome.succeeded {
+            self.record_last_success(ns, policy, tier, outcome.completed_at);
+            if let Some(bytes) = outcome.bytes {
+                self.backup_bytes.get_or_create(&labels).set(bytes);
+            }
+        } else {
+            self.backup_failures.get_or_create(&labels).inc();
+        }
+    }
+
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_show_up_in_the_exposition() {
+        let m = Metrics::default();
+        let at: DateTime<Utc> = "2026-11-25T02:05:00Z".parse().unwrap();
+        m.record_outcome(
+            "shop",
+            "orders",
+            Tier::Daily,
+            &Outcome {
+                succeeded: true,
+                seconds: Some(42.0),
+                bytes: Some(1234),
+                completed_at: at,
+            },
+        );
+        m.record_outcome(
+            "shop",
+            "orders",
+            Tier::Weekly,
+            &Outcome {
+                succeeded: false,
+                seconds: None,
+                bytes: None,
+                completed_at: at,
+            },
+        );
+        m.reconcile_error("backuprun", &Error::MissingNamespace("x".into()));
+        drop(m.reconcile_timer("backuppolicy"));
+        let text = m.encode();
+        assert!(text.contains(
+            r#"lifeboat_last_success_timestamp_seconds{namespace="shop",policy="orders",tier="daily"} 1795572300.0"#
+        ), "{text}");
+        assert!(text.contains(
+            r#"lifeboat_backup_bytes{namespace="shop",policy="orders",tier="daily"} 1234"#
+        ));
+        assert!(text.contains(
+            r#"lifeboat_backup_failures_total{namespace="shop",policy="orders",tier="weekly"} 1"#
+        ));
+        assert!(text.contains(
+            r#"lifeboat_reconcile_errors_total{controller="backuprun",error="missing_namespace"} 1"#
+        ));
+        assert!(text
+            .contains(r#"lifeboat_reconcile_duration_seconds_count{controller="backuppolicy"} 1"#));
+    }
+}

@@ -1,0 +1,504 @@
+//! BackupPolicy reconcile: [`decide`] turns a policy, its runs and the clock
+//! into a [`PolicyPlan`] (the run to create, the runs retention deletes, the
+//! new status, the events); [`reconcile`] observes and applies it.
+//!
+//! Runs are created one at a time: a run in progress (Pending or Running)
+//! blocks the next, and when several tiers are due the oldest slot goes
+//! first. Names are derived from (policy, tier, slot), so a repeated decision
+//! (a restart, a stale cache, a second replica) meets "already exists".
+//! Deleting an expired run only sets its deletion timestamp; the run
+//! controller prunes its backup before the finalizer lets it go.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use super::{
+    is_conflict, is_not_found, merge_patch, Context, Error, Note, POLICY_LABEL, TIER_LABEL,
+};
+use crate::api::conditions::{reasons, set_condition, types, ConditionUpdate};
+use crate::api::policy::{LastBackup, RecoveryWindow, TierTimes};
+use crate::api::{
+    join_errors, BackupPolicy, BackupPolicyStatus, BackupRun, BackupRunSpec, LocalRef, RunKind,
+    RunPhase, Tier,
+};
+use crate::schedule::{expired_runs, Expired, PolicySchedule, RunRecord};
+
+/// What a reconcile of one policy should do.
+#[derive(Clone, Debug)]
+pub struct PolicyPlan {
+    /// At most one run to create.
+    pub create: Option<BackupRun>,
+    /// Runs retention lets go (their deletion starts the prune).
+    pub delete: Vec<Expired>,
+    /// The new status; `None` when it equals the current one.
+    pub status: Option<BackupPolicyStatus>,
+    pub events: Vec<Note>,
+    /// `None`: wait for a change (a bad spec).
+    pub requeue_after: Option<Duration>,
+}
+
+fn is_deleting(run: &BackupRun) -> bool {
+    run.metadata.deletion_timestamp.is_some()
+}
+
+fn phase(run: &BackupRun) -> RunPhase {
+    run.status.as_ref().map(|s| s.phase).unwrap_or_default()
+}
+
+fn completed_at(run: &BackupRun) -> Option<DateTime<Utc>> {
+    run.status.as_ref()?.completed_at
+}
+
+/// The runs of `policy` among `all` (same namespace, `spec.policyRef`).
+pub fn runs_of<'a>(
+    policy: &BackupPolicy,
+    all: impl IntoIterator<Item = &'a BackupRun>,
+) -> Vec<&'a BackupRun> {
+    let ns = policy.namespace();
+    let name = policy.name_any();
+    all.into_iter()
+        .filter(|r| r.namespace() == ns && r.spec.policy_ref.name == name)
+        .collect()
+}
+
+/// The slot of the newest run made per tier: the status's record, or a run
+/// found with a later slot (the status write after a create may have been
+/// lost).
+fn last_scheduled(recorded: &TierTimes, runs: &[&BackupRun]) -> TierTimes {
+    let mut times = recorded.clone();
+    for run in runs {
+        if let Some(at) = run.spec.scheduled_at {
+            let tier = run.spec.tier;
+            if times.get(tier).is_none_or(|t| t < at) {
+                times.set(tier, Some(at));
+            }
+        }
+    }
+    times
+}
+
+/// The BackupRun object for a due slot.
+pub fn scheduled_run(
+    policy: &BackupPolicy,
+    name: &str,
+    tier: Tier,
+    at: DateTime<Utc>,
+) -> BackupRun {
+    let labels = BTreeMap::from([
+        (POLICY_LABEL.to_string(), policy.name_any()),
+        (TIER_LABEL.to_string(), tier.to_string()),
+    ]);
+    BackupRun {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: policy.namespace(),
+            labels: Some(labels),
+            ..Default::default()
+        },
+        spec: BackupRunSpec {
+            policy_ref: LocalRef::new(policy.name_any()),
+            tier,
+            kind: RunKind::Full,
+            scheduled_at: Some(at),
+        },
+        status: None,
+    }
+}
+
+/// Decides what to do for one policy. Pure: `runs` are the policy's runs as
+/// observed, `now` the clock, `resync` the longest wait before looking again.
+pub fn decide(
+    policy: &BackupPolicy,
+    runs: &[&BackupRun],
+    now: DateTime<Utc>,
+    resync: Duration,
+) -> PolicyPlan {
+    let old = policy.status.clone().unwrap_or_default();
+    let generation = policy.metadata.generation;
+    let mut status = old.clone();
+    status.observed_generation = generation;
+    status.source_kind = Some(policy.spec.source.summary());
+
+    let schedule = policy.spec.validate().and_then(|()| {
+        PolicySchedule::from_spec(&policy.spec.schedule).map_err(|e| vec![e.into()])
+    });
+    let schedule = match schedule {
+        Ok(s) => s,
+        Err(errors) => {
+            // Nothing is scheduled or deleted on a spec we cannot read.
+            let message = join_errors(&errors);
+            let ready = ConditionUpdate {
+                type_: types::READY,
+                status: false,
+                reason: reasons::INVALID_SPEC,
+                message,
+                observed_generation: generation,
+            };
+            set_condition(&mut status.conditions, ready, now);
+            return PolicyPlan {
+                create: None,
+                delete: Vec::new(),
+                events: condition_events(&old.conditions, &status.conditions),
+                status: (status != old).then_some(status),
+                requeue_after: None,
+            };
+        }
+    };
+
+    let name = policy.name_any();
+    let mut events = Vec::new();
+    let mut last = last_scheduled(&old.last_scheduled, runs);
+    let in_progress = runs
+        .iter()
+        .find(|r| !is_deleting(r) && !phase(r).is_finished());
+
+    let mut create = None;
+    if !policy.spec.suspend && in_progress.is_none() {
+        let since = policy
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(crate::api::conditions::from_time)
+            .unwrap_or(now);
+        let mut due = schedule.due_runs(&name, &last, since, now);
+        // Oldest slot first; the others stay due until this run finishes.
+        due.sort_by_key(|d| (d.scheduled_at, d.tier));
+        if let Some(first) = due.into_iter().next() {
+            let exists = runs.iter().any(|r| r.name_any() == first.name);
+            last.set(first.tier, Some(first.scheduled_at));
+            if !exists {
+                events.push(Note::normal(
+                    "Scheduled",
+                    "CreateRun",
+                    format!(
+                        "created run {} for the {} slot {}",
+                        first.name,
+                        first.tier,
+                        first.scheduled_at.to_rfc3339()
+                    ),
+                ));
+                create = Some(scheduled_run(
+                    policy,
+                    &first.name,
+                    first.tier,
+                    first.scheduled_at,
+                ));
+            }
+        }
+    }
+    status.last_scheduled = last;
+
+    // Retention looks at runs not already on their way out.
+    let live: Vec<&BackupRun> = runs.iter().copied().filter(|r| !is_deleting(r)).collect();
+    let records: Vec<RunRecord> = live
+        .iter()
+        .map(|r| RunRecord {
+            name: r.name_any(),
+            tier: r.spec.tier,
+            kind: r.spec.kind,
+            phase: phase(r),
+            completed_at: completed_at(r),
+            backup_id: r.status.as_ref().and_then(|s| s.backup_id.clone()),
+        })
+        .collect();
+    let delete = expired_runs(&records, &policy.spec.retention);
+    for expired in &delete {
+        events.push(Note::normal(
+            "Expired",
+            "DeleteRun",
+            format!("deleting run {}: {}", expired.name, expired.reason),
+        ));
+    }
+    let kept: Vec<&BackupRun> = live
+        .into_iter()
+        .filter(|r| !delete.iter().any(|e| e.name == r.name_any()))
+        .collect();
+
+    status.next_backups = if policy.spec.suspend {
+        TierTimes::default()
+    } else {
+        schedule.next_backups(now)
+    };
+    status.next_backup = status.next_backups.earliest();
+
+    let successes: Vec<&&BackupRun> = kept
+        .iter()
+        .filter(|r| r.spec.kind == RunKind::Full && phase(r) == RunPhase::Succeeded)
+        .filter(|r| completed_at(r).is_some())
+        .collect();
+    let newest_success = successes
+        .iter()
+        .max_by_key(|r| (completed_at(r), r.name_any()))
+        .copied();
+    status.last_backup = newest_success.map(|r| {
+        let s = r.status.as_ref().expect("a succeeded run has a status");
+        LastBackup {
+            run: r.name_any(),
+            tier: r.spec.tier,
+            completed_at: s.completed_at.expect("filtered above"),
+            bytes: s.bytes,
+            backup_id: s.backup_id.clone(),
+        }
+    });
+    status.recovery_window = newest_success.map(|newest| RecoveryWindow {
+        from: successes
+            .iter()
+            .filter_map(|r| completed_at(r))
+            .min()
+            .expect("at least the newest"),
+        to: completed_at(newest).expect("filtered above"),
+    });
+
+    let (ready_reason, ready_message) = if policy.spec.suspend {
+        (
+            reasons::SUSPENDED,
+            "suspended: no runs are scheduled".to_string(),
+        )
+    } else {
+        (reasons::RECONCILED, "the spec is valid".to_string())
+    };
+    set_condition(
+        &mut status.conditions,
+        ConditionUpdate {
+            type_: types::READY,
+            status: true,
+            reason: ready_reason,
+            message: ready_message,
+            observed_generation: generation,
+        },
+        now,
+    );
+
+    let newest_finished = kept
+        .iter()
+        .filter(|r| r.spec.kind == RunKind::Full && phase(r).is_finished())
+        .max_by_key(|r| (completed_at(r), r.name_any()));
+    let healthy = match newest_finished {
+        None => (
+            false,
+            reasons::NO_BACKUP_YET,
+            "no backup has finished yet".to_string(),
+        ),
+        Some(r) if phase(r) == RunPhase::Succeeded => (
+            true,
+            reasons::BACKUP_SUCCEEDED,
+            format!("run {} succeeded", r.name_any()),
+        ),
+        Some(r) => (
+            false,
+            reasons::BACKUP_FAILED,
+            format!(
+                "run {} failed: {}",
+                r.name_any(),
+                r.status
+                    .as_ref()
+                    .and_then(|s| s.message.clone())
+                    .unwrap_or_default()
+            ),
+        ),
+    };
+    set_condition(
+        &mut status.conditions,
+        ConditionUpdate {
+            type_: types::HEALTHY,
+            status: healthy.0,
+            reason: healthy.1,
+            message: healthy.2,
+            observed_generation: generation,
+        },
+        now,
+    );
+
+    // The RPO clock starts at the newest success, or at the policy's
+    // creation when there is none yet (a new policy has one RPO of grace).
+    let mut breach_at = None;
+    let objective = match policy.spec.rpo() {
+        None => (
+            false,
+            reasons::NO_OBJECTIVE,
+            "no RPO objective is set".to_string(),
+        ),
+        Some(rpo) => {
+            let since = status
+                .last_backup
+                .as_ref()
+                .map(|b| b.completed_at)
+                .or_else(|| {
+                    policy
+                        .metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .map(crate::api::conditions::from_time)
+                })
+                .unwrap_or(now);
+            let rpo_text = policy
+                .spec
+                .objectives
+                .as_ref()
+                .and_then(|o| o.rpo.clone())
+                .unwrap_or_default();
+            if now - since > rpo {
+                (
+                    true,
+                    reasons::RPO_EXCEEDED,
+                    format!(
+                        "the newest successful backup is older than the RPO of {rpo_text} (since {})",
+                        since.to_rfc3339()
+                    ),
+                )
+            } else {
+                breach_at = Some(since + rpo);
+                (
+                    false,
+                    reasons::WITHIN_OBJECTIVE,
+                    format!("the newest successful backup is within the RPO of {rpo_text}"),
+                )
+            }
+        }
+    };
+    set_condition(
+        &mut status.conditions,
+        ConditionUpdate {
+            type_: types::OBJECTIVE_BREACHED,
+            status: objective.0,
+            reason: objective.1,
+            message: objective.2,
+            observed_generation: generation,
+        },
+        now,
+    );
+
+    events.extend(condition_events(&old.conditions, &status.conditions));
+
+    // Look again at the next slot or RPO deadline, and at least every resync.
+    let wake = [status.next_backup, breach_at]
+        .into_iter()
+        .flatten()
+        .filter_map(|at| (at - now).to_std().ok())
+        .min()
+        .unwrap_or(resync)
+        .clamp(resync.min(Duration::from_secs(1)), resync);
+
+    PolicyPlan {
+        create,
+        delete,
+        status: (status != old).then_some(status),
+        events,
+        requeue_after: Some(wake),
+    }
+}
+
+/// An event for each condition that changed status or reason: a transition.
+/// A bad state (Ready false, Healthy false after a failure, ObjectiveBreached
+/// true) is a warning. A condition's first, good state is no news: a new
+/// policy does not announce three times that all is well.
+fn condition_events(old: &[Condition], new: &[Condition]) -> Vec<Note> {
+    new.iter()
+        .filter_map(|c| {
+            let before = old.iter().find(|o| o.type_ == c.type_);
+            if before.is_some_and(|o| o.status == c.status && o.reason == c.reason) {
+                return None;
+            }
+            let bad = match c.type_.as_str() {
+                types::OBJECTIVE_BREACHED => c.status == "True",
+                types::HEALTHY => c.status == "False" && c.reason != reasons::NO_BACKUP_YET,
+                _ => c.status == "False",
+            };
+            if before.is_none() && !bad {
+                return None;
+            }
+            let note = if bad { Note::warning } else { Note::normal };
+            Some(note(
+                &c.reason,
+                "UpdateStatus",
+                format!("{}: {}", c.type_, c.message),
+            ))
+        })
+        .collect()
+}
+
+/// Observe → decide → apply for one policy.
+pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_timer("backuppolicy");
+    let result = apply(&policy, &ctx).await;
+    if let Err(e) = &result {
+        ctx.metrics.reconcile_error("backuppolicy", e);
+    }
+    result
+}
+
+async fn apply(policy: &BackupPolicy, ctx: &Context) -> Result<Action, Error> {
+    let name = policy.name_any();
+    let ns = policy
+        .namespace()
+        .ok_or_else(|| Error::MissingNamespace(name.clone()))?;
+    let all = ctx.runs.state();
+    let runs = runs_of(policy, all.iter().map(|r| r.as_ref()));
+    let now = ctx.settings.clock.now();
+    let plan = decide(policy, &runs, now, ctx.settings.resync);
+
+    let run_api: Api<BackupRun> = ctx.api(&ns);
+    if let Some(run) = &plan.create {
+        let run_name = run.name_any();
+        match run_api.create(&PostParams::default(), run).await {
+            Ok(_) => tracing::info!(policy = %name, run = %run_name, "created run"),
+            Err(e) if is_conflict(&e) => {
+                tracing::debug!(policy = %name, run = %run_name, "run already exists")
+            }
+            Err(e) => return Err(Error::CreateRun(run_name, e)),
+        }
+    }
+    for expired in &plan.delete {
+        match run_api
+            .delete(&expired.name, &DeleteParams::default())
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(policy = %name, run = %expired.name, reason = %expired.reason, "deleting expired run")
+            }
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(Error::DeleteRun(expired.name.clone(), e)),
+        }
+    }
+    if let Some(status) = &plan.status {
+        let policy_api: Api<BackupPolicy> = ctx.api(&ns);
+        let old =
+            serde_json::to_value(policy.status.clone().unwrap_or_default()).unwrap_or_default();
+        let new = serde_json::to_value(status).unwrap_or_default();
+        policy_api
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "status": merge_patch(&old, &new) })),
+            )
+            .await
+            .map_err(|e| Error::PatchPolicyStatus(name.clone(), e))?;
+    }
+    // Metrics from the status, so a restarted controller reports them too.
+    let status = plan.status.as_ref().or(policy.status.as_ref());
+    if let Some(last) = status.and_then(|s| s.last_backup.as_ref()) {
+        ctx.metrics
+            .record_last_success(&ns, &name, last.tier, last.completed_at);
+    }
+    if let Some(status) = status {
+        let breached =
+            crate::api::conditions::is_true(&status.conditions, types::OBJECTIVE_BREACHED);
+        ctx.metrics.record_objective(&ns, &name, breached);
+    }
+    ctx.publish(policy, &plan.events).await;
+    Ok(match plan.requeue_after {
+        Some(after) => Action::requeue(after),
+        None => Action::await_change(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

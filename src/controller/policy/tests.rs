@@ -1,0 +1,362 @@
+//! Policy decisions with a fixed clock.
+
+use super::*;
+use crate::api::conditions::{find, is_true, to_time};
+use crate::api::run::BackupRunStatus;
+use crate::api::BackupPolicySpec;
+
+fn at(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+const RESYNC: Duration = Duration::from_secs(300);
+
+fn policy_with(spec: serde_json::Value) -> BackupPolicy {
+    let spec: BackupPolicySpec = serde_json::from_value(spec).unwrap();
+    let mut p = BackupPolicy::new("orders", spec);
+    p.metadata.namespace = Some("shop".into());
+    p.metadata.generation = Some(3);
+    p.metadata.uid = Some("uid-orders".into());
+    p.metadata.creation_timestamp = Some(to_time(at("2026-11-20T10:00:00Z")));
+    p
+}
+
+fn policy() -> BackupPolicy {
+    policy_with(json!({
+        "source": {"postgres": {"connectionSecretRef": {"name": "orders-db"}, "databases": ["orders"]}},
+        "schedule": {"daily": "0 2 * * *", "weekly": "0 3 * * 0", "monthly": "0 4 1 * *"},
+        "retention": {"daily": 2, "weekly": 1, "monthly": 1},
+        "destinations": [{"name": "primary", "s3": {"region": "us-east-1", "bucket": "backups"}}],
+        "encryption": {"keySecretRef": {"name": "keys"}},
+        "objectives": {"rpo": "25h"}
+    }))
+}
+
+fn run(name: &str, tier: Tier, phase: RunPhase, completed: Option<&str>) -> BackupRun {
+    let mut r = BackupRun::new(
+        name,
+        BackupRunSpec {
+            policy_ref: LocalRef::new("orders"),
+            tier,
+            kind: RunKind::Full,
+            scheduled_at: None,
+        },
+    );
+    r.metadata.namespace = Some("shop".into());
+    r.status = Some(BackupRunStatus {
+        phase,
+        completed_at: completed.map(at),
+        backup_id: completed.map(|c| format!("id-{c}")),
+        ..Default::default()
+    });
+    r
+}
+
+/// Applies a plan's status to the policy, as the API server would.
+fn applied(mut p: BackupPolicy, plan: &PolicyPlan) -> BackupPolicy {
+    if let Some(s) = &plan.status {
+        p.status = Some(s.clone());
+    }
+    p
+}
+
+#[test]
+fn nothing_is_created_before_the_first_slot() {
+    let p = policy();
+    let plan = decide(&p, &[], at("2026-11-21T01:59:00Z"), RESYNC);
+    assert!(plan.create.is_none());
+    // It looks again at the slot, not later.
+    assert_eq!(plan.requeue_after, Some(Duration::from_secs(60)));
+}
+
+#[test]
+fn a_due_slot_creates_one_run_with_a_deterministic_name() {
+    let p = policy();
+    let now = at("2026-11-21T02:00:30Z");
+    let plan = decide(&p, &[], now, RESYNC);
+    let created = plan.create.clone().expect("a run is due");
+    assert_eq!(created.name_any(), "orders-daily-20261121t020000z");
+    assert_eq!(created.namespace().as_deref(), Some("shop"));
+    assert_eq!(created.spec.tier, Tier::Daily);
+    assert_eq!(created.spec.policy_ref.name, "orders");
+    assert_eq!(created.spec.scheduled_at, Some(at("2026-11-21T02:00:00Z")));
+    assert_eq!(
+        created.labels().get(POLICY_LABEL).map(String::as_str),
+        Some("orders")
+    );
+    let status = plan.status.clone().expect("status changes");
+    assert_eq!(
+        status.last_scheduled.daily,
+        Some(at("2026-11-21T02:00:00Z"))
+    );
+    assert!(plan
+        .events
+        .iter()
+        .any(|e| e.reason == "Scheduled" && e.message.contains("orders-daily-20261121t020000z")));
+
+    // The same decision again (the status write was lost, or a second
+    // replica) names the same run, so the API server refuses a duplicate.
+    let again = decide(&p, &[], now, RESYNC);
+    assert_eq!(again.create.map(|r| r.name_any()), Some(created.name_any()));
+}
+
+#[test]
+fn a_run_in_progress_blocks_the_next_one() {
+    let p = policy();
+    let mut pending = run("orders-manual", Tier::Manual, RunPhase::Running, None);
+    pending.status.as_mut().unwrap().completed_at = None;
+    let plan = decide(&p, &[&pending], at("2026-11-21T02:00:30Z"), RESYNC);
+    assert!(plan.create.is_none());
+    // Once it finished, the slot that passed meanwhile is caught up.
+    let done = run(
+        "orders-manual",
+        Tier::Manual,
+        RunPhase::Succeeded,
+        Some("2026-11-21T02:10:00Z"),
+    );
+    let plan = decide(&p, &[&done], at("2026-11-21T02:10:05Z"), RESYNC);
+    assert_eq!(
+        plan.create.map(|r| r.name_any()).as_deref(),
+        Some("orders-daily-20261121t020000z")
+    );
+}
+
+#[test]
+fn an_existing_run_for_the_slot_is_not_created_again() {
+    let p = policy();
+    let mut existing = run(
+        "orders-daily-20261121t020000z",
+        Tier::Daily,
+        RunPhase::Succeeded,
+        Some("2026-11-21T02:05:00Z"),
+    );
+    existing.spec.scheduled_at = Some(at("2026-11-21T02:00:00Z"));
+    let plan = decide(&p, &[&existing], at("2026-11-21T02:30:00Z"), RESYNC);
+    assert!(plan.create.is_none());
+    // The run's slot counts as scheduled even though the status never said so.
+    assert_eq!(
+        plan.status.unwrap().last_scheduled.daily,
+        Some(at("2026-11-21T02:00:00Z"))
+    );
+}
+
+#[test]
+fn after_downtime_one_catch_up_run_per_tier_oldest_slot_first() {
+    let mut p = policy();
+    p.status = Some(BackupPolicyStatus {
+        last_scheduled: TierTimes {
+            daily: Some(at("2026-11-21T02:00:00Z")),
+            weekly: Some(at("2026-11-15T03:00:00Z")),
+            monthly: Some(at("2026-11-01T04:00:00Z")),
+        },
+        ..Default::default()
+    });
+    // Down from the 21st to the 25th: 4 daily slots and Sunday's weekly slot missed.
+    let now = at("2026-11-25T12:00:00Z");
+    let plan = decide(&p, &[], now, RESYNC);
+    let first = plan.create.clone().unwrap();
+    assert_eq!(first.name_any(), "orders-weekly-20261122t030000z");
+    let p = applied(p, &plan);
+    // The weekly run is pending now: nothing else until it finishes.
+    let mut weekly = first.clone();
+    weekly.status = Some(BackupRunStatus::default());
+    assert!(decide(&p, &[&weekly], now, RESYNC).create.is_none());
+    weekly.status = Some(BackupRunStatus {
+        phase: RunPhase::Succeeded,
+        completed_at: Some(now),
+        ..Default::default()
+    });
+    let plan = decide(&p, &[&weekly], now, RESYNC);
+    assert_eq!(
+        plan.create.map(|r| r.name_any()).as_deref(),
+        Some("orders-daily-20261125t020000z")
+    );
+}
+
+#[test]
+fn suspend_is_honoured() {
+    let mut p = policy();
+    p.spec.suspend = true;
+    let plan = decide(&p, &[], at("2026-11-21T02:00:30Z"), RESYNC);
+    assert!(plan.create.is_none());
+    let status = plan.status.unwrap();
+    assert!(status.next_backups.is_empty());
+    let ready = find(&status.conditions, types::READY).unwrap();
+    assert_eq!(ready.reason, reasons::SUSPENDED);
+}
+
+#[test]
+fn retention_deletes_expired_runs_but_never_the_newest_success() {
+    let p = policy();
+    let d1 = run(
+        "d1",
+        Tier::Daily,
+        RunPhase::Succeeded,
+        Some("2026-11-21T02:05:00Z"),
+    );
+    let d2 = run(
+        "d2",
+        Tier::Daily,
+        RunPhase::Succeeded,
+        Some("2026-11-22T02:05:00Z"),
+    );
+    let d3 = run(
+        "d3",
+        Tier::Daily,
+        RunPhase::Succeeded,
+        Some("2026-11-23T02:05:00Z"),
+    );
+    let w1 = run(
+        "w1",
+        Tier::Weekly,
+        RunPhase::Succeeded,
+        Some("2026-11-15T03:05:00Z"),
+    );
+    let w2 = run(
+        "w2",
+        Tier::Weekly,
+        RunPhase::Succeeded,
+        Some("2026-11-22T03:05:00Z"),
+    );
+    let mut gone = run(
+        "d0",
+        Tier::Daily,
+        RunPhase::Succeeded,
+        Some("2026-11-20T02:05:00Z"),
+    );
+    gone.metadata.deletion_timestamp = Some(to_time(at("2026-11-23T00:00:00Z")));
+    let runs = [&d1, &d2, &d3, &w1, &w2, &gone];
+    let plan = decide(&p, &runs, at("2026-11-23T12:00:00Z"), RESYNC);
+    let names: Vec<&str> = plan.delete.iter().map(|e| e.name.as_str()).collect();
+    // daily keeps 2 (d2, d3), weekly keeps 1 (w2); d0 is already going.
+    assert_eq!(names, ["d1", "w1"]);
+    assert_eq!(
+        plan.delete[0].backup_id.as_deref(),
+        Some("id-2026-11-21T02:05:00Z")
+    );
+    let status = plan.status.unwrap();
+    assert_eq!(status.last_backup.as_ref().unwrap().run, "d3");
+    let window = status.recovery_window.unwrap();
+    assert_eq!(window.from, at("2026-11-22T02:05:00Z"));
+    assert_eq!(window.to, at("2026-11-23T02:05:00Z"));
+
+    // Retention 0 for dailies still keeps the newest success.
+    let mut p0 = policy();
+    p0.spec.retention.daily = 0;
+    let plan = decide(&p0, &[&d3], at("2026-11-23T12:00:00Z"), RESYNC);
+    assert!(plan.delete.is_empty());
+}
+
+#[test]
+fn status_reports_health_and_the_objective() {
+    let p = policy();
+    let ok = run(
+        "d1",
+        Tier::Daily,
+        RunPhase::Succeeded,
+        Some("2026-11-21T02:05:00Z"),
+    );
+    let now = at("2026-11-21T12:00:00Z");
+    let plan = decide(&p, &[&ok], now, RESYNC);
+    let s = plan.status.clone().unwrap();
+    assert_eq!(s.observed_generation, Some(3));
+    assert_eq!(s.source_kind.as_deref(), Some("postgres/logical"));
+    assert!(is_true(&s.conditions, types::READY));
+    assert!(is_true(&s.conditions, types::HEALTHY));
+    assert!(!is_true(&s.conditions, types::OBJECTIVE_BREACHED));
+    assert_eq!(s.next_backup, Some(at("2026-11-22T02:00:00Z")));
+    let p = applied(p, &plan);
+
+    // 25 h after the success, with no newer one: breached, with a warning.
+    let late = at("2026-11-22T03:05:01Z");
+    let mut failed = run(
+        "d2",
+        Tier::Daily,
+        RunPhase::Failed,
+        Some("2026-11-22T02:06:00Z"),
+    );
+    failed.status.as_mut().unwrap().backup_id = None;
+    failed.status.as_mut().unwrap().message = Some("OOMKilled".into());
+    let plan = decide(&p, &[&ok, &failed], late, RESYNC);
+    let s = plan.status.clone().unwrap();
+    assert!(is_true(&s.conditions, types::OBJECTIVE_BREACHED));
+    let healthy = find(&s.conditions, types::HEALTHY).unwrap();
+    assert_eq!(healthy.status, "False");
+    assert!(healthy.message.contains("OOMKilled"));
+    assert!(plan
+        .events
+        .iter()
+        .any(|e| e.warning && e.reason == reasons::RPO_EXCEEDED));
+    assert!(plan
+        .events
+        .iter()
+        .any(|e| e.warning && e.reason == reasons::BACKUP_FAILED));
+}
+
+#[test]
+fn an_unchanged_status_is_not_written() {
+    let p = policy();
+    let ok = run(
+        "d1",
+        Tier::Daily,
+        RunPhase::Succeeded,
+        Some("2026-11-21T02:05:00Z"),
+    );
+    let now = at("2026-11-21T12:00:00Z");
+    let plan = decide(&p, &[&ok], now, RESYNC);
+    let p = applied(p, &plan);
+    let later = now + chrono::Duration::minutes(10);
+    let again = decide(&p, &[&ok], later, RESYNC);
+    assert_eq!(again.status, None);
+    assert!(again.events.is_empty());
+    assert!(again.create.is_none());
+}
+
+#[test]
+fn a_bad_spec_names_the_field_and_waits_for_a_change() {
+    let mut p = policy();
+    p.spec.schedule.daily = Some("0 25 * * *".into());
+    p.spec.destinations.clear();
+    let plan = decide(&p, &[], at("2026-11-21T02:00:30Z"), RESYNC);
+    assert!(plan.create.is_none());
+    assert_eq!(plan.requeue_after, None);
+    let s = plan.status.clone().unwrap();
+    let ready = find(&s.conditions, types::READY).unwrap();
+    assert_eq!(ready.status, "False");
+    assert_eq!(ready.reason, reasons::INVALID_SPEC);
+    assert!(
+        ready.message.contains("spec.schedule.daily"),
+        "{}",
+        ready.message
+    );
+    assert!(
+        ready.message.contains("spec.destinations"),
+        "{}",
+        ready.message
+    );
+    assert!(plan
+        .events
+        .iter()
+        .any(|e| e.warning && e.reason == reasons::INVALID_SPEC));
+    // Seen again: no write, no event (no loop).
+    let p = applied(p, &plan);
+    let again = decide(&p, &[], at("2026-11-21T02:01:00Z"), RESYNC);
+    assert_eq!(again.status, None);
+    assert!(again.events.is_empty());
+}
+
+#[test]
+fn runs_of_picks_the_policys_runs_by_reference_and_namespace() {
+    let p = policy();
+    let mine = run("a", Tier::Daily, RunPhase::Pending, None);
+    let mut other = run("b", Tier::Daily, RunPhase::Pending, None);
+    other.spec.policy_ref.name = "users".into();
+    let mut elsewhere = run("c", Tier::Daily, RunPhase::Pending, None);
+    elsewhere.metadata.namespace = Some("other".into());
+    let all = [mine, other, elsewhere];
+    let names: Vec<String> = runs_of(&p, all.iter())
+        .iter()
+        .map(|r| r.name_any())
+        .collect();
+    assert_eq!(names, ["a"]);
+}

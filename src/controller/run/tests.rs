@@ -1,0 +1,374 @@
+//! Run decisions: Job states → run status, and the prune finalizer.
+
+use super::*;
+use crate::api::conditions::{find, to_time};
+use crate::api::{BackupPolicySpec, BackupRunSpec, LocalRef, Tier};
+use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, PodStatus,
+};
+
+fn at(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+const RESYNC: Duration = Duration::from_secs(300);
+const NOW: &str = "2026-11-21T02:10:00Z";
+
+fn policy() -> BackupPolicy {
+    let spec: BackupPolicySpec = serde_json::from_value(json!({
+        "source": {"postgres": {"connectionSecretRef": {"name": "orders-db"}, "databases": ["orders"]}},
+        "schedule": {"daily": "0 2 * * *"},
+        "destinations": [{"name": "primary", "s3": {"region": "us-east-1", "bucket": "backups"}}],
+        "encryption": {"keySecretRef": {"name": "keys"}}
+    }))
+    .unwrap();
+    let mut p = BackupPolicy::new("orders", spec);
+    p.metadata.namespace = Some("shop".into());
+    p
+}
+
+fn run() -> BackupRun {
+    let mut r = BackupRun::new(
+        "orders-daily-20261121t020000z",
+        BackupRunSpec {
+            policy_ref: LocalRef::new("orders"),
+            tier: Tier::Daily,
+            kind: crate::api::RunKind::Full,
+            scheduled_at: Some(at("2026-11-21T02:00:00Z")),
+        },
+    );
+    r.metadata.namespace = Some("shop".into());
+    r.metadata.uid = Some("uid-run".into());
+    r.metadata.generation = Some(1);
+    r
+}
+
+fn job(status: JobStatus) -> Job {
+    let mut j = jobs::backup_job(&policy(), &run(), &JobConfig::default()).unwrap();
+    j.status = Some(status);
+    j
+}
+
+fn started() -> JobStatus {
+    JobStatus {
+        active: Some(1),
+        start_time: Some(to_time(at("2026-11-21T02:00:05Z"))),
+        ..Default::default()
+    }
+}
+
+fn condition(type_: &str, reason: &str, message: &str) -> JobCondition {
+    JobCondition {
+        type_: type_.into(),
+        status: "True".into(),
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        ..Default::default()
+    }
+}
+
+fn pod(state: ContainerState) -> Pod {
+    Pod {
+        status: Some(PodStatus {
+            container_statuses: Some(vec![ContainerStatus {
+                name: "lifeboat".into(),
+                state: Some(state),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn terminated(exit_code: i32, reason: &str, message: &str) -> Pod {
+    pod(ContainerState {
+        terminated: Some(ContainerStateTerminated {
+            exit_code,
+            reason: Some(reason.into()),
+            message: Some(message.into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+const RESULT: &str = r#"{"backup_id":"20261121T020010.000Z-ab12cd","server_version":"15.18","bytes_in":4096,"bytes_out":2048,"seconds":1.5,"committed":["s3://backups/shop/orders"],"failed":[],"verified":["s3://backups/shop/orders"],"objects":[{"key":"backups/20261121T020010.000Z-ab12cd/db-0.lbk","size":2048,"sha256":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}]}"#;
+
+fn decide_with(run: &BackupRun, job: Option<&Job>, pods: &[Pod]) -> RunPlan {
+    let p = policy();
+    decide(
+        Observed {
+            run,
+            policy: Some(&p),
+            job,
+            pods,
+            now: at(NOW),
+        },
+        &JobConfig::default(),
+        RESYNC,
+    )
+}
+
+fn with_status(mut r: BackupRun, plan: &RunPlan) -> BackupRun {
+    if let Some(s) = &plan.status {
+        r.status = Some(s.clone());
+    }
+    r
+}
+
+#[test]
+fn a_new_run_creates_its_job() {
+    let r = run();
+    let plan = decide_with(&r, None, &[]);
+    let job = plan.create_job.clone().expect("a job");
+    let owner = &job.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(owner.uid, "uid-run");
+    let s = plan.status.clone().unwrap();
+    assert_eq!(s.phase, RunPhase::Pending);
+    assert_eq!(s.job, job.metadata.name);
+    assert_eq!(
+        find(&s.conditions, types::COMPLETE).unwrap().reason,
+        reasons::JOB_CREATED
+    );
+    assert!(plan.events.iter().any(|e| e.reason == reasons::JOB_CREATED));
+    assert!(!plan.add_finalizer);
+}
+
+#[test]
+fn a_started_job_makes_the_run_running() {
+    let r = with_status(run(), &decide_with(&run(), None, &[]));
+    let j = job(started());
+    let plan = decide_with(&r, Some(&j), &[]);
+    assert!(plan.create_job.is_none());
+    let s = plan.status.clone().unwrap();
+    assert_eq!(s.phase, RunPhase::Running);
+    assert_eq!(s.started_at, Some(at("2026-11-21T02:00:05Z")));
+    // Seen again unchanged: no write.
+    let r = with_status(r, &plan);
+    let again = decide_with(&r, Some(&j), &[]);
+    assert_eq!(again.status, None);
+    assert!(again.events.is_empty());
+}
+
+#[test]
+fn a_succeeded_job_records_the_result() {
+    let r = with_status(run(), &decide_with(&run(), None, &[]));
+    let j = job(JobStatus {
+        succeeded: Some(1),
+        completion_time: Some(to_time(at("2026-11-21T02:03:05Z"))),
+        conditions: Some(vec![condition("Complete", "", "")]),
+        ..started()
+    });
+    let plan = decide_with(&r, Some(&j), &[terminated(0, "Completed", RESULT)]);
+    let s = plan.status.clone().unwrap();
+    assert_eq!(s.phase, RunPhase::Succeeded);
+    assert_eq!(s.backup_id.as_deref(), Some("20261121T020010.000Z-ab12cd"));
+    assert_eq!(s.bytes, Some(2048));
+    assert_eq!(s.completed_at, Some(at("2026-11-21T02:03:05Z")));
+    assert_eq!(s.duration.as_deref(), Some("3m0s"));
+    assert_eq!(s.artifacts.len(), 1);
+    assert_eq!(s.artifacts[0].destination, "primary");
+    assert!(find(&s.conditions, types::VERIFIED).is_some_and(|c| c.status == "True"));
+    assert!(
+        plan.add_finalizer,
+        "a run holding a backup gets the prune finalizer"
+    );
+    assert_eq!(plan.outcome.as_ref().map(|o| o.succeeded), Some(true));
+    assert_eq!(plan.outcome.as_ref().and_then(|o| o.seconds), Some(180.0));
+    assert!(plan
+        .events
+        .iter()
+        .any(|e| !e.warning && e.message.contains("succeeded")));
+}
+
+#[test]
+fn a_failed_job_fails_the_run_with_the_pods_reason() {
+    let r = run();
+    let j = job(JobStatus {
+        failed: Some(1),
+        conditions: Some(vec![condition(
+            "Failed",
+            "BackoffLimitExceeded",
+            "Job has reached the specified backoff limit",
+        )]),
+        ..started()
+    });
+    let plan = decide_with(&r, Some(&j), &[terminated(137, "OOMKilled", "")]);
+    let s = plan.status.clone().unwrap();
+    assert_eq!(s.phase, RunPhase::Failed);
+    assert_eq!(s.message.as_deref(), Some("OOMKilled"));
+    assert!(s.backup_id.is_none());
+    assert!(!plan.add_finalizer);
+    assert_eq!(plan.outcome.as_ref().map(|o| o.succeeded), Some(false));
+    assert!(plan
+        .events
+        .iter()
+        .any(|e| e.warning && e.message.contains("OOMKilled")));
+
+    // Without a pod, the Job's own reason.
+    let plan = decide_with(&r, Some(&j), &[]);
+    assert_eq!(
+        plan.status.unwrap().message.as_deref(),
+        Some("BackoffLimitExceeded: Job has reached the specified backoff limit")
+    );
+}
+
+#[test]
+fn a_pod_that_cannot_start_says_why() {
+    let r = with_status(run(), &decide_with(&run(), None, &[]));
+    let j = job(JobStatus::default());
+    let waiting = pod(ContainerState {
+        waiting: Some(ContainerStateWaiting {
+            reason: Some("CreateContainerConfigError".into()),
+            message: Some("secret \"orders-db\" not found".into()),
+        }),
+        ..Default::default()
+    });
+    let plan = decide_with(&r, Some(&j), &[waiting]);
+    let s = plan.status.clone().unwrap();
+    assert_eq!(s.phase, RunPhase::Pending);
+    assert_eq!(
+        s.message.as_deref(),
+        Some("CreateContainerConfigError: secret \"orders-db\" not found")
+    );
+    assert!(plan
+        .events
+        .iter()
+        .any(|e| e.warning && e.message.contains("orders-db")));
+}
+
+#[test]
+fn a_succeeded_job_without_a_readable_result_fails_the_run() {
+    let j = job(JobStatus {
+        succeeded: Some(1),
+        ..started()
+    });
+    let plan = decide_with(&run(), Some(&j), &[terminated(0, "Completed", "not json")]);
+    let s = plan.status.unwrap();
+    assert_eq!(s.phase, RunPhase::Failed);
+    assert!(s.message.unwrap().contains("unreadable"));
+}
+
+#[test]
+fn a_finished_run_never_gets_a_new_job() {
+    let mut r = run();
+    r.status = Some(BackupRunStatus {
+        phase: RunPhase::Failed,
+        ..Default::default()
+    });
+    let plan = decide_with(&r, None, &[]);
+    assert!(plan.create_job.is_none());
+    assert_eq!(plan.status, None);
+    assert_eq!(plan.requeue_after, None);
+}
+
+#[test]
+fn a_missing_policy_is_reported_not_crashed_on() {
+    let r = run();
+    let plan = decide(
+        Observed {
+            run: &r,
+            policy: None,
+            job: None,
+            pods: &[],
+            now: at(NOW),
+        },
+        &JobConfig::default(),
+        RESYNC,
+    );
+    assert!(plan.create_job.is_none());
+    let s = plan.status.unwrap();
+    assert_eq!(s.phase, RunPhase::Pending);
+    assert_eq!(
+        find(&s.conditions, types::COMPLETE).unwrap().reason,
+        reasons::POLICY_NOT_FOUND
+    );
+    assert!(plan.events.iter().any(|e| e.warning));
+}
+
+fn succeeded_run() -> BackupRun {
+    let mut r = run();
+    r.status = Some(BackupRunStatus {
+        phase: RunPhase::Succeeded,
+        backup_id: Some("20261121T020010.000Z-ab12cd".into()),
+        ..Default::default()
+    });
+    r.metadata.finalizers = Some(vec![PRUNE_FINALIZER.into()]);
+    r.metadata.deletion_timestamp = Some(to_time(at(NOW)));
+    r
+}
+
+#[test]
+fn deleting_a_run_prunes_before_releasing_it() {
+    let r = succeeded_run();
+    let p = policy();
+    let cfg = JobConfig::default();
+    let Cleanup::CreatePruneJob(prune) = decide_cleanup(&r, Some(&p), None, &cfg).unwrap() else {
+        panic!("expected a prune job");
+    };
+    let args = prune
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .args
+        .clone()
+        .unwrap();
+    assert!(
+        args.contains(&"20261121T020010.000Z-ab12cd".to_string()),
+        "{args:?}"
+    );
+
+    let mut running = prune.clone();
+    running.status = Some(started());
+    assert_eq!(
+        decide_cleanup(&r, Some(&p), Some(&running), &cfg).unwrap(),
+        Cleanup::Wait
+    );
+
+    let mut failed = prune.clone();
+    failed.status = Some(JobStatus {
+        conditions: Some(vec![condition("Failed", "BackoffLimitExceeded", "")]),
+        ..started()
+    });
+    assert!(matches!(
+        decide_cleanup(&r, Some(&p), Some(&failed), &cfg).unwrap(),
+        Cleanup::RetryPrune { .. }
+    ));
+
+    let mut done = prune;
+    done.status = Some(JobStatus {
+        succeeded: Some(1),
+        ..started()
+    });
+    assert!(
+        matches!(decide_cleanup(&r, Some(&p), Some(&done), &cfg).unwrap(), Cleanup::RemoveFinalizer(n) if n.reason == "Pruned")
+    );
+}
+
+#[test]
+fn a_run_without_a_backup_or_policy_is_released_at_once() {
+    let cfg = JobConfig::default();
+    let mut no_backup = succeeded_run();
+    no_backup.status.as_mut().unwrap().backup_id = None;
+    assert!(matches!(
+        decide_cleanup(&no_backup, Some(&policy()), None, &cfg).unwrap(),
+        Cleanup::RemoveFinalizer(_)
+    ));
+    let orphan = succeeded_run();
+    assert!(
+        matches!(decide_cleanup(&orphan, None, None, &cfg).unwrap(), Cleanup::RemoveFinalizer(n) if n.warning)
+    );
+    let mut not_ours = succeeded_run();
+    not_ours.metadata.finalizers = None;
+    assert_eq!(
+        decide_cleanup(&not_ours, Some(&policy()), None, &cfg).unwrap(),
+        Cleanup::Nothing
+    );
+}

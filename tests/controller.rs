@@ -1,0 +1,482 @@
+//! The controller loop against the in-memory API server: policies produce
+//! runs on schedule, runs produce Jobs, Job outcomes reach the run and the
+//! policy, deletion prunes first, a restart makes no duplicate, and the
+//! Lease lets one replica lead.
+
+#[path = "support/apiserver.rs"]
+mod apiserver;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apiserver::{ApiServer, EVENTS, JOBS, LEASES, POLICIES, RUNS};
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::Api;
+use lifeboat::api::{BackupPolicy, BackupRun};
+use lifeboat::controller::metrics::Metrics;
+use lifeboat::controller::{leader, run_controllers, Clock, Settings};
+use serde_json::{json, Value};
+
+const NS: &str = "shop";
+const WAIT: Duration = Duration::from_secs(20);
+
+fn at(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+fn policy(name: &str, daily: &str) -> Value {
+    json!({
+        "apiVersion": "lifeboat.dev/v1alpha1",
+        "kind": "BackupPolicy",
+        "metadata": {"name": name, "namespace": NS, "creationTimestamp": "2026-11-20T10:00:00Z"},
+        "spec": {
+            "source": {"postgres": {"connectionSecretRef": {"name": "orders-db"}, "databases": ["orders"]}},
+            "schedule": {"daily": daily},
+            "retention": {"daily": 3},
+            "destinations": [{"name": "primary", "s3": {"region": "us-east-1", "bucket": "backups"}}],
+            "encryption": {"keySecretRef": {"name": "keys"}},
+            "objectives": {"rpo": "25h"}
+        }
+    })
+}
+
+struct Running {
+    task: tokio::task::JoinHandle<()>,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn start(server: &ApiServer, clock: &Clock) -> Running {
+    let settings = Settings {
+        namespace: Some(NS.into()),
+        // Short, so a moved test clock is noticed quickly.
+        resync: Duration::from_millis(200),
+        retry: Duration::from_millis(200),
+        clock: clock.clone(),
+        ..Settings::default()
+    };
+    let metrics = Arc::new(Metrics::default());
+    let task = tokio::spawn(run_controllers(
+        server.client(),
+        settings,
+        metrics.clone(),
+        "test".into(),
+        futures::future::pending(),
+    ));
+    Running { task, metrics }
+}
+
+async fn create(server: &ApiServer, obj: Value) {
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        server.client(),
+        NS,
+        &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            "lifeboat.dev",
+            "v1alpha1",
+            "BackupPolicy",
+        )),
+    );
+    let obj: kube::api::DynamicObject = serde_json::from_value(obj).unwrap();
+    api.create(&PostParams::default(), &obj).await.unwrap();
+}
+
+fn phase(run: &Value) -> &str {
+    run.pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// The Job owned by a run.
+fn job_of(server: &ApiServer, run: &str) -> Option<Value> {
+    server.store.list(JOBS, NS).into_iter().find(|j| {
+        j.pointer("/metadata/ownerReferences/0/name")
+            .and_then(Value::as_str)
+            == Some(run)
+    })
+}
+
+fn name(v: &Value) -> String {
+    v["metadata"]["name"].as_str().unwrap().to_string()
+}
+
+/// What the Job controller and kubelet would do: a pod whose container
+/// ended, then the Job's status.
+async fn finish_job(server: &ApiServer, job: &str, ok: bool, message: &str) {
+    let client = server.client();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let terminated = if ok {
+        json!({"exitCode": 0, "reason": "Completed", "message": message})
+    } else {
+        json!({"exitCode": 1, "reason": "Error", "message": message})
+    };
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("{job}-x1"), "labels": {"job-name": job}},
+        "spec": {"containers": [{"name": "lifeboat", "image": "lifeboat"}]},
+        "status": {"phase": if ok {"Succeeded"} else {"Failed"},
+                   "containerStatuses": [{"name": "lifeboat", "image": "lifeboat", "imageID": "", "ready": false, "restartCount": 0,
+                                          "state": {"terminated": terminated}}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let jobs: Api<Job> = Api::namespaced(client, NS);
+    let status = if ok {
+        json!({"status": {"startTime": "2026-11-21T02:00:05Z", "completionTime": "2026-11-21T02:03:05Z", "succeeded": 1,
+                          "conditions": [{"type": "Complete", "status": "True"}]}})
+    } else {
+        json!({"status": {"startTime": "2026-11-21T02:00:05Z", "failed": 1,
+                          "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}})
+    };
+    jobs.patch_status(job, &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .unwrap();
+}
+
+const RESULT: &str = r#"{"backup_id":"20261121T020010.000Z-ab12cd","server_version":"15.18","bytes_in":4096,"bytes_out":2048,"seconds":1.5,"committed":["s3://backups/shop/orders"],"failed":[],"verified":["s3://backups/shop/orders"],"objects":[{"key":"backups/20261121T020010.000Z-ab12cd/db-0.lbk","size":2048,"sha256":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}]}"#;
+
+/// Polls a condition that the store cannot signal (metrics, elapsed
+/// reconciles) at a short interval, with a deadline.
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn reconciles(metrics: &Metrics, controller: &str) -> u64 {
+    let text = metrics.encode();
+    let prefix =
+        format!("lifeboat_reconcile_duration_seconds_count{{controller=\"{controller}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedule_job_success_failure_and_restart() {
+    let server = ApiServer::start().await;
+    let clock = Clock::fixed(at("2026-11-21T01:59:00Z"));
+    let controller = start(&server, &clock);
+    create(&server, policy("orders", "0 2 * * *")).await;
+
+    // Before the slot: status written, no run.
+    let next = server
+        .wait_for("the policy's nextBackup", WAIT, |s| {
+            s.get(POLICIES, NS, "orders")?
+                .pointer("/status/nextBackup")
+                .cloned()
+        })
+        .await;
+    assert_eq!(next, json!("2026-11-21T02:00:00Z"));
+    assert_eq!(server.store.count(RUNS), 0);
+
+    // The slot passes: one run, named after it, and its Job.
+    clock.set(at("2026-11-21T02:00:30Z"));
+    let run = "orders-daily-20261121t020000z";
+    let job = server
+        .wait_for("the run's job", WAIT, |_| job_of(&server, run))
+        .await;
+    let job = name(&job);
+    server
+        .wait_for("the run to record its job", WAIT, |s| {
+            let r = s.get(RUNS, NS, run)?;
+            (r.pointer("/status/job") == Some(&json!(job))).then_some(())
+        })
+        .await;
+
+    // Restart in the middle: the new controller sees the same slot and the
+    // same run, and makes no second one.
+    drop(controller);
+    clock.set(at("2026-11-21T02:01:00Z"));
+    let controller = start(&server, &clock);
+    until(
+        "the new controller to reconcile the policy a few times",
+        || {
+            reconciles(&controller.metrics, "backuppolicy") >= 3
+                && reconciles(&controller.metrics, "backuprun") >= 1
+        },
+    )
+    .await;
+    assert_eq!(server.store.count(RUNS), 1);
+    assert_eq!(server.store.count(JOBS), 1);
+
+    // The Job succeeds: the run records the result, the policy its last backup.
+    finish_job(&server, &job, true, RESULT).await;
+    let r = server
+        .wait_for("the run to succeed", WAIT, |s| {
+            s.get(RUNS, NS, run).filter(|r| phase(r) == "Succeeded")
+        })
+        .await;
+    assert_eq!(
+        r.pointer("/status/backupId"),
+        Some(&json!("20261121T020010.000Z-ab12cd"))
+    );
+    assert_eq!(
+        r.pointer("/status/artifacts/0/destination"),
+        Some(&json!("primary"))
+    );
+    assert_eq!(
+        r.pointer("/metadata/finalizers"),
+        Some(&json!(["lifeboat.dev/prune"]))
+    );
+    let p = server
+        .wait_for("the policy's last backup", WAIT, |s| {
+            s.get(POLICIES, NS, "orders")
+                .filter(|p| p.pointer("/status/lastBackup/run") == Some(&json!(run)))
+        })
+        .await;
+    let healthy = p["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Healthy")
+        .unwrap();
+    assert_eq!(healthy["status"], "True");
+    assert_eq!(
+        p.pointer("/status/recoveryWindow/to"),
+        Some(&json!("2026-11-21T02:03:05Z"))
+    );
+    until("the success metric", || {
+        controller.metrics.encode().contains(r#"lifeboat_last_success_timestamp_seconds{namespace="shop",policy="orders",tier="daily"}"#)
+    })
+    .await;
+
+    // Next day: a new run whose Job fails; the run says why.
+    clock.set(at("2026-11-22T02:00:30Z"));
+    let run2 = "orders-daily-20261122t020000z";
+    let job2 = name(
+        &server
+            .wait_for("the second run's job", WAIT, |_| job_of(&server, run2))
+            .await,
+    );
+    finish_job(
+        &server,
+        &job2,
+        false,
+        "pg_dump: connection to server failed: Connection refused",
+    )
+    .await;
+    let r2 = server
+        .wait_for("the second run to fail", WAIT, |s| {
+            s.get(RUNS, NS, run2).filter(|r| phase(r) == "Failed")
+        })
+        .await;
+    let message = r2
+        .pointer("/status/message")
+        .and_then(Value::as_str)
+        .unwrap();
+    assert!(
+        message.starts_with("Error: pg_dump: connection to server failed"),
+        "{message}"
+    );
+    server
+        .wait_for("the policy to turn unhealthy", WAIT, |s| {
+            let p = s.get(POLICIES, NS, "orders")?;
+            let c = p["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "Healthy")?
+                .clone();
+            (c["status"] == "False" && c["reason"] == "BackupFailed").then_some(())
+        })
+        .await;
+    assert_eq!(server.store.count(RUNS), 2);
+
+    // Every transition left an event (published just after its status write).
+    for want in [
+        "Scheduled",
+        "JobCreated",
+        "JobSucceeded",
+        "JobFailed",
+        "BackupSucceeded",
+        "BackupFailed",
+    ] {
+        server
+            .wait_for(&format!("a {want} event"), WAIT, |s| {
+                s.list(EVENTS, NS).into_iter().find(|e| e["reason"] == want)
+            })
+            .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_run_prunes_its_backup_first() {
+    let server = ApiServer::start().await;
+    let clock = Clock::fixed(at("2026-11-21T02:00:30Z"));
+    let _controller = start(&server, &clock);
+    create(&server, policy("orders", "0 2 * * *")).await;
+    let run = "orders-daily-20261121t020000z";
+    let job = name(
+        &server
+            .wait_for("the run's job", WAIT, |_| job_of(&server, run))
+            .await,
+    );
+    finish_job(&server, &job, true, RESULT).await;
+    server
+        .wait_for("the finalizer", WAIT, |s| {
+            s.get(RUNS, NS, run)?
+                .pointer("/metadata/finalizers")
+                .cloned()
+        })
+        .await;
+
+    let runs: Api<BackupRun> = Api::namespaced(server.client(), NS);
+    runs.delete(run, &DeleteParams::default()).await.unwrap();
+    // Held until the prune Job succeeds.
+    let prune = server
+        .wait_for("the prune job", WAIT, |s| {
+            s.list(JOBS, NS).into_iter().find(|j| {
+                let args = j
+                    .pointer("/spec/template/spec/containers/0/args")
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                args.contains("prune") && args.contains("20261121T020010.000Z-ab12cd")
+            })
+        })
+        .await;
+    assert!(
+        server.store.get(RUNS, NS, run).is_some(),
+        "the run is held while the prune runs"
+    );
+    let jobs: Api<Job> = Api::namespaced(server.client(), NS);
+    jobs.patch_status(
+        &name(&prune),
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}})),
+    )
+    .await
+    .unwrap();
+    server
+        .wait_for("the run to be gone", WAIT, |s| {
+            s.get(RUNS, NS, run).is_none().then_some(())
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_spec_becomes_a_condition_without_a_loop() {
+    let server = ApiServer::start().await;
+    let clock = Clock::fixed(at("2026-11-21T02:00:30Z"));
+    let controller = start(&server, &clock);
+    create(&server, policy("broken", "0 25 * * *")).await;
+    let ready = server
+        .wait_for("the Ready condition", WAIT, |s| {
+            let p = s.get(POLICIES, NS, "broken")?;
+            p["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "Ready")
+                .cloned()
+        })
+        .await;
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "InvalidSpec");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.schedule.daily"),
+        "{ready}"
+    );
+    assert_eq!(server.store.count(RUNS), 0);
+    server
+        .wait_for("a warning event", WAIT, |s| {
+            s.list(EVENTS, NS)
+                .into_iter()
+                .find(|e| e["reason"] == "InvalidSpec" && e["type"] == "Warning")
+        })
+        .await;
+
+    // Two reconciles: the create, and the status write it made. Then it waits
+    // for a change: many resync periods later, no more.
+    until("the reconcile after the status write", || {
+        reconciles(&controller.metrics, "backuppolicy") >= 2
+    })
+    .await;
+    let before = reconciles(&controller.metrics, "backuppolicy");
+    let rv =
+        server.store.get(POLICIES, NS, "broken").unwrap()["metadata"]["resourceVersion"].clone();
+    tokio::time::sleep(Duration::from_millis(1500)).await; // a quiet period is what is measured here
+    assert!(
+        reconciles(&controller.metrics, "backuppolicy") == before,
+        "{}",
+        controller.metrics.encode()
+    );
+    assert_eq!(
+        server.store.get(POLICIES, NS, "broken").unwrap()["metadata"]["resourceVersion"],
+        rv,
+        "no status rewrite"
+    );
+
+    // Fixing the spec lets it schedule.
+    let policies: Api<BackupPolicy> = Api::namespaced(server.client(), NS);
+    policies
+        .patch(
+            "broken",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"schedule": {"daily": "0 2 * * *"}}})),
+        )
+        .await
+        .unwrap();
+    server
+        .wait_for("a run after the fix", WAIT, |s| {
+            s.get(RUNS, NS, "broken-daily-20261121t020000z")
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_leads_and_another_takes_over_when_it_stops() {
+    let server = ApiServer::start().await;
+    let elector = |id: &str| {
+        let mut e = leader::Elector::new(
+            server.client(),
+            "lifeboat-system",
+            "lifeboat-controller",
+            id,
+        );
+        e.duration = Duration::from_secs(1);
+        e.renew_every = Duration::from_millis(100);
+        e
+    };
+    let (tx_a, mut a) = tokio::sync::watch::channel(false);
+    let (tx_b, mut b) = tokio::sync::watch::channel(false);
+    let task_a = tokio::spawn(elector("a").run(tx_a));
+    a.wait_for(|l| *l).await.unwrap();
+    let task_b = tokio::spawn(elector("b").run(tx_b));
+    // b tries several rounds and stays standby while a renews.
+    until("b to have tried", || server.store.requests() > 20).await;
+    assert!(!*b.borrow());
+    assert!(*a.borrow());
+    let lease = server
+        .store
+        .get(LEASES, "lifeboat-system", "lifeboat-controller")
+        .unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "a");
+
+    task_a.abort();
+    tokio::time::timeout(WAIT, b.wait_for(|l| *l))
+        .await
+        .unwrap()
+        .unwrap();
+    let lease = server
+        .store
+        .get(LEASES, "lifeboat-system", "lifeboat-controller")
+        .unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "b");
+    assert_eq!(lease["spec"]["leaseTransitions"], 1);
+    task_b.abort();
+}

@@ -1,0 +1,706 @@
+//! A small in-memory Kubernetes API server for controller tests: a generic
+//! store of JSON objects keyed by (resource path, namespace, name), served
+//! over loopback HTTP so a real `kube::Client` and kube-runtime's watcher
+//! drive it exactly as they would a cluster.
+//!
+//! It speaks what the controller uses: list (label and field selectors),
+//! watch (`?watch=true`, newline-delimited events replayed from a
+//! resourceVersion, periodic bookmarks), get, create (409 when the name
+//! exists, `generateName`), JSON merge patch of an object or its `/status`
+//! (409 on a stale `metadata.resourceVersion`; a no-op patch changes
+//! nothing and wakes no watcher), and delete, which only sets
+//! `deletionTimestamp` while finalizers remain. No admission, no schema, no
+//! garbage collection. Two liberties for tests: `status` given on create is
+//! kept, and so is a `creationTimestamp` (to backdate objects).
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::Response;
+use axum::Router;
+use serde_json::{json, Map, Value};
+use tokio::sync::watch;
+
+pub const POLICIES: &str = "apis/lifeboat.dev/v1alpha1/backuppolicies";
+pub const RUNS: &str = "apis/lifeboat.dev/v1alpha1/backupruns";
+pub const JOBS: &str = "apis/batch/v1/jobs";
+pub const PODS: &str = "api/v1/pods";
+pub const EVENTS: &str = "apis/events.k8s.io/v1/events";
+pub const LEASES: &str = "apis/coordination.k8s.io/v1/leases";
+
+type Key = (String, String, String);
+
+struct Logged {
+    rv: u64,
+    resource: String,
+    type_: &'static str,
+    object: Value,
+}
+
+#[derive(Default)]
+struct Inner {
+    rv: u64,
+    uid: u64,
+    objects: BTreeMap<Key, Value>,
+    log: Vec<Logged>,
+    /// (apiVersion, kind) per resource path, for lists and bookmarks.
+    kinds: HashMap<String, (String, String)>,
+    requests: u64,
+}
+
+/// The store and its change signal.
+pub struct Store {
+    inner: Mutex<Inner>,
+    changed: watch::Sender<u64>,
+}
+
+impl Store {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One object, as stored.
+    pub fn get(&self, resource: &str, ns: &str, name: &str) -> Option<Value> {
+        self.lock()
+            .objects
+            .get(&(resource.into(), ns.into(), name.into()))
+            .cloned()
+    }
+
+    /// The objects of a resource in a namespace (`""`: all namespaces).
+    pub fn list(&self, resource: &str, ns: &str) -> Vec<Value> {
+        self.lock()
+            .objects
+            .iter()
+            .filter(|((r, n, _), _)| r == resource && (ns.is_empty() || n == ns))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    pub fn count(&self, resource: &str) -> usize {
+        // Keys sort by resource first: a range, not a scan of everything.
+        let inner = self.lock();
+        let from = (resource.to_string(), String::new(), String::new());
+        inner
+            .objects
+            .range(from..)
+            .take_while(|((r, _, _), _)| r == resource)
+            .count()
+    }
+
+    /// Requests served so far.
+    pub fn requests(&self) -> u64 {
+        self.lock().requests
+    }
+
+    fn record(&self, inner: &mut Inner, resource: &str, type_: &'static str, object: Value) {
+        inner.log.push(Logged {
+            rv: inner.rv,
+            resource: resource.to_string(),
+            type_,
+            object,
+        });
+        self.changed.send_replace(inner.rv);
+    }
+}
+
+/// A running server.
+pub struct ApiServer {
+    pub addr: SocketAddr,
+    pub store: Arc<Store>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ApiServer {
+    pub async fn start() -> Self {
+        let (changed, _) = watch::channel(0);
+        let store = Arc::new(Store {
+            inner: Mutex::new(Inner::default()),
+            changed,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().fallback(handle).with_state(store.clone());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self { addr, store, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A client talking to this server over loopback HTTP.
+    pub fn client(&self) -> kube::Client {
+        lifeboat::controller::install_crypto_provider();
+        let mut config = kube::Config::new(self.url().parse().unwrap());
+        config.default_namespace = "default".into();
+        config.read_timeout = Some(Duration::from_secs(300));
+        kube::Client::try_from(config).unwrap()
+    }
+
+    /// A kubeconfig file pointing at this server (for the real binary).
+    pub fn kubeconfig(&self, path: &std::path::Path) {
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: mem\n  cluster:\n    server: {url}\nusers:\n- name: mem\n  user: {{}}\ncontexts:\n- name: mem\n  context:\n    cluster: mem\n    user: mem\n    namespace: default\ncurrent-context: mem\n",
+            url = self.url()
+        );
+        std::fs::write(path, text).unwrap();
+    }
+
+    /// Waits until `check` returns `Some`, re-checking on every change of
+    /// the store (no fixed sleeps). Panics with `what` after `timeout`.
+    pub async fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&Store) -> Option<T>,
+    ) -> T {
+        let mut changes = self.store.changed.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            changes.borrow_and_update();
+            if let Some(v) = check(&self.store) {
+                return v;
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(_) => {}
+                Err(_) => panic!("timed out after {timeout:?} waiting for {what}"),
+            }
+        }
+    }
+}
+
+fn reply(code: StatusCode, body: &Value) -> Response {
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(body).unwrap()))
+        .unwrap()
+}
+
+fn status(code: u16, reason: &str, message: String) -> Response {
+    let body = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Failure", "message": message, "reason": reason, "code": code,
+    });
+    reply(StatusCode::from_u16(code).unwrap(), &body)
+}
+
+/// A request's target.
+struct Target {
+    /// `api/v1/pods`, `apis/batch/v1/jobs`.
+    resource: String,
+    api_version: String,
+    /// Empty for all namespaces.
+    namespace: String,
+    name: Option<String>,
+    status: bool,
+}
+
+fn parse_path(path: &str) -> Option<Target> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (prefix, api_version, rest) = match parts.as_slice() {
+        ["api", v, rest @ ..] => (format!("api/{v}"), v.to_string(), rest),
+        ["apis", g, v, rest @ ..] => (format!("apis/{g}/{v}"), format!("{g}/{v}"), rest),
+        _ => return None,
+    };
+    let (namespace, plural, name, sub) = match rest {
+        ["namespaces", ns, plural] => (ns.to_string(), *plural, None, None),
+        ["namespaces", ns, plural, name] => (ns.to_string(), *plural, Some(*name), None),
+        ["namespaces", ns, plural, name, sub] => (ns.to_string(), *plural, Some(*name), Some(*sub)),
+        [plural] => (String::new(), *plural, None, None),
+        [plural, name] => (String::new(), *plural, Some(*name), None),
+        _ => return None,
+    };
+    if sub.is_some_and(|s| s != "status") {
+        return None;
+    }
+    Some(Target {
+        resource: format!("{prefix}/{plural}"),
+        api_version,
+        namespace,
+        name: name.map(str::to_string),
+        status: sub.is_some(),
+    })
+}
+
+/// `k=v`, `k==v`, `k!=v`, `k`, `!k`, comma-separated (all must hold).
+fn labels_match(selector: &str, labels: Option<&Value>) -> bool {
+    let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+    selector
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .all(|term| {
+            if let Some((k, v)) = term.split_once("!=") {
+                get(k.trim()) != Some(v.trim())
+            } else if let Some((k, v)) = term.split_once('=') {
+                get(k.trim()) == Some(v.trim_start_matches('=').trim())
+            } else if let Some(k) = term.strip_prefix('!') {
+                get(k).is_none()
+            } else {
+                get(term).is_some()
+            }
+        })
+}
+
+fn fields_match(selector: &str, obj: &Value) -> bool {
+    selector.split(',').filter(|t| !t.is_empty()).all(|term| {
+        let (path, want, equal) = match term.split_once("!=") {
+            Some((p, v)) => (p, v, false),
+            None => match term.split_once('=') {
+                Some((p, v)) => (p, v.trim_start_matches('='), true),
+                None => return true,
+            },
+        };
+        let got = path
+            .split('.')
+            .try_fold(obj, |v, k| v.get(k))
+            .and_then(Value::as_str);
+        (got == Some(want)) == equal
+    })
+}
+
+fn selected(q: &HashMap<String, String>, obj: &Value) -> bool {
+    q.get("labelSelector")
+        .is_none_or(|s| labels_match(s, obj.pointer("/metadata/labels")))
+        && q.get("fieldSelector").is_none_or(|s| fields_match(s, obj))
+}
+
+fn rv_of(obj: &Value) -> u64 {
+    obj.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn set_rv(obj: &mut Value, rv: u64) {
+    obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+}
+
+/// RFC 7386.
+fn merge(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = Value::Object(Map::new());
+            }
+            let t = target.as_object_mut().unwrap();
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        _ => *target = patch.clone(),
+    }
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn random_suffix(n: u64) -> String {
+    // Deterministic but distinct: base-36 of a counter, padded.
+    let alphabet = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut x = n.wrapping_mul(2_654_435_761).wrapping_add(12345);
+    (0..5)
+        .map(|_| {
+            let c = alphabet[(x % alphabet.len() as u64) as usize] as char;
+            x /= alphabet.len() as u64;
+            c
+        })
+        .collect()
+}
+
+async fn handle(
+    State(store): State<Arc<Store>>,
+    method: Method,
+    uri: Uri,
+    Query(q): Query<HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    store.lock().requests += 1;
+    let Some(t) = parse_path(uri.path()) else {
+        return status(404, "NotFound", format!("no route for {}", uri.path()));
+    };
+    let watching = q.get("watch").is_some_and(|w| w == "true" || w == "1");
+    match (method, &t.name) {
+        (Method::GET, None) if watching => watch_stream(store, t, q),
+        (Method::GET, None) => list(&store, &t, &q),
+        (Method::GET, Some(name)) => match store.get(&t.resource, &t.namespace, name) {
+            Some(obj) => reply(StatusCode::OK, &obj),
+            None => status(
+                404,
+                "NotFound",
+                format!("{} {name:?} not found", t.resource),
+            ),
+        },
+        (Method::POST, None) => create(&store, &t, &body),
+        (Method::PATCH, Some(name)) => {
+            let ct = headers
+                .get(axum::http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !(ct.starts_with("application/merge-patch+json")
+                || ct.starts_with("application/strategic-merge-patch+json"))
+            {
+                return status(
+                    415,
+                    "UnsupportedMediaType",
+                    format!("only merge patches are supported, not {ct:?}"),
+                );
+            }
+            patch(&store, &t, name, &body)
+        }
+        (Method::DELETE, Some(name)) => delete(&store, &t, name),
+        (m, _) => status(
+            405,
+            "MethodNotAllowed",
+            format!("{m} is not supported here"),
+        ),
+    }
+}
+
+fn list(store: &Store, t: &Target, q: &HashMap<String, String>) -> Response {
+    let inner = store.lock();
+    let items: Vec<Value> = inner
+        .objects
+        .iter()
+        .filter(|((r, n, _), _)| *r == t.resource && (t.namespace.is_empty() || *n == t.namespace))
+        .map(|(_, v)| v)
+        .filter(|v| selected(q, v))
+        .cloned()
+        .collect();
+    let kind = inner
+        .kinds
+        .get(&t.resource)
+        .map(|(_, k)| format!("{k}List"))
+        .unwrap_or_else(|| "List".into());
+    let list = json!({
+        "apiVersion": t.api_version,
+        "kind": kind,
+        "metadata": {"resourceVersion": inner.rv.to_string()},
+        "items": items,
+    });
+    reply(StatusCode::OK, &list)
+}
+
+fn line(v: &Value) -> Bytes {
+    let mut s = serde_json::to_string(v).unwrap();
+    s.push('\n');
+    Bytes::from(s)
+}
+
+fn watch_stream(store: Arc<Store>, t: Target, q: HashMap<String, String>) -> Response {
+    let from: Option<u64> = q
+        .get("resourceVersion")
+        .and_then(|s| s.parse().ok())
+        .filter(|rv| *rv > 0);
+    let timeout = Duration::from_secs(
+        q.get("timeoutSeconds")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(300),
+    );
+    let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true");
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(64);
+    let mut changes = store.changed.subscribe();
+    let resource = kind_of(&store, &t.resource);
+    let in_scope = move |resource: &str, obj: &Value| {
+        resource == t.resource
+            && (t.namespace.is_empty()
+                || obj.pointer("/metadata/namespace").and_then(Value::as_str)
+                    == Some(t.namespace.as_str()))
+            && selected(&q, obj)
+    };
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + timeout;
+        // Without a resourceVersion, start with the current state.
+        let mut cursor = match from {
+            Some(rv) => rv,
+            None => {
+                let (rv, current): (u64, Vec<Value>) = {
+                    let inner = store.lock();
+                    let objs = inner
+                        .objects
+                        .iter()
+                        .filter(|((r, _, _), v)| in_scope(r, v))
+                        .map(|(_, v)| v.clone())
+                        .collect();
+                    (inner.rv, objs)
+                };
+                for obj in current {
+                    if tx
+                        .send(Ok(line(&json!({"type": "ADDED", "object": obj}))))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                rv
+            }
+        };
+        loop {
+            changes.borrow_and_update();
+            let batch: Vec<Bytes> = {
+                let inner = store.lock();
+                let start = inner.log.partition_point(|e| e.rv <= cursor);
+                let out = inner.log[start..]
+                    .iter()
+                    .filter(|e| in_scope(&e.resource, &e.object))
+                    .map(|e| line(&json!({"type": e.type_, "object": e.object})))
+                    .collect();
+                cursor = inner.rv;
+                out
+            };
+            for l in batch {
+                if tx.send(Ok(l)).await.is_err() {
+                    return;
+                }
+            }
+            let tick = tokio::time::sleep(Duration::from_secs(5));
+            tokio::select! {
+                r = changes.changed() => if r.is_err() { return },
+                _ = tick => {
+                    if bookmarks {
+                        let (api_version, kind) = resource.clone();
+                        let bm = json!({"type": "BOOKMARK", "object": {"apiVersion": api_version, "kind": kind, "metadata": {"resourceVersion": cursor.to_string()}}});
+                        if tx.send(Ok(line(&bm))).await.is_err() { return; }
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => return,
+            }
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
+fn kind_of(store: &Store, resource: &str) -> (String, String) {
+    store
+        .lock()
+        .kinds
+        .get(resource)
+        .cloned()
+        .unwrap_or_else(|| ("v1".into(), "Unknown".into()))
+}
+
+fn create(store: &Store, t: &Target, body: &[u8]) -> Response {
+    let Ok(mut obj) = serde_json::from_slice::<Value>(body) else {
+        return status(400, "BadRequest", "the body is not JSON".into());
+    };
+    let mut inner = store.lock();
+    let meta = obj["metadata"].as_object().cloned().unwrap_or_default();
+    let name = match (
+        meta.get("name").and_then(Value::as_str),
+        meta.get("generateName").and_then(Value::as_str),
+    ) {
+        (Some(n), _) if !n.is_empty() => n.to_string(),
+        (_, Some(g)) => format!("{g}{}", random_suffix(inner.uid + 1)),
+        _ => {
+            return status(
+                422,
+                "Invalid",
+                "metadata.name or generateName is required".into(),
+            )
+        }
+    };
+    let key = (t.resource.clone(), t.namespace.clone(), name.clone());
+    if inner.objects.contains_key(&key) {
+        return status(
+            409,
+            "AlreadyExists",
+            format!("{} {name:?} already exists", t.resource),
+        );
+    }
+    inner.rv += 1;
+    inner.uid += 1;
+    let (rv, uid) = (inner.rv, inner.uid);
+    let m = &mut obj["metadata"];
+    m["name"] = json!(name);
+    if !t.namespace.is_empty() {
+        m["namespace"] = json!(t.namespace);
+    }
+    m["uid"] = json!(format!("uid-{uid}"));
+    m["generation"] = json!(1);
+    if m.get("creationTimestamp").is_none_or(Value::is_null) {
+        m["creationTimestamp"] = json!(now_rfc3339());
+    }
+    if let Some(m) = m.as_object_mut() {
+        m.remove("deletionTimestamp");
+    }
+    set_rv(&mut obj, rv);
+    if let (Some(av), Some(k)) = (obj["apiVersion"].as_str(), obj["kind"].as_str()) {
+        inner
+            .kinds
+            .entry(t.resource.clone())
+            .or_insert((av.to_string(), k.to_string()));
+    }
+    inner.objects.insert(key, obj.clone());
+    store.record(&mut inner, &t.resource, "ADDED", obj.clone());
+    reply(StatusCode::CREATED, &obj)
+}
+
+fn patch(store: &Store, t: &Target, name: &str, body: &[u8]) -> Response {
+    let Ok(patch) = serde_json::from_slice::<Value>(body) else {
+        return status(400, "BadRequest", "the body is not JSON".into());
+    };
+    let mut inner = store.lock();
+    let key = (t.resource.clone(), t.namespace.clone(), name.to_string());
+    let Some(current) = inner.objects.get(&key).cloned() else {
+        return status(
+            404,
+            "NotFound",
+            format!("{} {name:?} not found", t.resource),
+        );
+    };
+    if let Some(want) = patch
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+    {
+        if want
+            != current["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or("")
+        {
+            return status(
+                409,
+                "Conflict",
+                format!(
+                    "{} {name:?} was modified; the object has changed",
+                    t.resource
+                ),
+            );
+        }
+    }
+    let mut next = current.clone();
+    if t.status {
+        if let Some(s) = patch.get("status") {
+            merge(&mut next["status"], s);
+        }
+    } else {
+        let mut p = patch.clone();
+        if let Some(p) = p.as_object_mut() {
+            p.remove("status");
+        }
+        merge(&mut next, &p);
+        // Identity and server-owned fields stay.
+        for field in [
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "generation",
+        ] {
+            match current["metadata"].get(field) {
+                Some(v) => next["metadata"][field] = v.clone(),
+                None => {
+                    if let Some(m) = next["metadata"].as_object_mut() {
+                        m.remove(field);
+                    }
+                }
+            }
+        }
+        if next.get("spec") != current.get("spec") {
+            let g = current["metadata"]["generation"].as_i64().unwrap_or(1);
+            next["metadata"]["generation"] = json!(g + 1);
+        }
+    }
+    set_rv(&mut next, rv_of(&current));
+    if next == current {
+        return reply(StatusCode::OK, &current);
+    }
+    inner.rv += 1;
+    let rv = inner.rv;
+    set_rv(&mut next, rv);
+    let finished = next.pointer("/metadata/deletionTimestamp").is_some()
+        && next
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(|f| f.is_empty());
+    if finished {
+        inner.objects.remove(&key);
+        store.record(&mut inner, &t.resource, "DELETED", next.clone());
+    } else {
+        inner.objects.insert(key, next.clone());
+        store.record(&mut inner, &t.resource, "MODIFIED", next.clone());
+    }
+    reply(StatusCode::OK, &next)
+}
+
+fn delete(store: &Store, t: &Target, name: &str) -> Response {
+    let mut inner = store.lock();
+    let key = (t.resource.clone(), t.namespace.clone(), name.to_string());
+    let Some(mut obj) = inner.objects.get(&key).cloned() else {
+        return status(
+            404,
+            "NotFound",
+            format!("{} {name:?} not found", t.resource),
+        );
+    };
+    let held = obj
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty());
+    if held {
+        if obj.pointer("/metadata/deletionTimestamp").is_none() {
+            inner.rv += 1;
+            let rv = inner.rv;
+            obj["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+            set_rv(&mut obj, rv);
+            inner.objects.insert(key, obj.clone());
+            store.record(&mut inner, &t.resource, "MODIFIED", obj.clone());
+        }
+    } else {
+        inner.rv += 1;
+        let rv = inner.rv;
+        set_rv(&mut obj, rv);
+        inner.objects.remove(&key);
+        store.record(&mut inner, &t.resource, "DELETED", obj.clone());
+    }
+    reply(StatusCode::OK, &obj)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors() {
+        let labels = json!({"job-name": "a", "tier": "daily"});
+        assert!(labels_match("job-name=a", Some(&labels)));
+        assert!(labels_match("job-name==a,tier", Some(&labels)));
+        assert!(!labels_match("job-name=b", Some(&labels)));
+        assert!(labels_match("tier!=weekly,!missing", Some(&labels)));
+        let obj = json!({"metadata": {"name": "x"}});
+        assert!(fields_match("metadata.name=x", &obj));
+        assert!(!fields_match("metadata.name!=x", &obj));
+    }
+}

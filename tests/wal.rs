@@ -1,0 +1,133 @@
+//! wal-push / wal-fetch as PostgreSQL's archive and restore commands:
+//! idempotent pushes, never an overwrite, and a corrupted segment that stops
+//! recovery (exit 126) instead of ending it quietly (exit 1).
+
+mod support;
+use support::*;
+
+#[test]
+fn wal_segments_round_trip_and_are_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let k = keys.to_str().unwrap();
+    let local = format!("file://{}/archive", dir.path().display());
+    let s3 = bucket("eu-west-1");
+    let seg = dir.path().join("000000010000000000000003");
+    // A segment is 16 MiB; most of a real one is zeros after a switch.
+    let mut content: Vec<u8> = (0..16u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    content[4096..].iter_mut().step_by(3).for_each(|b| *b = 0);
+    std::fs::write(&seg, &content).unwrap();
+
+    let push = |p: &std::path::Path| {
+        lifeboat(&[
+            "wal-push",
+            p.to_str().unwrap(),
+            "--to",
+            &local,
+            "--to",
+            &s3,
+            "--key-file",
+            k,
+        ])
+    };
+    ok(&push(&seg));
+    assert!(
+        s3_keys(&s3).contains(&"prod/orders/wal/00000001/000000010000000000000003.lbk".to_string())
+    );
+    // Pushed again with the same content (PostgreSQL retries after a crash): success.
+    ok(&push(&seg));
+    // Different content under the same name: refused, the archive unchanged.
+    let mut other = content.clone();
+    other[100] ^= 1;
+    let other_dir = dir.path().join("other");
+    std::fs::create_dir(&other_dir).unwrap();
+    std::fs::write(other_dir.join("000000010000000000000003"), &other).unwrap();
+    let err = fails(&push(&other_dir.join("000000010000000000000003")));
+    assert!(
+        err.contains("different content") && err.contains("000000010000000000000003"),
+        "{err}"
+    );
+
+    // Fetch from each destination: the same bytes.
+    for from in [&local, &s3] {
+        let out = dir.path().join("pg_wal_RECOVERYXLOG");
+        ok(&lifeboat(&[
+            "wal-fetch",
+            "000000010000000000000003",
+            out.to_str().unwrap(),
+            "--from",
+            from,
+            "--key-file",
+            k,
+        ]));
+        assert!(
+            std::fs::read(&out).unwrap() == content,
+            "fetched from {from}"
+        );
+    }
+    // Past the end of the archive: exit 1, which ends recovery normally.
+    let o = lifeboat(&[
+        "wal-fetch",
+        "000000010000000000000004",
+        "/tmp/x",
+        "--from",
+        &local,
+        "--key-file",
+        k,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+
+    // A corrupted copy: the next destination serves it; alone it is fatal (126).
+    let path = dir
+        .path()
+        .join("archive/wal/00000001/000000010000000000000003.lbk");
+    let mut b = std::fs::read(&path).unwrap();
+    let n = b.len();
+    b[n / 2] ^= 0x40;
+    std::fs::write(&path, b).unwrap();
+    let out = dir.path().join("fetched");
+    ok(&lifeboat(&[
+        "wal-fetch",
+        "000000010000000000000003",
+        out.to_str().unwrap(),
+        "--from",
+        &local,
+        "--from",
+        &s3,
+        "--key-file",
+        k,
+    ]));
+    assert!(std::fs::read(&out).unwrap() == content);
+    std::fs::remove_file(&out).unwrap();
+    let o = lifeboat(&[
+        "wal-fetch",
+        "000000010000000000000003",
+        out.to_str().unwrap(),
+        "--from",
+        &local,
+        "--key-file",
+        k,
+    ]);
+    assert_eq!(o.status.code(), Some(126), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("000000010000000000000003"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !out.exists(),
+        "nothing is left where PostgreSQL would read it"
+    );
+
+    let err = fails(&lifeboat(&[
+        "wal-push",
+        "/etc/passwd",
+        "--to",
+        &local,
+        "--key-file",
+        k,
+    ]));
+    assert!(err.contains("not a WAL file name"), "{err}");
+}
