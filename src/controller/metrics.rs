@@ -53,6 +53,7 @@ pub struct Metrics {
     backup_duration: Family<PolicyTier, Histogram, fn() -> Histogram>,
     backup_failures: Family<PolicyTier, Counter>,
     objective_breached: Family<PolicyLabels, Gauge>,
+    rpo_objective: Family<PolicyLabels, FloatGauge>,
     reconcile_errors: Family<ErrorLabels, Counter>,
     reconcile_duration: Family<ControllerLabels, Histogram, fn() -> Histogram>,
     leader: Gauge,
@@ -77,6 +78,7 @@ impl Default for Metrics {
             backup_duration: Family::new_with_constructor(backup_buckets),
             backup_failures: Family::default(),
             objective_breached: Family::default(),
+            rpo_objective: Family::default(),
             reconcile_errors: Family::default(),
             reconcile_duration: Family::new_with_constructor(reconcile_buckets),
             leader: Gauge::default(),
@@ -88,7 +90,7 @@ impl Default for Metrics {
             m.last_success.clone(),
         );
         registry.register(
-            "backup_bytes",
+            "backup_size_bytes",
             "Size of the newest successful backup, per policy and tier",
             m.backup_bytes.clone(),
         );
@@ -106,6 +108,11 @@ impl Default for Metrics {
             "objective_breached",
             "1 when the newest successful backup is older than the policy's RPO",
             m.objective_breached.clone(),
+        );
+        registry.register(
+            "rpo_objective_seconds",
+            "The policy's RPO objective; alerts compare backup age with it",
+            m.rpo_objective.clone(),
         );
         registry.register(
             "reconcile_errors",
@@ -183,6 +190,15 @@ impl Metrics {
             .set(i64::from(breached));
     }
 
+    pub fn record_rpo_objective(&self, ns: &str, policy: &str, seconds: f64) {
+        self.rpo_objective
+            .get_or_create(&PolicyLabels {
+                namespace: ns.to_string(),
+                policy: policy.to_string(),
+            })
+            .set(seconds);
+    }
+
     /// Records a run that just finished.
     pub fn record_outcome(&self, ns: &str, policy: &str, tier: Tier, outcome: &Outcome) {
         let labels = policy_tier(ns, policy, tier);
@@ -249,7 +265,7 @@ mod tests {
             r#"lifeboat_last_success_timestamp_seconds{namespace="shop",policy="orders",tier="daily"} 1795572300.0"#
         ), "{text}");
         assert!(text.contains(
-            r#"lifeboat_backup_bytes{namespace="shop",policy="orders",tier="daily"} 1234"#
+            r#"lifeboat_backup_size_bytes{namespace="shop",policy="orders",tier="daily"} 1234"#
         ));
         assert!(text.contains(
             r#"lifeboat_backup_failures_total{namespace="shop",policy="orders",tier="weekly"} 1"#

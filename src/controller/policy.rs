@@ -493,6 +493,10 @@ async fn apply(policy: &BackupPolicy, ctx: &Context) -> Result<Action, Error> {
             crate::api::conditions::is_true(&status.conditions, types::OBJECTIVE_BREACHED);
         ctx.metrics.record_objective(&ns, &name, breached);
     }
+    if let Some(rpo) = policy.spec.rpo() {
+        ctx.metrics
+            .record_rpo_objective(&ns, &name, rpo.num_milliseconds() as f64 / 1000.0);
+    }
     ctx.publish(policy, &plan.events).await;
     Ok(match plan.requeue_after {
         Some(after) => Action::requeue(after),
