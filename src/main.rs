@@ -202,6 +202,9 @@ struct RestoreArgs {
     /// Do not restore ownership and grants (a server without the same roles).
     #[arg(long)]
     no_owner: bool,
+    /// First recreate the backup's roles and tablespaces (a fresh server).
+    #[arg(long)]
+    globals: bool,
     #[arg(long)]
     json: bool,
     /// Also write a compact JSON report here (a Job's /dev/termination-log).
@@ -390,6 +393,7 @@ async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
                 create: a.create,
                 clean: a.clean,
                 no_owner: a.no_owner,
+                globals: a.globals,
             })
             .await?;
             write_report(a.report_file.as_deref(), &report)?;

@@ -327,3 +327,70 @@ fn latest_is_the_newest_backup_even_within_one_second() {
     ]));
     assert_eq!(psql(&target, "select v from t"), "3");
 }
+
+#[test]
+fn globals_recreate_missing_roles_so_owners_and_grants_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let k = keys.to_str().unwrap();
+    let role = unique("app_owner");
+    psql("postgres", &format!("create role {role} nologin"));
+    let src = create_db("glob");
+    psql(
+        &src,
+        &format!(
+            "create table t (a int); alter table t owner to {role}; grant select on t to public"
+        ),
+    );
+    let dest = format!("file://{}/bk", dir.path().display());
+    ok(&lifeboat(&[
+        "backup",
+        "-d",
+        &src,
+        "--key-file",
+        k,
+        "--to",
+        &dest,
+        "--json",
+    ]));
+    // The server loses the role (think: a fresh server after the disaster).
+    psql("postgres", &format!("drop database {src}"));
+    psql("postgres", &format!("drop role {role}"));
+
+    // Without the globals pg_restore cannot set the owner and the restore fails whole.
+    let target = unique("globr");
+    let err = fails(&lifeboat(&[
+        "restore",
+        "--from",
+        &dest,
+        "--key-file",
+        k,
+        "--target-db",
+        &target,
+        "--create",
+    ]));
+    assert!(
+        err.contains(&role) && err.contains("does not exist"),
+        "{err}"
+    );
+
+    ok(&lifeboat(&[
+        "restore",
+        "--from",
+        &dest,
+        "--key-file",
+        k,
+        "--target-db",
+        &target,
+        "--create",
+        "--globals",
+        "--json",
+    ]));
+    assert_eq!(
+        psql(
+            &target,
+            "select tableowner from pg_tables where tablename = 't'"
+        ),
+        role
+    );
+}

@@ -32,6 +32,8 @@ pub struct RestoreOptions {
     pub create: bool,
     pub clean: bool,
     pub no_owner: bool,
+    /// Apply the backup's roles and tablespaces before the database.
+    pub globals: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -180,6 +182,9 @@ async fn restore_from(
     let source_db = entry.database.clone().unwrap_or_default();
     let target_db = o.target_db.clone().unwrap_or_else(|| source_db.clone());
     prepare_target(o, &target_db, target).await?;
+    if o.globals {
+        restore_globals(&store, &manifest.objects, o).await?;
+    }
     tracing::info!(backup = %manifest.backup_id, from = %url, database = %source_db, target = %target_db, bytes = entry.size, "restoring");
 
     let passfile = o.target.passfile()?;
@@ -245,4 +250,53 @@ fn hold_or_kill(stage: &mut Stage, hold: OwnedFd) -> OwnedFd {
         stage.kill_now();
     }
     hold
+}
+
+/// Applies the globals part: decoded and authenticated whole in memory first
+/// (it is a few KiB of SQL), so nothing of a damaged object reaches psql.
+async fn restore_globals(
+    store: &Store,
+    objects: &[ObjectEntry],
+    o: &RestoreOptions,
+) -> Result<(), Error> {
+    let Some(entry) = objects.iter().find(|e| e.role == "globals") else {
+        return Err(Error::Usage(
+            "--globals: this backup holds no globals (it was made with --no-globals)".into(),
+        ));
+    };
+    let (sql, _) = decode_object(store, entry, o.keys.clone(), Vec::new()).await?;
+    let passfile = o.target.passfile()?;
+    let cmd = o.target.psql_globals(&o.maintenance_db, passfile.as_ref());
+    let mut stage = Stage::spawn("psql", cmd).map_err(|source| PgError::Spawn {
+        tool: "psql".into(),
+        source,
+    })?;
+    let mut stdin = stage.child.stdin.take().expect("piped stdin");
+    let fed = tokio::task::spawn_blocking(move || std::io::Write::write_all(&mut stdin, &sql))
+        .await
+        .map_err(|e| Error::Pipeline(std::io::Error::other(e)))?;
+    let done = child::wait(stage).await;
+    fed.map_err(Error::Pipeline)?;
+    let notes = done.map_err(|f| Error::Tool {
+        tool: f.tool,
+        what: "globals".into(),
+        status: f.status,
+        stderr: f.stderr,
+    })?;
+    // Roles that exist already are expected on a live server; say so quietly.
+    let existing = notes
+        .lines()
+        .filter(|l| l.contains("already exists"))
+        .count();
+    for l in notes
+        .lines()
+        .filter(|l| l.contains("ERROR") && !l.contains("already exists"))
+    {
+        tracing::warn!(line = %l, "a globals statement failed");
+    }
+    tracing::info!(
+        already_existing = existing,
+        "applied the globals (roles, tablespaces)"
+    );
+    Ok(())
 }

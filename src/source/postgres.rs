@@ -163,6 +163,24 @@ impl PgConn {
         cmd
     }
 
+    /// `psql` applying the globals (roles, tablespaces) from stdin. It goes on
+    /// past errors: on a server that already has a role, `CREATE ROLE` fails
+    /// and the `ALTER ROLE` after it still applies the attributes.
+    pub fn psql_globals(&self, db: &str, passfile: Option<&PassFile>) -> Command {
+        let mut cmd = self.command("psql", passfile);
+        cmd.args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=0",
+            "--no-password",
+            "--dbname",
+        ])
+        .arg(db);
+        cmd.stdin(Stdio::piped());
+        cmd
+    }
+
     /// `pg_restore` reading an archive on stdin in one transaction, so a
     /// restore that is stopped part-way leaves nothing behind.
     pub fn pg_restore(
