@@ -1,6 +1,7 @@
 //! The `lifeboat` binary: parses the command line and dispatches.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use lifeboat::api::run::format_bytes;
 use lifeboat::catalog::Point;
 use lifeboat::commands::{self, backup, list, prune, restore, verify};
 use lifeboat::keys::{self, Keyring};
@@ -313,17 +314,6 @@ fn write_report<T: Serialize>(
         .map_err(|e| commands::Error::Usage(format!("--report-file {}: {e}", path.display())))
 }
 
-fn human_bytes(n: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < units.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    format!("{v:.1} {}", units[u])
-}
-
 async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
     match cli.command {
         Command::Backup(a) => {
@@ -354,11 +344,11 @@ async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
                 println!("backup {} committed", report.backup_id);
                 println!(
                     "  {} read, {} stored per destination, {:.1} s, {:.1} MiB/s, peak memory {}",
-                    human_bytes(report.bytes_in),
-                    human_bytes(report.bytes_out),
+                    format_bytes(report.bytes_in),
+                    format_bytes(report.bytes_out),
                     report.seconds,
                     report.mib_per_s,
-                    human_bytes(report.peak_rss_bytes)
+                    format_bytes(report.peak_rss_bytes)
                 );
                 for d in &report.destinations {
                     let checked = if d.verified == Some(true) {
@@ -437,7 +427,7 @@ async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
                         when,
                         e.tier,
                         e.policy,
-                        human_bytes(e.bytes),
+                        format_bytes(e.bytes),
                         e.databases.join(","),
                         e.destination,
                         e.error
