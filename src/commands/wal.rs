@@ -36,6 +36,19 @@ pub fn wal_key(name: &str) -> Option<String> {
     ok.then(|| format!("wal/{timeline}/{name}.lbk"))
 }
 
+/// A WAL object as the decoder sees it: no manifest records its hash (the
+/// stream authenticates it), its size comes from the listing.
+fn wal_entry(key: &str, size: u64) -> ObjectEntry {
+    ObjectEntry {
+        key: key.to_string(),
+        role: "wal".into(),
+        database: None,
+        size,
+        sha256: String::new(),
+        plain_size: 0,
+    }
+}
+
 fn bad_name(name: &str) -> Error {
     Error::Usage(format!(
         "{name:?} is not a WAL file name (segment, .history, .backup or .partial)"
@@ -79,15 +92,14 @@ async fn archived_plain_sha(
     let Some(obj) = info.into_iter().find(|o| o.key == key) else {
         return Ok(None);
     };
-    let entry = ObjectEntry {
-        key: key.to_string(),
-        role: "wal".into(),
-        database: None,
-        size: obj.size,
-        sha256: String::new(),
-        plain_size: 0,
-    };
-    match decode_object(store, &entry, keys.clone(), HashSink(Hasher::default())).await {
+    match decode_object(
+        store,
+        &wal_entry(key, obj.size),
+        keys.clone(),
+        HashSink(Hasher::default()),
+    )
+    .await
+    {
         Ok((sink, _)) => Ok(Some(sink.0.finish().sha256)),
         Err(e) => Err(e),
     }
@@ -197,16 +209,8 @@ pub async fn wal_fetch(
             }
         };
         let Some(size) = size else { continue };
-        let entry = ObjectEntry {
-            key: key.clone(),
-            role: "wal".into(),
-            database: None,
-            size,
-            sha256: String::new(),
-            plain_size: 0,
-        };
         let file = std::fs::File::create(&tmp).map_err(Error::Pipeline)?;
-        match decode_object(&store, &entry, keys.clone(), file).await {
+        match decode_object(&store, &wal_entry(&key, size), keys.clone(), file).await {
             Ok((file, _)) => {
                 file.sync_all().map_err(Error::Pipeline)?;
                 std::fs::rename(&tmp, dest).map_err(Error::Pipeline)?;
