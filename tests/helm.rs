@@ -16,9 +16,10 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+mod support;
 use serde_json::Value;
+use support::k8s::{root, skip_or_fail, validator, K8S_VERSION};
 
-const K8S_VERSION: &str = "1.30.0";
 const CHART: &str = "charts/lifeboat";
 const RELEASE: &str = "lifeboat";
 const NAMESPACE: &str = "lifeboat-system";
@@ -28,17 +29,6 @@ const EXTRAS: &[&str] = &[
     "prometheusRule.enabled=true",
     "grafanaDashboard.enabled=true",
 ];
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn skip_or_fail(why: &str) {
-    if std::env::var("LIFEBOAT_REQUIRE_TOOLS").as_deref() == Ok("1") {
-        panic!("{why}; LIFEBOAT_REQUIRE_TOOLS=1 requires it");
-    }
-    eprintln!("SKIPPED: {why}");
-}
 
 fn runs(cmd: &Path, arg: &str) -> bool {
     Command::new(cmd)
@@ -148,29 +138,6 @@ fn is_monitoring(doc: &Value) -> bool {
         .as_str()
         .unwrap()
         .starts_with("monitoring.coreos.com/")
-}
-
-/// The validator's command line, or None (skip) when it is not installed.
-fn validator() -> Option<Vec<String>> {
-    for cmd in [
-        vec!["kubernetes-validate".to_string()],
-        vec!["python3".into(), "-m".into(), "kubernetes_validate".into()],
-    ] {
-        let works = Command::new(&cmd[0])
-            .args(&cmd[1..])
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if works {
-            return Some(cmd);
-        }
-    }
-    skip_or_fail(
-        "kubernetes-validate is not installed (python3 -m pip install kubernetes-validate)",
-    );
-    None
 }
 
 /// `kubernetes-validate --strict` over `docs`: every one must pass.

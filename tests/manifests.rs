@@ -14,13 +14,9 @@ use std::process::{Command, Stdio};
 
 use lifeboat::api::{BackupPolicy, BackupRun, RestoreRequest};
 use lifeboat::controller::jobs::{backup_job, owner_of, prune_job, JobConfig};
+mod support;
 use serde_json::Value;
-
-const K8S_VERSION: &str = "1.30.0";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use support::k8s::{root, skip_or_fail, validator, K8S_VERSION};
 
 fn yaml_files(dir: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
@@ -53,36 +49,6 @@ fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
     docs.iter()
         .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
         .unwrap_or_else(|| panic!("no {kind} {name}"))
-}
-
-/// The validator's command line, or None (skip) when it is not installed.
-fn validator() -> Option<Vec<String>> {
-    for cmd in [
-        vec!["kubernetes-validate".to_string()],
-        vec!["python3".into(), "-m".into(), "kubernetes_validate".into()],
-    ] {
-        let works = Command::new(&cmd[0])
-            .args(&cmd[1..])
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if works {
-            return Some(cmd);
-        }
-    }
-    skip_or_fail(
-        "kubernetes-validate is not installed (python3 -m pip install kubernetes-validate)",
-    );
-    None
-}
-
-fn skip_or_fail(why: &str) {
-    if std::env::var("LIFEBOAT_REQUIRE_TOOLS").as_deref() == Ok("1") {
-        panic!("{why}; LIFEBOAT_REQUIRE_TOOLS=1 requires it");
-    }
-    eprintln!("SKIPPED: {why}");
 }
 
 /// Runs `kubernetes-validate --strict` over `files`; every document must
