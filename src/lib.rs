@@ -13,3 +13,4 @@ pub mod pipeline;
 pub mod schedule;
 pub mod source;
 pub mod store;
+pub mod walarchive;
