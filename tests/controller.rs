@@ -480,3 +480,37 @@ async fn one_replica_leads_and_another_takes_over_when_it_stops() {
     assert_eq!(lease["spec"]["leaseTransitions"], 1);
     task_b.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_lease_is_taken_over_before_it_expires() {
+    let server = ApiServer::start().await;
+    let elector = |id: &str| {
+        let mut e = leader::Elector::new(
+            server.client(),
+            "lifeboat-system",
+            "lifeboat-controller",
+            id,
+        );
+        // Far longer than the wait below: only a release explains a takeover.
+        e.duration = Duration::from_secs(600);
+        e.renew_every = Duration::from_millis(100);
+        e
+    };
+    assert!(elector("a").try_hold().await.unwrap());
+    assert!(!elector("b").try_hold().await.unwrap());
+    // Only the holder can release; b's attempt changes nothing.
+    assert!(!elector("b").release().await.unwrap());
+    assert!(elector("a").release().await.unwrap());
+    let (tx_b, mut b) = tokio::sync::watch::channel(false);
+    let task_b = tokio::spawn(elector("b").run(tx_b));
+    tokio::time::timeout(WAIT, b.wait_for(|l| *l))
+        .await
+        .unwrap()
+        .unwrap();
+    let lease = server
+        .store
+        .get(LEASES, "lifeboat-system", "lifeboat-controller")
+        .unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "b");
+    task_b.abort();
+}

@@ -173,6 +173,40 @@ impl Elector {
         }
     }
 
+    /// Gives the Lease up if we hold it, so a standby replica takes over at
+    /// its next try instead of after the Lease's duration. The resourceVersion
+    /// makes it a no-op when another replica has written since.
+    pub async fn release(&self) -> Result<bool, kube::Error> {
+        let lease = match self.api.get(&self.name).await {
+            Ok(l) => l,
+            Err(e) if is_not_found(&e) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let holder = lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.as_deref());
+        if holder != Some(self.identity.as_str()) {
+            return Ok(false);
+        }
+        let patch = json!({
+            "metadata": {"resourceVersion": lease.resource_version()},
+            "spec": {"holderIdentity": ""},
+        });
+        match self
+            .api
+            .patch(&self.name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(lease = %self.name, identity = %self.identity, "released leadership");
+                Ok(true)
+            }
+            Err(e) if is_conflict(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Keeps trying to hold the Lease, publishing whether we lead. A leader
     /// that cannot renew within the Lease's duration steps down.
     pub async fn run(self, leading: watch::Sender<bool>) {

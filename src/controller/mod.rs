@@ -365,8 +365,9 @@ pub enum RunError {
 }
 
 /// `lifeboat controller`: serves the probes, waits for the Lease, reconciles
-/// while it leads. Returns when leadership is lost (the pod restarts and
-/// stands by again, with fresh caches).
+/// while it leads. Returns an error when leadership is lost (the pod restarts
+/// and stands by again, with fresh caches), and Ok on SIGTERM after giving
+/// the Lease up.
 pub async fn run(opts: Options) -> Result<(), RunError> {
     use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -382,14 +383,16 @@ pub async fn run(opts: Options) -> Result<(), RunError> {
     let server = tokio::spawn(async move { http::serve(addr, probe).await });
 
     let (tx, mut leading) = tokio::sync::watch::channel(false);
-    if opts.leader_election {
-        let elector = leader::Elector::new(
+    let elector = || {
+        leader::Elector::new(
             client.clone(),
             &opts.lease_namespace,
             &opts.lease_name,
             &opts.identity,
-        );
-        tokio::spawn(elector.run(tx));
+        )
+    };
+    if opts.leader_election {
+        tokio::spawn(elector().run(tx));
     } else {
         // A single replica by contract (the chart refuses more): lead at once.
         tracing::warn!("leader election is off: run exactly one replica");
@@ -423,10 +426,42 @@ pub async fn run(opts: Options) -> Result<(), RunError> {
         ..Settings::default()
     };
     let mut lost = leading.clone();
+    let stopping = Arc::new(AtomicBool::new(false));
+    let signalled = stopping.clone();
     let shutdown = async move {
-        let _ = lost.wait_for(|l| !*l).await;
+        tokio::select! {
+            _ = lost.wait_for(|l| !*l) => {}
+            _ = termination() => signalled.store(true, Ordering::Relaxed),
+        }
     };
+    let releaser = elector();
     run_controllers(client, settings, metrics.clone(), opts.identity, shutdown).await;
     metrics.set_leader(false);
-    Err(RunError::LostLease(opts.lease_name))
+    if !stopping.load(Ordering::Relaxed) {
+        return Err(RunError::LostLease(opts.lease_name));
+    }
+    // A rolling update should not leave the controllers idle for the Lease's duration.
+    if opts.leader_election {
+        if let Err(e) = releaser.release().await {
+            tracing::warn!(error = %e, "could not release the lease; it expires on its own");
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGTERM (the kubelet stopping the pod) or Ctrl-C.
+async fn termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
