@@ -32,7 +32,7 @@ use serde::Deserialize;
 
 use crate::api::policy::{Compression, Destination, PostgresMethod, SourceKind};
 use crate::api::run::{Artifact, SourceInfo};
-use crate::api::{BackupPolicy, BackupRun, RunKind};
+use crate::api::{BackupPolicy, BackupRun, ConnectionSecretRef, RunKind};
 
 /// Where Secrets are mounted in the pod unless [`JobConfig::mount_root`] says otherwise.
 pub const DEFAULT_MOUNT_ROOT: &str = "/var/run/lifeboat";
@@ -152,7 +152,7 @@ pub fn prune_job_name(run: &str) -> String {
 
 /// `<base>-<suffix>` within 63 characters (a Job's name becomes a pod label).
 /// A longer base is cut and a hash of the whole keeps names distinct.
-fn bounded_name(base: &str, suffix: &str) -> String {
+pub(super) fn bounded_name(base: &str, suffix: &str) -> String {
     let name = format!("{base}-{suffix}");
     if name.len() <= 63 {
         return name;
@@ -163,7 +163,7 @@ fn bounded_name(base: &str, suffix: &str) -> String {
     format!("{cut}-{hash}-{suffix}")
 }
 
-fn short_hash(text: &str) -> String {
+pub(super) fn short_hash(text: &str) -> String {
     let d = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
     hex::encode(&d.as_ref()[..4])
 }
@@ -278,16 +278,11 @@ pub fn backup_args(
     for dest in &spec.destinations {
         args.extend(["--to".into(), destination_url(namespace, name, dest, cfg)]);
     }
-    let compression = match spec.encryption.compression {
-        Compression::Zstd => "zstd",
-        Compression::Gzip => "gzip",
-        Compression::None => "none",
-    };
     args.extend([
         "--password-file".into(),
         cfg.password_file(),
         "--compression".into(),
-        compression.into(),
+        compression_arg(policy).into(),
         "--policy".into(),
         name.to_string(),
         "--tier".into(),
@@ -300,6 +295,15 @@ pub fn backup_args(
         args.push("--verify".into());
     }
     Ok(args)
+}
+
+/// The `--compression` value of the policy's encryption settings.
+pub(super) fn compression_arg(policy: &BackupPolicy) -> &'static str {
+    match policy.spec.encryption.compression {
+        Compression::Zstd => "zstd",
+        Compression::Gzip => "gzip",
+        Compression::None => "none",
+    }
 }
 
 /// The Job that makes `run`'s backup. Owned by the run (deleting the run
@@ -340,43 +344,17 @@ pub fn backup_job(
         .as_ref()
         .ok_or_else(|| unsupported("spec.source", "no postgres source"))?;
 
-    let conn = &pg.connection_secret_ref;
-    let env_from_secret = |var: &str, key: &str, optional: bool| EnvVar {
-        name: var.into(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: conn.name.clone(),
-                key: key.into(),
-                optional: optional.then_some(true),
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let mut env = vec![
-        env_from_secret("PGHOST", conn.host_key(), false),
-        // libpq defaults the port (5432) and sslmode (prefer) when absent.
-        env_from_secret("PGPORT", conn.port_key(), true),
-        env_from_secret("PGUSER", conn.user_key(), false),
-        env_from_secret("PGSSLMODE", conn.sslmode_key(), true),
-        plain_env("LIFEBOAT_KEY_FILE", cfg.key_file()),
-    ];
-    env.extend(common_env());
-
+    let mut env = Vec::new();
     let mut volumes = common_volumes();
     let mut mounts = common_mounts();
-    volumes.push(secret_volume(
-        "db",
-        &conn.name,
-        vec![(conn.password_key(), "password")],
-    ));
-    mounts.push(mount("db", &format!("{}/db", cfg.root())));
-    volumes.push(secret_volume(
-        "keys",
-        &policy.spec.encryption.key_secret_ref.name,
-        vec![(KEY_SECRET_KEY, KEY_SECRET_KEY)],
-    ));
-    mounts.push(mount("keys", &format!("{}/keys", cfg.root())));
+    add_connection(
+        &pg.connection_secret_ref,
+        cfg,
+        &mut env,
+        &mut volumes,
+        &mut mounts,
+    );
+    add_keys(policy, cfg, &mut env, &mut volumes, &mut mounts);
     add_destination_volumes(policy, cfg, &mut volumes, &mut mounts);
 
     let mut labels = base_labels("backup", policy_name);
@@ -395,6 +373,60 @@ pub fn backup_job(
         policy,
         cfg,
     }))
+}
+
+/// The database connection from its Secret: host, port, user and sslmode
+/// as libpq's environment, the password as a file for `--password-file`.
+pub(super) fn add_connection(
+    conn: &ConnectionSecretRef,
+    cfg: &JobConfig,
+    env: &mut Vec<EnvVar>,
+    volumes: &mut Vec<Volume>,
+    mounts: &mut Vec<VolumeMount>,
+) {
+    let env_from_secret = |var: &str, key: &str, optional: bool| EnvVar {
+        name: var.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: conn.name.clone(),
+                key: key.into(),
+                optional: optional.then_some(true),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    env.extend([
+        env_from_secret("PGHOST", conn.host_key(), false),
+        // libpq defaults the port (5432) and sslmode (prefer) when absent.
+        env_from_secret("PGPORT", conn.port_key(), true),
+        env_from_secret("PGUSER", conn.user_key(), false),
+        env_from_secret("PGSSLMODE", conn.sslmode_key(), true),
+    ]);
+    env.extend(common_env());
+    volumes.push(secret_volume(
+        "db",
+        &conn.name,
+        vec![(conn.password_key(), "password")],
+    ));
+    mounts.push(mount("db", &format!("{}/db", cfg.root())));
+}
+
+/// The master key file (`LIFEBOAT_KEY_FILE`) from the policy's key Secret.
+pub(super) fn add_keys(
+    policy: &BackupPolicy,
+    cfg: &JobConfig,
+    env: &mut Vec<EnvVar>,
+    volumes: &mut Vec<Volume>,
+    mounts: &mut Vec<VolumeMount>,
+) {
+    env.push(plain_env("LIFEBOAT_KEY_FILE", cfg.key_file()));
+    volumes.push(secret_volume(
+        "keys",
+        &policy.spec.encryption.key_secret_ref.name,
+        vec![(KEY_SECRET_KEY, KEY_SECRET_KEY)],
+    ));
+    mounts.push(mount("keys", &format!("{}/keys", cfg.root())));
 }
 
 /// The Job that deletes backup `backup_id` from every destination of
@@ -475,7 +507,7 @@ fn common_env() -> Vec<EnvVar> {
     vec![plain_env("TMPDIR", "/tmp".into())]
 }
 
-fn common_volumes() -> Vec<Volume> {
+pub(super) fn common_volumes() -> Vec<Volume> {
     vec![Volume {
         name: "tmp".into(),
         empty_dir: Some(EmptyDirVolumeSource::default()),
@@ -483,11 +515,11 @@ fn common_volumes() -> Vec<Volume> {
     }]
 }
 
-fn common_mounts() -> Vec<VolumeMount> {
+pub(super) fn common_mounts() -> Vec<VolumeMount> {
     vec![mount("tmp", "/tmp")]
 }
 
-fn mount(volume: &str, path: &str) -> VolumeMount {
+pub(super) fn mount(volume: &str, path: &str) -> VolumeMount {
     VolumeMount {
         name: volume.into(),
         mount_path: path.into(),
@@ -521,7 +553,7 @@ fn secret_volume(volume: &str, secret: &str, items: Vec<(&str, &str)>) -> Volume
     }
 }
 
-fn add_destination_volumes(
+pub(super) fn add_destination_volumes(
     policy: &BackupPolicy,
     cfg: &JobConfig,
     volumes: &mut Vec<Volume>,
@@ -545,7 +577,7 @@ fn add_destination_volumes(
     }
 }
 
-fn base_labels(component: &str, policy: &str) -> BTreeMap<String, String> {
+pub(super) fn base_labels(component: &str, policy: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("app.kubernetes.io/name".into(), "lifeboat".into()),
         (LABEL_COMPONENT.into(), component.into()),
@@ -571,60 +603,7 @@ struct JobParts<'a> {
 fn job(p: JobParts<'_>) -> Job {
     let template = p.policy.spec.job_template.clone().unwrap_or_default();
     let cfg = p.cfg;
-    let container = Container {
-        name: CONTAINER.into(),
-        image: Some(template.image.clone().unwrap_or_else(|| cfg.image.clone())),
-        image_pull_policy: cfg.image_pull_policy.clone(),
-        command: Some(vec!["lifeboat".into()]),
-        args: Some(p.args),
-        env: Some(p.env),
-        volume_mounts: Some(p.mounts),
-        resources: template.resources.clone(),
-        security_context: Some(SecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(RUN_AS),
-            run_as_group: Some(RUN_AS),
-            read_only_root_filesystem: Some(true),
-            allow_privilege_escalation: Some(false),
-            privileged: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                add: None,
-            }),
-            seccomp_profile: Some(runtime_default()),
-            ..Default::default()
-        }),
-        termination_message_path: Some(TERMINATION_LOG.into()),
-        // A crash before the summary is written still tells why, from the log's tail.
-        termination_message_policy: Some("FallbackToLogsOnError".into()),
-        ..Default::default()
-    };
-    let pod = PodSpec {
-        containers: vec![container],
-        restart_policy: Some("Never".into()),
-        service_account_name: template
-            .service_account_name
-            .clone()
-            .or_else(|| cfg.service_account.clone()),
-        // The Job never talks to the API server; IRSA and workload identity
-        // bring their own token volume.
-        automount_service_account_token: Some(false),
-        enable_service_links: Some(false),
-        node_selector: template.node_selector.clone(),
-        tolerations: template.tolerations.clone(),
-        priority_class_name: template.priority_class_name.clone(),
-        security_context: Some(PodSecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(RUN_AS),
-            run_as_group: Some(RUN_AS),
-            // Secret files are mode 0440 with this group.
-            fs_group: Some(RUN_AS),
-            seccomp_profile: Some(runtime_default()),
-            ..Default::default()
-        }),
-        volumes: Some(p.volumes),
-        ..Default::default()
-    };
+    let pod = pod_spec(p.policy, cfg, p.args, p.env, p.mounts, p.volumes, "Never");
     Job {
         metadata: ObjectMeta {
             name: Some(p.name),
@@ -652,6 +631,74 @@ fn job(p: JobParts<'_>) -> Job {
             ..Default::default()
         }),
         status: None,
+    }
+}
+
+/// The pod of every data-plane workload: one non-root container with a
+/// read-only root, the policy's jobTemplate applied.
+pub(super) fn pod_spec(
+    policy: &BackupPolicy,
+    cfg: &JobConfig,
+    args: Vec<String>,
+    env: Vec<EnvVar>,
+    mounts: Vec<VolumeMount>,
+    volumes: Vec<Volume>,
+    restart_policy: &str,
+) -> PodSpec {
+    let template = policy.spec.job_template.clone().unwrap_or_default();
+    let container = Container {
+        name: CONTAINER.into(),
+        image: Some(template.image.clone().unwrap_or_else(|| cfg.image.clone())),
+        image_pull_policy: cfg.image_pull_policy.clone(),
+        command: Some(vec!["lifeboat".into()]),
+        args: Some(args),
+        env: Some(env),
+        volume_mounts: Some(mounts),
+        resources: template.resources.clone(),
+        security_context: Some(SecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(RUN_AS),
+            run_as_group: Some(RUN_AS),
+            read_only_root_filesystem: Some(true),
+            allow_privilege_escalation: Some(false),
+            privileged: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: None,
+            }),
+            seccomp_profile: Some(runtime_default()),
+            ..Default::default()
+        }),
+        termination_message_path: Some(TERMINATION_LOG.into()),
+        // A crash before the summary is written still tells why, from the log's tail.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..Default::default()
+    };
+    PodSpec {
+        containers: vec![container],
+        restart_policy: Some(restart_policy.into()),
+        service_account_name: template
+            .service_account_name
+            .clone()
+            .or_else(|| cfg.service_account.clone()),
+        // The Job never talks to the API server; IRSA and workload identity
+        // bring their own token volume.
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        node_selector: template.node_selector.clone(),
+        tolerations: template.tolerations.clone(),
+        priority_class_name: template.priority_class_name.clone(),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(RUN_AS),
+            run_as_group: Some(RUN_AS),
+            // Secret files are mode 0440 with this group.
+            fs_group: Some(RUN_AS),
+            seccomp_profile: Some(runtime_default()),
+            ..Default::default()
+        }),
+        volumes: Some(volumes),
+        ..Default::default()
     }
 }
 

@@ -12,6 +12,7 @@
 //! and the clock) → apply (IO). Only the leader of a Lease ([`leader`])
 //! reconciles; [`metrics`] and [`http`] serve /metrics, /healthz, /readyz.
 
+pub mod archiver;
 pub mod clock;
 pub mod http;
 pub mod jobs;
