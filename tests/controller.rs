@@ -55,7 +55,12 @@ impl Drop for Running {
 }
 
 fn start(server: &ApiServer, clock: &Clock) -> Running {
+    start_with(server, clock, Settings::default().archiver_port)
+}
+
+fn start_with(server: &ApiServer, clock: &Clock, archiver_port: u16) -> Running {
     let settings = Settings {
+        archiver_port,
         namespace: Some(NS.into()),
         // Short, so a moved test clock is noticed quickly.
         resync: Duration::from_millis(200),
@@ -513,4 +518,131 @@ async fn a_released_lease_is_taken_over_before_it_expires() {
         .unwrap();
     assert_eq!(lease["spec"]["holderIdentity"], "b");
     task_b.abort();
+}
+
+const DEPLOYMENTS: &str = "apis/apps/v1/deployments";
+
+/// The archiver's state as the policy's status shows it.
+fn wal_archive(server: &ApiServer, policy: &str) -> Value {
+    server
+        .store
+        .get(POLICIES, NS, policy)
+        .and_then(|p| p.pointer("/status/walArchive").cloned())
+        .unwrap_or(Value::Null)
+}
+
+fn condition_reason(server: &ApiServer, policy: &str, type_: &str) -> String {
+    let p = server
+        .store
+        .get(POLICIES, NS, policy)
+        .unwrap_or(Value::Null);
+    p.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+        .and_then(|c| c["reason"].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pitr_policy_runs_an_archiver_whose_status_reaches_the_policy() {
+    use lifeboat::commands::archiver_http;
+    use lifeboat::controller::archiver::ArchiverStatus;
+
+    let server = ApiServer::start().await;
+    // wal-stream's own /status server, fed the figures a shipper would publish.
+    let shipped = Utc::now() - chrono::Duration::seconds(2);
+    let (tx, rx) = tokio::sync::watch::channel(ArchiverStatus {
+        last_segment: Some("000000010000000000000009".into()),
+        last_shipped_at: Some(shipped),
+        lag_seconds: 0.4,
+        partial_bytes: 8192,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, archiver_http::router(rx)).await });
+
+    let clock = Clock::fixed(at("2026-11-21T01:00:00Z"));
+    let running = start_with(&server, &clock, port);
+    let mut p = policy("ledger", "0 2 * * *");
+    p["spec"]["source"]["postgres"]["method"] = json!("physical");
+    p["spec"]["source"]["postgres"]["databases"] = json!([]);
+    p["spec"]["pointInTimeRecovery"] = json!({"enabled": true, "maxWalDelay": "5s"});
+    create(&server, p).await;
+
+    until("the archiver Deployment", || {
+        server
+            .store
+            .get(DEPLOYMENTS, NS, "ledger-wal-stream")
+            .is_some()
+    })
+    .await;
+    let d = server
+        .store
+        .get(DEPLOYMENTS, NS, "ledger-wal-stream")
+        .unwrap();
+    let args = d
+        .pointer("/spec/template/spec/containers/0/args")
+        .unwrap()
+        .to_string();
+    assert!(args.starts_with("[\"wal-stream\""), "{args}");
+    assert!(args.contains("lifeboat_shop_ledger"), "{args}");
+    until("the archiver to be reported as starting", || {
+        condition_reason(&server, "ledger", "WalArchiving") == "ArchiverStarting"
+    })
+    .await;
+
+    // The Deployment's pod runs (what the kubelet would report).
+    let pods: Api<Pod> = Api::namespaced(server.client(), NS);
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "ledger-wal-stream-abc12", "labels": {
+            "app.kubernetes.io/component": "wal-stream", "lifeboat.dev/policy": "ledger"}},
+        "spec": {"containers": [{"name": "lifeboat", "image": "lifeboat"}]},
+        "status": {"phase": "Running", "podIP": "127.0.0.1"}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    until("the archiver's status in the policy", || {
+        wal_archive(&server, "ledger")["lastSegment"] == "000000010000000000000009"
+    })
+    .await;
+    let archive = wal_archive(&server, "ledger");
+    assert_eq!(archive["healthy"], true);
+    assert_eq!(
+        condition_reason(&server, "ledger", "WalArchiving"),
+        "Archiving"
+    );
+    let metrics = running.metrics.encode();
+    assert!(
+        metrics.contains(r#"lifeboat_wal_archive_lag_seconds{namespace="shop",policy="ledger"} 0"#),
+        "{metrics}"
+    );
+
+    // Twice maxWalDelay without shipping: the policy says the archive lags.
+    tx.send_modify(|s| s.lag_seconds = 31.0);
+    until("the lag to be reported", || {
+        condition_reason(&server, "ledger", "WalArchiving") == "ArchiveLagging"
+    })
+    .await;
+    assert_eq!(wal_archive(&server, "ledger")["healthy"], false);
+
+    // Point-in-time recovery turned off: the archiver goes, and its status.
+    let policies: Api<BackupPolicy> = Api::namespaced(server.client(), NS);
+    policies
+        .patch(
+            "ledger",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"pointInTimeRecovery": {"enabled": false}}})),
+        )
+        .await
+        .unwrap();
+    until("the archiver to be removed", || {
+        server
+            .store
+            .get(DEPLOYMENTS, NS, "ledger-wal-stream")
+            .is_none()
+            && wal_archive(&server, "ledger").is_null()
+    })
+    .await;
 }

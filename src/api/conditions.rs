@@ -18,6 +18,8 @@ pub mod types {
     pub const VERIFIED: &str = "Verified";
     /// The newest restore drill restored and passed its checks.
     pub const DRILL_PASSED: &str = "DrillPassed";
+    /// Continuous WAL archiving works (policies with point-in-time recovery).
+    pub const WAL_ARCHIVING: &str = "WalArchiving";
     /// A run or restore finished (successfully or not).
     pub const COMPLETE: &str = "Complete";
 }
@@ -44,6 +46,10 @@ pub mod reasons {
     pub const CHECKSUM_MISMATCH: &str = "ChecksumMismatch";
     pub const DRILL_SUCCEEDED: &str = "DrillSucceeded";
     pub const DRILL_FAILED: &str = "DrillFailed";
+    pub const ARCHIVING: &str = "Archiving";
+    pub const ARCHIVER_STARTING: &str = "ArchiverStarting";
+    pub const ARCHIVER_UNREACHABLE: &str = "ArchiverUnreachable";
+    pub const ARCHIVE_LAGGING: &str = "ArchiveLagging";
 }
 
 /// The new state of one condition; [`set_condition`] supplies the time.

@@ -770,8 +770,30 @@ pub struct BackupPolicyStatus {
     pub recovery_window: Option<RecoveryWindow>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_drill: Option<LastDrill>,
+    /// Continuous WAL archiving (point-in-time recovery), as its archiver reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_archive: Option<WalArchive>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// The WAL archiver's state, read from its `/status`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WalArchive {
+    /// True while the archiver answers and ships within maxWalDelay.
+    pub healthy: bool,
+    /// The newest segment every destination holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_segment: Option<String>,
+    /// When WAL last reached every destination: the newest restorable instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_archived_at: Option<DateTime<Utc>>,
+    /// Age of the oldest WAL received but not yet in every destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// The newest successful backup.

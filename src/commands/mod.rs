@@ -2,6 +2,7 @@
 //! runs by hand when there is no cluster. Each returns a report that `main`
 //! prints as text or JSON.
 
+pub mod archiver_http;
 pub mod backup;
 mod download;
 mod error;

@@ -23,8 +23,9 @@ use super::jobs::{
     common_volumes, compression_arg, destination_url, mount, pod_spec, short_hash, JobConfig,
     JobError, LABEL_COMPONENT, LABEL_POLICY,
 };
-use crate::api::policy::PostgresMethod;
-use crate::api::BackupPolicy;
+use crate::api::conditions::{find, reasons, types, ConditionUpdate};
+use crate::api::policy::{BackupPolicyStatus, PostgresMethod, WalArchive};
+use crate::api::{parse_duration, BackupPolicy};
 
 /// Port of the archiver's `/status`, `/metrics` and `/healthz`.
 pub const STATUS_PORT: u16 = 8081;
@@ -231,6 +232,114 @@ pub struct ArchiverStatus {
     pub partial_bytes: u64,
 }
 
+/// How far the reported figures may drift before the status is rewritten.
+pub const STATUS_REFRESH: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
+fn close(a: &WalArchive, b: &WalArchive) -> bool {
+    let near = |x: Option<DateTime<Utc>>, y: Option<DateTime<Utc>>| match (x, y) {
+        (Some(x), Some(y)) => (x - y).abs() < STATUS_REFRESH,
+        (x, y) => x == y,
+    };
+    let lag = |x: Option<i64>, y: Option<i64>| match (x, y) {
+        (Some(x), Some(y)) => (x - y).abs() < STATUS_REFRESH.num_seconds(),
+        (x, y) => x == y,
+    };
+    a.healthy == b.healthy
+        && near(a.last_archived_at, b.last_archived_at)
+        && lag(a.lag_seconds, b.lag_seconds)
+}
+
+/// What the controller learnt about the archiver this reconcile.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Observed {
+    /// No running pod with an address yet.
+    NoPod,
+    /// The pod did not answer `/status` (the error, for the condition).
+    Unreachable(String),
+    Status(ArchiverStatus),
+}
+
+/// The policy's `status.walArchive` and `WalArchiving` condition from an
+/// observation; None when the policy has no archiver. Lagging means WAL has
+/// waited longer than twice maxWalDelay: the RPO the policy promises is not kept.
+pub fn archive_status(
+    policy: &BackupPolicy,
+    old: &BackupPolicyStatus,
+    observed: &Observed,
+) -> Option<(WalArchive, ConditionUpdate<'static>)> {
+    if !wants_archiver(policy) {
+        return None;
+    }
+    let previous = old.wal_archive.as_ref();
+    let generation = policy.metadata.generation;
+    let limit = policy
+        .spec
+        .point_in_time_recovery
+        .as_ref()
+        .and_then(|p| parse_duration(&p.max_wal_delay))
+        .map_or(120.0, |d| 2.0 * d.num_milliseconds() as f64 / 1000.0);
+    // What was known stays known while the archiver is away.
+    let mut archive = previous.cloned().unwrap_or(WalArchive {
+        healthy: false,
+        last_segment: None,
+        last_archived_at: None,
+        lag_seconds: None,
+        message: None,
+    });
+    let (healthy, reason, message) = match observed {
+        Observed::NoPod => (
+            false,
+            reasons::ARCHIVER_STARTING,
+            "waiting for the wal-stream pod to run".to_string(),
+        ),
+        Observed::Unreachable(e) => (
+            false,
+            reasons::ARCHIVER_UNREACHABLE,
+            format!("the wal-stream pod did not answer /status: {e}"),
+        ),
+        Observed::Status(s) => {
+            archive.last_segment = s.last_segment.clone().or(archive.last_segment);
+            archive.last_archived_at = s.last_shipped_at.or(archive.last_archived_at);
+            archive.lag_seconds = Some(s.lag_seconds.round() as i64);
+            if s.lag_seconds > limit {
+                (
+                    false,
+                    reasons::ARCHIVE_LAGGING,
+                    format!(
+                        "WAL has waited {:.0} s for the destinations (limit {limit:.0} s, twice maxWalDelay)",
+                        s.lag_seconds
+                    ),
+                )
+            } else {
+                let at = archive
+                    .last_segment
+                    .as_deref()
+                    .map_or("no segment yet".to_string(), |seg| format!("up to {seg}"));
+                (true, reasons::ARCHIVING, format!("archiving, {at}"))
+            }
+        }
+    };
+    archive.healthy = healthy;
+    archive.message = Some(message.clone());
+    // Each status write wakes this policy's reconcile again: write when the
+    // state changes or the figures have moved by STATUS_REFRESH, not on
+    // every second of lag, or the controller would loop on its own writes.
+    let same_reason =
+        find(&old.conditions, types::WAL_ARCHIVING).is_some_and(|c| c.reason == reason);
+    if let Some(prev) = previous.filter(|p| same_reason && close(p, &archive)) {
+        archive = prev.clone();
+    }
+    let message = archive.message.clone().unwrap_or_default();
+    let condition = ConditionUpdate {
+        type_: types::WAL_ARCHIVING,
+        status: healthy,
+        reason,
+        message,
+        observed_generation: generation,
+    };
+    Some((archive, condition))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,5 +449,78 @@ mod tests {
         .unwrap();
         assert_eq!(s.last_segment.as_deref(), Some("000000010000000000000005"));
         assert_eq!(s.lag_seconds, 1.5);
+    }
+
+    fn status(lag: f64) -> Observed {
+        Observed::Status(ArchiverStatus {
+            last_segment: Some("000000010000000000000007".into()),
+            last_shipped_at: Some("2026-11-26T02:00:00Z".parse().unwrap()),
+            lag_seconds: lag,
+            partial_bytes: 0,
+        })
+    }
+
+    /// The status after a reconcile wrote `archive` and its condition.
+    fn written(archive: &WalArchive, c: ConditionUpdate<'_>) -> BackupPolicyStatus {
+        let mut s = BackupPolicyStatus {
+            wal_archive: Some(archive.clone()),
+            ..Default::default()
+        };
+        crate::api::conditions::set_condition(&mut s.conditions, c, Utc::now());
+        s
+    }
+
+    #[test]
+    fn archive_status_follows_the_archiver() {
+        let p = policy(true, "physical");
+        let none = BackupPolicyStatus::default();
+        let (a, c) = archive_status(&p, &none, &status(1.2)).unwrap();
+        assert!(a.healthy && c.status);
+        assert_eq!(c.reason, reasons::ARCHIVING);
+        assert_eq!(a.lag_seconds, Some(1));
+        assert_eq!(a.last_segment.as_deref(), Some("000000010000000000000007"));
+        // maxWalDelay is 5s: 11 s of lag breaks the promise.
+        let after_a = written(&a, c);
+        let (lagging, c) = archive_status(&p, &after_a, &status(11.0)).unwrap();
+        assert!(!lagging.healthy && !c.status);
+        assert_eq!(c.reason, reasons::ARCHIVE_LAGGING);
+        assert!(c.message.contains("11 s"), "{}", c.message);
+        // Unreachable keeps what was known and says why.
+        let (down, c) = archive_status(
+            &p,
+            &after_a,
+            &Observed::Unreachable("connection refused".into()),
+        )
+        .unwrap();
+        assert_eq!(down.last_archived_at, a.last_archived_at);
+        assert_eq!(c.reason, reasons::ARCHIVER_UNREACHABLE);
+        assert!(c.message.contains("connection refused"));
+        let (_, c) = archive_status(&p, &none, &Observed::NoPod).unwrap();
+        assert_eq!(c.reason, reasons::ARCHIVER_STARTING);
+        assert!(archive_status(&policy(false, "physical"), &none, &status(0.0)).is_none());
+    }
+
+    #[test]
+    fn small_moves_do_not_rewrite_the_status() {
+        let p = policy(true, "physical");
+        let (a, c) = archive_status(&p, &BackupPolicyStatus::default(), &status(1.0)).unwrap();
+        let old = written(&a, c);
+        let moved = |lag: f64, shipped: &str| {
+            Observed::Status(ArchiverStatus {
+                last_segment: Some("000000010000000000000008".into()),
+                last_shipped_at: Some(shipped.parse().unwrap()),
+                lag_seconds: lag,
+                partial_bytes: 0,
+            })
+        };
+        // 3 s later, one segment on: the same status, so no write and no wake-up.
+        let (same, _) = archive_status(&p, &old, &moved(2.0, "2026-11-26T02:00:03Z")).unwrap();
+        assert_eq!(same, a);
+        // 40 s later: rewritten.
+        let (newer, _) = archive_status(&p, &old, &moved(2.0, "2026-11-26T02:00:40Z")).unwrap();
+        assert_eq!(
+            newer.last_segment.as_deref(),
+            Some("000000010000000000000008")
+        );
     }
 }

@@ -169,7 +169,7 @@ pub(super) fn short_hash(text: &str) -> String {
 }
 
 /// A label value (≤ 63 characters) for a name that may be longer.
-fn label_value(name: &str) -> String {
+pub(super) fn label_value(name: &str) -> String {
     if name.len() <= 63 {
         name.to_string()
     } else {

@@ -17,6 +17,7 @@ use prometheus_client::registry::Registry;
 
 use super::run::Outcome;
 use super::Error;
+use crate::api::policy::WalArchive;
 use crate::api::Tier;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -55,6 +56,8 @@ pub struct Metrics {
     objective_breached: Family<PolicyLabels, Gauge>,
     rpo_objective: Family<PolicyLabels, FloatGauge>,
     reconcile_errors: Family<ErrorLabels, Counter>,
+    wal_lag: Family<PolicyLabels, FloatGauge>,
+    wal_last_archived: Family<PolicyLabels, FloatGauge>,
     reconcile_duration: Family<ControllerLabels, Histogram, fn() -> Histogram>,
     leader: Gauge,
 }
@@ -80,6 +83,8 @@ impl Default for Metrics {
             objective_breached: Family::default(),
             rpo_objective: Family::default(),
             reconcile_errors: Family::default(),
+            wal_lag: Family::default(),
+            wal_last_archived: Family::default(),
             reconcile_duration: Family::new_with_constructor(reconcile_buckets),
             leader: Gauge::default(),
             registry: Registry::default(),
@@ -113,6 +118,16 @@ impl Default for Metrics {
             "rpo_objective_seconds",
             "The policy's RPO objective; alerts compare backup age with it",
             m.rpo_objective.clone(),
+        );
+        registry.register(
+            "wal_archive_lag_seconds",
+            "Age of the oldest WAL received by the archiver but not yet in every destination",
+            m.wal_lag.clone(),
+        );
+        registry.register(
+            "wal_last_archived_timestamp_seconds",
+            "When WAL last reached every destination: the newest restorable instant",
+            m.wal_last_archived.clone(),
         );
         registry.register(
             "reconcile_errors",
@@ -212,6 +227,22 @@ impl Metrics {
             }
         } else {
             self.backup_failures.get_or_create(&labels).inc();
+        }
+    }
+
+    /// The archiver's lag and last archived instant, as its status reports them.
+    pub fn record_wal_archive(&self, ns: &str, policy: &str, archive: &WalArchive) {
+        let labels = PolicyLabels {
+            namespace: ns.to_string(),
+            policy: policy.to_string(),
+        };
+        if let Some(lag) = archive.lag_seconds {
+            self.wal_lag.get_or_create(&labels).set(lag as f64);
+        }
+        if let Some(at) = archive.last_archived_at {
+            self.wal_last_archived
+                .get_or_create(&labels)
+                .set(at.timestamp_millis() as f64 / 1000.0);
         }
     }
 

@@ -13,6 +13,7 @@
 //! reconciles; [`metrics`] and [`http`] serve /metrics, /healthz, /readyz.
 
 pub mod archiver;
+mod archiver_sync;
 pub mod clock;
 pub mod http;
 pub mod jobs;
@@ -75,6 +76,8 @@ pub enum Error {
     PatchRunStatus(String, #[source] kube::Error),
     #[error("updating finalizers of run {0}: {1}")]
     PatchFinalizer(String, #[source] kube::Error),
+    #[error("keeping WAL archiver {0}: {1}")]
+    Archiver(String, #[source] kube::Error),
 }
 
 impl Error {
@@ -93,6 +96,7 @@ impl Error {
             Error::DeleteJob(..) => "delete_job",
             Error::PatchRunStatus(..) => "patch_run_status",
             Error::PatchFinalizer(..) => "patch_finalizer",
+            Error::Archiver(..) => "archiver",
         }
     }
 }
@@ -194,6 +198,8 @@ pub struct Settings {
     /// thousands of due policies does not open a connection per policy.
     pub concurrency: u16,
     pub clock: Clock,
+    /// Port of the WAL archivers' `/status` (tests run them elsewhere).
+    pub archiver_port: u16,
 }
 
 impl Default for Settings {
@@ -208,6 +214,7 @@ impl Default for Settings {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(16),
             clock: Clock::system(),
+            archiver_port: archiver::STATUS_PORT,
         }
     }
 }

@@ -21,7 +21,8 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::{
-    is_conflict, is_not_found, merge_patch, Context, Error, Note, POLICY_LABEL, TIER_LABEL,
+    archiver, archiver_sync, is_conflict, is_not_found, merge_patch, Context, Error, Note,
+    POLICY_LABEL, TIER_LABEL,
 };
 use crate::api::conditions::{reasons, set_condition, types, ConditionUpdate};
 use crate::api::policy::{LastBackup, RecoveryWindow, TierTimes};
@@ -425,6 +426,53 @@ fn condition_events(old: &[Condition], new: &[Condition]) -> Vec<Note> {
         .collect()
 }
 
+/// Keeps the WAL archiver as the policy says and folds what it reports into
+/// the plan's status: `walArchive`, the `WalArchiving` condition and the
+/// recovery window's end. An archived policy is looked at again every
+/// [`archiver::STATUS_REFRESH`], so lag shows in metrics without a change.
+async fn archive(
+    policy: &BackupPolicy,
+    ns: &str,
+    plan: &mut PolicyPlan,
+    now: DateTime<Utc>,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let old = policy.status.clone().unwrap_or_default();
+    let had = old.wal_archive.is_some();
+    let observed = archiver_sync::sync(policy, ns, had, ctx).await?;
+    let mut status = plan.status.clone().unwrap_or_else(|| old.clone());
+    let name = policy.name_any();
+    match observed.and_then(|o| archiver::archive_status(policy, &old, &o)) {
+        Some((archive, condition)) => {
+            ctx.metrics.record_wal_archive(ns, &name, &archive);
+            if let Some(window) = status.recovery_window.as_ref() {
+                let bases = [window.from, window.to];
+                if let Some(w) =
+                    crate::walarchive::recovery_window(&bases, archive.last_archived_at)
+                {
+                    status.recovery_window = Some(RecoveryWindow {
+                        from: w.from,
+                        to: w.to,
+                    });
+                }
+            }
+            status.wal_archive = Some(archive);
+            set_condition(&mut status.conditions, condition, now);
+            let refresh = archiver::STATUS_REFRESH.to_std().expect("positive");
+            plan.requeue_after = plan.requeue_after.map(|d| d.min(refresh));
+        }
+        None if had => {
+            status.wal_archive = None;
+            status
+                .conditions
+                .retain(|c| c.type_ != types::WAL_ARCHIVING);
+        }
+        None => return Ok(()),
+    }
+    plan.status = (Some(&status) != policy.status.as_ref()).then_some(status);
+    Ok(())
+}
+
 /// Observe → decide → apply for one policy.
 pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_timer("backuppolicy");
@@ -443,7 +491,8 @@ async fn apply(policy: &BackupPolicy, ctx: &Context) -> Result<Action, Error> {
     let all = ctx.runs.state();
     let runs = runs_of(policy, all.iter().map(|r| r.as_ref()));
     let now = ctx.settings.clock.now();
-    let plan = decide(policy, &runs, now, ctx.settings.resync);
+    let mut plan = decide(policy, &runs, now, ctx.settings.resync);
+    archive(policy, &ns, &mut plan, now, ctx).await?;
 
     let run_api: Api<BackupRun> = ctx.api(&ns);
     if let Some(run) = &plan.create {
