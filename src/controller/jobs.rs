@@ -249,12 +249,6 @@ pub fn backup_args(
             ))
         }
     };
-    if pg.method == PostgresMethod::Physical {
-        return Err(unsupported(
-            "spec.source.postgres.method",
-            "physical backups are not supported by this version; use logical",
-        ));
-    }
     if pg.include_role_passwords {
         // Saying "backed up" while leaving out what was asked for is worse than failing.
         return Err(unsupported(
@@ -269,11 +263,16 @@ pub fn backup_args(
         ));
     }
     let mut args = vec!["backup".to_string()];
-    if pg.all_databases {
-        args.push("--all-databases".into());
-    }
-    for db in &pg.databases {
-        args.extend(["--database".into(), db.clone()]);
+    if pg.method == PostgresMethod::Physical {
+        // A base backup is the whole cluster: databases do not apply.
+        args.extend(["--method".into(), "physical".into()]);
+    } else {
+        if pg.all_databases {
+            args.push("--all-databases".into());
+        }
+        for db in &pg.databases {
+            args.extend(["--database".into(), db.clone()]);
+        }
     }
     for dest in &spec.destinations {
         args.extend(["--to".into(), destination_url(namespace, name, dest, cfg)]);
@@ -1267,12 +1266,10 @@ mod tests {
         );
         let physical =
             policy(json!({"source": {"postgres": {"method": "physical", "databases": []}}}));
-        assert_eq!(
-            backup_job(&physical, &run("r"), &cfg())
-                .unwrap_err()
-                .field(),
-            "spec.source.postgres.method"
-        );
+        let a = args(&backup_job(&physical, &run("r"), &cfg()).unwrap());
+        let i = a.iter().position(|x| x == "--method").unwrap();
+        assert_eq!(a[i + 1], "physical");
+        assert!(!a.contains(&"--database".to_string()));
         let volume =
             policy(json!({"source": {"postgres": null, "volume": {"claimName": "uploads"}}}));
         assert_eq!(
