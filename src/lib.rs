@@ -12,4 +12,5 @@ pub mod keys;
 pub mod pipeline;
 pub mod schedule;
 pub mod source;
+pub mod status;
 pub mod store;
