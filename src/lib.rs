@@ -12,5 +12,6 @@ pub mod keys;
 pub mod pipeline;
 pub mod schedule;
 pub mod source;
+pub mod status;
 pub mod store;
 pub mod walarchive;

@@ -45,6 +45,9 @@ enum Command {
     /// Restore one WAL file (PostgreSQL's restore_command: `lifeboat wal-fetch %f %p --from …`).
     /// Exit 1: not archived; exit 126 (fatal to recovery): a copy failed verification.
     WalFetch(WalFetchArgs),
+    /// The on-call table: per BackupPolicy, last backup against the RPO,
+    /// next backup, last drill against the RTO, recovery window, health.
+    Status(StatusArgs),
     /// Print the CustomResourceDefinitions (crds/ holds this output).
     Crds,
     /// Run the operator: schedule BackupRuns, run their Jobs, write status.
@@ -273,6 +276,27 @@ struct WalFetchArgs {
     from: Vec<String>,
     #[command(flatten)]
     key: KeyArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputArg {
+    Table,
+    Json,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// Namespace (default: the kube context's).
+    #[arg(long, short = 'n', conflicts_with = "all_namespaces")]
+    namespace: Option<String>,
+    /// Every namespace.
+    #[arg(long, short = 'A')]
+    all_namespaces: bool,
+    /// Kubeconfig context (default: the current one).
+    #[arg(long)]
+    context: Option<String>,
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    output: OutputArg,
 }
 
 #[derive(Args)]
@@ -538,6 +562,21 @@ async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Status(a) => {
+            let policies = commands::status::load(&commands::status::StatusOptions {
+                namespace: a.namespace,
+                all_namespaces: a.all_namespaces,
+                context: a.context,
+            })
+            .await?;
+            let now = chrono::Utc::now();
+            let statuses = lifeboat::status::summarize(&policies, now);
+            match a.output {
+                OutputArg::Json => print_json(&statuses),
+                OutputArg::Table => print!("{}", lifeboat::status::table(&statuses, now)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Crds => {
             print!("{}", lifeboat::api::crds_yaml());
             Ok(ExitCode::SUCCESS)
@@ -567,17 +606,7 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            let mut msg = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                let t = s.to_string();
-                if !msg.contains(&t) {
-                    msg.push_str(": ");
-                    msg.push_str(&t);
-                }
-                src = s.source();
-            }
-            eprintln!("error: {msg}");
+            eprintln!("error: {}", commands::error_chain(&e));
             ExitCode::from(1)
         }
     }

@@ -11,8 +11,9 @@ mod manifests;
 pub mod progress;
 pub mod prune;
 pub mod restore;
+pub mod status;
 mod upload;
 pub mod verify;
 pub mod wal;
 
-pub use error::Error;
+pub use error::{error_chain, Error};
