@@ -1,14 +1,16 @@
-//! `lifeboat backup`: pg_dump (and the server's globals) streamed through
-//! compress → encrypt → hash to every destination at once, then the manifest
-//! written last in each. Nothing is committed anywhere unless every part
+//! `lifeboat backup`: pg_dump (and the server's globals) — or, with
+//! `--method physical`, pg_basebackup's tar of the data directory — streamed
+//! through compress → encrypt → hash to every destination at once, then the
+//! manifest written last in each. Nothing is committed anywhere unless every part
 //! reached every destination (or, with `allow_partial`, at least one).
 
 use super::progress::{mib_per_s, peak_rss_bytes, Progress};
 use super::upload::{fan_out, spawn_encoder};
 use super::{manifests, Error};
-use crate::catalog::{self, Manifest, ObjectEntry, SourceInfo};
+use crate::catalog::{self, Manifest, ObjectEntry, PhysicalInfo, SourceInfo};
 use crate::keys::Keyring;
 use crate::pipeline::header::Compression;
+use crate::recovery;
 use crate::source::child::{self, Stage};
 use crate::source::postgres::{self, PgConn, PgError};
 use crate::store::Store;
@@ -31,6 +33,15 @@ pub struct BackupOptions {
     pub policy: String,
     pub tier: String,
     pub allow_partial: bool,
+    pub method: Method,
+}
+
+/// What kind of backup: pg_dump per database, or a base backup of the whole
+/// cluster for point-in-time recovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Logical,
+    Physical,
 }
 
 #[derive(Debug, Serialize)]
@@ -136,8 +147,11 @@ pub async fn backup(o: BackupOptions) -> Result<BackupReport, Error> {
     }
     fleet.check()?;
 
-    let result = run_parts(&o, &id, &mut fleet).await;
-    let (objects, databases, server_version) = match result {
+    let result = match o.method {
+        Method::Logical => run_parts(&o, &id, &mut fleet).await,
+        Method::Physical => run_base(&o, &id, &mut fleet).await,
+    };
+    let (objects, databases, server_version, physical) = match result {
         Ok(r) => r,
         Err(e) => {
             fleet.discard(&id).await;
@@ -152,7 +166,11 @@ pub async fn backup(o: BackupOptions) -> Result<BackupReport, Error> {
         tier: o.tier.clone(),
         source: SourceInfo {
             kind: "postgres".into(),
-            method: "logical".into(),
+            method: match o.method {
+                Method::Logical => "logical",
+                Method::Physical => "physical",
+            }
+            .into(),
             host: o.conn.host_label(),
             server_version: server_version.clone(),
             databases: databases.clone(),
@@ -163,6 +181,7 @@ pub async fn backup(o: BackupOptions) -> Result<BackupReport, Error> {
         key_id: String::new(),
         objects: objects.clone(),
         mac_key: String::new(),
+        physical,
     };
     let sealed = Bytes::from(catalog::seal_manifest(manifest, &o.keys));
     let key = catalog::manifest_key(&id);
@@ -218,11 +237,15 @@ pub async fn backup(o: BackupOptions) -> Result<BackupReport, Error> {
     })
 }
 
-async fn run_parts(
-    o: &BackupOptions,
-    id: &str,
-    fleet: &mut Fleet,
-) -> Result<(Vec<ObjectEntry>, Vec<String>, String), Error> {
+/// Objects, databases, server version and (physical) base backup facts.
+type Parts = (
+    Vec<ObjectEntry>,
+    Vec<String>,
+    String,
+    Option<PhysicalInfo>,
+);
+
+async fn run_parts(o: &BackupOptions, id: &str, fleet: &mut Fleet) -> Result<Parts, Error> {
     let passfile = o.conn.passfile()?;
     let databases = if o.all_databases {
         let mut c = o.conn.connect(&o.maintenance_db).await?;
@@ -258,14 +281,57 @@ async fn run_parts(
     }
     let mut objects = Vec::new();
     for part in parts {
-        objects.push(run_part(o, id, fleet, part).await?);
+        objects.push(run_part(o, id, fleet, part).await?.0);
     }
     // Asked after the dumps so that a failing dump reports pg_dump's own words.
     let mut c = o.conn.connect(&databases[0]).await?;
     let version = postgres::server_version(&mut c, &databases[0]).await?;
     postgres::close(c).await;
     drop(passfile);
-    Ok((objects, databases, version))
+    Ok((objects, databases, version, None))
+}
+
+/// A base backup: pg_basebackup's tar of the data directory as one object
+/// (`base`). It runs with `-X none`: the server then waits, before the backup
+/// ends, until every WAL file the backup needs is archived, so a committed
+/// base backup is always restorable from the archive (and smaller).
+async fn run_base(o: &BackupOptions, id: &str, fleet: &mut Fleet) -> Result<Parts, Error> {
+    let db = &o.maintenance_db;
+    let mut c = o.conn.connect(db).await?;
+    let archive_mode = postgres::setting(&mut c, db, "archive_mode").await?;
+    let segment_size = postgres::wal_segment_size(&mut c, db).await?;
+    let version = postgres::server_version(&mut c, db).await?;
+    postgres::close(c).await;
+    if archive_mode == "off" {
+        return Err(Error::Usage(format!(
+            "--method physical: {} has archive_mode=off; a base backup restores only with its WAL archived \
+             (archive_mode=on, archive_command='lifeboat wal-push %p --to … --key-file …')",
+            o.conn.host_label()
+        )));
+    }
+    let passfile = o.conn.passfile()?;
+    let started_at = Utc::now();
+    let part = Part {
+        name: "base".into(),
+        role: "base",
+        database: None,
+        tool: "pg_basebackup",
+        cmd: o.conn.pg_basebackup(id, passfile.as_ref()),
+    };
+    let (object, log) = run_part(o, id, fleet, part).await?;
+    let stopped_at = Utc::now();
+    drop(passfile);
+    let (timeline, start, stop) = recovery::parse_basebackup_log(&log)?;
+    let physical = PhysicalInfo {
+        timeline,
+        start_lsn: start.to_string(),
+        stop_lsn: stop.to_string(),
+        start_wal: recovery::segment_name(timeline, start, segment_size),
+        started_at,
+        stopped_at,
+    };
+    tracing::info!(timeline, start = %start, stop = %stop, start_wal = %physical.start_wal, "base backup taken");
+    Ok((vec![object], Vec::new(), version, Some(physical)))
 }
 
 async fn run_part(
@@ -273,9 +339,9 @@ async fn run_part(
     id: &str,
     fleet: &mut Fleet,
     mut part: Part,
-) -> Result<ObjectEntry, Error> {
+) -> Result<(ObjectEntry, String), Error> {
     let key = catalog::object_key(id, &part.name);
-    let what = part.database.clone().unwrap_or_else(|| "globals".into());
+    let what = part.database.clone().unwrap_or_else(|| part.name.clone());
     tracing::info!(part = %part.name, what = %what, "dumping");
     let mut stage = Stage::spawn(
         part.tool,
@@ -326,10 +392,13 @@ async fn run_part(
             });
         }
     };
-    if let Err(f) = child::wait(stage).await {
-        abort_all(writers).await;
-        return Err(tool_error(f, &what));
-    }
+    let log = match child::wait(stage).await {
+        Ok(log) => log,
+        Err(f) => {
+            abort_all(writers).await;
+            return Err(tool_error(f, &what));
+        }
+    };
     let finishes = futures::future::join_all(
         writers
             .into_iter()
@@ -342,14 +411,15 @@ async fn run_part(
         }
     }
     fleet.check()?;
-    Ok(ObjectEntry {
+    let entry = ObjectEntry {
         key,
         role: part.role.to_string(),
         database: part.database,
         size: encoded.digest.size,
         sha256: encoded.digest.sha256,
         plain_size: encoded.plain_size,
-    })
+    };
+    Ok((entry, log))
 }
 
 /// Reads the committed backup back from every destination that holds it

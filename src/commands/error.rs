@@ -50,6 +50,10 @@ pub enum Error {
     VerifyFailed(usize),
     #[error("{0}")]
     Target(String),
+    #[error(transparent)]
+    Recovery(#[from] crate::recovery::RecoveryError),
+    #[error("{0}")]
+    RecoveryFailed(String),
 }
 
 /// Whether trying the next destination could help.

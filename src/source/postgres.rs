@@ -156,6 +156,25 @@ impl PgConn {
         cmd
     }
 
+    /// `pg_basebackup` writing the data directory as one tar to stdout, with
+    /// no WAL inside (`-X none`: the archive holds it, and the server waits
+    /// until it is archived before the backup ends); `--verbose` reports the
+    /// start and end of the WAL range it needs. A fast checkpoint starts the
+    /// backup now instead of spreading it over minutes.
+    pub fn pg_basebackup(&self, label: &str, passfile: Option<&PassFile>) -> Command {
+        let mut cmd = self.command("pg_basebackup", passfile);
+        cmd.args([
+            "--pgdata=-",
+            "--format=tar",
+            "--wal-method=none",
+            "--checkpoint=fast",
+            "--verbose",
+            "--no-password",
+        ])
+        .arg(format!("--label=lifeboat {label}"));
+        cmd
+    }
+
     /// Roles and tablespaces, without role passwords (readable without superuser).
     pub fn pg_dumpall_globals(&self, passfile: Option<&PassFile>) -> Command {
         let mut cmd = self.command("pg_dumpall", passfile);
@@ -246,6 +265,26 @@ pub async fn server_version(conn: &mut PgConnection, db: &str) -> Result<String,
         .fetch_one(conn)
         .await
         .map_err(|e| query_err(db, e))
+}
+
+/// A server setting as `SHOW` prints it.
+pub async fn setting(conn: &mut PgConnection, db: &str, name: &str) -> Result<String, PgError> {
+    sqlx::query_scalar::<_, String>("select current_setting($1)")
+        .bind(name)
+        .fetch_one(conn)
+        .await
+        .map_err(|e| query_err(db, e))
+}
+
+/// The WAL segment size in bytes (fixed at initdb).
+pub async fn wal_segment_size(conn: &mut PgConnection, db: &str) -> Result<u64, PgError> {
+    sqlx::query_scalar::<_, i64>(
+        "select setting::bigint from pg_settings where name = 'wal_segment_size'",
+    )
+    .fetch_one(conn)
+    .await
+    .map(|n| n as u64)
+    .map_err(|e| query_err(db, e))
 }
 
 /// Every database a dump of "all" means: connectable, not a template.
