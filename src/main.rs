@@ -604,10 +604,9 @@ async fn restore_point_in_time(a: RestoreArgs) -> Result<ExitCode, commands::Err
                 .map_err(|e| usage(format!("--target-time {t:?}: not an RFC 3339 time ({e})")))?
                 .with_timezone(&chrono::Utc),
         ),
-        (None, Some(l)) => RecoveryTarget::Lsn(
-            l.parse()
-                .map_err(|e| usage(format!("--target-lsn: {e}")))?,
-        ),
+        (None, Some(l)) => {
+            RecoveryTarget::Lsn(l.parse().map_err(|e| usage(format!("--target-lsn: {e}")))?)
+        }
         (None, None) => RecoveryTarget::Latest,
     };
     let lifeboat = std::env::current_exe()
@@ -648,7 +647,11 @@ async fn restore_point_in_time(a: RestoreArgs) -> Result<ExitCode, commands::Err
                 p.last_commit_time
                     .map(|t| t.to_rfc3339())
                     .unwrap_or_else(|| "none replayed".into()),
-                if report.running { "; server running" } else { "; server stopped" },
+                if report.running {
+                    "; server running"
+                } else {
+                    "; server stopped"
+                },
                 report.seconds
             ),
             None => println!(

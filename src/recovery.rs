@@ -20,7 +20,7 @@ pub enum RecoveryError {
         first_id: String,
         first: String,
     },
-    #[error("pg_basebackup did not report its {0} (it runs with --verbose)")]
+    #[error("pg_basebackup's tar does not start with a readable {0}")]
     BaseBackupOutput(&'static str),
 }
 
@@ -158,58 +158,98 @@ pub fn restore_command(lifeboat: &Path, from: &[String], key_file: &Path) -> Str
     cmd.join(" ")
 }
 
-/// The lines appended to postgresql.auto.conf (which later lines override):
-/// every recovery target is set, so one left by an earlier restore of the
-/// backed-up server cannot combine with this one.
-pub fn recovery_settings(restore_command: &str, target: &RecoveryTarget, backup_id: &str) -> String {
-    let (time, lsn) = match target {
-        RecoveryTarget::Latest => (String::new(), String::new()),
-        RecoveryTarget::Time(_) => (target.to_string(), String::new()),
-        RecoveryTarget::Lsn(l) => (String::new(), l.to_string()),
-    };
-    let mut s = format!("\n# lifeboat restore of base backup {backup_id} to {target}\n");
-    for (name, value) in [
-        ("restore_command", restore_command),
-        ("recovery_target", ""),
-        ("recovery_target_name", ""),
-        ("recovery_target_xid", ""),
-        ("recovery_target_time", time.as_str()),
-        ("recovery_target_lsn", lsn.as_str()),
-        ("recovery_target_inclusive", "on"),
-        ("recovery_target_timeline", "latest"),
-        ("recovery_target_action", "promote"),
-    ] {
-        s.push_str(&format!("{name} = {}\n", conf_value(value)));
+/// postgresql.auto.conf without recovery settings an earlier restore of the
+/// backed-up server left there. They must go rather than be overridden: an
+/// empty recovery target after a set one is "multiple recovery targets".
+pub fn without_recovery_settings(auto_conf: &str) -> String {
+    auto_conf
+        .lines()
+        .filter(|l| {
+            let key = l
+                .trim_start()
+                .split(['=', ' ', '\t'])
+                .next()
+                .unwrap_or_default();
+            !(key.starts_with("recovery_target")
+                || key == "restore_command"
+                || l.starts_with("# lifeboat restore"))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// The recovery settings appended to postgresql.auto.conf: only the target
+/// chosen (none for the latest point).
+pub fn recovery_settings(
+    restore_command: &str,
+    target: &RecoveryTarget,
+    backup_id: &str,
+) -> String {
+    let mut s = format!("# lifeboat restore of base backup {backup_id} to {target}\n");
+    let mut set =
+        |name: &str, value: &str| s.push_str(&format!("{name} = {}\n", conf_value(value)));
+    set("restore_command", restore_command);
+    match target {
+        RecoveryTarget::Latest => {}
+        // A numeric offset: PostgreSQL reads this setting before it loads
+        // time zone abbreviations, so it rejects "Z".
+        RecoveryTarget::Time(t) => set(
+            "recovery_target_time",
+            &t.format("%Y-%m-%d %H:%M:%S%.f+00").to_string(),
+        ),
+        RecoveryTarget::Lsn(l) => set("recovery_target_lsn", &l.to_string()),
     }
+    set("recovery_target_inclusive", "on");
+    set("recovery_target_timeline", "latest");
+    set("recovery_target_action", "promote");
     s
 }
 
-/// What `pg_basebackup --verbose` says about the WAL range of the backup:
-/// (timeline, start, stop).
-pub fn parse_basebackup_log(stderr: &str) -> Result<(u32, Lsn, Lsn), RecoveryError> {
+/// How much of the start of pg_basebackup's tar holds `backup_label`: the
+/// server sends it first (a 512-byte header, then well under 1 KiB).
+pub const LABEL_HEAD: usize = 4096;
+
+/// (timeline, start LSN, start segment) from `backup_label`, the first member
+/// of the base backup's tar (`head` is the stream's first bytes).
+pub fn parse_backup_label(head: &[u8]) -> Result<(u32, Lsn, String), RecoveryError> {
+    let missing = RecoveryError::BaseBackupOutput("backup_label");
+    if head.len() < 512 {
+        return Err(missing);
+    }
+    let name_end = head[..100].iter().position(|&b| b == 0).unwrap_or(100);
+    if &head[..name_end] != b"backup_label" {
+        return Err(missing);
+    }
+    let size = std::str::from_utf8(&head[124..136])
+        .ok()
+        .and_then(|s| u64::from_str_radix(s.trim_matches(|c: char| c == '\0' || c == ' '), 8).ok())
+        .ok_or(RecoveryError::BaseBackupOutput("backup_label size"))? as usize;
+    let body = head
+        .get(512..512 + size)
+        .ok_or(RecoveryError::BaseBackupOutput("whole backup_label"))?;
+    let text = String::from_utf8_lossy(body);
     let mut start = None;
-    let mut stop = None;
-    for line in stderr.lines() {
-        if let Some(rest) = line.split("write-ahead log start point: ").nth(1) {
-            let mut w = rest.split_whitespace();
-            let lsn = w.next().and_then(|l| l.parse::<Lsn>().ok());
-            let tli = w
-                .skip_while(|x| *x != "timeline")
-                .nth(1)
-                .and_then(|t| t.parse::<u32>().ok());
-            if let (Some(l), Some(t)) = (lsn, tli) {
-                start = Some((t, l));
-            }
-        } else if let Some(rest) = line.split("write-ahead log end point: ").nth(1) {
-            stop = rest
+    let mut timeline = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("START WAL LOCATION: ") {
+            // "0/2000028 (file 000000010000000000000002)"
+            let lsn = rest
                 .split_whitespace()
                 .next()
                 .and_then(|l| l.parse::<Lsn>().ok());
+            let file = rest
+                .split("(file ")
+                .nth(1)
+                .and_then(|f| f.strip_suffix(')'))
+                .map(str::to_string);
+            start = lsn.zip(file);
+        } else if let Some(rest) = line.strip_prefix("START TIMELINE: ") {
+            timeline = rest.trim().parse::<u32>().ok();
         }
     }
-    let (tli, start) = start.ok_or(RecoveryError::BaseBackupOutput("start point"))?;
-    let stop = stop.ok_or(RecoveryError::BaseBackupOutput("end point"))?;
-    Ok((tli, start, stop))
+    let (lsn, file) = start.ok_or(RecoveryError::BaseBackupOutput("START WAL LOCATION"))?;
+    let timeline = timeline.ok_or(RecoveryError::BaseBackupOutput("START TIMELINE"))?;
+    Ok((timeline, lsn, file))
 }
 
 /// Why recovery stopped, from the server's log: the WAL file that could not
@@ -368,30 +408,44 @@ mod tests {
             &RecoveryTarget::Time(t(5)),
             "20261126T020000.000Z-abcdef",
         );
-        assert!(conf.contains("recovery_target_time = '2026-11-26T02:05:00Z'\n"), "{conf}");
-        assert!(conf.contains("recovery_target_lsn = ''\n"), "{conf}");
+        assert!(
+            conf.contains("recovery_target_time = '2026-11-26 02:05:00+00'\n"),
+            "{conf}"
+        );
+        assert!(!conf.contains("recovery_target_lsn"), "{conf}");
         assert!(conf.contains("'file:///it''\\''''s/100%%'"), "{conf}");
         assert!(conf.contains("recovery_target_action = 'promote'\n"));
         let conf = recovery_settings(&cmd, &RecoveryTarget::Lsn(Lsn(0x3000028)), "x");
-        assert!(conf.contains("recovery_target_lsn = '0/3000028'\n"), "{conf}");
-        assert!(conf.contains("recovery_target_time = ''\n"), "{conf}");
+        assert!(
+            conf.contains("recovery_target_lsn = '0/3000028'\n"),
+            "{conf}"
+        );
+        assert!(!conf.contains("recovery_target_time"), "{conf}");
+        let stale = format!("# Do not edit\nwork_mem = '8MB'\n{conf}");
+        assert_eq!(
+            without_recovery_settings(&stale),
+            "# Do not edit\nwork_mem = '8MB'\n"
+        );
     }
 
     #[test]
-    fn basebackup_output_and_server_log_are_read() {
-        let err = "pg_basebackup: initiating base backup, waiting for checkpoint to complete\n\
-                   pg_basebackup: checkpoint completed\n\
-                   pg_basebackup: write-ahead log start point: 0/2000028 on timeline 3\n\
-                   pg_basebackup: write-ahead log end point: 0/2000100\n\
-                   pg_basebackup: base backup completed\n";
+    fn backup_label_and_server_log_are_read() {
+        let label = "START WAL LOCATION: 0/2000028 (file 000000030000000000000002)\n\
+                     CHECKPOINT LOCATION: 0/2000060\nBACKUP METHOD: streamed\nBACKUP FROM: primary\n\
+                     START TIME: 2026-11-26 02:00:00 UTC\nLABEL: lifeboat x\nSTART TIMELINE: 3\n";
+        let mut tar = vec![0u8; 512];
+        tar[..12].copy_from_slice(b"backup_label");
+        tar[124..136].copy_from_slice(format!("{:011o}\0", label.len()).as_bytes());
+        tar.extend_from_slice(label.as_bytes());
+        tar.resize(4096, 0);
         assert_eq!(
-            parse_basebackup_log(err).unwrap(),
-            (3, Lsn(0x2000028), Lsn(0x2000100))
+            parse_backup_label(&tar).unwrap(),
+            (3, Lsn(0x2000028), "000000030000000000000002".to_string())
         );
-        assert_eq!(
-            parse_basebackup_log("pg_basebackup: base backup completed"),
-            Err(RecoveryError::BaseBackupOutput("start point"))
-        );
+        let mut other = tar.clone();
+        other[..12].copy_from_slice(b"global/pg_co");
+        assert!(parse_backup_label(&other).is_err());
+        assert!(parse_backup_label(&tar[..600]).is_err(), "cut short");
         let log = "LOG:  restored log file \"000000010000000000000003\" from archive\n\
                    error: object wal/00000001/000000010000000000000004.lbk: authentication failed\n\
                    2026-11-26 02:00:00 UTC [9] FATAL:  could not restore file \"000000010000000000000004\" from archive: child process exited with exit code 126\n\
@@ -404,7 +458,8 @@ mod tests {
 
     #[test]
     fn users_are_found_in_passwd() {
-        let p = "root:x:0:0:root:/root:/bin/bash\npostgres:x:105:110::/var/lib/postgresql:/bin/bash\n";
+        let p =
+            "root:x:0:0:root:/root:/bin/bash\npostgres:x:105:110::/var/lib/postgresql:/bin/bash\n";
         assert_eq!(passwd_ids(p, "postgres"), Some((105, 110)));
         assert_eq!(passwd_ids(p, "post"), None);
     }

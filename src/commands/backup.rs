@@ -17,7 +17,9 @@ use crate::store::Store;
 use bytes::Bytes;
 use chrono::Utc;
 use serde::Serialize;
+use std::io::Read;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 pub struct BackupOptions {
@@ -74,6 +76,9 @@ pub struct BackupReport {
 }
 
 struct Part {
+    /// Keeps the first bytes of the tool's output here (pg_basebackup's
+    /// backup_label).
+    head: Option<Arc<Mutex<Vec<u8>>>>,
     name: String,
     role: &'static str,
     database: Option<String>,
@@ -238,12 +243,7 @@ pub async fn backup(o: BackupOptions) -> Result<BackupReport, Error> {
 }
 
 /// Objects, databases, server version and (physical) base backup facts.
-type Parts = (
-    Vec<ObjectEntry>,
-    Vec<String>,
-    String,
-    Option<PhysicalInfo>,
-);
+type Parts = (Vec<ObjectEntry>, Vec<String>, String, Option<PhysicalInfo>);
 
 async fn run_parts(o: &BackupOptions, id: &str, fleet: &mut Fleet) -> Result<Parts, Error> {
     let passfile = o.conn.passfile()?;
@@ -263,6 +263,7 @@ async fn run_parts(o: &BackupOptions, id: &str, fleet: &mut Fleet) -> Result<Par
     let mut parts = Vec::new();
     if o.globals {
         parts.push(Part {
+            head: None,
             name: "globals".into(),
             role: "globals",
             database: None,
@@ -272,6 +273,7 @@ async fn run_parts(o: &BackupOptions, id: &str, fleet: &mut Fleet) -> Result<Par
     }
     for (n, db) in databases.iter().enumerate() {
         parts.push(Part {
+            head: None,
             name: format!("db-{n}"),
             role: "database",
             database: Some(db.clone()),
@@ -281,7 +283,7 @@ async fn run_parts(o: &BackupOptions, id: &str, fleet: &mut Fleet) -> Result<Par
     }
     let mut objects = Vec::new();
     for part in parts {
-        objects.push(run_part(o, id, fleet, part).await?.0);
+        objects.push(run_part(o, id, fleet, part).await?);
     }
     // Asked after the dumps so that a failing dump reports pg_dump's own words.
     let mut c = o.conn.connect(&databases[0]).await?;
@@ -299,7 +301,6 @@ async fn run_base(o: &BackupOptions, id: &str, fleet: &mut Fleet) -> Result<Part
     let db = &o.maintenance_db;
     let mut c = o.conn.connect(db).await?;
     let archive_mode = postgres::setting(&mut c, db, "archive_mode").await?;
-    let segment_size = postgres::wal_segment_size(&mut c, db).await?;
     let version = postgres::server_version(&mut c, db).await?;
     postgres::close(c).await;
     if archive_mode == "off" {
@@ -311,22 +312,33 @@ async fn run_base(o: &BackupOptions, id: &str, fleet: &mut Fleet) -> Result<Part
     }
     let passfile = o.conn.passfile()?;
     let started_at = Utc::now();
+    let head = Arc::new(Mutex::new(Vec::new()));
     let part = Part {
+        head: Some(head.clone()),
         name: "base".into(),
         role: "base",
         database: None,
         tool: "pg_basebackup",
         cmd: o.conn.pg_basebackup(id, passfile.as_ref()),
     };
-    let (object, log) = run_part(o, id, fleet, part).await?;
+    let object = run_part(o, id, fleet, part).await?;
     let stopped_at = Utc::now();
     drop(passfile);
-    let (timeline, start, stop) = recovery::parse_basebackup_log(&log)?;
+    // pg_basebackup -X none does not print the WAL range; the start is in
+    // backup_label. For the stop, the server's position once the backup
+    // returned: an upper bound (the stop forced a segment switch), so a
+    // restore to any LSN at or after it can start from this backup.
+    let mut c = o.conn.connect(db).await?;
+    let stop = postgres::wal_position(&mut c, db).await?;
+    postgres::close(c).await;
+    let head = head.lock().expect("not poisoned").clone();
+    let (timeline, start, start_wal) = recovery::parse_backup_label(&head)?;
+    let stop = stop.parse::<recovery::Lsn>()?;
     let physical = PhysicalInfo {
         timeline,
         start_lsn: start.to_string(),
         stop_lsn: stop.to_string(),
-        start_wal: recovery::segment_name(timeline, start, segment_size),
+        start_wal,
         started_at,
         stopped_at,
     };
@@ -339,7 +351,7 @@ async fn run_part(
     id: &str,
     fleet: &mut Fleet,
     mut part: Part,
-) -> Result<(ObjectEntry, String), Error> {
+) -> Result<ObjectEntry, Error> {
     let key = catalog::object_key(id, &part.name);
     let what = part.database.clone().unwrap_or_else(|| part.name.clone());
     tracing::info!(part = %part.name, what = %what, "dumping");
@@ -351,7 +363,10 @@ async fn run_part(
         tool: part.tool.to_string(),
         source,
     })?;
-    let stdout = stage.child.stdout.take().expect("piped stdout");
+    let stdout = HeadTap {
+        inner: stage.child.stdout.take().expect("piped stdout"),
+        head: part.head.take(),
+    };
     let progress = Progress::start(format!("{} {what}", part.tool));
     let (rx, encoder) = spawn_encoder(
         stdout,
@@ -392,13 +407,10 @@ async fn run_part(
             });
         }
     };
-    let log = match child::wait(stage).await {
-        Ok(log) => log,
-        Err(f) => {
-            abort_all(writers).await;
-            return Err(tool_error(f, &what));
-        }
-    };
+    if let Err(f) = child::wait(stage).await {
+        abort_all(writers).await;
+        return Err(tool_error(f, &what));
+    }
     let finishes = futures::future::join_all(
         writers
             .into_iter()
@@ -411,15 +423,14 @@ async fn run_part(
         }
     }
     fleet.check()?;
-    let entry = ObjectEntry {
+    Ok(ObjectEntry {
         key,
         role: part.role.to_string(),
         database: part.database,
         size: encoded.digest.size,
         sha256: encoded.digest.sha256,
         plain_size: encoded.plain_size,
-    };
-    Ok((entry, log))
+    })
 }
 
 /// Reads the committed backup back from every destination that holds it
@@ -455,6 +466,28 @@ pub async fn verify_committed(
         all_ok &= ok;
     }
     Ok(all_ok)
+}
+
+/// Passes a tool's output through, keeping its first bytes when asked.
+struct HeadTap<R> {
+    inner: R,
+    head: Option<Arc<Mutex<Vec<u8>>>>,
+}
+
+impl<R: Read> Read for HeadTap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(head) = &self.head {
+            let mut h = head.lock().expect("not poisoned");
+            let room = recovery::LABEL_HEAD.saturating_sub(h.len()).min(n);
+            h.extend_from_slice(&buf[..room]);
+            if h.len() >= recovery::LABEL_HEAD {
+                drop(h);
+                self.head = None;
+            }
+        }
+        Ok(n)
+    }
 }
 
 fn tool_error(f: crate::source::child::Failure, what: &str) -> Error {

@@ -127,7 +127,10 @@ async fn unpack_and_recover(
     let Some((url, manifest)) = unpacked else {
         return Err(Error::AllSourcesFailed(faults.join("; ")));
     };
-    let base = manifest.physical.clone().expect("chosen among physical backups");
+    let base = manifest
+        .physical
+        .clone()
+        .expect("chosen among physical backups");
     write_recovery_settings(o, &manifest.backup_id)?;
     set_owner(&o.data_dir, owner)?;
     let mut report = PitrReport {
@@ -219,12 +222,7 @@ async fn unpack_from(url: &str, o: &PitrOptions) -> Result<Manifest, Error> {
         .objects
         .iter()
         .find(|e| e.role == "base")
-        .ok_or_else(|| {
-            Error::Usage(format!(
-                "backup {} has no base object",
-                manifest.backup_id
-            ))
-        })?
+        .ok_or_else(|| Error::Usage(format!("backup {} has no base object", manifest.backup_id)))?
         .clone();
     tracing::info!(backup = %manifest.backup_id, from = %url, bytes = entry.size, target = %o.target, "unpacking the base backup");
     let mut cmd = Command::new("tar");
@@ -256,7 +254,6 @@ async fn unpack_from(url: &str, o: &PitrOptions) -> Result<Manifest, Error> {
 }
 
 fn write_recovery_settings(o: &PitrOptions, backup_id: &str) -> Result<(), Error> {
-    use std::io::Write;
     let dir = &o.data_dir;
     let key_file = std::path::absolute(&o.key_file).map_err(Error::Pipeline)?;
     let cmd = recovery::restore_command(&o.lifeboat, &o.from, &key_file);
@@ -265,13 +262,10 @@ fn write_recovery_settings(o: &PitrOptions, backup_id: &str) -> Result<(), Error
     for stale in ["standby.signal", "postmaster.pid", RECOVERY_LOG] {
         let _ = std::fs::remove_file(dir.join(stale));
     }
-    let mut conf = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(dir.join("postgresql.auto.conf"))
-        .map_err(Error::Pipeline)?;
-    conf.write_all(settings.as_bytes())
-        .map_err(Error::Pipeline)?;
+    let auto = dir.join("postgresql.auto.conf");
+    let before = std::fs::read_to_string(&auto).unwrap_or_default();
+    let text = recovery::without_recovery_settings(&before) + &settings;
+    std::fs::write(&auto, text).map_err(Error::Pipeline)?;
     std::fs::write(dir.join("recovery.signal"), b"").map_err(Error::Pipeline)?;
     Ok(())
 }
@@ -310,7 +304,8 @@ fn set_owner(dir: &Path, owner: Option<(u32, u32)>) -> Result<(), Error> {
 
 /// Runs the postmaster until recovery ends and the server is promoted, reads
 /// the point recovered to, then stops it (fast shutdown) unless asked to keep
-/// it running. Returns the point and whether the server still runs.
+/// it running. Returns the point and whether the server still runs. Only a
+/// server left running archives (its config's archive_command).
 async fn recover(
     o: &PitrOptions,
     owner: Option<(u32, u32)>,
@@ -335,6 +330,12 @@ async fn recover(
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(Error::Pipeline)?)
         .stderr(log);
+    if !o.keep_running {
+        // A restore lifeboat stops again (a drill, a verification, a copy to
+        // start later) archives nothing: its new timeline must not become
+        // the archive's "latest" history that every later restore follows.
+        cmd.args(["-c", "archive_mode=off"]);
+    }
     if let Some((uid, gid)) = owner {
         cmd.uid(uid).gid(gid);
     }
@@ -375,23 +376,42 @@ async fn recover(
     if !status.success() {
         tracing::warn!(%status, "the server did not stop cleanly after recovery");
     }
+    queue_history_file(&dir, point.timeline, owner)?;
     Ok((point, false))
+}
+
+/// Marks the new timeline's history file ready for archiving (it was
+/// written while archiving was off): if this directory is started as the new
+/// primary, its archiver ships the history file first, and later restores can
+/// follow the new timeline.
+fn queue_history_file(dir: &Path, timeline: u32, owner: Option<(u32, u32)>) -> Result<(), Error> {
+    let name = format!("{timeline:08X}.history");
+    let status = dir.join("pg_wal/archive_status");
+    if !dir.join("pg_wal").join(&name).exists() || !status.is_dir() {
+        return Ok(());
+    }
+    let ready = status.join(format!("{name}.ready"));
+    std::fs::write(&ready, b"").map_err(Error::Pipeline)?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(&ready, Some(uid), Some(gid)).map_err(Error::Pipeline)?;
+    }
+    Ok(())
 }
 
 fn recovery_failed(log: &str, status: &str) -> Error {
     let (segment, fatal) = recovery::recovery_failure(log);
-    let lines = if fatal.is_empty() {
-        log.lines()
-            .rev()
-            .take(5)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join(" | ")
-    } else {
-        fatal.join(" | ")
-    };
+    // The FATAL lines, and the lines just before the first (its cause).
+    let all: Vec<&str> = log.lines().collect();
+    let first_fatal = all
+        .iter()
+        .position(|l| fatal.first().is_some_and(|f| l.trim() == f))
+        .unwrap_or(all.len());
+    let lines = all[first_fatal.saturating_sub(3)..first_fatal]
+        .iter()
+        .map(|l| l.trim().to_string())
+        .chain(fatal)
+        .collect::<Vec<_>>()
+        .join(" | ");
     Error::RecoveryFailed(match segment {
         Some(seg) => format!(
             "recovery stopped: WAL file {seg} could not be restored from the archive (corrupted or unreadable); \

@@ -158,9 +158,8 @@ impl PgConn {
 
     /// `pg_basebackup` writing the data directory as one tar to stdout, with
     /// no WAL inside (`-X none`: the archive holds it, and the server waits
-    /// until it is archived before the backup ends); `--verbose` reports the
-    /// start and end of the WAL range it needs. A fast checkpoint starts the
-    /// backup now instead of spreading it over minutes.
+    /// until it is archived before the backup ends). A fast checkpoint starts
+    /// the backup now instead of spreading it over minutes.
     pub fn pg_basebackup(&self, label: &str, passfile: Option<&PassFile>) -> Command {
         let mut cmd = self.command("pg_basebackup", passfile);
         cmd.args([
@@ -276,14 +275,13 @@ pub async fn setting(conn: &mut PgConnection, db: &str, name: &str) -> Result<St
         .map_err(|e| query_err(db, e))
 }
 
-/// The WAL segment size in bytes (fixed at initdb).
-pub async fn wal_segment_size(conn: &mut PgConnection, db: &str) -> Result<u64, PgError> {
-    sqlx::query_scalar::<_, i64>(
-        "select setting::bigint from pg_settings where name = 'wal_segment_size'",
+/// The server's current WAL position (replayed, on a standby).
+pub async fn wal_position(conn: &mut PgConnection, db: &str) -> Result<String, PgError> {
+    sqlx::query_scalar::<_, String>(
+        "select (case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else pg_current_wal_lsn() end)::text",
     )
     .fetch_one(conn)
     .await
-    .map(|n| n as u64)
     .map_err(|e| query_err(db, e))
 }
 

@@ -3,6 +3,7 @@
 //! helpers to make databases, buckets and keys.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod k8s;
 
 use std::path::{Path, PathBuf};
