@@ -412,7 +412,7 @@ mod tests {
             conf.contains("recovery_target_time = '2026-11-26 02:05:00+00'\n"),
             "{conf}"
         );
-        assert!(!conf.contains("recovery_target_lsn"), "{conf}");
+        assert!(!conf.contains("recovery_target_lsn ="), "{conf}");
         assert!(conf.contains("'file:///it''\\''''s/100%%'"), "{conf}");
         assert!(conf.contains("recovery_target_action = 'promote'\n"));
         let conf = recovery_settings(&cmd, &RecoveryTarget::Lsn(Lsn(0x3000028)), "x");
@@ -420,7 +420,7 @@ mod tests {
             conf.contains("recovery_target_lsn = '0/3000028'\n"),
             "{conf}"
         );
-        assert!(!conf.contains("recovery_target_time"), "{conf}");
+        assert!(!conf.contains("recovery_target_time ="), "{conf}");
         let stale = format!("# Do not edit\nwork_mem = '8MB'\n{conf}");
         assert_eq!(
             without_recovery_settings(&stale),
