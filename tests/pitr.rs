@@ -236,7 +236,7 @@ fn the_promoted_server_archives_a_new_timeline_and_a_second_restore_follows_it()
     give_to_postgres(&keys);
     let k = keys.to_str().unwrap();
     let s3 = bucket("us-east-1");
-    let c = Cluster::start(dir.path(), &[s3.clone()], &keys);
+    let c = Cluster::start(dir.path(), std::slice::from_ref(&s3), &keys);
     c.psql(
         "create table t (id bigint primary key, at timestamptz not null default clock_timestamp())",
     );

@@ -198,18 +198,9 @@ impl Drop for Cluster {
 #[track_caller]
 pub fn psql_at(socket: &Path, port: u16, sql: &str) -> String {
     let mut c = Command::new(pg_bin().join("psql"));
-    c.args([
-        "-X",
-        "-q",
-        "-A",
-        "-t",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-U",
-        "postgres",
-        "-h",
-    ])
-    .arg(socket)
-    .args(["-p", &port.to_string(), "-d", "postgres", "-c", sql]);
+    c.args(super::PSQL_FLAGS)
+        .args(["-U", "postgres", "-h"])
+        .arg(socket)
+        .args(["-p", &port.to_string(), "-d", "postgres", "-c", sql]);
     run(c)
 }
