@@ -219,7 +219,7 @@ struct RestoreArgs {
     /// Point-in-time restore: unpack the newest physical base backup that
     /// reaches the target into this empty (or absent) directory and recover
     /// it from the WAL archive (the --from destinations) to the target.
-    #[arg(long, conflicts_with_all = ["database", "target_db", "create", "clean", "no_owner", "globals"])]
+    #[arg(long, conflicts_with_all = ["backup", "database", "target_db", "create", "clean", "no_owner", "globals"])]
     data_dir: Option<PathBuf>,
     /// Recover up to this time (RFC 3339), including transactions committed at it.
     #[arg(long, requires = "data_dir", conflicts_with = "target_lsn")]
