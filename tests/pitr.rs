@@ -274,3 +274,37 @@ fn the_promoted_server_archives_a_new_timeline_and_a_second_restore_follows_it()
     restore(&[&s3], k, &d3, free_port(), &[]).unwrap();
     assert_eq!(ids_in(&d3), vec![1, 2, 3, 4, 5, 6]);
 }
+
+#[test]
+fn a_base_backup_is_refused_while_archiving_fails() {
+    let dir = shared_tempdir();
+    let keys = keyfile(dir.path(), "k");
+    give_to_postgres(&keys);
+    // Root's directory: the archive_command (run as postgres) cannot write there.
+    let unwritable = dir.path().join("root-only");
+    std::fs::create_dir(&unwritable).unwrap();
+    let dest = format!("file://{}", unwritable.display());
+    let c = Cluster::start(dir.path(), std::slice::from_ref(&dest), &keys);
+    c.psql("create table t (id int)");
+    let seg = c.psql("select pg_walfile_name(pg_current_wal_lsn())");
+    c.psql("select pg_switch_wal()");
+    let t0 = std::time::Instant::now();
+    while c.psql("select coalesce(last_failed_wal, '-') from pg_stat_archiver") != seg {
+        assert!(t0.elapsed().as_secs() < 30, "archiving never failed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut args: Vec<String> = vec!["backup".into(), "--method".into(), "physical".into()];
+    args.extend(c.conn_args());
+    args.extend([
+        "--to".into(),
+        dest,
+        "--key-file".into(),
+        keys.display().to_string(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let err = fails(&lifeboat(&args));
+    assert!(
+        err.contains("archive_command is failing") && err.contains(&seg),
+        "{err}"
+    );
+}

@@ -301,8 +301,17 @@ async fn run_base(o: &BackupOptions, id: &str, fleet: &mut Fleet) -> Result<Part
     let db = &o.maintenance_db;
     let mut c = o.conn.connect(db).await?;
     let archive_mode = postgres::setting(&mut c, db, "archive_mode").await?;
+    let failing = postgres::archive_failing(&mut c, db).await?;
     let version = postgres::server_version(&mut c, db).await?;
     postgres::close(c).await;
+    // pg_basebackup -X none waits, without end, for the WAL to be archived.
+    if let Some(wal) = failing {
+        return Err(Error::Usage(format!(
+            "--method physical: {}'s archive_command is failing (last on {wal}; see the server log): \
+             the base backup would wait for its WAL forever",
+            o.conn.host_label()
+        )));
+    }
     if archive_mode == "off" {
         return Err(Error::Usage(format!(
             "--method physical: {} has archive_mode=off; a base backup restores only with its WAL archived \

@@ -275,6 +275,20 @@ pub async fn setting(conn: &mut PgConnection, db: &str, name: &str) -> Result<St
         .map_err(|e| query_err(db, e))
 }
 
+/// The WAL file archive_command last failed on, when it has failed since it
+/// last succeeded (pg_stat_archiver).
+pub async fn archive_failing(conn: &mut PgConnection, db: &str) -> Result<Option<String>, PgError> {
+    sqlx::query_scalar::<_, Option<String>>(
+        "select case when last_failed_time is not null
+                      and (last_archived_time is null or last_failed_time > last_archived_time)
+                     then last_failed_wal end
+           from pg_stat_archiver",
+    )
+    .fetch_one(conn)
+    .await
+    .map_err(|e| query_err(db, e))
+}
+
 /// The server's current WAL position (replayed, on a standby).
 pub async fn wal_position(conn: &mut PgConnection, db: &str) -> Result<String, PgError> {
     sqlx::query_scalar::<_, String>(
