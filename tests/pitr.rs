@@ -16,6 +16,10 @@ const COMMIT_TS: &str = "select to_char(pg_xact_commit_timestamp(xmin) at time z
                          'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') from t where id = ";
 
 fn base_backup(c: &Cluster, to: &[&str], key: &str) -> serde_json::Value {
+    ok(&base_backup_run(c, to, key))
+}
+
+fn base_backup_run(c: &Cluster, to: &[&str], key: &str) -> std::process::Output {
     let mut args: Vec<String> = vec!["backup".into(), "--method".into(), "physical".into()];
     args.extend(c.conn_args());
     for t in to {
@@ -23,7 +27,7 @@ fn base_backup(c: &Cluster, to: &[&str], key: &str) -> serde_json::Value {
     }
     args.extend(["--key-file".into(), key.into(), "--json".into()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    ok(&lifeboat(&args))
+    lifeboat(&args)
 }
 
 /// `lifeboat restore --data-dir`: Ok(report) or Err(stderr).
@@ -293,16 +297,7 @@ fn a_base_backup_is_refused_while_archiving_fails() {
         assert!(t0.elapsed().as_secs() < 30, "archiving never failed");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let mut args: Vec<String> = vec!["backup".into(), "--method".into(), "physical".into()];
-    args.extend(c.conn_args());
-    args.extend([
-        "--to".into(),
-        dest,
-        "--key-file".into(),
-        keys.display().to_string(),
-    ]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let err = fails(&lifeboat(&args));
+    let err = fails(&base_backup_run(&c, &[&dest], keys.to_str().unwrap()));
     assert!(
         err.contains("archive_command is failing") && err.contains(&seg),
         "{err}"
