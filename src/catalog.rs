@@ -85,7 +85,7 @@ pub fn id_of_key(key: &str) -> Option<&str> {
 pub struct SourceInfo {
     /// `postgres`
     pub kind: String,
-    /// `logical` (pg_dump)
+    /// `logical` (pg_dump) or `physical` (pg_basebackup)
     pub method: String,
     pub host: String,
     pub server_version: String,
@@ -96,7 +96,8 @@ pub struct SourceInfo {
 pub struct ObjectEntry {
     /// Key relative to the destination root, as in the object's header.
     pub key: String,
-    /// `database` (a pg_dump custom-format archive) or `globals` (SQL).
+    /// `database` (a pg_dump custom-format archive), `globals` (SQL) or
+    /// `base` (pg_basebackup's tar of the data directory).
     pub role: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
@@ -120,6 +121,19 @@ pub struct Manifest {
     pub objects: Vec<ObjectEntry>,
     /// The MAC key, wrapped by the master key `key_id` (base64).
     pub mac_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub physical: Option<PhysicalInfo>,
+}
+
+/// Facts of a physical base backup (pg_basebackup), from its backup_label and stop position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhysicalInfo {
+    pub timeline: u32,
+    pub start_lsn: String, // "0/2000028"
+    pub stop_lsn: String,
+    pub start_wal: String, // segment file name holding start_lsn, e.g. "000000010000000000000002"
+    pub started_at: DateTime<Utc>,
+    pub stopped_at: DateTime<Utc>,
 }
 
 impl Manifest {
@@ -295,6 +309,7 @@ mod tests {
                 plain_size: 20,
             }],
             mac_key: String::new(),
+            physical: None,
         }
     }
 

@@ -127,6 +127,12 @@ struct KeyArgs {
     key_file: PathBuf,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum MethodArg {
+    Logical,
+    Physical,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum CompressionArg {
     Zstd,
@@ -138,11 +144,15 @@ enum CompressionArg {
 struct BackupArgs {
     #[command(flatten)]
     conn: ConnArgs,
+    /// `logical` (pg_dump per database) or `physical` (pg_basebackup of the
+    /// whole cluster, for point-in-time restore; needs WAL archiving with wal-push).
+    #[arg(long, value_enum, default_value = "logical")]
+    method: MethodArg,
     /// Database to back up (repeat for several).
     #[arg(
         long = "database",
         short = 'd',
-        required_unless_present = "all_databases"
+        required_unless_present_any = ["all_databases", "method"]
     )]
     databases: Vec<String>,
     /// Every database that accepts connections.
@@ -209,6 +219,31 @@ struct RestoreArgs {
     /// First recreate the backup's roles and tablespaces (a fresh server).
     #[arg(long)]
     globals: bool,
+    /// Point-in-time restore: unpack the newest physical base backup that
+    /// reaches the target into this empty (or absent) directory and recover
+    /// it from the WAL archive (the --from destinations) to the target.
+    #[arg(long, conflicts_with_all = ["backup", "database", "target_db", "create", "clean", "no_owner", "globals"])]
+    data_dir: Option<PathBuf>,
+    /// Recover up to this time (RFC 3339), including transactions committed at it.
+    #[arg(long, requires = "data_dir", conflicts_with = "target_lsn")]
+    target_time: Option<String>,
+    /// Recover up to this WAL position (like 0/3000028), inclusive.
+    #[arg(long, requires = "data_dir")]
+    target_lsn: Option<String>,
+    /// Only prepare the directory (base backup, recovery.signal, settings);
+    /// recovery runs when PostgreSQL is next started there.
+    #[arg(long, requires = "data_dir")]
+    no_start: bool,
+    /// Leave the promoted server running after recovery (default: stop it cleanly).
+    #[arg(long, requires = "data_dir", conflicts_with = "no_start")]
+    keep_running: bool,
+    /// Owner of the restored data directory and user of the postmaster
+    /// (PostgreSQL refuses root); default: the current user.
+    #[arg(long, requires = "data_dir")]
+    run_as: Option<String>,
+    /// Port of the restored server while lifeboat runs it.
+    #[arg(long = "server-port", requires = "data_dir", default_value_t = 5432)]
+    server_port: u16,
     #[arg(long)]
     json: bool,
     /// Also write a compact JSON report here (a Job's /dev/termination-log).
@@ -353,6 +388,10 @@ async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
                 policy: a.policy,
                 tier: a.tier,
                 allow_partial: a.allow_partial,
+                method: match a.method {
+                    MethodArg::Logical => backup::Method::Logical,
+                    MethodArg::Physical => backup::Method::Physical,
+                },
             })
             .await?;
             let verified = if a.verify {
@@ -395,6 +434,7 @@ async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Restore(a) if a.data_dir.is_some() => restore_point_in_time(a).await,
         Command::Restore(a) => {
             let report = restore::restore(restore::RestoreOptions {
                 from: a.from,
@@ -591,6 +631,75 @@ async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn restore_point_in_time(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
+    use lifeboat::commands::pitr;
+    use lifeboat::recovery::RecoveryTarget;
+    let usage = commands::Error::Usage;
+    let target = match (&a.target_time, &a.target_lsn) {
+        (Some(t), _) => RecoveryTarget::Time(
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map_err(|e| usage(format!("--target-time {t:?}: not an RFC 3339 time ({e})")))?
+                .with_timezone(&chrono::Utc),
+        ),
+        (None, Some(l)) => {
+            RecoveryTarget::Lsn(l.parse().map_err(|e| usage(format!("--target-lsn: {e}")))?)
+        }
+        (None, None) => RecoveryTarget::Latest,
+    };
+    let lifeboat = std::env::current_exe()
+        .map_err(|e| usage(format!("cannot find this binary for restore_command: {e}")))?;
+    let report = pitr::restore(pitr::PitrOptions {
+        from: a.from,
+        keys: Arc::new(Keyring::load(&a.key.key_file)?),
+        key_file: a.key.key_file,
+        data_dir: a.data_dir.expect("checked by the caller"),
+        target,
+        start: !a.no_start,
+        keep_running: a.keep_running,
+        run_as: a.run_as,
+        port: a.server_port,
+        conn: a.conn.conn()?,
+        lifeboat,
+    })
+    .await?;
+    write_report(a.report_file.as_deref(), &report)?;
+    if a.json {
+        print_json(&report);
+    } else {
+        println!(
+            "restored base backup {} (timeline {}, consistent at {} {}) from {} into {}",
+            report.backup_id,
+            report.base.timeline,
+            report.base.stop_lsn,
+            report.base.stopped_at.to_rfc3339(),
+            report.destination,
+            report.data_dir.display()
+        );
+        match &report.recovered {
+            Some(p) => println!(
+                "  recovered to {}: timeline {}, LSN {}, last commit {}{} ({:.1} s)",
+                report.target,
+                p.timeline,
+                p.lsn,
+                p.last_commit_time
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_else(|| "none replayed".into()),
+                if report.running {
+                    "; server running"
+                } else {
+                    "; server stopped"
+                },
+                report.seconds
+            ),
+            None => println!(
+                "  prepared for recovery to {}; start PostgreSQL on it to replay and promote",
+                report.target
+            ),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[tokio::main]

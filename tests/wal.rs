@@ -131,3 +131,64 @@ fn wal_segments_round_trip_and_are_never_overwritten() {
     ]));
     assert!(err.contains("not a WAL file name"), "{err}");
 }
+
+#[test]
+fn a_missing_segment_is_served_from_its_archived_partial() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let k = keys.to_str().unwrap();
+    let local = format!("file://{}/archive", dir.path().display());
+    let partial = dir.path().join("000000010000000000000007.partial");
+    let content: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&partial, &content).unwrap();
+    ok(&lifeboat(&[
+        "wal-push",
+        partial.to_str().unwrap(),
+        "--to",
+        &local,
+        "--key-file",
+        k,
+    ]));
+    let fetch = |name: &str, out: &std::path::Path| {
+        lifeboat(&[
+            "wal-fetch",
+            name,
+            out.to_str().unwrap(),
+            "--from",
+            &local,
+            "--key-file",
+            k,
+        ])
+    };
+    let out = dir.path().join("RECOVERYXLOG");
+    ok(&fetch("000000010000000000000007", &out));
+    assert!(
+        std::fs::read(&out).unwrap() == content,
+        "the partial's bytes"
+    );
+    // The probes PostgreSQL makes at the end of recovery: not archived (1).
+    for name in ["00000002.history", "000000010000000000000008"] {
+        let o = fetch(name, &dir.path().join("probe"));
+        assert_eq!(o.status.code(), Some(1), "{name}: {}", stderr(&o));
+    }
+    // A complete segment that fails verification is fatal even with a partial there.
+    let full = dir.path().join("000000010000000000000007");
+    std::fs::write(&full, &content).unwrap();
+    ok(&lifeboat(&[
+        "wal-push",
+        full.to_str().unwrap(),
+        "--to",
+        &local,
+        "--key-file",
+        k,
+    ]));
+    let path = dir
+        .path()
+        .join("archive/wal/00000001/000000010000000000000007.lbk");
+    let mut b = std::fs::read(&path).unwrap();
+    let n = b.len();
+    b[n / 2] ^= 0x40;
+    std::fs::write(&path, b).unwrap();
+    let o = fetch("000000010000000000000007", &dir.path().join("x"));
+    assert_eq!(o.status.code(), Some(126), "{}", stderr(&o));
+}

@@ -1,21 +1,25 @@
-//! `lifeboat backup`: pg_dump (and the server's globals) streamed through
-//! compress → encrypt → hash to every destination at once, then the manifest
-//! written last in each. Nothing is committed anywhere unless every part
+//! `lifeboat backup`: pg_dump (and the server's globals) — or, with
+//! `--method physical`, pg_basebackup's tar of the data directory — streamed
+//! through compress → encrypt → hash to every destination at once, then the
+//! manifest written last in each. Nothing is committed anywhere unless every part
 //! reached every destination (or, with `allow_partial`, at least one).
 
 use super::progress::{mib_per_s, peak_rss_bytes, Progress};
 use super::upload::{fan_out, spawn_encoder};
 use super::{manifests, Error};
-use crate::catalog::{self, Manifest, ObjectEntry, SourceInfo};
+use crate::catalog::{self, Manifest, ObjectEntry, PhysicalInfo, SourceInfo};
 use crate::keys::Keyring;
 use crate::pipeline::header::Compression;
+use crate::recovery;
 use crate::source::child::{self, Stage};
 use crate::source::postgres::{self, PgConn, PgError};
 use crate::store::Store;
 use bytes::Bytes;
 use chrono::Utc;
 use serde::Serialize;
+use std::io::Read;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 pub struct BackupOptions {
@@ -31,6 +35,15 @@ pub struct BackupOptions {
     pub policy: String,
     pub tier: String,
     pub allow_partial: bool,
+    pub method: Method,
+}
+
+/// What kind of backup: pg_dump per database, or a base backup of the whole
+/// cluster for point-in-time recovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Logical,
+    Physical,
 }
 
 #[derive(Debug, Serialize)]
@@ -63,6 +76,9 @@ pub struct BackupReport {
 }
 
 struct Part {
+    /// Keeps the first bytes of the tool's output here (pg_basebackup's
+    /// backup_label).
+    head: Option<Arc<Mutex<Vec<u8>>>>,
     name: String,
     role: &'static str,
     database: Option<String>,
@@ -136,8 +152,11 @@ pub async fn backup(o: BackupOptions) -> Result<BackupReport, Error> {
     }
     fleet.check()?;
 
-    let result = run_parts(&o, &id, &mut fleet).await;
-    let (objects, databases, server_version) = match result {
+    let result = match o.method {
+        Method::Logical => run_parts(&o, &id, &mut fleet).await,
+        Method::Physical => run_base(&o, &id, &mut fleet).await,
+    };
+    let (objects, databases, server_version, physical) = match result {
         Ok(r) => r,
         Err(e) => {
             fleet.discard(&id).await;
@@ -152,7 +171,11 @@ pub async fn backup(o: BackupOptions) -> Result<BackupReport, Error> {
         tier: o.tier.clone(),
         source: SourceInfo {
             kind: "postgres".into(),
-            method: "logical".into(),
+            method: match o.method {
+                Method::Logical => "logical",
+                Method::Physical => "physical",
+            }
+            .into(),
             host: o.conn.host_label(),
             server_version: server_version.clone(),
             databases: databases.clone(),
@@ -163,6 +186,7 @@ pub async fn backup(o: BackupOptions) -> Result<BackupReport, Error> {
         key_id: String::new(),
         objects: objects.clone(),
         mac_key: String::new(),
+        physical,
     };
     let sealed = Bytes::from(catalog::seal_manifest(manifest, &o.keys));
     let key = catalog::manifest_key(&id);
@@ -218,11 +242,10 @@ pub async fn backup(o: BackupOptions) -> Result<BackupReport, Error> {
     })
 }
 
-async fn run_parts(
-    o: &BackupOptions,
-    id: &str,
-    fleet: &mut Fleet,
-) -> Result<(Vec<ObjectEntry>, Vec<String>, String), Error> {
+/// Objects, databases, server version and (physical) base backup facts.
+type Parts = (Vec<ObjectEntry>, Vec<String>, String, Option<PhysicalInfo>);
+
+async fn run_parts(o: &BackupOptions, id: &str, fleet: &mut Fleet) -> Result<Parts, Error> {
     let passfile = o.conn.passfile()?;
     let databases = if o.all_databases {
         let mut c = o.conn.connect(&o.maintenance_db).await?;
@@ -240,6 +263,7 @@ async fn run_parts(
     let mut parts = Vec::new();
     if o.globals {
         parts.push(Part {
+            head: None,
             name: "globals".into(),
             role: "globals",
             database: None,
@@ -249,6 +273,7 @@ async fn run_parts(
     }
     for (n, db) in databases.iter().enumerate() {
         parts.push(Part {
+            head: None,
             name: format!("db-{n}"),
             role: "database",
             database: Some(db.clone()),
@@ -265,7 +290,69 @@ async fn run_parts(
     let version = postgres::server_version(&mut c, &databases[0]).await?;
     postgres::close(c).await;
     drop(passfile);
-    Ok((objects, databases, version))
+    Ok((objects, databases, version, None))
+}
+
+/// A base backup: pg_basebackup's tar of the data directory as one object
+/// (`base`). It runs with `-X none`: the server then waits, before the backup
+/// ends, until every WAL file the backup needs is archived, so a committed
+/// base backup is always restorable from the archive (and smaller).
+async fn run_base(o: &BackupOptions, id: &str, fleet: &mut Fleet) -> Result<Parts, Error> {
+    let db = &o.maintenance_db;
+    let mut c = o.conn.connect(db).await?;
+    let archive_mode = postgres::setting(&mut c, db, "archive_mode").await?;
+    let failing = postgres::archive_failing(&mut c, db).await?;
+    let version = postgres::server_version(&mut c, db).await?;
+    postgres::close(c).await;
+    // pg_basebackup -X none waits, without end, for the WAL to be archived.
+    if let Some(wal) = failing {
+        return Err(Error::Usage(format!(
+            "--method physical: {}'s archive_command is failing (last on {wal}; see the server log): \
+             the base backup would wait for its WAL forever",
+            o.conn.host_label()
+        )));
+    }
+    if archive_mode == "off" {
+        return Err(Error::Usage(format!(
+            "--method physical: {} has archive_mode=off; a base backup restores only with its WAL archived \
+             (archive_mode=on, archive_command='lifeboat wal-push %p --to … --key-file …')",
+            o.conn.host_label()
+        )));
+    }
+    let passfile = o.conn.passfile()?;
+    let started_at = Utc::now();
+    let head = Arc::new(Mutex::new(Vec::new()));
+    let part = Part {
+        head: Some(head.clone()),
+        name: "base".into(),
+        role: "base",
+        database: None,
+        tool: "pg_basebackup",
+        cmd: o.conn.pg_basebackup(id, passfile.as_ref()),
+    };
+    let object = run_part(o, id, fleet, part).await?;
+    let stopped_at = Utc::now();
+    drop(passfile);
+    // pg_basebackup -X none does not print the WAL range; the start is in
+    // backup_label. For the stop, the server's position once the backup
+    // returned: an upper bound (the stop forced a segment switch), so a
+    // restore to any LSN at or after it can start from this backup.
+    let mut c = o.conn.connect(db).await?;
+    let stop = postgres::wal_position(&mut c, db).await?;
+    postgres::close(c).await;
+    let head = head.lock().expect("not poisoned").clone();
+    let (timeline, start, start_wal) = recovery::parse_backup_label(&head)?;
+    let stop = stop.parse::<recovery::Lsn>()?;
+    let physical = PhysicalInfo {
+        timeline,
+        start_lsn: start.to_string(),
+        stop_lsn: stop.to_string(),
+        start_wal,
+        started_at,
+        stopped_at,
+    };
+    tracing::info!(timeline, start = %start, stop = %stop, start_wal = %physical.start_wal, "base backup taken");
+    Ok((vec![object], Vec::new(), version, Some(physical)))
 }
 
 async fn run_part(
@@ -275,7 +362,7 @@ async fn run_part(
     mut part: Part,
 ) -> Result<ObjectEntry, Error> {
     let key = catalog::object_key(id, &part.name);
-    let what = part.database.clone().unwrap_or_else(|| "globals".into());
+    let what = part.database.clone().unwrap_or_else(|| part.name.clone());
     tracing::info!(part = %part.name, what = %what, "dumping");
     let mut stage = Stage::spawn(
         part.tool,
@@ -285,7 +372,10 @@ async fn run_part(
         tool: part.tool.to_string(),
         source,
     })?;
-    let stdout = stage.child.stdout.take().expect("piped stdout");
+    let stdout = HeadTap {
+        inner: stage.child.stdout.take().expect("piped stdout"),
+        head: part.head.take(),
+    };
     let progress = Progress::start(format!("{} {what}", part.tool));
     let (rx, encoder) = spawn_encoder(
         stdout,
@@ -385,6 +475,28 @@ pub async fn verify_committed(
         all_ok &= ok;
     }
     Ok(all_ok)
+}
+
+/// Passes a tool's output through, keeping its first bytes when asked.
+struct HeadTap<R> {
+    inner: R,
+    head: Option<Arc<Mutex<Vec<u8>>>>,
+}
+
+impl<R: Read> Read for HeadTap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(head) = &self.head {
+            let mut h = head.lock().expect("not poisoned");
+            let room = recovery::LABEL_HEAD.saturating_sub(h.len()).min(n);
+            h.extend_from_slice(&buf[..room]);
+            if h.len() >= recovery::LABEL_HEAD {
+                drop(h);
+                self.head = None;
+            }
+        }
+        Ok(n)
+    }
 }
 
 fn tool_error(f: crate::source::child::Failure, what: &str) -> Error {

@@ -52,6 +52,10 @@ pub enum Error {
     Target(String),
     #[error(transparent)]
     Cluster(#[from] super::status::ClusterError),
+    #[error(transparent)]
+    Recovery(#[from] crate::recovery::RecoveryError),
+    #[error("{0}")]
+    RecoveryFailed(String),
 }
 
 /// An error and its causes on one line, each cause once (the innermost,

@@ -8,6 +8,7 @@ mod download;
 mod error;
 pub mod list;
 mod manifests;
+pub mod pitr;
 pub mod progress;
 pub mod prune;
 pub mod restore;

@@ -7,6 +7,8 @@
 //! exits 1 for "not archived" (the end of recovery) and 126 — which
 //! PostgreSQL treats as fatal — when a copy fails authentication, so a
 //! corrupted segment stops recovery instead of silently shortening history.
+//! A segment that is missing while its `.partial` is archived is served
+//! from the partial (the end of a streamed or promoted-away timeline).
 
 use super::download::decode_object;
 use super::progress::Progress;
@@ -183,6 +185,16 @@ pub enum Fetched {
     NotArchived,
 }
 
+/// Is `name` a complete segment (not a history, backup label or partial)?
+fn is_segment(name: &str) -> bool {
+    name.len() == 24 && name.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Restores `name`. A segment that is not archived but whose `.partial` is
+/// (the last, incomplete segment of a timeline: shipped by streaming, or left
+/// by a promotion) is served from the partial: that is how recovery reaches
+/// the end of streamed history. Any fault with the complete segment is an
+/// error, never a reason to fall back to the partial.
 pub async fn wal_fetch(
     name: &str,
     dest: &Path,
@@ -190,6 +202,29 @@ pub async fn wal_fetch(
     keys: Arc<Keyring>,
 ) -> Result<Fetched, Error> {
     let key = wal_key(name).ok_or_else(|| bad_name(name))?;
+    if let Fetched::Restored = fetch_key(name, &key, dest, from, &keys).await? {
+        return Ok(Fetched::Restored);
+    }
+    if !is_segment(name) {
+        return Ok(Fetched::NotArchived);
+    }
+    let partial = format!("{name}.partial");
+    let key = wal_key(&partial).ok_or_else(|| bad_name(&partial))?;
+    let fetched = fetch_key(&partial, &key, dest, from, &keys).await?;
+    if let Fetched::Restored = fetched {
+        tracing::info!(file = %name, "served from the archived partial segment");
+    }
+    Ok(fetched)
+}
+
+/// Restores the object `key` from the first destination that has it intact.
+async fn fetch_key(
+    name: &str,
+    key: &str,
+    dest: &Path,
+    from: &[String],
+    keys: &Arc<Keyring>,
+) -> Result<Fetched, Error> {
     let tmp = dest.with_extension("lifeboat-fetch");
     let mut faults = Vec::new();
     for url in from {
@@ -200,7 +235,7 @@ pub async fn wal_fetch(
                 continue;
             }
         };
-        let size = match store.list(&key).await {
+        let size = match store.list(key).await {
             Ok(objs) => objs.into_iter().find(|o| o.key == key).map(|o| o.size),
             Err(e) => {
                 tracing::warn!(from = %url, error = %e, "archive unreachable; trying the next one");
@@ -210,7 +245,7 @@ pub async fn wal_fetch(
         };
         let Some(size) = size else { continue };
         let file = std::fs::File::create(&tmp).map_err(Error::Pipeline)?;
-        match decode_object(&store, &wal_entry(&key, size), keys.clone(), file).await {
+        match decode_object(&store, &wal_entry(key, size), keys.clone(), file).await {
             Ok((file, _)) => {
                 file.sync_all().map_err(Error::Pipeline)?;
                 std::fs::rename(&tmp, dest).map_err(Error::Pipeline)?;
@@ -230,7 +265,7 @@ pub async fn wal_fetch(
         Err(Error::Store(StoreError::Op {
             dest: from.join(", "),
             op: "fetch WAL",
-            key,
+            key: key.to_string(),
             message: faults.join("; "),
         }))
     }

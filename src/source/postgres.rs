@@ -156,6 +156,24 @@ impl PgConn {
         cmd
     }
 
+    /// `pg_basebackup` writing the data directory as one tar to stdout, with
+    /// no WAL inside (`-X none`: the archive holds it, and the server waits
+    /// until it is archived before the backup ends). A fast checkpoint starts
+    /// the backup now instead of spreading it over minutes.
+    pub fn pg_basebackup(&self, label: &str, passfile: Option<&PassFile>) -> Command {
+        let mut cmd = self.command("pg_basebackup", passfile);
+        cmd.args([
+            "--pgdata=-",
+            "--format=tar",
+            "--wal-method=none",
+            "--checkpoint=fast",
+            "--verbose",
+            "--no-password",
+        ])
+        .arg(format!("--label=lifeboat {label}"));
+        cmd
+    }
+
     /// Roles and tablespaces, without role passwords (readable without superuser).
     pub fn pg_dumpall_globals(&self, passfile: Option<&PassFile>) -> Command {
         let mut cmd = self.command("pg_dumpall", passfile);
@@ -246,6 +264,39 @@ pub async fn server_version(conn: &mut PgConnection, db: &str) -> Result<String,
         .fetch_one(conn)
         .await
         .map_err(|e| query_err(db, e))
+}
+
+/// A server setting as `SHOW` prints it.
+pub async fn setting(conn: &mut PgConnection, db: &str, name: &str) -> Result<String, PgError> {
+    sqlx::query_scalar::<_, String>("select current_setting($1)")
+        .bind(name)
+        .fetch_one(conn)
+        .await
+        .map_err(|e| query_err(db, e))
+}
+
+/// The WAL file archive_command last failed on, when it has failed since it
+/// last succeeded (pg_stat_archiver).
+pub async fn archive_failing(conn: &mut PgConnection, db: &str) -> Result<Option<String>, PgError> {
+    sqlx::query_scalar::<_, Option<String>>(
+        "select case when last_failed_time is not null
+                      and (last_archived_time is null or last_failed_time > last_archived_time)
+                     then last_failed_wal end
+           from pg_stat_archiver",
+    )
+    .fetch_one(conn)
+    .await
+    .map_err(|e| query_err(db, e))
+}
+
+/// The server's current WAL position (replayed, on a standby).
+pub async fn wal_position(conn: &mut PgConnection, db: &str) -> Result<String, PgError> {
+    sqlx::query_scalar::<_, String>(
+        "select (case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else pg_current_wal_lsn() end)::text",
+    )
+    .fetch_one(conn)
+    .await
+    .map_err(|e| query_err(db, e))
 }
 
 /// Every database a dump of "all" means: connectable, not a template.

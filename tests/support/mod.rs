@@ -3,6 +3,7 @@
 //! helpers to make databases, buckets and keys.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod k8s;
 
 use std::path::{Path, PathBuf};
@@ -47,20 +48,13 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// psql without ~/.psqlrc, unaligned tuples only, stopping at the first error.
+pub const PSQL_FLAGS: [&str; 6] = ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"];
+
 pub fn psql(db: &str, sql: &str) -> String {
     let out = Command::new(pg_bin().join("psql"))
-        .args([
-            "-X",
-            "-q",
-            "-A",
-            "-t",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            db,
-            "-c",
-            sql,
-        ])
+        .args(PSQL_FLAGS)
+        .args(["-d", db, "-c", sql])
         .output()
         .expect("psql runs");
     assert!(

@@ -1,0 +1,458 @@
+//! `lifeboat restore --data-dir DIR [--target-time T | --target-lsn L]`:
+//! point-in-time recovery from a physical base backup and the WAL archive.
+//!
+//! The newest base backup that can reach the target is unpacked into an empty
+//! directory, recovery.signal and the recovery settings (restore_command =
+//! this binary's `wal-fetch`) are written, and — unless `--no-start` — the
+//! postmaster replays WAL up to the target and promotes. The point actually
+//! recovered to is read from the promoted server. If recovery stops early
+//! (a corrupted WAL file: wal-fetch exits 126) the restore fails naming the
+//! file and removes what it unpacked: never a silently shorter history.
+
+use super::download::decode_object;
+use super::progress::peak_rss_bytes;
+use super::{manifests, Error};
+use crate::catalog::{Manifest, PhysicalInfo};
+use crate::keys::Keyring;
+use crate::recovery::{self, RecoveryTarget};
+use crate::source::child::{self, Stage};
+use crate::source::postgres::{self, PgConn, PgError};
+use crate::store::Store;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The server's output while lifeboat runs it, inside the data directory.
+pub const RECOVERY_LOG: &str = "lifeboat-recovery.log";
+
+pub struct PitrOptions {
+    pub from: Vec<String>,
+    pub keys: Arc<Keyring>,
+    /// Its path goes into restore_command (never its content).
+    pub key_file: PathBuf,
+    pub data_dir: PathBuf,
+    pub target: RecoveryTarget,
+    /// Run the postmaster to replay and promote (else only prepare).
+    pub start: bool,
+    /// Leave the promoted server running.
+    pub keep_running: bool,
+    /// Owner of the data directory and user of the postmaster.
+    pub run_as: Option<String>,
+    /// Port of the server while lifeboat runs it.
+    pub port: u16,
+    /// User for the queries after promotion and the PostgreSQL binaries' directory.
+    pub conn: PgConn,
+    /// This binary, for restore_command.
+    pub lifeboat: PathBuf,
+}
+
+/// Where recovery ended, read from the promoted server.
+#[derive(Debug, Serialize)]
+pub struct RecoveredPoint {
+    /// The timeline the server continues on after promotion.
+    pub timeline: u32,
+    /// The last WAL record replayed.
+    pub lsn: String,
+    /// Commit time of the last transaction replayed (None: none was replayed).
+    pub last_commit_time: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PitrReport {
+    pub backup_id: String,
+    pub destination: String,
+    pub base: PhysicalInfo,
+    pub target: String,
+    pub data_dir: PathBuf,
+    /// None with `--no-start`: recovery runs when the server is started.
+    pub recovered: Option<RecoveredPoint>,
+    pub running: bool,
+    pub seconds: f64,
+    pub peak_rss_bytes: u64,
+}
+
+pub async fn restore(o: PitrOptions) -> Result<PitrReport, Error> {
+    let t0 = Instant::now();
+    if o.from.is_empty() {
+        return Err(Error::Usage("no source: give --from at least once".into()));
+    }
+    let owner = match &o.run_as {
+        Some(user) => Some(lookup_user(user)?),
+        None => None,
+    };
+    if o.start && owner.is_none() && running_as_root() {
+        return Err(Error::Usage(
+            "PostgreSQL refuses to run as root: give --run-as USER (the data directory's owner) or --no-start".into(),
+        ));
+    }
+    let created = prepare_dir(&o.data_dir)?;
+    let result = unpack_and_recover(&o, owner).await;
+    match result {
+        Ok(mut report) => {
+            report.seconds = t0.elapsed().as_secs_f64();
+            report.peak_rss_bytes = peak_rss_bytes();
+            Ok(report)
+        }
+        Err(e) => {
+            discard(&o.data_dir, created);
+            Err(e)
+        }
+    }
+}
+
+async fn unpack_and_recover(
+    o: &PitrOptions,
+    owner: Option<(u32, u32)>,
+) -> Result<PitrReport, Error> {
+    let mut faults = Vec::new();
+    let mut unpacked = None;
+    for url in &o.from {
+        match unpack_from(url, o).await {
+            Ok(m) => {
+                unpacked = Some((url.clone(), m));
+                break;
+            }
+            Err(e) if e.is_source_fault() => {
+                tracing::warn!(from = %url, error = %e, "this destination cannot serve the base backup; trying the next one");
+                faults.push(format!("{url}: {e}"));
+                empty_dir(&o.data_dir).map_err(Error::Pipeline)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let Some((url, manifest)) = unpacked else {
+        return Err(Error::AllSourcesFailed(faults.join("; ")));
+    };
+    let base = manifest
+        .physical
+        .clone()
+        .expect("chosen among physical backups");
+    write_recovery_settings(o, &manifest.backup_id)?;
+    set_owner(&o.data_dir, owner)?;
+    let mut report = PitrReport {
+        backup_id: manifest.backup_id.clone(),
+        destination: url,
+        base,
+        target: o.target.to_string(),
+        data_dir: o.data_dir.clone(),
+        recovered: None,
+        running: false,
+        seconds: 0.0,
+        peak_rss_bytes: 0,
+    };
+    if o.start {
+        let (point, running) = recover(o, owner).await?;
+        tracing::info!(timeline = point.timeline, lsn = %point.lsn, last_commit = ?point.last_commit_time, "recovered and promoted");
+        report.recovered = Some(point);
+        report.running = running;
+    }
+    Ok(report)
+}
+
+/// Creates the directory (0700) or checks that it is empty. True when created.
+fn prepare_dir(dir: &Path) -> Result<bool, Error> {
+    let usage = |what: String| Error::Usage(format!("--data-dir {}: {what}", dir.display()));
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(usage(
+                    "is not empty; a restore unpacks only into an empty or absent directory".into(),
+                ));
+            }
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| usage(e.to_string()))?;
+            Ok(false)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|e| usage(e.to_string()))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| usage(e.to_string()))?;
+            Ok(true)
+        }
+        Err(e) => Err(usage(e.to_string())),
+    }
+}
+
+fn empty_dir(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let p = entry?.path();
+        if p.is_dir() && !p.is_symlink() {
+            std::fs::remove_dir_all(&p)?;
+        } else {
+            std::fs::remove_file(&p)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes what the restore unpacked: a half-restored cluster is not a restore.
+fn discard(dir: &Path, created: bool) {
+    let r = if created {
+        std::fs::remove_dir_all(dir)
+    } else {
+        empty_dir(dir)
+    };
+    if let Err(e) = r {
+        tracing::warn!(dir = %dir.display(), error = %e, "could not remove the unpacked files");
+    }
+}
+
+/// Physical manifests in one destination, MAC checked.
+async fn physical_manifests(store: &Store, keys: &Keyring) -> Result<Vec<Manifest>, Error> {
+    let mut out = Vec::new();
+    for id in manifests::committed_ids(store).await? {
+        let m = manifests::open(store, &id, keys).await?;
+        if m.physical.is_some() {
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
+/// Chooses the base backup in `url` and unpacks it into the data directory.
+async fn unpack_from(url: &str, o: &PitrOptions) -> Result<Manifest, Error> {
+    let store = Store::open(url).await?;
+    let all = physical_manifests(&store, &o.keys).await?;
+    let manifest = recovery::choose_base(&all, &o.target)?.clone();
+    let entry = manifest
+        .objects
+        .iter()
+        .find(|e| e.role == "base")
+        .ok_or_else(|| Error::Usage(format!("backup {} has no base object", manifest.backup_id)))?
+        .clone();
+    tracing::info!(backup = %manifest.backup_id, from = %url, bytes = entry.size, target = %o.target, "unpacking the base backup");
+    let mut cmd = Command::new("tar");
+    cmd.args(["--extract", "--file=-", "--no-same-owner", "--directory"])
+        .arg(&o.data_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut stage = Stage::spawn("tar", cmd).map_err(|source| PgError::Spawn {
+        tool: "tar".into(),
+        source,
+    })?;
+    let stdin = stage.child.stdin.take().expect("piped stdin");
+    let sink = std::io::BufWriter::with_capacity(1 << 20, stdin);
+    match decode_object(&store, &entry, o.keys.clone(), sink).await {
+        Ok((sink, _)) => drop(sink),
+        Err(e) => {
+            stage.kill();
+            return Err(e);
+        }
+    }
+    child::wait(stage).await.map_err(|f| Error::Tool {
+        tool: f.tool,
+        what: format!("base backup {}", manifest.backup_id),
+        status: f.status,
+        stderr: f.stderr,
+    })?;
+    Ok(manifest)
+}
+
+fn write_recovery_settings(o: &PitrOptions, backup_id: &str) -> Result<(), Error> {
+    let dir = &o.data_dir;
+    let key_file = std::path::absolute(&o.key_file).map_err(Error::Pipeline)?;
+    let cmd = recovery::restore_command(&o.lifeboat, &o.from, &key_file);
+    let settings = recovery::recovery_settings(&cmd, &o.target, backup_id);
+    // A backup of a server that was itself a standby or mid-restore carries these.
+    for stale in ["standby.signal", "postmaster.pid", RECOVERY_LOG] {
+        let _ = std::fs::remove_file(dir.join(stale));
+    }
+    let auto = dir.join("postgresql.auto.conf");
+    let before = std::fs::read_to_string(&auto).unwrap_or_default();
+    let text = recovery::without_recovery_settings(&before) + &settings;
+    std::fs::write(&auto, text).map_err(Error::Pipeline)?;
+    std::fs::write(dir.join("recovery.signal"), b"").map_err(Error::Pipeline)?;
+    Ok(())
+}
+
+fn lookup_user(user: &str) -> Result<(u32, u32), Error> {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    recovery::passwd_ids(&passwd, user)
+        .ok_or_else(|| Error::Usage(format!("--run-as {user:?}: no such user in /etc/passwd")))
+}
+
+fn running_as_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Gives the unpacked tree to the postmaster's user.
+fn set_owner(dir: &Path, owner: Option<(u32, u32)>) -> Result<(), Error> {
+    let Some((uid, gid)) = owner else {
+        return Ok(());
+    };
+    fn walk(p: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+        std::os::unix::fs::lchown(p, Some(uid), Some(gid))?;
+        if p.is_dir() && !p.is_symlink() {
+            for e in std::fs::read_dir(p)? {
+                walk(&e?.path(), uid, gid)?;
+            }
+        }
+        Ok(())
+    }
+    walk(dir, uid, gid).map_err(|e| {
+        Error::Usage(format!(
+            "--run-as: cannot give {} to uid {uid}: {e}",
+            dir.display()
+        ))
+    })
+}
+
+/// Runs the postmaster until recovery ends and the server is promoted, reads
+/// the point recovered to, then stops it (fast shutdown) unless asked to keep
+/// it running. Returns the point and whether the server still runs. Only a
+/// server left running archives (its config's archive_command).
+async fn recover(
+    o: &PitrOptions,
+    owner: Option<(u32, u32)>,
+) -> Result<(RecoveredPoint, bool), Error> {
+    use std::os::unix::process::CommandExt;
+    let dir = std::path::absolute(&o.data_dir).map_err(Error::Pipeline)?;
+    let log_path = dir.join(RECOVERY_LOG);
+    let log = std::fs::File::create(&log_path).map_err(Error::Pipeline)?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(&log_path, Some(uid), Some(gid)).map_err(Error::Pipeline)?;
+    }
+    let mut cmd = Command::new(o.conn.tool("postgres"));
+    // The socket in the data directory: the backed-up server's socket
+    // directory may not exist here. The log on stderr, where we read it.
+    cmd.arg("-D")
+        .arg(&dir)
+        .args(["-c", &format!("port={}", o.port)])
+        .arg("-c")
+        .arg(format!("unix_socket_directories={}", dir.display()))
+        .args(["-c", "logging_collector=off"])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(Error::Pipeline)?)
+        .stderr(log);
+    if !o.keep_running {
+        // A restore lifeboat stops again (a drill, a verification, a copy to
+        // start later) archives nothing: its new timeline must not become
+        // the archive's "latest" history that every later restore follows.
+        cmd.args(["-c", "archive_mode=off"]);
+    }
+    if let Some((uid, gid)) = owner {
+        cmd.uid(uid).gid(gid);
+    }
+    let mut server = cmd.spawn().map_err(|source| PgError::Spawn {
+        tool: "postgres".into(),
+        source,
+    })?;
+    tracing::info!(pid = server.id(), port = o.port, log = %log_path.display(), "recovering");
+    let conn = PgConn {
+        host: Some(dir.to_string_lossy().into_owned()),
+        port: Some(o.port),
+        password: None,
+        ..o.conn.clone()
+    };
+    let point = loop {
+        if let Some(status) = server.try_wait().map_err(Error::Pipeline)? {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            return Err(recovery_failed(&text, &status.to_string()));
+        }
+        match promoted_point(&conn).await {
+            Ok(Some(p)) => break p,
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "server not ready yet"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    if o.keep_running {
+        return Ok((point, true));
+    }
+    // SIGINT: fast shutdown, a clean stop with a checkpoint.
+    let _ = Command::new("kill")
+        .args(["-INT", &server.id().to_string()])
+        .status();
+    let status = tokio::task::spawn_blocking(move || server.wait())
+        .await
+        .map_err(|e| Error::Pipeline(std::io::Error::other(e)))?
+        .map_err(Error::Pipeline)?;
+    if !status.success() {
+        tracing::warn!(%status, "the server did not stop cleanly after recovery");
+    }
+    queue_history_file(&dir, point.timeline, owner)?;
+    Ok((point, false))
+}
+
+/// Marks the new timeline's history file ready for archiving (it was
+/// written while archiving was off): if this directory is started as the new
+/// primary, its archiver ships the history file first, and later restores can
+/// follow the new timeline.
+fn queue_history_file(dir: &Path, timeline: u32, owner: Option<(u32, u32)>) -> Result<(), Error> {
+    let name = format!("{timeline:08X}.history");
+    let status = dir.join("pg_wal/archive_status");
+    if !dir.join("pg_wal").join(&name).exists() || !status.is_dir() {
+        return Ok(());
+    }
+    let ready = status.join(format!("{name}.ready"));
+    std::fs::write(&ready, b"").map_err(Error::Pipeline)?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(&ready, Some(uid), Some(gid)).map_err(Error::Pipeline)?;
+    }
+    Ok(())
+}
+
+fn recovery_failed(log: &str, status: &str) -> Error {
+    let (segment, fatal) = recovery::recovery_failure(log);
+    // The FATAL lines, and the lines just before the first (its cause).
+    let all: Vec<&str> = log.lines().collect();
+    let first_fatal = all
+        .iter()
+        .position(|l| fatal.first().is_some_and(|f| l.trim() == f))
+        .unwrap_or(all.len());
+    let lines = all[first_fatal.saturating_sub(3)..first_fatal]
+        .iter()
+        .map(|l| l.trim().to_string())
+        .chain(fatal)
+        .collect::<Vec<_>>()
+        .join(" | ");
+    Error::RecoveryFailed(match segment {
+        Some(seg) => format!(
+            "recovery stopped: WAL file {seg} could not be restored from the archive (corrupted or unreadable); \
+             the restore is incomplete and was removed. Server: {lines}"
+        ),
+        None => format!("the server stopped during recovery ({status}): {lines}"),
+    })
+}
+
+/// The recovered point once the server is out of recovery; None before.
+async fn promoted_point(conn: &PgConn) -> Result<Option<RecoveredPoint>, PgError> {
+    let db = "postgres";
+    let mut c = conn.connect(db).await?;
+    let row: Result<(bool, String, Option<String>, Option<String>), _> = sqlx::query_as(
+        "select pg_is_in_recovery(),
+                substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8),
+                pg_last_wal_replay_lsn()::text,
+                to_char(pg_last_xact_replay_timestamp() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+    )
+    .fetch_one(&mut c)
+    .await;
+    postgres::close(c).await;
+    let (in_recovery, tli, lsn, commit) = match row {
+        Ok(r) => r,
+        // pg_current_wal_lsn() is refused during recovery.
+        Err(e) if e.to_string().contains("recovery is in progress") => return Ok(None),
+        Err(e) => {
+            return Err(PgError::Query {
+                db: db.into(),
+                message: e.to_string(),
+            })
+        }
+    };
+    if in_recovery {
+        return Ok(None);
+    }
+    Ok(Some(RecoveredPoint {
+        timeline: u32::from_str_radix(&tli, 16).unwrap_or(0),
+        lsn: lsn.unwrap_or_default(),
+        last_commit_time: commit
+            .and_then(|c| DateTime::parse_from_rfc3339(&c).ok())
+            .map(|t| t.with_timezone(&Utc)),
+    }))
+}

@@ -1,0 +1,305 @@
+//! Point-in-time recovery with the real PostgreSQL: physical base backups
+//! (`backup --method physical`), WAL archived by wal-push, and
+//! `restore --data-dir` to a time, an LSN and the latest point; a corrupted
+//! segment fails the restore; the promoted server archives on its new
+//! timeline and a second restore follows it.
+
+mod support;
+use support::cluster::{
+    free_port, give_to_postgres, psql_at, shared_file_dest, shared_tempdir, Cluster,
+};
+use support::*;
+
+use std::path::Path;
+
+const COMMIT_TS: &str = "select to_char(pg_xact_commit_timestamp(xmin) at time zone 'UTC', \
+                         'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') from t where id = ";
+
+fn base_backup(c: &Cluster, to: &[&str], key: &str) -> serde_json::Value {
+    ok(&base_backup_run(c, to, key))
+}
+
+fn base_backup_run(c: &Cluster, to: &[&str], key: &str) -> std::process::Output {
+    let mut args: Vec<String> = vec!["backup".into(), "--method".into(), "physical".into()];
+    args.extend(c.conn_args());
+    for t in to {
+        args.extend(["--to".into(), t.to_string()]);
+    }
+    args.extend(["--key-file".into(), key.into(), "--json".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    lifeboat(&args)
+}
+
+/// `lifeboat restore --data-dir`: Ok(report) or Err(stderr).
+fn restore(
+    from: &[&str],
+    key: &str,
+    dir: &Path,
+    port: u16,
+    extra: &[&str],
+) -> Result<serde_json::Value, String> {
+    let port = port.to_string();
+    let mut args = vec!["restore"];
+    for f in from {
+        args.extend(["--from", f]);
+    }
+    args.extend([
+        "--key-file",
+        key,
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--run-as",
+        "postgres",
+        "--user",
+        "postgres",
+        "--server-port",
+        &port,
+        "--json",
+    ]);
+    args.extend(extra);
+    let o = lifeboat(&args);
+    if o.status.success() {
+        Ok(serde_json::from_slice(&o.stdout).expect("json report"))
+    } else {
+        Err(stderr(&o))
+    }
+}
+
+/// Starts a restored data directory, returns the ids in table t, stops it.
+fn ids_in(dir: &Path) -> Vec<i64> {
+    let port = free_port();
+    let c = Cluster::running_at(dir, port);
+    let out = std::process::Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(pg_bin().join("pg_ctl"))
+        .arg("-D")
+        .arg(dir)
+        .args(["-w", "-l"])
+        .arg(dir.join("server.log"))
+        .arg("-o")
+        .arg(format!(
+            "-p {port} -c unix_socket_directories={} -c archive_mode=off",
+            dir.display()
+        ))
+        .arg("start")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ids = c
+        .psql("select coalesce(string_agg(id::text, ',' order by id), '') from t")
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    c.stop();
+    ids
+}
+
+fn time(v: &serde_json::Value) -> chrono::DateTime<chrono::FixedOffset> {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_default()).expect("a time")
+}
+
+fn insert(c: &Cluster, ids: std::ops::RangeInclusive<i64>) {
+    for i in ids {
+        // One transaction each: its own commit record and commit time.
+        c.psql(&format!("insert into t (id) values ({i})"));
+    }
+}
+
+#[test]
+fn restore_to_a_time_an_lsn_and_latest_and_a_corrupted_segment_fails() {
+    let dir = shared_tempdir();
+    let keys = keyfile(dir.path(), "k");
+    give_to_postgres(&keys);
+    let k = keys.to_str().unwrap();
+    let s3 = bucket("eu-west-1");
+    let local = shared_file_dest(dir.path(), "archive");
+    let c = Cluster::start(dir.path(), &[s3.clone(), local.clone()], &keys);
+    c.psql(
+        "create table t (id bigint primary key, at timestamptz not null default clock_timestamp())",
+    );
+    insert(&c, 0..=0);
+    c.switch_wal();
+    let before_any_base = chrono::Utc::now();
+
+    let report = base_backup(&c, &[&s3, &local], k);
+    let id = report["backup_id"].as_str().unwrap().to_string();
+    assert_eq!(report["objects"][0]["role"], "base");
+    assert!(report["objects"][0]["key"]
+        .as_str()
+        .unwrap()
+        .ends_with("/base.lbk"));
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            dir.path()
+                .join(format!("archive/backups/{id}/manifest.json")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let phys = &manifest["physical"];
+    assert_eq!(manifest["source"]["method"], "physical");
+    assert_eq!(phys["timeline"], 1);
+    let start_wal = phys["start_wal"].as_str().unwrap();
+    assert!(
+        start_wal.starts_with("00000001") && start_wal.len() == 24,
+        "{phys}"
+    );
+    let lsn_of = |v: &serde_json::Value| {
+        v.as_str()
+            .unwrap()
+            .parse::<lifeboat::recovery::Lsn>()
+            .unwrap()
+    };
+    assert!(
+        lsn_of(&phys["start_lsn"]) < lsn_of(&phys["stop_lsn"]),
+        "{phys}"
+    );
+    assert!(
+        s3_keys(&s3).contains(&format!("prod/orders/wal/00000001/{start_wal}.lbk")),
+        "-X none: the WAL the base backup needs was archived before it ended"
+    );
+
+    insert(&c, 1..=3);
+    let t = c.psql(&format!("{COMMIT_TS}3"));
+    let lsn = c.psql("select pg_current_wal_insert_lsn()");
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    insert(&c, 4..=6);
+    assert!(c.psql(&format!("{COMMIT_TS}4")) > t);
+    let last = c.psql(&format!("{COMMIT_TS}6"));
+    let tail = c.switch_wal();
+
+    // To a time: exactly the rows committed at or before it (row 3 commits at T).
+    let d = dir.path().join("at-time");
+    let r = restore(&[&s3], k, &d, free_port(), &["--target-time", &t]).unwrap();
+    assert_eq!(r["backup_id"], id.as_str());
+    assert_eq!(r["recovered"]["timeline"], 2, "{r}");
+    assert_eq!(
+        time(&r["recovered"]["last_commit_time"]),
+        time(&t.as_str().into()),
+        "{r}"
+    );
+    assert_eq!(r["running"], false);
+    assert_eq!(ids_in(&d), vec![0, 1, 2, 3]);
+
+    // To an LSN, from the file:// archive.
+    let d = dir.path().join("at-lsn");
+    let r = restore(&[&local], k, &d, free_port(), &["--target-lsn", &lsn]).unwrap();
+    assert_eq!(ids_in(&d), vec![0, 1, 2, 3], "{r}");
+
+    // Latest: everything archived.
+    let d = dir.path().join("latest");
+    let r = restore(&[&s3, &local], k, &d, free_port(), &[]).unwrap();
+    assert_eq!(
+        time(&r["recovered"]["last_commit_time"]),
+        time(&last.as_str().into()),
+        "{r}"
+    );
+    assert_eq!(ids_in(&d), vec![0, 1, 2, 3, 4, 5, 6]);
+
+    // Before the first base backup: a clear error naming the flag, nothing unpacked.
+    let d = dir.path().join("too-early");
+    let early = before_any_base.to_rfc3339();
+    let err = restore(&[&s3], k, &d, free_port(), &["--target-time", &early]).unwrap_err();
+    assert!(
+        err.contains("--target-time") && err.contains("before"),
+        "{err}"
+    );
+    assert!(!d.exists());
+    // A non-empty directory is refused.
+    let err = restore(&[&s3], k, dir.path(), free_port(), &[]).unwrap_err();
+    assert!(
+        err.contains("--data-dir") && err.contains("not empty"),
+        "{err}"
+    );
+
+    // A segment corrupted in the bucket stops recovery: the restore fails
+    // naming it and leaves nothing behind, never a shorter history.
+    let key = format!("prod/orders/wal/00000001/{tail}.lbk");
+    let mut obj = s3_get(&s3, &key);
+    let n = obj.len();
+    obj[n / 2] ^= 0x01;
+    s3_put(&s3, &key, obj);
+    let d = dir.path().join("corrupt");
+    let err = restore(&[&s3], k, &d, free_port(), &[]).unwrap_err();
+    assert!(
+        err.contains(&tail) && err.contains("could not be restored"),
+        "{err}"
+    );
+    assert!(!d.exists(), "the half-recovered directory is removed");
+}
+
+#[test]
+fn the_promoted_server_archives_a_new_timeline_and_a_second_restore_follows_it() {
+    let dir = shared_tempdir();
+    let keys = keyfile(dir.path(), "k");
+    give_to_postgres(&keys);
+    let k = keys.to_str().unwrap();
+    let s3 = bucket("us-east-1");
+    let c = Cluster::start(dir.path(), std::slice::from_ref(&s3), &keys);
+    c.psql(
+        "create table t (id bigint primary key, at timestamptz not null default clock_timestamp())",
+    );
+    base_backup(&c, &[&s3], k);
+    insert(&c, 1..=3);
+    c.switch_wal();
+    // The primary is lost.
+    c.stop();
+    drop(c);
+
+    let d = dir.path().join("new-primary");
+    let port = free_port();
+    let r = restore(&[&s3], k, &d, port, &["--keep-running"]).unwrap();
+    assert_eq!(r["running"], true);
+    assert_eq!(r["recovered"]["timeline"], 2);
+    let p = Cluster::running_at(&d, port);
+    assert_eq!(psql_at(&d, port, "select count(*) from t"), "3");
+    insert(&p, 4..=5);
+    let t5 = p.psql(&format!("{COMMIT_TS}5"));
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    insert(&p, 6..=6);
+    let seg = p.switch_wal();
+    assert!(seg.starts_with("00000002"), "{seg}");
+    let keys_now = s3_keys(&s3);
+    assert!(keys_now.contains(&"prod/orders/wal/00000002/00000002.history.lbk".to_string()));
+    assert!(keys_now.contains(&format!("prod/orders/wal/00000002/{seg}.lbk")));
+    p.stop();
+
+    // A second point-in-time restore, onto the new timeline.
+    let d2 = dir.path().join("second");
+    let r = restore(&[&s3], k, &d2, free_port(), &["--target-time", &t5]).unwrap();
+    assert_eq!(r["recovered"]["timeline"], 3, "{r}");
+    assert_eq!(ids_in(&d2), vec![1, 2, 3, 4, 5]);
+    let d3 = dir.path().join("third");
+    restore(&[&s3], k, &d3, free_port(), &[]).unwrap();
+    assert_eq!(ids_in(&d3), vec![1, 2, 3, 4, 5, 6]);
+}
+
+#[test]
+fn a_base_backup_is_refused_while_archiving_fails() {
+    let dir = shared_tempdir();
+    let keys = keyfile(dir.path(), "k");
+    give_to_postgres(&keys);
+    // Root's directory: the archive_command (run as postgres) cannot write there.
+    let unwritable = dir.path().join("root-only");
+    std::fs::create_dir(&unwritable).unwrap();
+    let dest = format!("file://{}", unwritable.display());
+    let c = Cluster::start(dir.path(), std::slice::from_ref(&dest), &keys);
+    c.psql("create table t (id int)");
+    let seg = c.psql("select pg_walfile_name(pg_current_wal_lsn())");
+    c.psql("select pg_switch_wal()");
+    let t0 = std::time::Instant::now();
+    while c.psql("select coalesce(last_failed_wal, '-') from pg_stat_archiver") != seg {
+        assert!(t0.elapsed().as_secs() < 30, "archiving never failed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let err = fails(&base_backup_run(&c, &[&dest], keys.to_str().unwrap()));
+    assert!(
+        err.contains("archive_command is failing") && err.contains(&seg),
+        "{err}"
+    );
+}
