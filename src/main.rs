@@ -45,6 +45,9 @@ enum Command {
     /// Restore one WAL file (PostgreSQL's restore_command: `lifeboat wal-fetch %f %p --from …`).
     /// Exit 1: not archived; exit 126 (fatal to recovery): a copy failed verification.
     WalFetch(WalFetchArgs),
+    /// Stream WAL continuously (pg_receivewal on a replication slot) and ship
+    /// every segment, and the partial one at least every --max-wal-delay.
+    WalStream(WalStreamArgs),
     /// Print the CustomResourceDefinitions (crds/ holds this output).
     Crds,
     /// Run the operator: schedule BackupRuns, run their Jobs, write status.
@@ -273,6 +276,40 @@ struct WalFetchArgs {
     from: Vec<String>,
     #[command(flatten)]
     key: KeyArgs,
+}
+
+#[derive(Args)]
+struct WalStreamArgs {
+    #[command(flatten)]
+    conn: ConnArgs,
+    /// Local directory pg_receivewal writes into; files leave it once every
+    /// destination has them.
+    #[arg(long)]
+    spool: PathBuf,
+    /// Physical replication slot (created when missing).
+    #[arg(long, default_value = "lifeboat")]
+    slot: String,
+    /// Destination (repeat for several).
+    #[arg(long = "to", required = true)]
+    to: Vec<String>,
+    #[command(flatten)]
+    key: KeyArgs,
+    #[arg(long, value_enum, default_value = "zstd")]
+    compression: CompressionArg,
+    /// Longest time received WAL may wait before it is in every destination
+    /// (the partial segment is shipped this often): `60s`, `5s`, `1m`.
+    #[arg(long, default_value = "60s", value_parser = parse_max_wal_delay)]
+    max_wal_delay: chrono::Duration,
+    /// Rewrite this JSON file (atomically) after every pass:
+    /// {lastSegment, lastShippedAt, lagSeconds, partialBytes}.
+    #[arg(long)]
+    status_file: Option<PathBuf>,
+}
+
+fn parse_max_wal_delay(text: &str) -> Result<chrono::Duration, String> {
+    lifeboat::api::parse_duration(text)
+        .filter(|d| *d > chrono::Duration::zero())
+        .ok_or_else(|| format!("{text:?} is not a duration above zero such as 5s, 60s or 1m"))
 }
 
 #[derive(Args)]
@@ -513,6 +550,21 @@ async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
                     Ok(ExitCode::from(126))
                 }
             }
+        }
+        Command::WalStream(a) => {
+            use lifeboat::commands::wal_stream::{wal_stream, StreamOptions};
+            wal_stream(StreamOptions {
+                conn: a.conn.conn()?,
+                slot: a.slot,
+                spool: a.spool,
+                to: a.to,
+                keys: Arc::new(Keyring::load(&a.key.key_file)?),
+                compression: compression(a.compression),
+                max_delay: a.max_wal_delay,
+                status_file: a.status_file,
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Controller(a) => {
             let identity = a.identity.unwrap_or_else(|| {

@@ -13,5 +13,7 @@ pub mod restore;
 mod upload;
 pub mod verify;
 pub mod wal;
+pub mod wal_spool;
+pub mod wal_stream;
 
 pub use error::Error;
