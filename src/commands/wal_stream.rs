@@ -159,11 +159,15 @@ async fn receive_once(
     cmd.args(["--no-loop", "--no-password", "--slot", slot, "--directory"])
         .arg(spool)
         .stdout(Stdio::null());
+    stop_leftover_receiver(spool).await;
     let mut child = tokio::process::Command::from(cmd)
         .kill_on_drop(true)
         .spawn()
         .map_err(|source| spawn_err("pg_receivewal", source))?;
     tracing::info!(pid = child.id(), slot, "pg_receivewal running");
+    if let Some(pid) = child.id() {
+        let _ = std::fs::write(spool.join(PIDFILE), pid.to_string());
+    }
     if let Some(err) = child.stderr.take() {
         tokio::spawn(async move {
             let mut lines = tokio::io::BufReader::new(err).lines();
@@ -192,6 +196,42 @@ async fn receive_once(
     }
     .map_err(Error::Pipeline)?;
     Ok(status.to_string())
+}
+
+/// Where the spool records its pg_receivewal, so that a wal-stream started
+/// after a kill -9 of the last one (which leaves its child running, holding
+/// the slot) can stop that child first.
+const PIDFILE: &str = "pg_receivewal.pid";
+
+async fn stop_leftover_receiver(spool: &Path) {
+    let Ok(pid) = std::fs::read_to_string(spool.join(PIDFILE)) else {
+        return;
+    };
+    let pid = pid.trim();
+    // Only if that process is still a pg_receivewal writing into this spool
+    // (the id may have been reused by anything else).
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    if !is_receiver_for(&cmdline, spool) {
+        return;
+    }
+    tracing::warn!(pid, "a pg_receivewal from an earlier run still writes into the spool; stopping it");
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", pid])
+        .status();
+    for _ in 0..100 {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether a /proc cmdline (NUL-separated) is pg_receivewal on `spool`.
+fn is_receiver_for(cmdline: &[u8], spool: &Path) -> bool {
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let spool = spool.as_os_str().as_encoded_bytes();
+    args.first().is_some_and(|a| a.ends_with(b"pg_receivewal"))
+        && args.windows(2).any(|w| w[0] == b"--directory" && w[1] == spool)
 }
 
 fn spawn_err(tool: &str, source: std::io::Error) -> Error {
@@ -393,6 +433,17 @@ mod tests {
         for bad in ["", "Lifeboat", "a-b", "a b", &"x".repeat(64)] {
             assert!(!valid_slot(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn only_our_own_leftover_receiver_is_stopped() {
+        let spool = Path::new("/var/spool/wal");
+        let ours = b"/usr/lib/postgresql/15/bin/pg_receivewal\0--no-loop\0--directory\0/var/spool/wal\0";
+        assert!(is_receiver_for(ours, spool));
+        let other_spool = b"/usr/bin/pg_receivewal\0--directory\0/var/spool/other\0";
+        assert!(!is_receiver_for(other_spool, spool));
+        assert!(!is_receiver_for(b"/bin/sleep\0--directory\0/var/spool/wal\0", spool));
+        assert!(!is_receiver_for(b"", spool));
     }
 
     #[test]
