@@ -95,6 +95,16 @@ impl WalCluster {
         assert!(o.status.success(), "pg_ctl start: {}", self.server_log());
     }
 
+    /// Appends settings to postgresql.auto.conf (read at the next start).
+    pub fn conf(&self, lines: &str) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.data.join("postgresql.auto.conf"))
+            .unwrap();
+        writeln!(f, "{lines}").unwrap();
+    }
+
     pub fn server_log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
