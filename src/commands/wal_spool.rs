@@ -117,14 +117,19 @@ pub fn partial_due(
     now: DateTime<Utc>,
     max_delay: chrono::Duration,
 ) -> bool {
-    if p.written == 0 {
-        return false;
-    }
     match last {
+        _ if !partial_changed(p, last) => false,
         None => true,
-        Some(l) if l.name == p.name && l.written == p.written && l.modified == p.modified => false,
         Some(l) => now - l.at >= partial_period(max_delay),
     }
+}
+
+/// Whether a partial holds data not shipped in its current state.
+pub fn partial_changed(p: &SpoolFile, last: Option<&PartialShipped>) -> bool {
+    p.written > 0
+        && !last.is_some_and(|l| {
+            l.name == p.name && l.written == p.written && l.modified == p.modified
+        })
 }
 
 /// Objects made redundant once `name` is archived whole: its partial copy.
@@ -147,6 +152,23 @@ pub struct Status {
     pub partial_bytes: u64,
 }
 
+/// Since when WAL has been waiting, after a pass that started at `now`:
+/// cleared or restarted at `now` when the pass shipped everything it saw
+/// (`covered`) — whatever is pending then arrived during the pass — and
+/// unchanged otherwise.
+pub fn next_pending_since(
+    prev: Option<DateTime<Utc>>,
+    covered: bool,
+    pending_after: bool,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    if covered {
+        pending_after.then_some(now)
+    } else {
+        prev
+    }
+}
+
 /// Seconds since `pending_since`, the moment unshipped WAL was first seen.
 pub fn lag_seconds(pending_since: Option<DateTime<Utc>>, now: DateTime<Utc>) -> f64 {
     pending_since
@@ -158,12 +180,7 @@ pub fn lag_seconds(pending_since: Option<DateTime<Utc>>, now: DateTime<Utc>) -> 
 pub fn has_pending(files: &[SpoolFile], last: Option<&PartialShipped>) -> bool {
     files.iter().any(|f| match classify(&f.name) {
         SpoolKind::Complete => true,
-        SpoolKind::Partial { .. } => {
-            f.written > 0
-                && !last.is_some_and(|l| {
-                    l.name == f.name && l.written == f.written && l.modified == f.modified
-                })
-        }
+        SpoolKind::Partial { .. } => partial_changed(f, last),
         SpoolKind::Other => false,
     })
 }
@@ -293,6 +310,11 @@ mod tests {
         let last = shipped(&f, t(0));
         assert!(!has_pending(std::slice::from_ref(&f), Some(&last)));
         assert!(has_pending(&[file(SEG1, 0, 1), f], Some(&last)));
+        // Under a steady load the partial is always changing: the lag
+        // restarts at each pass that shipped everything it saw.
+        assert_eq!(next_pending_since(Some(t(0)), true, true, t(4)), Some(t(4)));
+        assert_eq!(next_pending_since(Some(t(0)), true, false, t(4)), None);
+        assert_eq!(next_pending_since(Some(t(0)), false, true, t(4)), Some(t(0)));
         assert_eq!(lag_seconds(None, t(5)), 0.0);
         assert_eq!(lag_seconds(Some(t(2)), t(5)), 3.0);
         assert_eq!(lag_seconds(Some(t(9)), t(5)), 0.0);

@@ -270,6 +270,10 @@ impl Shipper {
         if spool::has_pending(&files, self.last_partial.as_ref()) {
             self.pending_since.get_or_insert(now);
         }
+        let partial_waiting = files.iter().any(|f| {
+            matches!(spool::classify(&f.name), SpoolKind::Partial { .. })
+                && spool::partial_changed(f, self.last_partial.as_ref())
+        });
         let delay = if flush {
             chrono::Duration::zero()
         } else {
@@ -285,12 +289,14 @@ impl Shipper {
                 all_done &= self.ship_partial(f).await;
             }
         }
-        // Caught up when every completed file went and the partial (if any)
-        // is as shipped; otherwise the lag keeps counting.
         let rest = list_spool(&self.spool).unwrap_or_default();
-        if all_done && !spool::has_pending(&rest, self.last_partial.as_ref()) {
-            self.pending_since = None;
-        }
+        let covered = all_done && (plan.partial.is_some() || !partial_waiting);
+        self.pending_since = spool::next_pending_since(
+            self.pending_since,
+            covered,
+            spool::has_pending(&rest, self.last_partial.as_ref()),
+            now,
+        );
         let partial_bytes = rest
             .iter()
             .filter(|f| matches!(spool::classify(&f.name), SpoolKind::Partial { .. }))
