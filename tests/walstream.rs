@@ -116,9 +116,11 @@ fn segments_and_the_partial_reach_every_destination_and_survive_a_kill() {
     let mut c = WalCluster::init(root, "pg");
     c.start();
     let mut stream = Stream::start(&c, root, &[&local, &s3], &key, "2s");
-    wait_for("the replication slot in use", Duration::from_secs(30), || {
-        slot_active(&c)
-    });
+    wait_for(
+        "the replication slot in use",
+        Duration::from_secs(30),
+        || slot_active(&c),
+    );
 
     // Completed segments: written by the server, switched, archived.
     c.psql("create table t (i int, pad text); insert into t select i, repeat('x', 100) from generate_series(1, 20000) i");
@@ -128,9 +130,14 @@ fn segments_and_the_partial_reach_every_destination_and_survive_a_kill() {
     let second = c.current_segment();
     c.psql("select pg_switch_wal()");
     for seg in [&first, &second] {
-        wait_for(&format!("{seg} in the file destination"), Duration::from_secs(30), || {
-            root.join(format!("archive/wal/00000001/{seg}.lbk")).exists()
-        });
+        wait_for(
+            &format!("{seg} in the file destination"),
+            Duration::from_secs(30),
+            || {
+                root.join(format!("archive/wal/00000001/{seg}.lbk"))
+                    .exists()
+            },
+        );
         wait_for(&format!("{seg} in S3"), Duration::from_secs(30), || {
             s3_keys(&s3).contains(&format!("prod/orders/wal/00000001/{seg}.lbk"))
         });
@@ -146,7 +153,10 @@ fn segments_and_the_partial_reach_every_destination_and_survive_a_kill() {
     }
     let status: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("status.json")).unwrap()).unwrap();
-    assert!(status["lastSegment"].as_str() >= Some(second.as_str()), "{status}");
+    assert!(
+        status["lastSegment"].as_str() >= Some(second.as_str()),
+        "{status}"
+    );
     assert!(status["lastShippedAt"].is_string(), "{status}");
     assert!(status["lagSeconds"].is_number(), "{status}");
 
@@ -161,12 +171,21 @@ fn segments_and_the_partial_reach_every_destination_and_survive_a_kill() {
             fetch(&current, from, &key, root).is_some_and(|b| b[..upto] == server[..upto])
         })
     });
-    eprintln!("partial segment in every destination {:.1} s after the commit", took.as_secs_f64());
-    assert!(took <= Duration::from_secs(5), "took {took:?} with --max-wal-delay 2s");
+    eprintln!(
+        "partial segment in every destination {:.1} s after the commit",
+        took.as_secs_f64()
+    );
+    assert!(
+        took <= Duration::from_secs(5),
+        "took {took:?} with --max-wal-delay 2s"
+    );
     assert!(s3_keys(&s3).contains(&format!("prod/orders/wal/00000001/{current}.partial.lbk")));
     let status: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("status.json")).unwrap()).unwrap();
-    assert!(status["partialBytes"].as_u64().unwrap() >= upto as u64, "{status}");
+    assert!(
+        status["partialBytes"].as_u64().unwrap() >= upto as u64,
+        "{status}"
+    );
 
     // kill -9, more WAL while it is down, restart: everything arrives, and
     // what was archived before is no error.
@@ -179,18 +198,34 @@ fn segments_and_the_partial_reach_every_destination_and_survive_a_kill() {
     c.psql("select pg_switch_wal()");
     let stream2 = Stream::start(&c, root, &[&local, &s3], &key, "2s");
     let last_key = format!("prod/orders/wal/00000001/{last}.lbk");
-    wait_for("segments written while it was down", Duration::from_secs(60), || {
-        s3_keys(&s3).contains(&last_key)
-            && root.join(format!("archive/wal/00000001/{last}.lbk")).exists()
-    });
+    wait_for(
+        "segments written while it was down",
+        Duration::from_secs(60),
+        || {
+            s3_keys(&s3).contains(&last_key)
+                && root
+                    .join(format!("archive/wal/00000001/{last}.lbk"))
+                    .exists()
+        },
+    );
     // No gap: every segment from the first to the last is in both.
     let keys = s3_keys(&s3);
     let n = |s: &str| u64::from_str_radix(&s[16..], 16).unwrap();
     for i in n(&first)..=n(&last) {
         let seg = format!("{}{:08X}", &first[..16], i);
-        assert!(keys.contains(&format!("prod/orders/wal/00000001/{seg}.lbk")), "{seg} missing");
-        assert!(root.join(format!("archive/wal/00000001/{seg}.lbk")).exists(), "{seg} missing");
-        assert!(!keys.contains(&format!("prod/orders/wal/00000001/{seg}.partial.lbk")), "{seg}.partial left");
+        assert!(
+            keys.contains(&format!("prod/orders/wal/00000001/{seg}.lbk")),
+            "{seg} missing"
+        );
+        assert!(
+            root.join(format!("archive/wal/00000001/{seg}.lbk"))
+                .exists(),
+            "{seg} missing"
+        );
+        assert!(
+            !keys.contains(&format!("prod/orders/wal/00000001/{seg}.partial.lbk")),
+            "{seg}.partial left"
+        );
     }
     let server = c.wal_file(&last);
     assert!(fetch(&last, &s3, &key, root).unwrap() == server);
@@ -304,16 +339,21 @@ fn rpo_drill(label: &str, archiver: Archiver, run: Duration) -> f64 {
             bin(),
             key.display()
         );
-        c.conf(&format!("archive_mode = on\narchive_timeout = '{archive_timeout}'\narchive_command = '{}'", cmd.replace('\'', "''")));
+        c.conf(&format!(
+            "archive_mode = on\narchive_timeout = '{archive_timeout}'\narchive_command = '{}'",
+            cmd.replace('\'', "''")
+        ));
     }
     c.start();
     c.psql("create table rpo (id bigserial primary key, ts timestamptz not null)");
     let mut stream = match archiver {
         Archiver::Stream { max_wal_delay } => {
             let s = Stream::start(&c, root, &[&s3, &local], &key, max_wal_delay);
-            wait_for("the replication slot in use", Duration::from_secs(30), || {
-                slot_active(&c)
-            });
+            wait_for(
+                "the replication slot in use",
+                Duration::from_secs(30),
+                || slot_active(&c),
+            );
             Some(s)
         }
         Archiver::Push { .. } => None,
@@ -324,7 +364,14 @@ fn rpo_drill(label: &str, archiver: Archiver, run: Duration) -> f64 {
     let base = basedir.join("data");
     run_ok(
         as_postgres(&pg_bin().join("pg_basebackup"))
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-p", &c.port.to_string()])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-p",
+                &c.port.to_string(),
+            ])
             .args(["-Fp", "-X", "none", "-c", "fast", "-D"])
             .arg(&base),
     );
@@ -360,8 +407,14 @@ fn rpo_drill(label: &str, archiver: Archiver, run: Duration) -> f64 {
         r.server_log()
     );
     // Rows come back as a prefix of what was committed: no hole.
-    assert_eq!(r.psql("select max(id) - min(id) + 1 from rpo"), count.to_string());
-    assert!(loss >= 0.0, "restored a row newer than the last committed one");
+    assert_eq!(
+        r.psql("select max(id) - min(id) + 1 from rpo"),
+        count.to_string()
+    );
+    assert!(
+        loss >= 0.0,
+        "restored a row newer than the last committed one"
+    );
     loss
 }
 
@@ -374,7 +427,10 @@ fn rpo_drill_wal_stream_5s() {
         },
         Duration::from_secs(10),
     );
-    assert!(loss <= 5.0 + 1.0, "lost {loss:.2} s with --max-wal-delay 5s");
+    assert!(
+        loss <= 5.0 + 1.0,
+        "lost {loss:.2} s with --max-wal-delay 5s"
+    );
 }
 
 /// The default delay: the loss is bounded by 60 s whatever the run's
@@ -403,5 +459,8 @@ fn rpo_drill_wal_push_archive_timeout_5s() {
     );
     // A segment is switched at most 5 s after its first write and then
     // pushed; the push itself takes a fraction of a second.
-    assert!(loss <= 5.0 + 1.5, "lost {loss:.2} s with archive_timeout 5s");
+    assert!(
+        loss <= 5.0 + 1.5,
+        "lost {loss:.2} s with archive_timeout 5s"
+    );
 }

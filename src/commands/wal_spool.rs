@@ -127,9 +127,8 @@ pub fn partial_due(
 /// Whether a partial holds data not shipped in its current state.
 pub fn partial_changed(p: &SpoolFile, last: Option<&PartialShipped>) -> bool {
     p.written > 0
-        && !last.is_some_and(|l| {
-            l.name == p.name && l.written == p.written && l.modified == p.modified
-        })
+        && !last
+            .is_some_and(|l| l.name == p.name && l.written == p.written && l.modified == p.modified)
 }
 
 /// Objects made redundant once `name` is archived whole: its partial copy.
@@ -314,7 +313,10 @@ mod tests {
         // restarts at each pass that shipped everything it saw.
         assert_eq!(next_pending_since(Some(t(0)), true, true, t(4)), Some(t(4)));
         assert_eq!(next_pending_since(Some(t(0)), true, false, t(4)), None);
-        assert_eq!(next_pending_since(Some(t(0)), false, true, t(4)), Some(t(0)));
+        assert_eq!(
+            next_pending_since(Some(t(0)), false, true, t(4)),
+            Some(t(0))
+        );
         assert_eq!(lag_seconds(None, t(5)), 0.0);
         assert_eq!(lag_seconds(Some(t(2)), t(5)), 3.0);
         assert_eq!(lag_seconds(Some(t(9)), t(5)), 0.0);
@@ -322,10 +324,7 @@ mod tests {
 
     #[test]
     fn tick_and_backoff_are_bounded() {
-        assert_eq!(
-            tick(chrono::Duration::seconds(60)),
-            Duration::from_secs(1)
-        );
+        assert_eq!(tick(chrono::Duration::seconds(60)), Duration::from_secs(1));
         assert_eq!(
             tick(chrono::Duration::seconds(2)),
             Duration::from_millis(200)

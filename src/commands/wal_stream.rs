@@ -122,8 +122,12 @@ async fn supervise(
         let wait = spool::backoff(failures);
         failures += 1;
         match result {
-            Ok(status) => tracing::error!(%status, restart_in_s = wait.as_secs(), "pg_receivewal exited; restarting it"),
-            Err(e) => tracing::error!(error = %e, restart_in_s = wait.as_secs(), "pg_receivewal failed; restarting it"),
+            Ok(status) => {
+                tracing::error!(%status, restart_in_s = wait.as_secs(), "pg_receivewal exited; restarting it")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, restart_in_s = wait.as_secs(), "pg_receivewal failed; restarting it")
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -142,7 +146,13 @@ async fn receive_once(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<String, Error> {
     let mut create = conn.command("pg_receivewal", passfile);
-    create.args(["--create-slot", "--if-not-exists", "--no-password", "--slot", slot]);
+    create.args([
+        "--create-slot",
+        "--if-not-exists",
+        "--no-password",
+        "--slot",
+        slot,
+    ]);
     let out = tokio::process::Command::from(create)
         .output()
         .await
@@ -214,7 +224,10 @@ async fn stop_leftover_receiver(spool: &Path) {
     if !is_receiver_for(&cmdline, spool) {
         return;
     }
-    tracing::warn!(pid, "a pg_receivewal from an earlier run still writes into the spool; stopping it");
+    tracing::warn!(
+        pid,
+        "a pg_receivewal from an earlier run still writes into the spool; stopping it"
+    );
     let _ = std::process::Command::new("kill")
         .args(["-TERM", pid])
         .status();
@@ -231,7 +244,9 @@ fn is_receiver_for(cmdline: &[u8], spool: &Path) -> bool {
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     let spool = spool.as_os_str().as_encoded_bytes();
     args.first().is_some_and(|a| a.ends_with(b"pg_receivewal"))
-        && args.windows(2).any(|w| w[0] == b"--directory" && w[1] == spool)
+        && args
+            .windows(2)
+            .any(|w| w[0] == b"--directory" && w[1] == spool)
 }
 
 fn spawn_err(tool: &str, source: std::io::Error) -> Error {
@@ -330,7 +345,12 @@ impl Shipper {
         }
         let now = Utc::now();
         let lag = (now - completed).num_milliseconds().max(0) as f64 / 1000.0;
-        tracing::info!(segment = name, lag_s = lag, destinations = self.stores.len(), "segment archived");
+        tracing::info!(
+            segment = name,
+            lag_s = lag,
+            destinations = self.stores.len(),
+            "segment archived"
+        );
         if spool::classify(name) == SpoolKind::Complete && !name.ends_with(".history") {
             self.last_segment = Some(name.to_string());
         }
@@ -444,11 +464,15 @@ mod tests {
     #[test]
     fn only_our_own_leftover_receiver_is_stopped() {
         let spool = Path::new("/var/spool/wal");
-        let ours = b"/usr/lib/postgresql/15/bin/pg_receivewal\0--no-loop\0--directory\0/var/spool/wal\0";
+        let ours =
+            b"/usr/lib/postgresql/15/bin/pg_receivewal\0--no-loop\0--directory\0/var/spool/wal\0";
         assert!(is_receiver_for(ours, spool));
         let other_spool = b"/usr/bin/pg_receivewal\0--directory\0/var/spool/other\0";
         assert!(!is_receiver_for(other_spool, spool));
-        assert!(!is_receiver_for(b"/bin/sleep\0--directory\0/var/spool/wal\0", spool));
+        assert!(!is_receiver_for(
+            b"/bin/sleep\0--directory\0/var/spool/wal\0",
+            spool
+        ));
         assert!(!is_receiver_for(b"", spool));
     }
 
