@@ -35,7 +35,7 @@ W=$TESTBED_DIR/wal
 mkdir -p "$W/spool"
 chmod 755 "$W"
 STREAM_PID=
-cleanup_wal() { [ -n "$STREAM_PID" ] && kill "$STREAM_PID" 2>/dev/null; wait 2>/dev/null; testbed_down; }
+cleanup_wal() { if [ -n "$STREAM_PID" ]; then kill "$STREAM_PID" 2>/dev/null || true; fi; wait 2>/dev/null || true; testbed_down; }
 trap cleanup_wal EXIT
 
 python3 - <<EOF

@@ -254,16 +254,24 @@ struct PruneArgs {
     json: bool,
 }
 
+/// Where archived WAL goes and how it is sealed (wal-push, wal-stream).
 #[derive(Args)]
-struct WalPushArgs {
-    /// The WAL file (PostgreSQL's %p).
-    path: PathBuf,
+struct WalArchiveArgs {
+    /// Destination (repeat for several; all receive every file).
     #[arg(long = "to", required = true)]
     to: Vec<String>,
     #[command(flatten)]
     key: KeyArgs,
     #[arg(long, value_enum, default_value = "zstd")]
     compression: CompressionArg,
+}
+
+#[derive(Args)]
+struct WalPushArgs {
+    /// The WAL file (PostgreSQL's %p).
+    path: PathBuf,
+    #[command(flatten)]
+    archive: WalArchiveArgs,
 }
 
 #[derive(Args)]
@@ -289,13 +297,8 @@ struct WalStreamArgs {
     /// Physical replication slot (created when missing).
     #[arg(long, default_value = "lifeboat")]
     slot: String,
-    /// Destination (repeat for several).
-    #[arg(long = "to", required = true)]
-    to: Vec<String>,
     #[command(flatten)]
-    key: KeyArgs,
-    #[arg(long, value_enum, default_value = "zstd")]
-    compression: CompressionArg,
+    archive: WalArchiveArgs,
     /// Longest time received WAL may wait before it is in every destination
     /// (the partial segment is shipped this often): `60s`, `5s`, `1m`.
     #[arg(long, default_value = "60s", value_parser = parse_max_wal_delay)]
@@ -532,8 +535,9 @@ async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::WalPush(a) => {
-            let keys = Arc::new(Keyring::load(&a.key.key_file)?);
-            lifeboat::commands::wal::wal_push(&a.path, &a.to, keys, compression(a.compression))
+            let w = a.archive;
+            let keys = Arc::new(Keyring::load(&w.key.key_file)?);
+            lifeboat::commands::wal::wal_push(&a.path, &w.to, keys, compression(w.compression))
                 .await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -557,9 +561,9 @@ async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
                 conn: a.conn.conn()?,
                 slot: a.slot,
                 spool: a.spool,
-                to: a.to,
-                keys: Arc::new(Keyring::load(&a.key.key_file)?),
-                compression: compression(a.compression),
+                to: a.archive.to,
+                keys: Arc::new(Keyring::load(&a.archive.key.key_file)?),
+                compression: compression(a.archive.compression),
                 max_delay: a.max_wal_delay,
                 status_file: a.status_file,
             })
