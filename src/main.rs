@@ -48,6 +48,9 @@ enum Command {
     /// The on-call table: per BackupPolicy, last backup against the RPO,
     /// next backup, last drill against the RTO, recovery window, health.
     Status(StatusArgs),
+    /// Stream WAL continuously (pg_receivewal on a replication slot) and ship
+    /// every segment, and the partial one at least every --max-wal-delay.
+    WalStream(WalStreamArgs),
     /// Print the CustomResourceDefinitions (crds/ holds this output).
     Crds,
     /// Run the operator: schedule BackupRuns, run their Jobs, write status.
@@ -289,16 +292,24 @@ struct PruneArgs {
     json: bool,
 }
 
+/// Where archived WAL goes and how it is sealed (wal-push, wal-stream).
 #[derive(Args)]
-struct WalPushArgs {
-    /// The WAL file (PostgreSQL's %p).
-    path: PathBuf,
+struct WalArchiveArgs {
+    /// Destination (repeat for several; all receive every file).
     #[arg(long = "to", required = true)]
     to: Vec<String>,
     #[command(flatten)]
     key: KeyArgs,
     #[arg(long, value_enum, default_value = "zstd")]
     compression: CompressionArg,
+}
+
+#[derive(Args)]
+struct WalPushArgs {
+    /// The WAL file (PostgreSQL's %p).
+    path: PathBuf,
+    #[command(flatten)]
+    archive: WalArchiveArgs,
 }
 
 #[derive(Args)]
@@ -332,6 +343,35 @@ struct StatusArgs {
     context: Option<String>,
     #[arg(long, short = 'o', value_enum, default_value = "table")]
     output: OutputArg,
+}
+
+#[derive(Args)]
+struct WalStreamArgs {
+    #[command(flatten)]
+    conn: ConnArgs,
+    /// Local directory pg_receivewal writes into; files leave it once every
+    /// destination has them.
+    #[arg(long)]
+    spool: PathBuf,
+    /// Physical replication slot (created when missing).
+    #[arg(long, default_value = "lifeboat")]
+    slot: String,
+    #[command(flatten)]
+    archive: WalArchiveArgs,
+    /// Longest time received WAL may wait before it is in every destination
+    /// (the partial segment is shipped this often): `60s`, `5s`, `1m`.
+    #[arg(long, default_value = "60s", value_parser = parse_max_wal_delay)]
+    max_wal_delay: chrono::Duration,
+    /// Rewrite this JSON file (atomically) after every pass:
+    /// {lastSegment, lastShippedAt, lagSeconds, partialBytes}.
+    #[arg(long)]
+    status_file: Option<PathBuf>,
+}
+
+fn parse_max_wal_delay(text: &str) -> Result<chrono::Duration, String> {
+    lifeboat::api::parse_duration(text)
+        .filter(|d| *d > chrono::Duration::zero())
+        .ok_or_else(|| format!("{text:?} is not a duration above zero such as 5s, 60s or 1m"))
 }
 
 #[derive(Args)]
@@ -559,8 +599,9 @@ async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::WalPush(a) => {
-            let keys = Arc::new(Keyring::load(&a.key.key_file)?);
-            lifeboat::commands::wal::wal_push(&a.path, &a.to, keys, compression(a.compression))
+            let w = a.archive;
+            let keys = Arc::new(Keyring::load(&w.key.key_file)?);
+            lifeboat::commands::wal::wal_push(&a.path, &w.to, keys, compression(w.compression))
                 .await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -577,6 +618,21 @@ async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
                     Ok(ExitCode::from(126))
                 }
             }
+        }
+        Command::WalStream(a) => {
+            use lifeboat::commands::wal_stream::{wal_stream, StreamOptions};
+            wal_stream(StreamOptions {
+                conn: a.conn.conn()?,
+                slot: a.slot,
+                spool: a.spool,
+                to: a.archive.to,
+                keys: Arc::new(Keyring::load(&a.archive.key.key_file)?),
+                compression: compression(a.archive.compression),
+                max_delay: a.max_wal_delay,
+                status_file: a.status_file,
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Controller(a) => {
             let identity = a.identity.unwrap_or_else(|| {

@@ -16,5 +16,7 @@ pub mod status;
 mod upload;
 pub mod verify;
 pub mod wal;
+pub mod wal_spool;
+pub mod wal_stream;
 
 pub use error::{error_chain, Error};

@@ -113,24 +113,51 @@ pub async fn wal_push(
     keys: Arc<Keyring>,
     compression: Compression,
 ) -> Result<(), Error> {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
-    let key = wal_key(name).ok_or_else(|| bad_name(name))?;
     if to.is_empty() {
         return Err(Error::Usage(
             "no destination: give --to at least once".into(),
         ));
     }
-    let local = sha256_of_file(path)?;
+    let stores = open_stores(to).await?;
+    let written = archive_file(&stores, path, &keys, compression).await?;
+    if written > 0 {
+        tracing::info!(file = %path.display(), destinations = written, "archived");
+    }
+    Ok(())
+}
+
+pub async fn open_stores(urls: &[String]) -> Result<Vec<Store>, Error> {
     let mut stores = Vec::new();
-    for url in to {
+    for url in urls {
         stores.push(Store::open(url).await?);
     }
+    Ok(stores)
+}
+
+/// The WAL file name of `path`, checked.
+fn wal_name(path: &Path) -> Result<(&str, String), Error> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let key = wal_key(name).ok_or_else(|| bad_name(name))?;
+    Ok((name, key))
+}
+
+/// Archives one finished WAL file in every store that lacks it: the same
+/// content already there is success, different content an error. Returns
+/// how many stores received it now.
+pub async fn archive_file(
+    stores: &[Store],
+    path: &Path,
+    keys: &Arc<Keyring>,
+    compression: Compression,
+) -> Result<usize, Error> {
+    let (name, key) = wal_name(path)?;
+    let local = sha256_of_file(path)?;
     let mut missing = Vec::new();
     for (i, s) in stores.iter().enumerate() {
-        match archived_plain_sha(s, &key, &keys).await? {
+        match archived_plain_sha(s, &key, keys).await? {
             None => missing.push(i),
             Some(sha) if sha == local => {
                 tracing::info!(dest = %s.name(), file = %name, "already archived with the same content")
@@ -144,13 +171,42 @@ pub async fn wal_push(
         }
     }
     if missing.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
+    upload(stores, &missing, path, &key, keys, compression).await?;
+    Ok(missing.len())
+}
+
+/// Writes `path` as `<name>.partial` in every store, replacing an older copy:
+/// partial segments are the one kind of object that is ever overwritten.
+pub async fn replace_partial(
+    stores: &[Store],
+    path: &Path,
+    keys: &Arc<Keyring>,
+    compression: Compression,
+) -> Result<(), Error> {
+    let (name, key) = wal_name(path)?;
+    if !name.ends_with(".partial") {
+        return Err(bad_name(name));
+    }
+    let all: Vec<usize> = (0..stores.len()).collect();
+    upload(stores, &all, path, &key, keys, compression).await
+}
+
+/// Encodes `path` once and writes it to the stores in `to`.
+async fn upload(
+    stores: &[Store],
+    to: &[usize],
+    path: &Path,
+    key: &str,
+    keys: &Arc<Keyring>,
+    compression: Compression,
+) -> Result<(), Error> {
     let file = std::fs::File::open(path).map_err(Error::Pipeline)?;
-    let progress = Progress::start(format!("wal-push {name}"));
-    let (rx, encoder) = spawn_encoder(file, keys.primary(), &key, compression, progress.clone())
+    let progress = Progress::start(format!("wal-push {key}"));
+    let (rx, encoder) = spawn_encoder(file, keys.primary(), key, compression, progress.clone())
         .map_err(Error::Pipeline)?;
-    let (writers, failed) = fan_out(&stores, &missing, &key, rx, true).await;
+    let (writers, failed) = fan_out(stores, to, key, rx, true).await;
     let encoded = encoder
         .await
         .map_err(|e| Error::Pipeline(std::io::Error::other(e)))?;
@@ -174,7 +230,6 @@ pub async fn wal_push(
             failed: format!("{}: {e}", stores[i].name()),
         })?;
     }
-    tracing::info!(file = %name, destinations = missing.len(), "archived");
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod k8s;
+pub mod walcluster;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
