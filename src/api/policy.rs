@@ -846,6 +846,12 @@ pub struct LastDrill {
     pub run: String,
     pub completed_at: DateTime<Utc>,
     pub succeeded: bool,
+    /// Measured RTO of the drill: request to verified database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_time_seconds: Option<i64>,
+    /// The drill's RestoreRequest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_request: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }

@@ -50,6 +50,9 @@ pub enum Error {
     VerifyFailed(usize),
     #[error("{0}")]
     Target(String),
+    /// A check after a restore failed or returned false.
+    #[error("{0}")]
+    Check(String),
 }
 
 /// Whether trying the next destination could help.

@@ -3,12 +3,15 @@
 //! prints as text or JSON.
 
 pub mod backup;
+pub mod checks;
 mod download;
 mod error;
 pub mod list;
 mod manifests;
+pub mod plan;
 pub mod progress;
 pub mod prune;
+pub mod recover;
 pub mod restore;
 mod upload;
 pub mod verify;

@@ -33,6 +33,14 @@ struct PolicyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RestoreLabels {
+    namespace: String,
+    policy: String,
+    /// `request` or `drill`.
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ControllerLabels {
     controller: String,
 }
@@ -54,6 +62,9 @@ pub struct Metrics {
     backup_failures: Family<PolicyTier, Counter>,
     objective_breached: Family<PolicyLabels, Gauge>,
     rpo_objective: Family<PolicyLabels, FloatGauge>,
+    restore_duration: Family<RestoreLabels, Histogram, fn() -> Histogram>,
+    drill_failures: Family<PolicyLabels, Counter>,
+    last_drill_success: Family<PolicyLabels, FloatGauge>,
     reconcile_errors: Family<ErrorLabels, Counter>,
     reconcile_duration: Family<ControllerLabels, Histogram, fn() -> Histogram>,
     leader: Gauge,
@@ -79,6 +90,9 @@ impl Default for Metrics {
             backup_failures: Family::default(),
             objective_breached: Family::default(),
             rpo_objective: Family::default(),
+            restore_duration: Family::new_with_constructor(backup_buckets),
+            drill_failures: Family::default(),
+            last_drill_success: Family::default(),
             reconcile_errors: Family::default(),
             reconcile_duration: Family::new_with_constructor(reconcile_buckets),
             leader: Gauge::default(),
@@ -113,6 +127,21 @@ impl Default for Metrics {
             "rpo_objective_seconds",
             "The policy's RPO objective; alerts compare backup age with it",
             m.rpo_objective.clone(),
+        );
+        registry.register(
+            "restore_duration_seconds",
+            "Measured RTO of each successful restore: request to verified database",
+            m.restore_duration.clone(),
+        );
+        registry.register(
+            "drill_failures",
+            "Restore drills that failed (plan, restore or checks)",
+            m.drill_failures.clone(),
+        );
+        registry.register(
+            "last_drill_success_timestamp_seconds",
+            "Completion time of the newest successful restore drill",
+            m.last_drill_success.clone(),
         );
         registry.register(
             "reconcile_errors",
@@ -213,6 +242,48 @@ impl Metrics {
         } else {
             self.backup_failures.get_or_create(&labels).inc();
         }
+    }
+
+    /// Records a RestoreRequest that just finished (dry runs restore nothing).
+    pub fn record_restore(&self, ns: &str, policy: &str, o: &super::restore::RestoreOutcome) {
+        let policy_labels = PolicyLabels {
+            namespace: ns.to_string(),
+            policy: policy.to_string(),
+        };
+        if o.succeeded && !o.dry_run {
+            if let Some(rto) = o.recovery_time_seconds {
+                let kind = if o.drill { "drill" } else { "request" };
+                self.restore_duration
+                    .get_or_create(&RestoreLabels {
+                        namespace: ns.to_string(),
+                        policy: policy.to_string(),
+                        kind: kind.to_string(),
+                    })
+                    .observe(rto as f64);
+            }
+        }
+        if o.drill && !o.succeeded {
+            self.drill_failures.get_or_create(&policy_labels).inc();
+        }
+    }
+
+    /// The newest successful drill's completion (from the policy's status).
+    pub fn record_last_drill_success(&self, ns: &str, policy: &str, at: DateTime<Utc>) {
+        self.last_drill_success
+            .get_or_create(&PolicyLabels {
+                namespace: ns.to_string(),
+                policy: policy.to_string(),
+            })
+            .set(at.timestamp_millis() as f64 / 1000.0);
+    }
+
+    /// Exports the drill failure counter at 0 for a policy with drills, so
+    /// `increase()` sees its first failure.
+    pub fn touch_drill_failures(&self, ns: &str, policy: &str) {
+        let _ = self.drill_failures.get_or_create(&PolicyLabels {
+            namespace: ns.to_string(),
+            policy: policy.to_string(),
+        });
     }
 
     pub fn set_leader(&self, leader: bool) {

@@ -116,7 +116,7 @@ pub fn job_state(job: &Job) -> JobState {
 }
 
 /// Newest pods first, so the last attempt speaks.
-fn newest_first(pods: &[Pod]) -> Vec<&Pod> {
+pub(crate) fn newest_first(pods: &[Pod]) -> Vec<&Pod> {
     let mut pods: Vec<&Pod> = pods.iter().collect();
     pods.sort_by_key(|p| std::cmp::Reverse(p.metadata.creation_timestamp.as_ref().map(from_time)));
     pods
@@ -147,7 +147,7 @@ fn join(reason: Option<&str>, message: Option<&str>) -> Option<String> {
     Some(truncate(text))
 }
 
-fn truncate(mut text: String) -> String {
+pub(crate) fn truncate(mut text: String) -> String {
     if text.len() > MAX_MESSAGE {
         let mut cut = MAX_MESSAGE;
         while !text.is_char_boundary(cut) {
@@ -191,7 +191,7 @@ pub fn pod_problem(pods: &[Pod]) -> Option<String> {
 }
 
 /// The Job's own failure reason (BackoffLimitExceeded, DeadlineExceeded).
-fn job_problem(job: &Job) -> Option<String> {
+pub(crate) fn job_problem(job: &Job) -> Option<String> {
     let c = job
         .status
         .as_ref()?
