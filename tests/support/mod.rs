@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod k8s;
+pub mod kubelet;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
