@@ -296,7 +296,15 @@ pub fn decide(
         ),
         Some(r) => (
             false,
-            reasons::BACKUP_FAILED,
+            // A failed read-back is its own reason: the data may be damaged.
+            if r.status.as_ref().is_some_and(|s| {
+                crate::api::conditions::find(&s.conditions, types::VERIFIED)
+                    .is_some_and(|c| c.status == "False")
+            }) {
+                reasons::VERIFICATION_FAILED
+            } else {
+                reasons::BACKUP_FAILED
+            },
             format!(
                 "run {} failed: {}",
                 r.name_any(),

@@ -23,7 +23,7 @@ use serde_json::json;
 
 use super::jobs::JobConfig;
 use super::restore_jobs::{self, parse_summary, plan_from_summary, PlanSummary, RecoverSummary};
-use super::run::{job_problem, job_state, newest_first, pod_problem, truncate, JobState};
+use super::run::{job_problem, job_state, pod_problem, termination_message, truncate, JobState};
 use super::{is_conflict, is_not_found, merge_patch, Context, Error, Note};
 use crate::api::conditions::{from_time, reasons, set_condition, types, ConditionUpdate};
 use crate::api::restore::{RestorePhase, RestoreStep, StepPhase};
@@ -80,19 +80,6 @@ pub struct RestoreDecision {
 
 pub fn is_drill(request: &RestoreRequest) -> bool {
     request.labels().contains_key(DRILL_LABEL)
-}
-
-/// The termination message of the newest pod's ended container, whatever its
-/// exit code: the restore Job writes its summary on failure too.
-fn termination_message(pods: &[Pod]) -> Option<String> {
-    newest_first(pods).into_iter().find_map(|pod| {
-        pod.status
-            .as_ref()?
-            .container_statuses
-            .as_ref()?
-            .iter()
-            .find_map(|cs| cs.state.as_ref()?.terminated.as_ref()?.message.clone())
-    })
 }
 
 fn job_seconds(job: &Job) -> Option<i64> {
