@@ -160,7 +160,9 @@ pub fn plan_job(
     for url in from_urls(policy, request.spec.from.as_deref(), true, cfg)? {
         args.extend(["--from".into(), url]);
     }
-    args.extend(["--backup".into(), point_arg(request)]);
+    // One argument: a bare RFC 3339 time reads as a timestamp, not a string,
+    // to a YAML reader of the Job.
+    args.push(format!("--backup={}", point_arg(request)));
     if let Some(db) = request
         .spec
         .target

@@ -159,7 +159,7 @@ fn request_plans_then_restores_then_reports_the_measured_rto() {
     assert_eq!(job.name_any(), "orders-restore-plan");
     let a = args(&job);
     assert_eq!(a[0], "plan");
-    assert_eq!(values_after(&a, "--backup"), ["latest"]);
+    assert!(a.contains(&"--backup=latest".to_string()), "{a:?}");
     assert_eq!(values_after(&a, "--from").len(), 2);
     assert_eq!(w.status().phase, RestorePhase::Planning);
     assert_eq!(w.step(STEP_PLAN).phase, StepPhase::Running);
@@ -366,5 +366,11 @@ fn a_named_from_is_the_only_destination_the_plan_reads() {
     let from = values_after(&a, "--from");
     assert_eq!(from.len(), 1);
     assert!(from[0].starts_with("s3://bk-primary/"));
-    assert_eq!(values_after(&a, "--backup"), [ID]);
+    assert!(a.contains(&format!("--backup={ID}")), "{a:?}");
+    let mut w = World::new(json!({"pointInTime": "2026-11-21T12:00:00Z"}));
+    let a = args(&w.decide("2026-11-22T10:00:01Z").create_job.unwrap());
+    assert!(
+        a.contains(&"--backup=2026-11-21T12:00:00.000Z".to_string()),
+        "{a:?}"
+    );
 }
