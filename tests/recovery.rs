@@ -267,6 +267,19 @@ async fn scenario(w: World, backup: lifeboat::controller::jobs::JobResult) {
         ]
     );
     assert_eq!(psql(&target, "select count(*) from orders"), "500");
+    // Deleting the request deletes its Jobs (owned), never the database.
+    Api::<RestoreRequest>::namespaced(server.client(), NS)
+        .delete("orders-restore", &Default::default())
+        .await
+        .unwrap();
+    server
+        .wait_for("the request to go", WAIT, |s| {
+            s.get(REQUESTS, NS, "orders-restore")
+                .is_none()
+                .then_some(())
+        })
+        .await;
+    assert_eq!(psql(&target, "select count(*) from orders"), "500");
     let duration = format!(
         "lifeboat_restore_duration_seconds_count{{namespace=\"{NS}\",policy=\"orders\",kind=\"request\"}}"
     );

@@ -265,7 +265,7 @@ pub fn backup_args(
     if run.spec.kind == RunKind::Drill {
         return Err(unsupported(
             "spec.kind",
-            "restore drills are run by a drill Job, not a backup Job",
+            "restore drills are RestoreRequests made from verification.restoreDrill, not BackupRuns",
         ));
     }
     let mut args = vec!["backup".to_string()];
