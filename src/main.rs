@@ -235,6 +235,10 @@ struct PlanArgs {
     /// Database the restore would go into (default: the backup's one database).
     #[arg(long)]
     target_db: Option<String>,
+    /// `full`: read back every object of the chosen copy; `quick`: check each
+    /// is there with its size (the restore authenticates every byte anyway).
+    #[arg(long, value_enum, default_value = "full")]
+    verify: commands::plan::Depth,
     #[arg(long)]
     json: bool,
     /// Also write a compact JSON report here (a Job's /dev/termination-log).
@@ -332,6 +336,7 @@ async fn commands_plan(a: PlanArgs) -> Result<ExitCode, commands::Error> {
         keys: Arc::new(Keyring::load(&a.key.key_file)?),
         point: a.backup,
         target_db: a.target_db,
+        depth: a.verify,
     });
     let report = match report.await {
         Ok(r) => r,

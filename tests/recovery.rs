@@ -6,9 +6,10 @@
 //!
 //! One world, in order: a dry run writes nothing; a RestoreRequest restores
 //! into a fresh database, passes its checks and reports the measured RTO; a
-//! failing check fails the verify step naming the check; a drill of a backup
-//! whose object was corrupted in both buckets fails naming the object, and
-//! the policy reports it (lastDrill, DrillPassed, drill failure metric).
+//! failing check fails the verify step naming the check; once an object is
+//! corrupted in both buckets, a dry run fails its plan naming the object, and
+//! a drill fails its restore naming the object, and the policy reports it
+//! (lastDrill, DrillPassed, drill failure metric).
 
 #[path = "support/apiserver.rs"]
 mod apiserver;
@@ -344,6 +345,22 @@ async fn scenario(w: World, backup: lifeboat::controller::jobs::JobResult) {
             }
         });
     });
+    // A dry run reads the copy back: it fails at the plan, naming the object.
+    create_request(
+        &server,
+        "orders-dry-2",
+        json!({"policyRef": {"name": "orders"}, "dryRun": true,
+               "target": {"postgres": {"connectionSecretRef": {"name": "restore-db"}, "database": dry_db}}}),
+    )
+    .await;
+    assert!(!run_job(&server, &w, "orders-dry-2-plan").await);
+    let st = finished(&server, "orders-dry-2").await;
+    let m = st["message"].as_str().unwrap();
+    assert!(
+        m.starts_with("step plan failed: ") && m.contains(&object),
+        "{m}"
+    );
+
     let policies: Api<BackupPolicy> = Api::namespaced(server.client(), NS);
     policies
         .patch(
@@ -385,12 +402,15 @@ async fn scenario(w: World, backup: lifeboat::controller::jobs::JobResult) {
         "lifeboat_drill_orders"
     );
     assert_eq!(dr["metadata"]["ownerReferences"][0]["kind"], "BackupPolicy");
-    assert!(!run_job(&server, &w, &format!("{drill}-plan")).await);
+    // The drill's plan checks presence only (the restore authenticates every
+    // byte, in one read): the restore step finds the damage in both copies.
+    assert!(run_job(&server, &w, &format!("{drill}-plan")).await);
+    assert!(!run_job(&server, &w, &format!("{drill}-restore")).await);
     let st = finished(&server, &drill).await;
     assert_eq!(st["phase"], "Failed");
     let m = st["message"].as_str().unwrap();
     assert!(
-        m.starts_with("step plan failed: ") && m.contains(&object),
+        m.starts_with("step restore failed: ") && m.contains(&object),
         "{m}"
     );
 

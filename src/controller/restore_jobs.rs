@@ -163,6 +163,15 @@ pub fn plan_job(
     // One argument: a bare RFC 3339 time reads as a timestamp, not a string,
     // to a YAML reader of the Job.
     args.push(format!("--backup={}", point_arg(request)));
+    // A dry run is all the proof there is: read the copy back. A restore
+    // authenticates every byte as it streams (and falls back to the next
+    // destination), so its plan only checks presence: one read, not two.
+    let depth = if request.spec.dry_run {
+        "full"
+    } else {
+        "quick"
+    };
+    args.push(format!("--verify={depth}"));
     if let Some(db) = request
         .spec
         .target

@@ -160,6 +160,7 @@ fn request_plans_then_restores_then_reports_the_measured_rto() {
     let a = args(&job);
     assert_eq!(a[0], "plan");
     assert!(a.contains(&"--backup=latest".to_string()), "{a:?}");
+    assert!(a.contains(&"--verify=quick".to_string()), "{a:?}");
     assert_eq!(values_after(&a, "--from").len(), 2);
     assert_eq!(w.status().phase, RestorePhase::Planning);
     assert_eq!(w.step(STEP_PLAN).phase, StepPhase::Running);
