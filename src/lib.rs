@@ -10,6 +10,7 @@ pub mod commands;
 pub mod controller;
 pub mod keys;
 pub mod pipeline;
+pub mod plan;
 pub mod recovery;
 pub mod schedule;
 pub mod source;

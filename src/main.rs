@@ -32,6 +32,8 @@ enum Command {
     Backup(BackupArgs),
     /// Restore a backup into a database.
     Restore(RestoreArgs),
+    /// Choose and verify the recovery point a restore would use; writes no database.
+    Plan(PlanArgs),
     /// List the recovery points in destinations.
     List(ListArgs),
     /// Re-read backups and check every byte without restoring.
@@ -252,6 +254,37 @@ struct RestoreArgs {
     /// Also write a compact JSON report here (a Job's /dev/termination-log).
     #[arg(long)]
     report_file: Option<PathBuf>,
+    /// SQL run against the restored database afterwards (repeat); each must
+    /// succeed and, when it returns a boolean, return true.
+    #[arg(long = "check")]
+    checks: Vec<String>,
+    /// Drop the target database after the checks (a restore drill's scratch database).
+    #[arg(long)]
+    drop_after: bool,
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    /// Destinations in order of preference (repeat).
+    #[arg(long = "from", required = true)]
+    from: Vec<String>,
+    #[command(flatten)]
+    key: KeyArgs,
+    /// `latest`, a backup id, or an RFC 3339 time (newest backup completed by then).
+    #[arg(long, default_value = "latest")]
+    backup: Point,
+    /// Database the restore would go into (default: the backup's one database).
+    #[arg(long)]
+    target_db: Option<String>,
+    /// `full`: read back every object of the chosen copy; `quick`: check each
+    /// is there with its size (the restore authenticates every byte anyway).
+    #[arg(long, value_enum, default_value = "full")]
+    verify: commands::plan::Depth,
+    #[arg(long)]
+    json: bool,
+    /// Also write a compact JSON report here (a Job's /dev/termination-log).
+    #[arg(long)]
+    report_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -395,6 +428,89 @@ fn compression(c: CompressionArg) -> Compression {
     }
 }
 
+/// `lifeboat plan`.
+async fn commands_plan(a: PlanArgs) -> Result<ExitCode, commands::Error> {
+    let report = commands::plan::plan(commands::plan::PlanOptions {
+        from: a.from,
+        keys: Arc::new(Keyring::load(&a.key.key_file)?),
+        point: a.backup,
+        target_db: a.target_db,
+        depth: a.verify,
+    });
+    let report = match report.await {
+        Ok(r) => r,
+        Err(e) => {
+            write_report(
+                a.report_file.as_deref(),
+                &serde_json::json!({"ok": false, "error": e.to_string()}),
+            )?;
+            return Err(e);
+        }
+    };
+    write_report(a.report_file.as_deref(), &report)?;
+    if a.json {
+        print_json(&report);
+    } else {
+        let p = &report.plan;
+        println!(
+            "plan: backup {} (completed {}) from {}, {} stored, into {}",
+            p.backup_id,
+            p.completed_at.to_rfc3339(),
+            p.destination,
+            format_bytes(p.bytes),
+            report
+                .target_database
+                .as_deref()
+                .unwrap_or("(choose with --target-db)")
+        );
+        for s in &p.skipped {
+            println!("  skipped {}: {}", s.destination, s.reason);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lifeboat restore --check … [--drop-after]`: restore, checks, drop.
+async fn commands_recover(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
+    use commands::recover::{recover, Summary};
+    let o = restore::RestoreOptions {
+        from: a.from,
+        keys: Arc::new(Keyring::load(&a.key.key_file)?),
+        point: a.backup,
+        database: a.database,
+        target: a.conn.conn()?,
+        target_db: a.target_db,
+        maintenance_db: a.conn.maintenance_db.clone(),
+        create: a.create,
+        clean: a.clean,
+        no_owner: a.no_owner,
+        globals: a.globals,
+    };
+    match recover(o, &a.checks, a.drop_after).await {
+        Ok(report) => {
+            write_report(a.report_file.as_deref(), &Summary::succeeded(&report))?;
+            if a.json {
+                print_json(&report);
+            } else {
+                println!(
+                    "restored backup {} into {} in {:.1} s; {} check(s) passed{}",
+                    report.restore.backup_id,
+                    report.restore.target_database,
+                    report.restore.seconds,
+                    report.checks.len(),
+                    if report.dropped { "; dropped it" } else { "" }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(f) => {
+            write_report(a.report_file.as_deref(), &Summary::failed(&f))?;
+            eprintln!("error: {} step failed: {}", f.step, f.error);
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
 fn print_json<T: Serialize>(v: &T) {
     println!(
         "{}",
@@ -475,6 +591,8 @@ async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Restore(a) if a.data_dir.is_some() => restore_point_in_time(a).await,
+        Command::Plan(a) => commands_plan(a).await,
+        Command::Restore(a) if !a.checks.is_empty() || a.drop_after => commands_recover(a).await,
         Command::Restore(a) => {
             let report = restore::restore(restore::RestoreOptions {
                 from: a.from,

@@ -141,6 +141,16 @@ fn jobs_built_from_the_examples_pass_kubernetes_validate_strict() {
         &cfg,
     )
     .unwrap();
+    let request: RestoreRequest = example("RestoreRequest");
+    let plan = lifeboat::controller::restore_jobs::plan_job(&request, &policy, &cfg).unwrap();
+    let planned = lifeboat::api::restore::RestorePlan {
+        backup_id: "20261125T020000.000Z-a1b2c3".into(),
+        destination: "dr-eu".into(),
+        target_database: Some("orders_restored".into()),
+        ..Default::default()
+    };
+    let restore =
+        lifeboat::controller::restore_jobs::restore_job(&request, &policy, &planned, &cfg).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("jobs.yaml");
     write_docs(
@@ -148,6 +158,8 @@ fn jobs_built_from_the_examples_pass_kubernetes_validate_strict() {
         &[
             serde_json::to_value(&backup).unwrap(),
             serde_json::to_value(&prune).unwrap(),
+            serde_json::to_value(&plan).unwrap(),
+            serde_json::to_value(&restore).unwrap(),
         ],
     );
     validate_strict(&cmd, &[file]);
@@ -363,6 +375,7 @@ fn examples_are_valid_resources() {
     let mut refs = vec![
         &spec["source"]["postgres"]["connectionSecretRef"]["name"],
         &spec["encryption"]["keySecretRef"]["name"],
+        &spec["verification"]["restoreDrill"]["targetSecretRef"]["name"],
     ];
     for dest in spec["destinations"].as_array().unwrap() {
         refs.push(&dest["s3"]["credentialsSecretRef"]["name"]);

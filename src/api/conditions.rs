@@ -44,6 +44,8 @@ pub mod reasons {
     pub const JOB_FAILED: &str = "JobFailed";
     pub const CHECKSUM_MATCHED: &str = "ChecksumMatched";
     pub const CHECKSUM_MISMATCH: &str = "ChecksumMismatch";
+    /// A backup committed but its read-back (`verification.readBack`) failed.
+    pub const VERIFICATION_FAILED: &str = "VerificationFailed";
     pub const DRILL_SUCCEEDED: &str = "DrillSucceeded";
     pub const DRILL_FAILED: &str = "DrillFailed";
     pub const ARCHIVING: &str = "Archiving";

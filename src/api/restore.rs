@@ -1,7 +1,7 @@
 //! RestoreRequest: the recovery workflow. It names a policy, a point in time
 //! or a backup id (absent = the newest), the destination to read from, and
-//! the database to restore into. Its workflow belongs to the recovery issue;
-//! here are the type, its schema and its checks.
+//! the database to restore into. src/controller/restore.rs runs it (plan →
+//! restore → verify); here are the type, its schema and its checks.
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -73,6 +73,9 @@ pub struct RestoreRequestSpec {
     /// Allow restoring into a database that already exists (it is replaced).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub overwrite: bool,
+    /// Drop the database after the checks: a drill's scratch database.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drop_after: bool,
 }
 
 /// Where the restore goes: one target kind (postgres today).
@@ -181,6 +184,15 @@ pub struct RestorePlan {
     pub destination: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes: Option<i64>,
+    /// When the chosen backup completed: what the restore recovers to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<DateTime<Utc>>,
+    /// The database the restore creates or replaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_database: Option<String>,
+    /// Destinations passed over, and why (a copy that failed verification).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

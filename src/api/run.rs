@@ -115,7 +115,9 @@ impl fmt::Display for Tier {
     }
 }
 
-/// What a run does.
+/// What a run does. `drill` is from an earlier draft and is refused when a
+/// Job would be built: restore drills are RestoreRequests that the policy
+/// creates (`verification.restoreDrill`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RunKind {

@@ -56,6 +56,9 @@ pub enum Error {
     Recovery(#[from] crate::recovery::RecoveryError),
     #[error("{0}")]
     RecoveryFailed(String),
+    /// A check after a restore failed or returned false.
+    #[error("{0}")]
+    Check(String),
 }
 
 /// An error and its causes on one line, each cause once (the innermost,

@@ -4,13 +4,16 @@
 
 pub mod archiver_http;
 pub mod backup;
+pub mod checks;
 mod download;
 mod error;
 pub mod list;
 mod manifests;
 pub mod pitr;
+pub mod plan;
 pub mod progress;
 pub mod prune;
+pub mod recover;
 pub mod restore;
 pub mod status;
 mod upload;

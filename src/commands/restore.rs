@@ -19,6 +19,7 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Instant;
 
+#[derive(Clone)]
 pub struct RestoreOptions {
     pub from: Vec<String>,
     pub keys: Arc<Keyring>,

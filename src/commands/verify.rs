@@ -100,7 +100,11 @@ async fn ids_to_check(url: &str, keys: &Keyring, which: &Which) -> Result<Vec<St
     })
 }
 
-async fn check_backup(store: &Store, keys: &Arc<Keyring>, id: &str) -> Result<BackupCheck, Error> {
+pub(crate) async fn check_backup(
+    store: &Store,
+    keys: &Arc<Keyring>,
+    id: &str,
+) -> Result<BackupCheck, Error> {
     let manifest = manifests::open(store, id, keys).await?;
     let mut objects = Vec::new();
     for entry in &manifest.objects {

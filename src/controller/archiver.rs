@@ -19,9 +19,9 @@ use kube::Resource;
 use serde::{Deserialize, Serialize};
 
 use super::jobs::{
-    add_connection, add_destination_volumes, add_keys, base_labels, bounded_name, common_mounts,
-    common_volumes, compression_arg, destination_url, mount, pod_spec, short_hash, JobConfig,
-    JobError, LABEL_COMPONENT, LABEL_POLICY,
+    add_database_access, add_destination_volumes, add_key_access, base_labels, bounded_name,
+    common_env, common_mounts, common_volumes, compression_arg, destination_url, mount, pod_spec,
+    short_hash, JobConfig, JobError, LABEL_COMPONENT, LABEL_POLICY,
 };
 use crate::api::conditions::{find, reasons, types, ConditionUpdate};
 use crate::api::policy::{BackupPolicyStatus, PostgresMethod, WalArchive};
@@ -141,14 +141,15 @@ pub fn archiver_deployment(policy: &BackupPolicy, cfg: &JobConfig) -> Result<Dep
     let mut env = Vec::new();
     let mut volumes = common_volumes();
     let mut mounts = common_mounts();
-    add_connection(
+    add_database_access(
         &pg.connection_secret_ref,
         cfg,
         &mut env,
         &mut volumes,
         &mut mounts,
     );
-    add_keys(policy, cfg, &mut env, &mut volumes, &mut mounts);
+    add_key_access(policy, cfg, &mut env, &mut volumes, &mut mounts);
+    env.extend(common_env());
     add_destination_volumes(policy, cfg, &mut volumes, &mut mounts);
     volumes.push(Volume {
         name: "spool".into(),

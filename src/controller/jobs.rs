@@ -32,7 +32,7 @@ use serde::Deserialize;
 
 use crate::api::policy::{Compression, Destination, PostgresMethod, SourceKind};
 use crate::api::run::{Artifact, SourceInfo};
-use crate::api::{BackupPolicy, BackupRun, ConnectionSecretRef, RunKind};
+use crate::api::{BackupPolicy, BackupRun, RunKind};
 
 /// Where Secrets are mounted in the pod unless [`JobConfig::mount_root`] says otherwise.
 pub const DEFAULT_MOUNT_ROOT: &str = "/var/run/lifeboat";
@@ -90,7 +90,7 @@ impl JobConfig {
         }
     }
 
-    fn root(&self) -> &str {
+    pub(crate) fn root(&self) -> &str {
         self.mount_root.trim_end_matches('/')
     }
 
@@ -152,7 +152,7 @@ pub fn prune_job_name(run: &str) -> String {
 
 /// `<base>-<suffix>` within 63 characters (a Job's name becomes a pod label).
 /// A longer base is cut and a hash of the whole keeps names distinct.
-pub(super) fn bounded_name(base: &str, suffix: &str) -> String {
+pub(crate) fn bounded_name(base: &str, suffix: &str) -> String {
     let name = format!("{base}-{suffix}");
     if name.len() <= 63 {
         return name;
@@ -169,7 +169,7 @@ pub(super) fn short_hash(text: &str) -> String {
 }
 
 /// A label value (≤ 63 characters) for a name that may be longer.
-pub(super) fn label_value(name: &str) -> String {
+pub(crate) fn label_value(name: &str) -> String {
     if name.len() <= 63 {
         name.to_string()
     } else {
@@ -259,7 +259,7 @@ pub fn backup_args(
     if run.spec.kind == RunKind::Drill {
         return Err(unsupported(
             "spec.kind",
-            "restore drills are run by a drill Job, not a backup Job",
+            "restore drills are RestoreRequests made from verification.restoreDrill, not BackupRuns",
         ));
     }
     let mut args = vec!["backup".to_string()];
@@ -343,17 +343,18 @@ pub fn backup_job(
         .as_ref()
         .ok_or_else(|| unsupported("spec.source", "no postgres source"))?;
 
-    let mut env = Vec::new();
+    let mut env = vec![];
     let mut volumes = common_volumes();
     let mut mounts = common_mounts();
-    add_connection(
+    add_database_access(
         &pg.connection_secret_ref,
         cfg,
         &mut env,
         &mut volumes,
         &mut mounts,
     );
-    add_keys(policy, cfg, &mut env, &mut volumes, &mut mounts);
+    add_key_access(policy, cfg, &mut env, &mut volumes, &mut mounts);
+    env.extend(common_env());
     add_destination_volumes(policy, cfg, &mut volumes, &mut mounts);
 
     let mut labels = base_labels("backup", policy_name);
@@ -372,60 +373,6 @@ pub fn backup_job(
         policy,
         cfg,
     }))
-}
-
-/// The database connection from its Secret: host, port, user and sslmode
-/// as libpq's environment, the password as a file for `--password-file`.
-pub(super) fn add_connection(
-    conn: &ConnectionSecretRef,
-    cfg: &JobConfig,
-    env: &mut Vec<EnvVar>,
-    volumes: &mut Vec<Volume>,
-    mounts: &mut Vec<VolumeMount>,
-) {
-    let env_from_secret = |var: &str, key: &str, optional: bool| EnvVar {
-        name: var.into(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: conn.name.clone(),
-                key: key.into(),
-                optional: optional.then_some(true),
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    env.extend([
-        env_from_secret("PGHOST", conn.host_key(), false),
-        // libpq defaults the port (5432) and sslmode (prefer) when absent.
-        env_from_secret("PGPORT", conn.port_key(), true),
-        env_from_secret("PGUSER", conn.user_key(), false),
-        env_from_secret("PGSSLMODE", conn.sslmode_key(), true),
-    ]);
-    env.extend(common_env());
-    volumes.push(secret_volume(
-        "db",
-        &conn.name,
-        vec![(conn.password_key(), "password")],
-    ));
-    mounts.push(mount("db", &format!("{}/db", cfg.root())));
-}
-
-/// The master key file (`LIFEBOAT_KEY_FILE`) from the policy's key Secret.
-pub(super) fn add_keys(
-    policy: &BackupPolicy,
-    cfg: &JobConfig,
-    env: &mut Vec<EnvVar>,
-    volumes: &mut Vec<Volume>,
-    mounts: &mut Vec<VolumeMount>,
-) {
-    env.push(plain_env("LIFEBOAT_KEY_FILE", cfg.key_file()));
-    volumes.push(secret_volume(
-        "keys",
-        &policy.spec.encryption.key_secret_ref.name,
-        vec![(KEY_SECRET_KEY, KEY_SECRET_KEY)],
-    ));
-    mounts.push(mount("keys", &format!("{}/keys", cfg.root())));
 }
 
 /// The Job that deletes backup `backup_id` from every destination of
@@ -471,7 +418,60 @@ pub fn prune_job(
     }))
 }
 
-fn policy_id(policy: &BackupPolicy) -> Result<(&str, &str), JobError> {
+/// The database connection of `conn`'s Secret: host, port, user and sslmode
+/// as env references, the password as a mounted file (`--password-file`).
+pub(crate) fn add_database_access(
+    conn: &crate::api::ConnectionSecretRef,
+    cfg: &JobConfig,
+    env: &mut Vec<EnvVar>,
+    volumes: &mut Vec<Volume>,
+    mounts: &mut Vec<VolumeMount>,
+) {
+    let env_from_secret = |var: &str, key: &str, optional: bool| EnvVar {
+        name: var.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: conn.name.clone(),
+                key: key.into(),
+                optional: optional.then_some(true),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    env.extend([
+        env_from_secret("PGHOST", conn.host_key(), false),
+        // libpq defaults the port (5432) and sslmode (prefer) when absent.
+        env_from_secret("PGPORT", conn.port_key(), true),
+        env_from_secret("PGUSER", conn.user_key(), false),
+        env_from_secret("PGSSLMODE", conn.sslmode_key(), true),
+    ]);
+    volumes.push(secret_volume(
+        "db",
+        &conn.name,
+        vec![(conn.password_key(), "password")],
+    ));
+    mounts.push(mount("db", &format!("{}/db", cfg.root())));
+}
+
+/// The policy's master keys, mounted as the key file (`LIFEBOAT_KEY_FILE`).
+pub(crate) fn add_key_access(
+    policy: &BackupPolicy,
+    cfg: &JobConfig,
+    env: &mut Vec<EnvVar>,
+    volumes: &mut Vec<Volume>,
+    mounts: &mut Vec<VolumeMount>,
+) {
+    env.push(plain_env("LIFEBOAT_KEY_FILE", cfg.key_file()));
+    volumes.push(secret_volume(
+        "keys",
+        &policy.spec.encryption.key_secret_ref.name,
+        vec![(KEY_SECRET_KEY, KEY_SECRET_KEY)],
+    ));
+    mounts.push(mount("keys", &format!("{}/keys", cfg.root())));
+}
+
+pub(crate) fn policy_id(policy: &BackupPolicy) -> Result<(&str, &str), JobError> {
     let namespace = policy
         .metadata
         .namespace
@@ -485,14 +485,14 @@ fn policy_id(policy: &BackupPolicy) -> Result<(&str, &str), JobError> {
     Ok((namespace, name))
 }
 
-fn unsupported(field: impl Into<String>, message: &str) -> JobError {
+pub(crate) fn unsupported(field: impl Into<String>, message: &str) -> JobError {
     JobError::Unsupported {
         field: field.into(),
         message: message.into(),
     }
 }
 
-fn plain_env(name: &str, value: String) -> EnvVar {
+pub(crate) fn plain_env(name: &str, value: String) -> EnvVar {
     EnvVar {
         name: name.into(),
         value: Some(value),
@@ -500,13 +500,13 @@ fn plain_env(name: &str, value: String) -> EnvVar {
     }
 }
 
-fn common_env() -> Vec<EnvVar> {
+pub(crate) fn common_env() -> Vec<EnvVar> {
     // The root filesystem is read-only: temporary files (the libpq passfile)
     // go to the emptyDir at /tmp.
     vec![plain_env("TMPDIR", "/tmp".into())]
 }
 
-pub(super) fn common_volumes() -> Vec<Volume> {
+pub(crate) fn common_volumes() -> Vec<Volume> {
     vec![Volume {
         name: "tmp".into(),
         empty_dir: Some(EmptyDirVolumeSource::default()),
@@ -514,11 +514,11 @@ pub(super) fn common_volumes() -> Vec<Volume> {
     }]
 }
 
-pub(super) fn common_mounts() -> Vec<VolumeMount> {
+pub(crate) fn common_mounts() -> Vec<VolumeMount> {
     vec![mount("tmp", "/tmp")]
 }
 
-pub(super) fn mount(volume: &str, path: &str) -> VolumeMount {
+pub(crate) fn mount(volume: &str, path: &str) -> VolumeMount {
     VolumeMount {
         name: volume.into(),
         mount_path: path.into(),
@@ -529,7 +529,7 @@ pub(super) fn mount(volume: &str, path: &str) -> VolumeMount {
 
 /// A Secret volume exposing only `items` (key → file name): a Secret holding
 /// more than the Job needs does not leak the rest into the pod.
-fn secret_volume(volume: &str, secret: &str, items: Vec<(&str, &str)>) -> Volume {
+pub(crate) fn secret_volume(volume: &str, secret: &str, items: Vec<(&str, &str)>) -> Volume {
     Volume {
         name: volume.into(),
         secret: Some(SecretVolumeSource {
@@ -552,7 +552,7 @@ fn secret_volume(volume: &str, secret: &str, items: Vec<(&str, &str)>) -> Volume
     }
 }
 
-pub(super) fn add_destination_volumes(
+pub(crate) fn add_destination_volumes(
     policy: &BackupPolicy,
     cfg: &JobConfig,
     volumes: &mut Vec<Volume>,
@@ -576,7 +576,7 @@ pub(super) fn add_destination_volumes(
     }
 }
 
-pub(super) fn base_labels(component: &str, policy: &str) -> BTreeMap<String, String> {
+pub(crate) fn base_labels(component: &str, policy: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("app.kubernetes.io/name".into(), "lifeboat".into()),
         (LABEL_COMPONENT.into(), component.into()),
@@ -585,21 +585,21 @@ pub(super) fn base_labels(component: &str, policy: &str) -> BTreeMap<String, Str
     ])
 }
 
-struct JobParts<'a> {
-    name: String,
-    namespace: &'a str,
-    labels: BTreeMap<String, String>,
-    annotations: BTreeMap<String, String>,
-    owner: OwnerReference,
-    args: Vec<String>,
-    env: Vec<EnvVar>,
-    volumes: Vec<Volume>,
-    mounts: Vec<VolumeMount>,
-    policy: &'a BackupPolicy,
-    cfg: &'a JobConfig,
+pub(crate) struct JobParts<'a> {
+    pub name: String,
+    pub namespace: &'a str,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub owner: OwnerReference,
+    pub args: Vec<String>,
+    pub env: Vec<EnvVar>,
+    pub volumes: Vec<Volume>,
+    pub mounts: Vec<VolumeMount>,
+    pub policy: &'a BackupPolicy,
+    pub cfg: &'a JobConfig,
 }
 
-fn job(p: JobParts<'_>) -> Job {
+pub(crate) fn job(p: JobParts<'_>) -> Job {
     let template = p.policy.spec.job_template.clone().unwrap_or_default();
     let cfg = p.cfg;
     let pod = pod_spec(p.policy, cfg, p.args, p.env, p.mounts, p.volumes, "Never");

@@ -7,6 +7,9 @@
 //! - BackupRun ([`run`]): creates the run's Job, follows it to Succeeded or
 //!   Failed, and on deletion prunes the backup through a second Job before
 //!   releasing the `lifeboat.dev/prune` finalizer.
+//! - RestoreRequest ([`restore`]): a plan Job, then a restore Job that also
+//!   runs the checks; status with steps and the measured RTO. The policy
+//!   controller creates drill RestoreRequests on `verification.restoreDrill`.
 //!
 //! Each reconcile is observe (IO) → decide (a pure function of the objects
 //! and the clock) → apply (IO). Only the leader of a Lease ([`leader`])
@@ -15,11 +18,14 @@
 pub mod archiver;
 mod archiver_sync;
 pub mod clock;
+pub mod drill;
 pub mod http;
 pub mod jobs;
 pub mod leader;
 pub mod metrics;
 pub mod policy;
+pub mod restore;
+pub mod restore_jobs;
 pub mod run;
 
 use std::future::Future;
@@ -34,7 +40,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 
-use crate::api::{BackupPolicy, BackupRun};
+use crate::api::{BackupPolicy, BackupRun, RestoreRequest};
 pub use clock::Clock;
 use jobs::{JobConfig, JobError};
 use metrics::Metrics;
@@ -78,6 +84,12 @@ pub enum Error {
     PatchFinalizer(String, #[source] kube::Error),
     #[error("keeping WAL archiver {0}: {1}")]
     Archiver(String, #[source] kube::Error),
+    #[error("writing status of restore request {0}: {1}")]
+    PatchRestoreStatus(String, #[source] kube::Error),
+    #[error("creating drill {0}: {1}")]
+    CreateDrill(String, #[source] kube::Error),
+    #[error("deleting old drill {0}: {1}")]
+    DeleteDrill(String, #[source] kube::Error),
 }
 
 impl Error {
@@ -97,6 +109,9 @@ impl Error {
             Error::PatchRunStatus(..) => "patch_run_status",
             Error::PatchFinalizer(..) => "patch_finalizer",
             Error::Archiver(..) => "archiver",
+            Error::PatchRestoreStatus(..) => "patch_restore_status",
+            Error::CreateDrill(..) => "create_drill",
+            Error::DeleteDrill(..) => "delete_drill",
         }
     }
 }
@@ -228,6 +243,9 @@ pub struct Context {
     /// Every BackupRun, kept by the run controller's reflector; the policy
     /// controller reads a policy's runs from here instead of listing them.
     pub runs: Store<BackupRun>,
+    /// Every RestoreRequest, kept by the restore controller's reflector; the
+    /// policy controller reads its drills from here.
+    pub restores: Store<RestoreRequest>,
 }
 
 impl Context {
@@ -294,9 +312,13 @@ pub async fn run_controllers(
     let runs: Api<BackupRun> = api_for(&client, ns.as_deref());
     let policies: Api<BackupPolicy> = api_for(&client, ns.as_deref());
     let jobs: Api<Job> = api_for(&client, ns.as_deref());
+    let restores: Api<RestoreRequest> = api_for(&client, ns.as_deref());
 
     let config = kube::runtime::controller::Config::default().concurrency(settings.concurrency);
     let run_controller = Controller::new(runs.clone(), watcher::Config::default())
+        .owns(jobs.clone(), watcher::Config::default())
+        .with_config(config.clone());
+    let restore_controller = Controller::new(restores.clone(), watcher::Config::default())
         .owns(jobs, watcher::Config::default())
         .with_config(config.clone());
     let recorder = Recorder::new(
@@ -311,6 +333,7 @@ pub async fn run_controllers(
         recorder,
         metrics,
         runs: run_controller.store(),
+        restores: restore_controller.store(),
         settings,
     });
 
@@ -321,10 +344,19 @@ pub async fn run_controllers(
         .run(run::reconcile, error_policy, ctx.clone())
         .for_each(|_| async {});
 
+    let restore_loop = restore_controller
+        .graceful_shutdown_on(shutdown.clone())
+        .run(restore::reconcile, error_policy, ctx.clone())
+        .for_each(|_| async {});
+
     let store = ctx.runs.clone();
+    let restore_store = ctx.restores.clone();
     let policy_loop = async move {
-        // Deciding on an empty run cache would see no run in progress.
-        if store.wait_until_ready().await.is_err() {
+        // Deciding on an empty run cache would see no run in progress (and
+        // on an empty restore cache, no drill).
+        if store.wait_until_ready().await.is_err()
+            || restore_store.wait_until_ready().await.is_err()
+        {
             return;
         }
         Controller::new(policies, watcher::Config::default())
@@ -332,13 +364,21 @@ pub async fn run_controllers(
                 let ns = run.metadata.namespace.clone()?;
                 Some(ObjectRef::new(&run.spec.policy_ref.name).within(&ns))
             })
+            .watches(restores, watcher::Config::default(), |r: RestoreRequest| {
+                // Only drills feed a policy's status.
+                if !restore::is_drill(&r) {
+                    return None;
+                }
+                let ns = r.metadata.namespace.clone()?;
+                Some(ObjectRef::new(&r.spec.policy_ref.name).within(&ns))
+            })
             .with_config(config)
             .graceful_shutdown_on(shutdown)
             .run(policy::reconcile, error_policy, ctx)
             .for_each(|_| async {})
             .await
     };
-    futures::join!(run_loop, policy_loop);
+    futures::join!(run_loop, restore_loop, policy_loop);
 }
 
 /// Picks rustls's crypto provider for the Kubernetes client. Both ring (kube)

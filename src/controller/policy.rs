@@ -20,6 +20,8 @@ use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
+use super::drill;
+use super::restore::is_drill;
 use super::{
     archiver, archiver_sync, is_conflict, is_not_found, merge_patch, Context, Error, Note,
     POLICY_LABEL, TIER_LABEL,
@@ -27,8 +29,8 @@ use super::{
 use crate::api::conditions::{reasons, set_condition, types, ConditionUpdate};
 use crate::api::policy::{LastBackup, RecoveryWindow, TierTimes};
 use crate::api::{
-    join_errors, BackupPolicy, BackupPolicyStatus, BackupRun, BackupRunSpec, LocalRef, RunKind,
-    RunPhase, Tier,
+    join_errors, BackupPolicy, BackupPolicyStatus, BackupRun, BackupRunSpec, LocalRef,
+    RestoreRequest, RunKind, RunPhase, Tier,
 };
 use crate::schedule::{expired_runs, Expired, PolicySchedule, RunRecord};
 
@@ -295,7 +297,15 @@ pub fn decide(
         ),
         Some(r) => (
             false,
-            reasons::BACKUP_FAILED,
+            // A failed read-back is its own reason: the data may be damaged.
+            if r.status.as_ref().is_some_and(|s| {
+                crate::api::conditions::find(&s.conditions, types::VERIFIED)
+                    .is_some_and(|c| c.status == "False")
+            }) {
+                reasons::VERIFICATION_FAILED
+            } else {
+                reasons::BACKUP_FAILED
+            },
             format!(
                 "run {} failed: {}",
                 r.name_any(),
@@ -401,7 +411,7 @@ pub fn decide(
 /// A bad state (Ready false, Healthy false after a failure, ObjectiveBreached
 /// true) is a warning. A condition's first, good state is no news: a new
 /// policy does not announce three times that all is well.
-fn condition_events(old: &[Condition], new: &[Condition]) -> Vec<Note> {
+pub(crate) fn condition_events(old: &[Condition], new: &[Condition]) -> Vec<Note> {
     new.iter()
         .filter_map(|c| {
             let before = old.iter().find(|o| o.type_ == c.type_);
@@ -493,6 +503,7 @@ async fn apply(policy: &BackupPolicy, ctx: &Context) -> Result<Action, Error> {
     let now = ctx.settings.clock.now();
     let mut plan = decide(policy, &runs, now, ctx.settings.resync);
     archive(policy, &ns, &mut plan, now, ctx).await?;
+    apply_drills(policy, &mut plan, ctx, &ns, now).await?;
 
     let run_api: Api<BackupRun> = ctx.api(&ns);
     if let Some(run) = &plan.create {
@@ -542,6 +553,20 @@ async fn apply(policy: &BackupPolicy, ctx: &Context) -> Result<Action, Error> {
             crate::api::conditions::is_true(&status.conditions, types::OBJECTIVE_BREACHED);
         ctx.metrics.record_objective(&ns, &name, breached);
     }
+    if let Some(last) = status.and_then(|s| s.last_drill.as_ref()) {
+        if last.succeeded {
+            ctx.metrics
+                .record_last_drill_success(&ns, &name, last.completed_at);
+        }
+    }
+    if policy
+        .spec
+        .verification
+        .as_ref()
+        .is_some_and(|v| v.restore_drill.is_some())
+    {
+        ctx.metrics.touch_drill_failures(&ns, &name);
+    }
     if let Some(rpo) = policy.spec.rpo() {
         ctx.metrics
             .record_rpo_objective(&ns, &name, rpo.num_milliseconds() as f64 / 1000.0);
@@ -551,6 +576,57 @@ async fn apply(policy: &BackupPolicy, ctx: &Context) -> Result<Action, Error> {
         Some(after) => Action::requeue(after),
         None => Action::await_change(),
     })
+}
+
+/// Drills ([`super::drill`]): folds their result into the plan's status,
+/// creates a due drill and deletes old ones.
+async fn apply_drills(
+    policy: &BackupPolicy,
+    plan: &mut PolicyPlan,
+    ctx: &Context,
+    ns: &str,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let all = ctx.restores.state();
+    let drills: Vec<&RestoreRequest> = all
+        .iter()
+        .map(|r| r.as_ref())
+        .filter(|r| {
+            is_drill(r)
+                && r.namespace().as_deref() == Some(ns)
+                && r.spec.policy_ref.name == policy.name_any()
+        })
+        .collect();
+    let old = policy.status.clone().unwrap_or_default();
+    let mut status = plan.status.clone().unwrap_or_else(|| old.clone());
+    let before = status.conditions.clone();
+    let d = drill::decide(policy, &drills, &mut status, now);
+    plan.events
+        .extend(super::policy::condition_events(&before, &status.conditions));
+    plan.status = (status != old).then_some(status);
+    plan.events.extend(d.events);
+    if let Some(next) = d.next.and_then(|n| (n - now).to_std().ok()) {
+        plan.requeue_after = Some(plan.requeue_after.map_or(next, |r| r.min(next)));
+    }
+    let api: Api<RestoreRequest> = ctx.api(ns);
+    if let Some(r) = &d.create {
+        let drill_name = r.name_any();
+        match api.create(&PostParams::default(), r).await {
+            Ok(_) => {
+                tracing::info!(policy = %policy.name_any(), drill = %drill_name, "created drill")
+            }
+            Err(e) if is_conflict(&e) => {}
+            Err(e) => return Err(Error::CreateDrill(drill_name, e)),
+        }
+    }
+    for old_drill in &d.delete {
+        match api.delete(old_drill, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(Error::DeleteDrill(old_drill.clone(), e)),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

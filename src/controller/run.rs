@@ -116,10 +116,24 @@ pub fn job_state(job: &Job) -> JobState {
 }
 
 /// Newest pods first, so the last attempt speaks.
-fn newest_first(pods: &[Pod]) -> Vec<&Pod> {
+pub(crate) fn newest_first(pods: &[Pod]) -> Vec<&Pod> {
     let mut pods: Vec<&Pod> = pods.iter().collect();
     pods.sort_by_key(|p| std::cmp::Reverse(p.metadata.creation_timestamp.as_ref().map(from_time)));
     pods
+}
+
+/// The termination message of the newest pod's ended container, whatever its
+/// exit code: a restore Job writes its summary on failure too, and a
+/// backup Job whose read-back failed leaves its summary.
+pub(crate) fn termination_message(pods: &[Pod]) -> Option<String> {
+    newest_first(pods).into_iter().find_map(|pod| {
+        pod.status
+            .as_ref()?
+            .container_statuses
+            .as_ref()?
+            .iter()
+            .find_map(|cs| cs.state.as_ref()?.terminated.as_ref()?.message.clone())
+    })
 }
 
 /// The termination message of a container that exited 0.
@@ -147,7 +161,7 @@ fn join(reason: Option<&str>, message: Option<&str>) -> Option<String> {
     Some(truncate(text))
 }
 
-fn truncate(mut text: String) -> String {
+pub(crate) fn truncate(mut text: String) -> String {
     if text.len() > MAX_MESSAGE {
         let mut cut = MAX_MESSAGE;
         while !text.is_char_boundary(cut) {
@@ -191,7 +205,7 @@ pub fn pod_problem(pods: &[Pod]) -> Option<String> {
 }
 
 /// The Job's own failure reason (BackoffLimitExceeded, DeadlineExceeded).
-fn job_problem(job: &Job) -> Option<String> {
+pub(crate) fn job_problem(job: &Job) -> Option<String> {
     let c = job
         .status
         .as_ref()?
@@ -339,10 +353,45 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RunPlan {
                 }
             }
             JobState::Failed => {
-                let message = pod_problem(obs.pods)
-                    .or_else(|| job_problem(job))
-                    .unwrap_or_else(|| "the Job failed".to_string());
-                fail(&mut status, reasons::JOB_FAILED, message);
+                // A backup that committed but failed its read-back says so
+                // in its summary: name the destinations and mark it unverified.
+                let unverified = termination_message(obs.pods)
+                    .and_then(|m| jobs::parse_job_result(&m).ok())
+                    .filter(|r| r.verified.is_some() && !r.fully_verified());
+                match unverified {
+                    Some(r) => {
+                        let verified = r.verified.clone().unwrap_or_default();
+                        let bad: Vec<&str> = r
+                            .committed
+                            .iter()
+                            .filter(|c| !verified.contains(c))
+                            .map(String::as_str)
+                            .collect();
+                        let message = format!(
+                            "backup {} failed read-back verification in {}",
+                            r.backup_id,
+                            bad.join(", ")
+                        );
+                        set_condition(
+                            &mut status.conditions,
+                            ConditionUpdate {
+                                type_: types::VERIFIED,
+                                status: false,
+                                reason: reasons::CHECKSUM_MISMATCH,
+                                message: message.clone(),
+                                observed_generation: generation,
+                            },
+                            now,
+                        );
+                        fail(&mut status, reasons::VERIFICATION_FAILED, message);
+                    }
+                    None => {
+                        let message = pod_problem(obs.pods)
+                            .or_else(|| job_problem(job))
+                            .unwrap_or_else(|| "the Job failed".to_string());
+                        fail(&mut status, reasons::JOB_FAILED, message);
+                    }
+                }
             }
             state => {
                 if state == JobState::Running {

@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod k8s;
+pub mod kubelet;
 pub mod walcluster;
 
 use std::path::{Path, PathBuf};

@@ -360,3 +360,43 @@ fn runs_of_picks_the_policys_runs_by_reference_and_namespace() {
         .collect();
     assert_eq!(names, ["a"]);
 }
+
+#[test]
+fn a_run_whose_read_back_failed_makes_the_policy_unhealthy_for_that_reason() {
+    let p = policy();
+    let mut failed = run(
+        "d2",
+        Tier::Daily,
+        RunPhase::Failed,
+        Some("2026-11-22T02:06:00Z"),
+    );
+    let st = failed.status.as_mut().unwrap();
+    st.message = Some("backup x failed read-back verification in s3://b/shop/orders".into());
+    crate::api::conditions::set_condition(
+        &mut st.conditions,
+        crate::api::conditions::ConditionUpdate {
+            type_: types::VERIFIED,
+            status: false,
+            reason: reasons::CHECKSUM_MISMATCH,
+            message: "read-back failed".into(),
+            observed_generation: None,
+        },
+        at("2026-11-22T02:06:00Z"),
+    );
+    let plan = decide(&p, &[&failed], at("2026-11-22T02:10:00Z"), RESYNC);
+    let s = plan.status.clone().unwrap();
+    let healthy = find(&s.conditions, types::HEALTHY).unwrap();
+    assert_eq!(
+        (healthy.status.as_str(), healthy.reason.as_str()),
+        ("False", reasons::VERIFICATION_FAILED)
+    );
+    assert!(
+        healthy.message.contains("read-back verification"),
+        "{}",
+        healthy.message
+    );
+    assert!(plan
+        .events
+        .iter()
+        .any(|e| e.warning && e.reason == reasons::VERIFICATION_FAILED));
+}

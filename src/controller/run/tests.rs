@@ -372,3 +372,33 @@ fn a_run_without_a_backup_or_policy_is_released_at_once() {
         Cleanup::Nothing
     );
 }
+
+#[test]
+fn a_failed_read_back_fails_the_run_naming_the_destination() {
+    // `backup --verify` committed, re-read, found a fault, exited 1 with its summary.
+    let summary = RESULT.replace(
+        r#""verified":["s3://backups/shop/orders"]"#,
+        r#""verified":[]"#,
+    );
+    assert_ne!(summary, RESULT);
+    let j = job(JobStatus {
+        failed: Some(1),
+        conditions: Some(vec![condition("Failed", "BackoffLimitExceeded", "")]),
+        ..started()
+    });
+    let plan = decide_with(&run(), Some(&j), &[terminated(1, "Error", &summary)]);
+    let s = plan.status.clone().unwrap();
+    assert_eq!(s.phase, RunPhase::Failed);
+    assert_eq!(
+        s.message.as_deref(),
+        Some("backup 20261121T020010.000Z-ab12cd failed read-back verification in s3://backups/shop/orders")
+    );
+    let v = find(&s.conditions, types::VERIFIED).unwrap();
+    assert_eq!(
+        (v.status.as_str(), v.reason.as_str()),
+        ("False", reasons::CHECKSUM_MISMATCH)
+    );
+    let c = find(&s.conditions, types::COMPLETE).unwrap();
+    assert_eq!(c.reason, reasons::VERIFICATION_FAILED);
+    assert_eq!(plan.outcome.as_ref().map(|o| o.succeeded), Some(false));
+}

@@ -1,0 +1,381 @@
+//! Restore drills, pure: on `verification.restoreDrill.schedule` (cron, in
+//! the schedule's time zone) a policy gets a drill RestoreRequest — owned by
+//! the policy, labelled [`DRILL_LABEL`], named after its slot — that restores
+//! the newest backup into a scratch database on the drill's target, runs the
+//! drill's checks and drops the scratch database. The newest finished drill
+//! becomes the policy's `status.lastDrill` and its `DrillPassed` condition;
+//! drills beyond the last [`KEEP_DRILLS`] finished ones are deleted.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::{Resource, ResourceExt};
+
+use super::restore::DRILL_LABEL;
+use super::{Note, POLICY_LABEL};
+use crate::api::conditions::{reasons, set_condition, types, ConditionUpdate};
+use crate::api::policy::LastDrill;
+use crate::api::restore::{PostgresTarget, RestorePhase, RestoreTarget};
+use crate::api::{BackupPolicy, BackupPolicyStatus, LocalRef, RestoreRequest, RestoreRequestSpec};
+use crate::schedule::{parse_time_zone, run_name, CronSchedule};
+
+/// Finished drills kept per policy; older ones are deleted.
+pub const KEEP_DRILLS: usize = 3;
+/// Annotation on a drill: the schedule slot it was made for.
+pub const ANNOTATION_SLOT: &str = "lifeboat.dev/scheduled-at";
+const DRILL_FIELD: &str = "spec.verification.restoreDrill.schedule";
+
+#[derive(Clone, Debug, Default)]
+pub struct DrillPlan {
+    pub create: Option<RestoreRequest>,
+    /// Names of old drills to delete.
+    pub delete: Vec<String>,
+    pub events: Vec<Note>,
+    /// The next drill slot, to wake up for.
+    pub next: Option<DateTime<Utc>>,
+}
+
+fn finished(r: &RestoreRequest) -> Option<(DateTime<Utc>, bool)> {
+    let s = r.status.as_ref()?;
+    match s.phase {
+        RestorePhase::Succeeded => Some((s.completed_at?, true)),
+        RestorePhase::Failed => Some((s.completed_at?, false)),
+        _ => None,
+    }
+}
+
+fn slot_of(r: &RestoreRequest) -> Option<DateTime<Utc>> {
+    r.annotations().get(ANNOTATION_SLOT)?.parse().ok()
+}
+
+/// The scratch database of a policy's drills: `lifeboat_drill_<policy>`,
+/// at most 63 bytes, never a name a real database would carry.
+pub fn scratch_database(policy: &str) -> String {
+    let mut name: String = format!("lifeboat_drill_{}", policy.replace(['-', '.'], "_"));
+    name.truncate(63);
+    name
+}
+
+/// The drill RestoreRequest of `backup_id` for `slot`; `None` while there is
+/// no backup.
+pub fn drill_request(
+    policy: &BackupPolicy,
+    backup_id: Option<&str>,
+    slot: DateTime<Utc>,
+) -> Option<RestoreRequest> {
+    let drill = policy.spec.verification.as_ref()?.restore_drill.as_ref()?;
+    let backup_id = backup_id?.to_string();
+    let owner = policy.controller_owner_ref(&())?;
+    let name = policy.name_any();
+    let labels = BTreeMap::from([
+        (DRILL_LABEL.to_string(), "true".to_string()),
+        (POLICY_LABEL.to_string(), name.clone()),
+    ]);
+    let annotations = BTreeMap::from([(ANNOTATION_SLOT.to_string(), slot.to_rfc3339())]);
+    Some(RestoreRequest {
+        metadata: ObjectMeta {
+            name: Some(run_name(&name, "drill", slot)),
+            namespace: policy.namespace(),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: RestoreRequestSpec {
+            policy_ref: LocalRef::new(name.clone()),
+            point_in_time: None,
+            backup_id: Some(backup_id),
+            from: None,
+            target: RestoreTarget {
+                postgres: Some(PostgresTarget {
+                    connection_secret_ref: drill.target_secret_ref.clone(),
+                    database: Some(scratch_database(&name)),
+                }),
+            },
+            checks: drill.checks.clone(),
+            dry_run: false,
+            overwrite: true,
+            drop_after: true,
+        },
+        status: None,
+    })
+}
+
+/// Decides the drills of one policy and writes their result into `status`.
+/// Pure. `drills` are the policy's drill RestoreRequests as observed.
+pub fn decide(
+    policy: &BackupPolicy,
+    drills: &[&RestoreRequest],
+    status: &mut BackupPolicyStatus,
+    now: DateTime<Utc>,
+) -> DrillPlan {
+    let mut plan = DrillPlan::default();
+    let generation = policy.metadata.generation;
+
+    // The newest finished drill is the policy's lastDrill.
+    let mut done: Vec<(&RestoreRequest, DateTime<Utc>, bool)> = drills
+        .iter()
+        .filter_map(|r| finished(r).map(|(at, ok)| (*r, at, ok)))
+        .collect();
+    done.sort_by_key(|(r, at, _)| std::cmp::Reverse((*at, r.name_any())));
+    if let Some((r, at, ok)) = done.first() {
+        let s = r.status.as_ref().expect("finished has a status");
+        let message = if *ok {
+            Some(format!(
+                "restored backup {} and passed {} check(s)",
+                s.plan.as_ref().map(|p| p.backup_id.as_str()).unwrap_or("?"),
+                r.spec.checks.len()
+            ))
+        } else {
+            s.message.clone()
+        };
+        status.last_drill = Some(LastDrill {
+            run: r.name_any(),
+            completed_at: *at,
+            succeeded: *ok,
+            recovery_time_seconds: s.recovery_time_seconds,
+            restore_request: Some(r.name_any()),
+            message: message.clone(),
+        });
+        set_condition(
+            &mut status.conditions,
+            ConditionUpdate {
+                type_: types::DRILL_PASSED,
+                status: *ok,
+                reason: if *ok {
+                    reasons::DRILL_SUCCEEDED
+                } else {
+                    reasons::DRILL_FAILED
+                },
+                message: format!("drill {}: {}", r.name_any(), message.unwrap_or_default()),
+                observed_generation: generation,
+            },
+            now,
+        );
+    }
+    plan.delete = done
+        .iter()
+        .skip(KEEP_DRILLS)
+        .filter(|(r, ..)| r.metadata.deletion_timestamp.is_none())
+        .map(|(r, ..)| r.name_any())
+        .collect();
+
+    let Some(drill) = policy
+        .spec
+        .verification
+        .as_ref()
+        .and_then(|v| v.restore_drill.as_ref())
+    else {
+        return plan;
+    };
+    if policy.spec.suspend {
+        return plan;
+    }
+    let Ok(zone) = parse_time_zone("spec.schedule.timeZone", &policy.spec.schedule.time_zone)
+    else {
+        return plan;
+    };
+    let Ok(cron) = CronSchedule::parse(DRILL_FIELD, &drill.schedule, zone) else {
+        return plan;
+    };
+    plan.next = cron.next_after(now);
+    let in_progress = drills.iter().any(|r| finished(r).is_none());
+    let since = drills
+        .iter()
+        .filter_map(|r| slot_of(r))
+        .max()
+        .or_else(|| {
+            policy
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(crate::api::conditions::from_time)
+        })
+        .unwrap_or(now);
+    if in_progress {
+        return plan;
+    }
+    if let Some(slot) = cron.latest_between(since, now) {
+        let newest = status
+            .last_backup
+            .as_ref()
+            .and_then(|b| b.backup_id.as_deref());
+        match drill_request(policy, newest, slot) {
+            Some(r) => {
+                plan.events.push(Note::normal(
+                    "DrillScheduled",
+                    "CreateDrill",
+                    format!(
+                        "created restore drill {} of backup {}",
+                        r.name_any(),
+                        r.spec.backup_id.clone().unwrap_or_default()
+                    ),
+                ));
+                plan.create = Some(r);
+            }
+            // No backup yet: the slot stays due until there is one.
+            None => {
+                let soon = now + chrono::Duration::minutes(1);
+                plan.next = Some(plan.next.map_or(soon, |n| n.min(soon)));
+            }
+        }
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::policy::LastBackup;
+    use crate::api::restore::RestoreRequestStatus;
+    use crate::api::Tier;
+    use serde_json::json;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn policy(with_backup: bool) -> BackupPolicy {
+        let spec = json!({
+            "source": {"postgres": {"connectionSecretRef": {"name": "orders-db"}, "databases": ["orders"]}},
+            "schedule": {"daily": "0 2 * * *", "timeZone": "Europe/Berlin"},
+            "destinations": [{"name": "primary", "s3": {"region": "us-east-1", "bucket": "b"}}],
+            "encryption": {"keySecretRef": {"name": "keys"}},
+            "verification": {"restoreDrill": {"schedule": "0 6 * * 0",
+                "targetSecretRef": {"name": "scratch-db"}, "checks": ["select count(*) > 0 from orders"]}}
+        });
+        let mut p = BackupPolicy::new("orders-prod", serde_json::from_value(spec).unwrap());
+        p.metadata.namespace = Some("shop".into());
+        p.metadata.uid = Some("policy-uid".into());
+        p.metadata.creation_timestamp =
+            Some(crate::api::conditions::to_time(at("2026-11-01T00:00:00Z")));
+        if with_backup {
+            p.status = Some(BackupPolicyStatus {
+                last_backup: Some(LastBackup {
+                    run: "orders-prod-daily-x".into(),
+                    tier: Tier::Daily,
+                    completed_at: at("2026-11-21T01:05:00Z"),
+                    bytes: None,
+                    backup_id: Some("20261121T010000.000Z-abcdef".into()),
+                }),
+                ..Default::default()
+            });
+        }
+        p
+    }
+
+    fn finished_drill(p: &BackupPolicy, slot: &str, ok: bool, done: &str) -> RestoreRequest {
+        let id = p
+            .status
+            .as_ref()
+            .unwrap()
+            .last_backup
+            .as_ref()
+            .unwrap()
+            .backup_id
+            .as_deref();
+        let mut r = drill_request(p, id, at(slot)).unwrap();
+        r.status = Some(RestoreRequestStatus {
+            phase: if ok {
+                RestorePhase::Succeeded
+            } else {
+                RestorePhase::Failed
+            },
+            completed_at: Some(at(done)),
+            recovery_time_seconds: ok.then_some(42),
+            message: (!ok)
+                .then(|| "step plan failed: object backups/x/db-0.lbk: tag mismatch".into()),
+            ..Default::default()
+        });
+        r
+    }
+
+    #[test]
+    fn a_due_slot_creates_an_owned_labelled_drill_of_the_newest_backup() {
+        let p = policy(true);
+        let mut status = p.status.clone().unwrap();
+        // Sunday 2026-11-22 06:00 Berlin = 05:00 UTC.
+        let plan = decide(&p, &[], &mut status, at("2026-11-22T05:30:00Z"));
+        let r = plan.create.expect("a drill");
+        assert_eq!(r.name_any(), "orders-prod-drill-20261122t050000z");
+        assert_eq!(r.labels()[DRILL_LABEL], "true");
+        assert_eq!(r.owner_references()[0].uid, "policy-uid");
+        assert_eq!(
+            r.spec.backup_id.as_deref(),
+            Some("20261121T010000.000Z-abcdef")
+        );
+        let t = r.spec.target.postgres.as_ref().unwrap();
+        assert_eq!(t.connection_secret_ref.name, "scratch-db");
+        assert_eq!(t.database.as_deref(), Some("lifeboat_drill_orders_prod"));
+        assert!(r.spec.overwrite && r.spec.drop_after && !r.spec.dry_run);
+        assert_eq!(r.spec.checks, ["select count(*) > 0 from orders"]);
+        assert_eq!(r.spec.validate(), Ok(()));
+        assert_eq!(plan.next, Some(at("2026-11-29T05:00:00Z")));
+
+        // The same slot again (the drill exists and is running): nothing new.
+        let again = decide(&p, &[&r], &mut status, at("2026-11-22T05:31:00Z"));
+        assert!(again.create.is_none());
+    }
+
+    #[test]
+    fn no_drill_without_a_backup_or_before_the_slot() {
+        let p = policy(false);
+        let mut status = BackupPolicyStatus::default();
+        assert!(decide(&p, &[], &mut status, at("2026-11-22T05:30:00Z"))
+            .create
+            .is_none());
+        let p = policy(true);
+        let mut status = p.status.clone().unwrap();
+        let done = finished_drill(&p, "2026-11-22T05:00:00Z", true, "2026-11-22T05:02:00Z");
+        let plan = decide(&p, &[&done], &mut status, at("2026-11-25T00:00:00Z"));
+        assert!(plan.create.is_none(), "next slot is on the 29th");
+    }
+
+    #[test]
+    fn the_newest_finished_drill_is_last_drill_and_a_failure_sets_the_condition() {
+        let p = policy(true);
+        let mut status = p.status.clone().unwrap();
+        let ok = finished_drill(&p, "2026-11-15T05:00:00Z", true, "2026-11-15T05:02:00Z");
+        let bad = finished_drill(&p, "2026-11-22T05:00:00Z", false, "2026-11-22T05:01:00Z");
+        decide(&p, &[&ok, &bad], &mut status, at("2026-11-22T06:00:00Z"));
+        let last = status.last_drill.clone().unwrap();
+        assert_eq!(
+            last.restore_request.as_deref(),
+            Some(bad.name_any().as_str())
+        );
+        assert!(!last.succeeded);
+        assert!(last.message.unwrap().contains("db-0.lbk"));
+        let c = crate::api::conditions::find(&status.conditions, types::DRILL_PASSED).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", reasons::DRILL_FAILED)
+        );
+        assert!(c.message.contains("tag mismatch"), "{}", c.message);
+
+        decide(&p, &[&ok], &mut status, at("2026-11-22T06:00:00Z"));
+        let last = status.last_drill.clone().unwrap();
+        assert!(last.succeeded);
+        assert_eq!(last.recovery_time_seconds, Some(42));
+    }
+
+    #[test]
+    fn only_the_last_few_finished_drills_are_kept() {
+        let p = policy(true);
+        let mut status = p.status.clone().unwrap();
+        let drills: Vec<RestoreRequest> = (1..=5)
+            .map(|d| {
+                let slot = format!("2026-10-0{d}T05:00:00Z");
+                let done = format!("2026-10-0{d}T05:01:00Z");
+                finished_drill(&p, &slot, true, &done)
+            })
+            .collect();
+        let refs: Vec<&RestoreRequest> = drills.iter().collect();
+        let plan = decide(&p, &refs, &mut status, at("2026-10-06T00:00:00Z"));
+        assert_eq!(
+            plan.delete,
+            [drills[1].name_any(), drills[0].name_any()],
+            "the two oldest go"
+        );
+    }
+}

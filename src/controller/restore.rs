@@ -1,0 +1,600 @@
+//! RestoreRequest reconcile: plan → restore → verify, each step a Job's work.
+//!
+//! [`decide`] maps a request, its policy, its two Jobs and their pods to a
+//! [`RestoreDecision`]: create the plan Job ([`restore_jobs::plan_job`]),
+//! record its plan (`dryRun` stops there, having written nothing), create the
+//! restore Job (restore + checks + for drills the drop of the scratch
+//! database), record the result: steps with their seconds, `recoveredTo`,
+//! and `recoveryTimeSeconds`, the measured RTO from the request's creation to
+//! the verified database. A failure names the step and the cause the Job
+//! reported. The spec is immutable (the CRD says so); a finished request is
+//! never touched again, and deleting it deletes its Jobs only.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use super::jobs::JobConfig;
+use super::restore_jobs::{self, parse_summary, plan_from_summary, PlanSummary, RecoverSummary};
+use super::run::{job_problem, job_state, pod_problem, termination_message, truncate, JobState};
+use super::{is_conflict, is_not_found, merge_patch, Context, Error, Note};
+use crate::api::conditions::{from_time, reasons, set_condition, types, ConditionUpdate};
+use crate::api::restore::{RestorePhase, RestoreStep, StepPhase};
+use crate::api::{join_errors, BackupPolicy, RestoreRequest, RestoreRequestStatus};
+
+/// Label on the RestoreRequests a policy's drills create.
+pub const DRILL_LABEL: &str = "lifeboat.dev/drill";
+pub const STEP_PLAN: &str = "plan";
+pub const STEP_RESTORE: &str = crate::commands::recover::STEP_RESTORE;
+pub const STEP_VERIFY: &str = crate::commands::recover::STEP_VERIFY;
+
+/// Condition reasons of a RestoreRequest.
+pub mod restore_reasons {
+    pub const PLANNING: &str = "Planning";
+    pub const RESTORING: &str = "Restoring";
+    pub const DRY_RUN: &str = "DryRun";
+    pub const RESTORED: &str = "Restored";
+    pub const PLAN_FAILED: &str = "PlanFailed";
+    pub const RESTORE_FAILED: &str = "RestoreFailed";
+    pub const VERIFY_FAILED: &str = "VerifyFailed";
+}
+use restore_reasons as rr;
+
+/// What the controller saw of one request.
+#[derive(Clone, Copy, Debug)]
+pub struct Observed<'a> {
+    pub request: &'a RestoreRequest,
+    pub policy: Option<&'a BackupPolicy>,
+    pub plan_job: Option<&'a Job>,
+    pub plan_pods: &'a [Pod],
+    pub restore_job: Option<&'a Job>,
+    pub restore_pods: &'a [Pod],
+    pub now: DateTime<Utc>,
+}
+
+/// A request that just finished, for the metrics.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RestoreOutcome {
+    pub succeeded: bool,
+    pub dry_run: bool,
+    pub drill: bool,
+    pub recovery_time_seconds: Option<i64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct RestoreDecision {
+    pub create_job: Option<Job>,
+    /// The new status; `None` when it equals the current one.
+    pub status: Option<RestoreRequestStatus>,
+    pub events: Vec<Note>,
+    pub outcome: Option<RestoreOutcome>,
+    pub requeue_after: Option<Duration>,
+}
+
+pub fn is_drill(request: &RestoreRequest) -> bool {
+    request.labels().contains_key(DRILL_LABEL)
+}
+
+fn job_seconds(job: &Job) -> Option<i64> {
+    let s = job.status.as_ref()?;
+    let start = from_time(s.start_time.as_ref()?);
+    let end = from_time(s.completion_time.as_ref()?);
+    Some((end - start).num_seconds().max(0))
+}
+
+fn set_step(
+    status: &mut RestoreRequestStatus,
+    name: &str,
+    phase: StepPhase,
+    now: DateTime<Utc>,
+    seconds: Option<i64>,
+    message: Option<String>,
+) {
+    let step = match status.steps.iter_mut().find(|s| s.name == name) {
+        Some(s) => s,
+        None => {
+            status.steps.push(RestoreStep {
+                name: name.to_string(),
+                phase,
+                started_at: None,
+                seconds: None,
+                message: None,
+            });
+            status.steps.last_mut().expect("just pushed")
+        }
+    };
+    if phase == StepPhase::Running && step.started_at.is_none() {
+        step.started_at = Some(now);
+    }
+    step.phase = phase;
+    if seconds.is_some() {
+        step.seconds = seconds;
+    }
+    step.message = message;
+}
+
+fn complete(
+    status: &mut RestoreRequestStatus,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) {
+    set_condition(
+        &mut status.conditions,
+        ConditionUpdate {
+            type_: types::COMPLETE,
+            status: ok,
+            reason,
+            message,
+            observed_generation: generation,
+        },
+        now,
+    );
+}
+
+/// Why a Job failed: the step and cause from its summary, else its pod's or
+/// its own reason.
+fn job_failure(job: &Job, pods: &[Pod], default_step: &str) -> (String, String) {
+    let summary = termination_message(pods);
+    if let Some(s) = summary.as_deref().and_then(parse_summary::<RecoverSummary>) {
+        if let Some(e) = s.error {
+            return (s.failed_step.unwrap_or(default_step.to_string()), e);
+        }
+    }
+    if let Some(s) = summary.as_deref().and_then(parse_summary::<PlanSummary>) {
+        if let Some(e) = s.error {
+            return (default_step.to_string(), e);
+        }
+    }
+    let message = pod_problem(pods)
+        .or_else(|| job_problem(job))
+        .unwrap_or_else(|| "the Job failed".to_string());
+    (default_step.to_string(), message)
+}
+
+/// Decides what to do for one request. Pure.
+pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RestoreDecision {
+    let request = obs.request;
+    let now = obs.now;
+    let name = request.name_any();
+    let generation = request.metadata.generation;
+    let old = request.status.clone().unwrap_or_default();
+    let mut st = old.clone();
+    let mut d = RestoreDecision {
+        create_job: None,
+        status: None,
+        events: Vec::new(),
+        outcome: None,
+        requeue_after: Some(resync),
+    };
+    if matches!(old.phase, RestorePhase::Succeeded | RestorePhase::Failed) {
+        d.requeue_after = None;
+        return d;
+    }
+    st.observed_generation = generation;
+    if st.started_at.is_none() {
+        st.started_at = Some(now);
+    }
+    let created = request
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(from_time)
+        .unwrap_or_else(|| st.started_at.unwrap_or(now));
+
+    // Marks the request failed at `step`, the later steps skipped.
+    let fail = |st: &mut RestoreRequestStatus, step: &str, cause: String| {
+        let cause = truncate(cause);
+        let reason = match step {
+            STEP_PLAN => rr::PLAN_FAILED,
+            STEP_VERIFY => rr::VERIFY_FAILED,
+            _ => rr::RESTORE_FAILED,
+        };
+        set_step(st, step, StepPhase::Failed, now, None, Some(cause.clone()));
+        let later = [STEP_PLAN, STEP_RESTORE, STEP_VERIFY]
+            .into_iter()
+            .skip_while(|s| *s != step)
+            .skip(1);
+        for s in later {
+            set_step(st, s, StepPhase::Skipped, now, None, None);
+        }
+        let message = format!("step {step} failed: {cause}");
+        st.phase = RestorePhase::Failed;
+        st.completed_at = Some(now);
+        st.message = Some(message.clone());
+        complete(st, false, reason, message, generation, now);
+    };
+
+    let policy = match (request.spec.validate(), obs.policy) {
+        (Err(errors), _) => {
+            fail(&mut st, STEP_PLAN, join_errors(&errors));
+            None
+        }
+        (Ok(()), None) => {
+            let message = format!("policy {} not found", request.spec.policy_ref.name);
+            st.message = Some(message.clone());
+            complete(
+                &mut st,
+                false,
+                reasons::POLICY_NOT_FOUND,
+                message,
+                generation,
+                now,
+            );
+            None
+        }
+        (Ok(()), Some(p)) => match p.spec.validate() {
+            Err(errors) => {
+                let message = format!(
+                    "policy {} is invalid: {}",
+                    p.name_any(),
+                    join_errors(&errors)
+                );
+                st.message = Some(message.clone());
+                complete(
+                    &mut st,
+                    false,
+                    reasons::INVALID_SPEC,
+                    message,
+                    generation,
+                    now,
+                );
+                None
+            }
+            Ok(()) => Some(p),
+        },
+    };
+
+    if let Some(policy) = policy {
+        if st.plan.is_none() {
+            decide_plan(&obs, policy, cfg, &mut st, &mut d, &fail);
+        }
+        if st.plan.is_some() && st.phase != RestorePhase::Failed {
+            if request.spec.dry_run {
+                if st.phase != RestorePhase::Succeeded {
+                    let plan = st.plan.clone().expect("checked");
+                    for s in [STEP_RESTORE, STEP_VERIFY] {
+                        set_step(&mut st, s, StepPhase::Skipped, now, None, None);
+                    }
+                    st.phase = RestorePhase::Succeeded;
+                    st.completed_at = Some(now);
+                    st.message = None;
+                    complete(
+                        &mut st,
+                        true,
+                        rr::DRY_RUN,
+                        format!(
+                            "dry run: would restore backup {} from {} into {}; nothing was written",
+                            plan.backup_id,
+                            plan.destination,
+                            plan.target_database.as_deref().unwrap_or("?")
+                        ),
+                        generation,
+                        now,
+                    );
+                }
+            } else {
+                decide_restore(&obs, policy, cfg, &mut st, &mut d, created, &fail);
+            }
+        }
+    }
+
+    let finished = matches!(st.phase, RestorePhase::Succeeded | RestorePhase::Failed);
+    if finished {
+        d.requeue_after = None;
+        d.outcome = Some(RestoreOutcome {
+            succeeded: st.phase == RestorePhase::Succeeded,
+            dry_run: request.spec.dry_run,
+            drill: is_drill(request),
+            recovery_time_seconds: st.recovery_time_seconds,
+        });
+    }
+    if st.phase != old.phase {
+        let text = match st.phase {
+            RestorePhase::Failed => format!(
+                "restore {name} failed: {}",
+                st.message.clone().unwrap_or_default()
+            ),
+            RestorePhase::Succeeded => match st.recovery_time_seconds {
+                Some(rto) => format!("restore {name} succeeded: verified database after {rto} s"),
+                None => format!("restore {name} succeeded (dry run: plan only)"),
+            },
+            p => format!("restore {name}: {p:?}"),
+        };
+        let note = if st.phase == RestorePhase::Failed {
+            Note::warning
+        } else {
+            Note::normal
+        };
+        d.events
+            .push(note(&format!("{:?}", st.phase), "Reconcile", text));
+    }
+    d.status = (st != old).then_some(st);
+    d
+}
+
+type Fail<'f> = dyn Fn(&mut RestoreRequestStatus, &str, String) + 'f;
+
+fn decide_plan(
+    obs: &Observed<'_>,
+    policy: &BackupPolicy,
+    cfg: &JobConfig,
+    st: &mut RestoreRequestStatus,
+    d: &mut RestoreDecision,
+    fail: &Fail<'_>,
+) {
+    let now = obs.now;
+    let generation = obs.request.metadata.generation;
+    match obs.plan_job {
+        None => match restore_jobs::plan_job(obs.request, policy, cfg) {
+            Ok(job) => {
+                st.phase = RestorePhase::Planning;
+                set_step(st, STEP_PLAN, StepPhase::Running, now, None, None);
+                let msg = format!("created plan job {}", job.name_any());
+                complete(st, false, rr::PLANNING, msg, generation, now);
+                d.create_job = Some(job);
+            }
+            Err(e) => fail(st, STEP_PLAN, format!("cannot build the plan Job: {e}")),
+        },
+        Some(job) => match job_state(job) {
+            JobState::Succeeded => {
+                let plan = termination_message(obs.plan_pods)
+                    .ok_or_else(|| "the plan Job left no termination message".to_string())
+                    .and_then(|m| {
+                        parse_summary::<PlanSummary>(&m)
+                            .ok_or_else(|| format!("the plan Job's report is unreadable: {m}"))
+                    })
+                    .and_then(|s| plan_from_summary(&s, policy));
+                match plan {
+                    Ok(plan) => {
+                        let message = format!(
+                            "backup {} from {}{}",
+                            plan.backup_id,
+                            plan.destination,
+                            if plan.skipped.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" (skipped {})", plan.skipped.join("; "))
+                            }
+                        );
+                        set_step(
+                            st,
+                            STEP_PLAN,
+                            StepPhase::Succeeded,
+                            now,
+                            job_seconds(job),
+                            Some(truncate(message)),
+                        );
+                        st.plan = Some(plan);
+                    }
+                    Err(e) => fail(st, STEP_PLAN, e),
+                }
+            }
+            JobState::Failed => {
+                let (_, cause) = job_failure(job, obs.plan_pods, STEP_PLAN);
+                fail(st, STEP_PLAN, cause);
+            }
+            _ => {
+                st.phase = RestorePhase::Planning;
+                st.message = pod_problem(obs.plan_pods);
+                set_step(
+                    st,
+                    STEP_PLAN,
+                    StepPhase::Running,
+                    now,
+                    None,
+                    st.message.clone(),
+                );
+            }
+        },
+    }
+}
+
+fn decide_restore(
+    obs: &Observed<'_>,
+    policy: &BackupPolicy,
+    cfg: &JobConfig,
+    st: &mut RestoreRequestStatus,
+    d: &mut RestoreDecision,
+    created: DateTime<Utc>,
+    fail: &Fail<'_>,
+) {
+    let now = obs.now;
+    let generation = obs.request.metadata.generation;
+    let plan = st.plan.clone().expect("planned");
+    match obs.restore_job {
+        None => match restore_jobs::restore_job(obs.request, policy, &plan, cfg) {
+            Ok(job) => {
+                st.phase = RestorePhase::Restoring;
+                set_step(st, STEP_RESTORE, StepPhase::Running, now, None, None);
+                set_step(st, STEP_VERIFY, StepPhase::Pending, now, None, None);
+                let msg = format!("created restore job {}", job.name_any());
+                complete(st, false, rr::RESTORING, msg, generation, now);
+                d.create_job = Some(job);
+            }
+            Err(e) => fail(
+                st,
+                STEP_RESTORE,
+                format!("cannot build the restore Job: {e}"),
+            ),
+        },
+        Some(job) => match job_state(job) {
+            JobState::Succeeded => {
+                let summary = termination_message(obs.restore_pods)
+                    .and_then(|m| parse_summary::<RecoverSummary>(&m))
+                    .filter(|s| s.ok);
+                let Some(s) = summary else {
+                    fail(
+                        st,
+                        STEP_RESTORE,
+                        "the restore Job succeeded but left no readable report".into(),
+                    );
+                    return;
+                };
+                let done = job
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.completion_time.as_ref())
+                    .map(from_time)
+                    .unwrap_or(now);
+                set_step(
+                    st,
+                    STEP_RESTORE,
+                    StepPhase::Succeeded,
+                    now,
+                    Some(s.restore_seconds.round() as i64),
+                    Some(format!(
+                        "restored backup {} into {}",
+                        s.backup_id.clone().unwrap_or_default(),
+                        s.target_database.clone().unwrap_or_default()
+                    )),
+                );
+                set_step(
+                    st,
+                    STEP_VERIFY,
+                    StepPhase::Succeeded,
+                    now,
+                    Some(s.check_seconds.round() as i64),
+                    Some(format!("{} check(s) passed", s.checks)),
+                );
+                st.phase = RestorePhase::Succeeded;
+                st.recovered_to = s.backup_completed_at.or(plan.completed_at);
+                st.completed_at = Some(done);
+                st.recovery_time_seconds = Some((done - created).num_seconds().max(0));
+                st.message = None;
+                let msg = format!(
+                    "backup {} restored and verified in {} s",
+                    plan.backup_id,
+                    st.recovery_time_seconds.unwrap_or_default()
+                );
+                complete(st, true, rr::RESTORED, msg, generation, now);
+            }
+            JobState::Failed => {
+                let (step, cause) = job_failure(job, obs.restore_pods, STEP_RESTORE);
+                fail(st, &step, cause);
+            }
+            _ => {
+                st.phase = RestorePhase::Restoring;
+                st.message = pod_problem(obs.restore_pods);
+                set_step(
+                    st,
+                    STEP_RESTORE,
+                    StepPhase::Running,
+                    now,
+                    None,
+                    st.message.clone(),
+                );
+            }
+        },
+    }
+}
+
+/// Observe → decide → apply for one request.
+pub async fn reconcile(request: Arc<RestoreRequest>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_timer("restorerequest");
+    let result = apply(&request, &ctx).await;
+    if let Err(e) = &result {
+        ctx.metrics.reconcile_error("restorerequest", e);
+    }
+    result
+}
+
+async fn job_and_pods(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+) -> Result<(Option<Job>, Vec<Pod>), Error> {
+    let jobs: Api<Job> = ctx.api(ns);
+    let job = match jobs.get(name).await {
+        Ok(j) => Some(j),
+        Err(e) if is_not_found(&e) => None,
+        Err(e) => return Err(Error::GetJob(name.to_string(), e)),
+    };
+    let pods = match &job {
+        None => Vec::new(),
+        Some(_) => {
+            let api: Api<Pod> = ctx.api(ns);
+            api.list(&ListParams::default().labels(&format!("job-name={name}")))
+                .await
+                .map_err(|e| Error::ListPods(name.to_string(), e))?
+                .items
+        }
+    };
+    Ok((job, pods))
+}
+
+async fn apply(request: &RestoreRequest, ctx: &Context) -> Result<Action, Error> {
+    let name = request.name_any();
+    let ns = request
+        .namespace()
+        .ok_or_else(|| Error::MissingNamespace(name.clone()))?;
+    let finished = request
+        .status
+        .as_ref()
+        .is_some_and(|s| matches!(s.phase, RestorePhase::Succeeded | RestorePhase::Failed));
+    if finished {
+        return Ok(Action::await_change());
+    }
+    let policy_name = &request.spec.policy_ref.name;
+    let policies: Api<BackupPolicy> = ctx.api(&ns);
+    let policy = match policies.get(policy_name).await {
+        Ok(p) => Some(p),
+        Err(e) if is_not_found(&e) => None,
+        Err(e) => return Err(Error::GetPolicy(policy_name.clone(), e)),
+    };
+    let (plan_job, plan_pods) = job_and_pods(ctx, &ns, &restore_jobs::plan_job_name(&name)).await?;
+    let (restore_job, restore_pods) =
+        job_and_pods(ctx, &ns, &restore_jobs::restore_job_name(&name)).await?;
+    let obs = Observed {
+        request,
+        policy: policy.as_ref(),
+        plan_job: plan_job.as_ref(),
+        plan_pods: &plan_pods,
+        restore_job: restore_job.as_ref(),
+        restore_pods: &restore_pods,
+        now: ctx.settings.clock.now(),
+    };
+    let d = decide(obs, &ctx.settings.jobs, ctx.settings.resync);
+    if let Some(job) = &d.create_job {
+        let job_name = job.name_any();
+        let jobs: Api<Job> = ctx.api(&ns);
+        match jobs.create(&PostParams::default(), job).await {
+            Ok(_) => tracing::info!(request = %name, job = %job_name, "created job"),
+            Err(e) if is_conflict(&e) => {}
+            Err(e) => return Err(Error::CreateJob(job_name, e)),
+        }
+    }
+    if let Some(status) = &d.status {
+        let api: Api<RestoreRequest> = ctx.api(&ns);
+        let old =
+            serde_json::to_value(request.status.clone().unwrap_or_default()).unwrap_or_default();
+        let new = serde_json::to_value(status).unwrap_or_default();
+        api.patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": merge_patch(&old, &new) })),
+        )
+        .await
+        .map_err(|e| Error::PatchRestoreStatus(name.clone(), e))?;
+    }
+    if let Some(o) = &d.outcome {
+        ctx.metrics.record_restore(&ns, policy_name, o);
+    }
+    ctx.publish(request, &d.events).await;
+    Ok(match d.requeue_after {
+        Some(after) => Action::requeue(after),
+        None => Action::await_change(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

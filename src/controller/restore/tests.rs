@@ -1,0 +1,377 @@
+use super::*;
+use crate::api::restore::RestoreRequestSpec;
+use crate::controller::jobs::LABEL_COMPONENT;
+use serde_json::{json, Value};
+
+const RESYNC: Duration = Duration::from_secs(300);
+const ID: &str = "20261121T020000.000Z-a1b2c3";
+
+fn at(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+fn policy() -> BackupPolicy {
+    let spec = json!({
+        "source": {"postgres": {"connectionSecretRef": {"name": "orders-db"}, "databases": ["orders"]}},
+        "schedule": {"daily": "0 2 * * *"},
+        "destinations": [
+            {"name": "primary", "s3": {"region": "us-east-1", "bucket": "bk-primary", "prefix": "prod",
+                "credentialsSecretRef": {"name": "s3-primary"}}},
+            {"name": "dr-eu", "s3": {"region": "eu-west-1", "bucket": "bk-dr",
+                "credentialsSecretRef": {"name": "s3-dr"}}}
+        ],
+        "encryption": {"keySecretRef": {"name": "backup-keys"}}
+    });
+    let mut p = BackupPolicy::new("orders", serde_json::from_value(spec).unwrap());
+    p.metadata.namespace = Some("shop".into());
+    p.metadata.uid = Some("policy-uid".into());
+    p
+}
+
+fn request(extra: Value) -> RestoreRequest {
+    let mut spec = json!({
+        "policyRef": {"name": "orders"},
+        "target": {"postgres": {"connectionSecretRef": {"name": "restore-db"}, "database": "orders_restored"}},
+        "checks": ["select count(*) = 500 from orders"]
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    let spec: RestoreRequestSpec = serde_json::from_value(spec).unwrap();
+    let mut r = RestoreRequest::new("orders-restore", spec);
+    r.metadata.namespace = Some("shop".into());
+    r.metadata.uid = Some("rr-uid".into());
+    r.metadata.creation_timestamp =
+        Some(crate::api::conditions::to_time(at("2026-11-22T10:00:00Z")));
+    r
+}
+
+fn finished_job(name: &str, ok: bool) -> Job {
+    let status = if ok {
+        json!({"startTime": "2026-11-22T10:00:10Z", "completionTime": "2026-11-22T10:03:10Z", "succeeded": 1,
+               "conditions": [{"type": "Complete", "status": "True"}]})
+    } else {
+        json!({"startTime": "2026-11-22T10:00:10Z", "failed": 3,
+               "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]})
+    };
+    serde_json::from_value(json!({"metadata": {"name": name}, "status": status})).unwrap()
+}
+
+fn pod(message: &str, exit: i32) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": "p", "creationTimestamp": "2026-11-22T10:00:05Z"},
+        "status": {"containerStatuses": [{"name": "lifeboat", "image": "x", "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"terminated": {"exitCode": exit, "message": message}}}]}
+    }))
+    .unwrap()
+}
+
+fn plan_summary() -> String {
+    json!({"backup_id": ID, "destination": "s3://bk-dr/shop/orders", "completed_at": "2026-11-21T02:05:00Z",
+           "bytes": 4096, "plain_bytes": 9000, "databases": ["orders"], "target_database": "orders_restored",
+           "skipped": [{"destination": "s3://bk-primary/prod/shop/orders",
+                        "reason": "backup x failed verification: object prod/shop/orders/backups/x/db-0.lbk: tag mismatch"}],
+           "seconds": 1.0})
+    .to_string()
+}
+
+struct World {
+    policy: BackupPolicy,
+    request: RestoreRequest,
+    plan_job: Option<Job>,
+    plan_pods: Vec<Pod>,
+    restore_job: Option<Job>,
+    restore_pods: Vec<Pod>,
+}
+
+impl World {
+    fn new(extra: Value) -> Self {
+        World {
+            policy: policy(),
+            request: request(extra),
+            plan_job: None,
+            plan_pods: vec![],
+            restore_job: None,
+            restore_pods: vec![],
+        }
+    }
+    fn decide(&mut self, now: &str) -> RestoreDecision {
+        let d = decide(
+            Observed {
+                request: &self.request,
+                policy: Some(&self.policy),
+                plan_job: self.plan_job.as_ref(),
+                plan_pods: &self.plan_pods,
+                restore_job: self.restore_job.as_ref(),
+                restore_pods: &self.restore_pods,
+                now: at(now),
+            },
+            &JobConfig::default(),
+            RESYNC,
+        );
+        if let Some(s) = &d.status {
+            self.request.status = Some(s.clone());
+        }
+        d
+    }
+    fn status(&self) -> &RestoreRequestStatus {
+        self.request.status.as_ref().unwrap()
+    }
+    fn step(&self, name: &str) -> &RestoreStep {
+        self.status().steps.iter().find(|s| s.name == name).unwrap()
+    }
+}
+
+fn args(job: &Job) -> Vec<String> {
+    job.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .args
+        .clone()
+        .unwrap()
+}
+
+fn values_after(args: &[String], flag: &str) -> Vec<String> {
+    args.windows(2)
+        .filter(|w| w[0] == flag)
+        .map(|w| w[1].clone())
+        .collect()
+}
+
+/// Plans: creates the plan Job, then reads its summary.
+fn planned(w: &mut World) {
+    let d = w.decide("2026-11-22T10:00:01Z");
+    let job = d.create_job.expect("a plan job");
+    w.plan_job = Some(finished_job(&job.name_any(), true));
+    w.plan_pods = vec![pod(&plan_summary(), 0)];
+}
+
+#[test]
+fn request_plans_then_restores_then_reports_the_measured_rto() {
+    let mut w = World::new(json!({"overwrite": true}));
+    let d = w.decide("2026-11-22T10:00:01Z");
+    let job = d.create_job.clone().expect("a plan job");
+    assert_eq!(job.name_any(), "orders-restore-plan");
+    let a = args(&job);
+    assert_eq!(a[0], "plan");
+    assert!(a.contains(&"--backup=latest".to_string()), "{a:?}");
+    assert!(a.contains(&"--verify=quick".to_string()), "{a:?}");
+    assert_eq!(values_after(&a, "--from").len(), 2);
+    assert_eq!(w.status().phase, RestorePhase::Planning);
+    assert_eq!(w.step(STEP_PLAN).phase, StepPhase::Running);
+    assert_eq!(
+        w.step(STEP_PLAN).started_at,
+        Some(at("2026-11-22T10:00:01Z"))
+    );
+
+    // The plan Job finished: the plan is recorded, the restore Job created.
+    w.plan_job = Some(finished_job(&job.name_any(), true));
+    w.plan_pods = vec![pod(&plan_summary(), 0)];
+    let d = w.decide("2026-11-22T10:01:00Z");
+    let plan = w.status().plan.clone().unwrap();
+    assert_eq!(plan.backup_id, ID);
+    assert_eq!(plan.destination, "dr-eu");
+    assert_eq!(plan.bytes, Some(4096));
+    assert_eq!(plan.target_database.as_deref(), Some("orders_restored"));
+    assert!(
+        plan.skipped[0].starts_with("primary: "),
+        "{:?}",
+        plan.skipped
+    );
+    assert_eq!(w.step(STEP_PLAN).phase, StepPhase::Succeeded);
+    assert_eq!(w.step(STEP_PLAN).seconds, Some(180));
+    let job = d.create_job.expect("a restore job");
+    let a = args(&job);
+    assert_eq!(a[0], "restore");
+    assert_eq!(values_after(&a, "--backup"), [ID]);
+    let from = values_after(&a, "--from");
+    assert!(
+        from[0].starts_with("s3://bk-dr/shop/orders?"),
+        "planned first: {from:?}"
+    );
+    assert!(from[1].starts_with("s3://bk-primary/prod/shop/orders?"));
+    assert_eq!(values_after(&a, "--target-db"), ["orders_restored"]);
+    assert_eq!(
+        values_after(&a, "--check"),
+        ["select count(*) = 500 from orders"]
+    );
+    assert!(a.contains(&"--clean".to_string()), "overwrite: true");
+    assert!(!a.contains(&"--drop-after".to_string()));
+    assert_eq!(w.status().phase, RestorePhase::Restoring);
+    assert_eq!(
+        job.metadata.owner_references.as_ref().unwrap()[0].uid,
+        "rr-uid"
+    );
+
+    // Nothing changes while it runs.
+    let running: Job = serde_json::from_value(json!({"metadata": {"name": job.name_any()},
+        "status": {"active": 1, "startTime": "2026-11-22T10:01:05Z"}}))
+    .unwrap();
+    w.restore_job = Some(running);
+    let d = w.decide("2026-11-22T10:02:00Z");
+    assert!(d.create_job.is_none() && d.outcome.is_none());
+
+    let summary = json!({"ok": true, "backup_id": ID, "backup_completed_at": "2026-11-21T02:05:00Z",
+        "target_database": "orders_restored", "restore_seconds": 150.4, "check_seconds": 0.2, "checks": 1, "bytes": 4096});
+    w.restore_job = Some(finished_job(&job.name_any(), true));
+    w.restore_pods = vec![pod(&summary.to_string(), 0)];
+    let d = w.decide("2026-11-22T10:05:00Z");
+    let s = w.status();
+    assert_eq!(s.phase, RestorePhase::Succeeded);
+    assert_eq!(s.recovered_to, Some(at("2026-11-21T02:05:00Z")));
+    assert_eq!(
+        s.completed_at,
+        Some(at("2026-11-22T10:03:10Z")),
+        "the Job's completion"
+    );
+    assert_eq!(s.recovery_time_seconds, Some(190), "completion − creation");
+    assert_eq!(w.step(STEP_RESTORE).seconds, Some(150));
+    assert_eq!(w.step(STEP_VERIFY).phase, StepPhase::Succeeded);
+    assert_eq!(
+        w.step(STEP_VERIFY).message.as_deref(),
+        Some("1 check(s) passed")
+    );
+    let c = crate::api::conditions::find(&s.conditions, types::COMPLETE).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("True", rr::RESTORED)
+    );
+    let o = d.outcome.unwrap();
+    assert!(o.succeeded && !o.drill && !o.dry_run);
+    assert_eq!(o.recovery_time_seconds, Some(190));
+    assert!(d.events.iter().any(|e| e.message.contains("190 s")));
+
+    // Finished: never touched again.
+    let d = w.decide("2026-11-22T11:00:00Z");
+    assert!(d.status.is_none() && d.create_job.is_none() && d.requeue_after.is_none());
+}
+
+#[test]
+fn dry_run_stops_after_the_plan_and_the_plan_job_has_no_database() {
+    let mut w = World::new(json!({"dryRun": true}));
+    let d = w.decide("2026-11-22T10:00:01Z");
+    let job = d.create_job.clone().unwrap();
+    let pod_spec = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let env = pod_spec.containers[0].env.clone().unwrap();
+    assert!(
+        !env.iter().any(|e| e.name.starts_with("PG")),
+        "no database for a plan"
+    );
+    assert!(!pod_spec
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .any(|v| v.name == "db"));
+    assert_eq!(
+        job.metadata.labels.as_ref().unwrap()[LABEL_COMPONENT],
+        "plan"
+    );
+    planned(&mut w);
+    let d = w.decide("2026-11-22T10:01:00Z");
+    assert!(d.create_job.is_none(), "no restore job on a dry run");
+    let s = w.status();
+    assert_eq!(s.phase, RestorePhase::Succeeded);
+    assert_eq!(s.recovery_time_seconds, None);
+    let c = crate::api::conditions::find(&s.conditions, types::COMPLETE).unwrap();
+    assert_eq!(c.reason, rr::DRY_RUN);
+    assert!(
+        c.message.contains("dry run") && c.message.contains(ID),
+        "{}",
+        c.message
+    );
+    assert_eq!(w.step(STEP_RESTORE).phase, StepPhase::Skipped);
+    assert!(d.outcome.unwrap().dry_run);
+}
+
+#[test]
+fn a_failed_check_fails_the_verify_step_naming_the_check() {
+    let mut w = World::new(json!({}));
+    planned(&mut w);
+    let d = w.decide("2026-11-22T10:01:00Z");
+    let job = d.create_job.unwrap();
+    let a = args(&job);
+    assert!(
+        !a.contains(&"--clean".to_string()),
+        "no overwrite: a non-empty target is refused"
+    );
+    let summary = json!({"ok": false, "failed_step": "verify",
+        "error": "check 1 (\"select count(*) = 500 from orders\") returned false"});
+    w.restore_job = Some(finished_job(&job.name_any(), false));
+    w.restore_pods = vec![pod(&summary.to_string(), 1)];
+    let d = w.decide("2026-11-22T10:05:00Z");
+    let s = w.status();
+    assert_eq!(s.phase, RestorePhase::Failed);
+    let m = s.message.clone().unwrap();
+    assert!(m.starts_with("step verify failed: check 1"), "{m}");
+    assert_eq!(w.step(STEP_VERIFY).phase, StepPhase::Failed);
+    assert_eq!(
+        w.step(STEP_RESTORE).phase,
+        StepPhase::Running,
+        "the restore itself went through"
+    );
+    let c = crate::api::conditions::find(&s.conditions, types::COMPLETE).unwrap();
+    assert_eq!(c.reason, rr::VERIFY_FAILED);
+    assert!(!d.outcome.unwrap().succeeded);
+    assert!(d.events.iter().any(|e| e.warning));
+}
+
+#[test]
+fn a_failed_plan_names_the_corrupted_object() {
+    let mut w = World::new(json!({}));
+    let job = w.decide("2026-11-22T10:00:01Z").create_job.unwrap();
+    let summary = json!({"ok": false, "error": "no usable recovery point: s3://bk-dr/shop/orders: backup x failed verification: s3://bk-dr/shop/orders: object backups/x/db-0.lbk: segment 0 failed authentication"});
+    w.plan_job = Some(finished_job(&job.name_any(), false));
+    w.plan_pods = vec![pod(&summary.to_string(), 1)];
+    let d = w.decide("2026-11-22T10:01:00Z");
+    assert!(d.create_job.is_none());
+    let m = w.status().message.clone().unwrap();
+    assert!(
+        m.starts_with("step plan failed: ") && m.contains("backups/x/db-0.lbk"),
+        "{m}"
+    );
+    assert_eq!(w.step(STEP_RESTORE).phase, StepPhase::Skipped);
+}
+
+#[test]
+fn a_crash_without_summary_falls_back_to_the_pod_and_a_bad_spec_fails_the_plan() {
+    let mut w = World::new(json!({}));
+    planned(&mut w);
+    let job = w.decide("2026-11-22T10:01:00Z").create_job.unwrap();
+    w.restore_job = Some(finished_job(&job.name_any(), false));
+    w.restore_pods = vec![pod("thread 'main' panicked", 101)];
+    w.decide("2026-11-22T10:05:00Z");
+    let m = w.status().message.clone().unwrap();
+    assert!(
+        m.starts_with("step restore failed: ") && m.contains("panicked"),
+        "{m}"
+    );
+
+    let mut w = World::new(json!({"from": "nowhere"}));
+    w.decide("2026-11-22T10:00:01Z");
+    let m = w.status().message.clone().unwrap();
+    assert!(m.contains("spec.from") && m.contains("nowhere"), "{m}");
+    assert_eq!(w.status().phase, RestorePhase::Failed);
+}
+
+#[test]
+fn a_named_from_is_the_only_destination_the_plan_reads() {
+    let mut w = World::new(json!({"from": "primary", "backupId": ID}));
+    let job = w.decide("2026-11-22T10:00:01Z").create_job.unwrap();
+    let a = args(&job);
+    let from = values_after(&a, "--from");
+    assert_eq!(from.len(), 1);
+    assert!(from[0].starts_with("s3://bk-primary/"));
+    assert!(a.contains(&format!("--backup={ID}")), "{a:?}");
+    let mut w = World::new(json!({"pointInTime": "2026-11-21T12:00:00Z"}));
+    let a = args(&w.decide("2026-11-22T10:00:01Z").create_job.unwrap());
+    assert!(
+        a.contains(&"--backup=2026-11-21T12:00:00.000Z".to_string()),
+        "{a:?}"
+    );
+}

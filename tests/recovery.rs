@@ -1,0 +1,444 @@
+//! The recovery workflow end to end: the controller runs against the
+//! in-memory API server, and every Job it creates is run for real by the
+//! stand-in kubelet (support/kubelet.rs) against the test PostgreSQL and S3
+//! server; the pod's termination message and the Job's status go back to the
+//! API server as the kubelet and Job controller would write them.
+//!
+//! One world, in order: a dry run writes nothing; a RestoreRequest restores
+//! into a fresh database, passes its checks and reports the measured RTO; a
+//! failing check fails the verify step naming the check; once an object is
+//! corrupted in both buckets, a dry run fails its plan naming the object, and
+//! a drill fails its restore naming the object, and the policy reports it
+//! (lastDrill, DrillPassed, drill failure metric).
+
+#[path = "support/apiserver.rs"]
+mod apiserver;
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apiserver::{ApiServer, JOBS};
+use chrono::Utc;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::Api;
+use lifeboat::api::{BackupPolicy, BackupRun, RestoreRequest};
+use lifeboat::controller::jobs::{backup_job, parse_job_result};
+use lifeboat::controller::metrics::Metrics;
+use lifeboat::controller::{run_controllers, Settings};
+use serde_json::{json, Value};
+use support::kubelet::*;
+use support::*;
+
+const NS: &str = "shop";
+const WAIT: Duration = Duration::from_secs(60);
+const REQUESTS: &str = "apis/lifeboat.dev/v1alpha1/restorerequests";
+const POLICIES: &str = "apis/lifeboat.dev/v1alpha1/backuppolicies";
+
+/// Runs the Job named `name` for real once it exists, then writes its pod
+/// and status as the cluster would. Returns whether the container succeeded.
+async fn run_job(server: &ApiServer, w: &World, name: &str) -> bool {
+    let job: Job = serde_json::from_value(
+        server
+            .wait_for(&format!("job {name}"), WAIT, |s| s.get(JOBS, NS, name))
+            .await,
+    )
+    .unwrap();
+    let started = Utc::now();
+    let ran = {
+        let (secrets, work) = (w.secrets.clone(), w.work.path().to_path_buf());
+        let job = job.clone();
+        tokio::task::spawn_blocking(move || execute(&job, &secrets, &work))
+            .await
+            .unwrap()
+    };
+    let ok = ran.output.status.success();
+    let message = if ran.termination_message.is_empty() {
+        // FallbackToLogsOnError: the log's tail.
+        stderr(&ran.output)
+    } else {
+        ran.termination_message.clone()
+    };
+    let client = server.client();
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("{name}-x1"), "labels": {"job-name": name}},
+        "spec": {"containers": [{"name": "lifeboat", "image": "lifeboat"}]},
+        "status": {"containerStatuses": [{"name": "lifeboat", "image": "lifeboat", "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"terminated": {"exitCode": ran.output.status.code().unwrap_or(1),
+            "message": message}}}]}
+    }))
+    .unwrap();
+    Api::<Pod>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap();
+    let done = Utc::now();
+    let status = if ok {
+        json!({"status": {"startTime": started, "completionTime": done, "succeeded": 1,
+                          "conditions": [{"type": "Complete", "status": "True"}]}})
+    } else {
+        json!({"status": {"startTime": started, "failed": 1,
+                          "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}})
+    };
+    Api::<Job>::namespaced(client, NS)
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .unwrap();
+    ok
+}
+
+async fn create_request(server: &ApiServer, name: &str, spec: Value) {
+    let r: RestoreRequest = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "RestoreRequest",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": spec
+    }))
+    .unwrap();
+    Api::<RestoreRequest>::namespaced(server.client(), NS)
+        .create(&PostParams::default(), &r)
+        .await
+        .unwrap();
+}
+
+/// Waits until the request finishes; returns its status.
+async fn finished(server: &ApiServer, name: &str) -> Value {
+    server
+        .wait_for(&format!("request {name} to finish"), WAIT, |s| {
+            let st = s.get(REQUESTS, NS, name)?.get("status")?.clone();
+            matches!(st["phase"].as_str(), Some("Succeeded" | "Failed")).then_some(st)
+        })
+        .await
+}
+
+fn database_exists(db: &str) -> bool {
+    psql(
+        "postgres",
+        &format!("select count(*) from pg_database where datname = '{db}'"),
+    ) == "1"
+}
+
+/// Waits until the metric line `line_prefix` reads `value` (the controller
+/// records metrics just after it writes the status the test waited for).
+async fn metric_reaches(metrics: &Metrics, line_prefix: &str, value: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let text = metrics.encode();
+        let now = text
+            .lines()
+            .find_map(|l| l.strip_prefix(line_prefix).map(|v| v.trim().to_string()));
+        if now.as_deref() == Some(value) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{line_prefix} is {now:?}, not {value}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn dry_run_restore_failing_check_and_a_corrupted_drill() {
+    // The fixtures run their own S3 client runtime: set up outside ours.
+    let mut w = world();
+    // The restore target: a role that may create databases (trusted locally;
+    // the password file is mounted all the same).
+    w.secrets.insert(
+        "restore-db".into(),
+        [
+            ("host", "127.0.0.1".to_string()),
+            ("port", pg_port()),
+            ("user", "postgres".to_string()),
+            ("password", "unused-under-trust".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+    );
+    // A backup made by the backup Job, for real.
+    let run = serde_json::from_value::<BackupRun>(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupRun",
+        "metadata": {"name": "orders-manual-1", "namespace": NS, "uid": "run-uid"},
+        "spec": {"policyRef": {"name": "orders"}, "tier": "manual"}
+    }))
+    .unwrap();
+    let job = backup_job(&w.policy, &run, &w.cfg).unwrap();
+    let ran = execute(&job, &w.secrets, w.work.path());
+    assert!(ran.output.status.success(), "{}", stderr(&ran.output));
+    let backup = parse_job_result(&ran.termination_message).unwrap();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(scenario(w, backup));
+}
+
+async fn scenario(w: World, backup: lifeboat::controller::jobs::JobResult) {
+    let run = serde_json::from_value::<BackupRun>(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupRun",
+        "metadata": {"name": "orders-manual-1", "namespace": NS},
+        "spec": {"policyRef": {"name": "orders"}, "tier": "manual"}
+    }))
+    .unwrap();
+    let server = ApiServer::start().await;
+    let metrics = Arc::new(Metrics::default());
+    let settings = Settings {
+        jobs: w.cfg.clone(),
+        namespace: Some(NS.into()),
+        resync: Duration::from_millis(300),
+        retry: Duration::from_millis(300),
+        ..Settings::default()
+    };
+    let task = tokio::spawn(run_controllers(
+        server.client(),
+        settings,
+        metrics.clone(),
+        "test".into(),
+        futures::future::pending(),
+    ));
+    // The policy, created ten minutes ago (so its drill slot is due), with a
+    // daily schedule that does not fall due during the test.
+    let mut policy = serde_json::to_value(&w.policy).unwrap();
+    policy["metadata"] = json!({"name": "orders", "namespace": NS,
+        "creationTimestamp": (Utc::now() - chrono::Duration::minutes(10)).to_rfc3339()});
+    policy["spec"]["schedule"] = json!({"daily": "0 2 1 1 *"});
+    let policy: BackupPolicy = serde_json::from_value(policy).unwrap();
+    Api::<BackupPolicy>::namespaced(server.client(), NS)
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+
+    // 1. A dry run plans and writes nothing: the target does not exist after.
+    let dry_db = unique("rr_dry");
+    create_request(
+        &server,
+        "orders-dry",
+        json!({"policyRef": {"name": "orders"}, "dryRun": true,
+               "target": {"postgres": {"connectionSecretRef": {"name": "restore-db"}, "database": dry_db}}}),
+    )
+    .await;
+    assert!(run_job(&server, &w, "orders-dry-plan").await);
+    let st = finished(&server, "orders-dry").await;
+    assert_eq!(st["phase"], "Succeeded", "{st}");
+    assert_eq!(st["plan"]["backupId"], json!(backup.backup_id));
+    assert_eq!(st["plan"]["destination"], "primary");
+    assert_eq!(st["plan"]["targetDatabase"], json!(dry_db));
+    assert!(st["plan"]["bytes"].as_i64().unwrap() > 0);
+    let c = &st["conditions"][0];
+    assert_eq!(c["reason"], "DryRun", "{st}");
+    assert!(server.store.get(JOBS, NS, "orders-dry-restore").is_none());
+    assert!(
+        !database_exists(&dry_db),
+        "a dry run never writes to the target"
+    );
+
+    // 2. A restore into a fresh database: checks pass, RTO measured.
+    let target = unique("rr_restored");
+    create_request(
+        &server,
+        "orders-restore",
+        json!({"policyRef": {"name": "orders"}, "backupId": backup.backup_id,
+               "target": {"postgres": {"connectionSecretRef": {"name": "restore-db"}, "database": target}},
+               "checks": ["select count(*) = 500 from orders", "select max(id) from orders"]}),
+    )
+    .await;
+    assert!(run_job(&server, &w, "orders-restore-plan").await);
+    assert!(run_job(&server, &w, "orders-restore-restore").await);
+    let st = finished(&server, "orders-restore").await;
+    assert_eq!(st["phase"], "Succeeded", "{st}");
+    let rto = st["recoveryTimeSeconds"].as_i64().expect("a measured RTO");
+    assert!((0..60).contains(&rto), "{rto}");
+    assert!(st["recoveredTo"].is_string());
+    let steps: Vec<(&str, &str)> = st["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["phase"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("plan", "Succeeded"),
+            ("restore", "Succeeded"),
+            ("verify", "Succeeded")
+        ]
+    );
+    assert_eq!(psql(&target, "select count(*) from orders"), "500");
+    // Deleting the request deletes its Jobs (owned), never the database.
+    Api::<RestoreRequest>::namespaced(server.client(), NS)
+        .delete("orders-restore", &Default::default())
+        .await
+        .unwrap();
+    server
+        .wait_for("the request to go", WAIT, |s| {
+            s.get(REQUESTS, NS, "orders-restore")
+                .is_none()
+                .then_some(())
+        })
+        .await;
+    assert_eq!(psql(&target, "select count(*) from orders"), "500");
+    let duration = format!(
+        "lifeboat_restore_duration_seconds_count{{namespace=\"{NS}\",policy=\"orders\",kind=\"request\"}}"
+    );
+    metric_reaches(&metrics, &duration, "1").await;
+
+    // A second request into the same, now non-empty, database without
+    // overwrite is refused by the restore step.
+    create_request(
+        &server,
+        "orders-again",
+        json!({"policyRef": {"name": "orders"},
+               "target": {"postgres": {"connectionSecretRef": {"name": "restore-db"}, "database": target}},
+               "checks": ["select count(*) = 499 from orders"]}),
+    )
+    .await;
+    assert!(run_job(&server, &w, "orders-again-plan").await);
+    assert!(!run_job(&server, &w, "orders-again-restore").await);
+    let st = finished(&server, "orders-again").await;
+    let m = st["message"].as_str().unwrap();
+    assert!(
+        m.starts_with("step restore failed: ") && m.contains("not empty"),
+        "{m}"
+    );
+
+    // 3. A failing check fails the verify step and names the check.
+    create_request(
+        &server,
+        "orders-badcheck",
+        json!({"policyRef": {"name": "orders"}, "overwrite": true,
+               "target": {"postgres": {"connectionSecretRef": {"name": "restore-db"}, "database": target}},
+               "checks": ["select count(*) = 499 from orders"]}),
+    )
+    .await;
+    assert!(run_job(&server, &w, "orders-badcheck-plan").await);
+    assert!(!run_job(&server, &w, "orders-badcheck-restore").await);
+    let st = finished(&server, "orders-badcheck").await;
+    assert_eq!(st["phase"], "Failed");
+    let m = st["message"].as_str().unwrap();
+    assert!(
+        m.starts_with(
+            "step verify failed: check 1 (\"select count(*) = 499 from orders\") returned false"
+        ),
+        "{m}"
+    );
+
+    // 4. A drill of a backup whose object was corrupted in both buckets.
+    let object = backup
+        .objects
+        .iter()
+        .find(|o| o.key.contains("/db-"))
+        .unwrap()
+        .key
+        .clone();
+    std::thread::scope(|t| {
+        t.spawn(|| {
+            for url in &w.buckets {
+                let key = format!("prod/shop/orders/{object}");
+                let mut body = s3_get(url, &key);
+                let mid = body.len() / 2;
+                body[mid] ^= 0x40;
+                s3_put(url, &key, body);
+            }
+        });
+    });
+    // A dry run reads the copy back: it fails at the plan, naming the object.
+    create_request(
+        &server,
+        "orders-dry-2",
+        json!({"policyRef": {"name": "orders"}, "dryRun": true,
+               "target": {"postgres": {"connectionSecretRef": {"name": "restore-db"}, "database": dry_db}}}),
+    )
+    .await;
+    assert!(!run_job(&server, &w, "orders-dry-2-plan").await);
+    let st = finished(&server, "orders-dry-2").await;
+    let m = st["message"].as_str().unwrap();
+    assert!(
+        m.starts_with("step plan failed: ") && m.contains(&object),
+        "{m}"
+    );
+
+    let policies: Api<BackupPolicy> = Api::namespaced(server.client(), NS);
+    policies
+        .patch(
+            "orders",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"verification": {"restoreDrill": {
+                "schedule": "* * * * *", "targetSecretRef": {"name": "restore-db"},
+                "checks": ["select count(*) = 500 from orders"]}}}})),
+        )
+        .await
+        .unwrap();
+    // The policy learns of the backup from its run.
+    let runs: Api<BackupRun> = Api::namespaced(server.client(), NS);
+    runs.create(&PostParams::default(), &run).await.unwrap();
+    runs.patch_status(
+        "orders-manual-1",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"status": {"phase": "Succeeded", "completedAt": Utc::now(),
+                                        "backupId": backup.backup_id}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let drill = server
+        .wait_for("a drill request", WAIT, |s| {
+            s.list(REQUESTS, NS).into_iter().find_map(|r| {
+                let labels = r.pointer("/metadata/labels")?;
+                labels.get("lifeboat.dev/drill")?;
+                Some(r["metadata"]["name"].as_str()?.to_string())
+            })
+        })
+        .await;
+    let dr: Value = server.store.get(REQUESTS, NS, &drill).unwrap();
+    assert_eq!(dr["spec"]["backupId"], json!(backup.backup_id));
+    assert_eq!(dr["spec"]["dropAfter"], true);
+    assert_eq!(
+        dr["spec"]["target"]["postgres"]["database"],
+        "lifeboat_drill_orders"
+    );
+    assert_eq!(dr["metadata"]["ownerReferences"][0]["kind"], "BackupPolicy");
+    // The drill's plan checks presence only (the restore authenticates every
+    // byte, in one read): the restore step finds the damage in both copies.
+    assert!(run_job(&server, &w, &format!("{drill}-plan")).await);
+    assert!(!run_job(&server, &w, &format!("{drill}-restore")).await);
+    let st = finished(&server, &drill).await;
+    assert_eq!(st["phase"], "Failed");
+    let m = st["message"].as_str().unwrap();
+    assert!(
+        m.starts_with("step restore failed: ") && m.contains(&object),
+        "{m}"
+    );
+
+    let status = server
+        .wait_for("the policy's lastDrill", WAIT, |s| {
+            let st = s.get(POLICIES, NS, "orders")?.get("status")?.clone();
+            (st.pointer("/lastDrill/restoreRequest") == Some(&json!(drill))).then_some(st)
+        })
+        .await;
+    assert_eq!(status["lastDrill"]["succeeded"], false);
+    assert!(
+        status["lastDrill"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&object),
+        "{status}"
+    );
+    let cond = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "DrillPassed")
+        .expect("a DrillPassed condition")
+        .clone();
+    assert_eq!(cond["status"], "False");
+    assert_eq!(cond["reason"], "DrillFailed");
+    let failures = format!("lifeboat_drill_failures_total{{namespace=\"{NS}\",policy=\"orders\"}}");
+    metric_reaches(&metrics, &failures, "1").await;
+    assert!(!database_exists("lifeboat_drill_orders"));
+    task.abort();
+}

@@ -1,0 +1,243 @@
+//! A stand-in kubelet for tests: runs the one container of a Job spec that
+//! `controller::jobs` built, as a kubelet would — Secret volumes
+//! materialised from fixture Secrets at their mount paths, env
+//! `valueFrom.secretKeyRef` resolved from the same fixtures, the container's
+//! command and args run with exactly that environment. The only
+//! translations: the image's `lifeboat` is the binary under test, and the
+//! termination message path is a temp file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use k8s_openapi::api::batch::v1::Job;
+use lifeboat::api::BackupPolicy;
+use lifeboat::controller::jobs::JobConfig;
+use serde_json::json;
+
+use super::*;
+
+/// Secret name → key → value, as the cluster would hold them.
+pub type Secrets = BTreeMap<String, BTreeMap<String, String>>;
+
+/// What the kubelet would give the container, then the container's exit.
+pub struct Ran {
+    pub output: Output,
+    pub termination_message: String,
+}
+
+/// Runs the Job's container locally. Panics, like a pod stuck in
+/// CreateContainerConfigError, when a referenced Secret or key is missing.
+pub fn execute(job: &Job, secrets: &Secrets, work: &Path) -> Ran {
+    let pod = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("a pod template");
+    assert_eq!(pod.containers.len(), 1, "one container");
+    let c = &pod.containers[0];
+    let volumes = pod.volumes.clone().unwrap_or_default();
+
+    for m in c.volume_mounts.clone().unwrap_or_default() {
+        let v = volumes
+            .iter()
+            .find(|v| v.name == m.name)
+            .unwrap_or_else(|| panic!("mount of unknown volume {}", m.name));
+        let dir = PathBuf::from(&m.mount_path);
+        if let Some(s) = &v.secret {
+            let name = s.secret_name.as_deref().expect("secretName");
+            let Some(data) = secrets.get(name) else {
+                assert_eq!(s.optional, Some(true), "Secret {name:?} not found");
+                continue;
+            };
+            std::fs::create_dir_all(&dir).unwrap();
+            let items: Vec<(String, String)> = match &s.items {
+                Some(items) => items
+                    .iter()
+                    .map(|i| (i.key.clone(), i.path.clone()))
+                    .collect(),
+                None => data.keys().map(|k| (k.clone(), k.clone())).collect(),
+            };
+            for (key, path) in items {
+                let value = data
+                    .get(&key)
+                    .unwrap_or_else(|| panic!("Secret {name:?} has no key {key:?}"));
+                std::fs::write(dir.join(path), value).unwrap();
+            }
+        } else if v.empty_dir.is_some() {
+            // The host's /tmp stands in for the emptyDir the Job mounts there.
+            assert_eq!(m.mount_path, "/tmp", "emptyDir at an unexpected path");
+        } else {
+            panic!("volume {} is neither a Secret nor an emptyDir", v.name);
+        }
+    }
+
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    for e in c.env.clone().unwrap_or_default() {
+        if let Some(v) = e.value {
+            env.insert(e.name, v);
+            continue;
+        }
+        let r = e
+            .value_from
+            .and_then(|f| f.secret_key_ref)
+            .unwrap_or_else(|| panic!("{}: only secretKeyRef is resolved here", e.name));
+        match secrets.get(&r.name).and_then(|d| d.get(&r.key)) {
+            Some(v) => {
+                env.insert(e.name, v.clone());
+            }
+            None => assert_eq!(
+                r.optional,
+                Some(true),
+                "{}: Secret {:?} key {:?} not found",
+                e.name,
+                r.name,
+                r.key
+            ),
+        }
+    }
+
+    let command = c.command.clone().expect("a command");
+    assert_eq!(command, ["lifeboat"], "the image's entrypoint binary");
+    let termination_path = c
+        .termination_message_path
+        .clone()
+        .unwrap_or("/dev/termination-log".into());
+    let termination_file = work.join("termination-log");
+    let _ = std::fs::remove_file(&termination_file);
+    let args: Vec<String> = c
+        .args
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| {
+            if a == termination_path {
+                termination_file.to_str().unwrap().to_string()
+            } else {
+                a
+            }
+        })
+        .collect();
+
+    let output = Command::new(bin())
+        .args(&args)
+        .env_clear()
+        .envs(&env)
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("LIFEBOAT_PG_BIN", pg_bin())
+        .stdin(Stdio::null())
+        .output()
+        .expect("lifeboat runs");
+    Ran {
+        output,
+        termination_message: std::fs::read_to_string(&termination_file).unwrap_or_default(),
+    }
+}
+
+pub fn bucket_and_region(url: &str) -> (String, String) {
+    let u = url::Url::parse(url).unwrap();
+    let region = u
+        .query_pairs()
+        .find(|(k, _)| k == "region")
+        .unwrap()
+        .1
+        .into_owned();
+    (u.host_str().unwrap().to_string(), region)
+}
+
+/// A policy over two buckets of the test S3 server, a database with 500
+/// orders, and the fixture Secrets its Jobs reference.
+pub struct World {
+    pub policy: BackupPolicy,
+    pub secrets: Secrets,
+    pub cfg: JobConfig,
+    /// Test-bed URLs of the two buckets (for listing them).
+    pub buckets: [String; 2],
+    pub db: String,
+    pub _mounts: tempfile::TempDir,
+    pub work: tempfile::TempDir,
+}
+
+pub fn world() -> World {
+    // The role and its grant come from scripts/testbed.sh.
+    let db = create_db("jobrun");
+    psql(
+        &db,
+        "create table orders (id int primary key, item text); \
+         insert into orders select i, 'item ' || i from generate_series(1, 500) i;",
+    );
+
+    let buckets = [bucket("us-east-1"), bucket("eu-west-1")];
+    let (b0, r0) = bucket_and_region(&buckets[0]);
+    let (b1, r1) = bucket_and_region(&buckets[1]);
+    let spec = json!({
+        "source": {"postgres": {"connectionSecretRef": {"name": "orders-db"}, "databases": [db]}},
+        "schedule": {"daily": "0 2 * * *"},
+        "destinations": [
+            {"name": "primary", "s3": {"region": r0, "bucket": b0, "prefix": "prod",
+                "endpoint": s3_endpoint(), "credentialsSecretRef": {"name": "s3-primary"}}},
+            {"name": "dr-eu", "s3": {"region": r1, "bucket": b1, "prefix": "prod",
+                "endpoint": s3_endpoint(),
+                "credentialsSecretRef": {"name": "s3-dr", "accessKeyIdKey": "id",
+                                         "secretAccessKeyKey": "secret"}}}
+        ],
+        "encryption": {"keySecretRef": {"name": "backup-keys"}}
+    });
+    let mut policy = BackupPolicy::new("orders", serde_json::from_value(spec).unwrap());
+    policy.metadata.namespace = Some("shop".into());
+    policy.metadata.uid = Some("policy-uid".into());
+    policy.spec.validate().expect("a valid policy");
+
+    let work = tempfile::tempdir().unwrap();
+    let key_file = keyfile(work.path(), "k1");
+    let secrets: Secrets = [
+        (
+            "orders-db",
+            vec![
+                ("host", "127.0.0.1".to_string()),
+                ("port", pg_port()),
+                ("user", "lifeboat_pw".to_string()),
+                ("password", PW_ROLE_PASSWORD.to_string()),
+            ],
+        ),
+        (
+            "s3-primary",
+            vec![
+                ("AWS_ACCESS_KEY_ID", "AKIAJOBRUNPRIMARY".to_string()),
+                ("AWS_SECRET_ACCESS_KEY", "jobrun-primary-secret".to_string()),
+            ],
+        ),
+        (
+            "s3-dr",
+            vec![
+                ("id", "AKIAJOBRUNDR".to_string()),
+                ("secret", "jobrun-dr-secret".to_string()),
+            ],
+        ),
+        (
+            "backup-keys",
+            vec![("keys", std::fs::read_to_string(&key_file).unwrap())],
+        ),
+    ]
+    .into_iter()
+    .map(|(name, data)| {
+        (
+            name.to_string(),
+            data.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        )
+    })
+    .collect();
+
+    let mounts = tempfile::tempdir().unwrap();
+    let mut cfg = JobConfig::new("lifeboat:test");
+    cfg.mount_root = mounts.path().to_str().unwrap().to_string();
+    World {
+        policy,
+        secrets,
+        cfg,
+        buckets,
+        db,
+        _mounts: mounts,
+        work,
+    }
+}
