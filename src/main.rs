@@ -399,6 +399,10 @@ struct WalStreamArgs {
     /// {lastSegment, lastShippedAt, lagSeconds, partialBytes}.
     #[arg(long)]
     status_file: Option<PathBuf>,
+    /// Serve `/status` (the same JSON, read by the operator), `/metrics` and
+    /// `/healthz` on this address, e.g. 0.0.0.0:8081.
+    #[arg(long)]
+    http_addr: Option<std::net::SocketAddr>,
 }
 
 fn parse_max_wal_delay(text: &str) -> Result<chrono::Duration, String> {
@@ -748,6 +752,7 @@ async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
                 compression: compression(a.archive.compression),
                 max_delay: a.max_wal_delay,
                 status_file: a.status_file,
+                http_addr: a.http_addr,
             })
             .await?;
             Ok(ExitCode::SUCCESS)

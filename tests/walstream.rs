@@ -13,12 +13,19 @@ use support::*;
 struct Stream {
     child: Child,
     log: PathBuf,
+    /// Where it serves /status, /metrics and /healthz.
+    http: std::net::SocketAddr,
 }
 
 impl Stream {
     fn start(c: &WalCluster, root: &Path, to: &[&str], key: &Path, delay: &str) -> Stream {
         let log = root.join(format!("{}.log", unique("wal-stream")));
-        let mut args: Vec<String> = vec!["wal-stream".into()];
+        let http = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut args: Vec<String> =
+            vec!["wal-stream".into(), "--http-addr".into(), http.to_string()];
         args.extend(c.conn_args());
         for (flag, v) in [
             ("--spool", root.join("spool").to_str().unwrap()),
@@ -39,7 +46,21 @@ impl Stream {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        Stream { child, log }
+        Stream { child, log, http }
+    }
+
+    /// GET a path of its HTTP server: (status line, body).
+    fn get(&self, path: &str) -> (String, String) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.http).unwrap();
+        write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+        (
+            head.lines().next().unwrap_or("").to_string(),
+            body.to_string(),
+        )
     }
 
     fn log(&self) -> String {
@@ -159,6 +180,19 @@ fn segments_and_the_partial_reach_every_destination_and_survive_a_kill() {
     );
     assert!(status["lastShippedAt"].is_string(), "{status}");
     assert!(status["lagSeconds"].is_number(), "{status}");
+    // The same state over HTTP, as the operator reads it, and as metrics.
+    let (line, body) = stream.get("/status");
+    assert!(line.contains("200"), "{line}");
+    let served: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        served["lastSegment"].as_str() >= Some(second.as_str()),
+        "{served}"
+    );
+    let (_, metrics) = stream.get("/metrics");
+    assert!(
+        metrics.contains("lifeboat_wal_archive_lag_seconds "),
+        "{metrics}"
+    );
 
     // The partial segment: no switch, yet the new row is archived within
     // the delay (2 s) plus polling and upload slack.

@@ -10,7 +10,6 @@
 //! ship.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use std::time::SystemTime;
 
 /// What a spool file is to wal-stream.
@@ -136,20 +135,9 @@ pub fn superseded_partial(name: &str) -> Option<String> {
     is_segment(name).then(|| format!("{name}.partial"))
 }
 
-/// What `--status-file` holds.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Status {
-    /// The newest WAL file archived whole.
-    pub last_segment: Option<String>,
-    /// When anything (a segment or the partial) was last shipped.
-    pub last_shipped_at: Option<DateTime<Utc>>,
-    /// Age of the oldest WAL in the spool that is not yet in every
-    /// destination; 0 when everything received is shipped.
-    pub lag_seconds: f64,
-    /// Bytes of the segment being received (to the WAL page).
-    pub partial_bytes: u64,
-}
+/// What `--status-file` holds and `--http-addr` serves at `/status`: the
+/// type the controller reads.
+pub use crate::controller::archiver::ArchiverStatus as Status;
 
 /// Since when WAL has been waiting, after a pass that started at `now`:
 /// cleared or restarted at `now` when the pass shipped everything it saw

@@ -34,6 +34,8 @@ pub struct StreamOptions {
     pub compression: Compression,
     pub max_delay: chrono::Duration,
     pub status_file: Option<PathBuf>,
+    /// Serve `/status`, `/metrics` and `/healthz` here.
+    pub http_addr: Option<std::net::SocketAddr>,
 }
 
 /// A replication slot name as PostgreSQL accepts it.
@@ -58,6 +60,17 @@ pub async fn wal_stream(o: StreamOptions) -> Result<(), Error> {
     std::fs::create_dir_all(&o.spool)
         .map_err(|e| Error::Usage(format!("--spool {}: {e}", o.spool.display())))?;
     let stores = open_stores(&o.to).await?;
+    let (status_tx, status_rx) = watch::channel(Status::default());
+    if let Some(addr) = o.http_addr {
+        let server = super::archiver_http::bind(addr, status_rx)
+            .await
+            .map_err(|e| Error::Usage(format!("--http-addr {addr}: {e}")))?;
+        tokio::spawn(async move {
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "the status server stopped");
+            }
+        });
+    }
     let passfile = Arc::new(o.conn.passfile()?);
     let (stop_tx, stop_rx) = watch::channel(false);
     let receiver = tokio::spawn(supervise(
@@ -74,6 +87,7 @@ pub async fn wal_stream(o: StreamOptions) -> Result<(), Error> {
         spool: o.spool.clone(),
         max_delay: o.max_delay,
         status_file: o.status_file.clone(),
+        status: status_tx,
         last_partial: None,
         last_segment: None,
         last_shipped_at: None,
@@ -264,6 +278,7 @@ struct Shipper {
     spool: PathBuf,
     max_delay: chrono::Duration,
     status_file: Option<PathBuf>,
+    status: watch::Sender<Status>,
     last_partial: Option<PartialShipped>,
     last_segment: Option<String>,
     last_shipped_at: Option<DateTime<Utc>>,
@@ -384,14 +399,15 @@ impl Shipper {
     }
 
     fn write_status(&self, partial_bytes: u64) {
-        let Some(path) = &self.status_file else {
-            return;
-        };
         let status = Status {
             last_segment: self.last_segment.clone(),
             last_shipped_at: self.last_shipped_at,
             lag_seconds: spool::lag_seconds(self.pending_since, Utc::now()),
             partial_bytes,
+        };
+        self.status.send_replace(status.clone());
+        let Some(path) = &self.status_file else {
+            return;
         };
         let text = serde_json::to_string(&status).expect("status serialises");
         // Written aside and renamed: a reader never sees half a file.
