@@ -49,6 +49,30 @@ fn wal_segments_round_trip_and_are_never_overwritten() {
         err.contains("different content") && err.contains("000000010000000000000003"),
         "{err}"
     );
+    // A promotion's `.partial` with bytes that differ from the archived one
+    // (a second restore promoted from the same point): success, so the
+    // server's archiver does not stall, and the first copy stays.
+    let partial = |dir: &std::path::Path, bytes: &[u8]| {
+        let p = dir.join("000000010000000000000003.partial");
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    ok(&push(&partial(dir.path(), &content)));
+    ok(&push(&partial(&other_dir, &other)));
+    let kept = dir.path().join("kept.partial");
+    ok(&lifeboat(&[
+        "wal-fetch",
+        "000000010000000000000003.partial",
+        kept.to_str().unwrap(),
+        "--from",
+        &s3,
+        "--key-file",
+        k,
+    ]));
+    assert!(
+        std::fs::read(&kept).unwrap() == content,
+        "the first partial was kept"
+    );
 
     // Fetch from each destination: the same bytes.
     for from in [&local, &s3] {

@@ -162,6 +162,15 @@ pub async fn archive_file(
             Some(sha) if sha == local => {
                 tracing::info!(dest = %s.name(), file = %name, "already archived with the same content")
             }
+            // A promotion archives the old timeline's last segment as
+            // `.partial`; a second promotion from the same point (another
+            // restore) has different bytes. Refusing would stall PostgreSQL's
+            // archiver forever, and PostgreSQL never asks for `.partial`
+            // files back: keep the first copy and go on.
+            Some(_) if name.ends_with(".partial") => {
+                tracing::warn!(dest = %s.name(), file = %name,
+                    "a different copy of this partial segment is archived; keeping it")
+            }
             Some(_) => {
                 return Err(Error::Usage(format!(
                 "{}: {key} is already archived with different content; refusing to overwrite it",
