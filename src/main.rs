@@ -877,6 +877,9 @@ async fn restore_point_in_time(a: RestoreArgs) -> Result<ExitCode, commands::Err
                 report.target
             ),
         }
+        if report.ended_before_target {
+            println!("  the archive ends before the target: replayed everything archived, all of it at or before the target");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -252,6 +252,15 @@ pub fn parse_backup_label(head: &[u8]) -> Result<(u32, Lsn, String), RecoveryErr
     Ok((timeline, lsn, file))
 }
 
+/// True when the server's log says recovery reached the end of the WAL
+/// before its target (PostgreSQL 13+ stops with a FATAL then).
+pub fn ended_before_target(log: &str) -> bool {
+    log.lines().any(|l| {
+        l.contains("FATAL:")
+            && l.contains("recovery ended before configured recovery target was reached")
+    })
+}
+
 /// Why recovery stopped, from the server's log: the WAL file that could not
 /// be restored (restore_command failed fatally), and the FATAL/PANIC lines.
 pub fn recovery_failure(log: &str) -> (Option<String>, Vec<String>) {

@@ -303,3 +303,106 @@ fn a_base_backup_is_refused_while_archiving_fails() {
         "{err}"
     );
 }
+
+/// The manifest of backup `id` in a file:// archive at `root`.
+fn manifest_in(root: &Path, id: &str) -> serde_json::Value {
+    let path = root.join(format!("backups/{id}/manifest.json"));
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn wal_files(root: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for tl in std::fs::read_dir(root.join("wal")).unwrap() {
+        for f in std::fs::read_dir(tl.unwrap().path()).unwrap() {
+            names.push(f.unwrap().file_name().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    names
+}
+
+#[test]
+fn the_recovery_window_restores_at_both_ends_and_retention_keeps_the_wal_kept_backups_need() {
+    let dir = shared_tempdir();
+    let keys = keyfile(dir.path(), "k");
+    give_to_postgres(&keys);
+    let k = keys.to_str().unwrap();
+    let local = shared_file_dest(dir.path(), "archive");
+    let archive = dir.path().join("archive");
+    let c = Cluster::start(dir.path(), std::slice::from_ref(&local), &keys);
+    c.psql(
+        "create table t (id bigint primary key, at timestamptz not null default clock_timestamp())",
+    );
+    insert(&c, 0..=1);
+    c.switch_wal();
+    let a = base_backup(&c, &[&local], k)["backup_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    insert(&c, 2..=3);
+    c.switch_wal();
+    let b = base_backup(&c, &[&local], k)["backup_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    insert(&c, 4..=5);
+    c.switch_wal();
+    let archived_until = chrono::Utc::now();
+
+    let stopped = |id: &str| {
+        manifest_in(&archive, id)["physical"]["stopped_at"]
+            .as_str()
+            .unwrap()
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap()
+    };
+    // The window the controller reports: oldest base backup's end to the newest archived WAL.
+    let w =
+        lifeboat::walarchive::recovery_window(&[stopped(&a), stopped(&b)], Some(archived_until))
+            .unwrap();
+    assert_eq!(w.from, stopped(&a));
+
+    // Its start: base backup A, nothing after it.
+    let d = dir.path().join("window-start");
+    let from = w.from.to_rfc3339();
+    let r = restore(&[&local], k, &d, free_port(), &["--target-time", &from]).unwrap();
+    assert_eq!(r["backup_id"], a.as_str(), "{r}");
+    assert_eq!(ids_in(&d), vec![0, 1]);
+    // Its end: past the last commit, so the archive's end is the state then.
+    let d = dir.path().join("window-end");
+    let to = w.to.to_rfc3339();
+    let r = restore(&[&local], k, &d, free_port(), &["--target-time", &to]).unwrap();
+    assert_eq!(r["backup_id"], b.as_str(), "{r}");
+    assert_eq!(r["ended_before_target"], true, "{r}");
+    assert_eq!(ids_in(&d), vec![0, 1, 2, 3, 4, 5]);
+
+    // Retention lets A go: the WAL before B's first segment goes with it,
+    // B's and everything after stays, and B still restores to the end.
+    let b_start = manifest_in(&archive, &b)["physical"]["start_wal"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = wal_files(&archive);
+    assert!(
+        before.iter().any(|f| f.as_str() < b_start.as_str()),
+        "{before:?}"
+    );
+    let p = ok(&lifeboat(&[
+        "prune", "--from", &local, "--backup", &a, "--json",
+    ]));
+    let after = wal_files(&archive);
+    assert_eq!(
+        p["wal_removed"].as_u64().unwrap() as usize,
+        before.len() - after.len(),
+        "{p}"
+    );
+    assert!(p["wal_removed"].as_u64().unwrap() > 0, "{p}");
+    assert!(
+        after.iter().all(|f| f.as_str() >= b_start.as_str()),
+        "only what B needs is left: {after:?}"
+    );
+    assert!(after.contains(&format!("{b_start}.lbk")), "{after:?}");
+    let d = dir.path().join("after-prune");
+    restore(&[&local], k, &d, free_port(), &[]).unwrap();
+    assert_eq!(ids_in(&d), vec![0, 1, 2, 3, 4, 5]);
+}

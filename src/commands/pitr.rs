@@ -71,6 +71,9 @@ pub struct PitrReport {
     /// None with `--no-start`: recovery runs when the server is started.
     pub recovered: Option<RecoveredPoint>,
     pub running: bool,
+    /// The archive ends before the target: everything archived is at or
+    /// before it, so the restore replayed to the archive's end.
+    pub ended_before_target: bool,
     pub seconds: f64,
     pub peak_rss_bytes: u64,
 }
@@ -131,7 +134,7 @@ async fn unpack_and_recover(
         .physical
         .clone()
         .expect("chosen among physical backups");
-    write_recovery_settings(o, &manifest.backup_id)?;
+    write_recovery_settings(o, &manifest.backup_id, &o.target)?;
     set_owner(&o.data_dir, owner)?;
     let mut report = PitrReport {
         backup_id: manifest.backup_id.clone(),
@@ -141,11 +144,24 @@ async fn unpack_and_recover(
         data_dir: o.data_dir.clone(),
         recovered: None,
         running: false,
+        ended_before_target: false,
         seconds: 0.0,
         peak_rss_bytes: 0,
     };
     if o.start {
-        let (point, running) = recover(o, owner).await?;
+        let (point, running) = match recover(o, owner).await {
+            // PostgreSQL refuses a target past the end of the WAL. The
+            // archive holds nothing after the target then, so its end is
+            // the state as of the target: replay to it.
+            Err(e) if o.target != RecoveryTarget::Latest && ends_before_target(o) => {
+                tracing::warn!(target = %o.target, error = %e,
+                    "the archive ends before the target; replaying to its end");
+                write_recovery_settings(o, &manifest.backup_id, &RecoveryTarget::Latest)?;
+                report.ended_before_target = true;
+                recover(o, owner).await?
+            }
+            other => other?,
+        };
         tracing::info!(timeline = point.timeline, lsn = %point.lsn, last_commit = ?point.last_commit_time, "recovered and promoted");
         report.recovered = Some(point);
         report.running = running;
@@ -253,11 +269,21 @@ async fn unpack_from(url: &str, o: &PitrOptions) -> Result<Manifest, Error> {
     Ok(manifest)
 }
 
-fn write_recovery_settings(o: &PitrOptions, backup_id: &str) -> Result<(), Error> {
+/// True when the last recovery stopped because the WAL ended before its target.
+fn ends_before_target(o: &PitrOptions) -> bool {
+    let log = std::fs::read_to_string(o.data_dir.join(RECOVERY_LOG)).unwrap_or_default();
+    recovery::ended_before_target(&log)
+}
+
+fn write_recovery_settings(
+    o: &PitrOptions,
+    backup_id: &str,
+    target: &RecoveryTarget,
+) -> Result<(), Error> {
     let dir = &o.data_dir;
     let key_file = std::path::absolute(&o.key_file).map_err(Error::Pipeline)?;
     let cmd = recovery::restore_command(&o.lifeboat, &o.from, &key_file);
-    let settings = recovery::recovery_settings(&cmd, &o.target, backup_id);
+    let settings = recovery::recovery_settings(&cmd, target, backup_id);
     // A backup of a server that was itself a standby or mid-restore carries these.
     for stale in ["standby.signal", "postmaster.pid", RECOVERY_LOG] {
         let _ = std::fs::remove_file(dir.join(stale));

@@ -1,16 +1,67 @@
 //! `lifeboat prune`: deletes named backups from every destination (manifest
 //! first, so a half-deleted backup is never a recovery point) and cleans what
 //! interrupted backups left. Already gone counts as done: the operator's prune
-//! Job may run twice.
+//! Job may run twice. Then WAL that no kept base backup needs goes too
+//! ([`crate::walarchive::expired_wal`]).
 
 use super::{manifests, Error};
-use crate::store::Store;
+use crate::catalog::{manifest_key, parse_manifest};
+use crate::store::{Store, StoreError};
+use crate::walarchive::{expired_wal, segment_position};
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
 pub struct PruneReport {
     pub deleted: Vec<String>,
     pub objects_removed: usize,
+    /// WAL files older than the oldest kept base backup.
+    pub wal_removed: usize,
+}
+
+/// The first WAL segment the oldest kept base backup needs, or None when no
+/// physical backup is kept. A manifest that cannot be read is an error: WAL
+/// is deleted only on a complete picture of what is kept.
+async fn oldest_base_start(store: &Store) -> Result<Option<String>, Error> {
+    let mut oldest: Option<String> = None;
+    for id in manifests::committed_ids(store).await? {
+        let bytes = store.get(&manifest_key(&id)).await?;
+        let m = parse_manifest(&bytes, &id).map_err(|e| {
+            Error::Store(StoreError::Op {
+                dest: store.name().to_string(),
+                op: "read manifest for WAL retention",
+                key: manifest_key(&id),
+                message: e.to_string(),
+            })
+        })?;
+        let Some(start) = m.physical.map(|p| p.start_wal) else {
+            continue;
+        };
+        let position = |s: &str| segment_position(s).map(|(_, p)| p);
+        if oldest
+            .as_deref()
+            .is_none_or(|o| position(&start) < position(o))
+        {
+            oldest = Some(start);
+        }
+    }
+    Ok(oldest)
+}
+
+/// Deletes the WAL before the oldest kept base backup; returns how many files.
+async fn expire_wal(store: &Store) -> Result<usize, Error> {
+    let Some(start) = oldest_base_start(store).await? else {
+        return Ok(0);
+    };
+    let listed = store.list("wal/").await?;
+    let expired: Vec<String> = expired_wal(listed.iter().map(|o| o.key.as_str()), Some(&start))
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    if !expired.is_empty() {
+        store.delete(&expired).await?;
+        tracing::info!(dest = %store.name(), files = expired.len(), before = %start, "deleted WAL no kept base backup needs");
+    }
+    Ok(expired.len())
 }
 
 pub async fn prune(
@@ -19,6 +70,7 @@ pub async fn prune(
     incomplete: bool,
 ) -> Result<PruneReport, Error> {
     let mut objects_removed = 0;
+    let mut wal_removed = 0;
     for url in from {
         let store = Store::open(url).await?;
         for id in ids {
@@ -34,9 +86,11 @@ pub async fn prune(
         if incomplete {
             manifests::clean_leftovers(&store, "").await?;
         }
+        wal_removed += expire_wal(&store).await?;
     }
     Ok(PruneReport {
         deleted: ids.to_vec(),
         objects_removed,
+        wal_removed,
     })
 }
