@@ -295,33 +295,34 @@ fn segments_and_the_partial_reach_every_destination_and_survive_a_kill() {
     );
 }
 
-/// Restores the newest state from a base backup and the archive: copy the
-/// base, recovery.signal, restore_command = wal-fetch, start, wait until it
-/// has promoted itself at the end of the archive. One function, so that it
-/// can become `lifeboat restore --data-dir … latest` once that exists.
-fn restore_latest(root: &Path, base: &Path, from: &[&str], key: &Path) -> WalCluster {
+/// Restores the newest state with `lifeboat restore --data-dir` (latest):
+/// the newest base backup, the archive replayed to its end, promoted and
+/// stopped; then started here to be read.
+fn restore_latest(root: &Path, from: &[&str], key: &Path) -> WalCluster {
     let dir = root.join("restored");
     give_to_postgres(&dir);
     let data = dir.join("data");
-    run_ok(
-        as_postgres(Path::new("/bin/cp"))
-            .arg("-a")
-            .arg(base)
-            .arg(&data),
-    );
-    let mut cmd = format!("{} wal-fetch %f %p", bin());
+    let port = free_port().to_string();
+    let mut args = vec!["restore"];
     for f in from {
-        cmd.push_str(&format!(" --from \"{f}\""));
+        args.extend(["--from", f]);
     }
-    cmd.push_str(&format!(" --key-file {}", key.display()));
-    let mut c = WalCluster::at(data.clone());
-    c.conf(&format!("restore_command = '{}'", cmd.replace('\'', "''")));
-    std::fs::File::create(data.join("recovery.signal")).unwrap();
-    run_ok(Command::new("chown").args(["-R", "postgres"]).arg(&data));
+    args.extend([
+        "--key-file",
+        key.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--run-as",
+        "postgres",
+        "--user",
+        "postgres",
+        "--server-port",
+        &port,
+        "--json",
+    ]);
+    ok(&lifeboat(&args));
+    let mut c = WalCluster::at(data);
     c.start();
-    wait_for("the end of recovery", Duration::from_secs(120), || {
-        c.psql("select pg_is_in_recovery()") == "f"
-    });
     c
 }
 
@@ -404,23 +405,20 @@ fn rpo_drill(label: &str, archiver: Archiver, run: Duration) -> (f64, u32) {
         }
         Archiver::Push { .. } => None,
     };
-    // The base: a plain copy made by pg_basebackup without WAL (the archive has it).
-    let basedir = root.join("base");
-    give_to_postgres(&basedir);
-    let base = basedir.join("data");
-    run_ok(
-        as_postgres(&pg_bin().join("pg_basebackup"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-p",
-                &c.port.to_string(),
-            ])
-            .args(["-Fp", "-X", "none", "-c", "fast", "-D"])
-            .arg(&base),
-    );
+    // The base backup, through lifeboat into the same destinations.
+    let mut args: Vec<String> = vec!["backup".into(), "--method".into(), "physical".into()];
+    args.extend(c.conn_args());
+    for t in [&s3, &local] {
+        args.extend(["--to".into(), t.to_string()]);
+    }
+    args.extend([
+        "--key-file".into(),
+        key.display().to_string(),
+        "--json".into(),
+    ]);
+    ok(&lifeboat(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writing = writer(c.port, stop.clone());
@@ -436,7 +434,7 @@ fn rpo_drill(label: &str, archiver: Archiver, run: Duration) -> (f64, u32) {
     let archiver_log = stream.as_ref().map(|s| s.log()).unwrap_or_default();
 
     let t0 = Instant::now();
-    let r = restore_latest(root, &base, &[&s3, &local], &key);
+    let r = restore_latest(root, &[&s3, &local], &key);
     let restore_s = t0.elapsed().as_secs_f64();
     let count: u32 = r.psql("select count(*) from rpo").parse().unwrap();
     let restored: f64 = match count {

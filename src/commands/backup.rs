@@ -302,6 +302,7 @@ async fn run_base(o: &BackupOptions, id: &str, fleet: &mut Fleet) -> Result<Part
     let mut c = o.conn.connect(db).await?;
     let archive_mode = postgres::setting(&mut c, db, "archive_mode").await?;
     let failing = postgres::archive_failing(&mut c, db).await?;
+    let streamed = postgres::streaming_slots(&mut c, db).await?;
     let version = postgres::server_version(&mut c, db).await?;
     postgres::close(c).await;
     // pg_basebackup -X none waits, without end, for the WAL to be archived.
@@ -312,10 +313,14 @@ async fn run_base(o: &BackupOptions, id: &str, fleet: &mut Fleet) -> Result<Part
             o.conn.host_label()
         )));
     }
-    if archive_mode == "off" {
+    // With archive_mode off the WAL must be streamed (lifeboat wal-stream
+    // on a slot); the server does not wait for it then, so the base backup
+    // restores once the archiver has shipped its end (within maxWalDelay).
+    if archive_mode == "off" && streamed == 0 {
         return Err(Error::Usage(format!(
-            "--method physical: {} has archive_mode=off; a base backup restores only with its WAL archived \
-             (archive_mode=on, archive_command='lifeboat wal-push %p --to … --key-file …')",
+            "--method physical: {} has archive_mode=off and no WAL receiver on a replication slot; \
+             a base backup restores only with its WAL archived (archive_command='lifeboat wal-push %p …' \
+             or lifeboat wal-stream)",
             o.conn.host_label()
         )));
     }

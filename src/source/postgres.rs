@@ -275,6 +275,17 @@ pub async fn setting(conn: &mut PgConnection, db: &str, name: &str) -> Result<St
         .map_err(|e| query_err(db, e))
 }
 
+/// Physical replication slots a receiver is using now (`lifeboat wal-stream`
+/// archives WAL this way, with archive_mode off).
+pub async fn streaming_slots(conn: &mut PgConnection, db: &str) -> Result<i64, PgError> {
+    sqlx::query_scalar::<_, i64>(
+        "select count(*) from pg_replication_slots where slot_type = 'physical' and active",
+    )
+    .fetch_one(conn)
+    .await
+    .map_err(|e| query_err(db, e))
+}
+
 /// The WAL file archive_command last failed on, when it has failed since it
 /// last succeeded (pg_stat_archiver).
 pub async fn archive_failing(conn: &mut PgConnection, db: &str) -> Result<Option<String>, PgError> {
