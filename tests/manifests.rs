@@ -166,6 +166,28 @@ fn jobs_built_from_the_examples_pass_kubernetes_validate_strict() {
 }
 
 #[test]
+fn the_wal_archiver_of_the_pitr_example_passes_kubernetes_validate_strict() {
+    let Some(cmd) = validator() else { return };
+    let doc = all_docs("examples")
+        .into_iter()
+        .find(|d| {
+            d["kind"] == "BackupPolicy" && d["spec"]["pointInTimeRecovery"]["enabled"] == true
+        })
+        .expect("a BackupPolicy with pointInTimeRecovery in examples/");
+    let mut obj = doc;
+    obj["metadata"]["namespace"] = "shop".into();
+    obj["metadata"]["uid"] = "uid-pitr".into();
+    let policy: BackupPolicy = serde_json::from_value(obj).unwrap();
+    assert_eq!(policy.spec.validate(), Ok(()));
+    let cfg = JobConfig::new("ghcr.io/lifeboat-dev/lifeboat:0.1.0");
+    let deployment = lifeboat::controller::archiver::archiver_deployment(&policy, &cfg).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("archiver.yaml");
+    write_docs(&file, &[serde_json::to_value(&deployment).unwrap()]);
+    validate_strict(&cmd, &[file]);
+}
+
+#[test]
 fn install_crds_are_a_copy_of_crds() {
     let installed = std::fs::read_to_string(root().join("manifests/01-crds.yaml")).unwrap();
     let generated = std::fs::read_to_string(root().join("crds/lifeboat.dev.yaml")).unwrap();
