@@ -150,12 +150,33 @@ fn parts<'a>(
     })
 }
 
+/// A physical policy's backups restore into a data directory, not into a
+/// database through its Secret: the request is refused with the way that works.
+fn logical_only(policy: &BackupPolicy) -> Result<(), JobError> {
+    let physical = policy
+        .spec
+        .source
+        .postgres
+        .as_ref()
+        .is_some_and(|pg| pg.method == crate::api::policy::PostgresMethod::Physical);
+    if physical {
+        return Err(unsupported(
+            "spec.policyRef",
+            "the policy takes physical base backups; a RestoreRequest restores logical backups only \
+             in this version. Restore to a point with `lifeboat restore --data-dir DIR --target-time T` \
+             into the volume the new server will use (see docs/RUNBOOK.md)",
+        ));
+    }
+    Ok(())
+}
+
 /// The Job that plans `request`: `lifeboat plan`, no database access.
 pub fn plan_job(
     request: &RestoreRequest,
     policy: &BackupPolicy,
     cfg: &JobConfig,
 ) -> Result<Job, JobError> {
+    logical_only(policy)?;
     let mut args = vec!["plan".to_string()];
     for url in from_urls(policy, request.spec.from.as_deref(), true, cfg)? {
         args.extend(["--from".into(), url]);
@@ -197,6 +218,7 @@ pub fn restore_job(
     plan: &RestorePlan,
     cfg: &JobConfig,
 ) -> Result<Job, JobError> {
+    logical_only(policy)?;
     if !crate::catalog::valid_backup_id(&plan.backup_id) {
         return Err(JobError::BadBackupId(plan.backup_id.clone()));
     }

@@ -375,3 +375,15 @@ fn a_named_from_is_the_only_destination_the_plan_reads() {
         "{a:?}"
     );
 }
+
+#[test]
+fn a_physical_policy_is_refused_with_the_way_that_works() {
+    let mut p = policy();
+    let pg = p.spec.source.postgres.as_mut().unwrap();
+    pg.method = crate::api::policy::PostgresMethod::Physical;
+    pg.databases.clear();
+    let r = request(json!({"pointInTime": "2026-11-22T09:00:00Z"}));
+    let e = restore_jobs::plan_job(&r, &p, &JobConfig::default()).unwrap_err();
+    assert_eq!(e.field(), "spec.policyRef");
+    assert!(e.to_string().contains("restore --data-dir"), "{e}");
+}
