@@ -13,13 +13,22 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && install -D -m 0755 target/release/lifeboat /out/lifeboat
 
 FROM debian:bookworm-slim
-# pg_dump, pg_dumpall, pg_restore and psql of PostgreSQL 15 (Debian's own
-# packages). pg_dump refuses servers newer than itself: to back up 16 or
-# later, install that major's client from the PGDG apt repository instead.
+# pg_dump, pg_dumpall, pg_restore, psql, pg_basebackup and pg_receivewal of
+# PostgreSQL 15 (Debian's own packages), and the server, which a physical
+# restore runs to replay WAL. pg_dump refuses servers newer than itself: to
+# back up 16 or later, install that major's packages from the PGDG apt
+# repository instead. The `postgres` user gets uid 999 (the postgres image's),
+# the uid a physical RestoreRequest runs as by default: PostgreSQL refuses a
+# uid without a name. No cluster is created in the image.
 ARG PG_MAJOR=15
-RUN apt-get update \
+RUN groupadd --system --gid 999 postgres \
+ && useradd --system --uid 999 --gid 999 --home-dir /var/lib/postgresql --no-create-home \
+      --shell /usr/sbin/nologin postgres \
+ && mkdir -p /etc/postgresql-common/createcluster.d \
+ && echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.d/lifeboat.conf \
+ && apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      ca-certificates "postgresql-client-${PG_MAJOR}" \
+      ca-certificates "postgresql-client-${PG_MAJOR}" "postgresql-${PG_MAJOR}" \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 65532 lifeboat \
  && useradd --system --uid 65532 --gid 65532 --home-dir /nonexistent --no-create-home \

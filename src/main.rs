@@ -829,7 +829,12 @@ async fn restore_point_in_time(a: RestoreArgs) -> Result<ExitCode, commands::Err
     };
     let lifeboat = std::env::current_exe()
         .map_err(|e| usage(format!("cannot find this binary for restore_command: {e}")))?;
-    let report = pitr::restore(pitr::PitrOptions {
+    if a.no_start && !a.checks.is_empty() {
+        return Err(usage(
+            "--check needs the server lifeboat starts: drop --no-start".into(),
+        ));
+    }
+    let outcome = pitr::restore(pitr::PitrOptions {
         from: a.from,
         keys: Arc::new(Keyring::load(&a.key.key_file)?),
         key_file: a.key.key_file,
@@ -841,9 +846,31 @@ async fn restore_point_in_time(a: RestoreArgs) -> Result<ExitCode, commands::Err
         port: a.server_port,
         conn: a.conn.conn()?,
         lifeboat,
+        checks: a.checks.clone(),
+        check_db: a.conn.maintenance_db.clone(),
     })
-    .await?;
-    write_report(a.report_file.as_deref(), &report)?;
+    .await;
+    // The Job's termination message: the same summary as a logical
+    // restore's, so a RestoreRequest reads either.
+    if a.report_file.is_some() {
+        use lifeboat::commands::recover::{Failure, Summary, STEP_RESTORE, STEP_VERIFY};
+        let summary = match &outcome {
+            Ok(r) => r.summary(a.checks.len()),
+            Err(e) => {
+                let step = if matches!(e, commands::Error::Check(_)) {
+                    STEP_VERIFY
+                } else {
+                    STEP_RESTORE
+                };
+                Summary::failed(&Failure {
+                    step,
+                    error: commands::Error::Usage(e.to_string()),
+                })
+            }
+        };
+        write_report(a.report_file.as_deref(), &summary)?;
+    }
+    let report = outcome?;
     if a.json {
         print_json(&report);
     } else {

@@ -166,7 +166,7 @@ fn jobs_built_from_the_examples_pass_kubernetes_validate_strict() {
 }
 
 #[test]
-fn the_wal_archiver_of_the_pitr_example_passes_kubernetes_validate_strict() {
+fn the_wal_archiver_and_restore_job_of_the_pitr_example_pass_kubernetes_validate_strict() {
     let Some(cmd) = validator() else { return };
     let doc = all_docs("examples")
         .into_iter()
@@ -181,9 +181,31 @@ fn the_wal_archiver_of_the_pitr_example_passes_kubernetes_validate_strict() {
     assert_eq!(policy.spec.validate(), Ok(()));
     let cfg = JobConfig::new("ghcr.io/lifeboat-dev/lifeboat:0.1.0");
     let deployment = lifeboat::controller::archiver::archiver_deployment(&policy, &cfg).unwrap();
+    // And the restore Job of its RestoreRequest, into a volume.
+    let mut request = all_docs("examples")
+        .into_iter()
+        .find(|d| d["kind"] == "RestoreRequest" && d["spec"]["policyRef"]["name"] == "orders-pitr")
+        .expect("a RestoreRequest of the PITR policy in examples/");
+    request["metadata"]["namespace"] = "shop".into();
+    request["metadata"]["uid"] = "uid-rr-pitr".into();
+    let request: RestoreRequest = serde_json::from_value(request).unwrap();
+    assert_eq!(request.spec.validate(), Ok(()));
+    let plan = lifeboat::api::restore::RestorePlan {
+        backup_id: "20261125T010000.000Z-a1b2c3".into(),
+        destination: "primary".into(),
+        ..Default::default()
+    };
+    let restore =
+        lifeboat::controller::restore_jobs::restore_job(&request, &policy, &plan, &cfg).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("archiver.yaml");
-    write_docs(&file, &[serde_json::to_value(&deployment).unwrap()]);
+    write_docs(
+        &file,
+        &[
+            serde_json::to_value(&deployment).unwrap(),
+            serde_json::to_value(&restore).unwrap(),
+        ],
+    );
     validate_strict(&cmd, &[file]);
 }
 

@@ -368,6 +368,46 @@ fn the_recovery_window_restores_at_both_ends_and_retention_keeps_the_wal_kept_ba
     let r = restore(&[&local], k, &d, free_port(), &["--target-time", &from]).unwrap();
     assert_eq!(r["backup_id"], a.as_str(), "{r}");
     assert_eq!(ids_in(&d), vec![0, 1]);
+    // What a RestoreRequest's Job runs: the same restore with checks on the
+    // promoted server, and the summary the controller reads back.
+    let report_file = dir.path().join("summary.json");
+    let rf = report_file.to_str().unwrap();
+    let checked = |name: &str, check: &str| {
+        let d = dir.path().join(name);
+        let args = [
+            "--target-time",
+            &from,
+            "--check",
+            check,
+            "--report-file",
+            rf,
+        ];
+        restore(&[&local], k, &d, free_port(), &args)
+    };
+    checked("window-start-checked", "select count(*) = 2 from t").unwrap();
+    let summary: lifeboat::controller::restore_jobs::RecoverSummary =
+        lifeboat::controller::restore_jobs::parse_summary(
+            &std::fs::read_to_string(&report_file).unwrap(),
+        )
+        .expect("a summary the controller reads");
+    assert!(summary.ok);
+    assert_eq!(summary.backup_id.as_deref(), Some(a.as_str()));
+    assert_eq!(summary.checks, 1);
+    assert!(
+        summary.backup_completed_at.unwrap() <= w.from,
+        "{summary:?}"
+    );
+    // A check that returns false fails the verify step, naming the check.
+    let err = checked("window-start-failing", "select count(*) = 3 from t").unwrap_err();
+    assert!(
+        err.contains("count(*) = 3") && err.contains("false"),
+        "{err}"
+    );
+    let failed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_file).unwrap()).unwrap();
+    assert_eq!(failed["ok"], false);
+    assert_eq!(failed["failed_step"], "verify", "{failed}");
+
     // Its end: past the last commit, so the archive's end is the state then.
     let d = dir.path().join("window-end");
     let to = w.to.to_rfc3339();

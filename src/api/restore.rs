@@ -80,11 +80,53 @@ pub struct RestoreRequestSpec {
 
 /// Where the restore goes: one target kind (postgres today).
 #[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[x_kube(validation = Rule::new("has(self.postgres)").message("set target.postgres"))]
+#[x_kube(validation = Rule::new("has(self.postgres) != has(self.volume)").message("set one of target.postgres (a logical policy) or target.volume (a physical one)"))]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreTarget {
+    /// A server to restore a logical backup into.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres: Option<PostgresTarget>,
+    /// A volume to restore a physical backup into, as a data directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<VolumeTarget>,
+}
+
+/// The data directory of the server to be: a physical policy's base backup
+/// plus WAL replayed to the point, promoted and stopped; a PostgreSQL pod
+/// that mounts the claim starts from it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeTarget {
+    /// PersistentVolumeClaim in the request's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub claim_name: String,
+    /// Directory in the volume that becomes the data directory; it must be
+    /// absent or empty.
+    #[serde(default = "pgdata")]
+    #[schemars(length(min = 1, max = 255))]
+    pub sub_path: String,
+    /// The uid the server runs as, which must own its data directory (999:
+    /// the postgres image). The restore Job runs as this uid.
+    #[serde(default = "postgres_uid")]
+    #[schemars(range(min = 1))]
+    pub run_as_user: i64,
+    /// A role of the backed-up cluster, for the checks and to watch
+    /// recovery (over the data directory's socket, trusted only while lifeboat runs it).
+    #[serde(default = "postgres_role")]
+    #[schemars(length(min = 1, max = 63))]
+    pub user: String,
+}
+
+fn postgres_role() -> String {
+    "postgres".into()
+}
+
+fn pgdata() -> String {
+    "pgdata".into()
+}
+
+fn postgres_uid() -> i64 {
+    999
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -116,13 +158,30 @@ impl RestoreRequestSpec {
                 ));
             }
         }
-        match &self.target.postgres {
-            Some(pg) => check_ref_name(
+        match (&self.target.postgres, &self.target.volume) {
+            (Some(pg), None) => check_ref_name(
                 "spec.target.postgres.connectionSecretRef.name",
                 &pg.connection_secret_ref.name,
                 &mut errors,
             ),
-            None => errors.push(FieldError::new("spec.target", "set target.postgres")),
+            (None, Some(v)) => {
+                check_ref_name("spec.target.volume.claimName", &v.claim_name, &mut errors);
+                let sub = std::path::Path::new(&v.sub_path);
+                if sub.is_absolute()
+                    || sub
+                        .components()
+                        .any(|c| !matches!(c, std::path::Component::Normal(_)))
+                {
+                    errors.push(FieldError::new(
+                        "spec.target.volume.subPath",
+                        format!("{:?} must be a relative path without ..", v.sub_path),
+                    ));
+                }
+            }
+            _ => errors.push(FieldError::new(
+                "spec.target",
+                "set one of target.postgres (a logical policy) or target.volume (a physical one)",
+            )),
         }
         if errors.is_empty() {
             Ok(())

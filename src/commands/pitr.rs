@@ -26,6 +26,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The pg_hba.conf of the server while lifeboat runs it (removed after).
+const RECOVERY_HBA: &str = "lifeboat-recovery-hba.conf";
 /// The server's output while lifeboat runs it, inside the data directory.
 pub const RECOVERY_LOG: &str = "lifeboat-recovery.log";
 
@@ -48,6 +50,10 @@ pub struct PitrOptions {
     pub conn: PgConn,
     /// This binary, for restore_command.
     pub lifeboat: PathBuf,
+    /// SQL run on the promoted server before it stops ([`super::checks`]).
+    pub checks: Vec<String>,
+    /// Database the checks run in.
+    pub check_db: String,
 }
 
 /// Where recovery ended, read from the promoted server.
@@ -76,6 +82,30 @@ pub struct PitrReport {
     pub ended_before_target: bool,
     pub seconds: f64,
     pub peak_rss_bytes: u64,
+}
+
+impl PitrReport {
+    /// The compact summary a RestoreRequest's Job leaves: the point reached
+    /// (the last commit replayed, else the base backup's end) as the backup's time.
+    pub fn summary(&self, checks: usize) -> super::recover::Summary {
+        let reached = self
+            .recovered
+            .as_ref()
+            .and_then(|p| p.last_commit_time)
+            .unwrap_or(self.base.stopped_at);
+        super::recover::Summary {
+            ok: true,
+            failed_step: None,
+            error: None,
+            backup_id: Some(self.backup_id.clone()),
+            backup_completed_at: Some(reached),
+            target_database: None,
+            restore_seconds: self.seconds,
+            check_seconds: 0.0,
+            checks,
+            bytes: 0,
+        }
+    }
 }
 
 pub async fn restore(o: PitrOptions) -> Result<PitrReport, Error> {
@@ -343,6 +373,11 @@ async fn recover(
     if let Some((uid, gid)) = owner {
         std::os::unix::fs::chown(&log_path, Some(uid), Some(gid)).map_err(Error::Pipeline)?;
     }
+    let hba = dir.join(RECOVERY_HBA);
+    std::fs::write(&hba, "local all all trust\n").map_err(Error::Pipeline)?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(&hba, Some(uid), Some(gid)).map_err(Error::Pipeline)?;
+    }
     let mut cmd = Command::new(o.conn.tool("postgres"));
     // The socket in the data directory: the backed-up server's socket
     // directory may not exist here. The log on stderr, where we read it.
@@ -357,6 +392,10 @@ async fn recover(
         .stdout(log.try_clone().map_err(Error::Pipeline)?)
         .stderr(log);
     if !o.keep_running {
+        // Only lifeboat reaches this socket (in the 0700 data directory)
+        // while it runs the server: trust it, whatever the backed-up
+        // server's pg_hba.conf says; that file stays for the real server.
+        cmd.arg("-c").arg(format!("hba_file={}", hba.display()));
         // A restore lifeboat stops again (a drill, a verification, a copy to
         // start later) archives nothing: its new timeline must not become
         // the archive's "latest" history that every later restore follows.
@@ -388,7 +427,8 @@ async fn recover(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    if o.keep_running {
+    let checked = super::checks::run_checks(&conn, &o.check_db, &o.checks).await;
+    if o.keep_running && checked.is_ok() {
         return Ok((point, true));
     }
     // SIGINT: fast shutdown, a clean stop with a checkpoint.
@@ -402,6 +442,8 @@ async fn recover(
     if !status.success() {
         tracing::warn!(%status, "the server did not stop cleanly after recovery");
     }
+    let _ = std::fs::remove_file(&hba);
+    checked?;
     queue_history_file(&dir, point.timeline, owner)?;
     Ok((point, false))
 }

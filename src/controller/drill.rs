@@ -92,6 +92,7 @@ pub fn drill_request(
                     connection_secret_ref: drill.target_secret_ref.clone(),
                     database: Some(scratch_database(&name)),
                 }),
+                volume: None,
             },
             checks: drill.checks.clone(),
             dry_run: false,

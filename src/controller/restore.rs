@@ -276,7 +276,9 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RestoreDe
                             "dry run: would restore backup {} from {} into {}; nothing was written",
                             plan.backup_id,
                             plan.destination,
-                            plan.target_database.as_deref().unwrap_or("?")
+                            plan.target_database
+                                .as_deref()
+                                .unwrap_or("the target volume")
                         ),
                         generation,
                         now,
@@ -455,7 +457,9 @@ fn decide_restore(
                     Some(format!(
                         "restored backup {} into {}",
                         s.backup_id.clone().unwrap_or_default(),
-                        s.target_database.clone().unwrap_or_default()
+                        s.target_database
+                            .clone()
+                            .unwrap_or_else(|| "the target volume".into())
                     )),
                 );
                 set_step(

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaimVolumeSource, Volume, VolumeMount};
 use kube::{Resource, ResourceExt};
 use serde::Deserialize;
 
@@ -150,33 +151,12 @@ fn parts<'a>(
     })
 }
 
-/// A physical policy's backups restore into a data directory, not into a
-/// database through its Secret: the request is refused with the way that works.
-fn logical_only(policy: &BackupPolicy) -> Result<(), JobError> {
-    let physical = policy
-        .spec
-        .source
-        .postgres
-        .as_ref()
-        .is_some_and(|pg| pg.method == crate::api::policy::PostgresMethod::Physical);
-    if physical {
-        return Err(unsupported(
-            "spec.policyRef",
-            "the policy takes physical base backups; a RestoreRequest restores logical backups only \
-             in this version. Restore to a point with `lifeboat restore --data-dir DIR --target-time T` \
-             into the volume the new server will use (see docs/RUNBOOK.md)",
-        ));
-    }
-    Ok(())
-}
-
 /// The Job that plans `request`: `lifeboat plan`, no database access.
 pub fn plan_job(
     request: &RestoreRequest,
     policy: &BackupPolicy,
     cfg: &JobConfig,
 ) -> Result<Job, JobError> {
-    logical_only(policy)?;
     let mut args = vec!["plan".to_string()];
     for url in from_urls(policy, request.spec.from.as_deref(), true, cfg)? {
         args.extend(["--from".into(), url]);
@@ -218,9 +198,11 @@ pub fn restore_job(
     plan: &RestorePlan,
     cfg: &JobConfig,
 ) -> Result<Job, JobError> {
-    logical_only(policy)?;
     if !crate::catalog::valid_backup_id(&plan.backup_id) {
         return Err(JobError::BadBackupId(plan.backup_id.clone()));
+    }
+    if is_physical(policy) {
+        return data_dir_job(request, policy, plan, cfg);
     }
     let target = plan.target_database.clone().ok_or(JobError::Missing {
         field: "spec.target.postgres.database",
@@ -259,6 +241,102 @@ pub fn restore_job(
     Ok(job(parts(
         request, policy, cfg, "restore", name, args, true,
     )?))
+}
+
+fn is_physical(policy: &BackupPolicy) -> bool {
+    policy
+        .spec
+        .source
+        .postgres
+        .as_ref()
+        .is_some_and(|pg| pg.method == crate::api::policy::PostgresMethod::Physical)
+}
+
+/// Where the target volume is mounted in a physical restore Job.
+pub const TARGET_MOUNT: &str = "/var/lib/lifeboat/target";
+
+/// A physical policy's restore: `lifeboat restore --data-dir` into the
+/// target volume — the newest base backup before the point, WAL replayed to
+/// it, promoted, checked, stopped — as the uid the server will run as.
+fn data_dir_job(
+    request: &RestoreRequest,
+    policy: &BackupPolicy,
+    plan: &RestorePlan,
+    cfg: &JobConfig,
+) -> Result<Job, JobError> {
+    let volume = request.spec.target.volume.as_ref().ok_or_else(|| {
+        unsupported(
+            "spec.target.volume",
+            "the policy takes physical base backups: restore into target.volume (a data directory), not target.postgres",
+        )
+    })?;
+    let mut args = vec!["restore".to_string()];
+    for url in from_urls(policy, Some(&plan.destination), false, cfg)? {
+        args.extend(["--from".into(), url]);
+    }
+    args.extend([
+        "--data-dir".into(),
+        format!("{TARGET_MOUNT}/{}", volume.sub_path.trim_matches('/')),
+        "--user".into(),
+        volume.user.clone(),
+    ]);
+    match (&request.spec.point_in_time, &request.spec.backup_id) {
+        (Some(t), _) => args.push(format!(
+            "--target-time={}",
+            t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        )),
+        // A named base backup: its own end, nothing replayed past it.
+        (None, Some(_)) => args.push(format!(
+            "--target-time={}",
+            plan.completed_at
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                .ok_or(JobError::Missing {
+                    field: "status.plan.completedAt",
+                })?
+        )),
+        (None, None) => {}
+    }
+    for check in &request.spec.checks {
+        args.extend(["--check".into(), check.clone()]);
+    }
+    args.extend([
+        "--report-file".into(),
+        TERMINATION_LOG.into(),
+        "--json".into(),
+    ]);
+    let name = restore_job_name(&request.name_any());
+    let mut parts = parts(request, policy, cfg, "restore", name, args, false)?;
+    parts.volumes.push(Volume {
+        name: "target".into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: volume.claim_name.clone(),
+            read_only: None,
+        }),
+        ..Default::default()
+    });
+    parts.mounts.push(VolumeMount {
+        name: "target".into(),
+        mount_path: TARGET_MOUNT.into(),
+        ..Default::default()
+    });
+    let mut job = job(parts);
+    // PostgreSQL runs only as the owner of its data directory: the uid the
+    // server will run as, not the image's.
+    let uid = volume.run_as_user;
+    if let Some(pod) = job.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+        if let Some(sc) = pod.security_context.as_mut() {
+            sc.run_as_user = Some(uid);
+            sc.run_as_group = Some(uid);
+            sc.fs_group = Some(uid);
+        }
+        for c in &mut pod.containers {
+            if let Some(sc) = c.security_context.as_mut() {
+                sc.run_as_user = Some(uid);
+                sc.run_as_group = Some(uid);
+            }
+        }
+    }
+    Ok(job)
 }
 
 /// What the plan Job reported (`lifeboat plan --report-file`).

@@ -377,13 +377,70 @@ fn a_named_from_is_the_only_destination_the_plan_reads() {
 }
 
 #[test]
-fn a_physical_policy_is_refused_with_the_way_that_works() {
+fn a_physical_policy_restores_into_a_volume_as_the_servers_uid() {
     let mut p = policy();
     let pg = p.spec.source.postgres.as_mut().unwrap();
     pg.method = crate::api::policy::PostgresMethod::Physical;
     pg.databases.clear();
+    let plan = crate::api::restore::RestorePlan {
+        backup_id: ID.into(),
+        destination: "dr-eu".into(),
+        ..Default::default()
+    };
+    // A physical backup does not go into a database through its Secret.
     let r = request(json!({"pointInTime": "2026-11-22T09:00:00Z"}));
-    let e = restore_jobs::plan_job(&r, &p, &JobConfig::default()).unwrap_err();
-    assert_eq!(e.field(), "spec.policyRef");
-    assert!(e.to_string().contains("restore --data-dir"), "{e}");
+    let e = restore_jobs::restore_job(&r, &p, &plan, &JobConfig::default()).unwrap_err();
+    assert_eq!(e.field(), "spec.target.volume");
+
+    let r = request(json!({"pointInTime": "2026-11-22T09:00:00Z",
+        "target": {"volume": {"claimName": "ledger-data", "subPath": "pg15"}}}));
+    assert_eq!(r.spec.validate(), Ok(()));
+    let job = restore_jobs::restore_job(&r, &p, &plan, &JobConfig::default()).unwrap();
+    let pod = job.spec.unwrap().template.spec.unwrap();
+    let c = &pod.containers[0];
+    let args = c.args.clone().unwrap();
+    let text = args.join(" ");
+    assert!(
+        text.contains("--data-dir /var/lib/lifeboat/target/pg15"),
+        "{text}"
+    );
+    assert!(
+        text.contains("--target-time=2026-11-22T09:00:00.000Z"),
+        "{text}"
+    );
+    assert!(
+        text.contains("--check select count(*) = 500 from orders"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("--password-file"),
+        "no database Secret: {text}"
+    );
+    let first = &args[args.iter().position(|a| a == "--from").unwrap() + 1];
+    assert!(
+        first.starts_with("s3://bk-dr/shop/orders?"),
+        "the planned destination first: {first}"
+    );
+    let claim = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "target")
+        .unwrap();
+    assert_eq!(
+        claim.persistent_volume_claim.unwrap().claim_name,
+        "ledger-data"
+    );
+    assert_eq!(pod.security_context.unwrap().run_as_user, Some(999));
+    assert_eq!(c.security_context.as_ref().unwrap().run_as_user, Some(999));
+
+    // Neither or both targets: named.
+    let both = request(json!({"target": {"volume": {"claimName": "x"},
+        "postgres": {"connectionSecretRef": {"name": "y"}}}}));
+    assert_eq!(both.spec.validate().unwrap_err()[0].field, "spec.target");
+    let escape = request(json!({"target": {"volume": {"claimName": "x", "subPath": "../etc"}}}));
+    assert_eq!(
+        escape.spec.validate().unwrap_err()[0].field,
+        "spec.target.volume.subPath"
+    );
 }
