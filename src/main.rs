@@ -475,21 +475,26 @@ async fn commands_plan(a: PlanArgs) -> Result<ExitCode, commands::Error> {
 }
 
 /// `lifeboat restore --check … [--drop-after]`: restore, checks, drop.
-async fn commands_recover(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
-    use commands::recover::{recover, Summary};
-    let o = restore::RestoreOptions {
-        from: a.from,
+/// What `lifeboat restore` (logical) was asked for.
+fn restore_options(a: &RestoreArgs) -> Result<restore::RestoreOptions, commands::Error> {
+    Ok(restore::RestoreOptions {
+        from: a.from.clone(),
         keys: Arc::new(Keyring::load(&a.key.key_file)?),
-        point: a.backup,
-        database: a.database,
+        point: a.backup.clone(),
+        database: a.database.clone(),
         target: a.conn.conn()?,
-        target_db: a.target_db,
+        target_db: a.target_db.clone(),
         maintenance_db: a.conn.maintenance_db.clone(),
         create: a.create,
         clean: a.clean,
         no_owner: a.no_owner,
         globals: a.globals,
-    };
+    })
+}
+
+async fn commands_recover(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
+    use commands::recover::{recover, Summary};
+    let o = restore_options(&a)?;
     match recover(o, &a.checks, a.drop_after).await {
         Ok(report) => {
             write_report(a.report_file.as_deref(), &Summary::succeeded(&report))?;
@@ -598,20 +603,7 @@ async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
         Command::Plan(a) => commands_plan(a).await,
         Command::Restore(a) if !a.checks.is_empty() || a.drop_after => commands_recover(a).await,
         Command::Restore(a) => {
-            let report = restore::restore(restore::RestoreOptions {
-                from: a.from,
-                keys: Arc::new(Keyring::load(&a.key.key_file)?),
-                point: a.backup,
-                database: a.database,
-                target: a.conn.conn()?,
-                target_db: a.target_db,
-                maintenance_db: a.conn.maintenance_db.clone(),
-                create: a.create,
-                clean: a.clean,
-                no_owner: a.no_owner,
-                globals: a.globals,
-            })
-            .await?;
+            let report = restore::restore(restore_options(&a)?).await?;
             write_report(a.report_file.as_deref(), &report)?;
             if a.json {
                 print_json(&report);

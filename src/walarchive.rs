@@ -26,7 +26,8 @@ pub struct WalFile {
 }
 
 fn hex32(s: &str) -> Option<u32> {
-    (s.len() == 8)
+    // from_str_radix alone would take a leading '+'.
+    (s.len() == 8 && s.bytes().all(|b| b.is_ascii_hexdigit()))
         .then(|| u32::from_str_radix(s, 16).ok())
         .flatten()
 }

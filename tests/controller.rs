@@ -443,20 +443,23 @@ async fn a_bad_spec_becomes_a_condition_without_a_loop() {
         .await;
 }
 
+/// A candidate for the controller's Lease that renews every 100 ms.
+fn elector(server: &ApiServer, id: &str, duration: Duration) -> leader::Elector {
+    let mut e = leader::Elector::new(
+        server.client(),
+        "lifeboat-system",
+        "lifeboat-controller",
+        id,
+    );
+    e.duration = duration;
+    e.renew_every = Duration::from_millis(100);
+    e
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_replica_leads_and_another_takes_over_when_it_stops() {
     let server = ApiServer::start().await;
-    let elector = |id: &str| {
-        let mut e = leader::Elector::new(
-            server.client(),
-            "lifeboat-system",
-            "lifeboat-controller",
-            id,
-        );
-        e.duration = Duration::from_secs(1);
-        e.renew_every = Duration::from_millis(100);
-        e
-    };
+    let elector = |id: &str| elector(&server, id, Duration::from_secs(1));
     let (tx_a, mut a) = tokio::sync::watch::channel(false);
     let (tx_b, mut b) = tokio::sync::watch::channel(false);
     let task_a = tokio::spawn(elector("a").run(tx_a));
@@ -489,18 +492,8 @@ async fn one_replica_leads_and_another_takes_over_when_it_stops() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_released_lease_is_taken_over_before_it_expires() {
     let server = ApiServer::start().await;
-    let elector = |id: &str| {
-        let mut e = leader::Elector::new(
-            server.client(),
-            "lifeboat-system",
-            "lifeboat-controller",
-            id,
-        );
-        // Far longer than the wait below: only a release explains a takeover.
-        e.duration = Duration::from_secs(600);
-        e.renew_every = Duration::from_millis(100);
-        e
-    };
+    // Far longer than the wait below: only a release explains a takeover.
+    let elector = |id: &str| elector(&server, id, Duration::from_secs(600));
     assert!(elector("a").try_hold().await.unwrap());
     assert!(!elector("b").try_hold().await.unwrap());
     // Only the holder can release; b's attempt changes nothing.

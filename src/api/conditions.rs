@@ -128,6 +128,28 @@ pub fn set_condition(
 }
 
 /// The condition of a type, if present.
+/// Sets the `Complete` condition of a run or a restore.
+pub fn set_complete(
+    conditions: &mut Vec<Condition>,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) -> bool {
+    set_condition(
+        conditions,
+        ConditionUpdate {
+            type_: types::COMPLETE,
+            status: ok,
+            reason,
+            message,
+            observed_generation: generation,
+        },
+        now,
+    )
+}
+
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
 }

@@ -148,6 +148,13 @@ impl SourceSpec {
         }
     }
 
+    /// A PostgreSQL source backed up with base backups (and WAL).
+    pub fn is_physical(&self) -> bool {
+        self.postgres
+            .as_ref()
+            .is_some_and(|pg| pg.method == PostgresMethod::Physical)
+    }
+
     /// Short text for the `Source` printer column: `postgres/physical`, `volume`.
     pub fn summary(&self) -> String {
         match (self.kind(), &self.postgres) {
@@ -604,12 +611,7 @@ impl BackupPolicySpec {
         }
 
         if let Some(pitr) = &self.point_in_time_recovery {
-            let physical = self
-                .source
-                .postgres
-                .as_ref()
-                .is_some_and(|pg| pg.method == PostgresMethod::Physical);
-            if pitr.enabled && !physical {
+            if pitr.enabled && !self.source.is_physical() {
                 errors.push(FieldError::new(
                     "spec.pointInTimeRecovery.enabled",
                     "point-in-time recovery needs source.postgres.method: physical",

@@ -27,15 +27,8 @@ use std::sync::Arc;
 /// Segments (`000000010000000000000003`), history files (`00000002.history`),
 /// backup labels (`…0003.00000028.backup`) and partial segments.
 pub fn wal_key(name: &str) -> Option<String> {
-    let hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
-    let timeline = name.get(..8).filter(|t| hex(t))?;
-    let rest = &name[8..];
-    let ok = (rest.len() == 16 && hex(rest))
-        || rest == ".history"
-        || (rest.len() > 16
-            && hex(&rest[..16])
-            && (rest[16..].ends_with(".backup") || rest[16..] == *".partial"));
-    ok.then(|| format!("wal/{timeline}/{name}.lbk"))
+    crate::walarchive::parse_wal_name(name)?;
+    Some(format!("wal/{}/{name}.lbk", &name[..8]))
 }
 
 /// A WAL object as the decoder sees it: no manifest records its hash (the

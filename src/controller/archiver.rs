@@ -19,12 +19,11 @@ use kube::Resource;
 use serde::{Deserialize, Serialize};
 
 use super::jobs::{
-    add_database_access, add_destination_volumes, add_key_access, base_labels, bounded_name,
-    common_env, common_mounts, common_volumes, compression_arg, destination_url, mount, pod_spec,
-    short_hash, JobConfig, JobError, LABEL_COMPONENT, LABEL_POLICY,
+    access, base_labels, bounded_name, compression_arg, destination_url, mount, pod_spec,
+    policy_id, short_hash, Access, JobConfig, JobError, LABEL_COMPONENT, LABEL_POLICY,
 };
 use crate::api::conditions::{find, reasons, types, ConditionUpdate};
-use crate::api::policy::{BackupPolicyStatus, PostgresMethod, WalArchive};
+use crate::api::policy::{BackupPolicyStatus, WalArchive};
 use crate::api::{parse_duration, BackupPolicy};
 
 /// Port of the archiver's `/status`, `/metrics` and `/healthz`.
@@ -64,13 +63,7 @@ pub fn slot_name(namespace: &str, policy: &str) -> String {
 /// policy keeps archiving: suspend stops scheduled backups, and stopping
 /// the receiver would make the slot hold WAL on the server until its disk fills.
 pub fn wants_archiver(policy: &BackupPolicy) -> bool {
-    let physical = policy
-        .spec
-        .source
-        .postgres
-        .as_ref()
-        .is_some_and(|pg| pg.method == PostgresMethod::Physical);
-    physical
+    policy.spec.source.is_physical()
         && policy
             .spec
             .point_in_time_recovery
@@ -80,7 +73,7 @@ pub fn wants_archiver(policy: &BackupPolicy) -> bool {
 
 /// The arguments of `lifeboat wal-stream` for `policy`.
 pub fn archiver_args(policy: &BackupPolicy, cfg: &JobConfig) -> Result<Vec<String>, JobError> {
-    let (namespace, name) = id(policy)?;
+    let (namespace, name) = policy_id(policy)?;
     let pitr = policy
         .spec
         .point_in_time_recovery
@@ -109,23 +102,9 @@ pub fn archiver_args(policy: &BackupPolicy, cfg: &JobConfig) -> Result<Vec<Strin
     Ok(args)
 }
 
-fn id(policy: &BackupPolicy) -> Result<(&str, &str), JobError> {
-    let namespace = policy
-        .metadata
-        .namespace
-        .as_deref()
-        .ok_or(JobError::Missing {
-            field: "metadata.namespace",
-        })?;
-    let name = policy.metadata.name.as_deref().ok_or(JobError::Missing {
-        field: "metadata.name",
-    })?;
-    Ok((namespace, name))
-}
-
 /// The archiver Deployment, owned by the policy (deleting the policy stops it).
 pub fn archiver_deployment(policy: &BackupPolicy, cfg: &JobConfig) -> Result<Deployment, JobError> {
-    let (namespace, name) = id(policy)?;
+    let (namespace, name) = policy_id(policy)?;
     let args = archiver_args(policy, cfg)?;
     let pg = policy
         .spec
@@ -138,19 +117,11 @@ pub fn archiver_deployment(policy: &BackupPolicy, cfg: &JobConfig) -> Result<Dep
     let owner = policy.controller_owner_ref(&()).ok_or(JobError::Missing {
         field: "metadata.uid",
     })?;
-    let mut env = Vec::new();
-    let mut volumes = common_volumes();
-    let mut mounts = common_mounts();
-    add_database_access(
-        &pg.connection_secret_ref,
-        cfg,
-        &mut env,
-        &mut volumes,
-        &mut mounts,
-    );
-    add_key_access(policy, cfg, &mut env, &mut volumes, &mut mounts);
-    env.extend(common_env());
-    add_destination_volumes(policy, cfg, &mut volumes, &mut mounts);
+    let Access {
+        env,
+        mut volumes,
+        mut mounts,
+    } = access(policy, cfg, Some(&pg.connection_secret_ref));
     volumes.push(Volume {
         name: "spool".into(),
         empty_dir: Some(EmptyDirVolumeSource::default()),

@@ -343,19 +343,11 @@ pub fn backup_job(
         .as_ref()
         .ok_or_else(|| unsupported("spec.source", "no postgres source"))?;
 
-    let mut env = vec![];
-    let mut volumes = common_volumes();
-    let mut mounts = common_mounts();
-    add_database_access(
-        &pg.connection_secret_ref,
-        cfg,
-        &mut env,
-        &mut volumes,
-        &mut mounts,
-    );
-    add_key_access(policy, cfg, &mut env, &mut volumes, &mut mounts);
-    env.extend(common_env());
-    add_destination_volumes(policy, cfg, &mut volumes, &mut mounts);
+    let Access {
+        env,
+        volumes,
+        mounts,
+    } = access(policy, cfg, Some(&pg.connection_secret_ref));
 
     let mut labels = base_labels("backup", policy_name);
     labels.insert(LABEL_RUN.into(), label_value(run_name));
@@ -416,6 +408,35 @@ pub fn prune_job(
         policy,
         cfg,
     }))
+}
+
+/// What a data-plane pod gets, all by reference: the database connection
+/// (when it has one), the master keys, each destination's credentials, /tmp.
+pub(crate) struct Access {
+    pub env: Vec<EnvVar>,
+    pub volumes: Vec<Volume>,
+    pub mounts: Vec<VolumeMount>,
+}
+
+pub(crate) fn access(
+    policy: &BackupPolicy,
+    cfg: &JobConfig,
+    database: Option<&crate::api::ConnectionSecretRef>,
+) -> Access {
+    let mut env = Vec::new();
+    let mut volumes = common_volumes();
+    let mut mounts = common_mounts();
+    if let Some(conn) = database {
+        add_database_access(conn, cfg, &mut env, &mut volumes, &mut mounts);
+    }
+    add_key_access(policy, cfg, &mut env, &mut volumes, &mut mounts);
+    env.extend(common_env());
+    add_destination_volumes(policy, cfg, &mut volumes, &mut mounts);
+    Access {
+        env,
+        volumes,
+        mounts,
+    }
 }
 
 /// The database connection of `conn`'s Secret: host, port, user and sslmode

@@ -25,7 +25,7 @@ use super::jobs::JobConfig;
 use super::restore_jobs::{self, parse_summary, plan_from_summary, PlanSummary, RecoverSummary};
 use super::run::{job_problem, job_state, pod_problem, termination_message, truncate, JobState};
 use super::{is_conflict, is_not_found, merge_patch, Context, Error, Note};
-use crate::api::conditions::{from_time, reasons, set_condition, types, ConditionUpdate};
+use crate::api::conditions::{from_time, reasons, set_complete};
 use crate::api::restore::{RestorePhase, RestoreStep, StepPhase};
 use crate::api::{join_errors, BackupPolicy, RestoreRequest, RestoreRequestStatus};
 
@@ -128,17 +128,7 @@ fn complete(
     generation: Option<i64>,
     now: DateTime<Utc>,
 ) {
-    set_condition(
-        &mut status.conditions,
-        ConditionUpdate {
-            type_: types::COMPLETE,
-            status: ok,
-            reason,
-            message,
-            observed_generation: generation,
-        },
-        now,
-    );
+    set_complete(&mut status.conditions, ok, reason, message, generation, now);
 }
 
 /// Why a Job failed: the step and cause from its summary, else its pod's or

@@ -22,9 +22,8 @@ use kube::{Resource, ResourceExt};
 use serde::Deserialize;
 
 use super::jobs::{
-    add_database_access, add_destination_volumes, add_key_access, base_labels, bounded_name,
-    common_env, common_mounts, common_volumes, destination_base, destination_url, job, label_value,
-    policy_id, unsupported, JobConfig, JobError, JobParts, TERMINATION_LOG,
+    access, base_labels, bounded_name, destination_base, destination_url, job, label_value,
+    policy_id, unsupported, Access, JobConfig, JobError, JobParts, TERMINATION_LOG,
 };
 use crate::api::restore::{RestorePlan, RestoreRequest};
 use crate::api::BackupPolicy;
@@ -111,10 +110,7 @@ fn parts<'a>(
     let owner = request.controller_owner_ref(&()).ok_or(JobError::Missing {
         field: "metadata.uid",
     })?;
-    let mut env = Vec::new();
-    let mut volumes = common_volumes();
-    let mut mounts = common_mounts();
-    if database {
+    let target = if database {
         let pg = request
             .spec
             .target
@@ -123,17 +119,15 @@ fn parts<'a>(
             .ok_or(JobError::Missing {
                 field: "spec.target.postgres",
             })?;
-        add_database_access(
-            &pg.connection_secret_ref,
-            cfg,
-            &mut env,
-            &mut volumes,
-            &mut mounts,
-        );
-    }
-    add_key_access(policy, cfg, &mut env, &mut volumes, &mut mounts);
-    env.extend(common_env());
-    add_destination_volumes(policy, cfg, &mut volumes, &mut mounts);
+        Some(&pg.connection_secret_ref)
+    } else {
+        None
+    };
+    let Access {
+        env,
+        volumes,
+        mounts,
+    } = access(policy, cfg, target);
     let mut labels = base_labels(component, policy_name);
     labels.insert(LABEL_RESTORE.into(), label_value(&request.name_any()));
     Ok(JobParts {
@@ -201,7 +195,7 @@ pub fn restore_job(
     if !crate::catalog::valid_backup_id(&plan.backup_id) {
         return Err(JobError::BadBackupId(plan.backup_id.clone()));
     }
-    if is_physical(policy) {
+    if policy.spec.source.is_physical() {
         return data_dir_job(request, policy, plan, cfg);
     }
     let target = plan.target_database.clone().ok_or(JobError::Missing {
@@ -241,15 +235,6 @@ pub fn restore_job(
     Ok(job(parts(
         request, policy, cfg, "restore", name, args, true,
     )?))
-}
-
-fn is_physical(policy: &BackupPolicy) -> bool {
-    policy
-        .spec
-        .source
-        .postgres
-        .as_ref()
-        .is_some_and(|pg| pg.method == crate::api::policy::PostgresMethod::Physical)
 }
 
 /// Where the target volume is mounted in a physical restore Job.

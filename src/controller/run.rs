@@ -19,7 +19,9 @@ use serde_json::json;
 
 use super::jobs::{self, JobConfig};
 use super::{is_conflict, is_not_found, merge_patch, Context, Error, Note};
-use crate::api::conditions::{from_time, reasons, set_condition, types, ConditionUpdate};
+use crate::api::conditions::{
+    from_time, reasons, set_complete, set_condition, types, ConditionUpdate,
+};
 use crate::api::run::{format_bytes, format_duration};
 use crate::api::{
     join_errors, BackupPolicy, BackupRun, BackupRunStatus, RunPhase, PRUNE_FINALIZER,
@@ -224,17 +226,7 @@ fn complete(
     generation: Option<i64>,
     now: DateTime<Utc>,
 ) {
-    set_condition(
-        &mut status.conditions,
-        ConditionUpdate {
-            type_: types::COMPLETE,
-            status: ok,
-            reason,
-            message,
-            observed_generation: generation,
-        },
-        now,
-    );
+    set_complete(&mut status.conditions, ok, reason, message, generation, now);
 }
 
 /// The name of the run's backup Job (from the status, else from the builder).

@@ -1,4 +1,5 @@
 use super::*;
+use crate::api::conditions::types;
 use crate::api::restore::RestoreRequestSpec;
 use crate::controller::jobs::LABEL_COMPONENT;
 use serde_json::{json, Value};
