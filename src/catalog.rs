@@ -81,15 +81,75 @@ pub fn id_of_key(key: &str) -> Option<&str> {
     key.strip_prefix(BACKUPS)?.split('/').next()
 }
 
+/// What was backed up, one variant per kind of source; `kind` tags it in the
+/// manifest (docs/FORMAT.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SourceInfo {
-    /// `postgres`
-    pub kind: String,
-    /// `logical` (pg_dump) or `physical` (pg_basebackup)
-    pub method: String,
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum SourceInfo {
+    Postgres(PostgresInfo),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostgresInfo {
+    pub method: PgMethod,
     pub host: String,
     pub server_version: String,
+    /// Logical: the databases dumped; physical: empty (the whole cluster).
     pub databases: Vec<String>,
+}
+
+/// `logical` (pg_dump per database) or `physical` (pg_basebackup of the cluster).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PgMethod {
+    Logical,
+    Physical,
+}
+
+impl std::fmt::Display for PgMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PgMethod::Logical => "logical",
+            PgMethod::Physical => "physical",
+        })
+    }
+}
+
+impl SourceInfo {
+    /// The databases a restore can choose from (none for a whole cluster).
+    pub fn databases(&self) -> &[String] {
+        match self {
+            SourceInfo::Postgres(pg) => &pg.databases,
+        }
+    }
+
+    /// The version of the server or service backed up.
+    pub fn version(&self) -> &str {
+        match self {
+            SourceInfo::Postgres(pg) => &pg.server_version,
+        }
+    }
+
+    /// One line for listings: `postgres logical db:5432 15.18`.
+    pub fn summary(&self) -> String {
+        match self {
+            SourceInfo::Postgres(pg) => format!(
+                "postgres {} {} {}",
+                pg.method, pg.host, pg.server_version
+            ),
+        }
+    }
+
+    /// A PostgreSQL source for unit tests' manifests.
+    #[cfg(test)]
+    pub(crate) fn sample(method: PgMethod, databases: &[&str]) -> Self {
+        SourceInfo::Postgres(PostgresInfo {
+            method,
+            host: "db".into(),
+            server_version: "15".into(),
+            databases: databases.iter().map(|d| d.to_string()).collect(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -289,13 +349,7 @@ mod tests {
             backup_id: id.into(),
             policy: "orders".into(),
             tier: "daily".into(),
-            source: SourceInfo {
-                kind: "postgres".into(),
-                method: "logical".into(),
-                host: "db".into(),
-                server_version: "15.18".into(),
-                databases: vec!["orders".into()],
-            },
+            source: SourceInfo::sample(PgMethod::Logical, &["orders"]),
             started_at: done,
             completed_at: done,
             compression: Compression::Zstd,

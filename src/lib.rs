@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod commands;
 pub mod controller;
 pub mod keys;
+pub mod location;
 pub mod pipeline;
 pub mod plan;
 pub mod recovery;
@@ -17,3 +18,12 @@ pub mod source;
 pub mod status;
 pub mod store;
 pub mod walarchive;
+pub mod wire;
+
+/// Picks rustls's crypto provider for the Kubernetes client. Both ring (kube)
+/// and aws-lc-rs (the AWS SDK) are compiled in, so rustls cannot choose by
+/// itself and would panic on the first connection. Idempotent.
+pub fn install_crypto_provider() {
+    // Err means one is installed already, which is all we need.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

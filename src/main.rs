@@ -5,6 +5,8 @@ use lifeboat::api::run::format_bytes;
 use lifeboat::catalog::Point;
 use lifeboat::commands::{self, backup, list, prune, restore, verify};
 use lifeboat::keys::{self, Keyring};
+use lifeboat::location::NamedLocation;
+use lifeboat::wire::{step, PlanSummary, RestoreSummary};
 use lifeboat::pipeline::header::Compression;
 use lifeboat::source::postgres::{PgConn, Secret};
 use serde::Serialize;
@@ -168,7 +170,7 @@ struct BackupArgs {
     no_globals: bool,
     /// Destination: s3://bucket/prefix?region=R[&endpoint=URL] or file:///path (repeat for several).
     #[arg(long = "to", required = true)]
-    to: Vec<String>,
+    to: Vec<NamedLocation>,
     #[command(flatten)]
     key: KeyArgs,
     #[arg(long, value_enum, default_value = "zstd")]
@@ -200,7 +202,7 @@ struct RestoreArgs {
     conn: ConnArgs,
     /// Where the backup is, in order of preference (repeat for fallbacks).
     #[arg(long = "from", required = true)]
-    from: Vec<String>,
+    from: Vec<NamedLocation>,
     #[command(flatten)]
     key: KeyArgs,
     /// `latest`, a backup id, or an RFC 3339 time (newest backup completed by then).
@@ -267,7 +269,7 @@ struct RestoreArgs {
 struct PlanArgs {
     /// Destinations in order of preference (repeat).
     #[arg(long = "from", required = true)]
-    from: Vec<String>,
+    from: Vec<NamedLocation>,
     #[command(flatten)]
     key: KeyArgs,
     /// `latest`, a backup id, or an RFC 3339 time (newest backup completed by then).
@@ -290,7 +292,7 @@ struct PlanArgs {
 #[derive(Args)]
 struct ListArgs {
     #[arg(long = "from", required = true)]
-    from: Vec<String>,
+    from: Vec<NamedLocation>,
     /// Check each manifest's MAC with this key file.
     #[arg(long, env = "LIFEBOAT_KEY_FILE")]
     key_file: Option<PathBuf>,
@@ -301,7 +303,7 @@ struct ListArgs {
 #[derive(Args)]
 struct VerifyArgs {
     #[arg(long = "from", required = true)]
-    from: Vec<String>,
+    from: Vec<NamedLocation>,
     #[command(flatten)]
     key: KeyArgs,
     /// `latest`, a backup id, an RFC 3339 time, or `all`.
@@ -314,7 +316,7 @@ struct VerifyArgs {
 #[derive(Args)]
 struct PruneArgs {
     #[arg(long = "from", required = true)]
-    from: Vec<String>,
+    from: Vec<NamedLocation>,
     /// Backup id to delete (repeat for several).
     #[arg(long = "backup")]
     backups: Vec<String>,
@@ -330,7 +332,7 @@ struct PruneArgs {
 struct WalArchiveArgs {
     /// Destination (repeat for several; all receive every file).
     #[arg(long = "to", required = true)]
-    to: Vec<String>,
+    to: Vec<NamedLocation>,
     #[command(flatten)]
     key: KeyArgs,
     #[arg(long, value_enum, default_value = "zstd")]
@@ -352,7 +354,7 @@ struct WalFetchArgs {
     /// Where to write it (PostgreSQL's %p).
     dest: PathBuf,
     #[arg(long = "from", required = true)]
-    from: Vec<String>,
+    from: Vec<NamedLocation>,
     #[command(flatten)]
     key: KeyArgs,
 }
@@ -444,14 +446,11 @@ async fn commands_plan(a: PlanArgs) -> Result<ExitCode, commands::Error> {
     let report = match report.await {
         Ok(r) => r,
         Err(e) => {
-            write_report(
-                a.report_file.as_deref(),
-                &serde_json::json!({"ok": false, "error": e.to_string()}),
-            )?;
+            write_report(a.report_file.as_deref(), &PlanSummary::failed(&e))?;
             return Err(e);
         }
     };
-    write_report(a.report_file.as_deref(), &report)?;
+    write_report(a.report_file.as_deref(), &report.summary())?;
     if a.json {
         print_json(&report);
     } else {
@@ -493,11 +492,11 @@ fn restore_options(a: &RestoreArgs) -> Result<restore::RestoreOptions, commands:
 }
 
 async fn commands_recover(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
-    use commands::recover::{recover, Summary};
+    use commands::recover::recover;
     let o = restore_options(&a)?;
     match recover(o, &a.checks, a.drop_after).await {
         Ok(report) => {
-            write_report(a.report_file.as_deref(), &Summary::succeeded(&report))?;
+            write_report(a.report_file.as_deref(), &report.summary())?;
             if a.json {
                 print_json(&report);
             } else {
@@ -513,7 +512,7 @@ async fn commands_recover(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
             Ok(ExitCode::SUCCESS)
         }
         Err(f) => {
-            write_report(a.report_file.as_deref(), &Summary::failed(&f))?;
+            write_report(a.report_file.as_deref(), &f.summary())?;
             eprintln!("error: {} step failed: {}", f.step, f.error);
             Ok(ExitCode::from(1))
         }
@@ -541,22 +540,29 @@ fn write_report<T: Serialize>(
 async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
     match cli.command {
         Command::Backup(a) => {
+            use lifeboat::source::{postgres, Source};
+            let conn = a.conn.conn()?;
+            let maintenance_db = a.conn.maintenance_db.clone();
+            let source = match a.method {
+                MethodArg::Logical => Source::PostgresLogical(postgres::logical::Logical::new(
+                    conn,
+                    a.databases,
+                    a.all_databases,
+                    maintenance_db,
+                    !a.no_globals,
+                )),
+                MethodArg::Physical => Source::PostgresPhysical(
+                    postgres::physical::Physical::new(conn, maintenance_db),
+                ),
+            };
             let mut report = backup::backup(backup::BackupOptions {
-                conn: a.conn.conn()?,
-                databases: a.databases,
-                all_databases: a.all_databases,
-                maintenance_db: a.conn.maintenance_db.clone(),
-                globals: !a.no_globals,
+                source,
                 to: a.to,
                 keys: Keyring::load(&a.key.key_file)?,
                 compression: compression(a.compression),
                 policy: a.policy,
                 tier: a.tier,
                 allow_partial: a.allow_partial,
-                method: match a.method {
-                    MethodArg::Logical => backup::Method::Logical,
-                    MethodArg::Physical => backup::Method::Physical,
-                },
             })
             .await?;
             let verified = if a.verify {
@@ -585,8 +591,8 @@ async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
                         ""
                     };
                     match &d.error {
-                        None => println!("  ✓ {}{checked}", d.url),
-                        Some(e) => println!("  ✗ {} — {e}", d.url),
+                        None => println!("  ✓ {}{checked}", d.destination),
+                        Some(e) => println!("  ✗ {} — {e}", d.destination),
                     }
                 }
             }
@@ -845,19 +851,15 @@ async fn restore_point_in_time(a: RestoreArgs) -> Result<ExitCode, commands::Err
     // The Job's termination message: the same summary as a logical
     // restore's, so a RestoreRequest reads either.
     if a.report_file.is_some() {
-        use lifeboat::commands::recover::{Failure, Summary, STEP_RESTORE, STEP_VERIFY};
         let summary = match &outcome {
             Ok(r) => r.summary(a.checks.len()),
             Err(e) => {
                 let step = if matches!(e, commands::Error::Check(_)) {
-                    STEP_VERIFY
+                    step::VERIFY
                 } else {
-                    STEP_RESTORE
+                    step::RESTORE
                 };
-                Summary::failed(&Failure {
-                    step,
-                    error: commands::Error::Usage(e.to_string()),
-                })
+                RestoreSummary::failed(step, e)
             }
         };
         write_report(a.report_file.as_deref(), &summary)?;

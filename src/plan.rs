@@ -31,12 +31,7 @@ impl Source {
     }
 }
 
-/// A destination passed over, and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Skip {
-    pub destination: String,
-    pub reason: String,
-}
+pub use crate::wire::Skip;
 
 /// The recovery point chosen.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,7 +161,7 @@ pub fn next(sources: &[Source], point: &Point, from: Option<&str>) -> Result<Nex
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{object_key, ObjectEntry, SourceInfo};
+    use crate::catalog::{object_key, ObjectEntry, PgMethod, SourceInfo};
     use crate::pipeline::header::Compression;
 
     fn at(s: &str) -> DateTime<Utc> {
@@ -179,13 +174,7 @@ mod tests {
             backup_id: id.into(),
             policy: "orders".into(),
             tier: "daily".into(),
-            source: SourceInfo {
-                kind: "postgres".into(),
-                method: "logical".into(),
-                host: "db".into(),
-                server_version: "15".into(),
-                databases: vec!["orders".into()],
-            },
+            source: SourceInfo::sample(PgMethod::Logical, &["orders"]),
             started_at: at(done),
             completed_at: at(done),
             compression: Compression::Zstd,

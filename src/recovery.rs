@@ -3,6 +3,7 @@
 //! pg_basebackup and the server's log say. No IO here.
 
 use crate::catalog::{Manifest, PhysicalInfo};
+use crate::location::NamedLocation;
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::fmt;
 use std::path::Path;
@@ -141,7 +142,7 @@ fn conf_value(s: &str) -> String {
 /// `restore_command`: this binary's `wal-fetch` for every source, with the
 /// key file's path (never a secret). PostgreSQL substitutes `%f` and `%p` and
 /// runs the result through the shell, so every other `%` is doubled.
-pub fn restore_command(lifeboat: &Path, from: &[String], key_file: &Path) -> String {
+pub fn restore_command(lifeboat: &Path, from: &[NamedLocation], key_file: &Path) -> String {
     let word = |s: &str| shell_word(&s.replace('%', "%%"));
     let mut cmd = vec![
         word(&lifeboat.to_string_lossy()),
@@ -151,7 +152,7 @@ pub fn restore_command(lifeboat: &Path, from: &[String], key_file: &Path) -> Str
     ];
     for url in from {
         cmd.push("--from".into());
-        cmd.push(word(url));
+        cmd.push(word(&url.arg()));
     }
     cmd.push("--key-file".into());
     cmd.push(word(&key_file.to_string_lossy()));
@@ -292,7 +293,7 @@ pub fn passwd_ids(passwd: &str, user: &str) -> Option<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{Manifest, SourceInfo};
+    use crate::catalog::{Manifest, PgMethod, SourceInfo};
     use crate::pipeline::header::Compression;
     use chrono::TimeZone;
 
@@ -306,13 +307,7 @@ mod tests {
             backup_id: id.into(),
             policy: "p".into(),
             tier: "manual".into(),
-            source: SourceInfo {
-                kind: "postgres".into(),
-                method: "physical".into(),
-                host: "db".into(),
-                server_version: "15".into(),
-                databases: vec![],
-            },
+            source: SourceInfo::sample(PgMethod::Physical, &[]),
             started_at: t(stopped - 1),
             completed_at: t(stopped),
             compression: Compression::Zstd,
@@ -402,8 +397,8 @@ mod tests {
         let cmd = restore_command(
             Path::new("/usr/local/bin/lifeboat"),
             &[
-                "s3://b/p?region=eu-west-1&endpoint=http://h:9000".into(),
-                "file:///it's/100%".into(),
+                "s3://b/p?region=eu-west-1&endpoint=http://h:9000".parse().unwrap(),
+                "file:///it's/100%".parse().unwrap(),
             ],
             Path::new("/keys/k"),
         );

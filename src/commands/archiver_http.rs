@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::Router;
 use tokio::sync::watch;
 
-use crate::controller::archiver::ArchiverStatus;
+use crate::wire::ArchiverStatus;
 
 type Status = watch::Receiver<ArchiverStatus>;
 

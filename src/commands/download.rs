@@ -21,7 +21,7 @@ pub async fn decode_object<W: Write + Send + 'static>(
     keys: Arc<Keyring>,
     sink: W,
 ) -> Result<(W, u64), Error> {
-    let dest = store.name().to_string();
+    let dest = store.label().to_string();
     let (tx, mut rx) = mpsc::channel::<Bytes>(4);
     let name = entry.key.clone();
     let worker = tokio::task::spawn_blocking(move || {

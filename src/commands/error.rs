@@ -17,6 +17,8 @@ pub enum Error {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Pg(#[from] PgError),
+    #[error(transparent)]
+    Source(crate::source::SourceError),
     #[error("{tool} for {what} failed ({status}): {stderr}")]
     Tool {
         tool: &'static str,

@@ -1,6 +1,7 @@
 //! `lifeboat list`: recovery points in each destination, read from manifests
 //! alone. With a key file, each manifest's MAC is checked too.
 
+use crate::location::NamedLocation;
 use super::{manifests, Error};
 use crate::catalog;
 use crate::keys::Keyring;
@@ -27,7 +28,7 @@ pub struct Entry {
     pub error: Option<String>,
 }
 
-pub async fn list(from: &[String], keys: Option<&Keyring>) -> Result<Vec<Entry>, Error> {
+pub async fn list(from: &[NamedLocation], keys: Option<&Keyring>) -> Result<Vec<Entry>, Error> {
     let mut out = Vec::new();
     for url in from {
         let store = Store::open(url).await?;
@@ -41,15 +42,12 @@ pub async fn list(from: &[String], keys: Option<&Keyring>) -> Result<Vec<Entry>,
             };
             out.push(match parsed {
                 Ok(m) => Entry {
-                    destination: url.clone(),
+                    destination: url.name.clone(),
                     completed_at: Some(m.completed_at),
                     policy: m.policy.clone(),
                     tier: m.tier.clone(),
-                    source: format!(
-                        "{} {} {} {}",
-                        m.source.kind, m.source.method, m.source.host, m.source.server_version
-                    ),
-                    databases: m.source.databases.clone(),
+                    source: m.source.summary(),
+                    databases: m.source.databases().to_vec(),
                     bytes: m.stored_bytes(),
                     plain_bytes: m.plain_bytes(),
                     verified: keys.map(|_| true),
@@ -57,7 +55,7 @@ pub async fn list(from: &[String], keys: Option<&Keyring>) -> Result<Vec<Entry>,
                     backup_id: id,
                 },
                 Err(e) => Entry {
-                    destination: url.clone(),
+                    destination: url.name.clone(),
                     backup_id: id,
                     completed_at: None,
                     policy: String::new(),

@@ -34,7 +34,7 @@ pub async fn open(store: &Store, id: &str, keys: &Keyring) -> Result<Manifest, E
         // Say where: a restore falls back to the next destination on this.
         catalog::CatalogError::Key(k) => Error::Key(k),
         other => Error::Store(crate::store::StoreError::Op {
-            dest: store.name().to_string(),
+            dest: store.label().to_string(),
             op: "verify manifest",
             key: catalog::manifest_key(id),
             message: other.to_string(),
@@ -87,12 +87,12 @@ pub async fn clean_leftovers(store: &Store, current: &str) -> Result<(), Error> 
         |key: &str| catalog::id_of_key(key).is_some_and(|id| id != current && !committed(id));
     let aborted = store.clean_incomplete(catalog::BACKUPS, &stale).await?;
     if !aborted.is_empty() {
-        tracing::info!(dest = %store.name(), count = aborted.len(), keys = ?aborted, "removed incomplete uploads of interrupted backups");
+        tracing::info!(dest = %store.label(), count = aborted.len(), keys = ?aborted, "removed incomplete uploads of interrupted backups");
     }
     for (id, objs) in &by_id {
         if id != current && !committed(id) {
             let keys: Vec<String> = objs.iter().map(|o| o.key.clone()).collect();
-            tracing::info!(dest = %store.name(), backup = %id, objects = keys.len(), "removing objects of an interrupted backup that has no manifest");
+            tracing::info!(dest = %store.label(), backup = %id, objects = keys.len(), "removing objects of an interrupted backup that has no manifest");
             store.delete(&keys).await?;
         }
     }

@@ -9,6 +9,8 @@
 //! (a corrupted WAL file: wal-fetch exits 126) the restore fails naming the
 //! file and removes what it unpacked: never a silently shorter history.
 
+use crate::location::NamedLocation;
+use crate::wire::RestoreSummary;
 use super::download::decode_object;
 use super::progress::peak_rss_bytes;
 use super::{manifests, Error};
@@ -32,7 +34,7 @@ const RECOVERY_HBA: &str = "lifeboat-recovery-hba.conf";
 pub const RECOVERY_LOG: &str = "lifeboat-recovery.log";
 
 pub struct PitrOptions {
-    pub from: Vec<String>,
+    pub from: Vec<NamedLocation>,
     pub keys: Arc<Keyring>,
     /// Its path goes into restore_command (never its content).
     pub key_file: PathBuf,
@@ -87,23 +89,19 @@ pub struct PitrReport {
 impl PitrReport {
     /// The compact summary a RestoreRequest's Job leaves: the point reached
     /// (the last commit replayed, else the base backup's end) as the backup's time.
-    pub fn summary(&self, checks: usize) -> super::recover::Summary {
+    pub fn summary(&self, checks: usize) -> RestoreSummary {
         let reached = self
             .recovered
             .as_ref()
             .and_then(|p| p.last_commit_time)
             .unwrap_or(self.base.stopped_at);
-        super::recover::Summary {
+        RestoreSummary {
             ok: true,
-            failed_step: None,
-            error: None,
             backup_id: Some(self.backup_id.clone()),
             backup_completed_at: Some(reached),
-            target_database: None,
             restore_seconds: self.seconds,
-            check_seconds: 0.0,
             checks,
-            bytes: 0,
+            ..Default::default()
         }
     }
 }
@@ -146,12 +144,12 @@ async fn unpack_and_recover(
     for url in &o.from {
         match unpack_from(url, o).await {
             Ok(m) => {
-                unpacked = Some((url.clone(), m));
+                unpacked = Some((url.name.clone(), m));
                 break;
             }
             Err(e) if e.is_source_fault() => {
-                tracing::warn!(from = %url, error = %e, "this destination cannot serve the base backup; trying the next one");
-                faults.push(format!("{url}: {e}"));
+                tracing::warn!(from = %url.label(), error = %e, "this destination cannot serve the base backup; trying the next one");
+                faults.push(format!("{}: {e}", url.label()));
                 empty_dir(&o.data_dir).map_err(Error::Pipeline)?;
             }
             Err(e) => return Err(e),
@@ -260,7 +258,7 @@ async fn physical_manifests(store: &Store, keys: &Keyring) -> Result<Vec<Manifes
 }
 
 /// Chooses the base backup in `url` and unpacks it into the data directory.
-async fn unpack_from(url: &str, o: &PitrOptions) -> Result<Manifest, Error> {
+async fn unpack_from(url: &NamedLocation, o: &PitrOptions) -> Result<Manifest, Error> {
     let store = Store::open(url).await?;
     let all = physical_manifests(&store, &o.keys).await?;
     let manifest = recovery::choose_base(&all, &o.target)?.clone();
@@ -270,7 +268,7 @@ async fn unpack_from(url: &str, o: &PitrOptions) -> Result<Manifest, Error> {
         .find(|e| e.role == "base")
         .ok_or_else(|| Error::Usage(format!("backup {} has no base object", manifest.backup_id)))?
         .clone();
-    tracing::info!(backup = %manifest.backup_id, from = %url, bytes = entry.size, target = %o.target, "unpacking the base backup");
+    tracing::info!(backup = %manifest.backup_id, from = %url.label(), bytes = entry.size, target = %o.target, "unpacking the base backup");
     let mut cmd = Command::new("tar");
     cmd.args(["--extract", "--file=-", "--no-same-owner", "--directory"])
         .arg(&o.data_dir)

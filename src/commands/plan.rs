@@ -9,11 +9,13 @@
 //! that of the restore. Writes no database: a RestoreRequest's `dryRun`
 //! stops here. The choice is [`crate::plan::next`].
 
+use crate::location::NamedLocation;
 use super::{manifests, verify, Error};
 use crate::catalog::{Manifest, Point};
 use crate::keys::Keyring;
 use crate::plan::{next, Next, Plan, Source};
 use crate::store::Store;
+use crate::wire::PlanSummary;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,7 +31,7 @@ pub enum Depth {
 
 pub struct PlanOptions {
     /// Destination URLs in order of preference.
-    pub from: Vec<String>,
+    pub from: Vec<NamedLocation>,
     pub keys: Arc<Keyring>,
     pub point: Point,
     /// Database to restore into; when unset, the backup's one database.
@@ -46,13 +48,24 @@ pub struct PlanReport {
     pub seconds: f64,
 }
 
-/// A destination URL without its query (credentials paths, endpoint):
-/// how reports name it.
-pub fn url_base(url: &str) -> &str {
-    url.split('?').next().unwrap_or(url)
+impl PlanReport {
+    /// The Job's termination message: the point and the destination by name.
+    pub fn summary(&self) -> PlanSummary {
+        let p = &self.plan;
+        PlanSummary {
+            ok: Some(true),
+            error: None,
+            backup_id: Some(p.backup_id.clone()),
+            destination: Some(p.destination.clone()),
+            completed_at: Some(p.completed_at),
+            bytes: p.bytes,
+            target_database: self.target_database.clone(),
+            skipped: p.skipped.clone(),
+        }
+    }
 }
 
-async fn listing(url: &str, keys: &Keyring) -> Result<Vec<Manifest>, Error> {
+async fn listing(url: &NamedLocation, keys: &Keyring) -> Result<Vec<Manifest>, Error> {
     let store = Store::open(url).await?;
     let mut out = Vec::new();
     for id in manifests::committed_ids(&store).await? {
@@ -62,7 +75,7 @@ async fn listing(url: &str, keys: &Keyring) -> Result<Vec<Manifest>, Error> {
 }
 
 /// Every object read back and authenticated.
-async fn read_back(url: &str, keys: &Arc<Keyring>, id: &str) -> Result<(), String> {
+async fn read_back(url: &NamedLocation, keys: &Arc<Keyring>, id: &str) -> Result<(), String> {
     let store = Store::open(url).await.map_err(|e| e.to_string())?;
     match verify::check_backup(&store, keys, id).await {
         Ok(c) if c.ok => Ok(()),
@@ -77,7 +90,7 @@ async fn read_back(url: &str, keys: &Arc<Keyring>, id: &str) -> Result<(), Strin
 }
 
 /// Every object of `m` present with the manifest's size.
-async fn present(url: &str, m: &Manifest) -> Result<(), String> {
+async fn present(url: &NamedLocation, m: &Manifest) -> Result<(), String> {
     let store = Store::open(url).await.map_err(|e| e.to_string())?;
     let stored = manifests::backups(&store)
         .await
@@ -110,7 +123,7 @@ pub async fn plan(o: PlanOptions) -> Result<PlanReport, Error> {
     let mut sources = Vec::new();
     for url in &o.from {
         let l = listing(url, &o.keys).await.map_err(|e| e.to_string());
-        sources.push(Source::new(url_base(url), l));
+        sources.push(Source::new(&url.name, l));
     }
     let plan = loop {
         match next(&sources, &o.point, None).map_err(|e| Error::Usage(e.to_string()))? {

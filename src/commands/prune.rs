@@ -4,6 +4,7 @@
 //! Job may run twice. Then WAL that no kept base backup needs goes too
 //! ([`crate::walarchive::expired_wal`]).
 
+use crate::location::NamedLocation;
 use super::{manifests, Error};
 use crate::catalog::{manifest_key, parse_manifest};
 use crate::store::{Store, StoreError};
@@ -27,7 +28,7 @@ async fn oldest_base_start(store: &Store) -> Result<Option<String>, Error> {
         let bytes = store.get(&manifest_key(&id)).await?;
         let m = parse_manifest(&bytes, &id).map_err(|e| {
             Error::Store(StoreError::Op {
-                dest: store.name().to_string(),
+                dest: store.label().to_string(),
                 op: "read manifest for WAL retention",
                 key: manifest_key(&id),
                 message: e.to_string(),
@@ -59,13 +60,13 @@ async fn expire_wal(store: &Store) -> Result<usize, Error> {
         .collect();
     if !expired.is_empty() {
         store.delete(&expired).await?;
-        tracing::info!(dest = %store.name(), files = expired.len(), before = %start, "deleted WAL no kept base backup needs");
+        tracing::info!(dest = %store.label(), files = expired.len(), before = %start, "deleted WAL no kept base backup needs");
     }
     Ok(expired.len())
 }
 
 pub async fn prune(
-    from: &[String],
+    from: &[NamedLocation],
     ids: &[String],
     incomplete: bool,
 ) -> Result<PruneReport, Error> {
@@ -80,7 +81,7 @@ pub async fn prune(
                 )));
             }
             let n = manifests::delete_backup(&store, id).await?;
-            tracing::info!(dest = %url, backup = %id, "deleted");
+            tracing::info!(dest = %url.label(), backup = %id, "deleted");
             objects_removed += n;
         }
         if incomplete {

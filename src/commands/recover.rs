@@ -9,12 +9,9 @@ use super::checks::{run_checks, CheckResult};
 use super::restore::{restore, RestoreOptions, RestoreReport};
 use super::Error;
 use crate::source::postgres;
-use serde::{Deserialize, Serialize};
+use crate::wire::{step, RestoreSummary};
+use serde::Serialize;
 use std::time::Instant;
-
-/// The steps of a recovery Job, as a RestoreRequest's status names them.
-pub const STEP_RESTORE: &str = "restore";
-pub const STEP_VERIFY: &str = "verify";
 
 #[derive(Debug, Serialize)]
 pub struct RecoverReport {
@@ -26,32 +23,6 @@ pub struct RecoverReport {
     pub dropped: bool,
 }
 
-/// The compact summary in the termination message; the controller reads it
-/// back as [`crate::controller::restore_jobs::RecoverSummary`].
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-pub struct Summary {
-    pub ok: bool,
-    /// On failure: the step that failed (`restore` or `verify`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failed_step: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backup_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backup_completed_at: Option<chrono::DateTime<chrono::Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_database: Option<String>,
-    #[serde(default)]
-    pub restore_seconds: f64,
-    #[serde(default)]
-    pub check_seconds: f64,
-    #[serde(default)]
-    pub checks: usize,
-    #[serde(default)]
-    pub bytes: u64,
-}
-
 /// A failed step and why.
 #[derive(Debug)]
 pub struct Failure {
@@ -59,44 +30,26 @@ pub struct Failure {
     pub error: Error,
 }
 
-impl Summary {
-    pub fn failed(f: &Failure) -> Self {
-        let mut error = f.error.to_string();
-        // The termination message holds 4 KiB; keep room for the rest.
-        if error.len() > 3000 {
-            let mut cut = 3000;
-            while !error.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            error.truncate(cut);
-            error.push('…');
-        }
-        Summary {
-            ok: false,
-            failed_step: Some(f.step.to_string()),
-            error: Some(error),
-            backup_id: None,
-            backup_completed_at: None,
-            target_database: None,
-            restore_seconds: 0.0,
-            check_seconds: 0.0,
-            checks: 0,
-            bytes: 0,
-        }
+impl Failure {
+    /// The Job's termination message for this failure.
+    pub fn summary(&self) -> RestoreSummary {
+        RestoreSummary::failed(self.step, &self.error)
     }
+}
 
-    pub fn succeeded(r: &RecoverReport) -> Self {
-        Summary {
+impl RecoverReport {
+    /// The Job's termination message.
+    pub fn summary(&self) -> RestoreSummary {
+        RestoreSummary {
             ok: true,
-            failed_step: None,
-            error: None,
-            backup_id: Some(r.restore.backup_id.clone()),
-            backup_completed_at: Some(r.restore.backup_completed_at),
-            target_database: Some(r.restore.target_database.clone()),
-            restore_seconds: r.restore.seconds,
-            check_seconds: r.check_seconds,
-            checks: r.checks.len(),
-            bytes: r.restore.bytes,
+            backup_id: Some(self.restore.backup_id.clone()),
+            backup_completed_at: Some(self.restore.backup_completed_at),
+            target_database: Some(self.restore.target_database.clone()),
+            restore_seconds: self.restore.seconds,
+            check_seconds: self.check_seconds,
+            checks: self.checks.len(),
+            bytes: self.restore.bytes,
+            ..Default::default()
         }
     }
 }
@@ -126,7 +79,7 @@ pub async fn recover(
             if let (true, Some(db)) = (drop_after, &planned_db) {
                 let _ = drop_target(&o, db).await;
             }
-            return Err(fail(STEP_RESTORE, e));
+            return Err(fail(step::RESTORE, e));
         }
     };
     let t0 = Instant::now();
@@ -135,12 +88,12 @@ pub async fn recover(
     let dropped = if drop_after {
         drop_target(&o, &report.target_database)
             .await
-            .map_err(|e| fail(STEP_VERIFY, e))?;
+            .map_err(|e| fail(step::VERIFY, e))?;
         true
     } else {
         false
     };
-    let checks = checked.map_err(|e| fail(STEP_VERIFY, e))?;
+    let checks = checked.map_err(|e| fail(step::VERIFY, e))?;
     Ok(RecoverReport {
         restore: report,
         checks,

@@ -6,6 +6,7 @@
 //! whole object authenticated and matched the manifest; on any fault it is
 //! killed first, so the transaction rolls back and nothing is loaded.
 
+use crate::location::NamedLocation;
 use super::download::decode_object;
 use super::progress::{mib_per_s, peak_rss_bytes};
 use super::{manifests, Error};
@@ -21,7 +22,7 @@ use std::time::Instant;
 
 #[derive(Clone)]
 pub struct RestoreOptions {
-    pub from: Vec<String>,
+    pub from: Vec<NamedLocation>,
     pub keys: Arc<Keyring>,
     pub point: Point,
     /// Which database of the backup, when it holds several.
@@ -85,9 +86,9 @@ pub async fn restore(o: RestoreOptions) -> Result<RestoreReport, Error> {
                 return Ok(report);
             }
             Err(e) if e.is_source_fault() => {
-                tracing::warn!(from = %url, error = %e, "this destination cannot serve the restore; trying the next one");
+                tracing::warn!(from = %url.label(), error = %e, "this destination cannot serve the restore; trying the next one");
                 attempts.push(Attempt {
-                    destination: url.clone(),
+                    destination: url.name.clone(),
                     error: e.to_string(),
                 });
             }
@@ -173,7 +174,7 @@ async fn prepare_target(o: &RestoreOptions, db: &str, t: &mut Target) -> Result<
 }
 
 async fn restore_from(
-    url: &str,
+    url: &NamedLocation,
     o: &RestoreOptions,
     target: &mut Target,
 ) -> Result<RestoreReport, Error> {
@@ -186,7 +187,7 @@ async fn restore_from(
     if o.globals {
         restore_globals(&store, &manifest.objects, o).await?;
     }
-    tracing::info!(backup = %manifest.backup_id, from = %url, database = %source_db, target = %target_db, bytes = entry.size, "restoring");
+    tracing::info!(backup = %manifest.backup_id, from = %url.label(), database = %source_db, target = %target_db, bytes = entry.size, "restoring");
 
     let passfile = o.target.passfile()?;
     let cmd = o
@@ -231,7 +232,7 @@ async fn restore_from(
     drop(passfile);
     Ok(RestoreReport {
         backup_id: manifest.backup_id.clone(),
-        destination: url.to_string(),
+        destination: url.name.clone(),
         source_database: source_db,
         target_database: target_db,
         backup_completed_at: manifest.completed_at,

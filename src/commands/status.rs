@@ -46,7 +46,7 @@ pub enum ClusterError {
 
 /// The BackupPolicies the options select.
 pub async fn load(opts: &StatusOptions) -> Result<Vec<BackupPolicy>, ClusterError> {
-    crate::controller::install_crypto_provider();
+    crate::install_crypto_provider();
     let (mut config, context) = match &opts.context {
         Some(context) => {
             let options = KubeConfigOptions {

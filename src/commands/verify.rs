@@ -3,6 +3,7 @@
 //! the compressed stream's integrity. Reports each fault by destination and
 //! object; the command exits non-zero when there is any.
 
+use crate::location::NamedLocation;
 use super::download::decode_object;
 use super::{manifests, Error};
 use crate::catalog::Point;
@@ -44,7 +45,7 @@ pub struct VerifyReport {
 }
 
 pub async fn verify(
-    from: &[String],
+    from: &[NamedLocation],
     keys: Arc<Keyring>,
     which: &Which,
 ) -> Result<VerifyReport, Error> {
@@ -56,7 +57,7 @@ pub async fn verify(
     let mut checks = Vec::new();
     for url in from {
         let fail = |id: &str, e: &Error| BackupCheck {
-            destination: url.clone(),
+            destination: url.name.clone(),
             backup_id: id.to_string(),
             ok: false,
             error: Some(e.to_string()),
@@ -65,7 +66,7 @@ pub async fn verify(
         let ids = match ids_to_check(url, &keys, which).await {
             Ok(ids) => ids,
             Err(e) => {
-                tracing::error!(dest = %url, error = %e, "cannot read the destination");
+                tracing::error!(dest = %url.label(), error = %e, "cannot read the destination");
                 checks.push(fail("-", &e));
                 continue;
             }
@@ -77,9 +78,9 @@ pub async fn verify(
                 Err(e) => fail(&id, &e),
             };
             if check.ok {
-                tracing::info!(dest = %url, backup = %id, "verified");
+                tracing::info!(dest = %url.label(), backup = %id, "verified");
             } else {
-                tracing::error!(dest = %url, backup = %id, error = ?check.error, "verification failed");
+                tracing::error!(dest = %url.label(), backup = %id, error = ?check.error, "verification failed");
             }
             checks.push(check);
         }
@@ -91,7 +92,7 @@ pub async fn verify(
     Ok(VerifyReport { checks, problems })
 }
 
-async fn ids_to_check(url: &str, keys: &Keyring, which: &Which) -> Result<Vec<String>, Error> {
+async fn ids_to_check(url: &NamedLocation, keys: &Keyring, which: &Which) -> Result<Vec<String>, Error> {
     let store = Store::open(url).await?;
     Ok(match which {
         Which::All => manifests::committed_ids(&store).await?,
@@ -110,7 +111,7 @@ pub(crate) async fn check_backup(
     for entry in &manifest.objects {
         let r = decode_object(store, entry, keys.clone(), std::io::sink()).await;
         if let Err(e) = &r {
-            tracing::error!(dest = %store.name(), key = %entry.key, error = %e, "object failed verification");
+            tracing::error!(dest = %store.label(), key = %entry.key, error = %e, "object failed verification");
         }
         objects.push(ObjectCheck {
             key: entry.key.clone(),

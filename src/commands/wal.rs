@@ -10,6 +10,7 @@
 //! A segment that is missing while its `.partial` is archived is served
 //! from the partial (the end of a streamed or promoted-away timeline).
 
+use crate::location::NamedLocation;
 use super::download::decode_object;
 use super::progress::Progress;
 use super::upload::{fan_out, spawn_encoder};
@@ -102,7 +103,7 @@ async fn archived_plain_sha(
 
 pub async fn wal_push(
     path: &Path,
-    to: &[String],
+    to: &[NamedLocation],
     keys: Arc<Keyring>,
     compression: Compression,
 ) -> Result<(), Error> {
@@ -119,7 +120,7 @@ pub async fn wal_push(
     Ok(())
 }
 
-pub async fn open_stores(urls: &[String]) -> Result<Vec<Store>, Error> {
+pub async fn open_stores(urls: &[NamedLocation]) -> Result<Vec<Store>, Error> {
     let mut stores = Vec::new();
     for url in urls {
         stores.push(Store::open(url).await?);
@@ -153,7 +154,7 @@ pub async fn archive_file(
         match archived_plain_sha(s, &key, keys).await? {
             None => missing.push(i),
             Some(sha) if sha == local => {
-                tracing::info!(dest = %s.name(), file = %name, "already archived with the same content")
+                tracing::info!(dest = %s.label(), file = %name, "already archived with the same content")
             }
             // A promotion archives the old timeline's last segment as
             // `.partial`; a second promotion from the same point (another
@@ -161,13 +162,13 @@ pub async fn archive_file(
             // archiver forever, and PostgreSQL never asks for `.partial`
             // files back: keep the first copy and go on.
             Some(_) if name.ends_with(".partial") => {
-                tracing::warn!(dest = %s.name(), file = %name,
+                tracing::warn!(dest = %s.label(), file = %name,
                     "a different copy of this partial segment is archived; keeping it")
             }
             Some(_) => {
                 return Err(Error::Usage(format!(
                 "{}: {key} is already archived with different content; refusing to overwrite it",
-                s.name()
+                s.label()
             )))
             }
         }
@@ -255,7 +256,7 @@ fn is_segment(name: &str) -> bool {
 pub async fn wal_fetch(
     name: &str,
     dest: &Path,
-    from: &[String],
+    from: &[NamedLocation],
     keys: Arc<Keyring>,
 ) -> Result<Fetched, Error> {
     let key = wal_key(name).ok_or_else(|| bad_name(name))?;
@@ -279,7 +280,7 @@ async fn fetch_key(
     name: &str,
     key: &str,
     dest: &Path,
-    from: &[String],
+    from: &[NamedLocation],
     keys: &Arc<Keyring>,
 ) -> Result<Fetched, Error> {
     let tmp = dest.with_extension("lifeboat-fetch");
@@ -295,7 +296,7 @@ async fn fetch_key(
         let size = match store.list(key).await {
             Ok(objs) => objs.into_iter().find(|o| o.key == key).map(|o| o.size),
             Err(e) => {
-                tracing::warn!(from = %url, error = %e, "archive unreachable; trying the next one");
+                tracing::warn!(from = %url.label(), error = %e, "archive unreachable; trying the next one");
                 faults.push(e.to_string());
                 continue;
             }
@@ -306,12 +307,12 @@ async fn fetch_key(
             Ok((file, _)) => {
                 file.sync_all().map_err(Error::Pipeline)?;
                 std::fs::rename(&tmp, dest).map_err(Error::Pipeline)?;
-                tracing::info!(file = %name, from = %url, "restored from the archive");
+                tracing::info!(file = %name, from = %url.label(), "restored from the archive");
                 return Ok(Fetched::Restored);
             }
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
-                tracing::error!(file = %name, from = %url, error = %e, "archived WAL file failed verification");
+                tracing::error!(file = %name, from = %url.label(), error = %e, "archived WAL file failed verification");
                 faults.push(e.to_string());
             }
         }
@@ -320,7 +321,11 @@ async fn fetch_key(
         Ok(Fetched::NotArchived)
     } else {
         Err(Error::Store(StoreError::Op {
-            dest: from.join(", "),
+            dest: from
+                .iter()
+                .map(NamedLocation::label)
+                .collect::<Vec<_>>()
+                .join(", "),
             op: "fetch WAL",
             key: key.to_string(),
             message: faults.join("; "),

@@ -137,7 +137,7 @@ pub fn superseded_partial(name: &str) -> Option<String> {
 
 /// What `--status-file` holds and `--http-addr` serves at `/status`: the
 /// type the controller reads.
-pub use crate::controller::archiver::ArchiverStatus as Status;
+pub use crate::wire::ArchiverStatus as Status;
 
 /// Since when WAL has been waiting, after a pass that started at `now`:
 /// cleared or restarted at `now` when the pass shipped everything it saw

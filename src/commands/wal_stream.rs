@@ -9,6 +9,7 @@
 //! every destination has it. pg_receivewal is restarted with back-off when
 //! it dies; SIGTERM stops it, ships what is left and exits.
 
+use crate::location::NamedLocation;
 use super::wal::{archive_file, open_stores, replace_partial};
 use super::wal_spool::{self as spool, PartialShipped, SpoolFile, SpoolKind, Status};
 use super::Error;
@@ -29,7 +30,7 @@ pub struct StreamOptions {
     pub conn: PgConn,
     pub slot: String,
     pub spool: PathBuf,
-    pub to: Vec<String>,
+    pub to: Vec<NamedLocation>,
     pub keys: Arc<Keyring>,
     pub compression: Compression,
     pub max_delay: chrono::Duration,
@@ -351,7 +352,7 @@ impl Shipper {
             for s in &self.stores {
                 if let Err(e) = s.delete(std::slice::from_ref(&key)).await {
                     // Harmless: recovery prefers the whole segment.
-                    tracing::warn!(dest = %s.name(), key, error = %e, "could not delete the superseded partial copy");
+                    tracing::warn!(dest = %s.label(), key, error = %e, "could not delete the superseded partial copy");
                 }
             }
         }

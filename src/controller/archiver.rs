@@ -16,11 +16,12 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
-use serde::{Deserialize, Serialize};
 
+use super::jobs::backup::compression_arg;
+use super::jobs::pod::{mount, pod_spec, PodNeeds};
 use super::jobs::{
-    access, base_labels, bounded_name, compression_arg, destination_url, mount, pod_spec,
-    policy_id, short_hash, Access, JobConfig, JobError, LABEL_COMPONENT, LABEL_POLICY,
+    base_labels, bounded_name, destinations, policy_id, short_hash, JobConfig, JobError,
+    LABEL_COMPONENT, LABEL_POLICY,
 };
 use crate::api::conditions::{find, reasons, types, ConditionUpdate};
 use crate::api::policy::{BackupPolicyStatus, WalArchive};
@@ -71,8 +72,9 @@ pub fn wants_archiver(policy: &BackupPolicy) -> bool {
             .is_some_and(|p| p.enabled)
 }
 
-/// The arguments of `lifeboat wal-stream` for `policy`.
-pub fn archiver_args(policy: &BackupPolicy, cfg: &JobConfig) -> Result<Vec<String>, JobError> {
+/// What the archiver's pod needs: `lifeboat wal-stream` on the slot, the
+/// database connection, the keys and destinations, and a writable spool.
+fn archiver_needs(policy: &BackupPolicy, cfg: &JobConfig) -> Result<PodNeeds, JobError> {
     let (namespace, name) = policy_id(policy)?;
     let pitr = policy
         .spec
@@ -81,13 +83,24 @@ pub fn archiver_args(policy: &BackupPolicy, cfg: &JobConfig) -> Result<Vec<Strin
         .ok_or(JobError::Missing {
             field: "spec.pointInTimeRecovery",
         })?;
-    let mut args = vec!["wal-stream".to_string()];
-    for dest in &policy.spec.destinations {
-        args.extend(["--to".into(), destination_url(namespace, name, dest, cfg)]);
-    }
-    args.extend([
-        "--password-file".into(),
-        cfg.password_file(),
+    let pg = policy
+        .spec
+        .source
+        .postgres
+        .as_ref()
+        .ok_or(JobError::Missing {
+            field: "spec.source.postgres",
+        })?;
+    let mut needs = PodNeeds {
+        args: vec!["wal-stream".to_string()],
+        ..Default::default()
+    };
+    needs.args.extend(destinations::args(
+        "--to",
+        &destinations::for_pod(policy, cfg)?,
+    ));
+    needs.add(PodNeeds::database(&pg.connection_secret_ref, cfg));
+    needs.args.extend([
         "--slot".into(),
         slot_name(namespace, name),
         "--spool".into(),
@@ -99,39 +112,31 @@ pub fn archiver_args(policy: &BackupPolicy, cfg: &JobConfig) -> Result<Vec<Strin
         "--http-addr".into(),
         format!("0.0.0.0:{STATUS_PORT}"),
     ]);
-    Ok(args)
-}
-
-/// The archiver Deployment, owned by the policy (deleting the policy stops it).
-pub fn archiver_deployment(policy: &BackupPolicy, cfg: &JobConfig) -> Result<Deployment, JobError> {
-    let (namespace, name) = policy_id(policy)?;
-    let args = archiver_args(policy, cfg)?;
-    let pg = policy
-        .spec
-        .source
-        .postgres
-        .as_ref()
-        .ok_or(JobError::Missing {
-            field: "spec.source.postgres",
-        })?;
-    let owner = policy.controller_owner_ref(&()).ok_or(JobError::Missing {
-        field: "metadata.uid",
-    })?;
-    let Access {
-        env,
-        mut volumes,
-        mut mounts,
-    } = access(policy, cfg, Some(&pg.connection_secret_ref));
-    volumes.push(Volume {
+    needs.add(PodNeeds::bucket_access(policy, cfg, true));
+    needs.volumes.push(Volume {
         name: "spool".into(),
         empty_dir: Some(EmptyDirVolumeSource::default()),
         ..Default::default()
     });
     let mut spool = mount("spool", SPOOL_DIR);
     spool.read_only = None;
-    mounts.push(spool);
+    needs.mounts.push(spool);
+    Ok(needs)
+}
 
-    let mut pod = pod_spec(policy, cfg, args, env, mounts, volumes, "Always");
+/// The arguments of `lifeboat wal-stream` for `policy`.
+pub fn archiver_args(policy: &BackupPolicy, cfg: &JobConfig) -> Result<Vec<String>, JobError> {
+    Ok(archiver_needs(policy, cfg)?.args)
+}
+
+/// The archiver Deployment, owned by the policy (deleting the policy stops it).
+pub fn archiver_deployment(policy: &BackupPolicy, cfg: &JobConfig) -> Result<Deployment, JobError> {
+    let (namespace, name) = policy_id(policy)?;
+    let needs = archiver_needs(policy, cfg)?;
+    let owner = policy.controller_owner_ref(&()).ok_or(JobError::Missing {
+        field: "metadata.uid",
+    })?;
+    let mut pod = pod_spec(policy, cfg, needs, "Always");
     let container = &mut pod.containers[0];
     container.ports = Some(vec![ContainerPort {
         name: Some("status".into()),
@@ -187,22 +192,7 @@ pub fn archiver_deployment(policy: &BackupPolicy, cfg: &JobConfig) -> Result<Dep
     })
 }
 
-/// What `lifeboat wal-stream` serves at `/status` (and writes to `--status-file`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ArchiverStatus {
-    /// The newest segment every destination holds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_segment: Option<String>,
-    /// When WAL (a segment or the partial one) last reached every destination.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_shipped_at: Option<DateTime<Utc>>,
-    /// Age of the oldest WAL received but not yet in every destination.
-    #[serde(default)]
-    pub lag_seconds: f64,
-    #[serde(default)]
-    pub partial_bytes: u64,
-}
+pub use crate::wire::ArchiverStatus;
 
 /// How far the reported figures may drift before the status is rewritten.
 pub const STATUS_REFRESH: chrono::TimeDelta = chrono::TimeDelta::seconds(30);

@@ -381,13 +381,7 @@ pub async fn run_controllers(
     futures::join!(run_loop, restore_loop, policy_loop);
 }
 
-/// Picks rustls's crypto provider for the Kubernetes client. Both ring (kube)
-/// and aws-lc-rs (the AWS SDK) are compiled in, so rustls cannot choose by
-/// itself and would panic on the first connection. Idempotent.
-pub fn install_crypto_provider() {
-    // Err means one is installed already, which is all we need.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+pub use crate::install_crypto_provider;
 
 /// Options of `lifeboat controller`.
 #[derive(Clone, Debug)]

@@ -22,7 +22,8 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::jobs::JobConfig;
-use super::restore_jobs::{self, parse_summary, plan_from_summary, PlanSummary, RecoverSummary};
+use super::restore_jobs::{self, plan_from_summary};
+use crate::wire::{parse as parse_summary, PlanSummary, RestoreSummary as RecoverSummary};
 use super::run::{job_problem, job_state, pod_problem, termination_message, truncate, JobState};
 use super::{is_conflict, is_not_found, merge_patch, Context, Error, Note};
 use crate::api::conditions::{from_time, reasons, set_complete};
@@ -31,9 +32,7 @@ use crate::api::{join_errors, BackupPolicy, RestoreRequest, RestoreRequestStatus
 
 /// Label on the RestoreRequests a policy's drills create.
 pub const DRILL_LABEL: &str = "lifeboat.dev/drill";
-pub const STEP_PLAN: &str = "plan";
-pub const STEP_RESTORE: &str = crate::commands::recover::STEP_RESTORE;
-pub const STEP_VERIFY: &str = crate::commands::recover::STEP_VERIFY;
+pub use crate::wire::step::{PLAN as STEP_PLAN, RESTORE as STEP_RESTORE, VERIFY as STEP_VERIFY};
 
 /// Condition reasons of a RestoreRequest.
 pub mod restore_reasons {

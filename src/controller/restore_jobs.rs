@@ -15,18 +15,19 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaimVolumeSource, Volume, VolumeMount};
 use kube::{Resource, ResourceExt};
-use serde::Deserialize;
 
+use super::jobs::pod::{job, JobMeta, PodNeeds};
 use super::jobs::{
-    access, base_labels, bounded_name, destination_base, destination_url, job, label_value,
-    policy_id, unsupported, Access, JobConfig, JobError, JobParts, TERMINATION_LOG,
+    base_labels, bounded_name, destinations, label_value, policy_id, unsupported, JobConfig,
+    JobError, TERMINATION_LOG,
 };
 use crate::api::restore::{RestorePlan, RestoreRequest};
 use crate::api::BackupPolicy;
+use crate::location::NamedLocation;
+use crate::wire::PlanSummary;
 
 /// Label of a RestoreRequest's Jobs naming it.
 pub const LABEL_RESTORE: &str = "lifeboat.dev/restore";
@@ -48,15 +49,15 @@ fn point_arg(request: &RestoreRequest) -> String {
     }
 }
 
-/// The policy's destination URLs, `first` (a destination name) first.
-fn from_urls(
+/// `--from` for the policy's destinations, `first` (a destination name)
+/// first; with `only`, `first` alone.
+fn from_args(
     policy: &BackupPolicy,
     first: Option<&str>,
     only: bool,
     cfg: &JobConfig,
 ) -> Result<Vec<String>, JobError> {
-    let (namespace, name) = policy_id(policy)?;
-    let dests = &policy.spec.destinations;
+    let dests = destinations::for_pod(policy, cfg)?;
     if let Some(f) = first {
         if !dests.iter().any(|d| d.name == f) {
             return Err(unsupported(
@@ -65,20 +66,23 @@ fn from_urls(
             ));
         }
     }
-    let mut ordered: Vec<_> = dests
-        .iter()
-        .filter(|d| Some(d.name.as_str()) == first)
-        .collect();
-    if !only || first.is_none() {
-        ordered.extend(dests.iter().filter(|d| Some(d.name.as_str()) != first));
-    }
-    Ok(ordered
+    let (mut ordered, rest): (Vec<NamedLocation>, Vec<NamedLocation>) = dests
         .into_iter()
-        .map(|d| destination_url(namespace, name, d, cfg))
-        .collect())
+        .partition(|d| Some(d.name.as_str()) == first);
+    if !only || first.is_none() {
+        ordered.extend(rest);
+    }
+    Ok(destinations::args("--from", &ordered))
 }
 
-fn check_same_namespace(request: &RestoreRequest, policy: &BackupPolicy) -> Result<(), JobError> {
+/// The Job's identity: named for the request, owned by it, labelled with
+/// the policy and the request.
+fn meta<'a>(
+    request: &RestoreRequest,
+    policy: &'a BackupPolicy,
+    component: &str,
+    name: String,
+) -> Result<JobMeta<'a>, JobError> {
     let (namespace, policy_name) = policy_id(policy)?;
     let ns = request.namespace().unwrap_or_default();
     if ns != namespace {
@@ -93,56 +97,27 @@ fn check_same_namespace(request: &RestoreRequest, policy: &BackupPolicy) -> Resu
             policy: policy_name.into(),
         });
     }
-    Ok(())
-}
-
-fn parts<'a>(
-    request: &RestoreRequest,
-    policy: &'a BackupPolicy,
-    cfg: &'a JobConfig,
-    component: &str,
-    name: String,
-    args: Vec<String>,
-    database: bool,
-) -> Result<JobParts<'a>, JobError> {
-    check_same_namespace(request, policy)?;
-    let (namespace, policy_name) = policy_id(policy)?;
     let owner = request.controller_owner_ref(&()).ok_or(JobError::Missing {
         field: "metadata.uid",
     })?;
-    let target = if database {
-        let pg = request
-            .spec
-            .target
-            .postgres
-            .as_ref()
-            .ok_or(JobError::Missing {
-                field: "spec.target.postgres",
-            })?;
-        Some(&pg.connection_secret_ref)
-    } else {
-        None
-    };
-    let Access {
-        env,
-        volumes,
-        mounts,
-    } = access(policy, cfg, target);
     let mut labels = base_labels(component, policy_name);
     labels.insert(LABEL_RESTORE.into(), label_value(&request.name_any()));
-    Ok(JobParts {
+    Ok(JobMeta {
         name,
         namespace,
         labels,
         annotations: BTreeMap::new(),
         owner,
-        args,
-        env,
-        volumes,
-        mounts,
-        policy,
-        cfg,
     })
+}
+
+/// The arguments every restore-side Job ends with.
+fn report_args() -> [String; 3] {
+    [
+        "--report-file".into(),
+        TERMINATION_LOG.into(),
+        "--json".into(),
+    ]
 }
 
 /// The Job that plans `request`: `lifeboat plan`, no database access.
@@ -152,9 +127,7 @@ pub fn plan_job(
     cfg: &JobConfig,
 ) -> Result<Job, JobError> {
     let mut args = vec!["plan".to_string()];
-    for url in from_urls(policy, request.spec.from.as_deref(), true, cfg)? {
-        args.extend(["--from".into(), url]);
-    }
+    args.extend(from_args(policy, request.spec.from.as_deref(), true, cfg)?);
     // One argument: a bare RFC 3339 time reads as a timestamp, not a string,
     // to a YAML reader of the Job.
     args.push(format!("--backup={}", point_arg(request)));
@@ -176,16 +149,18 @@ pub fn plan_job(
     {
         args.extend(["--target-db".into(), db]);
     }
-    args.extend([
-        "--report-file".into(),
-        TERMINATION_LOG.into(),
-        "--json".into(),
-    ]);
-    let name = plan_job_name(&request.name_any());
-    Ok(job(parts(request, policy, cfg, "plan", name, args, false)?))
+    args.extend(report_args());
+    let meta = meta(request, policy, "plan", plan_job_name(&request.name_any()))?;
+    let mut needs = PodNeeds {
+        args,
+        ..Default::default()
+    };
+    needs.add(PodNeeds::bucket_access(policy, cfg, true));
+    Ok(job(meta, needs, policy, cfg))
 }
 
-/// The Job that restores the planned backup into the target and runs the checks.
+/// The Job that restores the planned backup into the target and runs the
+/// checks. What it needs depends on the kind of backup (see [`target_needs`]).
 pub fn restore_job(
     request: &RestoreRequest,
     policy: &BackupPolicy,
@@ -195,46 +170,68 @@ pub fn restore_job(
     if !crate::catalog::valid_backup_id(&plan.backup_id) {
         return Err(JobError::BadBackupId(plan.backup_id.clone()));
     }
-    if policy.spec.source.is_physical() {
-        return data_dir_job(request, policy, plan, cfg);
+    let meta = meta(request, policy, "restore", restore_job_name(&request.name_any()))?;
+    let mut needs = PodNeeds {
+        args: vec!["restore".to_string()],
+        ..Default::default()
+    };
+    needs
+        .args
+        .extend(from_args(policy, Some(&plan.destination), false, cfg)?);
+    needs.add(target_needs(request, policy, plan, cfg)?);
+    for check in &request.spec.checks {
+        needs.args.extend(["--check".into(), check.clone()]);
     }
-    let target = plan.target_database.clone().ok_or(JobError::Missing {
+    needs.args.extend(report_args());
+    needs.add(PodNeeds::bucket_access(policy, cfg, true));
+    Ok(job(meta, needs, policy, cfg))
+}
+
+/// The target's part of a restore pod; the one place the restore side
+/// matches on the kind of backup: a logical backup restores into the
+/// database of the target Secret, a physical one into a data directory on
+/// the target volume.
+fn target_needs(
+    request: &RestoreRequest,
+    policy: &BackupPolicy,
+    plan: &RestorePlan,
+    cfg: &JobConfig,
+) -> Result<PodNeeds, JobError> {
+    if policy.spec.source.is_physical() {
+        return data_dir_needs(request, plan);
+    }
+    let target = request
+        .spec
+        .target
+        .postgres
+        .as_ref()
+        .ok_or(JobError::Missing {
+            field: "spec.target.postgres",
+        })?;
+    let database = plan.target_database.clone().ok_or(JobError::Missing {
         field: "spec.target.postgres.database",
     })?;
-    let mut args = vec!["restore".to_string()];
-    for url in from_urls(policy, Some(&plan.destination), false, cfg)? {
-        args.extend(["--from".into(), url]);
-    }
-    args.extend([
-        "--backup".into(),
-        plan.backup_id.clone(),
-        "--target-db".into(),
-        target,
-        "--create".into(),
-        // The target Secret's user owns what it restores: the target server
-        // need not have the source's roles.
-        "--no-owner".into(),
-        "--password-file".into(),
-        cfg.password_file(),
-    ]);
+    let mut needs = PodNeeds {
+        args: vec![
+            "--backup".into(),
+            plan.backup_id.clone(),
+            "--target-db".into(),
+            database,
+            "--create".into(),
+            // The target Secret's user owns what it restores: the target
+            // server need not have the source's roles.
+            "--no-owner".into(),
+        ],
+        ..Default::default()
+    };
     if request.spec.overwrite {
-        args.push("--clean".into());
-    }
-    for check in &request.spec.checks {
-        args.extend(["--check".into(), check.clone()]);
+        needs.args.push("--clean".into());
     }
     if request.spec.drop_after {
-        args.push("--drop-after".into());
+        needs.args.push("--drop-after".into());
     }
-    args.extend([
-        "--report-file".into(),
-        TERMINATION_LOG.into(),
-        "--json".into(),
-    ]);
-    let name = restore_job_name(&request.name_any());
-    Ok(job(parts(
-        request, policy, cfg, "restore", name, args, true,
-    )?))
+    needs.add(PodNeeds::database(&target.connection_secret_ref, cfg));
+    Ok(needs)
 }
 
 /// Where the target volume is mounted in a physical restore Job.
@@ -243,28 +240,19 @@ pub const TARGET_MOUNT: &str = "/var/lib/lifeboat/target";
 /// A physical policy's restore: `lifeboat restore --data-dir` into the
 /// target volume — the newest base backup before the point, WAL replayed to
 /// it, promoted, checked, stopped — as the uid the server will run as.
-fn data_dir_job(
-    request: &RestoreRequest,
-    policy: &BackupPolicy,
-    plan: &RestorePlan,
-    cfg: &JobConfig,
-) -> Result<Job, JobError> {
+fn data_dir_needs(request: &RestoreRequest, plan: &RestorePlan) -> Result<PodNeeds, JobError> {
     let volume = request.spec.target.volume.as_ref().ok_or_else(|| {
         unsupported(
             "spec.target.volume",
             "the policy takes physical base backups: restore into target.volume (a data directory), not target.postgres",
         )
     })?;
-    let mut args = vec!["restore".to_string()];
-    for url in from_urls(policy, Some(&plan.destination), false, cfg)? {
-        args.extend(["--from".into(), url]);
-    }
-    args.extend([
+    let mut args = vec![
         "--data-dir".into(),
         format!("{TARGET_MOUNT}/{}", volume.sub_path.trim_matches('/')),
         "--user".into(),
         volume.user.clone(),
-    ]);
+    ];
     match (&request.spec.point_in_time, &request.spec.backup_id) {
         (Some(t), _) => args.push(format!(
             "--target-time={}",
@@ -281,79 +269,31 @@ fn data_dir_job(
         )),
         (None, None) => {}
     }
-    for check in &request.spec.checks {
-        args.extend(["--check".into(), check.clone()]);
-    }
-    args.extend([
-        "--report-file".into(),
-        TERMINATION_LOG.into(),
-        "--json".into(),
-    ]);
-    let name = restore_job_name(&request.name_any());
-    let mut parts = parts(request, policy, cfg, "restore", name, args, false)?;
-    parts.volumes.push(Volume {
-        name: "target".into(),
-        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-            claim_name: volume.claim_name.clone(),
-            read_only: None,
-        }),
+    Ok(PodNeeds {
+        args,
+        volumes: vec![Volume {
+            name: "target".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: volume.claim_name.clone(),
+                read_only: None,
+            }),
+            ..Default::default()
+        }],
+        mounts: vec![VolumeMount {
+            name: "target".into(),
+            mount_path: TARGET_MOUNT.into(),
+            ..Default::default()
+        }],
+        // PostgreSQL runs only as the owner of its data directory: the uid
+        // the server will run as, not the image's.
+        run_as: Some(volume.run_as_user),
         ..Default::default()
-    });
-    parts.mounts.push(VolumeMount {
-        name: "target".into(),
-        mount_path: TARGET_MOUNT.into(),
-        ..Default::default()
-    });
-    let mut job = job(parts);
-    // PostgreSQL runs only as the owner of its data directory: the uid the
-    // server will run as, not the image's.
-    let uid = volume.run_as_user;
-    if let Some(pod) = job.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
-        if let Some(sc) = pod.security_context.as_mut() {
-            sc.run_as_user = Some(uid);
-            sc.run_as_group = Some(uid);
-            sc.fs_group = Some(uid);
-        }
-        for c in &mut pod.containers {
-            if let Some(sc) = c.security_context.as_mut() {
-                sc.run_as_user = Some(uid);
-                sc.run_as_group = Some(uid);
-            }
-        }
-    }
-    Ok(job)
+    })
 }
 
-/// What the plan Job reported (`lifeboat plan --report-file`).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-pub struct PlanSummary {
-    #[serde(default)]
-    pub ok: Option<bool>,
-    #[serde(default)]
-    pub error: Option<String>,
-    #[serde(default)]
-    pub backup_id: Option<String>,
-    /// URL of the destination, without query.
-    #[serde(default)]
-    pub destination: Option<String>,
-    #[serde(default)]
-    pub completed_at: Option<DateTime<Utc>>,
-    #[serde(default)]
-    pub bytes: u64,
-    #[serde(default)]
-    pub target_database: Option<String>,
-    #[serde(default)]
-    pub skipped: Vec<crate::plan::Skip>,
-}
-
-/// Reads a termination message as JSON of type `T`; `None` when it is not
-/// (a crash left a log tail).
-pub fn parse_summary<T: for<'de> Deserialize<'de>>(message: &str) -> Option<T> {
-    serde_json::from_str(message.trim()).ok()
-}
-
-/// Turns the plan Job's report into the request's plan: the destination's
-/// URL mapped back to its name in the policy.
+/// Turns the plan Job's report into the request's plan. The Job names the
+/// destination as the controller named it; a name the policy does not have
+/// is refused.
 pub fn plan_from_summary(s: &PlanSummary, policy: &BackupPolicy) -> Result<RestorePlan, String> {
     if let Some(e) = &s.error {
         return Err(e.clone());
@@ -363,19 +303,12 @@ pub fn plan_from_summary(s: &PlanSummary, policy: &BackupPolicy) -> Result<Resto
         .clone()
         .filter(|id| crate::catalog::valid_backup_id(id))
         .ok_or("the plan names no valid backup id")?;
-    let url = s.destination.clone().unwrap_or_default();
-    let (namespace, name) = (policy.namespace().unwrap_or_default(), policy.name_any());
-    let name_of = |url: &str| {
-        policy
-            .spec
-            .destinations
-            .iter()
-            .find(|d| destination_base(&namespace, &name, d) == url)
-            .map(|d| d.name.clone())
-    };
-    let destination = name_of(&url).ok_or_else(|| {
-        format!("the plan names {url:?}, which is not a destination of the policy")
-    })?;
+    let destination = s.destination.clone().unwrap_or_default();
+    if policy.spec.destination(&destination).is_none() {
+        return Err(format!(
+            "the plan names {destination:?}, which is not a destination of the policy"
+        ));
+    }
     Ok(RestorePlan {
         backup_id,
         wal_from: None,
@@ -387,16 +320,7 @@ pub fn plan_from_summary(s: &PlanSummary, policy: &BackupPolicy) -> Result<Resto
         skipped: s
             .skipped
             .iter()
-            .map(|k| {
-                format!(
-                    "{}: {}",
-                    name_of(&k.destination).unwrap_or(k.destination.clone()),
-                    k.reason
-                )
-            })
+            .map(|k| format!("{}: {}", k.destination, k.reason))
             .collect(),
     })
 }
-
-/// What the restore Job reported (`lifeboat restore --check … --report-file`).
-pub type RecoverSummary = crate::commands::recover::Summary;

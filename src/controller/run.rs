@@ -18,6 +18,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::jobs::{self, JobConfig};
+use crate::wire::BackupSummary;
 use super::{is_conflict, is_not_found, merge_patch, Context, Error, Note};
 use crate::api::conditions::{
     from_time, reasons, set_complete, set_condition, types, ConditionUpdate,
@@ -295,7 +296,7 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RunPlan {
                             .to_string()
                     })
                     .and_then(|m| {
-                        jobs::parse_job_result(&m)
+                        BackupSummary::parse(&m)
                             .map_err(|e| format!("the Job's result is unreadable: {e}"))
                     });
                 match result {
@@ -303,11 +304,11 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RunPlan {
                         status.phase = RunPhase::Succeeded;
                         status.completed_at = Some(finished);
                         status.backup_id = Some(result.backup_id.clone());
-                        status.bytes = Some(result.stored_bytes());
+                        status.bytes = Some(i64::try_from(result.bytes_out).unwrap_or(i64::MAX));
                         status.size = Some(format_bytes(result.bytes_out));
                         status.artifacts =
-                            obs.policy.map(|p| result.artifacts(p)).unwrap_or_default();
-                        status.source = Some(result.source_info());
+                            obs.policy.map(|p| jobs::artifacts(&result, p)).unwrap_or_default();
+                        status.source = Some(jobs::source_info(&result));
                         status.message = None;
                         complete(
                             &mut status,
@@ -348,7 +349,7 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RunPlan {
                 // A backup that committed but failed its read-back says so
                 // in its summary: name the destinations and mark it unverified.
                 let unverified = termination_message(obs.pods)
-                    .and_then(|m| jobs::parse_job_result(&m).ok())
+                    .and_then(|m| BackupSummary::parse(&m).ok())
                     .filter(|r| r.verified.is_some() && !r.fully_verified());
                 match unverified {
                     Some(r) => {

@@ -11,7 +11,7 @@ const PARTIAL: &str = ".partial";
 const READ_CHUNK: usize = 1 << 20;
 
 pub struct FsStore {
-    pub url: String,
+    pub label: String,
     root: PathBuf,
 }
 
@@ -25,22 +25,9 @@ fn op_err(dest: &str, op: &'static str, key: &str, e: impl std::fmt::Display) ->
 }
 
 impl FsStore {
-    pub fn open(url: &str) -> Result<Self, StoreError> {
-        let path = url.strip_prefix("file://").unwrap_or(url);
-        let bad = |problem: &str| StoreError::BadUrl {
-            url: url.to_string(),
-            problem: problem.to_string(),
-        };
-        if !path.starts_with('/') {
-            return Err(bad("file destinations need an absolute path: file:///path"));
-        }
-        if path.contains('?') {
-            return Err(bad("file destinations take no options"));
-        }
-        Ok(Self {
-            url: url.to_string(),
-            root: PathBuf::from(path),
-        })
+    /// `label` names the destination in errors; `root` is absolute (see [`crate::location`]).
+    pub fn open(label: String, root: PathBuf) -> Self {
+        Self { label, root }
     }
 
     fn path(&self, key: &str) -> PathBuf {
@@ -53,13 +40,13 @@ impl FsStore {
         if let Some(dir) = path.parent() {
             tokio::fs::create_dir_all(dir)
                 .await
-                .map_err(|e| op_err(&self.url, "create directory for", key, e))?;
+                .map_err(|e| op_err(&self.label, "create directory for", key, e))?;
         }
         let file = tokio::fs::File::create(&partial)
             .await
-            .map_err(|e| op_err(&self.url, "create", key, e))?;
+            .map_err(|e| op_err(&self.label, "create", key, e))?;
         Ok(FsWriter {
-            dest: self.url.clone(),
+            dest: self.label.clone(),
             key: key.to_string(),
             file: tokio::io::BufWriter::with_capacity(1 << 20, file),
             partial,
@@ -76,15 +63,15 @@ impl FsStore {
     pub async fn reader(&self, key: &str) -> Result<FsReader, StoreError> {
         match tokio::fs::File::open(self.path(key)).await {
             Ok(file) => Ok(FsReader {
-                dest: self.url.clone(),
+                dest: self.label.clone(),
                 key: key.to_string(),
                 file,
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::NotFound {
-                dest: self.url.clone(),
+                dest: self.label.clone(),
                 key: key.to_string(),
             }),
-            Err(e) => Err(op_err(&self.url, "open", key, e)),
+            Err(e) => Err(op_err(&self.label, "open", key, e)),
         }
     }
 
@@ -102,13 +89,13 @@ impl FsStore {
             let entries = match std::fs::read_dir(&dir) {
                 Ok(e) => e,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(op_err(&self.url, "list", prefix, e)),
+                Err(e) => return Err(op_err(&self.label, "list", prefix, e)),
             };
             for entry in entries {
-                let entry = entry.map_err(|e| op_err(&self.url, "list", prefix, e))?;
+                let entry = entry.map_err(|e| op_err(&self.label, "list", prefix, e))?;
                 let meta = entry
                     .metadata()
-                    .map_err(|e| op_err(&self.url, "list", prefix, e))?;
+                    .map_err(|e| op_err(&self.label, "list", prefix, e))?;
                 if meta.is_dir() {
                     stack.push(entry.path());
                     continue;
@@ -135,7 +122,7 @@ impl FsStore {
             match tokio::fs::remove_file(self.path(key)).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(op_err(&self.url, "delete", key, e)),
+                Err(e) => return Err(op_err(&self.label, "delete", key, e)),
             }
             // Leave no empty backup directories behind.
             if let Some(dir) = self.path(key).parent() {

@@ -9,12 +9,13 @@
 pub mod fs;
 pub mod s3;
 
+use crate::location::{Location, NamedLocation};
 use bytes::Bytes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("destination URL {url:?}: {problem}")]
-    BadUrl { url: String, problem: String },
+    #[error("{dest}: {problem}")]
+    Setup { dest: String, problem: String },
     #[error("{dest}: {op} {key}: {message}")]
     Op {
         dest: String,
@@ -32,49 +33,58 @@ pub struct ObjectInfo {
     pub size: u64,
 }
 
-pub enum Store {
+/// An open destination: its name (as reports give it) and its backend.
+pub struct Store {
+    name: String,
+    backend: Backend,
+}
+
+enum Backend {
     Fs(fs::FsStore),
     S3(s3::S3Store),
 }
 
 impl Store {
-    /// `file:///abs/path`, a plain absolute path, or
-    /// `s3://bucket/prefix?region=R&endpoint=URL&storage-class=C`.
-    pub async fn open(url: &str) -> Result<Store, StoreError> {
-        if let Some(rest) = url.strip_prefix("s3://") {
-            Ok(Store::S3(s3::S3Store::open(url, rest).await?))
-        } else if url.starts_with("file://") || url.starts_with('/') {
-            Ok(Store::Fs(fs::FsStore::open(url)?))
-        } else {
-            Err(StoreError::BadUrl {
-                url: url.to_string(),
-                problem:
-                    "expected s3://bucket/prefix?region=…[&endpoint=…] or file:///absolute/path"
-                        .into(),
-            })
-        }
+    /// Opens the destination (for S3: region, endpoint and credentials
+    /// resolved; nothing is sent yet).
+    pub async fn open(dest: &NamedLocation) -> Result<Store, StoreError> {
+        let label = dest.label();
+        let backend = match &dest.location {
+            Location::S3(loc) => Backend::S3(s3::S3Store::open(label, loc).await?),
+            Location::Local(path) => Backend::Fs(fs::FsStore::open(label, path.clone())),
+        };
+        Ok(Store {
+            name: dest.name.clone(),
+            backend,
+        })
     }
 
-    /// The destination as the user named it (never holds credentials).
+    /// The destination's name, as reports give it.
     pub fn name(&self) -> &str {
-        match self {
-            Store::Fs(s) => &s.url,
-            Store::S3(s) => &s.url,
+        &self.name
+    }
+
+    /// How logs and errors name the destination: its name and where it is
+    /// (never credentials).
+    pub fn label(&self) -> &str {
+        match &self.backend {
+            Backend::Fs(s) => &s.label,
+            Backend::S3(s) => &s.label,
         }
     }
 
     pub async fn writer(&self, key: &str) -> Result<ObjectWriter, StoreError> {
-        Ok(match self {
-            Store::Fs(s) => ObjectWriter::Fs(s.writer(key).await?),
-            Store::S3(s) => ObjectWriter::S3(s.writer(key)),
+        Ok(match &self.backend {
+            Backend::Fs(s) => ObjectWriter::Fs(s.writer(key).await?),
+            Backend::S3(s) => ObjectWriter::S3(s.writer(key)),
         })
     }
 
     /// Writes a small object in one request (manifests).
     pub async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
-        match self {
-            Store::Fs(s) => s.put(key, data).await,
-            Store::S3(s) => s.put(key, data).await,
+        match &self.backend {
+            Backend::Fs(s) => s.put(key, data).await,
+            Backend::S3(s) => s.put(key, data).await,
         }
     }
 
@@ -89,17 +99,17 @@ impl Store {
     }
 
     pub async fn reader(&self, key: &str) -> Result<ObjectReader, StoreError> {
-        Ok(match self {
-            Store::Fs(s) => ObjectReader::Fs(s.reader(key).await?),
-            Store::S3(s) => ObjectReader::S3(s.reader(key).await?),
+        Ok(match &self.backend {
+            Backend::Fs(s) => ObjectReader::Fs(s.reader(key).await?),
+            Backend::S3(s) => ObjectReader::S3(s.reader(key).await?),
         })
     }
 
     /// Committed objects under `prefix`, sorted by key.
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
-        let mut v = match self {
-            Store::Fs(s) => s.list(prefix).await?,
-            Store::S3(s) => s.list(prefix).await?,
+        let mut v = match &self.backend {
+            Backend::Fs(s) => s.list(prefix).await?,
+            Backend::S3(s) => s.list(prefix).await?,
         };
         v.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(v)
@@ -107,9 +117,9 @@ impl Store {
 
     /// Deletes objects; an already missing object is not an error.
     pub async fn delete(&self, keys: &[String]) -> Result<(), StoreError> {
-        match self {
-            Store::Fs(s) => s.delete(keys).await,
-            Store::S3(s) => s.delete(keys).await,
+        match &self.backend {
+            Backend::Fs(s) => s.delete(keys).await,
+            Backend::S3(s) => s.delete(keys).await,
         }
     }
 
@@ -120,9 +130,9 @@ impl Store {
         prefix: &str,
         stale: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<Vec<String>, StoreError> {
-        match self {
-            Store::Fs(s) => s.clean_incomplete(prefix, stale).await,
-            Store::S3(s) => s.clean_incomplete(prefix, stale).await,
+        match &self.backend {
+            Backend::Fs(s) => s.clean_incomplete(prefix, stale).await,
+            Backend::S3(s) => s.clean_incomplete(prefix, stale).await,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! profile, web identity), never from the URL.
 
 use super::{ObjectInfo, StoreError};
+use crate::location::S3Location;
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, StorageClass};
@@ -23,7 +24,7 @@ pub fn part_size(part_number: i32) -> usize {
 }
 
 pub struct S3Store {
-    pub url: String,
+    pub label: String,
     client: Client,
     bucket: String,
     prefix: String,
@@ -40,65 +41,31 @@ fn op_err(dest: &str, op: &'static str, key: &str, e: impl std::error::Error) ->
 }
 
 impl S3Store {
-    pub async fn open(url: &str, rest: &str) -> Result<Self, StoreError> {
-        let bad = |problem: String| StoreError::BadUrl {
-            url: url.to_string(),
+    /// `label` names the destination in errors and logs.
+    pub async fn open(label: String, loc: &S3Location) -> Result<Self, StoreError> {
+        let bad = |problem: String| StoreError::Setup {
+            dest: label.clone(),
             problem,
         };
-        let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
-        let bucket = parsed.host_str().unwrap_or_default().to_string();
-        if bucket.is_empty() {
-            return Err(bad("no bucket name after s3://".into()));
-        }
-        let path = rest
-            .split('?')
-            .next()
-            .unwrap_or_default()
-            .trim_start_matches(&bucket)
-            .trim_matches('/');
-        let prefix = if path.is_empty() {
-            String::new()
-        } else {
-            format!("{path}/")
-        };
-        let (mut region, mut endpoint, mut storage_class, mut creds_dir) = (None, None, None, None);
-        for (k, v) in parsed.query_pairs() {
-            match k.as_ref() {
-                "region" => region = Some(v.into_owned()),
-                "endpoint" => endpoint = Some(v.into_owned()),
-                "storage-class" => storage_class = Some(StorageClass::from(v.as_ref())),
-                "credentials" => creds_dir = Some(std::path::PathBuf::from(v.as_ref())),
-                other => {
-                    return Err(bad(format!(
-                        "unknown option {other:?} (known: region, endpoint, storage-class, credentials)"
-                    )))
-                }
-            }
-        }
-        if let Some(e) = &endpoint {
-            if url::Url::parse(e).is_err() {
-                return Err(bad(format!("endpoint {e:?} is not a URL")));
-            }
-        }
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(r) = region {
-            loader = loader.region(aws_config::Region::new(r));
+        if let Some(r) = &loc.region {
+            loader = loader.region(aws_config::Region::new(r.clone()));
         }
-        if let Some(dir) = &creds_dir {
+        if let Some(dir) = &loc.credentials {
             loader = loader.credentials_provider(read_credentials(dir).map_err(bad)?);
         }
         let shared = loader.load().await;
         if shared.region().is_none() {
             return Err(bad("no region: add ?region=… or set AWS_REGION".into()));
         }
-        let mut conf = aws_sdk_s3::config::Builder::from(&shared);
-        if let Some(e) = endpoint {
-            // Custom endpoints (MinIO, Ceph, moto, …) want path-style addressing
-            // and often reject the SDK's default extra checksums; the stream
-            // format authenticates every byte anyway.
+        let mut conf = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(loc.uses_path_style());
+        if let Some(e) = &loc.endpoint {
+            // Custom endpoints (MinIO, Ceph, moto, …) often reject the SDK's
+            // default extra checksums; the stream format authenticates every
+            // byte anyway.
             conf = conf
-                .endpoint_url(e)
-                .force_path_style(true)
+                .endpoint_url(e.as_str().trim_end_matches('/'))
                 .request_checksum_calculation(
                     aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
                 )
@@ -107,11 +74,15 @@ impl S3Store {
                 );
         }
         Ok(Self {
-            url: url.to_string(),
+            label,
             client: Client::from_conf(conf.build()),
-            bucket,
-            prefix,
-            storage_class,
+            bucket: loc.bucket.clone(),
+            prefix: if loc.prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{}/", loc.prefix)
+            },
+            storage_class: loc.storage_class.as_deref().map(StorageClass::from),
         })
     }
 
@@ -121,7 +92,7 @@ impl S3Store {
 
     pub fn writer(&self, key: &str) -> S3Writer {
         S3Writer {
-            dest: self.url.clone(),
+            dest: self.label.clone(),
             client: self.client.clone(),
             bucket: self.bucket.clone(),
             key: key.to_string(),
@@ -143,7 +114,7 @@ impl S3Store {
             .body(ByteStream::from(data))
             .send()
             .await
-            .map_err(|e| op_err(&self.url, "put", key, e))?;
+            .map_err(|e| op_err(&self.label, "put", key, e))?;
         Ok(())
     }
 
@@ -158,15 +129,15 @@ impl S3Store {
             .map_err(|e| {
                 if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
                     StoreError::NotFound {
-                        dest: self.url.clone(),
+                        dest: self.label.clone(),
                         key: key.to_string(),
                     }
                 } else {
-                    op_err(&self.url, "get", key, e)
+                    op_err(&self.label, "get", key, e)
                 }
             })?;
         Ok(S3Reader {
-            dest: self.url.clone(),
+            dest: self.label.clone(),
             key: key.to_string(),
             body: out.body,
         })
@@ -182,7 +153,7 @@ impl S3Store {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| op_err(&self.url, "list", prefix, e))?;
+            let page = page.map_err(|e| op_err(&self.label, "list", prefix, e))?;
             for o in page.contents() {
                 let Some(k) = o.key() else { continue };
                 out.push(ObjectInfo {
@@ -202,7 +173,7 @@ impl S3Store {
                 .key(self.full(key))
                 .send()
                 .await
-                .map_err(|e| op_err(&self.url, "delete", key, e))?;
+                .map_err(|e| op_err(&self.label, "delete", key, e))?;
         }
         Ok(())
     }
@@ -224,7 +195,7 @@ impl S3Store {
                 .set_upload_id_marker(id_marker.clone())
                 .send()
                 .await
-                .map_err(|e| op_err(&self.url, "list uploads", prefix, e))?;
+                .map_err(|e| op_err(&self.label, "list uploads", prefix, e))?;
             for u in page.uploads() {
                 let (Some(full), Some(id)) = (u.key(), u.upload_id()) else {
                     continue;
@@ -240,7 +211,7 @@ impl S3Store {
                     .upload_id(id)
                     .send()
                     .await
-                    .map_err(|e| op_err(&self.url, "abort upload", key, e))?;
+                    .map_err(|e| op_err(&self.label, "abort upload", key, e))?;
                 cleaned.push(key.to_string());
             }
             if !page.is_truncated().unwrap_or(false) {
@@ -458,20 +429,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn urls_are_checked() {
-        let e = S3Store::open("s3://b/p?colour=red&region=x", "b/p?colour=red&region=x")
-            .await
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(e.contains("colour"), "{e}");
-        let s = S3Store::open(
-            "s3://bkt/a/b?region=eu-west-1&endpoint=http://127.0.0.1:9",
-            "bkt/a/b?region=eu-west-1&endpoint=http://127.0.0.1:9",
-        )
-        .await
-        .unwrap();
+    async fn the_location_becomes_bucket_and_prefix() {
+        let loc = S3Location {
+            bucket: "bkt".into(),
+            prefix: "a/b".into(),
+            region: Some("eu-west-1".into()),
+            endpoint: Some("http://127.0.0.1:9".parse().unwrap()),
+            ..Default::default()
+        };
+        let s = S3Store::open("primary".into(), &loc).await.unwrap();
         assert_eq!((s.bucket.as_str(), s.prefix.as_str()), ("bkt", "a/b/"));
+        assert_eq!(s.full("backups/x"), "bkt/a/b/backups/x".trim_start_matches("bkt/"));
     }
 
     #[test]

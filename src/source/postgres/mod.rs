@@ -5,6 +5,9 @@
 //! the temp directory, deleted on drop) and sqlx through its options — never
 //! through argv, where every process on the node could read it.
 
+pub mod logical;
+pub mod physical;
+
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 use std::fmt;

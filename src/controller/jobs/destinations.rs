@@ -1,0 +1,76 @@
+//! A policy's destinations as a pod sees them: each a [`NamedLocation`]
+//! under `<prefix>/<namespace>/<policy>` in its bucket, named as in the
+//! policy, with its own credentials mounted. The Job reports destinations by
+//! these names, so nothing maps URLs back to destinations.
+
+use crate::api::policy::Destination;
+use crate::api::BackupPolicy;
+use crate::location::{Location, NamedLocation, S3Location};
+
+use super::pod::{mount, secret_volume, PodNeeds};
+use super::{policy_id, JobConfig, JobError};
+
+/// Where `dest` keeps the backups of `namespace/policy`. No credentials:
+/// where the pod finds them is [`for_pod`]'s business.
+pub fn location(namespace: &str, policy: &str, dest: &Destination) -> S3Location {
+    S3Location {
+        bucket: dest.s3.bucket.clone(),
+        prefix: String::new(),
+        region: Some(dest.s3.region.clone()),
+        endpoint: dest.s3.endpoint.as_deref().and_then(|e| e.parse().ok()),
+        storage_class: dest.s3.storage_class.clone(),
+        credentials: None,
+        path_style: dest.s3.force_path_style.then_some(true),
+    }
+    .join(dest.s3.prefix.as_deref().unwrap_or(""))
+    .join(&format!("{namespace}/{policy}"))
+}
+
+/// Every destination of `policy` as the pod's `--to`/`--from` names it.
+pub fn for_pod(policy: &BackupPolicy, cfg: &JobConfig) -> Result<Vec<NamedLocation>, JobError> {
+    let (namespace, name) = policy_id(policy)?;
+    Ok(policy
+        .spec
+        .destinations
+        .iter()
+        .map(|d| {
+            let mut loc = location(namespace, name, d);
+            if d.s3.credentials_secret_ref.is_some() {
+                loc.credentials = Some(cfg.credentials_dir(&d.name).into());
+            }
+            NamedLocation::new(&d.name, Location::S3(loc))
+        })
+        .collect())
+}
+
+/// `--to`/`--from` for each of `dests`.
+pub fn args(flag: &str, dests: &[NamedLocation]) -> Vec<String> {
+    dests
+        .iter()
+        .flat_map(|d| [flag.to_string(), d.arg()])
+        .collect()
+}
+
+/// Each destination's S3 credentials Secret, mounted where its location says.
+pub fn credentials(policy: &BackupPolicy, cfg: &JobConfig) -> PodNeeds {
+    let mut needs = PodNeeds::default();
+    for (i, dest) in policy.spec.destinations.iter().enumerate() {
+        let Some(creds) = &dest.s3.credentials_secret_ref else {
+            continue;
+        };
+        // Volume names are DNS labels; destination names may be 63 long already.
+        let volume = format!("s3-{i}");
+        needs.volumes.push(secret_volume(
+            &volume,
+            &creds.name,
+            vec![
+                (creds.access_key_id_key(), "AWS_ACCESS_KEY_ID"),
+                (creds.secret_access_key_key(), "AWS_SECRET_ACCESS_KEY"),
+            ],
+        ));
+        needs
+            .mounts
+            .push(mount(&volume, &cfg.credentials_dir(&dest.name)));
+    }
+    needs
+}

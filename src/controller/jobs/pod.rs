@@ -1,0 +1,280 @@
+//! The shape every data-plane pod shares: one non-root container with a
+//! read-only root, the policy's jobTemplate applied, and what it is given
+//! ([`PodNeeds`]) — all by reference: Secret volumes exposing only the keys
+//! it needs, environment variables from `secretKeyRef`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath,
+    PodSecurityContext, PodSpec, PodTemplateSpec, SeccompProfile, SecretKeySelector,
+    SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+use super::destinations;
+use super::{JobConfig, CONTAINER, KEY_SECRET_KEY, RUN_AS};
+use crate::api::{BackupPolicy, ConnectionSecretRef};
+use crate::wire::TERMINATION_LOG;
+
+/// What a pod is given beyond the common shape: arguments, environment,
+/// volumes and their mounts, and the service account it runs as.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PodNeeds {
+    pub args: Vec<String>,
+    pub env: Vec<EnvVar>,
+    pub volumes: Vec<Volume>,
+    pub mounts: Vec<VolumeMount>,
+    /// Used when the policy's jobTemplate names none.
+    pub service_account: Option<String>,
+    /// The uid (and gid) the pod runs as, when not the image's ([`RUN_AS`]).
+    pub run_as: Option<i64>,
+}
+
+impl PodNeeds {
+    /// Adds `other`'s needs after these.
+    pub fn add(&mut self, other: PodNeeds) {
+        self.args.extend(other.args);
+        self.env.extend(other.env);
+        self.volumes.extend(other.volumes);
+        self.mounts.extend(other.mounts);
+        self.service_account = self.service_account.take().or(other.service_account);
+        self.run_as = self.run_as.or(other.run_as);
+    }
+
+    /// A writable /tmp (TMPDIR): the root filesystem is read-only, and
+    /// temporary files (the libpq passfile) go there.
+    pub fn tmp() -> Self {
+        PodNeeds {
+            env: vec![plain_env("TMPDIR", "/tmp".into())],
+            volumes: vec![Volume {
+                name: "tmp".into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Default::default()
+            }],
+            mounts: vec![mount("tmp", "/tmp")],
+            ..Default::default()
+        }
+    }
+
+    /// The policy's master keys, mounted as the key file (`LIFEBOAT_KEY_FILE`).
+    pub fn keys(policy: &BackupPolicy, cfg: &JobConfig) -> Self {
+        PodNeeds {
+            env: vec![plain_env("LIFEBOAT_KEY_FILE", cfg.key_file())],
+            volumes: vec![secret_volume(
+                "keys",
+                &policy.spec.encryption.key_secret_ref.name,
+                vec![(KEY_SECRET_KEY, KEY_SECRET_KEY)],
+            )],
+            mounts: vec![mount("keys", &format!("{}/keys", cfg.root()))],
+            ..Default::default()
+        }
+    }
+
+    /// The database connection of `conn`'s Secret: host, port, user and
+    /// sslmode as env references, the password as a mounted file
+    /// (`--password-file`).
+    pub fn database(conn: &ConnectionSecretRef, cfg: &JobConfig) -> Self {
+        let env_from_secret = |var: &str, key: &str, optional: bool| EnvVar {
+            name: var.into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: conn.name.clone(),
+                    key: key.into(),
+                    optional: optional.then_some(true),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        PodNeeds {
+            args: vec!["--password-file".into(), cfg.password_file()],
+            env: vec![
+                env_from_secret("PGHOST", conn.host_key(), false),
+                // libpq defaults the port (5432) and sslmode (prefer) when absent.
+                env_from_secret("PGPORT", conn.port_key(), true),
+                env_from_secret("PGUSER", conn.user_key(), false),
+                env_from_secret("PGSSLMODE", conn.sslmode_key(), true),
+            ],
+            volumes: vec![secret_volume(
+                "db",
+                &conn.name,
+                vec![(conn.password_key(), "password")],
+            )],
+            mounts: vec![mount("db", &format!("{}/db", cfg.root()))],
+            ..Default::default()
+        }
+    }
+
+    /// What every pod that reads or writes backups gets: /tmp, the master
+    /// keys (when `keys`) and each destination's credentials.
+    pub fn bucket_access(policy: &BackupPolicy, cfg: &JobConfig, keys: bool) -> Self {
+        let mut needs = PodNeeds::tmp();
+        if keys {
+            needs.add(PodNeeds::keys(policy, cfg));
+        }
+        needs.add(destinations::credentials(policy, cfg));
+        needs
+    }
+}
+
+pub(crate) fn plain_env(name: &str, value: String) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value),
+        ..Default::default()
+    }
+}
+
+pub(crate) fn mount(volume: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: volume.into(),
+        mount_path: path.into(),
+        read_only: (volume != "tmp").then_some(true),
+        ..Default::default()
+    }
+}
+
+/// A Secret volume exposing only `items` (key → file name): a Secret holding
+/// more than the Job needs does not leak the rest into the pod.
+pub(crate) fn secret_volume(volume: &str, secret: &str, items: Vec<(&str, &str)>) -> Volume {
+    Volume {
+        name: volume.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.into()),
+            items: Some(
+                items
+                    .into_iter()
+                    .map(|(key, path)| KeyToPath {
+                        key: key.into(),
+                        path: path.into(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            // Readable by the pod's group (fsGroup) only.
+            default_mode: Some(0o440),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A Job's identity and ownership.
+pub(crate) struct JobMeta<'a> {
+    pub name: String,
+    pub namespace: &'a str,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub owner: OwnerReference,
+}
+
+/// A Job running one data-plane pod, never restarted in place (a retry is
+/// a new pod, within the backoff limit).
+pub(crate) fn job(meta: JobMeta<'_>, needs: PodNeeds, policy: &BackupPolicy, cfg: &JobConfig) -> Job {
+    let template = policy.spec.job_template.clone().unwrap_or_default();
+    let pod = pod_spec(policy, cfg, needs, "Never");
+    Job {
+        metadata: ObjectMeta {
+            name: Some(meta.name),
+            namespace: Some(meta.namespace.into()),
+            labels: Some(meta.labels.clone()),
+            annotations: (!meta.annotations.is_empty()).then_some(meta.annotations),
+            owner_references: Some(vec![meta.owner]),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(cfg.backoff_limit),
+            active_deadline_seconds: cfg.active_deadline_seconds,
+            ttl_seconds_after_finished: Some(
+                template
+                    .ttl_seconds_after_finished
+                    .unwrap_or(cfg.ttl_seconds_after_finished),
+            ),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(meta.labels),
+                    ..Default::default()
+                }),
+                spec: Some(pod),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// The pod of every data-plane workload: one non-root container with a
+/// read-only root, the policy's jobTemplate applied.
+pub(crate) fn pod_spec(
+    policy: &BackupPolicy,
+    cfg: &JobConfig,
+    needs: PodNeeds,
+    restart_policy: &str,
+) -> PodSpec {
+    let template = policy.spec.job_template.clone().unwrap_or_default();
+    let uid = needs.run_as.unwrap_or(RUN_AS);
+    let container = Container {
+        name: CONTAINER.into(),
+        image: Some(template.image.clone().unwrap_or_else(|| cfg.image.clone())),
+        image_pull_policy: cfg.image_pull_policy.clone(),
+        command: Some(vec!["lifeboat".into()]),
+        args: Some(needs.args),
+        env: Some(needs.env),
+        volume_mounts: Some(needs.mounts),
+        resources: template.resources.clone(),
+        security_context: Some(SecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(uid),
+            run_as_group: Some(uid),
+            read_only_root_filesystem: Some(true),
+            allow_privilege_escalation: Some(false),
+            privileged: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: None,
+            }),
+            seccomp_profile: Some(runtime_default()),
+            ..Default::default()
+        }),
+        termination_message_path: Some(TERMINATION_LOG.into()),
+        // A crash before the summary is written still tells why, from the log's tail.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..Default::default()
+    };
+    PodSpec {
+        containers: vec![container],
+        restart_policy: Some(restart_policy.into()),
+        service_account_name: template
+            .service_account_name
+            .clone()
+            .or(needs.service_account)
+            .or_else(|| cfg.service_account.clone()),
+        // The Job never talks to the API server; IRSA and workload identity
+        // bring their own token volume.
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        node_selector: template.node_selector.clone(),
+        tolerations: template.tolerations.clone(),
+        priority_class_name: template.priority_class_name.clone(),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(uid),
+            run_as_group: Some(uid),
+            // Secret files are mode 0440 with this group.
+            fs_group: Some(uid),
+            seccomp_profile: Some(runtime_default()),
+            ..Default::default()
+        }),
+        volumes: Some(needs.volumes),
+        ..Default::default()
+    }
+}
+
+fn runtime_default() -> SeccompProfile {
+    SeccompProfile {
+        type_: "RuntimeDefault".into(),
+        localhost_profile: None,
+    }
+}
