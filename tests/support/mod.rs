@@ -7,7 +7,6 @@ pub mod cli;
 pub mod cluster;
 pub mod k8s;
 pub mod kubelet;
-pub mod walcluster;
 
 #[allow(unused_imports)]
 pub use cli::{backup, restore, verify, Cli};
