@@ -15,9 +15,9 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::Api;
-use lifeboat::api::{BackupPolicy, BackupRun};
+use lifeboat::api::BackupRun;
 use lifeboat::controller::metrics::Metrics;
-use lifeboat::controller::{leader, run_controllers, Clock, Settings};
+use lifeboat::controller::{leader, Clock, Settings};
 use serde_json::{json, Value};
 
 const NS: &str = "shop";
@@ -58,6 +58,16 @@ fn start(server: &ApiServer, clock: &Clock) -> Running {
     start_with(server, clock, Settings::default().archiver_port)
 }
 
+/// An API server holding policy `name` (daily at `daily`), and a controller
+/// running against it on a clock fixed at `now`.
+async fn with_policy(now: &str, name: &str, daily: &str) -> (ApiServer, Clock, Running) {
+    let server = ApiServer::start().await;
+    let clock = Clock::fixed(at(now));
+    let controller = start(&server, &clock);
+    create(&server, policy(name, daily)).await;
+    (server, clock, controller)
+}
+
 fn start_with(server: &ApiServer, clock: &Clock, archiver_port: u16) -> Running {
     let settings = Settings {
         archiver_port,
@@ -69,13 +79,7 @@ fn start_with(server: &ApiServer, clock: &Clock, archiver_port: u16) -> Running 
         ..Settings::default()
     };
     let metrics = Arc::new(Metrics::default());
-    let task = tokio::spawn(run_controllers(
-        server.client(),
-        settings,
-        metrics.clone(),
-        "test".into(),
-        futures::future::pending(),
-    ));
+    let task = server.run_controllers(settings, metrics.clone());
     Running { task, metrics }
 }
 
@@ -172,10 +176,8 @@ fn reconciles(metrics: &Metrics, controller: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedule_job_success_failure_and_restart() {
-    let server = ApiServer::start().await;
-    let clock = Clock::fixed(at("2026-11-21T01:59:00Z"));
-    let controller = start(&server, &clock);
-    create(&server, policy("orders", "0 2 * * *")).await;
+    let (server, clock, controller) =
+        with_policy("2026-11-21T01:59:00Z", "orders", "0 2 * * *").await;
 
     // Before the slot: status written, no run.
     let next = server
@@ -319,10 +321,8 @@ async fn schedule_job_success_failure_and_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_run_prunes_its_backup_first() {
-    let server = ApiServer::start().await;
-    let clock = Clock::fixed(at("2026-11-21T02:00:30Z"));
-    let _controller = start(&server, &clock);
-    create(&server, policy("orders", "0 2 * * *")).await;
+    let (server, _clock, _controller) =
+        with_policy("2026-11-21T02:00:30Z", "orders", "0 2 * * *").await;
     let run = "orders-daily-20261121t020000z";
     let job = name(
         &server
@@ -373,10 +373,8 @@ async fn deleting_a_run_prunes_its_backup_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_spec_becomes_a_condition_without_a_loop() {
-    let server = ApiServer::start().await;
-    let clock = Clock::fixed(at("2026-11-21T02:00:30Z"));
-    let controller = start(&server, &clock);
-    create(&server, policy("broken", "0 25 * * *")).await;
+    let (server, _clock, controller) =
+        with_policy("2026-11-21T02:00:30Z", "broken", "0 25 * * *").await;
     let ready = server
         .wait_for("the Ready condition", WAIT, |s| {
             let p = s.get(POLICIES, NS, "broken")?;
@@ -427,15 +425,13 @@ async fn a_bad_spec_becomes_a_condition_without_a_loop() {
     );
 
     // Fixing the spec lets it schedule.
-    let policies: Api<BackupPolicy> = Api::namespaced(server.client(), NS);
-    policies
-        .patch(
+    server
+        .patch_policy(
+            NS,
             "broken",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"schedule": {"daily": "0 2 * * *"}}})),
+            json!({"spec": {"schedule": {"daily": "0 2 * * *"}}}),
         )
-        .await
-        .unwrap();
+        .await;
     server
         .wait_for("a run after the fix", WAIT, |s| {
             s.get(RUNS, NS, "broken-daily-20261121t020000z")
@@ -469,24 +465,31 @@ async fn one_replica_leads_and_another_takes_over_when_it_stops() {
     until("b to have tried", || server.store.requests() > 20).await;
     assert!(!*b.borrow());
     assert!(*a.borrow());
-    let lease = server
-        .store
-        .get(LEASES, "lifeboat-system", "lifeboat-controller")
-        .unwrap();
+    let lease = leader_lease(&server);
     assert_eq!(lease["spec"]["holderIdentity"], "a");
 
     task_a.abort();
-    tokio::time::timeout(WAIT, b.wait_for(|l| *l))
-        .await
-        .unwrap()
-        .unwrap();
-    let lease = server
-        .store
-        .get(LEASES, "lifeboat-system", "lifeboat-controller")
-        .unwrap();
+    until_leading(&mut b).await;
+    let lease = leader_lease(&server);
     assert_eq!(lease["spec"]["holderIdentity"], "b");
     assert_eq!(lease["spec"]["leaseTransitions"], 1);
     task_b.abort();
+}
+
+/// The controller's Lease, as the API server holds it.
+fn leader_lease(server: &ApiServer) -> Value {
+    server
+        .store
+        .get(LEASES, "lifeboat-system", "lifeboat-controller")
+        .unwrap()
+}
+
+/// Waits (at most WAIT) until the elector behind `rx` leads.
+async fn until_leading(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    tokio::time::timeout(WAIT, rx.wait_for(|l| *l))
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -501,14 +504,8 @@ async fn a_released_lease_is_taken_over_before_it_expires() {
     assert!(elector("a").release().await.unwrap());
     let (tx_b, mut b) = tokio::sync::watch::channel(false);
     let task_b = tokio::spawn(elector("b").run(tx_b));
-    tokio::time::timeout(WAIT, b.wait_for(|l| *l))
-        .await
-        .unwrap()
-        .unwrap();
-    let lease = server
-        .store
-        .get(LEASES, "lifeboat-system", "lifeboat-controller")
-        .unwrap();
+    until_leading(&mut b).await;
+    let lease = leader_lease(&server);
     assert_eq!(lease["spec"]["holderIdentity"], "b");
     task_b.abort();
 }
@@ -621,15 +618,13 @@ async fn a_pitr_policy_runs_an_archiver_whose_status_reaches_the_policy() {
     assert_eq!(wal_archive(&server, "ledger")["healthy"], false);
 
     // Point-in-time recovery turned off: the archiver goes, and its status.
-    let policies: Api<BackupPolicy> = Api::namespaced(server.client(), NS);
-    policies
-        .patch(
+    server
+        .patch_policy(
+            NS,
             "ledger",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"pointInTimeRecovery": {"enabled": false}}})),
+            json!({"spec": {"pointInTimeRecovery": {"enabled": false}}}),
         )
-        .await
-        .unwrap();
+        .await;
     until("the archiver to be removed", || {
         server
             .store

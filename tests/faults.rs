@@ -28,21 +28,13 @@ fn a_backup_killed_mid_upload_leaves_no_recovery_point_and_the_next_one_cleans_u
     let s3 = bucket("eu-west-1");
     let local = format!("file://{}/bk", dir.path().display());
 
-    let mut child = lifeboat_cmd(&[
-        "backup",
-        "-d",
-        &src,
-        "--key-file",
-        k,
-        "--to",
-        &s3,
-        "--to",
-        &local,
-    ])
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null())
-    .spawn()
-    .unwrap();
+    let both = backup(&src, k, &[&s3, &local]);
+    let mut child = both
+        .cmd()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     wait_for("a multipart upload", Duration::from_secs(60), || {
         !s3_incomplete_uploads(&s3).is_empty()
     });
@@ -63,18 +55,7 @@ fn a_backup_killed_mid_upload_leaves_no_recovery_point_and_the_next_one_cleans_u
         "list shows no recovery point: {listed}"
     );
 
-    let next = ok(&lifeboat(&[
-        "backup",
-        "-d",
-        &src,
-        "--key-file",
-        k,
-        "--to",
-        &s3,
-        "--to",
-        &local,
-        "--json",
-    ]));
+    let next = both.json().ok();
     let id = next["backup_id"].as_str().unwrap();
     assert!(
         s3_incomplete_uploads(&s3).is_empty(),
@@ -116,35 +97,17 @@ fn pg_dump_failures_fail_the_backup_with_its_own_message_and_no_manifest() {
     let local = format!("file://{}/bk", dir.path().display());
 
     // missing database
-    let err = fails(&lifeboat(&[
-        "backup",
-        "-d",
-        "no_such_db",
-        "--key-file",
-        k,
-        "--to",
-        &s3,
-        "--to",
-        &local,
-    ]));
+    let err = backup("no_such_db", k, &[&s3, &local]).fails();
     assert!(
         err.contains("pg_dump") && err.contains("database \"no_such_db\" does not exist"),
         "{err}"
     );
 
     // server down: nothing listens on this port
-    let err = fails(&lifeboat(&[
-        "backup",
-        "--port",
-        "9",
-        "-d",
-        "postgres",
-        "--key-file",
-        k,
-        "--to",
-        &s3,
-        "--no-globals",
-    ]));
+    let err = backup("postgres", k, &[&s3])
+        .opt("--port", "9")
+        .arg("--no-globals")
+        .fails();
     assert!(
         err.contains("pg_dump") && err.contains("connection"),
         "{err}"
@@ -153,20 +116,11 @@ fn pg_dump_failures_fail_the_backup_with_its_own_message_and_no_manifest() {
     // bad password for a role that must log in with one
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "wrong-password\n").unwrap();
-    let err = fails(&lifeboat(&[
-        "backup",
-        "--user",
-        "lifeboat_pw",
-        "--password-file",
-        pw.to_str().unwrap(),
-        "-d",
-        "postgres",
-        "--key-file",
-        k,
-        "--to",
-        &s3,
-        "--no-globals",
-    ]));
+    let err = backup("postgres", k, &[&s3])
+        .opt("--user", "lifeboat_pw")
+        .opt("--password-file", pw.to_str().unwrap())
+        .arg("--no-globals")
+        .fails();
     assert!(
         err.contains("pg_dump") && err.contains("password authentication failed"),
         "{err}"
@@ -192,17 +146,8 @@ fn an_unreachable_destination_fails_the_backup_everywhere_unless_partial_is_allo
     let good = bucket("us-east-1");
     let dead = "s3://dr-bucket/x?region=eu-west-1&endpoint=http://127.0.0.1:9";
 
-    let err = fails(&lifeboat(&[
-        "backup",
-        "-d",
-        &src,
-        "--key-file",
-        k,
-        "--to",
-        &good,
-        "--to",
-        dead,
-    ]));
+    let both = backup(&src, k, &[&good, dead]);
+    let err = both.fails();
     assert!(
         err.contains(dead) && err.contains("nothing was committed"),
         "{err}"
@@ -214,19 +159,7 @@ fn an_unreachable_destination_fails_the_backup_everywhere_unless_partial_is_allo
         s3_keys(&good)
     );
 
-    let rep = ok(&lifeboat(&[
-        "backup",
-        "-d",
-        &src,
-        "--key-file",
-        k,
-        "--to",
-        &good,
-        "--to",
-        dead,
-        "--allow-partial",
-        "--json",
-    ]));
+    let rep = both.arg("--allow-partial").json().ok();
     let dests = rep["destinations"].as_array().unwrap();
     assert_eq!(dests[0]["committed"], true);
     assert_eq!(dests[1]["committed"], false);
@@ -242,48 +175,16 @@ fn bad_input_gets_a_message_naming_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
     let keys = keyfile(dir.path(), "k");
     let k = keys.to_str().unwrap();
-    let err = fails(&lifeboat(&[
-        "backup",
-        "-d",
-        "x",
-        "--key-file",
-        k,
-        "--to",
-        "ftp://host/x",
-    ]));
+    let err = backup("x", k, &["ftp://host/x"]).fails();
     assert!(
         err.contains("ftp://host/x") && err.contains("s3://"),
         "{err}"
     );
-    let err = fails(&lifeboat(&[
-        "backup",
-        "-d",
-        "x",
-        "--key-file",
-        k,
-        "--to",
-        "s3://b/p?region=r&colour=red",
-    ]));
+    let err = backup("x", k, &["s3://b/p?region=r&colour=red"]).fails();
     assert!(err.contains("colour"), "{err}");
-    let err = fails(&lifeboat(&[
-        "backup",
-        "-d",
-        "x",
-        "--key-file",
-        "/nonexistent/keys",
-        "--to",
-        "file:///tmp/x",
-    ]));
+    let err = backup("x", "/nonexistent/keys", &["file:///tmp/x"]).fails();
     assert!(err.contains("/nonexistent/keys"), "{err}");
-    let err = fails(&lifeboat(&[
-        "restore",
-        "--from",
-        "file:///tmp/x",
-        "--key-file",
-        k,
-        "--backup",
-        "yesterday",
-    ]));
+    let err = restore(&["file:///tmp/x"], k).id("yesterday").fails();
     assert!(
         err.contains("--backup") && err.contains("RFC 3339"),
         "{err}"

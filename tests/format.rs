@@ -14,18 +14,10 @@ fn an_independent_decoder_reads_a_backup_from_the_format_document() {
     let root = dir.path().join("bk");
     let dest = format!("file://{}", root.display());
     for compression in ["zstd", "gzip", "none"] {
-        let r = ok(&lifeboat(&[
-            "backup",
-            "-d",
-            &src,
-            "--key-file",
-            keys.to_str().unwrap(),
-            "--to",
-            &dest,
-            "--compression",
-            compression,
-            "--json",
-        ]));
+        let r = backup(&src, keys.to_str().unwrap(), &[&dest])
+            .opt("--compression", compression)
+            .json()
+            .ok();
         let id = r["backup_id"].as_str().unwrap();
         let out = dir.path().join(format!("decoded-{compression}"));
         let o = std::process::Command::new("python3")

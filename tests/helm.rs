@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 
 mod support;
 use serde_json::Value;
-use support::k8s::{root, skip_or_fail, validator, K8S_VERSION};
+use support::k8s::{role_rules, root, skip_or_fail, validate_files_strict, validator, Rule};
 
 const CHART: &str = "charts/lifeboat";
 const RELEASE: &str = "lifeboat";
@@ -149,27 +149,7 @@ fn validate_strict(cmd: &[String], docs: &[Value]) {
         .map(|d| format!("---\n{}", serde_yaml::to_string(d).unwrap()))
         .collect();
     std::fs::write(&file, text).unwrap();
-    let out = Command::new(&cmd[0])
-        .args(&cmd[1..])
-        .args(["--strict", "-k", K8S_VERSION])
-        .arg(&file)
-        .output()
-        .expect("kubernetes-validate runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "kubernetes-validate failed:\n{text}");
-    assert!(
-        !text.contains("ERROR") && !text.contains("WARN"),
-        "kubernetes-validate:\n{text}"
-    );
-    assert_eq!(
-        text.matches(" passed for resource ").count(),
-        docs.len(),
-        "every document validated:\n{text}"
-    );
+    validate_files_strict(cmd, &[file], docs.len());
 }
 
 #[test]
@@ -280,32 +260,18 @@ fn rendered_chart_passes_kubernetes_validate_strict() {
     assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
 }
 
-type Rule = (Vec<String>, Vec<String>, Vec<String>);
-
+/// A role's rules, each with apiGroups, resources and verbs only (no
+/// resourceNames or nonResourceURLs).
 fn rules(role: &Value) -> Vec<Rule> {
-    let strings = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
-            .unwrap_or_default()
-    };
-    role["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let keys: BTreeSet<&str> = r.as_object().unwrap().keys().map(|k| k.as_str()).collect();
-            assert_eq!(
-                keys,
-                BTreeSet::from(["apiGroups", "resources", "verbs"]),
-                "no resourceNames or nonResourceURLs: {r}"
-            );
-            (
-                strings(&r["apiGroups"]),
-                strings(&r["resources"]),
-                strings(&r["verbs"]),
-            )
-        })
-        .collect()
+    for r in role["rules"].as_array().unwrap() {
+        let keys: BTreeSet<&str> = r.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            BTreeSet::from(["apiGroups", "resources", "verbs"]),
+            "no resourceNames or nonResourceURLs: {r}"
+        );
+    }
+    role_rules(role)
 }
 
 #[test]

@@ -119,19 +119,11 @@ fn backup_job_writes_both_regions_and_prune_job_removes_exactly_that_backup() {
     let key_file = w.work.path().join("restore-keys");
     std::fs::write(&key_file, &w.secrets["backup-keys"]["keys"]).unwrap();
     let target = unique("jobrun_restored");
-    ok(&lifeboat(&[
-        "restore",
-        "--from",
-        &from,
-        "--key-file",
-        key_file.to_str().unwrap(),
-        "--backup",
-        &first.backup_id,
-        "--target-db",
-        &target,
-        "--create",
-        "--no-owner",
-    ]));
+    restore(&[&from], key_file.to_str().unwrap())
+        .id(&first.backup_id)
+        .create(&target)
+        .arg("--no-owner")
+        .ok();
     assert_eq!(psql(&target, "select count(*) from orders"), "500");
     assert_eq!(psql(&w.db, "select count(*) from orders"), "500");
 

@@ -16,7 +16,7 @@ use lifeboat::api::{BackupPolicy, BackupRun, RestoreRequest};
 use lifeboat::controller::jobs::{backup_job, owner_of, prune_job, JobConfig};
 mod support;
 use serde_json::Value;
-use support::k8s::{root, skip_or_fail, validator, K8S_VERSION};
+use support::k8s::{role_rules, root, skip_or_fail, validate_files_strict, validator, Rule};
 
 fn yaml_files(dir: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
@@ -54,28 +54,8 @@ fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
 /// Runs `kubernetes-validate --strict` over `files`; every document must
 /// pass, none may be of a kind it has no schema for.
 fn validate_strict(cmd: &[String], files: &[PathBuf]) {
-    let out = Command::new(&cmd[0])
-        .args(&cmd[1..])
-        .args(["--strict", "-k", K8S_VERSION])
-        .args(files)
-        .output()
-        .expect("kubernetes-validate runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "kubernetes-validate failed:\n{text}");
-    assert!(
-        !text.contains("ERROR") && !text.contains("WARN"),
-        "kubernetes-validate:\n{text}"
-    );
     let expected: usize = files.iter().map(|f| docs(f).len()).sum();
-    assert_eq!(
-        text.matches(" passed for resource ").count(),
-        expected,
-        "every document validated:\n{text}"
-    );
+    validate_files_strict(cmd, files, expected);
 }
 
 #[test]
@@ -219,31 +199,7 @@ fn install_crds_are_a_copy_of_crds() {
     );
 }
 
-fn rules(role: &Value) -> Vec<(Vec<String>, Vec<String>, Vec<String>)> {
-    let strings = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
-            .unwrap_or_default()
-    };
-    role["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                strings(&r["apiGroups"]),
-                strings(&r["resources"]),
-                strings(&r["verbs"]),
-            )
-        })
-        .collect()
-}
-
-fn grants(
-    rules: &[(Vec<String>, Vec<String>, Vec<String>)],
-    group: &str,
-    resource: &str,
-) -> Vec<String> {
+fn grants(rules: &[Rule], group: &str, resource: &str) -> Vec<String> {
     let mut verbs: Vec<String> = rules
         .iter()
         .filter(|(g, r, _)| g.iter().any(|x| x == group) && r.iter().any(|x| x == resource))
@@ -257,8 +213,8 @@ fn grants(
 #[test]
 fn rbac_is_least_privilege_and_never_reads_secrets() {
     let docs = all_docs("manifests");
-    let cluster = rules(find(&docs, "ClusterRole", "lifeboat-controller"));
-    let lease = rules(find(&docs, "Role", "lifeboat-leader-election"));
+    let cluster = role_rules(find(&docs, "ClusterRole", "lifeboat-controller"));
+    let lease = role_rules(find(&docs, "Role", "lifeboat-leader-election"));
     for (groups, resources, verbs) in cluster.iter().chain(&lease) {
         for x in groups.iter().chain(resources).chain(verbs) {
             assert_ne!(x, "*", "no wildcards: {groups:?} {resources:?} {verbs:?}");

@@ -35,34 +35,9 @@ fn peak_memory_stays_flat_for_a_500_mb_database() {
 
     let small = create_db("small");
     psql(&small, "create table t as select 1 as a");
-    let r_small = ok(&lifeboat(&[
-        "backup",
-        "-d",
-        &small,
-        "--key-file",
-        k,
-        "--to",
-        &local,
-        "--to",
-        &s3,
-        "--to",
-        &s3_east,
-        "--json",
-    ]));
-    let r = ok(&lifeboat(&[
-        "backup",
-        "-d",
-        &db,
-        "--key-file",
-        k,
-        "--to",
-        &local,
-        "--to",
-        &s3,
-        "--to",
-        &s3_east,
-        "--json",
-    ]));
+    let to: [&str; 3] = [&local, &s3, &s3_east];
+    let r_small = backup(&small, k, &to).json().ok();
+    let r = backup(&db, k, &to).json().ok();
     let bytes_in = r["bytes_in"].as_u64().unwrap();
     let peak = r["peak_rss_bytes"].as_u64().unwrap();
     let peak_small = r_small["peak_rss_bytes"].as_u64().unwrap();
@@ -80,17 +55,7 @@ fn peak_memory_stays_flat_for_a_500_mb_database() {
     assert!(peak > 0 && peak < LIMIT, "peak RSS {peak} bytes");
     // It restores, too, within the same bound.
     let target = unique("bigr");
-    let rr = ok(&lifeboat(&[
-        "restore",
-        "--from",
-        &s3,
-        "--key-file",
-        k,
-        "--target-db",
-        &target,
-        "--create",
-        "--json",
-    ]));
+    let rr = restore(&[&s3], k).create(&target).json().ok();
     assert!(rr["peak_rss_bytes"].as_u64().unwrap() < LIMIT, "{rr}");
     assert_eq!(psql(&target, "select count(*) from big"), "400000");
     assert_eq!(

@@ -16,79 +16,28 @@ const COMMIT_TS: &str = "select to_char(pg_xact_commit_timestamp(xmin) at time z
                          'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') from t where id = ";
 
 fn base_backup(c: &Cluster, to: &[&str], key: &str) -> serde_json::Value {
-    ok(&base_backup_run(c, to, key))
-}
-
-fn base_backup_run(c: &Cluster, to: &[&str], key: &str) -> std::process::Output {
-    let mut args: Vec<String> = vec!["backup".into(), "--method".into(), "physical".into()];
-    args.extend(c.conn_args());
-    for t in to {
-        args.extend(["--to".into(), t.to_string()]);
-    }
-    args.extend(["--key-file".into(), key.into(), "--json".into()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    lifeboat(&args)
+    c.base_backup(to, key).json().ok()
 }
 
 /// `lifeboat restore --data-dir`: Ok(report) or Err(stderr).
-fn restore(
+fn restore_dir(
     from: &[&str],
     key: &str,
     dir: &Path,
     port: u16,
     extra: &[&str],
 ) -> Result<serde_json::Value, String> {
-    let port = port.to_string();
-    let mut args = vec!["restore"];
-    for f in from {
-        args.extend(["--from", f]);
-    }
-    args.extend([
-        "--key-file",
-        key,
-        "--data-dir",
-        dir.to_str().unwrap(),
-        "--run-as",
-        "postgres",
-        "--user",
-        "postgres",
-        "--server-port",
-        &port,
-        "--json",
-    ]);
-    args.extend(extra);
-    let o = lifeboat(&args);
-    if o.status.success() {
-        Ok(serde_json::from_slice(&o.stdout).expect("json report"))
-    } else {
-        Err(stderr(&o))
-    }
+    restore(from, key)
+        .data_dir(dir, port)
+        .json()
+        .args(extra.iter().copied())
+        .result()
 }
 
 /// Starts a restored data directory, returns the ids in table t, stops it.
 fn ids_in(dir: &Path) -> Vec<i64> {
-    let port = free_port();
-    let c = Cluster::running_at(dir, port);
-    let out = std::process::Command::new("runuser")
-        .args(["-u", "postgres", "--"])
-        .arg(pg_bin().join("pg_ctl"))
-        .arg("-D")
-        .arg(dir)
-        .args(["-w", "-l"])
-        .arg(dir.join("server.log"))
-        .arg("-o")
-        .arg(format!(
-            "-p {port} -c unix_socket_directories={} -c archive_mode=off",
-            dir.display()
-        ))
-        .arg("start")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut c = Cluster::at(dir);
+    c.start_with("-c archive_mode=off");
     let ids = c
         .psql("select coalesce(string_agg(id::text, ',' order by id), '') from t")
         .split(',')
@@ -118,7 +67,7 @@ fn restore_to_a_time_an_lsn_and_latest_and_a_corrupted_segment_fails() {
     let k = keys.to_str().unwrap();
     let s3 = bucket("eu-west-1");
     let local = shared_file_dest(dir.path(), "archive");
-    let c = Cluster::start(dir.path(), &[s3.clone(), local.clone()], &keys);
+    let c = Cluster::archiving(dir.path(), &[s3.clone(), local.clone()], &keys);
     c.psql(
         "create table t (id bigint primary key, at timestamptz not null default clock_timestamp())",
     );
@@ -175,7 +124,7 @@ fn restore_to_a_time_an_lsn_and_latest_and_a_corrupted_segment_fails() {
 
     // To a time: exactly the rows committed at or before it (row 3 commits at T).
     let d = dir.path().join("at-time");
-    let r = restore(&[&s3], k, &d, free_port(), &["--target-time", &t]).unwrap();
+    let r = restore_dir(&[&s3], k, &d, free_port(), &["--target-time", &t]).unwrap();
     assert_eq!(r["backup_id"], id.as_str());
     assert_eq!(r["recovered"]["timeline"], 2, "{r}");
     assert_eq!(
@@ -188,12 +137,12 @@ fn restore_to_a_time_an_lsn_and_latest_and_a_corrupted_segment_fails() {
 
     // To an LSN, from the file:// archive.
     let d = dir.path().join("at-lsn");
-    let r = restore(&[&local], k, &d, free_port(), &["--target-lsn", &lsn]).unwrap();
+    let r = restore_dir(&[&local], k, &d, free_port(), &["--target-lsn", &lsn]).unwrap();
     assert_eq!(ids_in(&d), vec![0, 1, 2, 3], "{r}");
 
     // Latest: everything archived.
     let d = dir.path().join("latest");
-    let r = restore(&[&s3, &local], k, &d, free_port(), &[]).unwrap();
+    let r = restore_dir(&[&s3, &local], k, &d, free_port(), &[]).unwrap();
     assert_eq!(
         time(&r["recovered"]["last_commit_time"]),
         time(&last.as_str().into()),
@@ -204,14 +153,14 @@ fn restore_to_a_time_an_lsn_and_latest_and_a_corrupted_segment_fails() {
     // Before the first base backup: a clear error naming the flag, nothing unpacked.
     let d = dir.path().join("too-early");
     let early = before_any_base.to_rfc3339();
-    let err = restore(&[&s3], k, &d, free_port(), &["--target-time", &early]).unwrap_err();
+    let err = restore_dir(&[&s3], k, &d, free_port(), &["--target-time", &early]).unwrap_err();
     assert!(
         err.contains("--target-time") && err.contains("before"),
         "{err}"
     );
     assert!(!d.exists());
     // A non-empty directory is refused.
-    let err = restore(&[&s3], k, dir.path(), free_port(), &[]).unwrap_err();
+    let err = restore_dir(&[&s3], k, dir.path(), free_port(), &[]).unwrap_err();
     assert!(
         err.contains("--data-dir") && err.contains("not empty"),
         "{err}"
@@ -225,7 +174,7 @@ fn restore_to_a_time_an_lsn_and_latest_and_a_corrupted_segment_fails() {
     obj[n / 2] ^= 0x01;
     s3_put(&s3, &key, obj);
     let d = dir.path().join("corrupt");
-    let err = restore(&[&s3], k, &d, free_port(), &[]).unwrap_err();
+    let err = restore_dir(&[&s3], k, &d, free_port(), &[]).unwrap_err();
     assert!(
         err.contains(&tail) && err.contains("could not be restored"),
         "{err}"
@@ -240,7 +189,7 @@ fn the_promoted_server_archives_a_new_timeline_and_a_second_restore_follows_it()
     give_to_postgres(&keys);
     let k = keys.to_str().unwrap();
     let s3 = bucket("us-east-1");
-    let c = Cluster::start(dir.path(), std::slice::from_ref(&s3), &keys);
+    let c = Cluster::archiving(dir.path(), std::slice::from_ref(&s3), &keys);
     c.psql(
         "create table t (id bigint primary key, at timestamptz not null default clock_timestamp())",
     );
@@ -253,7 +202,7 @@ fn the_promoted_server_archives_a_new_timeline_and_a_second_restore_follows_it()
 
     let d = dir.path().join("new-primary");
     let port = free_port();
-    let r = restore(&[&s3], k, &d, port, &["--keep-running"]).unwrap();
+    let r = restore_dir(&[&s3], k, &d, port, &["--keep-running"]).unwrap();
     assert_eq!(r["running"], true);
     assert_eq!(r["recovered"]["timeline"], 2);
     let p = Cluster::running_at(&d, port);
@@ -271,11 +220,11 @@ fn the_promoted_server_archives_a_new_timeline_and_a_second_restore_follows_it()
 
     // A second point-in-time restore, onto the new timeline.
     let d2 = dir.path().join("second");
-    let r = restore(&[&s3], k, &d2, free_port(), &["--target-time", &t5]).unwrap();
+    let r = restore_dir(&[&s3], k, &d2, free_port(), &["--target-time", &t5]).unwrap();
     assert_eq!(r["recovered"]["timeline"], 3, "{r}");
     assert_eq!(ids_in(&d2), vec![1, 2, 3, 4, 5]);
     let d3 = dir.path().join("third");
-    restore(&[&s3], k, &d3, free_port(), &[]).unwrap();
+    restore_dir(&[&s3], k, &d3, free_port(), &[]).unwrap();
     assert_eq!(ids_in(&d3), vec![1, 2, 3, 4, 5, 6]);
 }
 
@@ -288,7 +237,7 @@ fn a_base_backup_is_refused_while_archiving_fails() {
     let unwritable = dir.path().join("root-only");
     std::fs::create_dir(&unwritable).unwrap();
     let dest = format!("file://{}", unwritable.display());
-    let c = Cluster::start(dir.path(), std::slice::from_ref(&dest), &keys);
+    let c = Cluster::archiving(dir.path(), std::slice::from_ref(&dest), &keys);
     c.psql("create table t (id int)");
     let seg = c.psql("select pg_walfile_name(pg_current_wal_lsn())");
     c.psql("select pg_switch_wal()");
@@ -297,7 +246,10 @@ fn a_base_backup_is_refused_while_archiving_fails() {
         assert!(t0.elapsed().as_secs() < 30, "archiving never failed");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let err = fails(&base_backup_run(&c, &[&dest], keys.to_str().unwrap()));
+    let err = c
+        .base_backup(&[&dest], keys.to_str().unwrap())
+        .json()
+        .fails();
     assert!(
         err.contains("archive_command is failing") && err.contains(&seg),
         "{err}"
@@ -329,7 +281,7 @@ fn the_recovery_window_restores_at_both_ends_and_retention_keeps_the_wal_kept_ba
     let k = keys.to_str().unwrap();
     let local = shared_file_dest(dir.path(), "archive");
     let archive = dir.path().join("archive");
-    let c = Cluster::start(dir.path(), std::slice::from_ref(&local), &keys);
+    let c = Cluster::archiving(dir.path(), std::slice::from_ref(&local), &keys);
     c.psql(
         "create table t (id bigint primary key, at timestamptz not null default clock_timestamp())",
     );
@@ -365,7 +317,7 @@ fn the_recovery_window_restores_at_both_ends_and_retention_keeps_the_wal_kept_ba
     // Its start: base backup A, nothing after it.
     let d = dir.path().join("window-start");
     let from = w.from.to_rfc3339();
-    let r = restore(&[&local], k, &d, free_port(), &["--target-time", &from]).unwrap();
+    let r = restore_dir(&[&local], k, &d, free_port(), &["--target-time", &from]).unwrap();
     assert_eq!(r["backup_id"], a.as_str(), "{r}");
     assert_eq!(ids_in(&d), vec![0, 1]);
     // What a RestoreRequest's Job runs: the same restore with checks on the
@@ -382,7 +334,7 @@ fn the_recovery_window_restores_at_both_ends_and_retention_keeps_the_wal_kept_ba
             "--report-file",
             rf,
         ];
-        restore(&[&local], k, &d, free_port(), &args)
+        restore_dir(&[&local], k, &d, free_port(), &args)
     };
     checked("window-start-checked", "select count(*) = 2 from t").unwrap();
     let summary: lifeboat::controller::restore_jobs::RecoverSummary =
@@ -411,7 +363,7 @@ fn the_recovery_window_restores_at_both_ends_and_retention_keeps_the_wal_kept_ba
     // Its end: past the last commit, so the archive's end is the state then.
     let d = dir.path().join("window-end");
     let to = w.to.to_rfc3339();
-    let r = restore(&[&local], k, &d, free_port(), &["--target-time", &to]).unwrap();
+    let r = restore_dir(&[&local], k, &d, free_port(), &["--target-time", &to]).unwrap();
     assert_eq!(r["backup_id"], b.as_str(), "{r}");
     assert_eq!(r["ended_before_target"], true, "{r}");
     assert_eq!(ids_in(&d), vec![0, 1, 2, 3, 4, 5]);
@@ -443,6 +395,6 @@ fn the_recovery_window_restores_at_both_ends_and_retention_keeps_the_wal_kept_ba
     );
     assert!(after.contains(&format!("{b_start}.lbk")), "{after:?}");
     let d = dir.path().join("after-prune");
-    restore(&[&local], k, &d, free_port(), &[]).unwrap();
+    restore_dir(&[&local], k, &d, free_port(), &[]).unwrap();
     assert_eq!(ids_in(&d), vec![0, 1, 2, 3, 4, 5]);
 }

@@ -27,7 +27,7 @@ use kube::Api;
 use lifeboat::api::{BackupPolicy, BackupRun, RestoreRequest};
 use lifeboat::controller::jobs::{backup_job, parse_job_result};
 use lifeboat::controller::metrics::Metrics;
-use lifeboat::controller::{run_controllers, Settings};
+use lifeboat::controller::Settings;
 use serde_json::{json, Value};
 use support::kubelet::*;
 use support::*;
@@ -193,13 +193,7 @@ async fn scenario(w: World, backup: lifeboat::controller::jobs::JobResult) {
         retry: Duration::from_millis(300),
         ..Settings::default()
     };
-    let task = tokio::spawn(run_controllers(
-        server.client(),
-        settings,
-        metrics.clone(),
-        "test".into(),
-        futures::future::pending(),
-    ));
+    let task = server.run_controllers(settings, metrics.clone());
     // The policy, created ten minutes ago (so its drill slot is due), with a
     // daily schedule that does not fall due during the test.
     let mut policy = serde_json::to_value(&w.policy).unwrap();
@@ -361,17 +355,15 @@ async fn scenario(w: World, backup: lifeboat::controller::jobs::JobResult) {
         "{m}"
     );
 
-    let policies: Api<BackupPolicy> = Api::namespaced(server.client(), NS);
-    policies
-        .patch(
+    server
+        .patch_policy(
+            NS,
             "orders",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"verification": {"restoreDrill": {
+            json!({"spec": {"verification": {"restoreDrill": {
                 "schedule": "* * * * *", "targetSecretRef": {"name": "restore-db"},
-                "checks": ["select count(*) = 500 from orders"]}}}})),
+                "checks": ["select count(*) = 500 from orders"]}}}}),
         )
-        .await
-        .unwrap();
+        .await;
     // The policy learns of the backup from its run.
     let runs: Api<BackupRun> = Api::namespaced(server.client(), NS);
     runs.create(&PostParams::default(), &run).await.unwrap();

@@ -14,24 +14,12 @@ fn backup_to_two_regions_and_restore_from_each_gives_the_same_database() {
     let west = bucket("eu-west-1");
     let local = format!("file://{}/bk", dir.path().display());
 
-    let report = ok(&lifeboat(&[
-        "backup",
-        "-d",
-        &src,
-        "--key-file",
-        keys.to_str().unwrap(),
-        "--to",
-        &east,
-        "--to",
-        &west,
-        "--to",
-        &local,
-        "--policy",
-        "orders",
-        "--tier",
-        "daily",
-        "--json",
-    ]));
+    let k = keys.to_str().unwrap();
+    let report = backup(&src, k, &[&east, &west, &local])
+        .opt("--policy", "orders")
+        .opt("--tier", "daily")
+        .json()
+        .ok();
     let id = report["backup_id"].as_str().unwrap().to_string();
     assert_eq!(report["destinations"].as_array().unwrap().len(), 3);
     assert!(report["destinations"]
@@ -57,19 +45,7 @@ fn backup_to_two_regions_and_restore_from_each_gives_the_same_database() {
     assert!(original.contains("all_bytes") && original.contains("orders_touch"));
     for from in [&east, &west, &local] {
         let target = unique("restored");
-        let r = ok(&lifeboat(&[
-            "restore",
-            "--from",
-            from,
-            "--key-file",
-            keys.to_str().unwrap(),
-            "--backup",
-            &id,
-            "--target-db",
-            &target,
-            "--create",
-            "--json",
-        ]));
+        let r = restore(&[from], k).id(&id).create(&target).json().ok();
         assert_eq!(r["destination"].as_str().unwrap(), from.as_str());
         assert_eq!(dump(&target), original, "restored from {from}");
         // large objects are in the data dump only with their contents
@@ -84,16 +60,11 @@ fn backup_to_two_regions_and_restore_from_each_gives_the_same_database() {
     }
 
     // `list` reads manifests alone and shows the point in both regions.
-    let listed = ok(&lifeboat(&[
-        "list",
-        "--from",
-        &east,
-        "--from",
-        &west,
-        "--key-file",
-        keys.to_str().unwrap(),
-        "--json",
-    ]));
+    let listed = Cli::new("list")
+        .each("--from", &[&east, &west])
+        .opt("--key-file", k)
+        .json()
+        .ok();
     let listed = listed.as_array().unwrap();
     assert_eq!(listed.len(), 2);
     for e in listed {
@@ -102,20 +73,7 @@ fn backup_to_two_regions_and_restore_from_each_gives_the_same_database() {
         assert_eq!(e["tier"], "daily");
         assert_eq!(e["verified"], true);
     }
-    let v = ok(&lifeboat(&[
-        "verify",
-        "--from",
-        &east,
-        "--from",
-        &west,
-        "--from",
-        &local,
-        "--key-file",
-        keys.to_str().unwrap(),
-        "--backup",
-        "all",
-        "--json",
-    ]));
+    let v = verify(&[&east, &west, &local], k).id("all").json().ok();
     assert_eq!(v["problems"], 0);
     assert_eq!(v["checks"].as_array().unwrap().len(), 3);
 }
@@ -124,6 +82,7 @@ fn backup_to_two_regions_and_restore_from_each_gives_the_same_database() {
 fn gzip_and_uncompressed_backups_restore_too() {
     let dir = tempfile::tempdir().unwrap();
     let keys = keyfile(dir.path(), "k");
+    let k = keys.to_str().unwrap();
     let src = create_db("gz");
     psql(
         &src,
@@ -131,31 +90,13 @@ fn gzip_and_uncompressed_backups_restore_too() {
     );
     for compression in ["gzip", "none"] {
         let dest = format!("file://{}/{compression}", dir.path().display());
-        ok(&lifeboat(&[
-            "backup",
-            "-d",
-            &src,
-            "--key-file",
-            keys.to_str().unwrap(),
-            "--to",
-            &dest,
-            "--compression",
-            compression,
-            "--no-globals",
-            "--json",
-        ]));
+        backup(&src, k, &[&dest])
+            .opt("--compression", compression)
+            .arg("--no-globals")
+            .json()
+            .ok();
         let target = unique("gzr");
-        ok(&lifeboat(&[
-            "restore",
-            "--from",
-            &dest,
-            "--key-file",
-            keys.to_str().unwrap(),
-            "--target-db",
-            &target,
-            "--create",
-            "--json",
-        ]));
+        restore(&[&dest], k).create(&target).json().ok();
         assert_eq!(dump(&target), dump(&src), "{compression}");
     }
 }
@@ -167,29 +108,12 @@ fn restore_refuses_a_non_empty_target_unless_clean() {
     let src = create_db("ne");
     psql(&src, "create table t as select 1 as a");
     let dest = format!("file://{}/bk", dir.path().display());
-    ok(&lifeboat(&[
-        "backup",
-        "-d",
-        &src,
-        "--key-file",
-        keys.to_str().unwrap(),
-        "--to",
-        &dest,
-        "--json",
-    ]));
+    let k = keys.to_str().unwrap();
+    backup(&src, k, &[&dest]).json().ok();
 
     let target = create_db("busy");
     psql(&target, "create table precious as select 42 as v");
-    let k = keys.to_str().unwrap();
-    let err = fails(&lifeboat(&[
-        "restore",
-        "--from",
-        &dest,
-        "--key-file",
-        k,
-        "--target-db",
-        &target,
-    ]));
+    let err = restore(&[&dest], k).into_db(&target).fails();
     assert!(
         err.contains("not empty") && err.contains("--clean"),
         "{err}"
@@ -197,31 +121,17 @@ fn restore_refuses_a_non_empty_target_unless_clean() {
     assert_eq!(psql(&target, "select v from precious"), "42", "untouched");
 
     let missing = unique("missing");
-    let err = fails(&lifeboat(&[
-        "restore",
-        "--from",
-        &dest,
-        "--key-file",
-        k,
-        "--target-db",
-        &missing,
-    ]));
+    let err = restore(&[&dest], k).into_db(&missing).fails();
     assert!(
         err.contains("does not exist") && err.contains("--create"),
         "{err}"
     );
 
-    ok(&lifeboat(&[
-        "restore",
-        "--from",
-        &dest,
-        "--key-file",
-        k,
-        "--target-db",
-        &target,
-        "--clean",
-        "--json",
-    ]));
+    restore(&[&dest], k)
+        .into_db(&target)
+        .arg("--clean")
+        .json()
+        .ok();
     assert_eq!(psql(&target, "select a from t"), "1");
 }
 
@@ -233,48 +143,22 @@ fn rotated_keys_still_restore_old_backups() {
     let src = create_db("rot");
     psql(&src, "create table t as select 'before rotation' as v");
     let dest = format!("file://{}/bk", dir.path().display());
-    let old = ok(&lifeboat(&[
-        "backup",
-        "-d",
-        &src,
-        "--key-file",
-        k,
-        "--to",
-        &dest,
-        "--json",
-    ]));
+    let old = backup(&src, k, &[&dest]).json().ok();
     ok(&lifeboat(&[
         "keygen", "--id", "2026-q4", "--out", k, "--add",
     ]));
     psql(&src, "update t set v = 'after rotation'");
-    let new = ok(&lifeboat(&[
-        "backup",
-        "-d",
-        &src,
-        "--key-file",
-        k,
-        "--to",
-        &dest,
-        "--json",
-    ]));
+    let new = backup(&src, k, &[&dest]).json().ok();
 
     let listed = ok(&lifeboat(&["list", "--from", &dest, "--json"]));
     assert_eq!(listed.as_array().unwrap().len(), 2);
     for (report, expect) in [(&old, "before rotation"), (&new, "after rotation")] {
         let target = unique("rotr");
-        ok(&lifeboat(&[
-            "restore",
-            "--from",
-            &dest,
-            "--key-file",
-            k,
-            "--backup",
-            report["backup_id"].as_str().unwrap(),
-            "--target-db",
-            &target,
-            "--create",
-            "--json",
-        ]));
+        restore(&[&dest], k)
+            .id(report["backup_id"].as_str().unwrap())
+            .create(&target)
+            .json()
+            .ok();
         assert_eq!(psql(&target, "select v from t"), expect);
     }
     let manifest = std::fs::read_to_string(format!(
@@ -301,30 +185,10 @@ fn latest_is_the_newest_backup_even_within_one_second() {
             &src,
             &format!("drop table if exists t; create table t as select {v} as v"),
         );
-        ok(&lifeboat(&[
-            "backup",
-            "-d",
-            &src,
-            "--key-file",
-            k,
-            "--to",
-            &dest,
-            "--no-globals",
-            "--json",
-        ]));
+        backup(&src, k, &[&dest]).arg("--no-globals").json().ok();
     }
     let target = unique("latestr");
-    ok(&lifeboat(&[
-        "restore",
-        "--from",
-        &dest,
-        "--key-file",
-        k,
-        "--target-db",
-        &target,
-        "--create",
-        "--json",
-    ]));
+    restore(&[&dest], k).create(&target).json().ok();
     assert_eq!(psql(&target, "select v from t"), "3");
 }
 
@@ -343,49 +207,24 @@ fn globals_recreate_missing_roles_so_owners_and_grants_come_back() {
         ),
     );
     let dest = format!("file://{}/bk", dir.path().display());
-    ok(&lifeboat(&[
-        "backup",
-        "-d",
-        &src,
-        "--key-file",
-        k,
-        "--to",
-        &dest,
-        "--json",
-    ]));
+    backup(&src, k, &[&dest]).json().ok();
     // The server loses the role (think: a fresh server after the disaster).
     psql("postgres", &format!("drop database {src}"));
     psql("postgres", &format!("drop role {role}"));
 
     // Without the globals pg_restore cannot set the owner and the restore fails whole.
     let target = unique("globr");
-    let err = fails(&lifeboat(&[
-        "restore",
-        "--from",
-        &dest,
-        "--key-file",
-        k,
-        "--target-db",
-        &target,
-        "--create",
-    ]));
+    let err = restore(&[&dest], k).create(&target).fails();
     assert!(
         err.contains(&role) && err.contains("does not exist"),
         "{err}"
     );
 
-    ok(&lifeboat(&[
-        "restore",
-        "--from",
-        &dest,
-        "--key-file",
-        k,
-        "--target-db",
-        &target,
-        "--create",
-        "--globals",
-        "--json",
-    ]));
+    restore(&[&dest], k)
+        .create(&target)
+        .arg("--globals")
+        .json()
+        .ok();
     assert_eq!(
         psql(
             &target,

@@ -167,30 +167,21 @@ fn the_runbook_restores_from_the_bucket_and_the_key_alone() {
     let with_creds = |url: &str| format!("{url}&credentials={}", creds.display());
     let src = create_db("runbook");
     fill_rich(&src);
-    let backup = |label: &str| -> String {
-        let o = lifeboat(&[
-            "backup",
-            "-d",
-            &src,
-            "--key-file",
-            key.to_str().unwrap(),
-            "--to",
-            &primary,
-            "--to",
-            &secondary,
-            "--json",
-        ]);
-        let id = ok(&o)["backup_id"].as_str().unwrap().to_string();
+    let take_backup = |label: &str| -> String {
+        let r = backup(&src, key.to_str().unwrap(), &[&primary, &secondary])
+            .json()
+            .ok();
+        let id = r["backup_id"].as_str().unwrap().to_string();
         assert!(!id.is_empty(), "{label}");
         id
     };
-    let first = backup("first");
+    let first = take_backup("first");
     let first_dump = dump(&src);
     psql(
         &src,
         "insert into sales.orders (customer) values ('after the first backup')",
     );
-    let second = backup("second");
+    let second = take_backup("second");
     let second_dump = dump(&src);
     // The newest backup's data object is damaged in the second region.
     let data_key = s3_keys(&secondary)

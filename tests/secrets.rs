@@ -58,8 +58,9 @@ fn secrets_stay_out_of_argv_environment_logs_and_errors() {
     let k = keys.to_str().unwrap();
     let pw = pwfile.to_str().unwrap();
 
-    let run = |args: &[&str]| {
-        let mut child = lifeboat_cmd(args)
+    let run = |cli: Cli| {
+        let mut child = cli
+            .cmd()
             .env("LIFEBOAT_LOG", "trace")
             .env("PGPASSWORD", "") // nothing inherited by accident
             .stdout(Stdio::piped())
@@ -93,20 +94,9 @@ fn secrets_stay_out_of_argv_environment_logs_and_errors() {
         )
     };
 
-    let (status, out, err, seen, leaks) = run(&[
-        "backup",
-        "--user",
-        "lifeboat_pw",
-        "--password-file",
-        pw,
-        "-d",
-        &db,
-        "--key-file",
-        k,
-        "--to",
-        &s3,
-        "--json",
-    ]);
+    let as_pw_role = |cli: Cli| cli.opt("--user", "lifeboat_pw").opt("--password-file", pw);
+    let backup_db = || as_pw_role(backup(&db, k, &[&s3]));
+    let (status, out, err, seen, leaks) = run(backup_db().json());
     assert!(status.success(), "{err}");
     assert!(
         seen.contains("pg_dump") && seen.contains("lifeboat"),
@@ -129,22 +119,10 @@ fn secrets_stay_out_of_argv_environment_logs_and_errors() {
         "postgres",
         &format!("create database {target} owner lifeboat_pw"),
     );
-    let (status, out, err, seen, leaks) = run(&[
-        "restore",
-        "--user",
-        "lifeboat_pw",
-        "--password-file",
-        pw,
-        "--from",
-        &s3,
-        "--key-file",
-        k,
-        "--target-db",
-        &target,
-        "--maintenance-db",
-        &target,
-        "--json",
-    ]);
+    let (status, out, err, seen, leaks) = run(as_pw_role(restore(&[&s3], k))
+        .into_db(&target)
+        .opt("--maintenance-db", &target)
+        .json());
     assert!(status.success(), "{err}");
     assert!(seen.contains("pg_restore"), "{seen:?}");
     assert!(leaks.is_empty(), "{leaks:?}");
@@ -157,20 +135,7 @@ fn secrets_stay_out_of_argv_environment_logs_and_errors() {
 
     // Errors: a wrong password and a damaged key file do not echo secrets.
     std::fs::write(&pwfile, "not-the-password\n").unwrap();
-    let o = lifeboat(&[
-        "backup",
-        "--user",
-        "lifeboat_pw",
-        "--password-file",
-        pw,
-        "-d",
-        &db,
-        "--key-file",
-        k,
-        "--to",
-        &s3,
-    ]);
-    let e = fails(&o);
+    let e = backup_db().fails();
     assert!(!e.contains("not-the-password"), "{e}");
     let broken = dir.path().join("broken-keys");
     std::fs::write(
@@ -178,13 +143,10 @@ fn secrets_stay_out_of_argv_environment_logs_and_errors() {
         format!("LIFEBOAT-KEY-1 k1 {}x\n", &key_material[..20]),
     )
     .unwrap();
-    let e = fails(&lifeboat(&[
-        "list",
-        "--from",
-        &s3,
-        "--key-file",
-        broken.to_str().unwrap(),
-    ]));
+    let e = Cli::new("list")
+        .opt("--from", &s3)
+        .opt("--key-file", broken.to_str().unwrap())
+        .fails();
     assert!(
         e.contains("line 1") && !e.contains(&key_material[..20]),
         "{e}"

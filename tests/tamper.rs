@@ -24,27 +24,10 @@ fn fixture() -> Fixture {
     psql(&src, "create extension if not exists pgcrypto; create table t as select i, gen_random_bytes(600) r from generate_series(1, 1000) i");
     let root = dir.path().join("good");
     let url = format!("file://{}", root.display());
-    let a = ok(&lifeboat(&[
-        "backup",
-        "-d",
-        &src,
-        "--key-file",
-        keys.to_str().unwrap(),
-        "--to",
-        &url,
-        "--json",
-    ]));
+    let backup_json = || backup(&src, keys.to_str().unwrap(), &[&url]).json().ok();
+    let a = backup_json();
     psql(&src, "insert into t values (0, 'x')");
-    let b = ok(&lifeboat(&[
-        "backup",
-        "-d",
-        &src,
-        "--key-file",
-        keys.to_str().unwrap(),
-        "--to",
-        &url,
-        "--json",
-    ]));
+    let b = backup_json();
     Fixture {
         root,
         keys,
@@ -77,24 +60,9 @@ fn check(f: &Fixture, case: &str, damage: impl Fn(&Path), expect: &[&str]) {
     let url = format!("file://{}", root.display());
     let k = f.keys.to_str().unwrap();
 
-    let err = fails(&lifeboat(&[
-        "verify",
-        "--from",
-        &url,
-        "--key-file",
-        k,
-        "--backup",
-        &f.id,
-    ]));
-    let out = stdout(&lifeboat(&[
-        "verify",
-        "--from",
-        &url,
-        "--key-file",
-        k,
-        "--backup",
-        &f.id,
-    ]));
+    let verify_it = verify(&[&url], k).id(&f.id);
+    let err = verify_it.fails();
+    let out = stdout(&verify_it.output());
     let said = format!("{err}\n{out}");
     for e in expect {
         assert!(said.contains(e), "{case}: verify said {said}");
@@ -102,17 +70,7 @@ fn check(f: &Fixture, case: &str, damage: impl Fn(&Path), expect: &[&str]) {
 
     // An empty database must stay empty: nothing is loaded from a bad object.
     let target = create_db("victim");
-    let err = fails(&lifeboat(&[
-        "restore",
-        "--from",
-        &url,
-        "--key-file",
-        k,
-        "--backup",
-        &f.id,
-        "--target-db",
-        &target,
-    ]));
+    let err = restore(&[&url], k).id(&f.id).into_db(&target).fails();
     assert!(!err.contains("restore complete"), "{case}: {err}");
     assert_eq!(
         psql(&target, "select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'public'"),
@@ -214,15 +172,7 @@ fn every_kind_of_damage_is_caught() {
 
     // The untouched copy still verifies and restores.
     let url = format!("file://{}", f.root.display());
-    ok(&lifeboat(&[
-        "verify",
-        "--from",
-        &url,
-        "--key-file",
-        f.keys.to_str().unwrap(),
-        "--backup",
-        "all",
-    ]));
+    verify(&[&url], f.keys.to_str().unwrap()).id("all").ok();
 }
 
 #[test]
@@ -231,26 +181,13 @@ fn a_wrong_key_names_the_key_id_it_needs() {
     let url = format!("file://{}", f.root.display());
     let dir = tempfile::tempdir().unwrap();
     let other = keyfile(dir.path(), "k2");
-    let err = fails(&lifeboat(&[
-        "restore",
-        "--from",
-        &url,
-        "--key-file",
-        other.to_str().unwrap(),
-        "--target-db",
-        &unique("wk"),
-        "--create",
-    ]));
+    let err = restore(&[&url], other.to_str().unwrap())
+        .create(&unique("wk"))
+        .fails();
     assert!(err.contains("\"k1\"") && err.contains("k2"), "{err}");
     // Same id, other key material.
     let same_id = keyfile(dir.path(), "k1");
-    let err = fails(&lifeboat(&[
-        "verify",
-        "--from",
-        &url,
-        "--key-file",
-        same_id.to_str().unwrap(),
-    ]));
+    let err = verify(&[&url], same_id.to_str().unwrap()).fails();
     assert!(
         err.contains("MAC") || err.contains("does not decrypt"),
         "{err}"
@@ -269,18 +206,7 @@ fn restore_falls_back_to_the_next_destination() {
     );
     let east = bucket("us-east-1");
     let west = bucket("eu-west-1");
-    let r = ok(&lifeboat(&[
-        "backup",
-        "-d",
-        &src,
-        "--key-file",
-        k,
-        "--to",
-        &east,
-        "--to",
-        &west,
-        "--json",
-    ]));
+    let r = backup(&src, k, &[&east, &west]).json().ok();
     let id = r["backup_id"].as_str().unwrap();
     // Corrupt east's copy in the bucket.
     let key = format!("prod/orders/backups/{id}/db-0.lbk");
@@ -289,25 +215,14 @@ fn restore_falls_back_to_the_next_destination() {
     b[n / 2] ^= 0x10;
     s3_put(&east, &key, b);
 
-    let err = fails(&lifeboat(&["verify", "--from", &east, "--key-file", k]));
+    let err = verify(&[&east], k).fails();
     assert!(err.contains("db-0.lbk"), "{err}");
     let unreachable = "s3://gone/x?region=us-east-1&endpoint=http://127.0.0.1:9";
     let target = unique("fbr");
-    let rep = ok(&lifeboat(&[
-        "restore",
-        "--from",
-        unreachable,
-        "--from",
-        &east,
-        "--from",
-        &west,
-        "--key-file",
-        k,
-        "--target-db",
-        &target,
-        "--create",
-        "--json",
-    ]));
+    let rep = restore(&[unreachable, &east, &west], k)
+        .create(&target)
+        .json()
+        .ok();
     assert_eq!(rep["destination"].as_str().unwrap(), west);
     let failed = rep["failed_attempts"].as_array().unwrap();
     assert_eq!(failed.len(), 2, "{failed:?}");

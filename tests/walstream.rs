@@ -6,7 +6,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::walcluster::*;
+use support::cluster::*;
 use support::*;
 
 /// A running `lifeboat wal-stream`, its log in a file.
@@ -18,7 +18,7 @@ struct Stream {
 }
 
 impl Stream {
-    fn start(c: &WalCluster, root: &Path, to: &[&str], key: &Path, delay: &str) -> Stream {
+    fn start(c: &Cluster, root: &Path, to: &[&str], key: &Path, delay: &str) -> Stream {
         let log = root.join(format!("{}.log", unique("wal-stream")));
         let http = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -90,7 +90,7 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Durat
     t0.elapsed()
 }
 
-fn slot_active(c: &WalCluster) -> bool {
+fn slot_active(c: &Cluster) -> bool {
     c.psql("select count(*) from pg_replication_slots where slot_name = 'lifeboat' and active")
         == "1"
 }
@@ -119,7 +119,7 @@ fn fetch(name: &str, from: &str, key: &Path, dir: &Path) -> Option<Vec<u8>> {
     }
 }
 
-fn lsn_offset_in_segment(c: &WalCluster, lsn_sql: &str) -> usize {
+fn lsn_offset_in_segment(c: &Cluster, lsn_sql: &str) -> usize {
     c.psql(&format!(
         "select ({lsn_sql} - '0/0'::pg_lsn)::numeric % (16*1024*1024)"
     ))
@@ -134,7 +134,7 @@ fn segments_and_the_partial_reach_every_destination_and_survive_a_kill() {
     let key = keyfile(root, "k");
     let local = format!("file://{}/archive", root.display());
     let s3 = bucket("eu-west-1");
-    let mut c = WalCluster::init(root, "pg");
+    let mut c = Cluster::init(root, "pg");
     c.start();
     let mut stream = Stream::start(&c, root, &[&local, &s3], &key, "2s");
     wait_for(
@@ -298,30 +298,15 @@ fn segments_and_the_partial_reach_every_destination_and_survive_a_kill() {
 /// Restores the newest state with `lifeboat restore --data-dir` (latest):
 /// the newest base backup, the archive replayed to its end, promoted and
 /// stopped; then started here to be read.
-fn restore_latest(root: &Path, from: &[&str], key: &Path) -> WalCluster {
+fn restore_latest(root: &Path, from: &[&str], key: &Path) -> Cluster {
     let dir = root.join("restored");
     give_to_postgres(&dir);
     let data = dir.join("data");
-    let port = free_port().to_string();
-    let mut args = vec!["restore"];
-    for f in from {
-        args.extend(["--from", f]);
-    }
-    args.extend([
-        "--key-file",
-        key.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--run-as",
-        "postgres",
-        "--user",
-        "postgres",
-        "--server-port",
-        &port,
-        "--json",
-    ]);
-    ok(&lifeboat(&args));
-    let mut c = WalCluster::at(data);
+    restore(from, key.to_str().unwrap())
+        .data_dir(&data, free_port())
+        .json()
+        .ok();
+    let mut c = Cluster::at(&data);
     c.start();
     c
 }
@@ -375,21 +360,16 @@ fn rpo_drill(label: &str, archiver: Archiver, run: Duration) -> (f64, u32) {
     let root = dir.path();
     let key = keyfile(root, "k");
     // archive_command and restore_command run as the postgres user.
-    run_ok(Command::new("chown").arg("postgres").arg(&key));
-    let local = format!("file://{}/archive", root.display());
-    give_to_postgres(&root.join("archive"));
+    give_to_postgres(&key);
+    let local = shared_file_dest(root, "archive");
     let s3 = bucket("us-east-1");
-    let mut c = WalCluster::init(root, "pg");
+    let mut c = Cluster::init(root, "pg");
     if let Archiver::Push { archive_timeout } = archiver {
-        let cmd = format!(
-            "{} wal-push %p --to \"{s3}\" --to \"{local}\" --key-file {} --log warn",
-            bin(),
-            key.display()
+        c.archive_to(
+            &[s3.clone(), local.clone()],
+            &key,
+            &[&format!("archive_timeout = '{archive_timeout}'")],
         );
-        c.conf(&format!(
-            "archive_mode = on\narchive_timeout = '{archive_timeout}'\narchive_command = '{}'",
-            cmd.replace('\'', "''")
-        ));
     }
     c.start();
     c.psql("create table rpo (id bigserial primary key, ts timestamptz not null)");
@@ -406,19 +386,9 @@ fn rpo_drill(label: &str, archiver: Archiver, run: Duration) -> (f64, u32) {
         Archiver::Push { .. } => None,
     };
     // The base backup, through lifeboat into the same destinations.
-    let mut args: Vec<String> = vec!["backup".into(), "--method".into(), "physical".into()];
-    args.extend(c.conn_args());
-    for t in [&s3, &local] {
-        args.extend(["--to".into(), t.to_string()]);
-    }
-    args.extend([
-        "--key-file".into(),
-        key.display().to_string(),
-        "--json".into(),
-    ]);
-    ok(&lifeboat(
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-    ));
+    c.base_backup(&[&s3, &local], key.to_str().unwrap())
+        .json()
+        .ok();
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writing = writer(c.port, stop.clone());

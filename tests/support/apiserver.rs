@@ -163,6 +163,37 @@ impl ApiServer {
         std::fs::write(path, text).unwrap();
     }
 
+    /// lifeboat's controllers run against this server until the task is
+    /// aborted, counting into `metrics`.
+    pub fn run_controllers(
+        &self,
+        settings: lifeboat::controller::Settings,
+        metrics: Arc<lifeboat::controller::metrics::Metrics>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(lifeboat::controller::run_controllers(
+            self.client(),
+            settings,
+            metrics,
+            "test".into(),
+            futures::future::pending(),
+        ))
+    }
+
+    /// A JSON merge patch of the BackupPolicy `ns/name` through the API,
+    /// as `kubectl patch --type merge` would send it.
+    pub async fn patch_policy(&self, ns: &str, name: &str, patch: Value) {
+        let policies: kube::Api<lifeboat::api::BackupPolicy> =
+            kube::Api::namespaced(self.client(), ns);
+        policies
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(patch),
+            )
+            .await
+            .unwrap();
+    }
+
     /// Waits until `check` returns `Some`, re-checking on every change of
     /// the store (no fixed sleeps). Panics with `what` after `timeout`.
     pub async fn wait_for<T>(

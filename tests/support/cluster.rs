@@ -1,14 +1,28 @@
 //! A private PostgreSQL 15 cluster for one test: its own data directory,
 //! socket directory and port, run as the `postgres` user (PostgreSQL refuses
-//! root), with WAL archived by `lifeboat wal-push` to the given destinations.
-//! Stopped (immediate) when dropped.
+//! root). For tests that archive WAL, kill the server, read its pg_wal or
+//! restore a data directory: the shared server that scripts/test.sh starts
+//! must never be harmed, so these tests use their own. Stopped (immediate)
+//! when dropped.
 
-use super::{bin, pg_bin, unique};
+use super::{bin, cli::Cli, pg_bin, unique};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 pub const OS_USER: &str = "postgres";
+
+/// Settings every private cluster starts with (in postgresql.conf, so a
+/// base backup carries them to the restored server): TCP on loopback too,
+/// commit timestamps for point-in-time targets, no fsync.
+const SETTINGS: &str = "
+listen_addresses = '127.0.0.1'
+wal_level = replica
+max_wal_senders = 10
+track_commit_timestamp = on
+fsync = off
+full_page_writes = off
+";
 
 /// uid and gid of the `postgres` user.
 pub fn postgres_ids() -> (u32, u32) {
@@ -16,16 +30,27 @@ pub fn postgres_ids() -> (u32, u32) {
     lifeboat::recovery::passwd_ids(&passwd, OS_USER).expect("a postgres user (scripts/testbed.sh)")
 }
 
-/// Hands a path to the postgres user (a key file its archive_command reads).
+/// Hands a file or directory (created when missing) and what it holds to
+/// the postgres user, and lets it enter the directory above.
 pub fn give_to_postgres(path: &Path) {
+    if !path.exists() {
+        std::fs::create_dir_all(path).unwrap();
+    }
     let (uid, gid) = postgres_ids();
-    std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
+    run_ok(
+        Command::new("chown")
+            .arg("-R")
+            .arg(format!("{uid}:{gid}"))
+            .arg(path),
+    );
+    if let Some(parent) = path.parent() {
+        run_ok(Command::new("chmod").arg("755").arg(parent));
+    }
 }
 
 /// A `file://` destination the archive_command (run as postgres) can write.
 pub fn shared_file_dest(root: &Path, name: &str) -> String {
     let dir = root.join(name);
-    std::fs::create_dir(&dir).unwrap();
     give_to_postgres(&dir);
     format!("file://{}", dir.display())
 }
@@ -38,6 +63,7 @@ pub fn shared_tempdir() -> tempfile::TempDir {
     dir
 }
 
+/// A loopback port nobody listens on now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -46,22 +72,24 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn as_postgres(tool: &str) -> Command {
+/// A PostgreSQL tool run as the postgres user, keeping this environment
+/// (the S3 settings a restore_command needs).
+pub fn as_postgres(tool: &str) -> Command {
     let mut c = Command::new("runuser");
     c.args(["-u", OS_USER, "--"]).arg(pg_bin().join(tool));
     c
 }
 
 #[track_caller]
-fn run(mut c: Command) -> String {
-    let out = c.output().expect("runs");
+pub fn run_ok(c: &mut Command) -> Output {
+    let o = c.output().expect("command runs");
     assert!(
-        out.status.success(),
+        o.status.success(),
         "{c:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    o
 }
 
 pub struct Cluster {
@@ -69,84 +97,119 @@ pub struct Cluster {
     /// Socket directory (the host for libpq).
     pub socket: PathBuf,
     pub port: u16,
+    log: PathBuf,
 }
 
 impl Cluster {
-    /// initdb + start, archiving every WAL file to `archive_to` with `key_file`.
-    pub fn start(root: &Path, archive_to: &[String], key_file: &Path) -> Cluster {
-        let home = root.join(unique("pg"));
-        std::fs::create_dir(&home).unwrap();
+    /// initdb in `root/<name>` (trust auth, replication allowed by initdb's
+    /// defaults) with [`SETTINGS`]; not started.
+    pub fn init(root: &Path, name: &str) -> Cluster {
+        let home = root.join(name);
         give_to_postgres(&home);
-        give_to_postgres(key_file);
         let data = home.join("data");
-        let mut init = as_postgres("initdb");
-        init.arg("-D")
-            .arg(&data)
-            .args(["-U", "postgres", "-A", "trust", "--no-sync"]);
-        run(init);
-        let mut archive = format!(
-            "'{}' wal-push %p --key-file '{}'",
-            bin(),
-            key_file.display()
+        run_ok(
+            as_postgres("initdb")
+                .args(["-U", OS_USER, "-A", "trust", "--no-sync", "-D"])
+                .arg(&data),
         );
-        for to in archive_to {
-            archive.push_str(&format!(" --to '{to}'"));
-        }
-        let port = free_port();
-        let conf = format!(
-            "\nport = {port}\nlisten_addresses = ''\nunix_socket_directories = '{home}'\n\
-             wal_level = replica\narchive_mode = on\narchive_command = '{}'\n\
-             track_commit_timestamp = on\nfsync = off\nfull_page_writes = off\n",
-            archive.replace('\'', "''"),
-            home = home.display()
-        );
-        let path = data.join("postgresql.conf");
-        let mut text = std::fs::read_to_string(&path).unwrap();
-        text.push_str(&conf);
-        std::fs::write(&path, text).unwrap();
         let c = Cluster {
-            socket: home.clone(),
             data,
-            port,
+            socket: home.clone(),
+            port: free_port(),
+            log: home.join("server.log"),
         };
-        c.pg_ctl("start");
+        c.conf(SETTINGS);
         c
+    }
+
+    /// initdb + start, archiving every WAL file to `archive_to` with
+    /// `key_file` (lifeboat wal-push as archive_command).
+    pub fn archiving(root: &Path, archive_to: &[String], key_file: &Path) -> Cluster {
+        let mut c = Cluster::init(root, &unique("pg"));
+        c.archive_to(archive_to, key_file, &[]);
+        c.start();
+        c
+    }
+
+    /// A data directory that already exists (a restored base backup), not
+    /// running: its socket and log go in it.
+    pub fn at(data: &Path) -> Cluster {
+        Cluster {
+            data: data.to_path_buf(),
+            socket: data.to_path_buf(),
+            port: free_port(),
+            log: data.join("server.log"),
+        }
     }
 
     /// A server that `lifeboat restore --keep-running` left running: its
     /// socket is in its data directory.
     pub fn running_at(data: &Path, port: u16) -> Cluster {
-        Cluster {
-            data: data.to_path_buf(),
-            socket: data.to_path_buf(),
-            port,
+        let mut c = Cluster::at(data);
+        c.port = port;
+        c
+    }
+
+    /// Appends settings to postgresql.conf (read at the next start).
+    pub fn conf(&self, lines: &str) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.data.join("postgresql.conf"))
+            .unwrap();
+        writeln!(f, "{lines}").unwrap();
+    }
+
+    /// archive_mode on, archive_command `lifeboat wal-push` to `to` with
+    /// `key_file` (handed to postgres), and `more` settings.
+    pub fn archive_to(&self, to: &[String], key_file: &Path, more: &[&str]) {
+        give_to_postgres(key_file);
+        let mut cmd = format!(
+            "'{}' wal-push %p --key-file '{}'",
+            bin(),
+            key_file.display()
+        );
+        for t in to {
+            cmd.push_str(&format!(" --to '{t}'"));
         }
+        self.conf(&format!(
+            "archive_mode = on\narchive_command = '{}'\n{}",
+            cmd.replace('\'', "''"),
+            more.join("\n")
+        ));
     }
 
-    fn pg_ctl(&self, what: &str) {
-        let mut c = as_postgres("pg_ctl");
-        c.arg("-D")
+    /// Starts it on a new free port with `-o` `extra` server options.
+    pub fn start_with(&mut self, extra: &str) {
+        self.port = free_port();
+        let opts = format!("-p {} -k {} {extra}", self.port, self.socket.display());
+        let o = as_postgres("pg_ctl")
+            .arg("-D")
             .arg(&self.data)
-            .args(["-w", "-l"])
-            .arg(self.data.join("server.log"))
-            .args(["-m", "fast", what]);
-        run(c);
+            .arg("-l")
+            .arg(&self.log)
+            .args(["-w", "-t", "120", "-o", &opts, "start"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "pg_ctl start: {}", self.server_log());
     }
 
+    pub fn start(&mut self) {
+        self.start_with("");
+    }
+
+    /// A fast shutdown, waited for.
     pub fn stop(&self) {
-        self.pg_ctl("stop");
+        run_ok(
+            as_postgres("pg_ctl")
+                .arg("-D")
+                .arg(&self.data)
+                .args(["-w", "-m", "fast", "stop"]),
+        );
     }
 
-    /// Connection flags for `lifeboat backup`.
-    pub fn conn_args(&self) -> Vec<String> {
-        vec![
-            "--host".into(),
-            self.socket.display().to_string(),
-            "--port".into(),
-            self.port.to_string(),
-            "--user".into(),
-            "postgres".into(),
-        ]
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     #[track_caller]
@@ -154,10 +217,35 @@ impl Cluster {
         psql_at(&self.socket, self.port, sql)
     }
 
+    /// `--host/--port/--user/--pg-bin` for lifeboat commands.
+    pub fn conn_args(&self) -> Vec<String> {
+        [
+            "--host",
+            self.socket.to_str().unwrap(),
+            "--port",
+            &self.port.to_string(),
+            "--user",
+            OS_USER,
+            "--pg-bin",
+            pg_bin().to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    /// `lifeboat backup --method physical` of this server to `to` with `key`.
+    pub fn base_backup(&self, to: &[&str], key: &str) -> Cli {
+        Cli::new("backup")
+            .opt("--method", "physical")
+            .args(self.conn_args())
+            .each("--to", to)
+            .opt("--key-file", key)
+    }
+
     /// Switches to a new WAL segment and waits until the one it closed is
     /// archived; returns that segment's name.
     pub fn switch_wal(&self) -> String {
-        let seg = self.psql("select pg_walfile_name(pg_current_wal_lsn())");
+        let seg = self.current_segment();
         self.psql("select pg_switch_wal()");
         self.wait_archived(&seg);
         seg
@@ -176,11 +264,65 @@ impl Cluster {
             assert!(
                 t0.elapsed() < Duration::from_secs(60),
                 "{name} not archived after 60 s (archived, failed: {row}); server log:\n{}",
-                std::fs::read_to_string(self.data.join("server.log")).unwrap_or_default()
+                self.server_log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+
+    /// The server's copy of a WAL file.
+    pub fn wal_file(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.data.join("pg_wal").join(name)).unwrap()
+    }
+
+    /// The WAL segment being written now.
+    pub fn current_segment(&self) -> String {
+        self.psql("select pg_walfile_name(pg_current_wal_lsn())")
+    }
+
+    /// kill -9 of the postmaster and every process it started, by their
+    /// ids: the server dies as in a node failure, nothing is flushed.
+    pub fn kill9(&self) {
+        let Ok(pidfile) = std::fs::read_to_string(self.data.join("postmaster.pid")) else {
+            return;
+        };
+        let pid = pidfile.lines().next().unwrap().trim().to_string();
+        let mut pids = children_of(&pid);
+        pids.push(pid);
+        let _ = Command::new("kill")
+            .arg("-9")
+            .args(&pids)
+            .stderr(std::process::Stdio::null())
+            .status();
+        // Wait until they are gone, so the data directory can be removed.
+        for _ in 0..100 {
+            if pids
+                .iter()
+                .all(|p| !Path::new(&format!("/proc/{p}")).exists())
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Ids of the processes whose parent is `pid` (from /proc/*/stat).
+fn children_of(pid: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid …": comm may hold spaces, so split after ')'.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        if rest.split_whitespace().nth(1) == Some(pid) {
+            out.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    out
 }
 
 impl Drop for Cluster {
@@ -189,7 +331,7 @@ impl Drop for Cluster {
             let _ = as_postgres("pg_ctl")
                 .arg("-D")
                 .arg(&self.data)
-                .args(["-m", "immediate", "stop"])
+                .args(["-m", "immediate", "-w", "stop"])
                 .output();
         }
     }
@@ -197,10 +339,12 @@ impl Drop for Cluster {
 
 #[track_caller]
 pub fn psql_at(socket: &Path, port: u16, sql: &str) -> String {
-    let mut c = Command::new(pg_bin().join("psql"));
-    c.args(super::PSQL_FLAGS)
-        .args(["-U", "postgres", "-h"])
-        .arg(socket)
-        .args(["-p", &port.to_string(), "-d", "postgres", "-c", sql]);
-    run(c)
+    let out = run_ok(
+        Command::new(pg_bin().join("psql"))
+            .args(super::PSQL_FLAGS)
+            .args(["-U", OS_USER, "-h"])
+            .arg(socket)
+            .args(["-p", &port.to_string(), "-d", "postgres", "-c", sql]),
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

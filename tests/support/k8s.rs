@@ -1,7 +1,7 @@
 //! Shared by the manifest and Helm tests: the repository root, the
 //! kubernetes-validate command, and the skip-or-fail rule for missing tools.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// The Kubernetes version manifests are validated against.
@@ -41,4 +41,54 @@ pub fn validator() -> Option<Vec<String>> {
         "kubernetes-validate is not installed (python3 -m pip install kubernetes-validate)",
     );
     None
+}
+
+/// `kubernetes-validate --strict` over `files`: it succeeds, says no ERROR
+/// or WARN, and passes `expected` documents.
+pub fn validate_files_strict(cmd: &[String], files: &[impl AsRef<Path>], expected: usize) {
+    let out = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .args(["--strict", "-k", K8S_VERSION])
+        .args(files.iter().map(AsRef::as_ref))
+        .output()
+        .expect("kubernetes-validate runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "kubernetes-validate failed:\n{text}");
+    assert!(
+        !text.contains("ERROR") && !text.contains("WARN"),
+        "kubernetes-validate:\n{text}"
+    );
+    assert_eq!(
+        text.matches(" passed for resource ").count(),
+        expected,
+        "every document validated:\n{text}"
+    );
+}
+
+/// A Role's or ClusterRole's rule: apiGroups, resources, verbs.
+pub type Rule = (Vec<String>, Vec<String>, Vec<String>);
+
+/// The rules of a Role or ClusterRole document.
+pub fn role_rules(role: &serde_json::Value) -> Vec<Rule> {
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default()
+    };
+    role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                strings(&r["apiGroups"]),
+                strings(&r["resources"]),
+                strings(&r["verbs"]),
+            )
+        })
+        .collect()
 }

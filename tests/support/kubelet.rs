@@ -134,17 +134,6 @@ pub fn execute(job: &Job, secrets: &Secrets, work: &Path) -> Ran {
     }
 }
 
-pub fn bucket_and_region(url: &str) -> (String, String) {
-    let u = url::Url::parse(url).unwrap();
-    let region = u
-        .query_pairs()
-        .find(|(k, _)| k == "region")
-        .unwrap()
-        .1
-        .into_owned();
-    (u.host_str().unwrap().to_string(), region)
-}
-
 /// A policy over two buckets of the test S3 server, a database with 500
 /// orders, and the fixture Secrets its Jobs reference.
 pub struct World {

@@ -3,10 +3,13 @@
 //! helpers to make databases, buckets and keys.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod cluster;
 pub mod k8s;
 pub mod kubelet;
-pub mod walcluster;
+
+#[allow(unused_imports)]
+pub use cli::{backup, restore, verify, Cli};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -177,7 +180,7 @@ pub fn bucket(region: &str) -> String {
 
 /// Keys of objects in an S3 destination made by `bucket`.
 pub fn s3_keys(url: &str) -> Vec<String> {
-    let (bucket, region) = parse_s3(url);
+    let (bucket, region) = bucket_and_region(url);
     let client = s3_client(&region);
     runtime().block_on(async {
         let out = client
@@ -194,7 +197,7 @@ pub fn s3_keys(url: &str) -> Vec<String> {
 }
 
 pub fn s3_incomplete_uploads(url: &str) -> Vec<String> {
-    let (bucket, region) = parse_s3(url);
+    let (bucket, region) = bucket_and_region(url);
     let client = s3_client(&region);
     runtime().block_on(async {
         let out = client
@@ -211,7 +214,7 @@ pub fn s3_incomplete_uploads(url: &str) -> Vec<String> {
 }
 
 pub fn s3_get(url: &str, key: &str) -> Vec<u8> {
-    let (bucket, region) = parse_s3(url);
+    let (bucket, region) = bucket_and_region(url);
     let client = s3_client(&region);
     runtime().block_on(async {
         let out = client
@@ -226,7 +229,7 @@ pub fn s3_get(url: &str, key: &str) -> Vec<u8> {
 }
 
 pub fn s3_put(url: &str, key: &str, data: Vec<u8>) {
-    let (bucket, region) = parse_s3(url);
+    let (bucket, region) = bucket_and_region(url);
     let client = s3_client(&region);
     runtime().block_on(async {
         client
@@ -240,7 +243,8 @@ pub fn s3_put(url: &str, key: &str, data: Vec<u8>) {
     });
 }
 
-fn parse_s3(url: &str) -> (String, String) {
+/// The bucket and region of an S3 destination URL.
+pub fn bucket_and_region(url: &str) -> (String, String) {
     let u = url::Url::parse(url).unwrap();
     let region = u
         .query_pairs()
