@@ -133,10 +133,9 @@ impl SourceInfo {
     /// One line for listings: `postgres logical db:5432 15.18`.
     pub fn summary(&self) -> String {
         match self {
-            SourceInfo::Postgres(pg) => format!(
-                "postgres {} {} {}",
-                pg.method, pg.host, pg.server_version
-            ),
+            SourceInfo::Postgres(pg) => {
+                format!("postgres {} {} {}", pg.method, pg.host, pg.server_version)
+            }
         }
     }
 

@@ -89,9 +89,14 @@ impl FromStr for Location {
         };
         if url.starts_with("s3://") {
             parse_s3(url).map(Location::S3).map_err(bad)
-        } else if let Some(path) = url.strip_prefix("file://").or(url.starts_with('/').then_some(url)) {
+        } else if let Some(path) = url
+            .strip_prefix("file://")
+            .or(url.starts_with('/').then_some(url))
+        {
             if !path.starts_with('/') {
-                return Err(bad("file destinations need an absolute path: file:///path".into()));
+                return Err(bad(
+                    "file destinations need an absolute path: file:///path".into()
+                ));
             }
             if path.contains('?') {
                 return Err(bad("file destinations take no options".into()));
@@ -268,7 +273,10 @@ mod tests {
     fn unencoded_options_and_bare_buckets_parse() {
         let s = s3("s3://bk?region=us-east-1&endpoint=http://127.0.0.1:9");
         assert_eq!((s.bucket.as_str(), s.prefix.as_str()), ("bk", ""));
-        assert!(s.uses_path_style(), "a custom endpoint defaults to path style");
+        assert!(
+            s.uses_path_style(),
+            "a custom endpoint defaults to path style"
+        );
         assert_eq!(Location::S3(s.clone()).base(), "s3://bk");
         assert_eq!(s.join("/shop/orders/").prefix, "shop/orders");
         assert_eq!(s3("s3://bk/a/").prefix, "a");
@@ -314,7 +322,10 @@ mod tests {
         // A URL's own '=' (in its query, or a path) does not make a name.
         for url in ["s3://bk/p?region=eu-west-1", "/tmp/a=b", "file:///tmp/x=y"] {
             let u: NamedLocation = url.parse().unwrap();
-            assert_eq!((u.name.as_str(), u.arg(), u.label()), (url, url.into(), url.into()));
+            assert_eq!(
+                (u.name.as_str(), u.arg(), u.label()),
+                (url, url.into(), url.into())
+            );
         }
         assert!("Primary=s3://bk".parse::<NamedLocation>().is_err());
     }

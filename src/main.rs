@@ -6,9 +6,9 @@ use lifeboat::catalog::Point;
 use lifeboat::commands::{self, backup, list, prune, restore, verify};
 use lifeboat::keys::{self, Keyring};
 use lifeboat::location::NamedLocation;
-use lifeboat::wire::{step, PlanSummary, RestoreSummary};
 use lifeboat::pipeline::header::Compression;
 use lifeboat::source::postgres::{PgConn, Secret};
+use lifeboat::wire::{step, PlanSummary, RestoreSummary};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -551,9 +551,10 @@ async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
                     maintenance_db,
                     !a.no_globals,
                 )),
-                MethodArg::Physical => Source::PostgresPhysical(
-                    postgres::physical::Physical::new(conn, maintenance_db),
-                ),
+                MethodArg::Physical => Source::PostgresPhysical(postgres::physical::Physical::new(
+                    conn,
+                    maintenance_db,
+                )),
             };
             let mut report = backup::backup(backup::BackupOptions {
                 source,

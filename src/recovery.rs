@@ -397,7 +397,9 @@ mod tests {
         let cmd = restore_command(
             Path::new("/usr/local/bin/lifeboat"),
             &[
-                "s3://b/p?region=eu-west-1&endpoint=http://h:9000".parse().unwrap(),
+                "s3://b/p?region=eu-west-1&endpoint=http://h:9000"
+                    .parse()
+                    .unwrap(),
                 "file:///it's/100%".parse().unwrap(),
             ],
             Path::new("/keys/k"),

@@ -223,7 +223,10 @@ mod tests {
 
     #[test]
     fn a_log_tail_is_not_a_summary() {
-        assert!(matches!(BackupSummary::parse(" \n"), Err(SummaryError::Empty)));
+        assert!(matches!(
+            BackupSummary::parse(" \n"),
+            Err(SummaryError::Empty)
+        ));
         assert!(matches!(
             BackupSummary::parse("error: pg_dump failed"),
             Err(SummaryError::NotASummary(_))

@@ -51,7 +51,9 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
     let modules: BTreeSet<String> = files.iter().filter_map(|f| module_of(&src, f)).collect();
     let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for f in &files {
-        let Some(m) = module_of(&src, f) else { continue };
+        let Some(m) = module_of(&src, f) else {
+            continue;
+        };
         let text = std::fs::read_to_string(f).unwrap();
         let uses = g.entry(m.clone()).or_default();
         uses.extend(
@@ -142,5 +144,9 @@ fn no_source_file_is_over_600_lines() {
             (n > 600).then(|| format!("{} ({n} lines)", f.strip_prefix(&src).unwrap().display()))
         })
         .collect();
-    assert!(long.is_empty(), "split along their seams:\n{}", long.join("\n"));
+    assert!(
+        long.is_empty(),
+        "split along their seams:\n{}",
+        long.join("\n")
+    );
 }

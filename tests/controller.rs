@@ -149,7 +149,7 @@ async fn finish_job(server: &ApiServer, job: &str, ok: bool, message: &str) {
         .unwrap();
 }
 
-const RESULT: &str = r#"{"backup_id":"20261121T020010.000Z-ab12cd","server_version":"15.18","bytes_in":4096,"bytes_out":2048,"seconds":1.5,"committed":["s3://backups/shop/orders"],"failed":[],"verified":["s3://backups/shop/orders"],"objects":[{"key":"backups/20261121T020010.000Z-ab12cd/db-0.lbk","size":2048,"sha256":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}]}"#;
+const RESULT: &str = r#"{"backup_id":"20261121T020010.000Z-ab12cd","server_version":"15.18","bytes_in":4096,"bytes_out":2048,"seconds":1.5,"committed":["primary"],"failed":[],"verified":["primary"],"objects":[{"key":"backups/20261121T020010.000Z-ab12cd/db-0.lbk","size":2048,"sha256":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}]}"#;
 
 /// Polls a condition that the store cannot signal (metrics, elapsed
 /// reconciles) at a short interval, with a deadline.

@@ -11,7 +11,10 @@ mod support;
 use std::collections::BTreeSet;
 
 use lifeboat::api::{BackupRun, BackupRunSpec, LocalRef, RunKind, Tier};
-use lifeboat::controller::jobs::{backup_job, owner_of, parse_job_result, prune_job, JobResult};
+use lifeboat::controller::jobs::{
+    artifacts, backup_job, committed_destinations, owner_of, prune_job,
+};
+use lifeboat::wire::BackupSummary;
 use support::kubelet::*;
 use support::*;
 
@@ -42,11 +45,11 @@ fn succeeded(ran: &Ran) {
     );
 }
 
-fn backup_now(w: &World, run_name: &str) -> JobResult {
+fn backup_now(w: &World, run_name: &str) -> BackupSummary {
     let job = backup_job(&w.policy, &run(run_name), &w.cfg).unwrap();
     let ran = execute(&job, &w.secrets, w.work.path());
     succeeded(&ran);
-    parse_job_result(&ran.termination_message).expect("the termination message is a summary")
+    BackupSummary::parse(&ran.termination_message).expect("the termination message is a summary")
 }
 
 fn keys_of(url: &str, backup_id: &str) -> BTreeSet<String> {
@@ -80,7 +83,7 @@ fn backup_job_writes_both_regions_and_prune_job_removes_exactly_that_backup() {
 
     let ran = execute(&job, &w.secrets, w.work.path());
     succeeded(&ran);
-    let first = parse_job_result(&ran.termination_message).expect("a summary");
+    let first = BackupSummary::parse(&ran.termination_message).expect("a summary");
     // The report on stdout names no secret either.
     assert!(!stdout(&ran.output).contains(DB_PASSWORD));
     assert!(!stderr(&ran.output).contains(DB_PASSWORD));
@@ -92,10 +95,10 @@ fn backup_job_writes_both_regions_and_prune_job_removes_exactly_that_backup() {
         "readBack is on by default: {first:?}"
     );
     assert_eq!(
-        first.committed_destinations(&w.policy),
+        committed_destinations(&first, &w.policy),
         ["primary", "dr-eu"]
     );
-    let artifacts = first.artifacts(&w.policy);
+    let artifacts = artifacts(&first, &w.policy);
     assert_eq!(artifacts.len(), 2 * first.objects.len());
     for (i, url) in w.buckets.iter().enumerate() {
         let keys = s3_keys(url);
@@ -112,10 +115,7 @@ fn backup_job_writes_both_regions_and_prune_job_removes_exactly_that_backup() {
 
     // What the Job wrote restores: the backup is real, not just objects.
     let (b1, r1) = bucket_and_region(&w.buckets[1]);
-    let from = format!(
-        "s3://{b1}/prod/shop/orders?region={r1}&endpoint={}",
-        s3_endpoint()
-    );
+    let from = s3_url(&b1, &r1, "prod/shop/orders");
     let key_file = w.work.path().join("restore-keys");
     std::fs::write(&key_file, &w.secrets["backup-keys"]["keys"]).unwrap();
     let target = unique("jobrun_restored");
@@ -172,7 +172,7 @@ fn the_password_really_comes_from_the_mounted_secret() {
     assert!(err.contains("password authentication failed"), "{err}");
     assert!(!err.contains("wrong-password"), "{err}");
     // A failed Job leaves no summary; the controller falls back to the log.
-    assert!(parse_job_result(&ran.termination_message).is_err());
+    assert!(BackupSummary::parse(&ran.termination_message).is_err());
     for url in &w.buckets {
         assert!(
             s3_keys(url).iter().all(|k| !k.ends_with("manifest.json")),

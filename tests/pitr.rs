@@ -337,11 +337,9 @@ fn the_recovery_window_restores_at_both_ends_and_retention_keeps_the_wal_kept_ba
         restore_dir(&[&local], k, &d, free_port(), &args)
     };
     checked("window-start-checked", "select count(*) = 2 from t").unwrap();
-    let summary: lifeboat::controller::restore_jobs::RecoverSummary =
-        lifeboat::controller::restore_jobs::parse_summary(
-            &std::fs::read_to_string(&report_file).unwrap(),
-        )
-        .expect("a summary the controller reads");
+    let summary: lifeboat::wire::RestoreSummary =
+        lifeboat::wire::parse(&std::fs::read_to_string(&report_file).unwrap())
+            .expect("a summary the controller reads");
     assert!(summary.ok);
     assert_eq!(summary.backup_id.as_deref(), Some(a.as_str()));
     assert_eq!(summary.checks, 1);

@@ -25,9 +25,10 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::Api;
 use lifeboat::api::{BackupPolicy, BackupRun, RestoreRequest};
-use lifeboat::controller::jobs::{backup_job, parse_job_result};
+use lifeboat::controller::jobs::backup_job;
 use lifeboat::controller::metrics::Metrics;
 use lifeboat::controller::Settings;
+use lifeboat::wire::BackupSummary;
 use serde_json::{json, Value};
 use support::kubelet::*;
 use support::*;
@@ -168,7 +169,7 @@ fn dry_run_restore_failing_check_and_a_corrupted_drill() {
     let job = backup_job(&w.policy, &run, &w.cfg).unwrap();
     let ran = execute(&job, &w.secrets, w.work.path());
     assert!(ran.output.status.success(), "{}", stderr(&ran.output));
-    let backup = parse_job_result(&ran.termination_message).unwrap();
+    let backup = BackupSummary::parse(&ran.termination_message).unwrap();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -177,7 +178,7 @@ fn dry_run_restore_failing_check_and_a_corrupted_drill() {
         .block_on(scenario(w, backup));
 }
 
-async fn scenario(w: World, backup: lifeboat::controller::jobs::JobResult) {
+async fn scenario(w: World, backup: BackupSummary) {
     let run = serde_json::from_value::<BackupRun>(json!({
         "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupRun",
         "metadata": {"name": "orders-manual-1", "namespace": NS},

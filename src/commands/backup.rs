@@ -190,21 +190,20 @@ pub async fn backup(o: BackupOptions) -> Result<BackupReport, Error> {
     let seconds = t0.elapsed().as_secs_f64();
     let bytes_in: u64 = objects.iter().map(|o| o.plain_size).sum();
     let bytes_out: u64 = objects.iter().map(|o| o.size).sum();
-    let destinations = o
-        .to
-        .iter()
-        .enumerate()
-        .map(|(i, dest)| DestinationReport {
-            destination: dest.name.clone(),
-            committed: fleet.live.contains(&i),
-            verified: None,
-            error: fleet
-                .failed
-                .iter()
-                .find(|(j, _)| *j == i)
-                .map(|(_, e)| e.clone()),
-        })
-        .collect();
+    let destinations =
+        o.to.iter()
+            .enumerate()
+            .map(|(i, dest)| DestinationReport {
+                destination: dest.name.clone(),
+                committed: fleet.live.contains(&i),
+                verified: None,
+                error: fleet
+                    .failed
+                    .iter()
+                    .find(|(j, _)| *j == i)
+                    .map(|(_, e)| e.clone()),
+            })
+            .collect();
     tracing::info!(backup = %id, bytes_in, bytes_out, seconds = format!("{seconds:.1}"), "backup committed");
     Ok(BackupReport {
         backup_id: id,
@@ -255,7 +254,8 @@ async fn store_part(
     let progress = Progress::start(format!("{} {}", part.tool(), part.what()));
     let (rx, encoder) = spawn_encoder(stdout, keys.primary(), &key, compression, progress.clone())
         .map_err(Error::Pipeline)?;
-    let (writers, failed) = fan_out(&fleet.stores, &fleet.live, &key, rx, !fleet.allow_partial).await;
+    let (writers, failed) =
+        fan_out(&fleet.stores, &fleet.live, &key, rx, !fleet.allow_partial).await;
     let encoded = encoder
         .await
         .map_err(|e| Error::Pipeline(std::io::Error::other(e)));

@@ -1,10 +1,10 @@
 //! `lifeboat list`: recovery points in each destination, read from manifests
 //! alone. With a key file, each manifest's MAC is checked too.
 
-use crate::location::NamedLocation;
 use super::{manifests, Error};
 use crate::catalog;
 use crate::keys::Keyring;
+use crate::location::NamedLocation;
 use crate::store::Store;
 use chrono::{DateTime, Utc};
 use serde::Serialize;

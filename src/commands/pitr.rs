@@ -9,17 +9,17 @@
 //! (a corrupted WAL file: wal-fetch exits 126) the restore fails naming the
 //! file and removes what it unpacked: never a silently shorter history.
 
-use crate::location::NamedLocation;
-use crate::wire::RestoreSummary;
 use super::download::decode_object;
 use super::progress::peak_rss_bytes;
 use super::{manifests, Error};
 use crate::catalog::{Manifest, PhysicalInfo};
 use crate::keys::Keyring;
+use crate::location::NamedLocation;
 use crate::recovery::{self, RecoveryTarget};
 use crate::source::child::{self, Stage};
 use crate::source::postgres::{self, PgConn, PgError};
 use crate::store::Store;
+use crate::wire::RestoreSummary;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -9,10 +9,10 @@
 //! that of the restore. Writes no database: a RestoreRequest's `dryRun`
 //! stops here. The choice is [`crate::plan::next`].
 
-use crate::location::NamedLocation;
 use super::{manifests, verify, Error};
 use crate::catalog::{Manifest, Point};
 use crate::keys::Keyring;
+use crate::location::NamedLocation;
 use crate::plan::{next, Next, Plan, Source};
 use crate::store::Store;
 use crate::wire::PlanSummary;

@@ -4,9 +4,9 @@
 //! Job may run twice. Then WAL that no kept base backup needs goes too
 //! ([`crate::walarchive::expired_wal`]).
 
-use crate::location::NamedLocation;
 use super::{manifests, Error};
 use crate::catalog::{manifest_key, parse_manifest};
+use crate::location::NamedLocation;
 use crate::store::{Store, StoreError};
 use crate::walarchive::{expired_wal, segment_position};
 use serde::Serialize;

@@ -6,12 +6,12 @@
 //! whole object authenticated and matched the manifest; on any fault it is
 //! killed first, so the transaction rolls back and nothing is loaded.
 
-use crate::location::NamedLocation;
 use super::download::decode_object;
 use super::progress::{mib_per_s, peak_rss_bytes};
 use super::{manifests, Error};
 use crate::catalog::{ObjectEntry, Point};
 use crate::keys::Keyring;
+use crate::location::NamedLocation;
 use crate::source::child::{self, Stage};
 use crate::source::postgres::{self, PgConn, PgError};
 use crate::store::Store;

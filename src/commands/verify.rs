@@ -3,11 +3,11 @@
 //! the compressed stream's integrity. Reports each fault by destination and
 //! object; the command exits non-zero when there is any.
 
-use crate::location::NamedLocation;
 use super::download::decode_object;
 use super::{manifests, Error};
 use crate::catalog::Point;
 use crate::keys::Keyring;
+use crate::location::NamedLocation;
 use crate::store::Store;
 use serde::Serialize;
 use std::sync::Arc;
@@ -92,7 +92,11 @@ pub async fn verify(
     Ok(VerifyReport { checks, problems })
 }
 
-async fn ids_to_check(url: &NamedLocation, keys: &Keyring, which: &Which) -> Result<Vec<String>, Error> {
+async fn ids_to_check(
+    url: &NamedLocation,
+    keys: &Keyring,
+    which: &Which,
+) -> Result<Vec<String>, Error> {
     let store = Store::open(url).await?;
     Ok(match which {
         Which::All => manifests::committed_ids(&store).await?,

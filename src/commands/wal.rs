@@ -10,13 +10,13 @@
 //! A segment that is missing while its `.partial` is archived is served
 //! from the partial (the end of a streamed or promoted-away timeline).
 
-use crate::location::NamedLocation;
 use super::download::decode_object;
 use super::progress::Progress;
 use super::upload::{fan_out, spawn_encoder};
 use super::Error;
 use crate::catalog::ObjectEntry;
 use crate::keys::Keyring;
+use crate::location::NamedLocation;
 use crate::pipeline::codec::Hasher;
 use crate::pipeline::header::Compression;
 use crate::store::{Store, StoreError};

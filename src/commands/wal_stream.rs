@@ -9,11 +9,11 @@
 //! every destination has it. pg_receivewal is restarted with back-off when
 //! it dies; SIGTERM stops it, ships what is left and exits.
 
-use crate::location::NamedLocation;
 use super::wal::{archive_file, open_stores, replace_partial};
 use super::wal_spool::{self as spool, PartialShipped, SpoolFile, SpoolKind, Status};
 use super::Error;
 use crate::keys::Keyring;
+use crate::location::NamedLocation;
 use crate::pipeline::header::Compression;
 use crate::source::postgres::{PassFile, PgConn, PgError};
 use crate::store::Store;

@@ -23,12 +23,12 @@ use serde_json::json;
 
 use super::jobs::JobConfig;
 use super::restore_jobs::{self, plan_from_summary};
-use crate::wire::{parse as parse_summary, PlanSummary, RestoreSummary as RecoverSummary};
 use super::run::{job_problem, job_state, pod_problem, termination_message, truncate, JobState};
 use super::{is_conflict, is_not_found, merge_patch, Context, Error, Note};
 use crate::api::conditions::{from_time, reasons, set_complete};
 use crate::api::restore::{RestorePhase, RestoreStep, StepPhase};
 use crate::api::{join_errors, BackupPolicy, RestoreRequest, RestoreRequestStatus};
+use crate::wire::{parse as parse_summary, PlanSummary, RestoreSummary as RecoverSummary};
 
 /// Label on the RestoreRequests a policy's drills create.
 pub const DRILL_LABEL: &str = "lifeboat.dev/drill";

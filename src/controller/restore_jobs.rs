@@ -170,7 +170,12 @@ pub fn restore_job(
     if !crate::catalog::valid_backup_id(&plan.backup_id) {
         return Err(JobError::BadBackupId(plan.backup_id.clone()));
     }
-    let meta = meta(request, policy, "restore", restore_job_name(&request.name_any()))?;
+    let meta = meta(
+        request,
+        policy,
+        "restore",
+        restore_job_name(&request.name_any()),
+    )?;
     let mut needs = PodNeeds {
         args: vec!["restore".to_string()],
         ..Default::default()

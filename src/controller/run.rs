@@ -18,7 +18,6 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::jobs::{self, JobConfig};
-use crate::wire::BackupSummary;
 use super::{is_conflict, is_not_found, merge_patch, Context, Error, Note};
 use crate::api::conditions::{
     from_time, reasons, set_complete, set_condition, types, ConditionUpdate,
@@ -27,6 +26,7 @@ use crate::api::run::{format_bytes, format_duration};
 use crate::api::{
     join_errors, BackupPolicy, BackupRun, BackupRunStatus, RunPhase, PRUNE_FINALIZER,
 };
+use crate::wire::BackupSummary;
 
 /// Longest failure message kept in a status (the termination message of a
 /// failed pod may be a log tail).
@@ -306,8 +306,10 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RunPlan {
                         status.backup_id = Some(result.backup_id.clone());
                         status.bytes = Some(i64::try_from(result.bytes_out).unwrap_or(i64::MAX));
                         status.size = Some(format_bytes(result.bytes_out));
-                        status.artifacts =
-                            obs.policy.map(|p| jobs::artifacts(&result, p)).unwrap_or_default();
+                        status.artifacts = obs
+                            .policy
+                            .map(|p| jobs::artifacts(&result, p))
+                            .unwrap_or_default();
                         status.source = Some(jobs::source_info(&result));
                         status.message = None;
                         complete(

@@ -70,10 +70,12 @@ impl Part {
     pub fn start(&mut self) -> Result<(Stage, std::process::ChildStdout), SourceError> {
         let Producer::Tool { tool, cmd } = &mut self.producer;
         let tool = *tool;
-        let mut stage = Stage::spawn(tool, std::mem::replace(cmd, Command::new("true")))
-            .map_err(|source| postgres::PgError::Spawn {
-                tool: tool.to_string(),
-                source,
+        let mut stage =
+            Stage::spawn(tool, std::mem::replace(cmd, Command::new("true"))).map_err(|source| {
+                postgres::PgError::Spawn {
+                    tool: tool.to_string(),
+                    source,
+                }
             })?;
         let stdout = stage.child.stdout.take().expect("piped stdout");
         Ok((stage, stdout))

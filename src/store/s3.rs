@@ -58,8 +58,8 @@ impl S3Store {
         if shared.region().is_none() {
             return Err(bad("no region: add ?region=… or set AWS_REGION".into()));
         }
-        let mut conf = aws_sdk_s3::config::Builder::from(&shared)
-            .force_path_style(loc.uses_path_style());
+        let mut conf =
+            aws_sdk_s3::config::Builder::from(&shared).force_path_style(loc.uses_path_style());
         if let Some(e) = &loc.endpoint {
             // Custom endpoints (MinIO, Ceph, moto, …) often reject the SDK's
             // default extra checksums; the stream format authenticates every
@@ -439,7 +439,10 @@ mod tests {
         };
         let s = S3Store::open("primary".into(), &loc).await.unwrap();
         assert_eq!((s.bucket.as_str(), s.prefix.as_str()), ("bkt", "a/b/"));
-        assert_eq!(s.full("backups/x"), "bkt/a/b/backups/x".trim_start_matches("bkt/"));
+        assert_eq!(
+            s.full("backups/x"),
+            "bkt/a/b/backups/x".trim_start_matches("bkt/")
+        );
     }
 
     #[test]

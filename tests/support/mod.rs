@@ -11,6 +11,7 @@ pub mod kubelet;
 #[allow(unused_imports)]
 pub use cli::{backup, restore, verify, Cli};
 
+use lifeboat::location::{Location, S3Location};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -172,10 +173,19 @@ pub fn bucket(region: &str) -> String {
         }
         req.send().await.expect("create bucket");
     });
-    format!(
-        "s3://{name}/prod/orders?region={region}&endpoint={}",
-        s3_endpoint()
-    )
+    s3_url(&name, region, "prod/orders")
+}
+
+/// The destination URL of `prefix` in `bucket` on the test bed's S3 server.
+pub fn s3_url(bucket: &str, region: &str, prefix: &str) -> String {
+    Location::S3(S3Location {
+        bucket: bucket.into(),
+        prefix: prefix.into(),
+        region: Some(region.into()),
+        endpoint: Some(s3_endpoint().parse().expect("S3_ENDPOINT is a URL")),
+        ..Default::default()
+    })
+    .to_string()
 }
 
 /// Keys of objects in an S3 destination made by `bucket`.
@@ -245,14 +255,10 @@ pub fn s3_put(url: &str, key: &str, data: Vec<u8>) {
 
 /// The bucket and region of an S3 destination URL.
 pub fn bucket_and_region(url: &str) -> (String, String) {
-    let u = url::Url::parse(url).unwrap();
-    let region = u
-        .query_pairs()
-        .find(|(k, _)| k == "region")
-        .unwrap()
-        .1
-        .into_owned();
-    (u.host_str().unwrap().to_string(), region)
+    match url.parse::<Location>().expect("a destination URL") {
+        Location::S3(s) => (s.bucket, s.region.expect("a region")),
+        other => panic!("not an S3 destination: {other:?}"),
+    }
 }
 
 /// Fills a database with many kinds of content.

@@ -228,6 +228,10 @@ pub fn source_info(summary: &BackupSummary) -> SourceInfo {
 }
 
 /// Where a destination's backups are, for messages: `s3://bucket/prefix/ns/policy`.
-pub fn destination_base(namespace: &str, policy: &str, dest: &crate::api::policy::Destination) -> String {
+pub fn destination_base(
+    namespace: &str,
+    policy: &str,
+    dest: &crate::api::policy::Destination,
+) -> String {
     Location::S3(destinations::location(namespace, policy, dest)).base()
 }

@@ -211,4 +211,3 @@ pub(crate) fn base_labels(component: &str, policy: &str) -> BTreeMap<String, Str
 pub fn owner_of<K: Resource<DynamicType = ()>>(obj: &K) -> Option<OwnerReference> {
     obj.controller_owner_ref(&())
 }
-

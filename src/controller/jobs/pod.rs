@@ -172,7 +172,12 @@ pub(crate) struct JobMeta<'a> {
 
 /// A Job running one data-plane pod, never restarted in place (a retry is
 /// a new pod, within the backoff limit).
-pub(crate) fn job(meta: JobMeta<'_>, needs: PodNeeds, policy: &BackupPolicy, cfg: &JobConfig) -> Job {
+pub(crate) fn job(
+    meta: JobMeta<'_>,
+    needs: PodNeeds,
+    policy: &BackupPolicy,
+    cfg: &JobConfig,
+) -> Job {
     let template = policy.spec.job_template.clone().unwrap_or_default();
     let pod = pod_spec(policy, cfg, needs, "Never");
     Job {

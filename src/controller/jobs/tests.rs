@@ -429,14 +429,12 @@ fn bad_inputs_name_their_field() {
         backup_job(&p, &r, &cfg()).unwrap_err().field(),
         "metadata.namespace"
     );
-    let physical =
-        policy(json!({"source": {"postgres": {"method": "physical", "databases": []}}}));
+    let physical = policy(json!({"source": {"postgres": {"method": "physical", "databases": []}}}));
     let a = args(&backup_job(&physical, &run("r"), &cfg()).unwrap());
     let i = a.iter().position(|x| x == "--method").unwrap();
     assert_eq!(a[i + 1], "physical");
     assert!(!a.contains(&"--database".to_string()));
-    let volume =
-        policy(json!({"source": {"postgres": null, "volume": {"claimName": "uploads"}}}));
+    let volume = policy(json!({"source": {"postgres": null, "volume": {"claimName": "uploads"}}}));
     assert_eq!(
         backup_job(&volume, &run("r"), &cfg()).unwrap_err().field(),
         "spec.source.volume"
@@ -547,7 +545,10 @@ fn job_result_becomes_artifacts_per_destination() {
 
 #[test]
 fn a_log_tail_is_not_a_result() {
-    assert!(matches!(BackupSummary::parse("  "), Err(SummaryError::Empty)));
+    assert!(matches!(
+        BackupSummary::parse("  "),
+        Err(SummaryError::Empty)
+    ));
     assert!(matches!(
         BackupSummary::parse("error: pg_dump failed: connection refused"),
         Err(SummaryError::NotASummary(_))

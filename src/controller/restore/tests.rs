@@ -68,9 +68,9 @@ fn pod(message: &str, exit: i32) -> Pod {
 }
 
 fn plan_summary() -> String {
-    json!({"backup_id": ID, "destination": "s3://bk-dr/shop/orders", "completed_at": "2026-11-21T02:05:00Z",
+    json!({"backup_id": ID, "destination": "dr-eu", "completed_at": "2026-11-21T02:05:00Z",
            "bytes": 4096, "plain_bytes": 9000, "databases": ["orders"], "target_database": "orders_restored",
-           "skipped": [{"destination": "s3://bk-primary/prod/shop/orders",
+           "skipped": [{"destination": "primary",
                         "reason": "backup x failed verification: object prod/shop/orders/backups/x/db-0.lbk: tag mismatch"}],
            "seconds": 1.0})
     .to_string()
@@ -192,10 +192,10 @@ fn request_plans_then_restores_then_reports_the_measured_rto() {
     assert_eq!(values_after(&a, "--backup"), [ID]);
     let from = values_after(&a, "--from");
     assert!(
-        from[0].starts_with("s3://bk-dr/shop/orders?"),
+        from[0].starts_with("dr-eu=s3://bk-dr/shop/orders?"),
         "planned first: {from:?}"
     );
-    assert!(from[1].starts_with("s3://bk-primary/prod/shop/orders?"));
+    assert!(from[1].starts_with("primary=s3://bk-primary/prod/shop/orders?"));
     assert_eq!(values_after(&a, "--target-db"), ["orders_restored"]);
     assert_eq!(
         values_after(&a, "--check"),
@@ -367,7 +367,7 @@ fn a_named_from_is_the_only_destination_the_plan_reads() {
     let a = args(&job);
     let from = values_after(&a, "--from");
     assert_eq!(from.len(), 1);
-    assert!(from[0].starts_with("s3://bk-primary/"));
+    assert!(from[0].starts_with("primary=s3://bk-primary/"));
     assert!(a.contains(&format!("--backup={ID}")), "{a:?}");
     let mut w = World::new(json!({"pointInTime": "2026-11-21T12:00:00Z"}));
     let a = args(&w.decide("2026-11-22T10:00:01Z").create_job.unwrap());
@@ -419,7 +419,7 @@ fn a_physical_policy_restores_into_a_volume_as_the_servers_uid() {
     );
     let first = &args[args.iter().position(|a| a == "--from").unwrap() + 1];
     assert!(
-        first.starts_with("s3://bk-dr/shop/orders?"),
+        first.starts_with("dr-eu=s3://bk-dr/shop/orders?"),
         "the planned destination first: {first}"
     );
     let claim = pod

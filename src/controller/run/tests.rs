@@ -94,7 +94,7 @@ fn terminated(exit_code: i32, reason: &str, message: &str) -> Pod {
     })
 }
 
-const RESULT: &str = r#"{"backup_id":"20261121T020010.000Z-ab12cd","server_version":"15.18","bytes_in":4096,"bytes_out":2048,"seconds":1.5,"committed":["s3://backups/shop/orders"],"failed":[],"verified":["s3://backups/shop/orders"],"objects":[{"key":"backups/20261121T020010.000Z-ab12cd/db-0.lbk","size":2048,"sha256":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}]}"#;
+const RESULT: &str = r#"{"backup_id":"20261121T020010.000Z-ab12cd","server_version":"15.18","bytes_in":4096,"bytes_out":2048,"seconds":1.5,"committed":["primary"],"failed":[],"verified":["primary"],"objects":[{"key":"backups/20261121T020010.000Z-ab12cd/db-0.lbk","size":2048,"sha256":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}]}"#;
 
 fn decide_with(run: &BackupRun, job: Option<&Job>, pods: &[Pod]) -> RunPlan {
     let p = policy();
@@ -376,10 +376,7 @@ fn a_run_without_a_backup_or_policy_is_released_at_once() {
 #[test]
 fn a_failed_read_back_fails_the_run_naming_the_destination() {
     // `backup --verify` committed, re-read, found a fault, exited 1 with its summary.
-    let summary = RESULT.replace(
-        r#""verified":["s3://backups/shop/orders"]"#,
-        r#""verified":[]"#,
-    );
+    let summary = RESULT.replace(r#""verified":["primary"]"#, r#""verified":[]"#);
     assert_ne!(summary, RESULT);
     let j = job(JobStatus {
         failed: Some(1),
@@ -391,7 +388,7 @@ fn a_failed_read_back_fails_the_run_naming_the_destination() {
     assert_eq!(s.phase, RunPhase::Failed);
     assert_eq!(
         s.message.as_deref(),
-        Some("backup 20261121T020010.000Z-ab12cd failed read-back verification in s3://backups/shop/orders")
+        Some("backup 20261121T020010.000Z-ab12cd failed read-back verification in primary")
     );
     let v = find(&s.conditions, types::VERIFIED).unwrap();
     assert_eq!(
