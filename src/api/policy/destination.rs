@@ -91,5 +91,11 @@ impl Destination {
                 errors,
             );
         }
+        if s3.object_lock.is_some() {
+            errors.push(FieldError::new(
+                format!("{field}.s3.objectLock"),
+                "S3 Object Lock is not supported yet",
+            ));
+        }
     }
 }

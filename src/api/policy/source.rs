@@ -1,6 +1,6 @@
 //! What a policy backs up: exactly one kind of source. PostgreSQL (logical
 //! or physical) is what this version backs up; the other kinds are in the
-//! schema for the releases that add them.
+//! schema for the releases that add them, and `validate` refuses them until then.
 
 use std::fmt;
 
@@ -48,6 +48,14 @@ impl fmt::Display for SourceKind {
     }
 }
 
+impl SourceKind {
+    /// Whether this version backs the kind up; the others are refused by
+    /// `validate` rather than accepted and ignored.
+    pub fn is_supported(self) -> bool {
+        matches!(self, SourceKind::Postgres)
+    }
+}
+
 impl SourceSpec {
     /// The kinds that are set (exactly one in a valid spec).
     fn kinds(&self) -> Vec<SourceKind> {
@@ -92,6 +100,14 @@ impl SourceSpec {
                 "spec.source",
                 "set exactly one of postgres, volume, bucket, config",
             ));
+        }
+        for kind in self.kinds() {
+            if !kind.is_supported() {
+                errors.push(FieldError::new(
+                    format!("spec.source.{kind}"),
+                    format!("{kind} sources are not supported yet"),
+                ));
+            }
         }
         if let Some(pg) = &self.postgres {
             check_ref_name(

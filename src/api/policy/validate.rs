@@ -1,5 +1,7 @@
 //! [`BackupPolicySpec::validate`]: what the schema cannot check, each problem
-//! naming its field.
+//! naming its field. A field this version does not act on yet (S3 Object
+//! Lock, notifications, sources other than PostgreSQL) is refused here rather
+//! than accepted and ignored, so the policy's Ready condition says so.
 
 use std::collections::HashSet;
 
@@ -9,7 +11,7 @@ use crate::schedule;
 
 impl BackupPolicySpec {
     /// Checks what the schema cannot: cron strings, the time zone, durations,
-    /// names. Every problem names its field.
+    /// names, and fields not supported yet. Every problem names its field.
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut errors = Vec::new();
         self.source.validate(&mut errors);
@@ -103,6 +105,10 @@ impl BackupPolicySpec {
         }
 
         if let Some(notifications) = &self.notifications {
+            errors.push(FieldError::new(
+                "spec.notifications",
+                "notifications are not supported yet",
+            ));
             check_ref_name(
                 "spec.notifications.webhookSecretRef.name",
                 &notifications.webhook_secret_ref.name,
