@@ -19,6 +19,8 @@ use kube::CustomResourceExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::schedule::ScheduleError;
+
 pub use policy::{BackupPolicy, BackupPolicySpec, BackupPolicyStatus};
 pub use restore::{RestoreRequest, RestoreRequestSpec, RestoreRequestStatus};
 pub use run::{BackupRun, BackupRunSpec, BackupRunStatus, RunKind, RunPhase, Tier};
@@ -44,6 +46,25 @@ impl FieldError {
             field: field.into(),
             message: message.into(),
         }
+    }
+}
+
+impl From<ScheduleError> for FieldError {
+    fn from(e: ScheduleError) -> Self {
+        // Display is "<field>: <problem>"; the FieldError keeps them apart.
+        let text = e.to_string();
+        let prefix = format!("{}: ", e.field());
+        let message = text.strip_prefix(&prefix).unwrap_or(&text).to_string();
+        FieldError::new(e.field(), message)
+    }
+}
+
+/// The end of every `validate`: `Ok` when nothing was found.
+pub(crate) fn into_result(errors: Vec<FieldError>) -> Result<(), Vec<FieldError>> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
     }
 }
 
@@ -404,5 +425,33 @@ mod tests {
         assert!(!is_dns_label(&"a".repeat(64)));
         assert!(is_dns_subdomain("orders.db-1"));
         assert!(!is_dns_subdomain("orders..db"));
+    }
+
+    #[test]
+    fn run_names_are_dns_labels() {
+        let t = "2026-11-25T02:00:00Z".parse().unwrap();
+        for (policy, label) in [
+            ("a".repeat(60), "monthly"),
+            (format!("{}b", "a".repeat(59)), "monthly"),
+            ("db.prod".into(), "weekly"),
+            ("db-prod".into(), "weekly"),
+        ] {
+            let name = crate::schedule::run_name(&policy, label, t);
+            assert!(is_dns_label(&name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_schedule_error_becomes_a_field_error_naming_its_field() {
+        let e = crate::schedule::parse_time_zone("spec.schedule.timeZone", "Europe/Atlantis")
+            .unwrap_err();
+        let fe: FieldError = e.into();
+        assert_eq!(fe.field, "spec.schedule.timeZone");
+        assert!(
+            fe.message
+                .starts_with("unknown time zone \"Europe/Atlantis\""),
+            "{}",
+            fe.message
+        );
     }
 }

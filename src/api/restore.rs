@@ -9,7 +9,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{check_ref_name, is_dns_label, ConnectionSecretRef, FieldError, LocalRef};
+use super::{check_ref_name, into_result, is_dns_label, ConnectionSecretRef, FieldError, LocalRef};
 
 // Each printcolumn(...) repeats name/type_/json_path; clippy mistakes them for duplicates.
 #[allow(clippy::duplicated_attributes)]
@@ -183,11 +183,7 @@ impl RestoreRequestSpec {
                 "set one of target.postgres (a logical policy) or target.volume (a physical one)",
             )),
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        into_result(errors)
     }
 }
 

@@ -4,12 +4,16 @@
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::ResourceExt;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
-use super::{FieldError, LocalRef};
+use super::{into_result, FieldError, LocalRef};
+use crate::schedule::RunRecord;
+/// Retention tier of a run (grandfather-father-son) — or `manual`; it lives
+/// with the schedule, which is where tiers mean something.
+pub use crate::schedule::Tier;
 
 /// A BackupRun's spec; immutable once created, since it describes what happened.
 // Each printcolumn(...) repeats name/type_/json_path; clippy mistakes them for duplicates.
@@ -63,55 +67,24 @@ impl BackupRunSpec {
                 "a drill run holds no backup and counts in no retention tier: use tier manual",
             ));
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        into_result(errors)
     }
 }
 
-/// Retention tier of a run (grandfather-father-son) — or `manual`.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    JsonSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Tier {
-    Daily,
-    Weekly,
-    Monthly,
-    #[default]
-    Manual,
-}
-
-impl Tier {
-    /// The tiers that have a cron schedule, in display order.
-    pub const SCHEDULED: [Tier; 3] = [Tier::Daily, Tier::Weekly, Tier::Monthly];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tier::Daily => "daily",
-            Tier::Weekly => "weekly",
-            Tier::Monthly => "monthly",
-            Tier::Manual => "manual",
+impl BackupRun {
+    /// What retention needs to know about this run.
+    pub fn run_record(&self) -> RunRecord {
+        let status = self.status.as_ref();
+        let phase = status.map(|s| s.phase).unwrap_or_default();
+        RunRecord {
+            name: self.name_any(),
+            tier: self.spec.tier,
+            drill: self.spec.kind == RunKind::Drill,
+            finished: phase.is_finished(),
+            succeeded: phase == RunPhase::Succeeded,
+            completed_at: status.and_then(|s| s.completed_at),
+            backup_id: status.and_then(|s| s.backup_id.clone()),
         }
-    }
-}
-
-impl fmt::Display for Tier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -311,6 +284,49 @@ mod tests {
         assert_eq!(format_duration(chrono::Duration::seconds(45)), "45s");
         assert_eq!(format_duration(chrono::Duration::seconds(192)), "3m12s");
         assert_eq!(format_duration(chrono::Duration::seconds(7500)), "2h5m");
+    }
+
+    #[test]
+    fn a_run_record_says_what_retention_needs() {
+        let mut run = BackupRun::new(
+            "orders-1",
+            BackupRunSpec {
+                policy_ref: LocalRef::new("orders"),
+                tier: Tier::Weekly,
+                kind: RunKind::Full,
+                scheduled_at: None,
+            },
+        );
+        let r = run.run_record();
+        assert_eq!((r.name.as_str(), r.tier), ("orders-1", Tier::Weekly));
+        assert!(
+            !r.drill && !r.finished && !r.succeeded,
+            "no status is pending"
+        );
+        let done = "2026-11-25T02:03:00Z".parse().unwrap();
+        for (phase, finished, succeeded) in [
+            (RunPhase::Pending, false, false),
+            (RunPhase::Running, false, false),
+            (RunPhase::Succeeded, true, true),
+            (RunPhase::Failed, true, false),
+        ] {
+            run.status = Some(BackupRunStatus {
+                phase,
+                completed_at: Some(done),
+                backup_id: Some("b1".into()),
+                ..BackupRunStatus::default()
+            });
+            let r = run.run_record();
+            assert_eq!(
+                (r.finished, r.succeeded),
+                (finished, succeeded),
+                "{phase:?}"
+            );
+            assert_eq!(r.completed_at, Some(done));
+            assert_eq!(r.backup_id.as_deref(), Some("b1"));
+        }
+        run.spec.kind = RunKind::Drill;
+        assert!(run.run_record().drill);
     }
 
     #[test]

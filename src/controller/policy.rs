@@ -32,7 +32,7 @@ use crate::api::{
     join_errors, BackupPolicy, BackupPolicyStatus, BackupRun, BackupRunSpec, LocalRef,
     RestoreRequest, RunKind, RunPhase, Tier,
 };
-use crate::schedule::{expired_runs, Expired, PolicySchedule, RunRecord};
+use crate::schedule::{expired_runs, Expired, RunRecord};
 
 /// What a reconcile of one policy should do.
 #[derive(Clone, Debug)]
@@ -130,9 +130,10 @@ pub fn decide(
     status.observed_generation = generation;
     status.source_kind = Some(policy.spec.source.summary());
 
-    let schedule = policy.spec.validate().and_then(|()| {
-        PolicySchedule::from_spec(&policy.spec.schedule).map_err(|e| vec![e.into()])
-    });
+    let schedule = policy
+        .spec
+        .validate()
+        .and_then(|()| policy.spec.schedule.parse());
     let schedule = match schedule {
         Ok(s) => s,
         Err(errors) => {
@@ -171,7 +172,7 @@ pub fn decide(
             .as_ref()
             .map(crate::api::conditions::from_time)
             .unwrap_or(now);
-        let mut due = schedule.due_runs(&name, &last, since, now);
+        let mut due = schedule.due_runs(&name, &last.slots(), since, now);
         // Oldest slot first; the others stay due until this run finishes.
         due.sort_by_key(|d| (d.scheduled_at, d.tier));
         if let Some(first) = due.into_iter().next() {
@@ -201,18 +202,8 @@ pub fn decide(
 
     // Retention looks at runs not already on their way out.
     let live: Vec<&BackupRun> = runs.iter().copied().filter(|r| !is_deleting(r)).collect();
-    let records: Vec<RunRecord> = live
-        .iter()
-        .map(|r| RunRecord {
-            name: r.name_any(),
-            tier: r.spec.tier,
-            kind: r.spec.kind,
-            phase: phase(r),
-            completed_at: completed_at(r),
-            backup_id: r.status.as_ref().and_then(|s| s.backup_id.clone()),
-        })
-        .collect();
-    let delete = expired_runs(&records, &policy.spec.retention);
+    let records: Vec<RunRecord> = live.iter().map(|r| r.run_record()).collect();
+    let delete = expired_runs(&records, &policy.spec.retention.counts());
     for expired in &delete {
         events.push(Note::normal(
             "Expired",
@@ -228,7 +219,7 @@ pub fn decide(
     status.next_backups = if policy.spec.suspend {
         TierTimes::default()
     } else {
-        schedule.next_backups(now)
+        schedule.next_backups(now).into()
     };
     status.next_backup = status.next_backups.earliest();
 

@@ -1,0 +1,130 @@
+//! [`BackupPolicySpec::validate`]: what the schema cannot check, each problem
+//! naming its field. A field this version does not act on yet (S3 Object
+//! Lock, notifications, sources other than PostgreSQL) is refused here rather
+//! than accepted and ignored, so the policy's Ready condition says so.
+
+use std::collections::HashSet;
+
+use super::BackupPolicySpec;
+use crate::api::{check_ref_name, into_result, parse_duration, FieldError, Tier};
+use crate::schedule;
+
+impl BackupPolicySpec {
+    /// Checks what the schema cannot: cron strings, the time zone, durations,
+    /// names, and fields not supported yet. Every problem names its field.
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        self.source.validate(&mut errors);
+
+        if let Err(e) = self.schedule.parse() {
+            errors.extend(e);
+        }
+
+        for (tier, n) in [
+            (Tier::Daily, self.retention.daily),
+            (Tier::Weekly, self.retention.weekly),
+            (Tier::Monthly, self.retention.monthly),
+            (Tier::Manual, self.retention.manual.unwrap_or(0)),
+        ] {
+            if n < 0 {
+                errors.push(FieldError::new(
+                    format!("spec.retention.{tier}"),
+                    format!("must be 0 or more, not {n}"),
+                ));
+            }
+        }
+
+        if let Some(pitr) = &self.point_in_time_recovery {
+            if pitr.enabled && !self.source.is_physical() {
+                errors.push(FieldError::new(
+                    "spec.pointInTimeRecovery.enabled",
+                    "point-in-time recovery needs source.postgres.method: physical",
+                ));
+            }
+            check_duration(
+                "spec.pointInTimeRecovery.maxWalDelay",
+                &pitr.max_wal_delay,
+                &mut errors,
+            );
+        }
+
+        if self.destinations.is_empty() {
+            errors.push(FieldError::new(
+                "spec.destinations",
+                "at least one destination is required",
+            ));
+        }
+        let mut seen = HashSet::new();
+        for (i, dest) in self.destinations.iter().enumerate() {
+            let field = format!("spec.destinations[{i}]");
+            dest.validate(&field, &mut errors);
+            if !seen.insert(dest.name.as_str()) {
+                errors.push(FieldError::new(
+                    format!("{field}.name"),
+                    format!("duplicate destination name {:?}", dest.name),
+                ));
+            }
+        }
+
+        check_ref_name(
+            "spec.encryption.keySecretRef.name",
+            &self.encryption.key_secret_ref.name,
+            &mut errors,
+        );
+
+        if let Some(drill) = self
+            .verification
+            .as_ref()
+            .and_then(|v| v.restore_drill.as_ref())
+        {
+            if let Err(e) =
+                schedule::parse_cron("spec.verification.restoreDrill.schedule", &drill.schedule)
+            {
+                errors.push(e.into());
+            }
+            check_ref_name(
+                "spec.verification.restoreDrill.targetSecretRef.name",
+                &drill.target_secret_ref.name,
+                &mut errors,
+            );
+            if self.source.postgres.is_none() {
+                errors.push(FieldError::new(
+                    "spec.verification.restoreDrill",
+                    "restore drills are supported for postgres sources only",
+                ));
+            }
+        }
+
+        if let Some(objectives) = &self.objectives {
+            if let Some(rpo) = &objectives.rpo {
+                check_duration("spec.objectives.rpo", rpo, &mut errors);
+            }
+            if let Some(rto) = &objectives.rto {
+                check_duration("spec.objectives.rto", rto, &mut errors);
+            }
+        }
+
+        if let Some(notifications) = &self.notifications {
+            errors.push(FieldError::new(
+                "spec.notifications",
+                "notifications are not supported yet",
+            ));
+            check_ref_name(
+                "spec.notifications.webhookSecretRef.name",
+                &notifications.webhook_secret_ref.name,
+                &mut errors,
+            );
+        }
+
+        into_result(errors)
+    }
+}
+
+fn check_duration(field: &str, text: &str, errors: &mut Vec<FieldError>) {
+    if parse_duration(text).is_none() {
+        errors.push(FieldError::new(
+            field,
+            format!("{text:?} is not a duration like 60s, 15m, 1h30m or 7d"),
+        ));
+    }
+}
