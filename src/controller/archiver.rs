@@ -97,7 +97,7 @@ fn archiver_needs(policy: &BackupPolicy, cfg: &JobConfig) -> Result<PodNeeds, Jo
     };
     needs.args.extend(destinations::args(
         "--to",
-        &destinations::for_pod(policy, cfg)?,
+        &destinations::for_pod(&super::jobs::validated(policy)?, cfg),
     ));
     needs.add(PodNeeds::database(&pg.connection_secret_ref, cfg));
     needs.args.extend([

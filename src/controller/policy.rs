@@ -130,12 +130,9 @@ pub fn decide(
     status.observed_generation = generation;
     status.source_kind = Some(policy.spec.source.summary());
 
-    let schedule = policy
-        .spec
-        .validate()
-        .and_then(|()| policy.spec.schedule.parse());
-    let schedule = match schedule {
-        Ok(s) => s,
+    // The spec is read once, here; everything below acts on its typed form.
+    let valid = match policy.validated() {
+        Ok(v) => v,
         Err(errors) => {
             // Nothing is scheduled or deleted on a spec we cannot read.
             let message = join_errors(&errors);
@@ -157,7 +154,8 @@ pub fn decide(
         }
     };
 
-    let name = policy.name_any();
+    let name = &valid.name;
+    let schedule = &valid.schedule;
     let mut events = Vec::new();
     let mut last = last_scheduled(&old.last_scheduled, runs);
     let in_progress = runs
@@ -172,7 +170,7 @@ pub fn decide(
             .as_ref()
             .map(crate::api::conditions::from_time)
             .unwrap_or(now);
-        let mut due = schedule.due_runs(&name, &last.slots(), since, now);
+        let mut due = schedule.due_runs(name, &last.slots(), since, now);
         // Oldest slot first; the others stay due until this run finishes.
         due.sort_by_key(|d| (d.scheduled_at, d.tier));
         if let Some(first) = due.into_iter().next() {
@@ -322,7 +320,7 @@ pub fn decide(
     // The RPO clock starts at the newest success, or at the policy's
     // creation when there is none yet (a new policy has one RPO of grace).
     let mut breach_at = None;
-    let objective = match policy.spec.rpo() {
+    let objective = match valid.rpo {
         None => (
             false,
             reasons::NO_OBJECTIVE,

@@ -57,7 +57,7 @@ fn from_args(
     only: bool,
     cfg: &JobConfig,
 ) -> Result<Vec<String>, JobError> {
-    let dests = destinations::for_pod(policy, cfg)?;
+    let dests = destinations::for_pod(&super::jobs::validated(policy)?, cfg);
     if let Some(f) = first {
         if !dests.iter().any(|d| d.name == f) {
             return Err(unsupported(

@@ -1,5 +1,6 @@
 //! Where a policy writes its backups: named S3 destinations, and their checks.
 
+use crate::location::S3Location;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -36,7 +37,8 @@ pub struct S3Destination {
     /// e.g. `STANDARD_IA`, `GLACIER_IR`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class: Option<String>,
-    /// Path-style addressing, which most S3-compatible servers need.
+    /// Path-style addressing (the bucket in the path) even on AWS; with a
+    /// custom `endpoint` it is always used, as most S3-compatible servers need it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force_path_style: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,6 +86,14 @@ impl Destination {
                 "region is required",
             ));
         }
+        if let Some(e) = &s3.endpoint {
+            if url::Url::parse(e).is_err() {
+                errors.push(FieldError::new(
+                    format!("{field}.s3.endpoint"),
+                    format!("{e:?} is not a URL like https://minio.example:9000"),
+                ));
+            }
+        }
         if let Some(creds) = &s3.credentials_secret_ref {
             check_ref_name(
                 &format!("{field}.s3.credentialsSecretRef.name"),
@@ -97,5 +107,27 @@ impl Destination {
                 "S3 Object Lock is not supported yet",
             ));
         }
+    }
+}
+
+impl Destination {
+    /// Where this destination keeps the backups of `namespace/policy`:
+    /// `<prefix>/<namespace>/<policy>` in its bucket. No credentials: where a
+    /// pod finds them is the Job builder's business. Call on a validated spec
+    /// (an endpoint that is not a URL is refused by validation).
+    pub fn location(&self, namespace: &str, policy: &str) -> S3Location {
+        S3Location {
+            bucket: self.s3.bucket.clone(),
+            prefix: String::new(),
+            region: Some(self.s3.region.clone()),
+            endpoint: self.s3.endpoint.as_deref().and_then(|e| e.parse().ok()),
+            storage_class: self.s3.storage_class.clone(),
+            credentials: None,
+            // false: the default (path style with a custom endpoint, virtual
+            // hosts on AWS); true forces it.
+            path_style: self.s3.force_path_style.then_some(true),
+        }
+        .join(self.s3.prefix.as_deref().unwrap_or(""))
+        .join(&format!("{namespace}/{policy}"))
     }
 }

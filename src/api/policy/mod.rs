@@ -11,6 +11,7 @@ pub mod source;
 pub mod status;
 #[cfg(test)]
 mod tests;
+pub mod valid;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -31,6 +32,7 @@ pub use source::{
 pub use status::{
     BackupPolicyStatus, LastBackup, LastDrill, RecoveryWindow, TierTimes, WalArchive,
 };
+pub use valid::{ValidDestination, ValidPolicy, ValidSource};
 
 /// Cheap shape check for a 5-field cron string or an `@daily`-style alias;
 /// `validate` parses it properly.

@@ -17,7 +17,6 @@ use super::{
 use crate::api::policy::Compression;
 use crate::api::run::{Artifact, SourceInfo};
 use crate::api::{BackupPolicy, BackupRun, RunKind};
-use crate::location::Location;
 use crate::wire::{BackupSummary, TERMINATION_LOG};
 
 /// The name of the Job that backs up `run`: the same on every reconcile and
@@ -57,7 +56,7 @@ fn backup_needs(
     run: &BackupRun,
     cfg: &JobConfig,
 ) -> Result<PodNeeds, JobError> {
-    let (_, name) = policy_id(policy)?;
+    let valid = super::validated(policy)?;
     if run.spec.kind == RunKind::Drill {
         return Err(unsupported(
             "spec.kind",
@@ -68,16 +67,16 @@ fn backup_needs(
         args: vec!["backup".to_string()],
         ..Default::default()
     };
-    needs.add(source::backup_needs(policy, cfg)?);
+    needs.add(source::backup_needs(&valid, cfg)?);
     needs.args.extend(destinations::args(
         "--to",
-        &destinations::for_pod(policy, cfg)?,
+        &destinations::for_pod(&valid, cfg),
     ));
     needs.args.extend([
         "--compression".into(),
         compression_arg(policy).into(),
         "--policy".into(),
-        name.to_string(),
+        valid.name.clone(),
         "--tier".into(),
         run.spec.tier.to_string(),
         "--report-file".into(),
@@ -163,7 +162,7 @@ pub fn prune_job(
     };
     needs.args.extend(destinations::args(
         "--from",
-        &destinations::for_pod(policy, cfg)?,
+        &destinations::for_pod(&super::validated(policy)?, cfg),
     ));
     needs
         .args
@@ -193,7 +192,7 @@ pub fn artifacts(summary: &BackupSummary, policy: &BackupPolicy) -> Vec<Artifact
             continue;
         }
         let verified = summary.is_verified(&dest.name);
-        let root = destinations::location(namespace, name, dest);
+        let root = dest.location(namespace, name);
         for o in &summary.objects {
             out.push(Artifact {
                 destination: dest.name.clone(),
@@ -225,13 +224,4 @@ pub fn source_info(summary: &BackupSummary) -> SourceInfo {
             .then(|| summary.server_version.clone()),
         ..Default::default()
     }
-}
-
-/// Where a destination's backups are, for messages: `s3://bucket/prefix/ns/policy`.
-pub fn destination_base(
-    namespace: &str,
-    policy: &str,
-    dest: &crate::api::policy::Destination,
-) -> String {
-    Location::S3(destinations::location(namespace, policy, dest)).base()
 }

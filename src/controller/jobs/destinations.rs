@@ -3,44 +3,26 @@
 //! policy, with its own credentials mounted. The Job reports destinations by
 //! these names, so nothing maps URLs back to destinations.
 
-use crate::api::policy::Destination;
 use crate::api::BackupPolicy;
-use crate::location::{Location, NamedLocation, S3Location};
+use crate::location::{Location, NamedLocation};
 
 use super::pod::{mount, secret_volume, PodNeeds};
-use super::{policy_id, JobConfig, JobError};
-
-/// Where `dest` keeps the backups of `namespace/policy`. No credentials:
-/// where the pod finds them is [`for_pod`]'s business.
-pub fn location(namespace: &str, policy: &str, dest: &Destination) -> S3Location {
-    S3Location {
-        bucket: dest.s3.bucket.clone(),
-        prefix: String::new(),
-        region: Some(dest.s3.region.clone()),
-        endpoint: dest.s3.endpoint.as_deref().and_then(|e| e.parse().ok()),
-        storage_class: dest.s3.storage_class.clone(),
-        credentials: None,
-        path_style: dest.s3.force_path_style.then_some(true),
-    }
-    .join(dest.s3.prefix.as_deref().unwrap_or(""))
-    .join(&format!("{namespace}/{policy}"))
-}
+use super::JobConfig;
+use crate::api::policy::ValidPolicy;
 
 /// Every destination of `policy` as the pod's `--to`/`--from` names it.
-pub fn for_pod(policy: &BackupPolicy, cfg: &JobConfig) -> Result<Vec<NamedLocation>, JobError> {
-    let (namespace, name) = policy_id(policy)?;
-    Ok(policy
-        .spec
+pub fn for_pod(policy: &ValidPolicy<'_>, cfg: &JobConfig) -> Vec<NamedLocation> {
+    policy
         .destinations
         .iter()
         .map(|d| {
-            let mut loc = location(namespace, name, d);
-            if d.s3.credentials_secret_ref.is_some() {
-                loc.credentials = Some(cfg.credentials_dir(&d.name).into());
+            let mut loc = d.location.clone();
+            if d.spec.s3.credentials_secret_ref.is_some() {
+                loc.credentials = Some(cfg.credentials_dir(&d.spec.name).into());
             }
-            NamedLocation::new(&d.name, Location::S3(loc))
+            NamedLocation::new(&d.spec.name, Location::S3(loc))
         })
-        .collect())
+        .collect()
 }
 
 /// `--to`/`--from` for each of `dests`.

@@ -37,11 +37,12 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
 
+use crate::api::policy::ValidPolicy;
 use crate::api::BackupPolicy;
 pub use crate::wire::TERMINATION_LOG;
 pub use backup::{
-    artifacts, backup_args, backup_job, backup_job_name, committed_destinations, destination_base,
-    prune_job, prune_job_name, reads_back, source_info,
+    artifacts, backup_args, backup_job, backup_job_name, committed_destinations, prune_job,
+    prune_job_name, reads_back, source_info,
 };
 pub use pod::PodNeeds;
 
@@ -127,6 +128,9 @@ pub enum JobError {
     Missing { field: &'static str },
     #[error("{field}: {message}")]
     Unsupported { field: String, message: String },
+    /// The policy's spec does not validate.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
     #[error("spec.policyRef.name: the run names policy {run:?}, not {policy:?}")]
     WrongPolicy { run: String, policy: String },
     #[error("metadata.namespace: the run is in {run:?}, its policy in {policy:?}")]
@@ -140,7 +144,7 @@ impl JobError {
     pub fn field(&self) -> &str {
         match self {
             JobError::Missing { field } => field,
-            JobError::Unsupported { field, .. } => field,
+            JobError::Unsupported { field, .. } | JobError::Invalid { field, .. } => field,
             JobError::WrongPolicy { .. } => "spec.policyRef.name",
             JobError::WrongNamespace { .. } => "metadata.namespace",
             JobError::BadBackupId(_) => "status.backupId",
@@ -175,6 +179,21 @@ pub(crate) fn label_value(name: &str) -> String {
         let cut = name[..63 - hash.len() - 1].trim_end_matches(['-', '.']);
         format!("{cut}-{hash}")
     }
+}
+
+/// The policy read into its typed form, for building its Jobs; an invalid
+/// spec is refused naming the first field at fault.
+pub(crate) fn validated(policy: &BackupPolicy) -> Result<ValidPolicy<'_>, JobError> {
+    policy.validated().map_err(|errors| {
+        let e = errors
+            .into_iter()
+            .next()
+            .expect("validation errors are not empty");
+        JobError::Invalid {
+            field: e.field,
+            message: e.message,
+        }
+    })
 }
 
 pub(crate) fn policy_id(policy: &BackupPolicy) -> Result<(&str, &str), JobError> {

@@ -5,43 +5,35 @@
 
 use super::pod::PodNeeds;
 use super::{unsupported, JobConfig, JobError};
-use crate::api::policy::{PostgresMethod, SourceKind};
-use crate::api::BackupPolicy;
+use crate::api::policy::{ValidPolicy, ValidSource};
 
 /// The source's part of a backup pod.
-pub fn backup_needs(policy: &BackupPolicy, cfg: &JobConfig) -> Result<PodNeeds, JobError> {
-    let source = &policy.spec.source;
-    match (source.kind(), &source.postgres) {
-        (Some(SourceKind::Postgres), Some(pg)) => {
-            if pg.include_role_passwords {
-                // Saying "backed up" while leaving out what was asked for is worse than failing.
-                return Err(unsupported(
-                    "spec.source.postgres.includeRolePasswords",
-                    "role passwords are not yet saved with the globals",
-                ));
+pub fn backup_needs(policy: &ValidPolicy<'_>, cfg: &JobConfig) -> Result<PodNeeds, JobError> {
+    let mut needs = PodNeeds::default();
+    match policy.source {
+        ValidSource::PostgresLogical(pg) | ValidSource::PostgresPhysical(pg)
+            if pg.include_role_passwords =>
+        {
+            // Saying "backed up" while leaving out what was asked for is worse than failing.
+            return Err(unsupported(
+                "spec.source.postgres.includeRolePasswords",
+                "role passwords are not yet saved with the globals",
+            ));
+        }
+        ValidSource::PostgresLogical(pg) => {
+            if pg.all_databases {
+                needs.args.push("--all-databases".into());
             }
-            let mut needs = PodNeeds::default();
-            if pg.method == PostgresMethod::Physical {
-                // A base backup is the whole cluster: databases do not apply.
-                needs.args.extend(["--method".into(), "physical".into()]);
-            } else {
-                if pg.all_databases {
-                    needs.args.push("--all-databases".into());
-                }
-                for db in &pg.databases {
-                    needs.args.extend(["--database".into(), db.clone()]);
-                }
+            for db in &pg.databases {
+                needs.args.extend(["--database".into(), db.clone()]);
             }
             needs.add(PodNeeds::database(&pg.connection_secret_ref, cfg));
-            Ok(needs)
         }
-        (Some(kind), _) => Err(unsupported(
-            format!("spec.source.{kind}"),
-            "this version backs up PostgreSQL sources only",
-        )),
-        (None, _) => Err(unsupported(
-            "spec.source",
-            "set exactly one of postgres, volume, bucket, config",
-        )),
+        ValidSource::PostgresPhysical(pg) => {
+            // A base backup is the whole cluster: databases do not apply.
+            needs.args.extend(["--method".into(), "physical".into()]);
+            needs.add(PodNeeds::database(&pg.connection_secret_ref, cfg));
+        }
     }
+    Ok(needs)
 }
