@@ -196,6 +196,32 @@ pub struct PhysicalInfo {
 }
 
 impl Manifest {
+    /// A logical backup of database `orders` in one object, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn sample(id: &str, done: DateTime<Utc>, size: u64, plain_size: u64) -> Self {
+        Manifest {
+            format: 1,
+            backup_id: id.into(),
+            policy: "orders".into(),
+            tier: "daily".into(),
+            source: SourceInfo::sample(PgMethod::Logical, &["orders"]),
+            started_at: done,
+            completed_at: done,
+            compression: Compression::Zstd,
+            key_id: String::new(),
+            objects: vec![ObjectEntry {
+                key: object_key(id, "db-0"),
+                role: "database".into(),
+                database: Some("orders".into()),
+                size,
+                sha256: "00".repeat(32),
+                plain_size,
+            }],
+            mac_key: String::new(),
+            physical: None,
+        }
+    }
+
     pub fn stored_bytes(&self) -> u64 {
         self.objects.iter().map(|o| o.size).sum()
     }
@@ -343,27 +369,7 @@ mod tests {
     }
 
     fn manifest(id: &str, done: DateTime<Utc>) -> Manifest {
-        Manifest {
-            format: 1,
-            backup_id: id.into(),
-            policy: "orders".into(),
-            tier: "daily".into(),
-            source: SourceInfo::sample(PgMethod::Logical, &["orders"]),
-            started_at: done,
-            completed_at: done,
-            compression: Compression::Zstd,
-            key_id: String::new(),
-            objects: vec![ObjectEntry {
-                key: object_key(id, "db-0"),
-                role: "database".into(),
-                database: Some("orders".into()),
-                size: 10,
-                sha256: "00".repeat(32),
-                plain_size: 20,
-            }],
-            mac_key: String::new(),
-            physical: None,
-        }
+        Manifest::sample(id, done, 10, 20)
     }
 
     #[test]

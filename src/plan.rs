@@ -161,35 +161,13 @@ pub fn next(sources: &[Source], point: &Point, from: Option<&str>) -> Result<Nex
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{object_key, ObjectEntry, PgMethod, SourceInfo};
-    use crate::pipeline::header::Compression;
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
     }
 
     fn manifest(id: &str, done: &str) -> Manifest {
-        Manifest {
-            format: 1,
-            backup_id: id.into(),
-            policy: "orders".into(),
-            tier: "daily".into(),
-            source: SourceInfo::sample(PgMethod::Logical, &["orders"]),
-            started_at: at(done),
-            completed_at: at(done),
-            compression: Compression::Zstd,
-            key_id: String::new(),
-            physical: None,
-            objects: vec![ObjectEntry {
-                key: object_key(id, "db-0"),
-                role: "database".into(),
-                database: Some("orders".into()),
-                size: 100,
-                sha256: "00".repeat(32),
-                plain_size: 300,
-            }],
-            mac_key: String::new(),
-        }
+        Manifest::sample(id, at(done), 100, 300)
     }
 
     const A: &str = "20261120T020000.000Z-aaaaaa";
