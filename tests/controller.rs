@@ -634,3 +634,110 @@ async fn a_pitr_policy_runs_an_archiver_whose_status_reaches_the_policy() {
     })
     .await;
 }
+
+/// The condition `type_` of the object `name` in `resource`, once it has one.
+fn condition_of(
+    store: &apiserver::Store,
+    resource: &str,
+    name: &str,
+    type_: &str,
+) -> Option<Value> {
+    store
+        .get(resource, NS, name)?
+        .pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .cloned()
+}
+
+/// A BackupRun made by hand ("back up now") for `policy`.
+async fn create_manual_run(server: &ApiServer, name: &str, policy: &str) {
+    let runs: Api<BackupRun> = Api::namespaced(server.client(), NS);
+    let run: BackupRun = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1",
+        "kind": "BackupRun",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"policyRef": {"name": policy}, "tier": "manual"}
+    }))
+    .unwrap();
+    runs.create(&PostParams::default(), &run).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fields_not_supported_yet_make_a_policy_not_ready_and_no_job() {
+    let server = ApiServer::start().await;
+    // Just after a daily slot: a valid policy makes its run and Job at once.
+    let clock = Clock::fixed(at("2026-11-21T02:00:30Z"));
+    let _controller = start(&server, &clock);
+
+    let mut locked = policy("locked", "0 2 * * *");
+    locked["spec"]["destinations"][0]["s3"]["objectLock"] =
+        json!({"mode": "Compliance", "days": 30});
+    let mut files = policy("files", "0 2 * * *");
+    files["spec"]["source"] = json!({"volume": {"claimName": "uploads"}});
+    let refused = [
+        ("locked", "spec.destinations[0].s3.objectLock"),
+        ("files", "spec.source.volume"),
+    ];
+    create(&server, locked).await;
+    create(&server, files).await;
+    for (name, _) in refused {
+        create_manual_run(&server, &format!("{name}-now"), name).await;
+    }
+    // The control, created last: a valid policy due at the same slot. (No
+    // manual run for it: one in progress would hold its scheduled run back.)
+    create(&server, policy("orders", "0 2 * * *")).await;
+
+    for (name, field) in refused {
+        let ready = server
+            .wait_for(&format!("{name}'s Ready condition"), WAIT, |s| {
+                condition_of(s, POLICIES, name, "Ready")
+            })
+            .await;
+        assert_eq!(ready["status"], "False", "{ready}");
+        assert_eq!(ready["reason"], "InvalidSpec", "{ready}");
+        let message = ready["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("{field}: ")) && message.contains("not supported yet"),
+            "{message}"
+        );
+        // The manual run is held, naming the same field.
+        let complete = server
+            .wait_for(&format!("{name}-now to be refused"), WAIT, |s| {
+                condition_of(s, RUNS, &format!("{name}-now"), "Complete")
+                    .filter(|c| c["reason"] == "InvalidSpec")
+            })
+            .await;
+        assert!(
+            complete["message"].as_str().unwrap().contains(field),
+            "{complete}"
+        );
+    }
+
+    // By the time the valid policy's scheduled run has its Job, the refused
+    // policies have made neither a run nor a Job.
+    let run = "orders-daily-20261121t020000z";
+    server
+        .wait_for("the valid policy's job", WAIT, |_| job_of(&server, run))
+        .await;
+    for (name, _) in refused {
+        assert!(
+            server
+                .store
+                .get(RUNS, NS, &format!("{name}-daily-20261121t020000z"))
+                .is_none(),
+            "{name} scheduled a run"
+        );
+        assert!(
+            job_of(&server, &format!("{name}-now")).is_none(),
+            "{name}'s manual run got a Job"
+        );
+    }
+    assert_eq!(
+        server.store.count(JOBS),
+        1,
+        "{:?}",
+        server.store.list(JOBS, NS)
+    );
+}
