@@ -1,0 +1,119 @@
+//! The commands on backups in destinations: backup, list, verify, prune,
+//! and keygen for the key that seals them.
+
+use super::args::{self, BackupArgs, KeygenArgs, ListArgs, MethodArg, PruneArgs, VerifyArgs};
+use super::print::{self, print_json, write_report};
+use crate::commands::{self, backup, list, prune, verify};
+use crate::keys::{self, Keyring};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// `lifeboat backup [--verify]`.
+pub async fn backup(a: BackupArgs) -> Result<ExitCode, commands::Error> {
+    let mut report = backup::backup(backup::BackupOptions {
+        conn: a.conn.conn()?,
+        databases: a.databases,
+        all_databases: a.all_databases,
+        maintenance_db: a.conn.maintenance_db.clone(),
+        globals: !a.no_globals,
+        to: a.to,
+        keys: Keyring::load(&a.key.key_file)?,
+        compression: args::compression(a.compression),
+        policy: a.policy,
+        tier: a.tier,
+        allow_partial: a.allow_partial,
+        method: match a.method {
+            MethodArg::Logical => backup::Method::Logical,
+            MethodArg::Physical => backup::Method::Physical,
+        },
+    })
+    .await?;
+    let verified = if a.verify {
+        let keys = Arc::new(Keyring::load(&a.key.key_file)?);
+        backup::verify_committed(&mut report, keys).await?
+    } else {
+        true
+    };
+    write_report(a.report_file.as_deref(), &report.summary())?;
+    if a.json {
+        print_json(&report);
+    } else {
+        print::backup(&report);
+    }
+    if !verified {
+        eprintln!(
+            "error: backup {} was committed but failed read-back verification",
+            report.backup_id
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lifeboat list`.
+pub async fn list(a: ListArgs) -> Result<ExitCode, commands::Error> {
+    let keys = a.key_file.as_deref().map(Keyring::load).transpose()?;
+    let entries = list::list(&a.from, keys.as_ref()).await?;
+    if a.json {
+        print_json(&entries);
+    } else {
+        print::list(&entries);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lifeboat verify`: exit 1 when any check fails or nothing was checked.
+pub async fn verify(a: VerifyArgs) -> Result<ExitCode, commands::Error> {
+    let which = if a.backup == "all" {
+        verify::Which::All
+    } else {
+        verify::Which::Point(
+            a.backup
+                .parse()
+                .map_err(|e: String| commands::Error::Usage(format!("--backup: {e}")))?,
+        )
+    };
+    let keys = Arc::new(Keyring::load(&a.key.key_file)?);
+    let report = verify::verify(&a.from, keys, &which).await?;
+    if a.json {
+        print_json(&report);
+    } else {
+        print::verify(&report);
+    }
+    if report.problems > 0 || report.checks.is_empty() {
+        if report.checks.is_empty() {
+            eprintln!("error: no backup to verify");
+        } else {
+            eprintln!("error: {} problem(s) found", report.problems);
+        }
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lifeboat prune`.
+pub async fn prune(a: PruneArgs) -> Result<ExitCode, commands::Error> {
+    if a.backups.is_empty() && !a.incomplete {
+        return Err(commands::Error::Usage(
+            "nothing to prune: give --backup ID or --incomplete".into(),
+        ));
+    }
+    let report = prune::prune(&a.from, &a.backups, a.incomplete).await?;
+    if a.json {
+        print_json(&report);
+    } else {
+        print::prune(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lifeboat keygen`.
+pub fn keygen(a: KeygenArgs) -> Result<ExitCode, commands::Error> {
+    keys::write_new_key(&a.out, &a.id, a.add)?;
+    eprintln!(
+        "wrote key {:?} to {} (mode 0600); keep a copy outside the cluster",
+        a.id,
+        a.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
