@@ -2,7 +2,7 @@
 //! and keygen for the key that seals them.
 
 use super::args::{self, BackupArgs, KeygenArgs, ListArgs, MethodArg, PruneArgs, VerifyArgs};
-use super::print::{self, print_json, write_report};
+use super::print::{self, write_report};
 use crate::commands::{self, backup, list, prune, verify};
 use crate::keys::{self, Keyring};
 use std::process::ExitCode;
@@ -35,11 +35,7 @@ pub async fn backup(a: BackupArgs) -> Result<ExitCode, commands::Error> {
         true
     };
     write_report(a.report_file.as_deref(), &report.summary())?;
-    if a.json {
-        print_json(&report);
-    } else {
-        print::backup(&report);
-    }
+    print::report(a.json, &report, print::backup);
     if !verified {
         eprintln!(
             "error: backup {} was committed but failed read-back verification",
@@ -54,11 +50,7 @@ pub async fn backup(a: BackupArgs) -> Result<ExitCode, commands::Error> {
 pub async fn list(a: ListArgs) -> Result<ExitCode, commands::Error> {
     let keys = a.key_file.as_deref().map(Keyring::load).transpose()?;
     let entries = list::list(&a.from, keys.as_ref()).await?;
-    if a.json {
-        print_json(&entries);
-    } else {
-        print::list(&entries);
-    }
+    print::report(a.json, entries.as_slice(), print::list);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -75,11 +67,7 @@ pub async fn verify(a: VerifyArgs) -> Result<ExitCode, commands::Error> {
     };
     let keys = Arc::new(Keyring::load(&a.key.key_file)?);
     let report = verify::verify(&a.from, keys, &which).await?;
-    if a.json {
-        print_json(&report);
-    } else {
-        print::verify(&report);
-    }
+    print::report(a.json, &report, print::verify);
     if report.problems > 0 || report.checks.is_empty() {
         if report.checks.is_empty() {
             eprintln!("error: no backup to verify");
@@ -99,11 +87,7 @@ pub async fn prune(a: PruneArgs) -> Result<ExitCode, commands::Error> {
         ));
     }
     let report = prune::prune(&a.from, &a.backups, a.incomplete).await?;
-    if a.json {
-        print_json(&report);
-    } else {
-        print::prune(&report);
-    }
+    print::report(a.json, &report, print::prune);
     Ok(ExitCode::SUCCESS)
 }
 

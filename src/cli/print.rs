@@ -6,7 +6,16 @@ use crate::api::run::format_bytes;
 use crate::commands::{self, backup, list, pitr, plan, prune, recover, restore, verify};
 use serde::Serialize;
 
-pub fn print_json<T: Serialize>(v: &T) {
+/// A report as `--json` asked: pretty JSON, or `human`'s lines.
+pub fn report<T: Serialize + ?Sized>(json: bool, v: &T, human: fn(&T)) {
+    if json {
+        print_json(v);
+    } else {
+        human(v);
+    }
+}
+
+pub fn print_json<T: Serialize + ?Sized>(v: &T) {
     println!(
         "{}",
         serde_json::to_string_pretty(v).expect("report serialises")

@@ -4,7 +4,7 @@
 //! chooses the point a restore would use.
 
 use super::args::{PlanArgs, RestoreArgs};
-use super::print::{self, print_json, write_report};
+use super::print::{self, write_report};
 use crate::commands::{self, pitr, recover, restore};
 use crate::keys::Keyring;
 use crate::recovery::RecoveryTarget;
@@ -43,11 +43,7 @@ fn restore_options(a: &RestoreArgs) -> Result<restore::RestoreOptions, commands:
 async fn logical(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
     let report = restore::restore(restore_options(&a)?).await?;
     write_report(a.report_file.as_deref(), &report)?;
-    if a.json {
-        print_json(&report);
-    } else {
-        print::restore(&report);
-    }
+    print::report(a.json, &report, print::restore);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -59,11 +55,7 @@ async fn recover(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
     match recover::recover(o, &a.checks, a.drop_after).await {
         Ok(report) => {
             write_report(a.report_file.as_deref(), &Summary::succeeded(&report))?;
-            if a.json {
-                print_json(&report);
-            } else {
-                print::recover(&report);
-            }
+            print::report(a.json, &report, print::recover);
             Ok(ExitCode::SUCCESS)
         }
         Err(f) => {
@@ -132,11 +124,7 @@ async fn point_in_time(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
         write_report(a.report_file.as_deref(), &summary)?;
     }
     let report = outcome?;
-    if a.json {
-        print_json(&report);
-    } else {
-        print::point_in_time(&report);
-    }
+    print::report(a.json, &report, print::point_in_time);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -160,10 +148,6 @@ pub async fn plan(a: PlanArgs) -> Result<ExitCode, commands::Error> {
         }
     };
     write_report(a.report_file.as_deref(), &report)?;
-    if a.json {
-        print_json(&report);
-    } else {
-        print::plan(&report);
-    }
+    print::report(a.json, &report, print::plan);
     Ok(ExitCode::SUCCESS)
 }
