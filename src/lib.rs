@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod catalog;
+pub mod cli;
 pub mod commands;
 pub mod controller;
 pub mod keys;

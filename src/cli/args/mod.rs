@@ -1,0 +1,78 @@
+//! The argument structs of `lifeboat`'s subcommands, grouped as the
+//! commands are, and the pieces several of them flatten in.
+
+mod backup;
+mod operator;
+mod wal;
+
+pub use backup::{
+    BackupArgs, KeygenArgs, ListArgs, MethodArg, PlanArgs, PruneArgs, RestoreArgs, VerifyArgs,
+};
+pub use operator::{ControllerArgs, OutputArg, StatusArgs};
+pub use wal::{WalFetchArgs, WalPushArgs, WalStreamArgs};
+
+use crate::commands;
+use crate::pipeline::header::Compression;
+use crate::source::postgres::{PgConn, Secret};
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+
+/// Where PostgreSQL is. Unset values come from libpq's environment
+/// (PGHOST, PGPORT, PGUSER, PGPASSFILE, PGPASSWORD, PGSSLMODE).
+#[derive(Args, Clone)]
+pub struct ConnArgs {
+    #[arg(long)]
+    pub host: Option<String>,
+    #[arg(long)]
+    pub port: Option<u16>,
+    #[arg(long)]
+    pub user: Option<String>,
+    /// File holding the password (never pass a password on the command line).
+    #[arg(long, env = "LIFEBOAT_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Directory of pg_dump, pg_restore and pg_dumpall (default: PATH).
+    #[arg(long, env = "LIFEBOAT_PG_BIN")]
+    pub pg_bin: Option<PathBuf>,
+    /// Database for server-level queries.
+    #[arg(long, default_value = "postgres")]
+    pub maintenance_db: String,
+}
+
+impl ConnArgs {
+    pub fn conn(&self) -> Result<PgConn, commands::Error> {
+        Ok(PgConn {
+            host: self.host.clone(),
+            port: self.port,
+            user: self.user.clone(),
+            password: self
+                .password_file
+                .as_deref()
+                .map(Secret::from_file)
+                .transpose()?,
+            bin_dir: self.pg_bin.clone(),
+        })
+    }
+}
+
+#[derive(Args)]
+pub struct KeyArgs {
+    /// Master key file (`lifeboat keygen`); the first key encrypts, all decrypt.
+    #[arg(long, env = "LIFEBOAT_KEY_FILE")]
+    pub key_file: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum CompressionArg {
+    Zstd,
+    Gzip,
+    None,
+}
+
+/// The pipeline's compression for a `--compression` value.
+pub fn compression(c: CompressionArg) -> Compression {
+    match c {
+        CompressionArg::Zstd => Compression::Zstd,
+        CompressionArg::Gzip => Compression::Gzip,
+        CompressionArg::None => Compression::None,
+    }
+}

@@ -1,0 +1,111 @@
+//! The commands on backups in destinations: backup, list, verify, prune,
+//! and keygen for the key that seals them.
+
+use super::args::{self, BackupArgs, KeygenArgs, ListArgs, MethodArg, PruneArgs, VerifyArgs};
+use super::print::{self, write_report};
+use crate::commands::{self, backup, list, prune, verify};
+use crate::keys::{self, Keyring};
+use crate::source::{postgres, Source};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// `lifeboat backup [--verify]`.
+pub async fn backup(a: BackupArgs) -> Result<ExitCode, commands::Error> {
+    let conn = a.conn.conn()?;
+    let maintenance_db = a.conn.maintenance_db.clone();
+    // The one place the command line picks the kind of source.
+    let source = match a.method {
+        MethodArg::Logical => Source::PostgresLogical(postgres::logical::Logical::new(
+            conn,
+            a.databases,
+            a.all_databases,
+            maintenance_db,
+            !a.no_globals,
+        )),
+        MethodArg::Physical => {
+            Source::PostgresPhysical(postgres::physical::Physical::new(conn, maintenance_db))
+        }
+    };
+    let mut report = backup::backup(backup::BackupOptions {
+        source,
+        to: a.to,
+        keys: Keyring::load(&a.key.key_file)?,
+        compression: args::compression(a.compression),
+        policy: a.policy,
+        tier: a.tier,
+        allow_partial: a.allow_partial,
+    })
+    .await?;
+    let verified = if a.verify {
+        let keys = Arc::new(Keyring::load(&a.key.key_file)?);
+        backup::verify_committed(&mut report, keys).await?
+    } else {
+        true
+    };
+    write_report(a.report_file.as_deref(), &report.summary())?;
+    print::report(a.json, &report, print::backup);
+    if !verified {
+        eprintln!(
+            "error: backup {} was committed but failed read-back verification",
+            report.backup_id
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lifeboat list`.
+pub async fn list(a: ListArgs) -> Result<ExitCode, commands::Error> {
+    let keys = a.key_file.as_deref().map(Keyring::load).transpose()?;
+    let entries = list::list(&a.from, keys.as_ref()).await?;
+    print::report(a.json, entries.as_slice(), print::list);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lifeboat verify`: exit 1 when any check fails or nothing was checked.
+pub async fn verify(a: VerifyArgs) -> Result<ExitCode, commands::Error> {
+    let which = if a.backup == "all" {
+        verify::Which::All
+    } else {
+        verify::Which::Point(
+            a.backup
+                .parse()
+                .map_err(|e: String| commands::Error::Usage(format!("--backup: {e}")))?,
+        )
+    };
+    let keys = Arc::new(Keyring::load(&a.key.key_file)?);
+    let report = verify::verify(&a.from, keys, &which).await?;
+    print::report(a.json, &report, print::verify);
+    if report.problems > 0 || report.checks.is_empty() {
+        if report.checks.is_empty() {
+            eprintln!("error: no backup to verify");
+        } else {
+            eprintln!("error: {} problem(s) found", report.problems);
+        }
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lifeboat prune`.
+pub async fn prune(a: PruneArgs) -> Result<ExitCode, commands::Error> {
+    if a.backups.is_empty() && !a.incomplete {
+        return Err(commands::Error::Usage(
+            "nothing to prune: give --backup ID or --incomplete".into(),
+        ));
+    }
+    let report = prune::prune(&a.from, &a.backups, a.incomplete).await?;
+    print::report(a.json, &report, print::prune);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lifeboat keygen`.
+pub fn keygen(a: KeygenArgs) -> Result<ExitCode, commands::Error> {
+    keys::write_new_key(&a.out, &a.id, a.add)?;
+    eprintln!(
+        "wrote key {:?} to {} (mode 0600); keep a copy outside the cluster",
+        a.id,
+        a.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

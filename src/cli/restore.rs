@@ -1,0 +1,146 @@
+//! `lifeboat restore` in its three forms (a logical restore; one with
+//! checks and a drop after, as a drill runs it; point-in-time recovery of a
+//! physical backup into a data directory) and `lifeboat plan`, which
+//! chooses the point a restore would use.
+
+use super::args::{PlanArgs, RestoreArgs};
+use super::print::{self, write_report};
+use crate::commands::{self, pitr, recover, restore};
+use crate::keys::Keyring;
+use crate::recovery::RecoveryTarget;
+use crate::wire::{step, PlanSummary, RestoreSummary};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// `lifeboat restore`: --data-dir asks for point-in-time recovery, --check
+/// or --drop-after for a restore the checks judge.
+pub async fn restore(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
+    if a.data_dir.is_some() {
+        point_in_time(a).await
+    } else if !a.checks.is_empty() || a.drop_after {
+        recover(a).await
+    } else {
+        logical(a).await
+    }
+}
+
+/// What `lifeboat restore` (logical) was asked for.
+fn restore_options(a: &RestoreArgs) -> Result<restore::RestoreOptions, commands::Error> {
+    Ok(restore::RestoreOptions {
+        from: a.from.clone(),
+        keys: Arc::new(Keyring::load(&a.key.key_file)?),
+        point: a.backup.clone(),
+        database: a.database.clone(),
+        target: a.conn.conn()?,
+        target_db: a.target_db.clone(),
+        maintenance_db: a.conn.maintenance_db.clone(),
+        create: a.create,
+        clean: a.clean,
+        no_owner: a.no_owner,
+        globals: a.globals,
+    })
+}
+
+async fn logical(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
+    let report = restore::restore(restore_options(&a)?).await?;
+    write_report(a.report_file.as_deref(), &report)?;
+    print::report(a.json, &report, print::restore);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lifeboat restore --check … [--drop-after]`: restore, checks, drop. A
+/// failed step is exit 1 with the summary saying which step.
+async fn recover(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
+    let o = restore_options(&a)?;
+    match recover::recover(o, &a.checks, a.drop_after).await {
+        Ok(report) => {
+            write_report(a.report_file.as_deref(), &report.summary())?;
+            print::report(a.json, &report, print::recover);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(f) => {
+            write_report(a.report_file.as_deref(), &f.summary())?;
+            eprintln!("error: {} step failed: {}", f.step, f.error);
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// `lifeboat restore --data-dir …`: point-in-time recovery.
+async fn point_in_time(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
+    let usage = commands::Error::Usage;
+    let target = match (&a.target_time, &a.target_lsn) {
+        (Some(t), _) => RecoveryTarget::Time(
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map_err(|e| usage(format!("--target-time {t:?}: not an RFC 3339 time ({e})")))?
+                .with_timezone(&chrono::Utc),
+        ),
+        (None, Some(l)) => {
+            RecoveryTarget::Lsn(l.parse().map_err(|e| usage(format!("--target-lsn: {e}")))?)
+        }
+        (None, None) => RecoveryTarget::Latest,
+    };
+    let lifeboat = std::env::current_exe()
+        .map_err(|e| usage(format!("cannot find this binary for restore_command: {e}")))?;
+    if a.no_start && !a.checks.is_empty() {
+        return Err(usage(
+            "--check needs the server lifeboat starts: drop --no-start".into(),
+        ));
+    }
+    let outcome = pitr::restore(pitr::PitrOptions {
+        from: a.from,
+        keys: Arc::new(Keyring::load(&a.key.key_file)?),
+        key_file: a.key.key_file,
+        data_dir: a.data_dir.expect("checked by the caller"),
+        target,
+        start: !a.no_start,
+        keep_running: a.keep_running,
+        run_as: a.run_as,
+        port: a.server_port,
+        conn: a.conn.conn()?,
+        lifeboat,
+        checks: a.checks.clone(),
+        check_db: a.conn.maintenance_db.clone(),
+    })
+    .await;
+    // The Job's termination message: the same summary as a logical
+    // restore's, so a RestoreRequest reads either.
+    if a.report_file.is_some() {
+        let summary = match &outcome {
+            Ok(r) => r.summary(a.checks.len()),
+            Err(e) => {
+                let step = if matches!(e, commands::Error::Check(_)) {
+                    step::VERIFY
+                } else {
+                    step::RESTORE
+                };
+                RestoreSummary::failed(step, e)
+            }
+        };
+        write_report(a.report_file.as_deref(), &summary)?;
+    }
+    let report = outcome?;
+    print::report(a.json, &report, print::point_in_time);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lifeboat plan`.
+pub async fn plan(a: PlanArgs) -> Result<ExitCode, commands::Error> {
+    let report = commands::plan::plan(commands::plan::PlanOptions {
+        from: a.from,
+        keys: Arc::new(Keyring::load(&a.key.key_file)?),
+        point: a.backup,
+        target_db: a.target_db,
+        depth: a.verify,
+    });
+    let report = match report.await {
+        Ok(r) => r,
+        Err(e) => {
+            write_report(a.report_file.as_deref(), &PlanSummary::failed(&e))?;
+            return Err(e);
+        }
+    };
+    write_report(a.report_file.as_deref(), &report.summary())?;
+    print::report(a.json, &report, print::plan);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,53 @@
+//! The WAL commands: wal-push and wal-fetch (PostgreSQL's archive_command
+//! and restore_command), wal-stream.
+
+use super::args::{self, WalFetchArgs, WalPushArgs, WalStreamArgs};
+use crate::commands::{
+    self,
+    wal::{wal_fetch, wal_push, Fetched},
+    wal_stream::{wal_stream, StreamOptions},
+};
+use crate::keys::Keyring;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// `lifeboat wal-push %p --to …`.
+pub async fn push(a: WalPushArgs) -> Result<ExitCode, commands::Error> {
+    let w = a.archive;
+    let keys = Arc::new(Keyring::load(&w.key.key_file)?);
+    wal_push(&a.path, &w.to, keys, args::compression(w.compression)).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lifeboat wal-fetch %f %p --from …`: its exit codes are what PostgreSQL
+/// reads, so failures are codes here, not errors.
+pub async fn fetch(a: WalFetchArgs) -> Result<ExitCode, commands::Error> {
+    let keys = Arc::new(Keyring::load(&a.key.key_file)?);
+    match wal_fetch(&a.name, &a.dest, &a.from, keys).await {
+        Ok(Fetched::Restored) => Ok(ExitCode::SUCCESS),
+        // PostgreSQL asks for files past the end of the archive: routine.
+        Ok(Fetched::NotArchived) => Ok(ExitCode::from(1)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            // Above 125: PostgreSQL aborts recovery instead of ending it early.
+            Ok(ExitCode::from(126))
+        }
+    }
+}
+
+/// `lifeboat wal-stream`.
+pub async fn stream(a: WalStreamArgs) -> Result<ExitCode, commands::Error> {
+    wal_stream(StreamOptions {
+        conn: a.conn.conn()?,
+        slot: a.slot,
+        spool: a.spool,
+        to: a.archive.to,
+        keys: Arc::new(Keyring::load(&a.archive.key.key_file)?),
+        compression: args::compression(a.archive.compression),
+        max_delay: a.max_wal_delay,
+        status_file: a.status_file,
+        http_addr: a.http_addr,
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
