@@ -9,15 +9,16 @@ use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
+use super::apply::{create_if_absent, delete_if_present};
 use super::archiver::{
     archiver_deployment, archiver_name, wants_archiver, ArchiverStatus, Observed, COMPONENT,
 };
 use super::jobs::{label_value, LABEL_COMPONENT, LABEL_POLICY};
-use super::{is_conflict, is_not_found, Context, Error};
+use super::{Context, Error};
 use crate::api::BackupPolicy;
 
 /// How long the controller waits for an archiver's `/status`.
@@ -36,28 +37,21 @@ pub(super) async fn sync(
     let api: Api<Deployment> = ctx.api(ns);
     let deployment = archiver_name(&name);
     if !wants_archiver(policy) {
-        if had_archiver {
-            match api.delete(&deployment, &DeleteParams::default()).await {
-                Ok(_) => tracing::info!(policy = %name, %deployment, "stopped the WAL archiver"),
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(Error::Archiver(deployment, e)),
-            }
+        if had_archiver && delete_if_present(&api, &deployment, &DeleteParams::default()).await? {
+            tracing::info!(policy = %name, %deployment, "stopped the WAL archiver");
         }
         return Ok(None);
     }
     let desired = archiver_deployment(policy, &ctx.settings.jobs)
-        .map_err(|e| Error::BuildJob(deployment.clone(), e))?;
-    match api.create(&PostParams::default(), &desired).await {
-        Ok(_) => tracing::info!(policy = %name, %deployment, "started the WAL archiver"),
-        Err(e) if is_conflict(&e) => {
-            // A merge patch replaces lists whole: the pod template becomes the desired one.
-            let patch =
-                json!({"metadata": {"labels": desired.metadata.labels}, "spec": desired.spec});
-            api.patch(&deployment, &PatchParams::default(), &Patch::Merge(patch))
-                .await
-                .map_err(|e| Error::Archiver(deployment.clone(), e))?;
-        }
-        Err(e) => return Err(Error::Archiver(deployment, e)),
+        .map_err(Error::build(format!("Deployment {deployment}")))?;
+    if create_if_absent(&api, &desired).await? {
+        tracing::info!(policy = %name, %deployment, "started the WAL archiver");
+    } else {
+        // A merge patch replaces lists whole: the pod template becomes the desired one.
+        let patch = json!({"metadata": {"labels": desired.metadata.labels}, "spec": desired.spec});
+        api.patch(&deployment, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map_err(Error::apply(format!("updating Deployment {deployment}")))?;
     }
     Ok(Some(observe(ctx, ns, &name).await?))
 }
@@ -72,7 +66,9 @@ async fn observe(ctx: &Context, ns: &str, policy: &str) -> Result<Observed, Erro
     let list = pods
         .list(&ListParams::default().labels(&selector))
         .await
-        .map_err(|e| Error::ListPods(format!("{policy} archiver"), e))?;
+        .map_err(Error::dereference(format!(
+            "pods of the WAL archiver of policy {policy}"
+        )))?;
     let ip = list.items.iter().find_map(|p| {
         let status = p.status.as_ref()?;
         (status.phase.as_deref() == Some("Running") && p.metadata.deletion_timestamp.is_none())

@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
 use super::restore::DRILL_LABEL;
-use super::{Note, POLICY_LABEL};
+use super::{created_at, Note, POLICY_LABEL};
 use crate::api::conditions::{reasons, set_condition, types, ConditionUpdate};
 use crate::api::policy::LastDrill;
 use crate::api::restore::{PostgresTarget, RestorePhase, RestoreTarget};
@@ -186,13 +186,7 @@ pub fn decide(
         .iter()
         .filter_map(|r| slot_of(r))
         .max()
-        .or_else(|| {
-            policy
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .map(crate::api::conditions::from_time)
-        })
+        .or_else(|| created_at(policy))
         .unwrap_or(now);
     if in_progress {
         return plan;

@@ -14,7 +14,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::{is_conflict, is_not_found};
+use super::is_conflict;
 
 /// What to do with the Lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,11 +118,7 @@ impl Elector {
 
     /// One round: read, decide, write. True when we hold the Lease after it.
     pub async fn try_hold(&self) -> Result<bool, kube::Error> {
-        let lease = match self.api.get(&self.name).await {
-            Ok(l) => Some(l),
-            Err(e) if is_not_found(&e) => None,
-            Err(e) => return Err(e),
-        };
+        let lease = self.api.get_opt(&self.name).await?;
         let now = Utc::now();
         let decision = decide(lease.as_ref(), &self.identity, now);
         if let Decision::Standby { .. } = decision {
@@ -177,10 +173,8 @@ impl Elector {
     /// its next try instead of after the Lease's duration. The resourceVersion
     /// makes it a no-op when another replica has written since.
     pub async fn release(&self) -> Result<bool, kube::Error> {
-        let lease = match self.api.get(&self.name).await {
-            Ok(l) => l,
-            Err(e) if is_not_found(&e) => return Ok(false),
-            Err(e) => return Err(e),
+        let Some(lease) = self.api.get_opt(&self.name).await? else {
+            return Ok(false);
         };
         let holder = lease
             .spec

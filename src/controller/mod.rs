@@ -12,14 +12,18 @@
 //!   controller creates drill RestoreRequests on `verification.restoreDrill`.
 //!
 //! Each reconcile is observe (IO) → decide (a pure function of the objects
-//! and the clock) → apply (IO). Only the leader of a Lease ([`leader`])
+//! and the clock) → apply (IO), written as named steps with one [`Error`]
+//! variant per step; the reads and writes they share are in `apply`, what a
+//! Job says in [`job_status`]. Only the leader of a Lease ([`leader`])
 //! reconciles; [`metrics`] and [`http`] serve /metrics, /healthz, /readyz.
 
+mod apply;
 pub mod archiver;
 mod archiver_sync;
 pub mod clock;
 pub mod drill;
 pub mod http;
+pub mod job_status;
 pub mod jobs;
 pub mod leader;
 pub mod metrics;
@@ -27,6 +31,8 @@ pub mod policy;
 pub mod restore;
 pub mod restore_jobs;
 pub mod run;
+#[cfg(test)]
+mod test_support;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -53,43 +59,46 @@ pub const POLICY_LABEL: &str = "lifeboat.dev/policy";
 /// Label on scheduled runs naming their tier.
 pub const TIER_LABEL: &str = "lifeboat.dev/tier";
 
-/// One failed step of a reconcile. Transient: the object is retried after
-/// [`Settings::retry`]. Permanent problems (a bad spec) are not errors: they
-/// become status conditions and wait for the spec to change.
+/// A failed step of a reconcile. Each reconcile reads as named steps:
+/// dereference (read what the object refers to) → validate and build (pure:
+/// a bad spec is no error but a status condition that waits for the spec to
+/// change) → apply (create, change or delete what the decision asks for) →
+/// update status. One variant per step that can fail; all are transient and
+/// retried after [`Settings::retry`]. The message names the step and the
+/// object; the cause is the error's source, printed once by whoever prints
+/// the chain ([`error_policy`] logs it as `error.sources`).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0} has no namespace")]
     MissingNamespace(String),
-    #[error("reading policy {0}: {1}")]
-    GetPolicy(String, #[source] kube::Error),
-    #[error("creating run {0}: {1}")]
-    CreateRun(String, #[source] kube::Error),
-    #[error("deleting expired run {0}: {1}")]
-    DeleteRun(String, #[source] kube::Error),
-    #[error("writing status of policy {0}: {1}")]
-    PatchPolicyStatus(String, #[source] kube::Error),
-    #[error("reading job {0}: {1}")]
-    GetJob(String, #[source] kube::Error),
-    #[error("listing pods of job {0}: {1}")]
-    ListPods(String, #[source] kube::Error),
-    #[error("building a job for run {0}: {1}")]
-    BuildJob(String, #[source] JobError),
-    #[error("creating job {0}: {1}")]
-    CreateJob(String, #[source] kube::Error),
-    #[error("deleting failed job {0}: {1}")]
-    DeleteJob(String, #[source] kube::Error),
-    #[error("writing status of run {0}: {1}")]
-    PatchRunStatus(String, #[source] kube::Error),
-    #[error("updating finalizers of run {0}: {1}")]
-    PatchFinalizer(String, #[source] kube::Error),
-    #[error("keeping WAL archiver {0}: {1}")]
-    Archiver(String, #[source] kube::Error),
-    #[error("writing status of restore request {0}: {1}")]
-    PatchRestoreStatus(String, #[source] kube::Error),
-    #[error("creating drill {0}: {1}")]
-    CreateDrill(String, #[source] kube::Error),
-    #[error("deleting old drill {0}: {1}")]
-    DeleteDrill(String, #[source] kube::Error),
+    /// Reading an object the reconciled one refers to: its policy, Job, pods.
+    #[error("reading {what}")]
+    Dereference {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// Building an object from a spec that validated.
+    #[error("building {what}")]
+    Build {
+        what: String,
+        #[source]
+        source: JobError,
+    },
+    /// Creating, changing or deleting an object the decision asks for.
+    #[error("{what}")]
+    Apply {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// Writing the reconciled object's status.
+    #[error("writing the status of {what}")]
+    UpdateStatus {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
 }
 
 impl Error {
@@ -97,22 +106,35 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::MissingNamespace(..) => "missing_namespace",
-            Error::GetPolicy(..) => "get_policy",
-            Error::CreateRun(..) => "create_run",
-            Error::DeleteRun(..) => "delete_run",
-            Error::PatchPolicyStatus(..) => "patch_policy_status",
-            Error::GetJob(..) => "get_job",
-            Error::ListPods(..) => "list_pods",
-            Error::BuildJob(..) => "build_job",
-            Error::CreateJob(..) => "create_job",
-            Error::DeleteJob(..) => "delete_job",
-            Error::PatchRunStatus(..) => "patch_run_status",
-            Error::PatchFinalizer(..) => "patch_finalizer",
-            Error::Archiver(..) => "archiver",
-            Error::PatchRestoreStatus(..) => "patch_restore_status",
-            Error::CreateDrill(..) => "create_drill",
-            Error::DeleteDrill(..) => "delete_drill",
+            Error::Dereference { .. } => "dereference",
+            Error::Build { .. } => "build",
+            Error::Apply { .. } => "apply",
+            Error::UpdateStatus { .. } => "update_status",
         }
+    }
+
+    /// For `map_err`: reading `what` failed.
+    pub(crate) fn dereference(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Self {
+        let what = what.into();
+        move |source| Error::Dereference { what, source }
+    }
+
+    /// For `map_err`: building `what` failed.
+    pub(crate) fn build(what: impl Into<String>) -> impl FnOnce(JobError) -> Self {
+        let what = what.into();
+        move |source| Error::Build { what, source }
+    }
+
+    /// For `map_err`: `what` ("creating job x") failed.
+    pub(crate) fn apply(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Self {
+        let what = what.into();
+        move |source| Error::Apply { what, source }
+    }
+
+    /// For `map_err`: writing the status of `what` failed.
+    pub(crate) fn update_status(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Self {
+        let what = what.into();
+        move |source| Error::UpdateStatus { what, source }
     }
 }
 
@@ -125,6 +147,14 @@ pub(crate) fn is_conflict(e: &kube::Error) -> bool {
 /// True for the API's "not found" answer.
 pub(crate) fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// When the API server created `obj`.
+pub(crate) fn created_at<K: Resource>(obj: &K) -> Option<chrono::DateTime<chrono::Utc>> {
+    obj.meta()
+        .creation_timestamp
+        .as_ref()
+        .map(crate::api::conditions::from_time)
 }
 
 /// The JSON merge patch (RFC 7386) that turns `old` into `new`: changed
@@ -285,7 +315,8 @@ impl Context {
 /// Requeue after a failed reconcile: transient errors retry after a pause,
 /// never in a hot loop.
 pub fn error_policy<K>(_obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(error = %error, "reconcile failed");
+    let error: &(dyn std::error::Error + 'static) = error;
+    tracing::warn!(error, "reconcile failed");
     Action::requeue(ctx.settings.retry)
 }
 

@@ -10,27 +10,18 @@
 //! controller prunes its backup before the finalizer lets it go.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::Action;
-use kube::{Api, ResourceExt};
-use serde_json::json;
+use kube::ResourceExt;
 
-use super::drill;
-use super::restore::is_drill;
-use super::{
-    archiver, archiver_sync, is_conflict, is_not_found, merge_patch, Context, Error, Note,
-    POLICY_LABEL, TIER_LABEL,
-};
+use super::{Note, POLICY_LABEL, TIER_LABEL};
 use crate::api::conditions::{reasons, set_condition, types, ConditionUpdate};
 use crate::api::policy::{LastBackup, RecoveryWindow, TierTimes};
 use crate::api::{
-    join_errors, BackupPolicy, BackupPolicyStatus, BackupRun, BackupRunSpec, LocalRef,
-    RestoreRequest, RunKind, RunPhase, Tier,
+    join_errors, BackupPolicy, BackupPolicyStatus, BackupRun, BackupRunSpec, LocalRef, RunKind,
+    RunPhase, Tier,
 };
 use crate::schedule::{expired_runs, Expired, RunRecord};
 
@@ -425,198 +416,8 @@ pub(crate) fn condition_events(old: &[Condition], new: &[Condition]) -> Vec<Note
         .collect()
 }
 
-/// Keeps the WAL archiver as the policy says and folds what it reports into
-/// the plan's status: `walArchive`, the `WalArchiving` condition and the
-/// recovery window's end. An archived policy is looked at again every
-/// [`archiver::STATUS_REFRESH`], so lag shows in metrics without a change.
-async fn archive(
-    policy: &BackupPolicy,
-    ns: &str,
-    plan: &mut PolicyPlan,
-    now: DateTime<Utc>,
-    ctx: &Context,
-) -> Result<(), Error> {
-    let old = policy.status.clone().unwrap_or_default();
-    let had = old.wal_archive.is_some();
-    let observed = archiver_sync::sync(policy, ns, had, ctx).await?;
-    let mut status = plan.status.clone().unwrap_or_else(|| old.clone());
-    let name = policy.name_any();
-    match observed.and_then(|o| archiver::archive_status(policy, &old, &o)) {
-        Some((archive, condition)) => {
-            ctx.metrics.record_wal_archive(ns, &name, &archive);
-            if let Some(window) = status.recovery_window.as_ref() {
-                let bases = [window.from, window.to];
-                if let Some(w) =
-                    crate::walarchive::recovery_window(&bases, archive.last_archived_at)
-                {
-                    status.recovery_window = Some(RecoveryWindow {
-                        from: w.from,
-                        to: w.to,
-                    });
-                }
-            }
-            status.wal_archive = Some(archive);
-            set_condition(&mut status.conditions, condition, now);
-            let refresh = archiver::STATUS_REFRESH.to_std().expect("positive");
-            plan.requeue_after = plan.requeue_after.map(|d| d.min(refresh));
-        }
-        None if had => {
-            status.wal_archive = None;
-            status
-                .conditions
-                .retain(|c| c.type_ != types::WAL_ARCHIVING);
-        }
-        None => return Ok(()),
-    }
-    plan.status = (Some(&status) != policy.status.as_ref()).then_some(status);
-    Ok(())
-}
-
-/// Observe → decide → apply for one policy.
-pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile_timer("backuppolicy");
-    let result = apply(&policy, &ctx).await;
-    if let Err(e) = &result {
-        ctx.metrics.reconcile_error("backuppolicy", e);
-    }
-    result
-}
-
-async fn apply(policy: &BackupPolicy, ctx: &Context) -> Result<Action, Error> {
-    let name = policy.name_any();
-    let ns = policy
-        .namespace()
-        .ok_or_else(|| Error::MissingNamespace(name.clone()))?;
-    let all = ctx.runs.state();
-    let runs = runs_of(policy, all.iter().map(|r| r.as_ref()));
-    let now = ctx.settings.clock.now();
-    let mut plan = decide(policy, &runs, now, ctx.settings.resync);
-    archive(policy, &ns, &mut plan, now, ctx).await?;
-    apply_drills(policy, &mut plan, ctx, &ns, now).await?;
-
-    let run_api: Api<BackupRun> = ctx.api(&ns);
-    if let Some(run) = &plan.create {
-        let run_name = run.name_any();
-        match run_api.create(&PostParams::default(), run).await {
-            Ok(_) => tracing::info!(policy = %name, run = %run_name, "created run"),
-            Err(e) if is_conflict(&e) => {
-                tracing::debug!(policy = %name, run = %run_name, "run already exists")
-            }
-            Err(e) => return Err(Error::CreateRun(run_name, e)),
-        }
-    }
-    for expired in &plan.delete {
-        match run_api
-            .delete(&expired.name, &DeleteParams::default())
-            .await
-        {
-            Ok(_) => {
-                tracing::info!(policy = %name, run = %expired.name, reason = %expired.reason, "deleting expired run")
-            }
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(Error::DeleteRun(expired.name.clone(), e)),
-        }
-    }
-    if let Some(status) = &plan.status {
-        let policy_api: Api<BackupPolicy> = ctx.api(&ns);
-        let old =
-            serde_json::to_value(policy.status.clone().unwrap_or_default()).unwrap_or_default();
-        let new = serde_json::to_value(status).unwrap_or_default();
-        policy_api
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "status": merge_patch(&old, &new) })),
-            )
-            .await
-            .map_err(|e| Error::PatchPolicyStatus(name.clone(), e))?;
-    }
-    // Metrics from the status, so a restarted controller reports them too.
-    let status = plan.status.as_ref().or(policy.status.as_ref());
-    if let Some(last) = status.and_then(|s| s.last_backup.as_ref()) {
-        ctx.metrics
-            .record_last_success(&ns, &name, last.tier, last.completed_at);
-    }
-    if let Some(status) = status {
-        let breached =
-            crate::api::conditions::is_true(&status.conditions, types::OBJECTIVE_BREACHED);
-        ctx.metrics.record_objective(&ns, &name, breached);
-    }
-    if let Some(last) = status.and_then(|s| s.last_drill.as_ref()) {
-        if last.succeeded {
-            ctx.metrics
-                .record_last_drill_success(&ns, &name, last.completed_at);
-        }
-    }
-    if policy
-        .spec
-        .verification
-        .as_ref()
-        .is_some_and(|v| v.restore_drill.is_some())
-    {
-        ctx.metrics.touch_drill_failures(&ns, &name);
-    }
-    if let Some(rpo) = policy.spec.rpo() {
-        ctx.metrics
-            .record_rpo_objective(&ns, &name, rpo.num_milliseconds() as f64 / 1000.0);
-    }
-    ctx.publish(policy, &plan.events).await;
-    Ok(match plan.requeue_after {
-        Some(after) => Action::requeue(after),
-        None => Action::await_change(),
-    })
-}
-
-/// Drills ([`super::drill`]): folds their result into the plan's status,
-/// creates a due drill and deletes old ones.
-async fn apply_drills(
-    policy: &BackupPolicy,
-    plan: &mut PolicyPlan,
-    ctx: &Context,
-    ns: &str,
-    now: DateTime<Utc>,
-) -> Result<(), Error> {
-    let all = ctx.restores.state();
-    let drills: Vec<&RestoreRequest> = all
-        .iter()
-        .map(|r| r.as_ref())
-        .filter(|r| {
-            is_drill(r)
-                && r.namespace().as_deref() == Some(ns)
-                && r.spec.policy_ref.name == policy.name_any()
-        })
-        .collect();
-    let old = policy.status.clone().unwrap_or_default();
-    let mut status = plan.status.clone().unwrap_or_else(|| old.clone());
-    let before = status.conditions.clone();
-    let d = drill::decide(policy, &drills, &mut status, now);
-    plan.events
-        .extend(super::policy::condition_events(&before, &status.conditions));
-    plan.status = (status != old).then_some(status);
-    plan.events.extend(d.events);
-    if let Some(next) = d.next.and_then(|n| (n - now).to_std().ok()) {
-        plan.requeue_after = Some(plan.requeue_after.map_or(next, |r| r.min(next)));
-    }
-    let api: Api<RestoreRequest> = ctx.api(ns);
-    if let Some(r) = &d.create {
-        let drill_name = r.name_any();
-        match api.create(&PostParams::default(), r).await {
-            Ok(_) => {
-                tracing::info!(policy = %policy.name_any(), drill = %drill_name, "created drill")
-            }
-            Err(e) if is_conflict(&e) => {}
-            Err(e) => return Err(Error::CreateDrill(drill_name, e)),
-        }
-    }
-    for old_drill in &d.delete {
-        match api.delete(old_drill, &DeleteParams::background()).await {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(Error::DeleteDrill(old_drill.clone(), e)),
-        }
-    }
-    Ok(())
-}
+mod reconcile;
+pub use reconcile::reconcile;
 
 #[cfg(test)]
 mod tests;

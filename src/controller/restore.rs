@@ -10,21 +10,19 @@
 //! reported. The spec is immutable (the CRD says so); a finished request is
 //! never touched again, and deleting it deletes its Jobs only.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::Action;
-use kube::{Api, ResourceExt};
-use serde_json::json;
+use kube::ResourceExt;
 
+use super::job_status::{
+    job_problem, job_state, pod_problem, termination_message, truncate, JobState, ObservedJob,
+};
 use super::jobs::JobConfig;
 use super::restore_jobs::{self, plan_from_summary};
-use super::run::{job_problem, job_state, pod_problem, termination_message, truncate, JobState};
-use super::{is_conflict, is_not_found, merge_patch, Context, Error, Note};
+use super::{created_at, Note};
 use crate::api::conditions::{from_time, reasons, set_complete};
 use crate::api::restore::{RestorePhase, RestoreStep, StepPhase};
 use crate::api::{join_errors, BackupPolicy, RestoreRequest, RestoreRequestStatus};
@@ -51,10 +49,10 @@ use restore_reasons as rr;
 pub struct Observed<'a> {
     pub request: &'a RestoreRequest,
     pub policy: Option<&'a BackupPolicy>,
-    pub plan_job: Option<&'a Job>,
-    pub plan_pods: &'a [Pod],
-    pub restore_job: Option<&'a Job>,
-    pub restore_pods: &'a [Pod],
+    /// The plan Job.
+    pub plan: &'a ObservedJob,
+    /// The restore Job (restore and checks).
+    pub restore: &'a ObservedJob,
     pub now: DateTime<Utc>,
 }
 
@@ -119,17 +117,6 @@ fn set_step(
     step.message = message;
 }
 
-fn complete(
-    status: &mut RestoreRequestStatus,
-    ok: bool,
-    reason: &str,
-    message: String,
-    generation: Option<i64>,
-    now: DateTime<Utc>,
-) {
-    set_complete(&mut status.conditions, ok, reason, message, generation, now);
-}
-
 /// Why a Job failed: the step and cause from its summary, else its pod's or
 /// its own reason.
 fn job_failure(job: &Job, pods: &[Pod], default_step: &str) -> (String, String) {
@@ -173,12 +160,7 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RestoreDe
     if st.started_at.is_none() {
         st.started_at = Some(now);
     }
-    let created = request
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .map(from_time)
-        .unwrap_or_else(|| st.started_at.unwrap_or(now));
+    let created = created_at(request).unwrap_or_else(|| st.started_at.unwrap_or(now));
 
     // Marks the request failed at `step`, the later steps skipped.
     let fail = |st: &mut RestoreRequestStatus, step: &str, cause: String| {
@@ -200,7 +182,7 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RestoreDe
         st.phase = RestorePhase::Failed;
         st.completed_at = Some(now);
         st.message = Some(message.clone());
-        complete(st, false, reason, message, generation, now);
+        set_complete(&mut st.conditions, false, reason, message, generation, now);
     };
 
     let policy = match (request.spec.validate(), obs.policy) {
@@ -211,8 +193,8 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RestoreDe
         (Ok(()), None) => {
             let message = format!("policy {} not found", request.spec.policy_ref.name);
             st.message = Some(message.clone());
-            complete(
-                &mut st,
+            set_complete(
+                &mut st.conditions,
                 false,
                 reasons::POLICY_NOT_FOUND,
                 message,
@@ -229,8 +211,8 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RestoreDe
                     join_errors(&errors)
                 );
                 st.message = Some(message.clone());
-                complete(
-                    &mut st,
+                set_complete(
+                    &mut st.conditions,
                     false,
                     reasons::INVALID_SPEC,
                     message,
@@ -257,8 +239,8 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RestoreDe
                     st.phase = RestorePhase::Succeeded;
                     st.completed_at = Some(now);
                     st.message = None;
-                    complete(
-                        &mut st,
+                    set_complete(
+                        &mut st.conditions,
                         true,
                         rr::DRY_RUN,
                         format!(
@@ -313,6 +295,20 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RestoreDe
     d
 }
 
+/// A step whose Job runs (or waits to): its pods say if something is wrong.
+fn running(
+    st: &mut RestoreRequestStatus,
+    phase: RestorePhase,
+    step: &str,
+    pods: &[Pod],
+    now: DateTime<Utc>,
+) {
+    st.phase = phase;
+    st.message = pod_problem(pods);
+    let message = st.message.clone();
+    set_step(st, step, StepPhase::Running, now, None, message);
+}
+
 type Fail<'f> = dyn Fn(&mut RestoreRequestStatus, &str, String) + 'f;
 
 fn decide_plan(
@@ -325,20 +321,27 @@ fn decide_plan(
 ) {
     let now = obs.now;
     let generation = obs.request.metadata.generation;
-    match obs.plan_job {
+    match obs.plan.object.as_ref() {
         None => match restore_jobs::plan_job(obs.request, policy, cfg) {
             Ok(job) => {
                 st.phase = RestorePhase::Planning;
                 set_step(st, STEP_PLAN, StepPhase::Running, now, None, None);
                 let msg = format!("created plan job {}", job.name_any());
-                complete(st, false, rr::PLANNING, msg, generation, now);
+                set_complete(
+                    &mut st.conditions,
+                    false,
+                    rr::PLANNING,
+                    msg,
+                    generation,
+                    now,
+                );
                 d.create_job = Some(job);
             }
             Err(e) => fail(st, STEP_PLAN, format!("cannot build the plan Job: {e}")),
         },
         Some(job) => match job_state(job) {
             JobState::Succeeded => {
-                let plan = termination_message(obs.plan_pods)
+                let plan = termination_message(&obs.plan.pods)
                     .ok_or_else(|| "the plan Job left no termination message".to_string())
                     .and_then(|m| {
                         parse_summary::<PlanSummary>(&m)
@@ -371,21 +374,10 @@ fn decide_plan(
                 }
             }
             JobState::Failed => {
-                let (_, cause) = job_failure(job, obs.plan_pods, STEP_PLAN);
+                let (_, cause) = job_failure(job, &obs.plan.pods, STEP_PLAN);
                 fail(st, STEP_PLAN, cause);
             }
-            _ => {
-                st.phase = RestorePhase::Planning;
-                st.message = pod_problem(obs.plan_pods);
-                set_step(
-                    st,
-                    STEP_PLAN,
-                    StepPhase::Running,
-                    now,
-                    None,
-                    st.message.clone(),
-                );
-            }
+            _ => running(st, RestorePhase::Planning, STEP_PLAN, &obs.plan.pods, now),
         },
     }
 }
@@ -402,14 +394,21 @@ fn decide_restore(
     let now = obs.now;
     let generation = obs.request.metadata.generation;
     let plan = st.plan.clone().expect("planned");
-    match obs.restore_job {
+    match obs.restore.object.as_ref() {
         None => match restore_jobs::restore_job(obs.request, policy, &plan, cfg) {
             Ok(job) => {
                 st.phase = RestorePhase::Restoring;
                 set_step(st, STEP_RESTORE, StepPhase::Running, now, None, None);
                 set_step(st, STEP_VERIFY, StepPhase::Pending, now, None, None);
                 let msg = format!("created restore job {}", job.name_any());
-                complete(st, false, rr::RESTORING, msg, generation, now);
+                set_complete(
+                    &mut st.conditions,
+                    false,
+                    rr::RESTORING,
+                    msg,
+                    generation,
+                    now,
+                );
                 d.create_job = Some(job);
             }
             Err(e) => fail(
@@ -420,7 +419,7 @@ fn decide_restore(
         },
         Some(job) => match job_state(job) {
             JobState::Succeeded => {
-                let summary = termination_message(obs.restore_pods)
+                let summary = termination_message(&obs.restore.pods)
                     .and_then(|m| parse_summary::<RecoverSummary>(&m))
                     .filter(|s| s.ok);
                 let Some(s) = summary else {
@@ -469,125 +468,25 @@ fn decide_restore(
                     plan.backup_id,
                     st.recovery_time_seconds.unwrap_or_default()
                 );
-                complete(st, true, rr::RESTORED, msg, generation, now);
+                set_complete(&mut st.conditions, true, rr::RESTORED, msg, generation, now);
             }
             JobState::Failed => {
-                let (step, cause) = job_failure(job, obs.restore_pods, STEP_RESTORE);
+                let (step, cause) = job_failure(job, &obs.restore.pods, STEP_RESTORE);
                 fail(st, &step, cause);
             }
-            _ => {
-                st.phase = RestorePhase::Restoring;
-                st.message = pod_problem(obs.restore_pods);
-                set_step(
-                    st,
-                    STEP_RESTORE,
-                    StepPhase::Running,
-                    now,
-                    None,
-                    st.message.clone(),
-                );
-            }
+            _ => running(
+                st,
+                RestorePhase::Restoring,
+                STEP_RESTORE,
+                &obs.restore.pods,
+                now,
+            ),
         },
     }
 }
 
-/// Observe → decide → apply for one request.
-pub async fn reconcile(request: Arc<RestoreRequest>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile_timer("restorerequest");
-    let result = apply(&request, &ctx).await;
-    if let Err(e) = &result {
-        ctx.metrics.reconcile_error("restorerequest", e);
-    }
-    result
-}
-
-async fn job_and_pods(
-    ctx: &Context,
-    ns: &str,
-    name: &str,
-) -> Result<(Option<Job>, Vec<Pod>), Error> {
-    let jobs: Api<Job> = ctx.api(ns);
-    let job = match jobs.get(name).await {
-        Ok(j) => Some(j),
-        Err(e) if is_not_found(&e) => None,
-        Err(e) => return Err(Error::GetJob(name.to_string(), e)),
-    };
-    let pods = match &job {
-        None => Vec::new(),
-        Some(_) => {
-            let api: Api<Pod> = ctx.api(ns);
-            api.list(&ListParams::default().labels(&format!("job-name={name}")))
-                .await
-                .map_err(|e| Error::ListPods(name.to_string(), e))?
-                .items
-        }
-    };
-    Ok((job, pods))
-}
-
-async fn apply(request: &RestoreRequest, ctx: &Context) -> Result<Action, Error> {
-    let name = request.name_any();
-    let ns = request
-        .namespace()
-        .ok_or_else(|| Error::MissingNamespace(name.clone()))?;
-    let finished = request
-        .status
-        .as_ref()
-        .is_some_and(|s| matches!(s.phase, RestorePhase::Succeeded | RestorePhase::Failed));
-    if finished {
-        return Ok(Action::await_change());
-    }
-    let policy_name = &request.spec.policy_ref.name;
-    let policies: Api<BackupPolicy> = ctx.api(&ns);
-    let policy = match policies.get(policy_name).await {
-        Ok(p) => Some(p),
-        Err(e) if is_not_found(&e) => None,
-        Err(e) => return Err(Error::GetPolicy(policy_name.clone(), e)),
-    };
-    let (plan_job, plan_pods) = job_and_pods(ctx, &ns, &restore_jobs::plan_job_name(&name)).await?;
-    let (restore_job, restore_pods) =
-        job_and_pods(ctx, &ns, &restore_jobs::restore_job_name(&name)).await?;
-    let obs = Observed {
-        request,
-        policy: policy.as_ref(),
-        plan_job: plan_job.as_ref(),
-        plan_pods: &plan_pods,
-        restore_job: restore_job.as_ref(),
-        restore_pods: &restore_pods,
-        now: ctx.settings.clock.now(),
-    };
-    let d = decide(obs, &ctx.settings.jobs, ctx.settings.resync);
-    if let Some(job) = &d.create_job {
-        let job_name = job.name_any();
-        let jobs: Api<Job> = ctx.api(&ns);
-        match jobs.create(&PostParams::default(), job).await {
-            Ok(_) => tracing::info!(request = %name, job = %job_name, "created job"),
-            Err(e) if is_conflict(&e) => {}
-            Err(e) => return Err(Error::CreateJob(job_name, e)),
-        }
-    }
-    if let Some(status) = &d.status {
-        let api: Api<RestoreRequest> = ctx.api(&ns);
-        let old =
-            serde_json::to_value(request.status.clone().unwrap_or_default()).unwrap_or_default();
-        let new = serde_json::to_value(status).unwrap_or_default();
-        api.patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": merge_patch(&old, &new) })),
-        )
-        .await
-        .map_err(|e| Error::PatchRestoreStatus(name.clone(), e))?;
-    }
-    if let Some(o) = &d.outcome {
-        ctx.metrics.record_restore(&ns, policy_name, o);
-    }
-    ctx.publish(request, &d.events).await;
-    Ok(match d.requeue_after {
-        Some(after) => Action::requeue(after),
-        None => Action::await_change(),
-    })
-}
+mod reconcile;
+pub use reconcile::reconcile;
 
 #[cfg(test)]
 mod tests;

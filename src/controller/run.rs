@@ -6,19 +6,18 @@
 //! finalizer; [`decide_cleanup`] handles its deletion: a prune Job first,
 //! the finalizer released only when that Job succeeded.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
-use kube::runtime::controller::Action;
-use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
+use kube::{Resource, ResourceExt};
 
+use super::job_status::{
+    job_problem, job_state, pod_problem, success_message, termination_message, JobState,
+    ObservedJob,
+};
 use super::jobs::{self, JobConfig};
-use super::{is_conflict, is_not_found, merge_patch, Context, Error, Note};
+use super::Note;
 use crate::api::conditions::{
     from_time, reasons, set_complete, set_condition, types, ConditionUpdate,
 };
@@ -28,20 +27,13 @@ use crate::api::{
 };
 use crate::wire::BackupSummary;
 
-/// Longest failure message kept in a status (the termination message of a
-/// failed pod may be a log tail).
-const MAX_MESSAGE: usize = 1024;
-/// Wait before retrying a prune whose Job failed.
-const PRUNE_RETRY: Duration = Duration::from_secs(60);
-
 /// What the controller saw of one run.
 #[derive(Clone, Copy, Debug)]
 pub struct Observed<'a> {
     pub run: &'a BackupRun,
     pub policy: Option<&'a BackupPolicy>,
-    pub job: Option<&'a Job>,
-    /// The pods of the run's Job.
-    pub pods: &'a [Pod],
+    /// The run's backup Job.
+    pub job: &'a ObservedJob,
     pub now: DateTime<Utc>,
 }
 
@@ -86,150 +78,6 @@ fn has_finalizer(run: &BackupRun) -> bool {
     run.finalizers().iter().any(|f| f == PRUNE_FINALIZER)
 }
 
-fn job_condition(job: &Job, type_: &str) -> bool {
-    job.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == type_ && c.status == "True"))
-}
-
-/// The Job state that matters here.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum JobState {
-    Waiting,
-    Running,
-    Succeeded,
-    Failed,
-}
-
-pub fn job_state(job: &Job) -> JobState {
-    let status = job.status.as_ref();
-    let count = |f: fn(&k8s_openapi::api::batch::v1::JobStatus) -> Option<i32>| {
-        status.and_then(f).unwrap_or(0)
-    };
-    if job_condition(job, "Complete") || count(|s| s.succeeded) > 0 {
-        JobState::Succeeded
-    } else if job_condition(job, "Failed") {
-        JobState::Failed
-    } else if count(|s| s.active) > 0 || status.and_then(|s| s.start_time.as_ref()).is_some() {
-        JobState::Running
-    } else {
-        JobState::Waiting
-    }
-}
-
-/// Newest pods first, so the last attempt speaks.
-pub(crate) fn newest_first(pods: &[Pod]) -> Vec<&Pod> {
-    let mut pods: Vec<&Pod> = pods.iter().collect();
-    pods.sort_by_key(|p| std::cmp::Reverse(p.metadata.creation_timestamp.as_ref().map(from_time)));
-    pods
-}
-
-/// The termination message of the newest pod's ended container, whatever its
-/// exit code: a restore Job writes its summary on failure too, and a
-/// backup Job whose read-back failed leaves its summary.
-pub(crate) fn termination_message(pods: &[Pod]) -> Option<String> {
-    newest_first(pods).into_iter().find_map(|pod| {
-        pod.status
-            .as_ref()?
-            .container_statuses
-            .as_ref()?
-            .iter()
-            .find_map(|cs| cs.state.as_ref()?.terminated.as_ref()?.message.clone())
-    })
-}
-
-/// The termination message of a container that exited 0.
-fn success_message(pods: &[Pod]) -> Option<String> {
-    newest_first(pods).into_iter().find_map(|pod| {
-        pod.status
-            .as_ref()?
-            .container_statuses
-            .as_ref()?
-            .iter()
-            .find_map(|cs| {
-                let t = cs.state.as_ref()?.terminated.as_ref()?;
-                (t.exit_code == 0).then(|| t.message.clone()).flatten()
-            })
-    })
-}
-
-fn join(reason: Option<&str>, message: Option<&str>) -> Option<String> {
-    let text = match (reason, message.map(str::trim).filter(|m| !m.is_empty())) {
-        (None, None) => return None,
-        (Some(r), None) => r.to_string(),
-        (None, Some(m)) => m.to_string(),
-        (Some(r), Some(m)) => format!("{r}: {m}"),
-    };
-    Some(truncate(text))
-}
-
-pub(crate) fn truncate(mut text: String) -> String {
-    if text.len() > MAX_MESSAGE {
-        let mut cut = MAX_MESSAGE;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push('…');
-    }
-    text
-}
-
-/// Why a pod failed or cannot start: a terminated container's reason and
-/// message (Error, OOMKilled), a waiting container's (CreateContainerConfigError
-/// naming a missing Secret, ImagePullBackOff), or the pod's own (Evicted).
-pub fn pod_problem(pods: &[Pod]) -> Option<String> {
-    newest_first(pods).into_iter().find_map(|pod| {
-        let status = pod.status.as_ref()?;
-        let containers = status.container_statuses.iter().flatten();
-        let from_containers = containers.clone().find_map(|cs| {
-            let t = cs.state.as_ref()?.terminated.as_ref()?;
-            (t.exit_code != 0).then(|| {
-                join(t.reason.as_deref(), t.message.as_deref())
-                    .unwrap_or_else(|| format!("exit code {}", t.exit_code))
-            })
-        });
-        let waiting = || {
-            containers.clone().find_map(|cs| {
-                let w = cs.state.as_ref()?.waiting.as_ref()?;
-                // ContainerCreating and PodInitializing are normal waits.
-                let reason = w.reason.as_deref()?;
-                if matches!(reason, "ContainerCreating" | "PodInitializing") {
-                    return None;
-                }
-                join(Some(reason), w.message.as_deref())
-            })
-        };
-        from_containers
-            .or_else(waiting)
-            .or_else(|| join(status.reason.as_deref(), status.message.as_deref()))
-    })
-}
-
-/// The Job's own failure reason (BackoffLimitExceeded, DeadlineExceeded).
-pub(crate) fn job_problem(job: &Job) -> Option<String> {
-    let c = job
-        .status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == "Failed" && c.status == "True")?;
-    join(c.reason.as_deref(), c.message.as_deref())
-}
-
-fn complete(
-    status: &mut BackupRunStatus,
-    ok: bool,
-    reason: &str,
-    message: String,
-    generation: Option<i64>,
-    now: DateTime<Utc>,
-) {
-    set_complete(&mut status.conditions, ok, reason, message, generation, now);
-}
-
 /// The name of the run's backup Job (from the status, else from the builder).
 pub fn job_name(run: &BackupRun, policy: Option<&BackupPolicy>, cfg: &JobConfig) -> Option<String> {
     if let Some(name) = run.status.as_ref().and_then(|s| s.job.clone()) {
@@ -263,17 +111,28 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RunPlan {
         return plan;
     }
 
+    // The Complete condition while the run is not (or not successfully) complete.
+    let incomplete = |status: &mut BackupRunStatus, reason: &str, message: String| {
+        set_complete(
+            &mut status.conditions,
+            false,
+            reason,
+            message,
+            generation,
+            now,
+        );
+    };
     let fail = |status: &mut BackupRunStatus, reason: &str, message: String| {
         status.phase = RunPhase::Failed;
         status.completed_at = Some(now);
         status.message = Some(message.clone());
-        complete(status, false, reason, message, generation, now);
+        incomplete(status, reason, message);
     };
 
     if let Err(errors) = run.spec.validate() {
         // The spec is immutable: this run can never start.
         fail(&mut status, reasons::INVALID_SPEC, join_errors(&errors));
-    } else if let Some(job) = obs.job {
+    } else if let Some(job) = obs.job.object.as_ref() {
         status.job = job.metadata.name.clone();
         if status.started_at.is_none() {
             status.started_at = job
@@ -290,7 +149,7 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RunPlan {
                     .and_then(|s| s.completion_time.as_ref())
                     .map(from_time)
                     .unwrap_or(now);
-                let result = success_message(obs.pods)
+                let result = success_message(&obs.job.pods)
                     .ok_or_else(|| {
                         "the Job succeeded but left no result in its termination message"
                             .to_string()
@@ -312,8 +171,8 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RunPlan {
                             .unwrap_or_default();
                         status.source = Some(jobs::source_info(&result));
                         status.message = None;
-                        complete(
-                            &mut status,
+                        set_complete(
+                            &mut status.conditions,
                             true,
                             reasons::JOB_SUCCEEDED,
                             format!("backup {} committed", result.backup_id),
@@ -350,7 +209,7 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RunPlan {
             JobState::Failed => {
                 // A backup that committed but failed its read-back says so
                 // in its summary: name the destinations and mark it unverified.
-                let unverified = termination_message(obs.pods)
+                let unverified = termination_message(&obs.job.pods)
                     .and_then(|m| BackupSummary::parse(&m).ok())
                     .filter(|r| r.verified.is_some() && !r.fully_verified());
                 match unverified {
@@ -381,7 +240,7 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RunPlan {
                         fail(&mut status, reasons::VERIFICATION_FAILED, message);
                     }
                     None => {
-                        let message = pod_problem(obs.pods)
+                        let message = pod_problem(&obs.job.pods)
                             .or_else(|| job_problem(job))
                             .unwrap_or_else(|| "the Job failed".to_string());
                         fail(&mut status, reasons::JOB_FAILED, message);
@@ -393,7 +252,7 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RunPlan {
                     status.phase = RunPhase::Running;
                 }
                 // A pod that cannot start (a missing Secret) says why here.
-                status.message = pod_problem(obs.pods);
+                status.message = pod_problem(&obs.job.pods);
                 let message = status.message.clone().unwrap_or_else(|| {
                     format!(
                         "job {} is {}",
@@ -411,21 +270,14 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RunPlan {
                 } else {
                     reasons::JOB_CREATED
                 };
-                complete(&mut status, false, reason, message, generation, now);
+                incomplete(&mut status, reason, message);
             }
         }
     } else {
         match obs.policy {
             None => {
                 let message = format!("policy {} not found", run.spec.policy_ref.name);
-                complete(
-                    &mut status,
-                    false,
-                    reasons::POLICY_NOT_FOUND,
-                    message,
-                    generation,
-                    now,
-                );
+                incomplete(&mut status, reasons::POLICY_NOT_FOUND, message);
             }
             Some(policy) => match policy.spec.validate() {
                 Err(errors) => {
@@ -434,26 +286,16 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RunPlan {
                         policy.name_any(),
                         join_errors(&errors)
                     );
-                    complete(
-                        &mut status,
-                        false,
-                        reasons::INVALID_SPEC,
-                        message,
-                        generation,
-                        now,
-                    );
+                    incomplete(&mut status, reasons::INVALID_SPEC, message);
                 }
                 Ok(()) => match jobs::backup_job(policy, run, cfg) {
                     Ok(job) => {
                         let job_name = job.metadata.name.clone().unwrap_or_default();
                         status.job = Some(job_name.clone());
-                        complete(
+                        incomplete(
                             &mut status,
-                            false,
                             reasons::JOB_CREATED,
                             format!("created job {job_name}"),
-                            generation,
-                            now,
                         );
                         plan.create_job = Some(job);
                     }
@@ -592,201 +434,8 @@ pub fn decide_cleanup(
     }
 }
 
-/// Observe → decide → apply for one run.
-pub async fn reconcile(run: Arc<BackupRun>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile_timer("backuprun");
-    let result = apply(&run, &ctx).await;
-    if let Err(e) = &result {
-        ctx.metrics.reconcile_error("backuprun", e);
-    }
-    result
-}
-
-async fn get_opt<K>(api: &Api<K>, name: &str) -> Result<Option<K>, kube::Error>
-where
-    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    match api.get(name).await {
-        Ok(obj) => Ok(Some(obj)),
-        Err(e) if is_not_found(&e) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-async fn apply(run: &BackupRun, ctx: &Context) -> Result<Action, Error> {
-    let name = run.name_any();
-    let ns = run
-        .namespace()
-        .ok_or_else(|| Error::MissingNamespace(name.clone()))?;
-    let policy_name = &run.spec.policy_ref.name;
-    let policies: Api<BackupPolicy> = ctx.api(&ns);
-    let policy = get_opt(&policies, policy_name)
-        .await
-        .map_err(|e| Error::GetPolicy(policy_name.clone(), e))?;
-    let job_api: Api<Job> = ctx.api(&ns);
-    let cfg = &ctx.settings.jobs;
-
-    if run.metadata.deletion_timestamp.is_some() {
-        return cleanup(run, policy.as_ref(), ctx, &job_api).await;
-    }
-
-    let (job, pods) = match job_name(run, policy.as_ref(), cfg) {
-        None => (None, Vec::new()),
-        Some(job_name) => {
-            let job = get_opt(&job_api, &job_name)
-                .await
-                .map_err(|e| Error::GetJob(job_name.clone(), e))?;
-            let pods = match &job {
-                None => Vec::new(),
-                Some(_) => {
-                    let pod_api: Api<Pod> = ctx.api(&ns);
-                    pod_api
-                        .list(&ListParams::default().labels(&format!("job-name={job_name}")))
-                        .await
-                        .map_err(|e| Error::ListPods(job_name.clone(), e))?
-                        .items
-                }
-            };
-            (job, pods)
-        }
-    };
-    let obs = Observed {
-        run,
-        policy: policy.as_ref(),
-        job: job.as_ref(),
-        pods: &pods,
-        now: ctx.settings.clock.now(),
-    };
-    let plan = decide(obs, cfg, ctx.settings.resync);
-
-    if let Some(job) = &plan.create_job {
-        let job_name = job.name_any();
-        match job_api.create(&PostParams::default(), job).await {
-            Ok(_) => tracing::info!(run = %name, job = %job_name, "created job"),
-            Err(e) if is_conflict(&e) => {}
-            Err(e) => return Err(Error::CreateJob(job_name, e)),
-        }
-    }
-    let run_api: Api<BackupRun> = ctx.api(&ns);
-    if plan.add_finalizer {
-        let mut finalizers = run.finalizers().to_vec();
-        finalizers.push(PRUNE_FINALIZER.to_string());
-        // The resourceVersion makes this fail rather than drop a finalizer
-        // someone else added meanwhile.
-        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": run.resource_version()}});
-        run_api
-            .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-            .map_err(|e| Error::PatchFinalizer(name.clone(), e))?;
-    }
-    if let Some(status) = &plan.status {
-        let old = serde_json::to_value(run.status.clone().unwrap_or_default()).unwrap_or_default();
-        let new = serde_json::to_value(status).unwrap_or_default();
-        run_api
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "status": merge_patch(&old, &new) })),
-            )
-            .await
-            .map_err(|e| Error::PatchRunStatus(name.clone(), e))?;
-    }
-    if let Some(outcome) = &plan.outcome {
-        ctx.metrics
-            .record_outcome(&ns, policy_name, run.spec.tier, outcome);
-    }
-    ctx.publish(run, &plan.events).await;
-    Ok(match plan.requeue_after {
-        Some(after) => Action::requeue(after),
-        None => Action::await_change(),
-    })
-}
-
-async fn cleanup(
-    run: &BackupRun,
-    policy: Option<&BackupPolicy>,
-    ctx: &Context,
-    job_api: &Api<Job>,
-) -> Result<Action, Error> {
-    let name = run.name_any();
-    let cfg = &ctx.settings.jobs;
-    let prune_name = match policy.and_then(|p| prune_job_for(run, p, cfg)) {
-        Some(Ok(job)) => Some(job.name_any()),
-        Some(Err(e)) => return Err(Error::BuildJob(name, e)),
-        None => None,
-    };
-    let prune_job = match &prune_name {
-        Some(job_name) => get_opt(job_api, job_name)
-            .await
-            .map_err(|e| Error::GetJob(job_name.clone(), e))?,
-        None => None,
-    };
-    let decision = decide_cleanup(run, policy, prune_job.as_ref(), cfg)
-        .map_err(|e| Error::BuildJob(name.clone(), e))?;
-    match decision {
-        Cleanup::Nothing | Cleanup::Wait => Ok(Action::await_change()),
-        Cleanup::CreatePruneJob(job) => {
-            let job_name = job.name_any();
-            match job_api.create(&PostParams::default(), &job).await {
-                Ok(_) => {
-                    tracing::info!(run = %name, job = %job_name, "created prune job");
-                    ctx.publish(
-                        run,
-                        &[Note::normal(
-                            "Pruning",
-                            "Prune",
-                            format!("created prune job {job_name}"),
-                        )],
-                    )
-                    .await;
-                }
-                Err(e) if is_conflict(&e) => {}
-                Err(e) => return Err(Error::CreateJob(job_name, e)),
-            }
-            Ok(Action::await_change())
-        }
-        Cleanup::RetryPrune { job, message } => {
-            ctx.publish(
-                run,
-                &[Note::warning(
-                    "PruneFailed",
-                    "Prune",
-                    format!("prune job {job} failed: {message}; retrying"),
-                )],
-            )
-            .await;
-            let dp = DeleteParams {
-                propagation_policy: Some(PropagationPolicy::Background),
-                ..DeleteParams::default()
-            };
-            match job_api.delete(&job, &dp).await {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(Error::DeleteJob(job, e)),
-            }
-            Ok(Action::requeue(PRUNE_RETRY))
-        }
-        Cleanup::RemoveFinalizer(note) => {
-            let finalizers: Vec<&String> = run
-                .finalizers()
-                .iter()
-                .filter(|f| *f != PRUNE_FINALIZER)
-                .collect();
-            let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": run.resource_version()}});
-            let run_api: Api<BackupRun> = ctx.api(run.namespace().as_deref().unwrap_or_default());
-            match run_api
-                .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(Error::PatchFinalizer(name, e)),
-            }
-            ctx.publish(run, &[note]).await;
-            Ok(Action::await_change())
-        }
-    }
-}
+mod reconcile;
+pub use reconcile::reconcile;
 
 #[cfg(test)]
 mod tests;

@@ -132,20 +132,22 @@ impl FsStore {
         Ok(())
     }
 
+    /// Removes the partial files under `prefix` whose key is `stale`. No
+    /// await in between, so the predicate need not be `Sync`.
     pub async fn clean_incomplete(
         &self,
         prefix: &str,
-        stale: &(dyn Fn(&str) -> bool + Sync),
+        stale: impl Fn(&str) -> bool,
     ) -> Result<Vec<String>, StoreError> {
-        let mut cleaned = Vec::new();
-        for obj in self.walk(prefix, true)? {
+        let partial = self.walk(prefix, true)?;
+        let stale = partial.into_iter().filter_map(|obj| {
             let key = obj.key.trim_end_matches(PARTIAL).to_string();
-            if stale(&key) {
+            stale(&key).then(|| {
                 let _ = std::fs::remove_file(self.root.join(&obj.key));
-                cleaned.push(key);
-            }
-        }
-        Ok(cleaned)
+                key
+            })
+        });
+        Ok(stale.collect())
     }
 }
 

@@ -4,6 +4,7 @@ use super::*;
 use crate::api::conditions::{find, is_true, to_time};
 use crate::api::run::BackupRunStatus;
 use crate::api::BackupPolicySpec;
+use serde_json::json;
 
 fn at(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()

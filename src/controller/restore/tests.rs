@@ -2,14 +2,10 @@ use super::*;
 use crate::api::conditions::types;
 use crate::api::restore::RestoreRequestSpec;
 use crate::controller::jobs::LABEL_COMPONENT;
+use crate::controller::test_support::{args, at, RESYNC};
 use serde_json::{json, Value};
 
-const RESYNC: Duration = Duration::from_secs(300);
 const ID: &str = "20261121T020000.000Z-a1b2c3";
-
-fn at(s: &str) -> DateTime<Utc> {
-    s.parse().unwrap()
-}
 
 fn policy() -> BackupPolicy {
     let spec = json!({
@@ -79,10 +75,8 @@ fn plan_summary() -> String {
 struct World {
     policy: BackupPolicy,
     request: RestoreRequest,
-    plan_job: Option<Job>,
-    plan_pods: Vec<Pod>,
-    restore_job: Option<Job>,
-    restore_pods: Vec<Pod>,
+    plan: ObservedJob,
+    restore: ObservedJob,
 }
 
 impl World {
@@ -90,10 +84,8 @@ impl World {
         World {
             policy: policy(),
             request: request(extra),
-            plan_job: None,
-            plan_pods: vec![],
-            restore_job: None,
-            restore_pods: vec![],
+            plan: ObservedJob::default(),
+            restore: ObservedJob::default(),
         }
     }
     fn decide(&mut self, now: &str) -> RestoreDecision {
@@ -101,10 +93,8 @@ impl World {
             Observed {
                 request: &self.request,
                 policy: Some(&self.policy),
-                plan_job: self.plan_job.as_ref(),
-                plan_pods: &self.plan_pods,
-                restore_job: self.restore_job.as_ref(),
-                restore_pods: &self.restore_pods,
+                plan: &self.plan,
+                restore: &self.restore,
                 now: at(now),
             },
             &JobConfig::default(),
@@ -123,20 +113,6 @@ impl World {
     }
 }
 
-fn args(job: &Job) -> Vec<String> {
-    job.spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
-        .args
-        .clone()
-        .unwrap()
-}
-
 fn values_after(args: &[String], flag: &str) -> Vec<String> {
     args.windows(2)
         .filter(|w| w[0] == flag)
@@ -148,8 +124,8 @@ fn values_after(args: &[String], flag: &str) -> Vec<String> {
 fn planned(w: &mut World) {
     let d = w.decide("2026-11-22T10:00:01Z");
     let job = d.create_job.expect("a plan job");
-    w.plan_job = Some(finished_job(&job.name_any(), true));
-    w.plan_pods = vec![pod(&plan_summary(), 0)];
+    w.plan.object = Some(finished_job(&job.name_any(), true));
+    w.plan.pods = vec![pod(&plan_summary(), 0)];
 }
 
 #[test]
@@ -171,8 +147,8 @@ fn request_plans_then_restores_then_reports_the_measured_rto() {
     );
 
     // The plan Job finished: the plan is recorded, the restore Job created.
-    w.plan_job = Some(finished_job(&job.name_any(), true));
-    w.plan_pods = vec![pod(&plan_summary(), 0)];
+    w.plan.object = Some(finished_job(&job.name_any(), true));
+    w.plan.pods = vec![pod(&plan_summary(), 0)];
     let d = w.decide("2026-11-22T10:01:00Z");
     let plan = w.status().plan.clone().unwrap();
     assert_eq!(plan.backup_id, ID);
@@ -213,14 +189,14 @@ fn request_plans_then_restores_then_reports_the_measured_rto() {
     let running: Job = serde_json::from_value(json!({"metadata": {"name": job.name_any()},
         "status": {"active": 1, "startTime": "2026-11-22T10:01:05Z"}}))
     .unwrap();
-    w.restore_job = Some(running);
+    w.restore.object = Some(running);
     let d = w.decide("2026-11-22T10:02:00Z");
     assert!(d.create_job.is_none() && d.outcome.is_none());
 
     let summary = json!({"ok": true, "backup_id": ID, "backup_completed_at": "2026-11-21T02:05:00Z",
         "target_database": "orders_restored", "restore_seconds": 150.4, "check_seconds": 0.2, "checks": 1, "bytes": 4096});
-    w.restore_job = Some(finished_job(&job.name_any(), true));
-    w.restore_pods = vec![pod(&summary.to_string(), 0)];
+    w.restore.object = Some(finished_job(&job.name_any(), true));
+    w.restore.pods = vec![pod(&summary.to_string(), 0)];
     let d = w.decide("2026-11-22T10:05:00Z");
     let s = w.status();
     assert_eq!(s.phase, RestorePhase::Succeeded);
@@ -303,8 +279,8 @@ fn a_failed_check_fails_the_verify_step_naming_the_check() {
     );
     let summary = json!({"ok": false, "failed_step": "verify",
         "error": "check 1 (\"select count(*) = 500 from orders\") returned false"});
-    w.restore_job = Some(finished_job(&job.name_any(), false));
-    w.restore_pods = vec![pod(&summary.to_string(), 1)];
+    w.restore.object = Some(finished_job(&job.name_any(), false));
+    w.restore.pods = vec![pod(&summary.to_string(), 1)];
     let d = w.decide("2026-11-22T10:05:00Z");
     let s = w.status();
     assert_eq!(s.phase, RestorePhase::Failed);
@@ -327,8 +303,8 @@ fn a_failed_plan_names_the_corrupted_object() {
     let mut w = World::new(json!({}));
     let job = w.decide("2026-11-22T10:00:01Z").create_job.unwrap();
     let summary = json!({"ok": false, "error": "no usable recovery point: s3://bk-dr/shop/orders: backup x failed verification: s3://bk-dr/shop/orders: object backups/x/db-0.lbk: segment 0 failed authentication"});
-    w.plan_job = Some(finished_job(&job.name_any(), false));
-    w.plan_pods = vec![pod(&summary.to_string(), 1)];
+    w.plan.object = Some(finished_job(&job.name_any(), false));
+    w.plan.pods = vec![pod(&summary.to_string(), 1)];
     let d = w.decide("2026-11-22T10:01:00Z");
     assert!(d.create_job.is_none());
     let m = w.status().message.clone().unwrap();
@@ -344,8 +320,8 @@ fn a_crash_without_summary_falls_back_to_the_pod_and_a_bad_spec_fails_the_plan()
     let mut w = World::new(json!({}));
     planned(&mut w);
     let job = w.decide("2026-11-22T10:01:00Z").create_job.unwrap();
-    w.restore_job = Some(finished_job(&job.name_any(), false));
-    w.restore_pods = vec![pod("thread 'main' panicked", 101)];
+    w.restore.object = Some(finished_job(&job.name_any(), false));
+    w.restore.pods = vec![pod("thread 'main' panicked", 101)];
     w.decide("2026-11-22T10:05:00Z");
     let m = w.status().message.clone().unwrap();
     assert!(

@@ -3,16 +3,14 @@
 use super::*;
 use crate::api::conditions::{find, to_time};
 use crate::api::{BackupPolicySpec, BackupRunSpec, LocalRef, Tier};
+use crate::controller::test_support::{args, at, RESYNC};
 use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, PodStatus,
+    ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, Pod,
+    PodStatus,
 };
+use serde_json::json;
 
-fn at(s: &str) -> DateTime<Utc> {
-    s.parse().unwrap()
-}
-
-const RESYNC: Duration = Duration::from_secs(300);
 const NOW: &str = "2026-11-21T02:10:00Z";
 
 fn policy() -> BackupPolicy {
@@ -102,8 +100,7 @@ fn decide_with(run: &BackupRun, job: Option<&Job>, pods: &[Pod]) -> RunPlan {
         Observed {
             run,
             policy: Some(&p),
-            job,
-            pods,
+            job: &ObservedJob::new(job.cloned(), pods.to_vec()),
             now: at(NOW),
         },
         &JobConfig::default(),
@@ -271,8 +268,7 @@ fn a_missing_policy_is_reported_not_crashed_on() {
         Observed {
             run: &r,
             policy: None,
-            job: None,
-            pods: &[],
+            job: &ObservedJob::default(),
             now: at(NOW),
         },
         &JobConfig::default(),
@@ -308,18 +304,7 @@ fn deleting_a_run_prunes_before_releasing_it() {
     let Cleanup::CreatePruneJob(prune) = decide_cleanup(&r, Some(&p), None, &cfg).unwrap() else {
         panic!("expected a prune job");
     };
-    let args = prune
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
-        .args
-        .clone()
-        .unwrap();
+    let args = args(&prune);
     assert!(
         args.contains(&"20261121T020010.000Z-ab12cd".to_string()),
         "{args:?}"

@@ -1,0 +1,144 @@
+//! The reads and writes every reconcile makes, each shape once. Object names
+//! are deterministic, so a create that meets "already exists" found what an
+//! earlier reconcile (or another replica) made, and a delete that meets "not
+//! found" finds its work done. A status is written as a JSON merge patch of
+//! what changed since the status the decision saw.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::json;
+
+use super::job_status::ObservedJob;
+use super::{is_conflict, is_not_found, merge_patch, Context, Error};
+use crate::api::BackupPolicy;
+
+/// The namespace of a namespaced object (a reconcile needs one).
+pub(crate) fn namespace<K: Resource>(obj: &K) -> Result<String, Error> {
+    obj.namespace()
+        .ok_or_else(|| Error::MissingNamespace(obj.name_any()))
+}
+
+/// Creates `obj`; false when it already exists.
+pub(crate) async fn create_if_absent<K>(api: &Api<K>, obj: &K) -> Result<bool, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug,
+{
+    match api.create(&PostParams::default(), obj).await {
+        Ok(_) => Ok(true),
+        Err(e) if is_conflict(&e) => Ok(false),
+        Err(e) => Err(Error::apply(format!(
+            "creating {} {}",
+            K::kind(&()),
+            obj.name_any()
+        ))(e)),
+    }
+}
+
+/// Deletes `name`; false when it was already gone.
+pub(crate) async fn delete_if_present<K>(
+    api: &Api<K>,
+    name: &str,
+    params: &DeleteParams,
+) -> Result<bool, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    match api.delete(name, params).await {
+        Ok(_) => Ok(true),
+        Err(e) if is_not_found(&e) => Ok(false),
+        Err(e) => Err(Error::apply(format!("deleting {} {name}", K::kind(&())))(e)),
+    }
+}
+
+/// Writes `new` as the status of `name`, as a merge patch from `old`, the
+/// status the decision started from (`None`: the object had none yet).
+/// Nothing to write when `new` is `None` (the status did not change).
+pub(crate) async fn patch_status<K, S>(
+    api: &Api<K>,
+    name: &str,
+    old: Option<&S>,
+    new: Option<&S>,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+    S: Serialize + Default,
+{
+    let Some(new) = new else {
+        return Ok(());
+    };
+    let old = match old {
+        Some(old) => serde_json::to_value(old),
+        None => serde_json::to_value(S::default()),
+    };
+    let old = old.unwrap_or_default();
+    let new = serde_json::to_value(new).unwrap_or_default();
+    let patch = json!({ "status": merge_patch(&old, &new) });
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map_err(Error::update_status(format!("{} {name}", K::kind(&()))))?;
+    Ok(())
+}
+
+/// The policy `name` refers to; `None` when it does not exist.
+pub(crate) async fn get_policy(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+) -> Result<Option<BackupPolicy>, Error> {
+    ctx.api::<BackupPolicy>(ns)
+        .get_opt(name)
+        .await
+        .map_err(Error::dereference(format!("policy {name}")))
+}
+
+/// The Job `name` and its pods.
+pub(crate) async fn get_job(ctx: &Context, ns: &str, name: &str) -> Result<ObservedJob, Error> {
+    let job = ctx
+        .api::<Job>(ns)
+        .get_opt(name)
+        .await
+        .map_err(Error::dereference(format!("job {name}")))?;
+    let pods = match &job {
+        None => Vec::new(),
+        Some(_) => {
+            ctx.api::<Pod>(ns)
+                .list(&ListParams::default().labels(&format!("job-name={name}")))
+                .await
+                .map_err(Error::dereference(format!("pods of job {name}")))?
+                .items
+        }
+    };
+    Ok(ObservedJob::new(job, pods))
+}
+
+/// Look again after `after`, or only when something changes.
+pub(crate) fn next_action(after: Option<Duration>) -> Action {
+    match after {
+        Some(after) => Action::requeue(after),
+        None => Action::await_change(),
+    }
+}
+
+/// Runs one reconcile of `controller` with its duration measured and its
+/// failure counted by step.
+pub(crate) async fn measured(
+    ctx: &Context,
+    controller: &'static str,
+    reconcile: impl Future<Output = Result<Action, Error>>,
+) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_timer(controller);
+    let result = reconcile.await;
+    if let Err(e) = &result {
+        ctx.metrics.reconcile_error(controller, e);
+    }
+    result
+}

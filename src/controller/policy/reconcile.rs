@@ -1,0 +1,202 @@
+//! The IO of a BackupPolicy reconcile, as named steps: [`decide`] on the
+//! policy and its runs (read from the run controller's cache) → keep the WAL
+//! archiver and fold its report into the status → decide and apply the
+//! drills → create the due run and delete the expired ones → update the
+//! status → record the policy's metrics.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use kube::api::DeleteParams;
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+
+use super::{condition_events, decide, runs_of, PolicyPlan};
+use crate::api::conditions::{is_true, set_condition, types};
+use crate::api::policy::RecoveryWindow;
+use crate::api::{BackupPolicy, BackupRun, RestoreRequest};
+use crate::controller::apply::{
+    create_if_absent, delete_if_present, measured, namespace, next_action, patch_status,
+};
+use crate::controller::drill::{self, DrillPlan};
+use crate::controller::restore::is_drill;
+use crate::controller::{archiver, archiver_sync, Context, Error};
+
+/// Observe → decide → apply for one policy.
+pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    measured(&ctx, "backuppolicy", reconcile_policy(&policy, &ctx)).await
+}
+
+async fn reconcile_policy(policy: &BackupPolicy, ctx: &Context) -> Result<Action, Error> {
+    let ns = namespace(policy)?;
+    let now = ctx.settings.clock.now();
+    let all = ctx.runs.state();
+    let runs = runs_of(policy, all.iter().map(|r| r.as_ref()));
+    let mut plan = decide(policy, &runs, now, ctx.settings.resync);
+    archive(policy, &ns, &mut plan, now, ctx).await?;
+    let drills = decide_drills(policy, &ns, &mut plan, now, ctx);
+    apply_drills(policy, &ns, &drills, ctx).await?;
+    apply_runs(policy, &ns, &plan, ctx).await?;
+    let policies: Api<BackupPolicy> = ctx.api(&ns);
+    let (old, new) = (policy.status.as_ref(), plan.status.as_ref());
+    patch_status(&policies, &policy.name_any(), old, new).await?;
+    record_metrics(policy, &ns, &plan, ctx);
+    ctx.publish(policy, &plan.events).await;
+    Ok(next_action(plan.requeue_after))
+}
+
+/// Keeps the WAL archiver as the policy says and folds what it reports into
+/// the plan's status: `walArchive`, the `WalArchiving` condition and the
+/// recovery window's end. An archived policy is looked at again every
+/// [`archiver::STATUS_REFRESH`], so lag shows in metrics without a change.
+async fn archive(
+    policy: &BackupPolicy,
+    ns: &str,
+    plan: &mut PolicyPlan,
+    now: DateTime<Utc>,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let old = policy.status.clone().unwrap_or_default();
+    let had = old.wal_archive.is_some();
+    let observed = archiver_sync::sync(policy, ns, had, ctx).await?;
+    let mut status = plan.status.clone().unwrap_or_else(|| old.clone());
+    let name = policy.name_any();
+    match observed.and_then(|o| archiver::archive_status(policy, &old, &o)) {
+        Some((archive, condition)) => {
+            ctx.metrics.record_wal_archive(ns, &name, &archive);
+            if let Some(window) = status.recovery_window.as_ref() {
+                let bases = [window.from, window.to];
+                if let Some(w) =
+                    crate::walarchive::recovery_window(&bases, archive.last_archived_at)
+                {
+                    status.recovery_window = Some(RecoveryWindow {
+                        from: w.from,
+                        to: w.to,
+                    });
+                }
+            }
+            status.wal_archive = Some(archive);
+            set_condition(&mut status.conditions, condition, now);
+            let refresh = archiver::STATUS_REFRESH.to_std().expect("positive");
+            plan.requeue_after = plan.requeue_after.map(|d| d.min(refresh));
+        }
+        None if had => {
+            status.wal_archive = None;
+            status
+                .conditions
+                .retain(|c| c.type_ != types::WAL_ARCHIVING);
+        }
+        None => return Ok(()),
+    }
+    plan.status = (Some(&status) != policy.status.as_ref()).then_some(status);
+    Ok(())
+}
+
+/// Creates the due run and deletes the runs retention let go.
+async fn apply_runs(
+    policy: &BackupPolicy,
+    ns: &str,
+    plan: &PolicyPlan,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let name = policy.name_any();
+    let runs: Api<BackupRun> = ctx.api(ns);
+    if let Some(run) = &plan.create {
+        let run_name = run.name_any();
+        if create_if_absent(&runs, run).await? {
+            tracing::info!(policy = %name, run = %run_name, "created run");
+        } else {
+            tracing::debug!(policy = %name, run = %run_name, "run already exists");
+        }
+    }
+    for expired in &plan.delete {
+        if delete_if_present(&runs, &expired.name, &DeleteParams::default()).await? {
+            tracing::info!(policy = %name, run = %expired.name, reason = %expired.reason, "deleting expired run");
+        }
+    }
+    Ok(())
+}
+
+/// Metrics from the status, so a restarted controller reports them too.
+fn record_metrics(policy: &BackupPolicy, ns: &str, plan: &PolicyPlan, ctx: &Context) {
+    let name = policy.name_any();
+    let status = plan.status.as_ref().or(policy.status.as_ref());
+    if let Some(last) = status.and_then(|s| s.last_backup.as_ref()) {
+        ctx.metrics
+            .record_last_success(ns, &name, last.tier, last.completed_at);
+    }
+    if let Some(status) = status {
+        let breached = is_true(&status.conditions, types::OBJECTIVE_BREACHED);
+        ctx.metrics.record_objective(ns, &name, breached);
+    }
+    if let Some(last) = status.and_then(|s| s.last_drill.as_ref()) {
+        if last.succeeded {
+            ctx.metrics
+                .record_last_drill_success(ns, &name, last.completed_at);
+        }
+    }
+    if policy
+        .spec
+        .verification
+        .as_ref()
+        .is_some_and(|v| v.restore_drill.is_some())
+    {
+        ctx.metrics.touch_drill_failures(ns, &name);
+    }
+    if let Some(rpo) = policy.spec.rpo() {
+        ctx.metrics
+            .record_rpo_objective(ns, &name, rpo.num_milliseconds() as f64 / 1000.0);
+    }
+}
+
+/// Drills ([`drill`]): folds their result into the plan's status and says
+/// which drill to create and which old ones to delete.
+fn decide_drills(
+    policy: &BackupPolicy,
+    ns: &str,
+    plan: &mut PolicyPlan,
+    now: DateTime<Utc>,
+    ctx: &Context,
+) -> DrillPlan {
+    let all = ctx.restores.state();
+    let drills: Vec<&RestoreRequest> = all
+        .iter()
+        .map(|r| r.as_ref())
+        .filter(|r| {
+            is_drill(r)
+                && r.namespace().as_deref() == Some(ns)
+                && r.spec.policy_ref.name == policy.name_any()
+        })
+        .collect();
+    let old = policy.status.clone().unwrap_or_default();
+    let mut status = plan.status.clone().unwrap_or_else(|| old.clone());
+    let before = status.conditions.clone();
+    let mut d = drill::decide(policy, &drills, &mut status, now);
+    plan.events
+        .extend(condition_events(&before, &status.conditions));
+    plan.status = (status != old).then_some(status);
+    plan.events.append(&mut d.events);
+    if let Some(next) = d.next.and_then(|n| (n - now).to_std().ok()) {
+        plan.requeue_after = Some(plan.requeue_after.map_or(next, |r| r.min(next)));
+    }
+    d
+}
+
+/// Creates the due drill and deletes the old ones.
+async fn apply_drills(
+    policy: &BackupPolicy,
+    ns: &str,
+    d: &DrillPlan,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let api: Api<RestoreRequest> = ctx.api(ns);
+    if let Some(r) = &d.create {
+        if create_if_absent(&api, r).await? {
+            tracing::info!(policy = %policy.name_any(), drill = %r.name_any(), "created drill");
+        }
+    }
+    for old_drill in &d.delete {
+        delete_if_present(&api, old_drill, &DeleteParams::background()).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,60 @@
+//! The IO of a RestoreRequest reconcile, as named steps: dereference the
+//! policy, the plan Job and the restore Job → [`decide`] → create the Job
+//! the decision asks for → update the status. A finished request is not
+//! looked at again.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+
+use super::{decide, Observed};
+use crate::api::restore::RestorePhase;
+use crate::api::RestoreRequest;
+use crate::controller::apply::{
+    create_if_absent, get_job, get_policy, measured, namespace, next_action, patch_status,
+};
+use crate::controller::restore_jobs::{plan_job_name, restore_job_name};
+use crate::controller::{Context, Error};
+
+/// Observe → decide → apply for one request.
+pub async fn reconcile(request: Arc<RestoreRequest>, ctx: Arc<Context>) -> Result<Action, Error> {
+    measured(&ctx, "restorerequest", reconcile_request(&request, &ctx)).await
+}
+
+async fn reconcile_request(request: &RestoreRequest, ctx: &Context) -> Result<Action, Error> {
+    let ns = namespace(request)?;
+    let finished = request
+        .status
+        .as_ref()
+        .is_some_and(|s| matches!(s.phase, RestorePhase::Succeeded | RestorePhase::Failed));
+    if finished {
+        return Ok(Action::await_change());
+    }
+    let name = request.name_any();
+    let policy_name = &request.spec.policy_ref.name;
+    let policy = get_policy(ctx, &ns, policy_name).await?;
+    let plan = get_job(ctx, &ns, &plan_job_name(&name)).await?;
+    let restore = get_job(ctx, &ns, &restore_job_name(&name)).await?;
+    let obs = Observed {
+        request,
+        policy: policy.as_ref(),
+        plan: &plan,
+        restore: &restore,
+        now: ctx.settings.clock.now(),
+    };
+    let d = decide(obs, &ctx.settings.jobs, ctx.settings.resync);
+    if let Some(job) = &d.create_job {
+        if create_if_absent(&ctx.api::<Job>(&ns), job).await? {
+            tracing::info!(request = %name, job = %job.name_any(), "created job");
+        }
+    }
+    let requests: Api<RestoreRequest> = ctx.api(&ns);
+    patch_status(&requests, &name, request.status.as_ref(), d.status.as_ref()).await?;
+    if let Some(o) = &d.outcome {
+        ctx.metrics.record_restore(&ns, policy_name, o);
+    }
+    ctx.publish(request, &d.events).await;
+    Ok(next_action(d.requeue_after))
+}

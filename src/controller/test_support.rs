@@ -1,0 +1,20 @@
+//! Fixtures the controllers' unit tests share.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::batch::v1::Job;
+
+/// The longest wait between reconciles the tests decide with.
+pub const RESYNC: Duration = Duration::from_secs(300);
+
+/// An instant from RFC 3339 text.
+pub fn at(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+/// The arguments of a Job's (first) container.
+pub fn args(job: &Job) -> Vec<String> {
+    let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    pod.containers[0].args.clone().unwrap()
+}
