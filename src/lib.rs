@@ -2,7 +2,9 @@
 //!
 //! One binary, three roles: the operator (`controller`), the data-plane
 //! commands its Jobs run (`backup`, `restore`, `verify`, `list`, `prune`, …),
-//! and the CRD printer. This library holds everything; `main.rs` dispatches.
+//! and the CRD printer. This library holds everything (the command line in
+//! `cli`); `main.rs` parses, sets up logs and calls `cli::run`. docs/DESIGN.md
+//! has the module map.
 
 pub mod api;
 pub mod catalog;

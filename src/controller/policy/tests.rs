@@ -53,6 +53,11 @@ fn run(name: &str, tier: Tier, phase: RunPhase, completed: Option<&str>) -> Back
     r
 }
 
+/// A run that succeeded at `at`.
+fn succeeded(name: &str, tier: Tier, at: &str) -> BackupRun {
+    run(name, tier, RunPhase::Succeeded, Some(at))
+}
+
 /// Applies a plan's status to the policy, as the API server would.
 fn applied(mut p: BackupPolicy, plan: &PolicyPlan) -> BackupPolicy {
     if let Some(s) = &plan.status {
@@ -109,12 +114,7 @@ fn a_run_in_progress_blocks_the_next_one() {
     let plan = decide(&p, &[&pending], at("2026-11-21T02:00:30Z"), RESYNC);
     assert!(plan.create.is_none());
     // Once it finished, the slot that passed meanwhile is caught up.
-    let done = run(
-        "orders-manual",
-        Tier::Manual,
-        RunPhase::Succeeded,
-        Some("2026-11-21T02:10:00Z"),
-    );
+    let done = succeeded("orders-manual", Tier::Manual, "2026-11-21T02:10:00Z");
     let plan = decide(&p, &[&done], at("2026-11-21T02:10:05Z"), RESYNC);
     assert_eq!(
         plan.create.map(|r| r.name_any()).as_deref(),
@@ -125,12 +125,7 @@ fn a_run_in_progress_blocks_the_next_one() {
 #[test]
 fn an_existing_run_for_the_slot_is_not_created_again() {
     let p = policy();
-    let mut existing = run(
-        "orders-daily-20261121t020000z",
-        Tier::Daily,
-        RunPhase::Succeeded,
-        Some("2026-11-21T02:05:00Z"),
-    );
+    let mut existing = succeeded("orders-daily-20261121t020000z", Tier::Daily, "2026-11-21T02:05:00Z");
     existing.spec.scheduled_at = Some(at("2026-11-21T02:00:00Z"));
     let plan = decide(&p, &[&existing], at("2026-11-21T02:30:00Z"), RESYNC);
     assert!(plan.create.is_none());
@@ -189,42 +184,12 @@ fn suspend_is_honoured() {
 #[test]
 fn retention_deletes_expired_runs_but_never_the_newest_success() {
     let p = policy();
-    let d1 = run(
-        "d1",
-        Tier::Daily,
-        RunPhase::Succeeded,
-        Some("2026-11-21T02:05:00Z"),
-    );
-    let d2 = run(
-        "d2",
-        Tier::Daily,
-        RunPhase::Succeeded,
-        Some("2026-11-22T02:05:00Z"),
-    );
-    let d3 = run(
-        "d3",
-        Tier::Daily,
-        RunPhase::Succeeded,
-        Some("2026-11-23T02:05:00Z"),
-    );
-    let w1 = run(
-        "w1",
-        Tier::Weekly,
-        RunPhase::Succeeded,
-        Some("2026-11-15T03:05:00Z"),
-    );
-    let w2 = run(
-        "w2",
-        Tier::Weekly,
-        RunPhase::Succeeded,
-        Some("2026-11-22T03:05:00Z"),
-    );
-    let mut gone = run(
-        "d0",
-        Tier::Daily,
-        RunPhase::Succeeded,
-        Some("2026-11-20T02:05:00Z"),
-    );
+    let d1 = succeeded("d1", Tier::Daily, "2026-11-21T02:05:00Z");
+    let d2 = succeeded("d2", Tier::Daily, "2026-11-22T02:05:00Z");
+    let d3 = succeeded("d3", Tier::Daily, "2026-11-23T02:05:00Z");
+    let w1 = succeeded("w1", Tier::Weekly, "2026-11-15T03:05:00Z");
+    let w2 = succeeded("w2", Tier::Weekly, "2026-11-22T03:05:00Z");
+    let mut gone = succeeded("d0", Tier::Daily, "2026-11-20T02:05:00Z");
     gone.metadata.deletion_timestamp = Some(to_time(at("2026-11-23T00:00:00Z")));
     let runs = [&d1, &d2, &d3, &w1, &w2, &gone];
     let plan = decide(&p, &runs, at("2026-11-23T12:00:00Z"), RESYNC);
@@ -251,12 +216,7 @@ fn retention_deletes_expired_runs_but_never_the_newest_success() {
 #[test]
 fn status_reports_health_and_the_objective() {
     let p = policy();
-    let ok = run(
-        "d1",
-        Tier::Daily,
-        RunPhase::Succeeded,
-        Some("2026-11-21T02:05:00Z"),
-    );
+    let ok = succeeded("d1", Tier::Daily, "2026-11-21T02:05:00Z");
     let now = at("2026-11-21T12:00:00Z");
     let plan = decide(&p, &[&ok], now, RESYNC);
     let s = plan.status.clone().unwrap();
@@ -297,12 +257,7 @@ fn status_reports_health_and_the_objective() {
 #[test]
 fn an_unchanged_status_is_not_written() {
     let p = policy();
-    let ok = run(
-        "d1",
-        Tier::Daily,
-        RunPhase::Succeeded,
-        Some("2026-11-21T02:05:00Z"),
-    );
+    let ok = succeeded("d1", Tier::Daily, "2026-11-21T02:05:00Z");
     let now = at("2026-11-21T12:00:00Z");
     let plan = decide(&p, &[&ok], now, RESYNC);
     let p = applied(p, &plan);
