@@ -208,11 +208,13 @@ fn fields_not_supported_yet_are_refused_naming_each() {
     let mut v = example();
     v["destinations"][1]["s3"]["objectLock"] = json!({"mode": "Compliance", "days": 30});
     v["notifications"] = json!({"webhookSecretRef": {"name": "ops-webhook"}});
+    v["source"]["postgres"]["includeRolePasswords"] = json!(true);
     let errors = spec(v).validate().unwrap_err();
     let got: Vec<String> = errors.iter().map(ToString::to_string).collect();
     assert_eq!(
         got,
         [
+            "spec.source.postgres.includeRolePasswords: role passwords are not saved with the globals yet",
             "spec.destinations[1].s3.objectLock: S3 Object Lock is not supported yet",
             "spec.notifications: notifications are not supported yet",
         ]

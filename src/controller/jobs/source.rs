@@ -4,22 +4,13 @@
 //! kind adds an arm here and its module under `crate::source`.
 
 use super::pod::PodNeeds;
-use super::{unsupported, JobConfig, JobError};
+use super::{JobConfig, JobError};
 use crate::api::policy::{ValidPolicy, ValidSource};
 
 /// The source's part of a backup pod.
 pub fn backup_needs(policy: &ValidPolicy<'_>, cfg: &JobConfig) -> Result<PodNeeds, JobError> {
     let mut needs = PodNeeds::default();
     match policy.source {
-        ValidSource::PostgresLogical(pg) | ValidSource::PostgresPhysical(pg)
-            if pg.include_role_passwords =>
-        {
-            // Saying "backed up" while leaving out what was asked for is worse than failing.
-            return Err(unsupported(
-                "spec.source.postgres.includeRolePasswords",
-                "role passwords are not yet saved with the globals",
-            ));
-        }
         ValidSource::PostgresLogical(pg) => {
             if pg.all_databases {
                 needs.args.push("--all-databases".into());

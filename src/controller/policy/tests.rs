@@ -125,7 +125,11 @@ fn a_run_in_progress_blocks_the_next_one() {
 #[test]
 fn an_existing_run_for_the_slot_is_not_created_again() {
     let p = policy();
-    let mut existing = succeeded("orders-daily-20261121t020000z", Tier::Daily, "2026-11-21T02:05:00Z");
+    let mut existing = succeeded(
+        "orders-daily-20261121t020000z",
+        Tier::Daily,
+        "2026-11-21T02:05:00Z",
+    );
     existing.spec.scheduled_at = Some(at("2026-11-21T02:00:00Z"));
     let plan = decide(&p, &[&existing], at("2026-11-21T02:30:00Z"), RESYNC);
     assert!(plan.create.is_none());
