@@ -111,7 +111,6 @@ impl PgConn {
         use std::os::unix::fs::OpenOptionsExt;
         let r: [u8; 8] = crate::keys::random_bytes();
         let path = std::env::temp_dir().join(format!("lifeboat-pgpass-{}", hex::encode(r)));
-        let escaped = pw.replace('\\', "\\\\").replace(':', "\\:");
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -119,8 +118,45 @@ impl PgConn {
             .open(&path)
             .map_err(PgError::PassFile)?;
         let guard = PassFile(tempfile_path::TempPath(path));
-        writeln!(f, "*:*:*:*:{escaped}").map_err(PgError::PassFile)?;
+        writeln!(f, "{}", self.passfile_line(pw)).map_err(PgError::PassFile)?;
         Ok(Some(guard))
+    }
+
+    /// The passfile's one line: the password for this host, port and user
+    /// only, so that a connection anywhere else (whatever steered it there)
+    /// is never sent it. Unset values are libpq's defaults, as the tools
+    /// will use them.
+    fn passfile_line(&self, password: &str) -> String {
+        let field = |s: &str| s.replace('\\', "\\\\").replace(':', "\\:");
+        let env = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty());
+        let host = self
+            .host
+            .clone()
+            .or_else(|| env("PGHOST"))
+            .unwrap_or_else(|| "localhost".into());
+        // A socket directory matches as "localhost" in a passfile.
+        let host = if host.starts_with('/') {
+            "localhost".to_string()
+        } else {
+            host
+        };
+        let port = self
+            .port
+            .map(|p| p.to_string())
+            .or_else(|| env("PGPORT"))
+            .unwrap_or_else(|| "5432".into());
+        let user = self
+            .user
+            .clone()
+            .or_else(|| env("PGUSER"))
+            .map(|u| field(&u))
+            .unwrap_or_else(|| "*".into());
+        format!(
+            "{}:{}:*:{user}:{}",
+            field(&host),
+            field(&port),
+            field(password)
+        )
     }
 
     /// A command for a PostgreSQL tool with connection settings in its
@@ -155,7 +191,7 @@ impl PgConn {
             "--no-password",
             "--dbname",
         ])
-        .arg(db);
+        .arg(dbname_conninfo(db));
         cmd
     }
 
@@ -197,7 +233,7 @@ impl PgConn {
             "--no-password",
             "--dbname",
         ])
-        .arg(db);
+        .arg(dbname_conninfo(db));
         cmd.stdin(Stdio::piped());
         cmd
     }
@@ -218,7 +254,7 @@ impl PgConn {
             "--no-password",
             "--dbname",
         ])
-        .arg(db);
+        .arg(dbname_conninfo(db));
         if clean {
             cmd.args(["--clean", "--if-exists"]);
         }
@@ -253,6 +289,15 @@ impl PgConn {
             .await
             .map_err(|e| query_err(db, e))
     }
+}
+
+/// `--dbname` for a database *name*. libpq reads a `--dbname` holding `=` or
+/// starting with `postgresql://` as a whole connection string, so a tenant's
+/// database called `host=evil.example` would send the connection (and the
+/// password) elsewhere. Quoted as the value of `dbname=`, a name stays a name
+/// (what pg_dumpall does since CVE-2016-5424).
+pub fn dbname_conninfo(db: &str) -> String {
+    format!("dbname='{}'", db.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
 fn query_err(db: &str, e: sqlx::Error) -> PgError {
@@ -389,13 +434,17 @@ mod tests {
     fn passwords_never_reach_argv_or_debug() {
         let conn = PgConn {
             host: Some("db".into()),
+            port: Some(6432),
+            user: Some("backup".into()),
             password: Some(Secret("s3cr:et\\".into())),
             ..Default::default()
         };
         assert!(!format!("{conn:?}").contains("s3cr"));
         let pf = conn.passfile().unwrap().unwrap();
         let text = std::fs::read_to_string(&pf.0 .0).unwrap();
-        assert_eq!(text, "*:*:*:*:s3cr\\:et\\\\\n");
+        // For this host, port and user only: a connection steered anywhere
+        // else is never sent the password.
+        assert_eq!(text, "db:6432:*:backup:s3cr\\:et\\\\\n");
         let cmd = conn.pg_dump("orders", Some(&pf));
         let argv: Vec<String> = cmd
             .get_args()
@@ -405,6 +454,21 @@ mod tests {
         let path = pf.0 .0.clone();
         drop(pf);
         assert!(!path.exists(), "passfile removed on drop");
+    }
+
+    #[test]
+    fn a_database_name_is_passed_as_a_name() {
+        assert_eq!(
+            dbname_conninfo("host=evil.example sslmode=disable"),
+            "dbname='host=evil.example sslmode=disable'"
+        );
+        assert_eq!(dbname_conninfo(r"a'b\c"), r"dbname='a\'b\\c'");
+        let argv: Vec<String> = PgConn::default()
+            .pg_dump("postgresql://evil/x", None)
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(argv.last().unwrap(), "dbname='postgresql://evil/x'");
     }
 
     #[test]
