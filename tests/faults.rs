@@ -200,3 +200,30 @@ fn bad_input_gets_a_message_naming_what_is_wrong() {
     let err = fails(&lifeboat(&["keygen", "--id", "k", "--out", k]));
     assert!(err.contains("already exists"), "{err}");
 }
+
+#[test]
+fn an_s3_error_is_one_line_with_the_services_code_and_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let k = keys.to_str().unwrap();
+    // A bucket nobody created: the service answers NoSuchBucket.
+    let missing = s3_url(&unique("lb-missing").replace('_', "-"), "us-east-1", "x");
+    let db = create_db("s3err");
+    let err = backup(&db, k, &[&format!("dr-eu={missing}")]).fails();
+    // Not the SDK's debug dump of the response, anywhere in the output.
+    assert!(
+        !err.contains("ErrorMetadata") && !err.contains("extras"),
+        "{err}"
+    );
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line: {err}"));
+    assert!(line.contains("NoSuchBucket"), "{line}");
+    assert!(
+        line.contains("dr-eu (s3://"),
+        "names the destination: {line}"
+    );
+    assert_eq!(line.matches("dr-eu").count(), 1, "said once: {line}");
+    assert!(line.len() < 300, "{} bytes: {line}", line.len());
+}

@@ -88,7 +88,15 @@ impl Fleet {
             let failed = self
                 .failed
                 .iter()
-                .map(|(i, e)| format!("{}: {e}", self.stores[*i].name()))
+                .map(|(i, e)| {
+                    // Store errors name their destination already.
+                    let store = &self.stores[*i];
+                    if e.contains(store.label()) {
+                        e.clone()
+                    } else {
+                        format!("{}: {e}", store.label())
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join("; ");
             return Err(Error::Destinations { failed });

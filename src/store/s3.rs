@@ -6,7 +6,7 @@
 
 use super::{ObjectInfo, StoreError};
 use crate::location::S3Location;
-use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, StorageClass};
 use aws_sdk_s3::Client;
@@ -31,13 +31,39 @@ pub struct S3Store {
     storage_class: Option<StorageClass>,
 }
 
-fn op_err(dest: &str, op: &'static str, key: &str, e: impl std::error::Error) -> StoreError {
+/// A failed request, in one line a person reads: the service's code and
+/// message when it answered, else what stopped the request (each cause
+/// once) — never the SDK's debug representation of the response.
+fn op_err<E>(dest: &str, op: &'static str, key: &str, e: E) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error,
+{
+    let message = match (e.code(), e.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_string(),
+        (None, _) => causes(&e),
+    };
     StoreError::Op {
         dest: dest.to_string(),
         op,
         key: key.to_string(),
-        message: DisplayErrorContext(e).to_string(),
+        message,
     }
+}
+
+/// An error and its causes on one line, each said once.
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let t = s.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        source = s.source();
+    }
+    text
 }
 
 impl S3Store {
@@ -392,7 +418,7 @@ impl S3Writer {
             .send()
             .await
         {
-            tracing::warn!(dest = %self.dest, key = %self.key, error = %DisplayErrorContext(e), "could not abort the multipart upload; the next backup cleans it");
+            tracing::warn!(dest = %self.dest, key = %self.key, error = %op_err(&self.dest, "abort upload", &self.key, e), "could not abort the multipart upload; the next backup cleans it");
         }
     }
 }
@@ -408,7 +434,12 @@ impl S3Reader {
         match self.body.next().await {
             None => Ok(None),
             Some(Ok(b)) => Ok(Some(b)),
-            Some(Err(e)) => Err(op_err(&self.dest, "read", &self.key, e)),
+            Some(Err(e)) => Err(StoreError::Op {
+                dest: self.dest.clone(),
+                op: "read",
+                key: self.key.clone(),
+                message: causes(&e),
+            }),
         }
     }
 }
