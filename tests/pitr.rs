@@ -378,7 +378,14 @@ fn the_recovery_window_restores_at_both_ends_and_retention_keeps_the_wal_kept_ba
         "{before:?}"
     );
     let p = ok(&lifeboat(&[
-        "prune", "--from", &local, "--backup", &a, "--json",
+        "prune",
+        "--from",
+        &local,
+        "--backup",
+        &a,
+        "--key-file",
+        k,
+        "--json",
     ]));
     let after = wal_files(&archive);
     assert_eq!(

@@ -229,3 +229,53 @@ fn restore_falls_back_to_the_next_destination() {
     assert!(failed[1]["error"].as_str().unwrap().contains("db-0.lbk"));
     assert_eq!(psql(&target, "select count(*) from t"), "1000");
 }
+
+/// Someone who can write to the bucket edits one manifest to claim a base
+/// backup that needs only WAL from far in the future: prune must not delete
+/// the archive on its word (issue 13, item 3).
+#[test]
+fn an_edited_manifest_cannot_make_prune_delete_the_wal_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let k = keys.to_str().unwrap();
+    let root = dir.path().join("dest");
+    let dest = format!("file://{}", root.display());
+    let db = create_db("prunewal");
+    let id = backup(&db, k, &[&dest]).json().ok()["backup_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let wal = root.join("wal/00000001");
+    std::fs::create_dir_all(&wal).unwrap();
+    let segments = ["000000010000000000000001", "000000010000000000000002"];
+    for s in segments {
+        std::fs::write(wal.join(format!("{s}.lbk")), b"archived").unwrap();
+    }
+    let path = root.join(format!("backups/{id}/manifest.json"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let forged = text.replacen(
+        ",\"mac\":",
+        ",\"physical\":{\"timeline\":1,\"start_lsn\":\"0/FF000028\",\"stop_lsn\":\"0/FF000100\",\
+         \"start_wal\":\"0000000100000000000000FF\",\"started_at\":\"2026-11-25T02:00:00Z\",\
+         \"stopped_at\":\"2026-11-25T02:01:00Z\"},\"mac\":",
+        1,
+    );
+    assert_ne!(forged, text);
+    std::fs::write(&path, forged).unwrap();
+
+    let err = Cli::new("prune")
+        .opt("--from", &dest)
+        .opt("--key-file", k)
+        .arg("--incomplete")
+        .fails();
+    assert!(err.contains("MAC"), "{err}");
+    // Without the key, nothing decides on unauthenticated bytes either.
+    Cli::new("prune")
+        .opt("--from", &dest)
+        .arg("--incomplete")
+        .json()
+        .ok();
+    for s in segments {
+        assert!(wal.join(format!("{s}.lbk")).exists(), "{s} was deleted");
+    }
+}

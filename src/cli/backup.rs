@@ -94,7 +94,8 @@ pub async fn prune(a: PruneArgs) -> Result<ExitCode, commands::Error> {
             "nothing to prune: give --backup ID or --incomplete".into(),
         ));
     }
-    let report = prune::prune(&a.from, &a.backups, a.incomplete).await?;
+    let keys = a.key_file.as_deref().map(Keyring::load).transpose()?;
+    let report = prune::prune(&a.from, &a.backups, a.incomplete, keys.as_ref()).await?;
     print::report(a.json, &report, print::prune);
     Ok(ExitCode::SUCCESS)
 }

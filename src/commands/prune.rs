@@ -2,12 +2,15 @@
 //! first, so a half-deleted backup is never a recovery point) and cleans what
 //! interrupted backups left. Already gone counts as done: the operator's prune
 //! Job may run twice. Then WAL that no kept base backup needs goes too
-//! ([`crate::walarchive::expired_wal`]).
+//! ([`crate::walarchive::expired_wal`]) — decided only from manifests whose
+//! MAC checks out with the key: someone who can write to the bucket must not
+//! be able to make prune delete the archive with one edited manifest.
+//! Without a key, no WAL is deleted.
 
 use super::{manifests, Error};
-use crate::catalog::{manifest_key, parse_manifest};
+use crate::keys::Keyring;
 use crate::location::NamedLocation;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use crate::walarchive::{expired_wal, segment_position};
 use serde::Serialize;
 
@@ -20,20 +23,14 @@ pub struct PruneReport {
 }
 
 /// The first WAL segment the oldest kept base backup needs, or None when no
-/// physical backup is kept. A manifest that cannot be read is an error: WAL
-/// is deleted only on a complete picture of what is kept.
-async fn oldest_base_start(store: &Store) -> Result<Option<String>, Error> {
+/// physical backup is kept. A manifest that cannot be read or does not
+/// authenticate is an error: WAL is deleted only on a complete, authentic
+/// picture of what is kept.
+async fn oldest_base_start(store: &Store, keys: &Keyring) -> Result<Option<String>, Error> {
     let mut oldest: Option<String> = None;
     for id in manifests::committed_ids(store).await? {
-        let bytes = store.get(&manifest_key(&id)).await?;
-        let m = parse_manifest(&bytes, &id).map_err(|e| {
-            Error::Store(StoreError::Op {
-                dest: store.label().to_string(),
-                op: "read manifest for WAL retention",
-                key: manifest_key(&id),
-                message: e.to_string(),
-            })
-        })?;
+        // An error here stops the prune before any WAL is deleted.
+        let m = manifests::open(store, &id, keys).await?;
         let Some(start) = m.physical.map(|p| p.start_wal) else {
             continue;
         };
@@ -49,8 +46,8 @@ async fn oldest_base_start(store: &Store) -> Result<Option<String>, Error> {
 }
 
 /// Deletes the WAL before the oldest kept base backup; returns how many files.
-async fn expire_wal(store: &Store) -> Result<usize, Error> {
-    let Some(start) = oldest_base_start(store).await? else {
+async fn expire_wal(store: &Store, keys: &Keyring) -> Result<usize, Error> {
+    let Some(start) = oldest_base_start(store, keys).await? else {
         return Ok(0);
     };
     let listed = store.list("wal/").await?;
@@ -69,6 +66,7 @@ pub async fn prune(
     from: &[NamedLocation],
     ids: &[String],
     incomplete: bool,
+    keys: Option<&Keyring>,
 ) -> Result<PruneReport, Error> {
     let mut objects_removed = 0;
     let mut wal_removed = 0;
@@ -87,7 +85,11 @@ pub async fn prune(
         if incomplete {
             manifests::clean_leftovers(&store, "").await?;
         }
-        wal_removed += expire_wal(&store).await?;
+        match keys {
+            Some(keys) => wal_removed += expire_wal(&store, keys).await?,
+            None => tracing::warn!(dest = %url.label(),
+                "no --key-file: WAL is kept, since which WAL the kept backups need is read only from authenticated manifests"),
+        }
     }
     Ok(PruneReport {
         deleted: ids.to_vec(),

@@ -112,7 +112,7 @@ fn archiver_needs(policy: &BackupPolicy, cfg: &JobConfig) -> Result<PodNeeds, Jo
         "--http-addr".into(),
         format!("0.0.0.0:{STATUS_PORT}"),
     ]);
-    needs.add(PodNeeds::bucket_access(policy, cfg, true));
+    needs.add(PodNeeds::bucket_access(policy, cfg));
     needs.volumes.push(Volume {
         name: "spool".into(),
         empty_dir: Some(EmptyDirVolumeSource::default()),

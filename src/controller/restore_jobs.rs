@@ -155,7 +155,7 @@ pub fn plan_job(
         args,
         ..Default::default()
     };
-    needs.add(PodNeeds::bucket_access(policy, cfg, true));
+    needs.add(PodNeeds::bucket_access(policy, cfg));
     Ok(job(meta, needs, policy, cfg))
 }
 
@@ -188,7 +188,7 @@ pub fn restore_job(
         needs.args.extend(["--check".into(), check.clone()]);
     }
     needs.args.extend(report_args());
-    needs.add(PodNeeds::bucket_access(policy, cfg, true));
+    needs.add(PodNeeds::bucket_access(policy, cfg));
     Ok(job(meta, needs, policy, cfg))
 }
 

@@ -190,6 +190,10 @@ pub struct PruneArgs {
     /// Also remove what interrupted backups left (incomplete uploads, objects without a manifest).
     #[arg(long)]
     pub incomplete: bool,
+    /// Key file: WAL no kept base backup needs is deleted only after every
+    /// manifest authenticated with it (without it, WAL is kept).
+    #[arg(long, env = "LIFEBOAT_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
 }

@@ -86,7 +86,7 @@ fn backup_needs(
     if reads_back(policy) {
         needs.args.push("--verify".into());
     }
-    needs.add(PodNeeds::bucket_access(policy, cfg, true));
+    needs.add(PodNeeds::bucket_access(policy, cfg));
     Ok(needs)
 }
 
@@ -144,7 +144,8 @@ pub fn backup_job(
 
 /// The Job that deletes backup `backup_id` from every destination of
 /// `policy`. `owner` is usually the expired BackupRun, whose finalizer holds
-/// it until this Job succeeds. It needs neither the database nor the keys.
+/// it until this Job succeeds. It needs no database; it gets the keys to
+/// authenticate the manifests that say which WAL is still needed.
 pub fn prune_job(
     policy: &BackupPolicy,
     run_name: &str,
@@ -167,7 +168,8 @@ pub fn prune_job(
     needs
         .args
         .extend(["--backup".into(), backup_id.into(), "--json".into()]);
-    needs.add(PodNeeds::bucket_access(policy, cfg, false));
+    // The keys: which WAL may go is read only from authenticated manifests.
+    needs.add(PodNeeds::bucket_access(policy, cfg));
     let mut labels = base_labels("prune", policy_name);
     labels.insert(LABEL_RUN.into(), label_value(run_name));
     let meta = JobMeta {

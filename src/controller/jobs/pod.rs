@@ -108,12 +108,10 @@ impl PodNeeds {
     }
 
     /// What every pod that reads or writes backups gets: /tmp, the master
-    /// keys (when `keys`) and each destination's credentials.
-    pub fn bucket_access(policy: &BackupPolicy, cfg: &JobConfig, keys: bool) -> Self {
+    /// keys and each destination's credentials.
+    pub fn bucket_access(policy: &BackupPolicy, cfg: &JobConfig) -> Self {
         let mut needs = PodNeeds::tmp();
-        if keys {
-            needs.add(PodNeeds::keys(policy, cfg));
-        }
+        needs.add(PodNeeds::keys(policy, cfg));
         needs.add(destinations::credentials(policy, cfg));
         needs
     }

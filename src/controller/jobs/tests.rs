@@ -477,7 +477,7 @@ fn prune_job_deletes_one_backup_from_every_destination() {
         job.metadata.owner_references.as_ref().unwrap()[0].uid,
         "run-uid-1"
     );
-    // Pruning needs no database and no key.
+    // Pruning needs no database; it gets the key to authenticate manifests.
     let c = &pod(&job).containers[0];
     assert!(!c
         .env
@@ -492,7 +492,7 @@ fn prune_job_deletes_one_backup_from_every_destination() {
         .iter()
         .map(|v| v.name.clone())
         .collect();
-    assert_eq!(vols, ["tmp", "s3-0", "s3-1"]);
+    assert_eq!(vols, ["tmp", "keys", "s3-0", "s3-1"]);
 }
 
 fn summary(verified: Option<Vec<&str>>) -> String {
