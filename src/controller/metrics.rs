@@ -63,6 +63,7 @@ pub struct Metrics {
     backup_failures: Family<PolicyTier, Counter>,
     objective_breached: Family<PolicyLabels, Gauge>,
     rpo_objective: Family<PolicyLabels, FloatGauge>,
+    rto_objective: Family<PolicyLabels, FloatGauge>,
     restore_duration: Family<RestoreLabels, Histogram, fn() -> Histogram>,
     drill_failures: Family<PolicyLabels, Counter>,
     last_drill_success: Family<PolicyLabels, FloatGauge>,
@@ -93,6 +94,7 @@ impl Default for Metrics {
             backup_failures: Family::default(),
             objective_breached: Family::default(),
             rpo_objective: Family::default(),
+            rto_objective: Family::default(),
             restore_duration: Family::new_with_constructor(backup_buckets),
             drill_failures: Family::default(),
             last_drill_success: Family::default(),
@@ -132,6 +134,11 @@ impl Default for Metrics {
             "rpo_objective_seconds",
             "The policy's RPO objective; alerts compare backup age with it",
             m.rpo_objective.clone(),
+        );
+        registry.register(
+            "rto_objective_seconds",
+            "The policy's RTO objective; alerts compare measured restore times with it",
+            m.rto_objective.clone(),
         );
         registry.register(
             "wal_archive_lag_seconds",
@@ -241,6 +248,24 @@ impl Metrics {
                 policy: policy.to_string(),
             })
             .set(seconds);
+    }
+
+    pub fn record_rto_objective(&self, ns: &str, policy: &str, seconds: f64) {
+        self.rto_objective
+            .get_or_create(&PolicyLabels {
+                namespace: ns.to_string(),
+                policy: policy.to_string(),
+            })
+            .set(seconds);
+    }
+
+    /// Exports the tier's failure counter at 0 before its first failure:
+    /// `increase()` does not count a series' first sample, so a counter that
+    /// first appears at 1 would never raise an alert.
+    pub fn touch_backup_failures(&self, ns: &str, policy: &str, tier: Tier) {
+        let _ = self
+            .backup_failures
+            .get_or_create(&policy_tier(ns, policy, tier));
     }
 
     /// Records a run that just finished.
@@ -377,5 +402,85 @@ mod tests {
         ));
         assert!(text
             .contains(r#"lifeboat_reconcile_duration_seconds_count{controller="backuppolicy"} 1"#));
+    }
+
+    #[test]
+    fn counters_start_at_zero_and_objectives_are_exported() {
+        let m = Metrics::default();
+        m.touch_backup_failures("shop", "orders", Tier::Monthly);
+        m.record_rto_objective("shop", "orders", 14400.0);
+        let text = m.encode();
+        assert!(text.contains(
+            r#"lifeboat_backup_failures_total{namespace="shop",policy="orders",tier="monthly"} 0"#
+        ), "{text}");
+        assert!(
+            text.contains(
+                r#"lifeboat_rto_objective_seconds{namespace="shop",policy="orders"} 14400.0"#
+            ),
+            "{text}"
+        );
+    }
+
+    /// Every metric the chart's README lists — and tests/helm.rs checks that
+    /// the alerts and the dashboard use only listed ones — is one this
+    /// controller registers.
+    #[test]
+    fn every_metric_the_chart_uses_is_registered() {
+        let readme = include_str!("../../charts/lifeboat/README.md");
+        let section = readme
+            .split("## Metrics the controller must export")
+            .nth(1)
+            .expect("the README lists the metrics");
+        let listed: Vec<&str> = section
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `lifeboat_"))
+            .filter_map(|l| l.split('`').next())
+            .collect();
+        assert!(listed.len() >= 10, "{listed:?}");
+        // One event of every kind the controller records.
+        let m = Metrics::default();
+        let at: DateTime<Utc> = "2026-11-25T02:05:00Z".parse().unwrap();
+        for succeeded in [true, false] {
+            let outcome = Outcome {
+                succeeded,
+                seconds: Some(42.0),
+                bytes: Some(1234),
+                completed_at: at,
+            };
+            m.record_outcome("shop", "orders", Tier::Daily, &outcome);
+        }
+        m.record_rpo_objective("shop", "orders", 3600.0);
+        m.record_rto_objective("shop", "orders", 14400.0);
+        m.record_objective("shop", "orders", false);
+        m.record_wal_archive(
+            "shop",
+            "orders",
+            &WalArchive {
+                healthy: true,
+                last_segment: None,
+                last_archived_at: Some(at),
+                lag_seconds: Some(1),
+                message: None,
+            },
+        );
+        m.record_restore(
+            "shop",
+            "orders",
+            &super::super::restore::RestoreOutcome {
+                succeeded: true,
+                dry_run: false,
+                drill: true,
+                recovery_time_seconds: Some(300),
+            },
+        );
+        m.touch_drill_failures("shop", "orders");
+        m.record_last_drill_success("shop", "orders", at);
+        let text = m.encode();
+        for name in listed {
+            assert!(
+                text.contains(&format!("\nlifeboat_{name}")),
+                "lifeboat_{name} is listed in charts/lifeboat/README.md but not registered:\n{text}"
+            );
+        }
     }
 }

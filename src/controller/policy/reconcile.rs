@@ -14,7 +14,7 @@ use kube::{Api, ResourceExt};
 use super::{condition_events, decide, runs_of, PolicyPlan};
 use crate::api::conditions::{is_true, set_condition, types};
 use crate::api::policy::RecoveryWindow;
-use crate::api::{BackupPolicy, BackupRun, RestoreRequest};
+use crate::api::{BackupPolicy, BackupRun, RestoreRequest, Tier};
 use crate::controller::apply::{
     create_if_absent, delete_if_present, measured, namespace, next_action, patch_status,
 };
@@ -146,6 +146,18 @@ fn record_metrics(policy: &BackupPolicy, ns: &str, plan: &PolicyPlan, ctx: &Cont
     if let Some(rpo) = policy.spec.rpo() {
         ctx.metrics
             .record_rpo_objective(ns, &name, rpo.num_milliseconds() as f64 / 1000.0);
+    }
+    if let Some(rto) = policy.spec.rto() {
+        ctx.metrics
+            .record_rto_objective(ns, &name, rto.num_milliseconds() as f64 / 1000.0);
+    }
+    // Failure counters exist at 0 for every tier the policy can run.
+    for tier in Tier::SCHEDULED
+        .into_iter()
+        .filter(|t| policy.spec.schedule.cron(*t).is_some())
+        .chain([Tier::Manual])
+    {
+        ctx.metrics.touch_backup_failures(ns, &name, tier);
     }
 }
 
