@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod cli;
 pub mod commands;
 pub mod controller;
+pub mod error_line;
 pub mod keys;
 pub mod location;
 pub mod pipeline;

@@ -63,21 +63,7 @@ pub enum Error {
     Check(String),
 }
 
-/// An error and its causes on one line, each cause once (the innermost,
-/// such as "connection refused", is often the useful one).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let t = s.to_string();
-        if !text.contains(&t) {
-            text.push_str(": ");
-            text.push_str(&t);
-        }
-        source = s.source();
-    }
-    text
-}
+pub use crate::error_line::error_chain;
 
 /// Whether trying the next destination could help.
 impl Error {

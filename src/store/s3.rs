@@ -5,6 +5,7 @@
 //! profile, web identity), never from the URL.
 
 use super::{ObjectInfo, StoreError};
+use crate::error_line::error_chain;
 use crate::location::S3Location;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
@@ -41,7 +42,7 @@ where
     let message = match (e.code(), e.message()) {
         (Some(code), Some(message)) => format!("{code}: {message}"),
         (Some(code), None) => code.to_string(),
-        (None, _) => causes(&e),
+        (None, _) => error_chain(&e),
     };
     StoreError::Op {
         dest: dest.to_string(),
@@ -49,21 +50,6 @@ where
         key: key.to_string(),
         message,
     }
-}
-
-/// An error and its causes on one line, each said once.
-fn causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let t = s.to_string();
-        if !text.contains(&t) {
-            text.push_str(": ");
-            text.push_str(&t);
-        }
-        source = s.source();
-    }
-    text
 }
 
 impl S3Store {
@@ -438,7 +424,7 @@ impl S3Reader {
                 dest: self.dest.clone(),
                 op: "read",
                 key: self.key.clone(),
-                message: causes(&e),
+                message: error_chain(&e),
             }),
         }
     }
