@@ -308,9 +308,16 @@ pub fn decide(
         now,
     );
 
-    // The RPO clock starts at the newest success, or at the policy's
-    // creation when there is none yet (a new policy has one RPO of grace).
+    // The RPO clock starts at the newest recovery point (the newest success,
+    // or the last WAL archived after it), or at the policy's creation when
+    // there is none yet (a new policy has one RPO of grace).
     let mut breach_at = None;
+    let point = status.recovery_point();
+    let what = if point.is_some_and(|p| p.by_wal) {
+        "the newest archived WAL"
+    } else {
+        "the newest successful backup"
+    };
     let objective = match valid.rpo {
         None => (
             false,
@@ -318,10 +325,8 @@ pub fn decide(
             "no RPO objective is set".to_string(),
         ),
         Some(rpo) => {
-            let since = status
-                .last_backup
-                .as_ref()
-                .map(|b| b.completed_at)
+            let since = point
+                .map(|p| p.at)
                 .or_else(|| {
                     policy
                         .metadata
@@ -341,7 +346,7 @@ pub fn decide(
                     true,
                     reasons::RPO_EXCEEDED,
                     format!(
-                        "the newest successful backup is older than the RPO of {rpo_text} (since {})",
+                        "{what} is older than the RPO of {rpo_text} (since {})",
                         since.to_rfc3339()
                     ),
                 )
@@ -350,7 +355,7 @@ pub fn decide(
                 (
                     false,
                     reasons::WITHIN_OBJECTIVE,
-                    format!("the newest successful backup is within the RPO of {rpo_text}"),
+                    format!("{what} is within the RPO of {rpo_text}"),
                 )
             }
         }

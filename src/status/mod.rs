@@ -179,24 +179,26 @@ fn one(policy: &BackupPolicy, now: DateTime<Utc>) -> PolicyStatus {
         bytes: b.bytes,
     });
 
-    // As the controller does: the RPO clock starts at the newest success, or
-    // at the policy's creation when there is none (one RPO of grace).
+    // As the controller does: the RPO clock starts at the newest recovery
+    // point (with WAL archiving, the last WAL archived after the newest
+    // backup), or at the policy's creation when there is none (one RPO of grace).
+    let point = status.recovery_point();
     let rpo_breached = match spec.rpo() {
         None => false,
         Some(rpo) => {
-            let since = last_backup
-                .as_ref()
-                .map(|b| b.completed_at)
+            let since = point
+                .map(|p| p.at)
                 .or_else(|| policy.metadata.creation_timestamp.as_ref().map(from_time));
             let breached = since.is_some_and(|since| now - since > rpo);
             if breached {
                 let text = objectives.rpo.clone().unwrap_or_default();
                 problems.push(problem(
                     ProblemKind::RpoBreached,
-                    match &last_backup {
-                        Some(b) => format!(
-                            "the newest backup is {} old; the RPO objective is {text}",
-                            format_duration(now - b.completed_at)
+                    match point {
+                        Some(p) => format!(
+                            "{} is {} old; the RPO objective is {text}",
+                            if p.by_wal { "the newest archived WAL" } else { "the newest backup" },
+                            format_duration(now - p.at)
                         ),
                         None => format!("no backup within the RPO objective of {text} since the policy was created"),
                     },

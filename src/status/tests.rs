@@ -101,6 +101,28 @@ fn an_old_backup_breaches_the_rpo_even_when_the_status_says_otherwise() {
 }
 
 #[test]
+fn with_wal_archiving_the_rpo_runs_from_the_last_archived_wal() {
+    let mut status = good_status("2026-11-25T02:00:00Z");
+    status["walArchive"] = json!({"healthy": true, "lastArchivedAt": "2026-11-25T11:50:00Z"});
+    let s = summarize(
+        &[policy("orders", json!({"rpo": "1h"}), status.clone())],
+        at(NOW),
+    );
+    assert!(!s[0].rpo_breached, "{:?}", s[0].problems);
+    // Archiving stopped two hours ago: breached, and the message says from what.
+    status["walArchive"]["lastArchivedAt"] = json!("2026-11-25T10:00:00Z");
+    let s = summarize(&[policy("orders", json!({"rpo": "1h"}), status)], at(NOW));
+    assert!(s[0].rpo_breached);
+    assert!(
+        s[0].problems[0]
+            .message
+            .contains("the newest archived WAL is 2h0m old"),
+        "{:?}",
+        s[0].problems
+    );
+}
+
+#[test]
 fn exactly_at_the_rpo_is_not_a_breach() {
     let p = policy(
         "orders",

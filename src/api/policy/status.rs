@@ -41,6 +41,31 @@ pub struct BackupPolicyStatus {
     pub observed_generation: Option<i64>,
 }
 
+/// The newest instant a restore can reach, and what reaches it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecoveryPoint {
+    pub at: DateTime<Utc>,
+    /// True when archived WAL, not the newest backup itself, reaches it.
+    pub by_wal: bool,
+}
+
+impl BackupPolicyStatus {
+    /// What the RPO is measured from: the newest successful backup, or, with
+    /// WAL archiving, the last WAL archived after it (a base backup and its
+    /// WAL restore to any instant up to there).
+    pub fn recovery_point(&self) -> Option<RecoveryPoint> {
+        let backup = self.last_backup.as_ref()?.completed_at;
+        let wal = self.wal_archive.as_ref().and_then(|w| w.last_archived_at);
+        Some(match wal {
+            Some(at) if at > backup => RecoveryPoint { at, by_wal: true },
+            _ => RecoveryPoint {
+                at: backup,
+                by_wal: false,
+            },
+        })
+    }
+}
+
 /// The WAL archiver's state, read from its `/status`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -259,6 +259,34 @@ fn status_reports_health_and_the_objective() {
 }
 
 #[test]
+fn with_wal_archiving_the_rpo_runs_from_the_last_archived_wal() {
+    let p = policy();
+    let ok = succeeded("d1", Tier::Daily, "2026-11-21T02:05:00Z");
+    let plan = decide(&p, &[&ok], at("2026-11-21T12:00:00Z"), RESYNC);
+    let mut p = applied(p, &plan);
+    // A day and more after the base backup, WAL archived a minute ago: the
+    // newest recovery point is a minute old, not 25 hours.
+    p.status.as_mut().unwrap().wal_archive = Some(crate::api::policy::WalArchive {
+        healthy: true,
+        last_segment: Some("00000001000000000000002A".into()),
+        last_archived_at: Some(at("2026-11-22T03:04:01Z")),
+        lag_seconds: Some(1),
+        message: None,
+    });
+    let late = at("2026-11-22T03:05:01Z");
+    let s = decide(&p, &[&ok], late, RESYNC).status.unwrap();
+    let c = find(&s.conditions, types::OBJECTIVE_BREACHED).unwrap();
+    assert_eq!(c.status, "False", "{c:?}");
+    assert!(c.message.contains("archived WAL"), "{}", c.message);
+    // When archiving stops, the clock runs from the last WAL it archived.
+    let later = at("2026-11-23T04:05:01Z");
+    let s = decide(&p, &[&ok], later, RESYNC).status.unwrap();
+    let c = find(&s.conditions, types::OBJECTIVE_BREACHED).unwrap();
+    assert_eq!(c.status, "True", "{c:?}");
+    assert!(c.message.contains("2026-11-22T03:04:01"), "{}", c.message);
+}
+
+#[test]
 fn an_unchanged_status_is_not_written() {
     let p = policy();
     let ok = succeeded("d1", Tier::Daily, "2026-11-21T02:05:00Z");
