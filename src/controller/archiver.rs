@@ -24,7 +24,7 @@ use super::jobs::{
     LABEL_COMPONENT, LABEL_POLICY,
 };
 use crate::api::conditions::{find, reasons, types, ConditionUpdate};
-use crate::api::policy::{BackupPolicyStatus, WalArchive};
+use crate::api::policy::{BackupPolicyStatus, ValidSource, WalArchive};
 use crate::api::{parse_duration, BackupPolicy};
 
 /// Port of the archiver's `/status`, `/metrics` and `/healthz`.
@@ -75,34 +75,26 @@ pub fn wants_archiver(policy: &BackupPolicy) -> bool {
 /// What the archiver's pod needs: `lifeboat wal-stream` on the slot, the
 /// database connection, the keys and destinations, and a writable spool.
 fn archiver_needs(policy: &BackupPolicy, cfg: &JobConfig) -> Result<PodNeeds, JobError> {
-    let (namespace, name) = policy_id(policy)?;
-    let pitr = policy
-        .spec
-        .point_in_time_recovery
-        .as_ref()
-        .ok_or(JobError::Missing {
+    let valid = super::jobs::validated(policy)?;
+    let (ValidSource::PostgresPhysical(pg), Some(pitr)) =
+        (valid.source, &policy.spec.point_in_time_recovery)
+    else {
+        return Err(JobError::Missing {
             field: "spec.pointInTimeRecovery",
-        })?;
-    let pg = policy
-        .spec
-        .source
-        .postgres
-        .as_ref()
-        .ok_or(JobError::Missing {
-            field: "spec.source.postgres",
-        })?;
+        });
+    };
     let mut needs = PodNeeds {
         args: vec!["wal-stream".to_string()],
         ..Default::default()
     };
     needs.args.extend(destinations::args(
         "--to",
-        &destinations::for_pod(&super::jobs::validated(policy)?, cfg),
+        &destinations::for_pod(&valid, cfg),
     ));
     needs.add(PodNeeds::database(&pg.connection_secret_ref, cfg));
     needs.args.extend([
         "--slot".into(),
-        slot_name(namespace, name),
+        slot_name(&valid.namespace, &valid.name),
         "--spool".into(),
         SPOOL_DIR.into(),
         "--max-wal-delay".into(),
