@@ -105,6 +105,19 @@ pub fn next(sources: &[Source], point: &Point, from: Option<&str>) -> Result<Nex
     if order.is_empty() {
         return Err(PlanError::NoDestination);
     }
+    // `latest` or a time is resolved across every destination that can be
+    // read: one that lags (or lost its newest manifest) must not win over a
+    // newer copy elsewhere just by coming first.
+    let newest = order
+        .iter()
+        .filter_map(|&i| sources[i].listing.as_ref().ok())
+        .filter_map(|l| select(l, point).ok())
+        .max_by(|a, b| (a.completed_at, &a.backup_id).cmp(&(b.completed_at, &b.backup_id)));
+    let resolved = match (point, newest) {
+        (Point::Id(_), _) | (_, None) => point.clone(),
+        (_, Some(m)) => Point::Id(m.backup_id.clone()),
+    };
+    let point = &resolved;
     let mut skipped = Vec::new();
     for i in order {
         let s = &sources[i];
@@ -214,6 +227,23 @@ mod tests {
 
     fn at_or_before(s: &str) -> Point {
         Point::AtOrBefore(at(s))
+    }
+
+    #[test]
+    fn latest_is_the_newest_in_any_destination_not_in_the_first() {
+        // The first destination lags (or someone deleted its newest manifest).
+        let lagging: Vec<Manifest> = three().into_iter().filter(|m| m.backup_id != C).collect();
+        let sources = vec![
+            Source::new("primary", Ok(lagging)),
+            Source::new("dr-eu", Ok(three())),
+        ];
+        let p = plan(sources.clone(), &Point::Latest, None, &[]).unwrap();
+        assert_eq!((p.backup_id.as_str(), p.destination.as_str()), (C, "dr-eu"));
+        assert_eq!(p.skipped.len(), 1, "{:?}", p.skipped);
+        assert!(p.skipped[0].reason.contains(C), "{:?}", p.skipped);
+        // A time after C, likewise.
+        let p = plan(sources, &at_or_before("2026-11-23T00:00:00Z"), None, &[]).unwrap();
+        assert_eq!(p.backup_id, C);
     }
 
     #[test]

@@ -279,3 +279,28 @@ fn an_edited_manifest_cannot_make_prune_delete_the_wal_archive() {
         assert!(wal.join(format!("{s}.lbk")).exists(), "{s} was deleted");
     }
 }
+
+/// Someone deletes the newest manifest in the first destination (or it just
+/// lags): `restore latest` still restores the newest backup, from the
+/// destination that has it (issue 13, item 2).
+#[test]
+fn latest_is_the_newest_backup_in_any_destination() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let k = keys.to_str().unwrap();
+    let first = format!("file://{}", dir.path().join("first").display());
+    let second = format!("file://{}", dir.path().join("second").display());
+    let db = create_db("lagging");
+    psql(&db, "create table t (v text); insert into t values ('old')");
+    backup(&db, k, &[&first, &second]).json().ok();
+    psql(&db, "update t set v = 'new'");
+    let newest = backup(&db, k, &[&second]).json().ok()["backup_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let target = unique("lagging_restored");
+    let r = restore(&[&first, &second], k).create(&target).json().ok();
+    assert_eq!(r["backup_id"], newest.as_str(), "{r}");
+    assert_eq!(psql(&target, "select v from t"), "new");
+}

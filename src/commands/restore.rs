@@ -73,10 +73,11 @@ pub async fn restore(o: RestoreOptions) -> Result<RestoreReport, Error> {
     if o.from.is_empty() {
         return Err(Error::Usage("no source: give --from at least once".into()));
     }
+    let point = resolve_point(&o).await;
     let mut target = Target::default();
     let mut attempts = Vec::new();
     for url in &o.from {
-        match restore_from(url, &o, &mut target).await {
+        match restore_from(url, &o, &point, &mut target).await {
             Ok(mut report) => {
                 report.seconds = t0.elapsed().as_secs_f64();
                 report.mib_per_s = mib_per_s(report.plain_bytes, report.seconds);
@@ -173,13 +174,50 @@ async fn prepare_target(o: &RestoreOptions, db: &str, t: &mut Target) -> Result<
     Ok(())
 }
 
+/// `latest` or a time, resolved to one backup across every destination that
+/// can be read: a destination that lags (or lost its newest manifest) must
+/// not win over a newer copy elsewhere just by being named first. Only
+/// authenticated manifests count. A destination that cannot be read here is
+/// tried, and reported, by the restore itself.
+async fn resolve_point(o: &RestoreOptions) -> Point {
+    if matches!(o.point, Point::Id(_)) || o.from.len() < 2 {
+        return o.point.clone();
+    }
+    let mut newest: Option<(chrono::DateTime<chrono::Utc>, String)> = None;
+    for url in &o.from {
+        let chosen = match Store::open(url).await {
+            Ok(store) => manifests::choose(&store, &o.keys, &o.point).await,
+            Err(e) => Err(e.into()),
+        };
+        match chosen {
+            Ok(m) => {
+                let key = (m.completed_at, m.backup_id);
+                if newest.as_ref().is_none_or(|n| key > *n) {
+                    newest = Some(key);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(from = %url.label(), error = %e, "cannot read this destination's recovery points")
+            }
+        }
+    }
+    match newest {
+        Some((_, id)) => {
+            tracing::info!(backup = %id, point = ?o.point, "the newest backup across the destinations");
+            Point::Id(id)
+        }
+        None => o.point.clone(),
+    }
+}
+
 async fn restore_from(
     url: &NamedLocation,
     o: &RestoreOptions,
+    point: &Point,
     target: &mut Target,
 ) -> Result<RestoreReport, Error> {
     let store = Store::open(url).await?;
-    let manifest = manifests::choose(&store, &o.keys, &o.point).await?;
+    let manifest = manifests::choose(&store, &o.keys, point).await?;
     let entry = pick(&manifest.objects, o.database.as_deref())?;
     let source_db = entry.database.clone().unwrap_or_default();
     let target_db = o.target_db.clone().unwrap_or_else(|| source_db.clone());
