@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 pub const TERMINATION_LOG: &str = "/dev/termination-log";
 /// What Kubernetes keeps of a termination message.
 pub const MESSAGE_LIMIT: usize = 4096;
+/// How much of it an error may take, leaving room for the rest of a summary.
+const ERROR_ROOM: usize = 3000;
 
 /// The steps of a RestoreRequest, as its status and the Jobs' summaries name them.
 pub mod step {
@@ -144,7 +146,7 @@ impl PlanSummary {
     pub fn failed(error: impl std::fmt::Display) -> Self {
         PlanSummary {
             ok: Some(false),
-            error: Some(truncate(error.to_string(), 3000)),
+            error: Some(truncate(error.to_string(), ERROR_ROOM)),
             ..Default::default()
         }
     }
@@ -182,7 +184,7 @@ impl RestoreSummary {
         RestoreSummary {
             ok: false,
             failed_step: Some(step.to_string()),
-            error: Some(truncate(error.to_string(), 3000)),
+            error: Some(truncate(error.to_string(), ERROR_ROOM)),
             ..Default::default()
         }
     }

@@ -88,15 +88,8 @@ impl Fleet {
             let failed = self
                 .failed
                 .iter()
-                .map(|(i, e)| {
-                    // Store errors name their destination already.
-                    let store = &self.stores[*i];
-                    if e.contains(store.label()) {
-                        e.clone()
-                    } else {
-                        format!("{}: {e}", store.label())
-                    }
-                })
+                // Every failure is a store's, and names its destination.
+                .map(|(_, e)| e.as_str())
                 .collect::<Vec<_>>()
                 .join("; ");
             return Err(Error::Destinations { failed });
