@@ -21,6 +21,7 @@ pub mod schedule;
 pub mod source;
 pub mod status;
 pub mod store;
+pub mod target;
 pub mod walarchive;
 pub mod wire;
 

@@ -8,6 +8,7 @@ use super::print::{self, write_report};
 use crate::commands::{self, pitr, recover, restore};
 use crate::keys::Keyring;
 use crate::recovery::RecoveryTarget;
+use crate::target::database::DatabaseTarget;
 use crate::wire::{step, PlanSummary, RestoreSummary};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -31,12 +32,14 @@ fn restore_options(a: &RestoreArgs) -> Result<restore::RestoreOptions, commands:
         keys: Arc::new(Keyring::load(&a.key.key_file)?),
         point: a.backup.clone(),
         database: a.database.clone(),
-        target: a.conn.conn()?,
+        target: DatabaseTarget {
+            conn: a.conn.conn()?,
+            maintenance_db: a.conn.maintenance_db.clone(),
+            create: a.create,
+            clean: a.clean,
+            no_owner: a.no_owner,
+        },
         target_db: a.target_db.clone(),
-        maintenance_db: a.conn.maintenance_db.clone(),
-        create: a.create,
-        clean: a.clean,
-        no_owner: a.no_owner,
         globals: a.globals,
     })
 }

@@ -50,8 +50,8 @@ pub enum Error {
     AllSourcesFailed(String),
     #[error("{0} problem(s) found; see above")]
     VerifyFailed(usize),
-    #[error("{0}")]
-    Target(String),
+    #[error(transparent)]
+    Target(#[from] crate::target::TargetError),
     #[error(transparent)]
     Cluster(#[from] super::status::ClusterError),
     #[error(transparent)]

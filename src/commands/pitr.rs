@@ -16,14 +16,13 @@ use crate::catalog::{Manifest, PhysicalInfo};
 use crate::keys::Keyring;
 use crate::location::NamedLocation;
 use crate::recovery::{self, RecoveryTarget};
-use crate::source::child::{self, Stage};
 use crate::source::postgres::{self, PgConn, PgError};
 use crate::store::Store;
+use crate::target::data_dir::{self, DataDir};
 use crate::wire::RestoreSummary;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -111,17 +110,13 @@ pub async fn restore(o: PitrOptions) -> Result<PitrReport, Error> {
     if o.from.is_empty() {
         return Err(Error::Usage("no source: give --from at least once".into()));
     }
-    let owner = match &o.run_as {
-        Some(user) => Some(lookup_user(user)?),
-        None => None,
-    };
-    if o.start && owner.is_none() && running_as_root() {
+    if o.start && o.run_as.is_none() && data_dir::running_as_root() {
         return Err(Error::Usage(
             "PostgreSQL refuses to run as root: give --run-as USER (the data directory's owner) or --no-start".into(),
         ));
     }
-    let created = prepare_dir(&o.data_dir)?;
-    let result = unpack_and_recover(&o, owner).await;
+    let dir = DataDir::prepare(&o.data_dir, o.run_as.as_deref())?;
+    let result = unpack_and_recover(&o, &dir).await;
     match result {
         Ok(mut report) => {
             report.seconds = t0.elapsed().as_secs_f64();
@@ -129,20 +124,17 @@ pub async fn restore(o: PitrOptions) -> Result<PitrReport, Error> {
             Ok(report)
         }
         Err(e) => {
-            discard(&o.data_dir, created);
+            dir.discard();
             Err(e)
         }
     }
 }
 
-async fn unpack_and_recover(
-    o: &PitrOptions,
-    owner: Option<(u32, u32)>,
-) -> Result<PitrReport, Error> {
+async fn unpack_and_recover(o: &PitrOptions, dir: &DataDir) -> Result<PitrReport, Error> {
     let mut faults = Vec::new();
     let mut unpacked = None;
     for url in &o.from {
-        match unpack_from(url, o).await {
+        match unpack_from(url, o, dir).await {
             Ok(m) => {
                 unpacked = Some((url.name.clone(), m));
                 break;
@@ -150,7 +142,7 @@ async fn unpack_and_recover(
             Err(e) if e.is_source_fault() => {
                 tracing::warn!(from = %url.label(), error = %e, "this destination cannot serve the base backup; trying the next one");
                 faults.push(format!("{}: {e}", url.label()));
-                empty_dir(&o.data_dir).map_err(Error::Pipeline)?;
+                dir.empty()?;
             }
             Err(e) => return Err(e),
         }
@@ -163,7 +155,7 @@ async fn unpack_and_recover(
         .clone()
         .expect("chosen among physical backups");
     write_recovery_settings(o, &manifest.backup_id, &o.target)?;
-    set_owner(&o.data_dir, owner)?;
+    dir.give_to_owner()?;
     let mut report = PitrReport {
         backup_id: manifest.backup_id.clone(),
         destination: url,
@@ -177,7 +169,7 @@ async fn unpack_and_recover(
         peak_rss_bytes: 0,
     };
     if o.start {
-        let (point, running) = match recover(o, owner).await {
+        let (point, running) = match recover(o, dir).await {
             // PostgreSQL refuses a target past the end of the WAL. The
             // archive holds nothing after the target then, so its end is
             // the state as of the target: replay to it.
@@ -186,7 +178,7 @@ async fn unpack_and_recover(
                     "the archive ends before the target; replaying to its end");
                 write_recovery_settings(o, &manifest.backup_id, &RecoveryTarget::Latest)?;
                 report.ended_before_target = true;
-                recover(o, owner).await?
+                recover(o, dir).await?
             }
             other => other?,
         };
@@ -195,54 +187,6 @@ async fn unpack_and_recover(
         report.running = running;
     }
     Ok(report)
-}
-
-/// Creates the directory (0700) or checks that it is empty. True when created.
-fn prepare_dir(dir: &Path) -> Result<bool, Error> {
-    let usage = |what: String| Error::Usage(format!("--data-dir {}: {what}", dir.display()));
-    match std::fs::read_dir(dir) {
-        Ok(mut entries) => {
-            if entries.next().is_some() {
-                return Err(usage(
-                    "is not empty; a restore unpacks only into an empty or absent directory".into(),
-                ));
-            }
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| usage(e.to_string()))?;
-            Ok(false)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).map_err(|e| usage(e.to_string()))?;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| usage(e.to_string()))?;
-            Ok(true)
-        }
-        Err(e) => Err(usage(e.to_string())),
-    }
-}
-
-fn empty_dir(dir: &Path) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let p = entry?.path();
-        if p.is_dir() && !p.is_symlink() {
-            std::fs::remove_dir_all(&p)?;
-        } else {
-            std::fs::remove_file(&p)?;
-        }
-    }
-    Ok(())
-}
-
-/// Removes what the restore unpacked: a half-restored cluster is not a restore.
-fn discard(dir: &Path, created: bool) {
-    let r = if created {
-        std::fs::remove_dir_all(dir)
-    } else {
-        empty_dir(dir)
-    };
-    if let Err(e) = r {
-        tracing::warn!(dir = %dir.display(), error = %e, "could not remove the unpacked files");
-    }
 }
 
 /// Physical manifests in one destination, MAC checked.
@@ -258,7 +202,11 @@ async fn physical_manifests(store: &Store, keys: &Keyring) -> Result<Vec<Manifes
 }
 
 /// Chooses the base backup in `url` and unpacks it into the data directory.
-async fn unpack_from(url: &NamedLocation, o: &PitrOptions) -> Result<Manifest, Error> {
+async fn unpack_from(
+    url: &NamedLocation,
+    o: &PitrOptions,
+    dir: &DataDir,
+) -> Result<Manifest, Error> {
     let store = Store::open(url).await?;
     let all = physical_manifests(&store, &o.keys).await?;
     let manifest = recovery::choose_base(&all, &o.target)?.clone();
@@ -269,31 +217,12 @@ async fn unpack_from(url: &NamedLocation, o: &PitrOptions) -> Result<Manifest, E
         .ok_or_else(|| Error::Usage(format!("backup {} has no base object", manifest.backup_id)))?
         .clone();
     tracing::info!(backup = %manifest.backup_id, from = %url.label(), bytes = entry.size, target = %o.target, "unpacking the base backup");
-    let mut cmd = Command::new("tar");
-    cmd.args(["--extract", "--file=-", "--no-same-owner", "--directory"])
-        .arg(&o.data_dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut stage = Stage::spawn("tar", cmd).map_err(|source| PgError::Spawn {
-        tool: "tar".into(),
-        source,
-    })?;
-    let stdin = stage.child.stdin.take().expect("piped stdin");
-    let sink = std::io::BufWriter::with_capacity(1 << 20, stdin);
-    match decode_object(&store, &entry, o.keys.clone(), sink).await {
-        Ok((sink, _)) => drop(sink),
-        Err(e) => {
-            stage.kill();
-            return Err(e);
-        }
+    let mut tar = dir.loader(&manifest.backup_id)?;
+    match decode_object(&store, &entry, o.keys.clone(), tar.input()).await {
+        Ok((input, _)) => drop(input),
+        Err(e) => return Err(tar.abort().await.map_or(e, Error::from)),
     }
-    child::wait(stage).await.map_err(|f| Error::Tool {
-        tool: f.tool,
-        what: format!("base backup {}", manifest.backup_id),
-        status: f.status,
-        stderr: f.stderr,
-    })?;
+    tar.finish().await?;
     Ok(manifest)
 }
 
@@ -324,58 +253,20 @@ fn write_recovery_settings(
     Ok(())
 }
 
-fn lookup_user(user: &str) -> Result<(u32, u32), Error> {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    recovery::passwd_ids(&passwd, user)
-        .ok_or_else(|| Error::Usage(format!("--run-as {user:?}: no such user in /etc/passwd")))
-}
-
-fn running_as_root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-/// Gives the unpacked tree to the postmaster's user.
-fn set_owner(dir: &Path, owner: Option<(u32, u32)>) -> Result<(), Error> {
-    let Some((uid, gid)) = owner else {
-        return Ok(());
-    };
-    fn walk(p: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
-        std::os::unix::fs::lchown(p, Some(uid), Some(gid))?;
-        if p.is_dir() && !p.is_symlink() {
-            for e in std::fs::read_dir(p)? {
-                walk(&e?.path(), uid, gid)?;
-            }
-        }
-        Ok(())
-    }
-    walk(dir, uid, gid).map_err(|e| {
-        Error::Usage(format!(
-            "--run-as: cannot give {} to uid {uid}: {e}",
-            dir.display()
-        ))
-    })
-}
-
 /// Runs the postmaster until recovery ends and the server is promoted, reads
 /// the point recovered to, then stops it (fast shutdown) unless asked to keep
 /// it running. Returns the point and whether the server still runs. Only a
 /// server left running archives (its config's archive_command).
-async fn recover(
-    o: &PitrOptions,
-    owner: Option<(u32, u32)>,
-) -> Result<(RecoveredPoint, bool), Error> {
+async fn recover(o: &PitrOptions, data: &DataDir) -> Result<(RecoveredPoint, bool), Error> {
     use std::os::unix::process::CommandExt;
-    let dir = std::path::absolute(&o.data_dir).map_err(Error::Pipeline)?;
-    let log_path = dir.join(RECOVERY_LOG);
-    let log = std::fs::File::create(&log_path).map_err(Error::Pipeline)?;
-    if let Some((uid, gid)) = owner {
-        std::os::unix::fs::chown(&log_path, Some(uid), Some(gid)).map_err(Error::Pipeline)?;
-    }
-    let hba = dir.join(RECOVERY_HBA);
-    std::fs::write(&hba, "local all all trust\n").map_err(Error::Pipeline)?;
-    if let Some((uid, gid)) = owner {
-        std::os::unix::fs::chown(&hba, Some(uid), Some(gid)).map_err(Error::Pipeline)?;
-    }
+    let owner = data.owner;
+    let dir = std::path::absolute(&data.path).map_err(Error::Pipeline)?;
+    let log_path = data.write_owned(RECOVERY_LOG, b"")?;
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log_path)
+        .map_err(Error::Pipeline)?;
+    let hba = data.write_owned(RECOVERY_HBA, b"local all all trust\n")?;
     let mut cmd = Command::new(o.conn.tool("postgres"));
     // The socket in the data directory: the backed-up server's socket
     // directory may not exist here. The log on stderr, where we read it.
@@ -442,7 +333,7 @@ async fn recover(
     }
     let _ = std::fs::remove_file(&hba);
     checked?;
-    queue_history_file(&dir, point.timeline, owner)?;
+    queue_history_file(data, point.timeline)?;
     Ok((point, false))
 }
 
@@ -450,17 +341,13 @@ async fn recover(
 /// written while archiving was off): if this directory is started as the new
 /// primary, its archiver ships the history file first, and later restores can
 /// follow the new timeline.
-fn queue_history_file(dir: &Path, timeline: u32, owner: Option<(u32, u32)>) -> Result<(), Error> {
+fn queue_history_file(data: &DataDir, timeline: u32) -> Result<(), Error> {
     let name = format!("{timeline:08X}.history");
-    let status = dir.join("pg_wal/archive_status");
-    if !dir.join("pg_wal").join(&name).exists() || !status.is_dir() {
+    let status = data.path.join("pg_wal/archive_status");
+    if !data.path.join("pg_wal").join(&name).exists() || !status.is_dir() {
         return Ok(());
     }
-    let ready = status.join(format!("{name}.ready"));
-    std::fs::write(&ready, b"").map_err(Error::Pipeline)?;
-    if let Some((uid, gid)) = owner {
-        std::os::unix::fs::chown(&ready, Some(uid), Some(gid)).map_err(Error::Pipeline)?;
-    }
+    data.write_owned(&format!("pg_wal/archive_status/{name}.ready"), b"")?;
     Ok(())
 }
 

@@ -8,7 +8,6 @@
 use super::checks::{run_checks, CheckResult};
 use super::restore::{restore, RestoreOptions, RestoreReport};
 use super::Error;
-use crate::source::postgres;
 use crate::wire::{step, RestoreSummary};
 use serde::Serialize;
 use std::time::Instant;
@@ -55,9 +54,7 @@ impl RecoverReport {
 }
 
 async fn drop_target(o: &RestoreOptions, db: &str) -> Result<(), Error> {
-    let mut c = o.target.connect(&o.maintenance_db).await?;
-    postgres::drop_database(&mut c, &o.maintenance_db, db).await?;
-    postgres::close(c).await;
+    o.target.drop_database(db).await?;
     tracing::info!(database = %db, "dropped the scratch database");
     Ok(())
 }
@@ -68,7 +65,7 @@ pub async fn recover(
     drop_after: bool,
 ) -> Result<RecoverReport, Failure> {
     let fail = |step, error| Failure { step, error };
-    let conn = o.target.clone();
+    let conn = o.target.conn.clone();
     let planned_db = o.target_db.clone();
     let restored = restore(o.clone()).await;
     let report = match restored {

@@ -12,11 +12,9 @@ use super::{manifests, Error};
 use crate::catalog::{ObjectEntry, Point};
 use crate::keys::Keyring;
 use crate::location::NamedLocation;
-use crate::source::child::{self, Stage};
-use crate::source::postgres::{self, PgConn, PgError};
 use crate::store::Store;
+use crate::target::database::{DatabaseTarget, Prepared};
 use serde::Serialize;
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,13 +25,9 @@ pub struct RestoreOptions {
     pub point: Point,
     /// Which database of the backup, when it holds several.
     pub database: Option<String>,
-    pub target: PgConn,
+    pub target: DatabaseTarget,
     /// Target database name; the source database's name when unset.
     pub target_db: Option<String>,
-    pub maintenance_db: String,
-    pub create: bool,
-    pub clean: bool,
-    pub no_owner: bool,
     /// Apply the backup's roles and tablespaces before the database.
     pub globals: bool,
 }
@@ -60,21 +54,13 @@ pub struct RestoreReport {
     pub peak_rss_bytes: u64,
 }
 
-/// State of the target across attempts: prepared once, dropped only if we
-/// created it and every attempt failed.
-#[derive(Default)]
-struct Target {
-    prepared: Option<String>,
-    created: bool,
-}
-
 pub async fn restore(o: RestoreOptions) -> Result<RestoreReport, Error> {
     let t0 = Instant::now();
     if o.from.is_empty() {
         return Err(Error::Usage("no source: give --from at least once".into()));
     }
     let point = resolve_point(&o).await;
-    let mut target = Target::default();
+    let mut target = Prepared::default();
     let mut attempts = Vec::new();
     for url in &o.from {
         match restore_from(url, &o, &point, &mut target).await {
@@ -94,12 +80,12 @@ pub async fn restore(o: RestoreOptions) -> Result<RestoreReport, Error> {
                 });
             }
             Err(e) => {
-                drop_if_created(&o, &target).await;
+                o.target.discard(&target).await;
                 return Err(e);
             }
         }
     }
-    drop_if_created(&o, &target).await;
+    o.target.discard(&target).await;
     Err(Error::AllSourcesFailed(
         attempts
             .iter()
@@ -107,15 +93,6 @@ pub async fn restore(o: RestoreOptions) -> Result<RestoreReport, Error> {
             .collect::<Vec<_>>()
             .join("; "),
     ))
-}
-
-async fn drop_if_created(o: &RestoreOptions, t: &Target) {
-    if let (true, Some(db)) = (t.created, &t.prepared) {
-        if let Ok(mut c) = o.target.connect(&o.maintenance_db).await {
-            let _ = postgres::drop_database(&mut c, &o.maintenance_db, db).await;
-            postgres::close(c).await;
-        }
-    }
 }
 
 fn pick<'m>(objects: &'m [ObjectEntry], want: Option<&str>) -> Result<&'m ObjectEntry, Error> {
@@ -139,39 +116,6 @@ fn pick<'m>(objects: &'m [ObjectEntry], want: Option<&str>) -> Result<&'m Object
                 .join(", ")
         ))),
     }
-}
-
-async fn prepare_target(o: &RestoreOptions, db: &str, t: &mut Target) -> Result<(), Error> {
-    if t.prepared.as_deref() == Some(db) {
-        return Ok(());
-    }
-    let mut c = o.target.connect(&o.maintenance_db).await?;
-    let exists = postgres::database_exists(&mut c, &o.maintenance_db, db).await?;
-    if !exists {
-        if !o.create {
-            postgres::close(c).await;
-            return Err(Error::Target(format!(
-                "target database {db:?} does not exist on {}; pass --create to create it",
-                o.target.host_label()
-            )));
-        }
-        postgres::create_database(&mut c, &o.maintenance_db, db).await?;
-        t.created = true;
-        tracing::info!(database = %db, "created the target database");
-    }
-    postgres::close(c).await;
-    if exists {
-        let mut c = o.target.connect(db).await?;
-        let n = postgres::user_objects(&mut c, db).await?;
-        postgres::close(c).await;
-        if n > 0 && !o.clean {
-            return Err(Error::Target(format!(
-                "target database {db:?} is not empty ({n} objects); pass --clean to replace its contents"
-            )));
-        }
-    }
-    t.prepared = Some(db.to_string());
-    Ok(())
 }
 
 /// `latest` or a time, resolved to one backup across every destination that
@@ -214,60 +158,28 @@ async fn restore_from(
     url: &NamedLocation,
     o: &RestoreOptions,
     point: &Point,
-    target: &mut Target,
+    target: &mut Prepared,
 ) -> Result<RestoreReport, Error> {
     let store = Store::open(url).await?;
     let manifest = manifests::choose(&store, &o.keys, point).await?;
     let entry = pick(&manifest.objects, o.database.as_deref())?;
     let source_db = entry.database.clone().unwrap_or_default();
     let target_db = o.target_db.clone().unwrap_or_else(|| source_db.clone());
-    prepare_target(o, &target_db, target).await?;
+    o.target.prepare(&target_db, target).await?;
     if o.globals {
         restore_globals(&store, &manifest.objects, o).await?;
     }
     tracing::info!(backup = %manifest.backup_id, from = %url.label(), database = %source_db, target = %target_db, bytes = entry.size, "restoring");
 
-    let passfile = o.target.passfile()?;
-    let cmd = o
-        .target
-        .pg_restore(&target_db, o.clean, o.no_owner, passfile.as_ref());
-    let mut stage = Stage::spawn("pg_restore", cmd).map_err(|source| PgError::Spawn {
-        tool: "pg_restore".into(),
-        source,
-    })?;
-    // A second handle on pg_restore's stdin keeps end-of-input from reaching
-    // it until we have checked everything; on a fault we kill it first.
-    let stdin: OwnedFd = stage.child.stdin.take().expect("piped stdin").into();
-    let hold = stdin.try_clone().map_err(Error::Pipeline)?;
-    let sink = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::from(stdin));
-    let result = decode_object(&store, entry, o.keys.clone(), sink).await;
-    let plain = match result {
-        Ok((sink, plain)) => {
-            drop(sink);
+    let mut pg_restore = o.target.loader(&target_db)?;
+    let plain = match decode_object(&store, entry, o.keys.clone(), pg_restore.input()).await {
+        Ok((input, plain)) => {
+            drop(input);
             plain
         }
-        Err(e) => {
-            drop(hold_or_kill(&mut stage, hold));
-            // If pg_restore died on its own (an SQL error), its words matter more.
-            return Err(match child::wait(stage).await {
-                Err(f) if !f.killed => Error::Tool {
-                    tool: f.tool,
-                    what: target_db,
-                    status: f.status,
-                    stderr: f.stderr,
-                },
-                _ => e,
-            });
-        }
+        Err(e) => return Err(pg_restore.abort().await.map_or(e, Error::from)),
     };
-    drop(hold);
-    child::wait(stage).await.map_err(|f| Error::Tool {
-        tool: f.tool,
-        what: target_db.clone(),
-        status: f.status,
-        stderr: f.stderr,
-    })?;
-    drop(passfile);
+    pg_restore.finish().await?;
     Ok(RestoreReport {
         backup_id: manifest.backup_id.clone(),
         destination: url.name.clone(),
@@ -283,15 +195,6 @@ async fn restore_from(
     })
 }
 
-/// Kills pg_restore unless it already exited, then lets its stdin close:
-/// it must never see end-of-input after a fault.
-fn hold_or_kill(stage: &mut Stage, hold: OwnedFd) -> OwnedFd {
-    if !matches!(stage.child.try_wait(), Ok(Some(_))) {
-        stage.kill_now();
-    }
-    hold
-}
-
 /// Applies the globals part: decoded and authenticated whole in memory first
 /// (it is a few KiB of SQL), so nothing of a damaged object reaches psql.
 async fn restore_globals(
@@ -305,38 +208,5 @@ async fn restore_globals(
         ));
     };
     let (sql, _) = decode_object(store, entry, o.keys.clone(), Vec::new()).await?;
-    let passfile = o.target.passfile()?;
-    let cmd = o.target.psql_globals(&o.maintenance_db, passfile.as_ref());
-    let mut stage = Stage::spawn("psql", cmd).map_err(|source| PgError::Spawn {
-        tool: "psql".into(),
-        source,
-    })?;
-    let mut stdin = stage.child.stdin.take().expect("piped stdin");
-    let fed = tokio::task::spawn_blocking(move || std::io::Write::write_all(&mut stdin, &sql))
-        .await
-        .map_err(|e| Error::Pipeline(std::io::Error::other(e)))?;
-    let done = child::wait(stage).await;
-    fed.map_err(Error::Pipeline)?;
-    let notes = done.map_err(|f| Error::Tool {
-        tool: f.tool,
-        what: "globals".into(),
-        status: f.status,
-        stderr: f.stderr,
-    })?;
-    // Roles that exist already are expected on a live server; say so quietly.
-    let existing = notes
-        .lines()
-        .filter(|l| l.contains("already exists"))
-        .count();
-    for l in notes
-        .lines()
-        .filter(|l| l.contains("ERROR") && !l.contains("already exists"))
-    {
-        tracing::warn!(line = %l, "a globals statement failed");
-    }
-    tracing::info!(
-        already_existing = existing,
-        "applied the globals (roles, tablespaces)"
-    );
-    Ok(())
+    Ok(o.target.apply_globals(sql).await?)
 }
