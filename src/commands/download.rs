@@ -5,7 +5,7 @@
 use super::Error;
 use crate::catalog::ObjectEntry;
 use crate::keys::Keyring;
-use crate::pipeline::codec::{Counting, ObjectDecoder};
+use crate::pipeline::codec::{Counting, Digest, ObjectDecoder};
 use crate::store::Store;
 use bytes::Bytes;
 use std::io::Write;
@@ -21,9 +21,32 @@ pub async fn decode_object<W: Write + Send + 'static>(
     keys: Arc<Keyring>,
     sink: W,
 ) -> Result<(W, u64), Error> {
+    let (sink, digest) = decode_stream(store, &entry.key, keys, sink).await?;
+    // An empty `sha256` means no hash was recorded; the size always is.
+    if digest.size != entry.size || (!entry.sha256.is_empty() && digest.sha256 != entry.sha256) {
+        return Err(Error::Mismatch {
+            dest: store.label().to_string(),
+            key: entry.key.clone(),
+            expected: format!("{} bytes, sha256 {}", entry.size, entry.sha256),
+            found: format!("{} bytes, sha256 {}", digest.size, digest.sha256),
+        });
+    }
+    Ok((sink.inner, sink.count))
+}
+
+/// Decodes the object `key` as it is stored, with no manifest to compare
+/// it to: the stream authenticates every segment and its end on its own
+/// (WAL objects). Returns the flushed sink, counting the plaintext, and
+/// the stored object's size and hash.
+pub async fn decode_stream<W: Write + Send + 'static>(
+    store: &Store,
+    key: &str,
+    keys: Arc<Keyring>,
+    sink: W,
+) -> Result<(Counting<W>, Digest), Error> {
     let dest = store.label().to_string();
     let (tx, mut rx) = mpsc::channel::<Bytes>(4);
-    let name = entry.key.clone();
+    let name = key.to_string();
     let worker = tokio::task::spawn_blocking(move || {
         let mut dec = ObjectDecoder::new(
             &keys,
@@ -39,7 +62,7 @@ pub async fn decode_object<W: Write + Send + 'static>(
         dec.finish()
     });
     let fed: Result<(), Error> = async {
-        let mut reader = store.reader(&entry.key).await?;
+        let mut reader = store.reader(key).await?;
         while let Some(chunk) = reader.next().await? {
             if tx.send(chunk).await.is_err() {
                 break; // the decoder stopped; its error says why
@@ -53,22 +76,11 @@ pub async fn decode_object<W: Write + Send + 'static>(
         .await
         .map_err(|e| Error::Pipeline(std::io::Error::other(e)))?;
     fed?;
-    let (sink, digest) = decoded.map_err(|source| Error::Object {
-        dest: dest.clone(),
-        key: entry.key.clone(),
+    let (mut sink, digest) = decoded.map_err(|source| Error::Object {
+        dest,
+        key: key.to_string(),
         source,
     })?;
-    // An empty `sha256` means no hash was recorded (WAL objects, which the
-    // stream authenticates on its own); the size is always known.
-    if digest.size != entry.size || (!entry.sha256.is_empty() && digest.sha256 != entry.sha256) {
-        return Err(Error::Mismatch {
-            dest,
-            key: entry.key.clone(),
-            expected: format!("{} bytes, sha256 {}", entry.size, entry.sha256),
-            found: format!("{} bytes, sha256 {}", digest.size, digest.sha256),
-        });
-    }
-    let mut sink = sink;
     sink.flush().map_err(Error::Pipeline)?;
-    Ok((sink.inner, sink.count))
+    Ok((sink, digest))
 }

@@ -10,16 +10,16 @@
 //! A segment that is missing while its `.partial` is archived is served
 //! from the partial (the end of a streamed or promoted-away timeline).
 
-use super::download::decode_object;
+use super::download::decode_stream;
 use super::progress::Progress;
 use super::upload::{fan_out, spawn_encoder};
 use super::Error;
-use crate::catalog::ObjectEntry;
 use crate::keys::Keyring;
 use crate::location::NamedLocation;
 use crate::pipeline::codec::Hasher;
 use crate::pipeline::header::Compression;
 use crate::store::{Store, StoreError};
+use backon::{ExponentialBuilder, Retryable};
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -30,19 +30,6 @@ use std::sync::Arc;
 pub fn wal_key(name: &str) -> Option<String> {
     crate::walarchive::parse_wal_name(name)?;
     Some(format!("wal/{}/{name}.lbk", &name[..8]))
-}
-
-/// A WAL object as the decoder sees it: no manifest records its hash (the
-/// stream authenticates it), its size comes from the listing.
-fn wal_entry(key: &str, size: u64) -> ObjectEntry {
-    ObjectEntry {
-        key: key.to_string(),
-        role: "wal".into(),
-        database: None,
-        size,
-        sha256: String::new(),
-        plain_size: 0,
-    }
 }
 
 fn bad_name(name: &str) -> Error {
@@ -84,19 +71,9 @@ async fn archived_plain_sha(
     key: &str,
     keys: &Arc<Keyring>,
 ) -> Result<Option<String>, Error> {
-    let info = store.list(key).await?;
-    let Some(obj) = info.into_iter().find(|o| o.key == key) else {
-        return Ok(None);
-    };
-    match decode_object(
-        store,
-        &wal_entry(key, obj.size),
-        keys.clone(),
-        HashSink(Hasher::default()),
-    )
-    .await
-    {
-        Ok((sink, _)) => Ok(Some(sink.0.finish().sha256)),
+    match decode_stream(store, key, keys.clone(), HashSink(Hasher::default())).await {
+        Ok((sink, _)) => Ok(Some(sink.inner.0.finish().sha256)),
+        Err(Error::Store(StoreError::NotFound { .. })) => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -244,6 +221,47 @@ pub enum Fetched {
 }
 
 /// Is `name` a complete segment (not a history, backup label or partial)?
+/// One attempt at one destination: true when `tmp` holds the authenticated
+/// file, false when the destination does not have it. The object's size is
+/// what was read (the stream authenticates its own end), not a listing's.
+async fn fetch_from(
+    url: &NamedLocation,
+    key: &str,
+    tmp: &Path,
+    keys: &Arc<Keyring>,
+) -> Result<bool, Error> {
+    let store = Store::open(url).await?;
+    let file = std::fs::File::create(tmp).map_err(Error::Pipeline)?;
+    match decode_stream(&store, key, keys.clone(), file).await {
+        Ok((file, _)) => {
+            file.inner.sync_all().map_err(Error::Pipeline)?;
+            Ok(true)
+        }
+        Err(Error::Store(StoreError::NotFound { .. })) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Faults that asking again may cure: the store's, not the bytes' (an
+/// object that fails authentication fails again).
+fn is_transient(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Store(StoreError::Op { .. } | StoreError::Setup { .. })
+    )
+}
+
+/// Two more attempts, 1 s and 3 s later, on top of the store's own retries
+/// of each request: a restarting endpoint or a connection that keeps
+/// breaking, while recovery waits for this file.
+fn fetch_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(std::time::Duration::from_secs(1))
+        .with_factor(3.0)
+        .with_max_times(2)
+        .with_jitter()
+}
+
 fn is_segment(name: &str) -> bool {
     name.len() == 24 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -276,6 +294,10 @@ pub async fn wal_fetch(
 }
 
 /// Restores the object `key` from the first destination that has it intact.
+/// A destination that fails for a reason that may pass (unreachable,
+/// throttled, a broken connection) is asked again before the next one:
+/// PostgreSQL takes any failure here as the end of recovery or, with exit
+/// 126, as fatal, so a blip must not decide either.
 async fn fetch_key(
     name: &str,
     key: &str,
@@ -286,33 +308,22 @@ async fn fetch_key(
     let tmp = dest.with_extension("lifeboat-fetch");
     let mut faults = Vec::new();
     for url in from {
-        let store = match Store::open(url).await {
-            Ok(s) => s,
-            Err(e) => {
-                faults.push(e.to_string());
-                continue;
-            }
-        };
-        let size = match store.list(key).await {
-            Ok(objs) => objs.into_iter().find(|o| o.key == key).map(|o| o.size),
-            Err(e) => {
-                tracing::warn!(from = %url.label(), error = %e, "archive unreachable; trying the next one");
-                faults.push(e.to_string());
-                continue;
-            }
-        };
-        let Some(size) = size else { continue };
-        let file = std::fs::File::create(&tmp).map_err(Error::Pipeline)?;
-        match decode_object(&store, &wal_entry(key, size), keys.clone(), file).await {
-            Ok((file, _)) => {
-                file.sync_all().map_err(Error::Pipeline)?;
+        let attempt = || fetch_from(url, key, &tmp, keys);
+        let fetched = attempt
+            .retry(fetch_backoff())
+            .when(is_transient)
+            .notify(|e, wait| tracing::warn!(file = %name, from = %url.label(), error = %e, ?wait, "fetching WAL failed; trying again"))
+            .await;
+        match fetched {
+            Ok(true) => {
                 std::fs::rename(&tmp, dest).map_err(Error::Pipeline)?;
                 tracing::info!(file = %name, from = %url.label(), "restored from the archive");
                 return Ok(Fetched::Restored);
             }
+            Ok(false) => {}
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
-                tracing::error!(file = %name, from = %url.label(), error = %e, "archived WAL file failed verification");
+                tracing::error!(file = %name, from = %url.label(), error = %e, "cannot restore this WAL file from this destination");
                 faults.push(e.to_string());
             }
         }

@@ -24,6 +24,15 @@ pub fn part_size(part_number: i32) -> usize {
     (PART_SIZE << ((part_number.max(1) - 1) / 900).min(11)).min(MAX_PART)
 }
 
+/// Attempts per request, the first included: with back-off from 0.2 s,
+/// about 3 s of faults are ridden out before a destination counts as down.
+const REQUEST_ATTEMPTS: u32 = 5;
+/// Attempts to resume a download whose body broke off, the first read included.
+const READ_ATTEMPTS: u32 = 5;
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Longest wait for any bytes of a response before the attempt fails.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub struct S3Store {
     pub label: String,
     client: Client,
@@ -70,8 +79,23 @@ impl S3Store {
         if shared.region().is_none() {
             return Err(bad("no region: add ?region=… or set AWS_REGION".into()));
         }
-        let mut conf =
-            aws_sdk_s3::config::Builder::from(&shared).force_path_style(loc.uses_path_style());
+        let mut conf = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(loc.uses_path_style())
+            // A burst of throttling (503 SlowDown) or 500s outlasts the
+            // default three attempts; the SDK backs off between them.
+            .retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_max_attempts(REQUEST_ATTEMPTS)
+                    .with_initial_backoff(std::time::Duration::from_millis(200)),
+            )
+            // A stalled connection or response fails the attempt (and is
+            // retried) instead of hanging the Job until its deadline.
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .read_timeout(READ_TIMEOUT)
+                    .build(),
+            );
         if let Some(e) = &loc.endpoint {
             // Custom endpoints (MinIO, Ceph, moto, …) often reject the SDK's
             // default extra checksums; the stream format authenticates every
@@ -150,7 +174,14 @@ impl S3Store {
             })?;
         Ok(S3Reader {
             dest: self.label.clone(),
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
             key: key.to_string(),
+            full_key: self.full(key),
+            etag: out.e_tag,
+            length: out.content_length.and_then(|n| u64::try_from(n).ok()),
+            offset: 0,
+            breaks: 0,
             body: out.body,
         })
     }
@@ -409,24 +440,71 @@ impl S3Writer {
     }
 }
 
+/// A download that resumes where its body broke off (a reset connection, a
+/// stalled response): a ranged GET of the same version (If-Match on the
+/// ETag, so a replaced object is never spliced onto the old one's bytes).
+/// The decoder downstream authenticates every byte whatever happens here.
 pub struct S3Reader {
     dest: String,
+    client: Client,
+    bucket: String,
     key: String,
+    full_key: String,
+    etag: Option<String>,
+    /// The object's size, as the first response gave it.
+    length: Option<u64>,
+    /// Bytes handed out so far.
+    offset: u64,
+    /// Times the body broke off.
+    breaks: u32,
     body: ByteStream,
 }
 
 impl S3Reader {
     pub async fn next(&mut self) -> Result<Option<Bytes>, StoreError> {
-        match self.body.next().await {
-            None => Ok(None),
-            Some(Ok(b)) => Ok(Some(b)),
-            Some(Err(e)) => Err(StoreError::Op {
-                dest: self.dest.clone(),
-                op: "read",
-                key: self.key.clone(),
-                message: error_chain(&e),
-            }),
+        loop {
+            match self.body.next().await {
+                None => return Ok(None),
+                Some(Ok(b)) => {
+                    self.offset += b.len() as u64;
+                    return Ok(Some(b));
+                }
+                Some(Err(e)) => {
+                    let broke = StoreError::Op {
+                        dest: self.dest.clone(),
+                        op: "read",
+                        key: self.key.clone(),
+                        message: error_chain(&e),
+                    };
+                    if self.length == Some(self.offset) {
+                        // Broke off after the last byte: nothing is missing.
+                        return Ok(None);
+                    }
+                    self.breaks += 1;
+                    if self.breaks >= READ_ATTEMPTS || self.etag.is_none() {
+                        return Err(broke);
+                    }
+                    tracing::warn!(dest = %self.dest, key = %self.key, offset = self.offset, error = %broke, "the download broke off; resuming");
+                    tokio::time::sleep(std::time::Duration::from_millis(200 << self.breaks)).await;
+                    self.resume().await?;
+                }
+            }
         }
+    }
+
+    async fn resume(&mut self) -> Result<(), StoreError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&self.full_key)
+            .range(format!("bytes={}-", self.offset))
+            .set_if_match(self.etag.clone())
+            .send()
+            .await
+            .map_err(|e| op_err(&self.dest, "resume get", &self.key, e))?;
+        self.body = out.body;
+        Ok(())
     }
 }
 

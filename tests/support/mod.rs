@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod faulty;
 pub mod k8s;
 pub mod kubelet;
 
