@@ -227,3 +227,49 @@ fn an_s3_error_is_one_line_with_the_services_code_and_message() {
     assert_eq!(line.matches("dr-eu").count(), 1, "said once: {line}");
     assert!(line.len() < 300, "{} bytes: {line}", line.len());
 }
+
+/// pg_restore commits, then fails (killed on its way out, a lost
+/// connection): the restored database may be whole, so the restore reports
+/// the failure and keeps it rather than dropping what it created
+/// (issue 13, item 5).
+#[test]
+fn a_fault_after_pg_restore_committed_keeps_the_restored_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let k = keys.to_str().unwrap();
+    let dest = format!("file://{}", dir.path().join("dest").display());
+    let db = create_db("late");
+    psql(&db, "create table t (v int); insert into t values (42)");
+    backup(&db, k, &[&dest]).json().ok();
+
+    // PostgreSQL's programs, with a pg_restore that fails after its work.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for e in std::fs::read_dir(pg_bin()).unwrap() {
+        let e = e.unwrap();
+        std::os::unix::fs::symlink(e.path(), bin.join(e.file_name())).unwrap();
+    }
+    std::fs::remove_file(bin.join("pg_restore")).unwrap();
+    let script = bin.join("pg_restore");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n{}/pg_restore \"$@\" || exit $?\necho 'pg_restore: lost the connection after commit' >&2\nexit 1\n",
+            pg_bin().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+    let target = unique("late_restored");
+    let err = restore(&[&dest], k)
+        .create(&target)
+        .opt("--pg-bin", bin.to_str().unwrap())
+        .fails();
+    assert!(err.contains("lost the connection after commit"), "{err}");
+    assert_eq!(
+        psql(&target, "select v from t"),
+        "42",
+        "the restored database was kept"
+    );
+}

@@ -31,6 +31,15 @@ pub async fn decode_object<W: Write + Send + 'static>(
             found: format!("{} bytes, sha256 {}", digest.size, digest.sha256),
         });
     }
+    // What came out must be what went in, byte for byte in number too.
+    if sink.count != entry.plain_size {
+        return Err(Error::Mismatch {
+            dest: store.label().to_string(),
+            key: entry.key.clone(),
+            expected: format!("{} bytes decoded", entry.plain_size),
+            found: format!("{} bytes decoded", sink.count),
+        });
+    }
     Ok((sink.inner, sink.count))
 }
 
@@ -83,4 +92,51 @@ pub async fn decode_stream<W: Write + Send + 'static>(
     })?;
     sink.flush().map_err(Error::Pipeline)?;
     Ok((sink, digest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::location::NamedLocation;
+    use crate::pipeline::codec::ObjectEncoder;
+    use crate::pipeline::header::Compression;
+
+    /// The manifest says how many bytes the object decodes to; a stream
+    /// that authenticates but decodes to another length is refused.
+    #[tokio::test]
+    async fn the_decoded_size_must_be_the_manifests() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Arc::new(
+            Keyring::parse(
+                &crate::keys::new_key_line("k").unwrap(),
+                std::path::Path::new("k"),
+            )
+            .unwrap(),
+        );
+        let url: NamedLocation = format!("file://{}", dir.path().display()).parse().unwrap();
+        let store = Store::open(&url).await.unwrap();
+        let plain = b"forty-two bytes of plaintext, give or take".to_vec();
+        let mut enc =
+            ObjectEncoder::new(Vec::new(), keys.primary(), "o.lbk", Compression::Zstd).unwrap();
+        enc.write_all(&plain).unwrap();
+        let stored = enc.finish().unwrap();
+        store.put("o.lbk", stored.clone().into()).await.unwrap();
+        let mut entry = ObjectEntry {
+            key: "o.lbk".into(),
+            role: "database".into(),
+            database: None,
+            size: stored.len() as u64,
+            sha256: String::new(),
+            plain_size: plain.len() as u64,
+        };
+        let (out, n) = decode_object(&store, &entry, keys.clone(), Vec::new())
+            .await
+            .unwrap();
+        assert_eq!((out, n), (plain.clone(), plain.len() as u64));
+        entry.plain_size += 1;
+        let err = decode_object(&store, &entry, keys, Vec::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Mismatch { .. }), "{err}");
+    }
 }

@@ -179,7 +179,7 @@ async fn restore_from(
         }
         Err(e) => return Err(pg_restore.abort().await.map_or(e, Error::from)),
     };
-    pg_restore.finish().await?;
+    target.hand_over(pg_restore).await?;
     Ok(RestoreReport {
         backup_id: manifest.backup_id.clone(),
         destination: url.name.clone(),

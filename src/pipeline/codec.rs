@@ -69,9 +69,13 @@ impl<W: Write> Write for ObjectEncoder<W> {
     }
 }
 
+/// zstd's own writer, not the crate's `write::Decoder`: only it can say at
+/// the end whether the last frame was complete.
+type ZstdWriter<O> = zstd::stream::zio::Writer<O, zstd::stream::raw::Decoder<'static>>;
+
 enum Decompressor<O: Write> {
     None(O),
-    Zstd(zstd::stream::write::Decoder<'static, O>),
+    Zstd(ZstdWriter<O>),
     Gzip(flate2::write::GzDecoder<O>),
 }
 
@@ -96,9 +100,11 @@ impl<O: Write> Decompressor<O> {
     fn finish(self) -> io::Result<O> {
         match self {
             Decompressor::None(w) => Ok(w),
+            // Fails with "incomplete frame" unless the last frame ended:
+            // a stream cut at a frame's middle is not the whole object.
             Decompressor::Zstd(mut w) => {
-                w.flush()?;
-                Ok(w.into_inner())
+                w.finish()?;
+                Ok(w.into_inner().0)
             }
             Decompressor::Gzip(w) => w.finish(),
         }
@@ -195,10 +201,10 @@ impl<'k, O: Write> ObjectDecoder<'k, O> {
                         let sink = self.sink.take().expect("sink");
                         let mut out = match header.compression {
                             Compression::None => Decompressor::None(sink),
-                            Compression::Zstd => Decompressor::Zstd(
-                                zstd::stream::write::Decoder::new(sink)
-                                    .map_err(DecodeError::Data)?,
-                            ),
+                            Compression::Zstd => Decompressor::Zstd(ZstdWriter::new(
+                                sink,
+                                zstd::stream::raw::Decoder::new().map_err(DecodeError::Data)?,
+                            )),
                             Compression::Gzip => {
                                 Decompressor::Gzip(flate2::write::GzDecoder::new(sink))
                             }
@@ -289,6 +295,40 @@ mod tests {
             if c != Compression::None {
                 assert!(stored.len() < plain.len() / 2, "{c:?} did not compress");
             }
+        }
+    }
+
+    /// Sealed and authenticated, but what it seals stops mid-frame (a
+    /// writer bug, or someone holding the key): not a whole object.
+    #[test]
+    fn a_compressed_stream_cut_short_is_refused_even_when_sealed() {
+        let k = keys("k");
+        let plain: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i % 977).to_le_bytes())
+            .collect();
+        let zstd_bytes = zstd::encode_all(&plain[..], ZSTD_LEVEL).unwrap();
+        let gzip_bytes = {
+            let mut g = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+            g.write_all(&plain).unwrap();
+            g.finish().unwrap()
+        };
+        for (c, whole) in [
+            (Compression::Zstd, zstd_bytes),
+            (Compression::Gzip, gzip_bytes),
+        ] {
+            let seal = |payload: &[u8]| {
+                let (header, data_key) = Header::seal_new(k.primary(), "n", c);
+                let mut s = Sealer::new(Vec::new(), &header, &data_key).unwrap();
+                s.write_all(payload).unwrap();
+                s.finish().unwrap()
+            };
+            let (out, _) = decode(&k, "n", &seal(&whole)).unwrap();
+            assert_eq!(out, plain, "{c:?}: the whole stream decodes");
+            let cut = &whole[..whole.len() * 2 / 3];
+            assert!(
+                decode(&k, "n", &seal(cut)).is_err(),
+                "{c:?}: a cut stream is refused"
+            );
         }
     }
 
