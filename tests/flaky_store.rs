@@ -159,3 +159,77 @@ fn wal_push_and_fetch_ride_out_a_flaky_store() {
         "the same bytes"
     );
 }
+
+/// One destination stays down: with `--max-block`, wal-push holds
+/// PostgreSQL's archiver up only that long, then archives to the other and
+/// owes the down one the file; once it answers, the next push copies it over
+/// (issue 13, item 3).
+#[test]
+fn a_destination_that_stays_down_blocks_wal_push_only_until_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let k = keys.to_str().unwrap();
+    let proxy = FaultyS3::start();
+    let down = through_proxy(&proxy);
+    let up = format!("up=file://{}", dir.path().join("up").display());
+    let state = dir.path().join("state");
+    let segment = |n: u32| {
+        let p = dir.path().join(format!("0000000100000000000000{n:02X}"));
+        std::fs::write(&p, vec![n as u8; 1 << 20]).unwrap();
+        p
+    };
+    let push = |seg: &std::path::Path, max_block: &str| {
+        Cli::new("wal-push")
+            .arg(seg.to_str().unwrap())
+            .opt("--to", &up)
+            .opt("--to", &down)
+            .opt("--key-file", k)
+            .opt("--max-block", max_block)
+            .opt("--state-dir", state.to_str().unwrap())
+            .output()
+    };
+    let (bucket, region) = bucket_and_region(&down.replacen("dr=", "", 1));
+    let down_keys = || s3_keys(&s3_url(&bucket, &region, "prod/orders"));
+
+    for method in ["GET", "PUT", "POST"] {
+        proxy.inject(method, "/wal/", SLOW_DOWN, 10_000);
+    }
+    // Within the bound: the push fails, so PostgreSQL keeps the file and retries.
+    let first = segment(0x21);
+    fails(&push(&first, "1h"));
+    // Past it (the same run of failures, a bound of zero): archived to `up`, owed to `dr`.
+    ok(&push(&first, "0s"));
+    let ledger = std::fs::read_to_string(state.join("wal-push-state.json")).unwrap();
+    assert!(
+        ledger.contains("\"dr\"") && ledger.contains("000000010000000000000021"),
+        "{ledger}"
+    );
+    assert!(down_keys().is_empty());
+
+    // `dr` answers again: the next push pays the debt first, then archives everywhere.
+    proxy.heal();
+    let second = segment(0x22);
+    ok(&push(&second, "1h"));
+    let have = down_keys();
+    for name in ["000000010000000000000021", "000000010000000000000022"] {
+        assert!(
+            have.iter().any(|key| key.contains(name)),
+            "{name} in {have:?}"
+        );
+    }
+    let ledger = std::fs::read_to_string(state.join("wal-push-state.json")).unwrap();
+    assert!(!ledger.contains("\"dr\""), "settled: {ledger}");
+    // What `dr` was given is the real file.
+    let fetched = dir.path().join("fetched");
+    Cli::new("wal-fetch")
+        .arg("000000010000000000000021")
+        .arg(fetched.to_str().unwrap())
+        .opt("--from", &down)
+        .opt("--key-file", k)
+        .output()
+        .status
+        .success()
+        .then_some(())
+        .expect("fetched from dr");
+    assert!(std::fs::read(&fetched).unwrap() == std::fs::read(&first).unwrap());
+}

@@ -216,3 +216,53 @@ fn a_missing_segment_is_served_from_its_archived_partial() {
     let o = fetch("000000010000000000000007", &dir.path().join("x"));
     assert_eq!(o.status.code(), Some(126), "{}", stderr(&o));
 }
+
+/// Someone with write access to the bucket (or without the key) puts an
+/// object at the name of the next WAL file. wal-push must not fail forever
+/// (PostgreSQL's archiver would stall until the primary's disk fills): the
+/// object is kept aside and the real file archived (issue 13, item 3).
+#[test]
+fn an_object_that_does_not_authenticate_at_the_next_wal_name_is_moved_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let k = keys.to_str().unwrap();
+    let archive = dir.path().join("archive");
+    let local = format!("file://{}", archive.display());
+    let name = "00000001000000000000000A";
+    let planted = archive.join("wal/00000001").join(format!("{name}.lbk"));
+    std::fs::create_dir_all(planted.parent().unwrap()).unwrap();
+    std::fs::write(&planted, b"LBK1 not a sealed object at all").unwrap();
+
+    let seg = dir.path().join(name);
+    std::fs::write(&seg, vec![7u8; 1 << 20]).unwrap();
+    ok(&lifeboat(&[
+        "wal-push",
+        seg.to_str().unwrap(),
+        "--to",
+        &local,
+        "--key-file",
+        k,
+    ]));
+
+    let fetched = dir.path().join("fetched");
+    ok(&lifeboat(&[
+        "wal-fetch",
+        name,
+        fetched.to_str().unwrap(),
+        "--from",
+        &local,
+        "--key-file",
+        k,
+    ]));
+    assert!(std::fs::read(&fetched).unwrap() == std::fs::read(&seg).unwrap());
+    let aside: Vec<_> = std::fs::read_dir(archive.join("quarantine/wal/00000001"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(
+        std::fs::read(&aside[0]).unwrap(),
+        b"LBK1 not a sealed object at all",
+        "the planted object is kept for whoever investigates"
+    );
+}

@@ -5,6 +5,7 @@ use super::args::{self, WalFetchArgs, WalPushArgs, WalStreamArgs};
 use crate::commands::{
     self,
     wal::{wal_fetch, wal_push, Fetched},
+    wal_owed::Bound,
     wal_stream::{wal_stream, StreamOptions},
 };
 use crate::keys::Keyring;
@@ -15,7 +16,21 @@ use std::sync::Arc;
 pub async fn push(a: WalPushArgs) -> Result<ExitCode, commands::Error> {
     let w = a.archive;
     let keys = Arc::new(Keyring::load(&w.key.key_file)?);
-    wal_push(&a.path, &w.to, keys, args::compression(w.compression)).await?;
+    let bound = match (a.max_block, a.state_dir) {
+        (Some(max_block), Some(state_dir)) => Some(Bound {
+            max_block: max_block.to_std().unwrap_or_default(),
+            state_dir,
+        }),
+        _ => None,
+    };
+    wal_push(
+        &a.path,
+        &w.to,
+        keys,
+        args::compression(w.compression),
+        bound.as_ref(),
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 

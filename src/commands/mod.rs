@@ -19,6 +19,7 @@ pub mod status;
 mod upload;
 pub mod verify;
 pub mod wal;
+pub mod wal_owed;
 pub mod wal_spool;
 pub mod wal_stream;
 

@@ -13,6 +13,7 @@
 use super::download::decode_stream;
 use super::progress::Progress;
 use super::upload::{fan_out, spawn_encoder};
+use super::wal_owed::{pay_debts, Bound, Ledger};
 use super::Error;
 use crate::keys::Keyring;
 use crate::location::NamedLocation;
@@ -83,6 +84,7 @@ pub async fn wal_push(
     to: &[NamedLocation],
     keys: Arc<Keyring>,
     compression: Compression,
+    bound: Option<&Bound>,
 ) -> Result<(), Error> {
     if to.is_empty() {
         return Err(Error::Usage(
@@ -90,9 +92,74 @@ pub async fn wal_push(
         ));
     }
     let stores = open_stores(to).await?;
-    let written = archive_file(&stores, path, &keys, compression).await?;
-    if written > 0 {
-        tracing::info!(file = %path.display(), destinations = written, "archived");
+    let Some(bound) = bound else {
+        let written = archive_file(&stores, path, &keys, compression).await?;
+        if written > 0 {
+            tracing::info!(file = %path.display(), destinations = written, "archived");
+        }
+        return Ok(());
+    };
+    let mut ledger = Ledger::load(&bound.state_dir)?;
+    pay_debts(&mut ledger, &stores).await;
+    let pushed = push_bounded(&stores, path, &keys, compression, bound, &mut ledger).await;
+    ledger.save(&bound.state_dir)?;
+    pushed
+}
+
+/// A destination that did not take the file (as opposed to a file that
+/// must not be archived, such as different content under the same name).
+fn is_destination_fault(e: &Error) -> bool {
+    matches!(e, Error::Store(_) | Error::Destinations { .. })
+}
+
+/// Every destination at once; if one fails, each on its own: a destination
+/// failing for less than the bound fails the push (PostgreSQL retries), one
+/// failing for longer is owed the file.
+async fn push_bounded(
+    stores: &[Store],
+    path: &Path,
+    keys: &Arc<Keyring>,
+    compression: Compression,
+    bound: &Bound,
+    ledger: &mut Ledger,
+) -> Result<(), Error> {
+    match archive_file(stores, path, keys, compression).await {
+        Ok(_) => {
+            stores.iter().for_each(|s| ledger.succeeded(s.name()));
+            return Ok(());
+        }
+        Err(e) if !is_destination_fault(&e) => return Err(e),
+        Err(_) => {}
+    }
+    let (name, key) = wal_name(path)?;
+    let now = chrono::Utc::now();
+    let (mut took, mut blocking, mut lagging) = (0, None, Vec::new());
+    for (i, s) in stores.iter().enumerate() {
+        match archive_file(&stores[i..=i], path, keys, compression).await {
+            Ok(_) => {
+                ledger.succeeded(s.name());
+                took += 1;
+            }
+            Err(e) if is_destination_fault(&e) => {
+                if ledger.failed(s.name(), now, bound.max_block) {
+                    lagging.push((s, e));
+                } else {
+                    blocking.get_or_insert(e);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(e) = blocking {
+        return Err(e);
+    }
+    if took == 0 {
+        return Err(lagging.remove(0).1);
+    }
+    for (s, e) in lagging {
+        ledger.owe(s.name(), &key);
+        tracing::error!(dest = %s.label(), file = %name, error = %e,
+            "archived without this destination: it has been failing for longer than --max-block; it is owed the file and lags until it answers");
     }
     Ok(())
 }
@@ -128,7 +195,19 @@ pub async fn archive_file(
     let local = sha256_of_file(path)?;
     let mut missing = Vec::new();
     for (i, s) in stores.iter().enumerate() {
-        match archived_plain_sha(s, &key, keys).await? {
+        let archived = match archived_plain_sha(s, &key, keys).await {
+            // Whoever wrote it did not hold the key (or it was damaged): it
+            // is not this file. Refusing would stall PostgreSQL's archiver
+            // until the primary's disk fills, so keep it aside and archive.
+            Err(e @ (Error::Object { .. } | Error::Mismatch { .. })) => {
+                let aside = quarantine(s, &key).await?;
+                tracing::error!(dest = %s.label(), file = %name, kept_as = %aside, error = %e,
+                    "an object that does not authenticate sat at this WAL file's name; moved it aside and archiving the real file");
+                None
+            }
+            other => other?,
+        };
+        match archived {
             None => missing.push(i),
             Some(sha) if sha == local => {
                 tracing::info!(dest = %s.label(), file = %name, "already archived with the same content")
@@ -156,6 +235,21 @@ pub async fn archive_file(
     upload(stores, &missing, path, &key, keys, compression).await?;
     Ok(missing.len())
 }
+
+/// Copies the object at `key` to `quarantine/<key>.<time>` in the same store
+/// (for whoever investigates) before it is overwritten; returns the new key.
+async fn quarantine(store: &Store, key: &str) -> Result<String, Error> {
+    let aside = format!(
+        "{QUARANTINE}{key}.{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+    );
+    store.copy_from(store, key, &aside).await?;
+    Ok(aside)
+}
+
+/// Where wal-push keeps objects it found in its way and could not
+/// authenticate; nothing lifeboat reads or prunes looks there.
+pub const QUARANTINE: &str = "quarantine/";
 
 /// Writes `path` as `<name>.partial` in every store, replacing an older copy:
 /// partial segments are the one kind of object that is ever overwritten.
@@ -220,7 +314,6 @@ pub enum Fetched {
     NotArchived,
 }
 
-/// Is `name` a complete segment (not a history, backup label or partial)?
 /// One attempt at one destination: true when `tmp` holds the authenticated
 /// file, false when the destination does not have it. The object's size is
 /// what was read (the stream authenticates its own end), not a listing's.
@@ -262,6 +355,7 @@ fn fetch_backoff() -> ExponentialBuilder {
         .with_jitter()
 }
 
+/// Is `name` a complete segment (not a history, backup label or partial)?
 fn is_segment(name: &str) -> bool {
     name.len() == 24 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }

@@ -88,6 +88,32 @@ impl Store {
         }
     }
 
+    /// Copies the object `from` in `source` to `to` in this store, as it is
+    /// stored (never decoded), streaming: its size does not matter.
+    pub async fn copy_from(&self, source: &Store, from: &str, to: &str) -> Result<u64, StoreError> {
+        let mut r = source.reader(from).await?;
+        let mut w = self.writer(to).await?;
+        let mut n = 0u64;
+        loop {
+            match r.next().await {
+                Ok(Some(chunk)) => {
+                    n += chunk.len() as u64;
+                    if let Err(e) = w.write(chunk).await {
+                        w.abort().await;
+                        return Err(e);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    w.abort().await;
+                    return Err(e);
+                }
+            }
+        }
+        w.finish().await?;
+        Ok(n)
+    }
+
     /// Reads a small object whole (manifests).
     pub async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
         let mut r = self.reader(key).await?;

@@ -23,6 +23,22 @@ pub struct WalPushArgs {
     pub path: PathBuf,
     #[command(flatten)]
     pub archive: WalArchiveArgs,
+    /// Longest time one failing destination may hold up PostgreSQL's
+    /// archiver (e.g. 10m): past it, the file goes to the others and is
+    /// owed to it, copied over once it answers. Default: no bound, every
+    /// destination takes every file.
+    #[arg(long, value_parser = parse_max_block, requires = "state_dir")]
+    pub max_block: Option<chrono::Duration>,
+    /// Where wal-push remembers failing destinations and what it owes them
+    /// (a directory of the server's own, outside its data directory).
+    #[arg(long, requires = "max_block")]
+    pub state_dir: Option<PathBuf>,
+}
+
+fn parse_max_block(text: &str) -> Result<chrono::Duration, String> {
+    crate::api::parse_duration(text)
+        .filter(|d| *d >= chrono::Duration::zero())
+        .ok_or_else(|| format!("{text:?} is not a duration such as 0s, 5m or 1h"))
 }
 
 #[derive(Args)]
