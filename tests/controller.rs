@@ -116,39 +116,6 @@ fn name(v: &Value) -> String {
     v["metadata"]["name"].as_str().unwrap().to_string()
 }
 
-/// What the Job controller and kubelet would do: a pod whose container
-/// ended, then the Job's status.
-async fn finish_job(server: &ApiServer, job: &str, ok: bool, message: &str) {
-    let client = server.client();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
-    let terminated = if ok {
-        json!({"exitCode": 0, "reason": "Completed", "message": message})
-    } else {
-        json!({"exitCode": 1, "reason": "Error", "message": message})
-    };
-    let pod: Pod = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": format!("{job}-x1"), "labels": {"job-name": job}},
-        "spec": {"containers": [{"name": "lifeboat", "image": "lifeboat"}]},
-        "status": {"phase": if ok {"Succeeded"} else {"Failed"},
-                   "containerStatuses": [{"name": "lifeboat", "image": "lifeboat", "imageID": "", "ready": false, "restartCount": 0,
-                                          "state": {"terminated": terminated}}]}
-    }))
-    .unwrap();
-    pods.create(&PostParams::default(), &pod).await.unwrap();
-    let jobs: Api<Job> = Api::namespaced(client, NS);
-    let status = if ok {
-        json!({"status": {"startTime": "2026-11-21T02:00:05Z", "completionTime": "2026-11-21T02:03:05Z", "succeeded": 1,
-                          "conditions": [{"type": "Complete", "status": "True"}]}})
-    } else {
-        json!({"status": {"startTime": "2026-11-21T02:00:05Z", "failed": 1,
-                          "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}})
-    };
-    jobs.patch_status(job, &PatchParams::default(), &Patch::Merge(status))
-        .await
-        .unwrap();
-}
-
 const RESULT: &str = r#"{"backup_id":"20261121T020010.000Z-ab12cd","server_version":"15.18","bytes_in":4096,"bytes_out":2048,"seconds":1.5,"committed":["primary"],"failed":[],"verified":["primary"],"objects":[{"key":"backups/20261121T020010.000Z-ab12cd/db-0.lbk","size":2048,"sha256":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}]}"#;
 
 /// Polls a condition that the store cannot signal (metrics, elapsed
@@ -221,7 +188,7 @@ async fn schedule_job_success_failure_and_restart() {
     assert_eq!(server.store.count(JOBS), 1);
 
     // The Job succeeds: the run records the result, the policy its last backup.
-    finish_job(&server, &job, true, RESULT).await;
+    server.finish_job(NS, &job, true, RESULT).await;
     let r = server
         .wait_for("the run to succeed", WAIT, |s| {
             s.get(RUNS, NS, run).filter(|r| phase(r) == "Succeeded")
@@ -235,10 +202,9 @@ async fn schedule_job_success_failure_and_restart() {
         r.pointer("/status/artifacts/0/destination"),
         Some(&json!("primary"))
     );
-    assert_eq!(
-        r.pointer("/metadata/finalizers"),
-        Some(&json!(["lifeboat.dev/prune"]))
-    );
+    // deletionPolicy Retain (the default): nothing holds the run.
+    assert_eq!(r.pointer("/spec/deletionPolicy"), Some(&json!("Retain")));
+    assert_eq!(r.pointer("/metadata/finalizers"), None);
     let p = server
         .wait_for("the policy's last backup", WAIT, |s| {
             s.get(POLICIES, NS, "orders")
@@ -269,8 +235,8 @@ async fn schedule_job_success_failure_and_restart() {
             .wait_for("the second run's job", WAIT, |_| job_of(&server, run2))
             .await,
     );
-    finish_job(
-        &server,
+    server.finish_job(
+        NS,
         &job2,
         false,
         "pg_dump: connection to server failed: Connection refused",
@@ -319,8 +285,42 @@ async fn schedule_job_success_failure_and_restart() {
     }
 }
 
+/// The prune Job of backup `backup_id`, once there is one.
+fn prune_job_of(store: &apiserver::Store, backup_id: &str) -> Option<Value> {
+    store.list(JOBS, NS).into_iter().find(|j| {
+        let args = j
+            .pointer("/spec/template/spec/containers/0/args")
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        args.contains("\"prune\"") && args.contains(backup_id)
+    })
+}
+
+/// What the Job controller would write when a prune Job succeeds.
+async fn prune_succeeded(server: &ApiServer, job: &Value) {
+    let jobs: Api<Job> = Api::namespaced(server.client(), NS);
+    jobs.patch_status(
+        &name(job),
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}})),
+    )
+    .await
+    .unwrap();
+}
+
+async fn wait_gone(server: &ApiServer, run: &str) {
+    server
+        .wait_for(&format!("run {run} to be gone"), WAIT, |s| {
+            s.get(RUNS, NS, run).is_none().then_some(())
+        })
+        .await;
+}
+
+const BACKUP_1: &str = "20261121T020010.000Z-ab12cd";
+const BACKUP_2: &str = "20261122T020010.000Z-ef34ab";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deleting_a_run_prunes_its_backup_first() {
+async fn deleting_a_run_keeps_its_backup_unless_its_deletion_policy_is_delete() {
     let (server, _clock, _controller) =
         with_policy("2026-11-21T02:00:30Z", "orders", "0 2 * * *").await;
     let run = "orders-daily-20261121t020000z";
@@ -329,46 +329,108 @@ async fn deleting_a_run_prunes_its_backup_first() {
             .wait_for("the run's job", WAIT, |_| job_of(&server, run))
             .await,
     );
-    finish_job(&server, &job, true, RESULT).await;
+    server.finish_job(NS, &job, true, RESULT).await;
+    server
+        .wait_for("the run to succeed", WAIT, |s| {
+            s.get(RUNS, NS, run).filter(|r| phase(r) == "Succeeded")
+        })
+        .await;
+
+    // Retain, the default: the run goes at once and no prune Job is made.
+    let runs: Api<BackupRun> = Api::namespaced(server.client(), NS);
+    runs.delete(run, &DeleteParams::default()).await.unwrap();
+    wait_gone(&server, run).await;
+    server
+        .wait_for("a Retained event", WAIT, |s| {
+            s.list(EVENTS, NS).into_iter().find(|e| e["reason"] == "Retained")
+        })
+        .await;
+    assert!(prune_job_of(&server.store, BACKUP_1).is_none());
+
+    // Delete: held until the prune Job of its backup succeeds.
+    let manual = "orders-now";
+    let r: BackupRun = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupRun",
+        "metadata": {"name": manual, "namespace": NS},
+        "spec": {"policyRef": {"name": "orders"}, "deletionPolicy": "Delete"}
+    }))
+    .unwrap();
+    runs.create(&PostParams::default(), &r).await.unwrap();
+    let job = name(
+        &server
+            .wait_for("the manual run's job", WAIT, |_| job_of(&server, manual))
+            .await,
+    );
+    server
+        .finish_job(NS, &job, true, &RESULT.replace(BACKUP_1, BACKUP_2))
+        .await;
     server
         .wait_for("the finalizer", WAIT, |s| {
-            s.get(RUNS, NS, run)?
+            s.get(RUNS, NS, manual)?
                 .pointer("/metadata/finalizers")
                 .cloned()
         })
         .await;
-
-    let runs: Api<BackupRun> = Api::namespaced(server.client(), NS);
-    runs.delete(run, &DeleteParams::default()).await.unwrap();
-    // Held until the prune Job succeeds.
+    runs.delete(manual, &DeleteParams::default()).await.unwrap();
     let prune = server
-        .wait_for("the prune job", WAIT, |s| {
-            s.list(JOBS, NS).into_iter().find(|j| {
-                let args = j
-                    .pointer("/spec/template/spec/containers/0/args")
-                    .map(|a| a.to_string())
-                    .unwrap_or_default();
-                args.contains("prune") && args.contains("20261121T020010.000Z-ab12cd")
-            })
-        })
+        .wait_for("the prune job", WAIT, |s| prune_job_of(s, BACKUP_2))
         .await;
     assert!(
-        server.store.get(RUNS, NS, run).is_some(),
+        server.store.get(RUNS, NS, manual).is_some(),
         "the run is held while the prune runs"
     );
-    let jobs: Api<Job> = Api::namespaced(server.client(), NS);
-    jobs.patch_status(
-        &name(&prune),
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}})),
-    )
-    .await
-    .unwrap();
-    server
-        .wait_for("the run to be gone", WAIT, |s| {
-            s.get(RUNS, NS, run).is_none().then_some(())
+    prune_succeeded(&server, &prune).await;
+    wait_gone(&server, manual).await;
+    assert!(prune_job_of(&server.store, BACKUP_1).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_prunes_the_runs_it_lets_go() {
+    let server = ApiServer::start().await;
+    let clock = Clock::fixed(at("2026-11-21T02:00:30Z"));
+    let _controller = start(&server, &clock);
+    let mut p = policy("orders", "0 2 * * *");
+    p["spec"]["retention"] = json!({"daily": 1});
+    create(&server, p).await;
+
+    let mut runs_made = Vec::new();
+    for (day, backup_id) in [("21", BACKUP_1), ("22", BACKUP_2)] {
+        clock.set(at(&format!("2026-11-{day}T02:00:30Z")));
+        let run = format!("orders-daily-202611{day}t020000z");
+        let job = name(
+            &server
+                .wait_for("the run's job", WAIT, |_| job_of(&server, &run))
+                .await,
+        );
+        server
+            .finish_job(NS, &job, true, &RESULT.replace(BACKUP_1, backup_id))
+            .await;
+        runs_made.push(run);
+    }
+    let [first, second] = [&runs_made[0], &runs_made[1]];
+
+    // The second success lets the first go: deleted with deletionPolicy
+    // Delete and held by the finalizer until its backup is pruned.
+    let prune = server
+        .wait_for("the prune job of the first backup", WAIT, |s| {
+            prune_job_of(s, BACKUP_1)
         })
         .await;
+    let held = server.store.get(RUNS, NS, first).expect("held");
+    assert_eq!(held.pointer("/spec/deletionPolicy"), Some(&json!("Delete")));
+    assert_eq!(
+        held.pointer("/metadata/finalizers"),
+        Some(&json!(["lifeboat.dev/prune"]))
+    );
+    assert!(held.pointer("/metadata/deletionTimestamp").is_some());
+    prune_succeeded(&server, &prune).await;
+    wait_gone(&server, first).await;
+
+    // The kept run is untouched: still Retain, not deleting, no prune.
+    let kept = server.store.get(RUNS, NS, second).expect("kept");
+    assert_eq!(kept.pointer("/spec/deletionPolicy"), Some(&json!("Retain")));
+    assert!(kept.pointer("/metadata/deletionTimestamp").is_none());
+    assert!(prune_job_of(&server.store, BACKUP_2).is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
