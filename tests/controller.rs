@@ -803,3 +803,72 @@ async fn fields_not_supported_yet_make_a_policy_not_ready_and_no_job() {
         server.store.list(JOBS, NS)
     );
 }
+
+/// The exposition's sample lines about policy `policy`.
+fn series_of(metrics: &Metrics, policy: &str) -> Vec<String> {
+    let label = format!("policy=\"{policy}\"");
+    metrics
+        .encode()
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains(&label))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_of_removed_tiers_objectives_and_deleted_policies_are_removed() {
+    let server = ApiServer::start().await;
+    let clock = Clock::fixed(at("2026-11-21T01:00:00Z"));
+    let controller = start(&server, &clock);
+    // As an earlier controller left it: every tier's last success in the status.
+    let mut orders = policy("orders", "0 2 * * *");
+    orders["spec"]["schedule"] =
+        json!({"daily": "0 2 * * *", "weekly": "0 3 * * 0", "monthly": "0 4 1 * *"});
+    orders["spec"]["objectives"] = json!({"rpo": "25h", "rto": "4h"});
+    orders["status"] = json!({"lastBackups": {
+        "daily": "2026-11-20T02:05:00Z", "weekly": "2026-11-15T03:05:00Z", "monthly": "2026-11-01T04:05:00Z"}});
+    create(&server, orders).await;
+    create(&server, policy("ledger", "0 2 * * *")).await;
+
+    // A restarted controller exports every tier's last success.
+    let metrics = &controller.metrics;
+    let has = |policy: &str, what: &str| series_of(metrics, policy).iter().any(|l| l.contains(what));
+    until("every tier's last success and the objectives", || {
+        ["daily", "weekly", "monthly"].iter().all(|t| {
+            has(
+                "orders",
+                &format!("lifeboat_last_success_timestamp_seconds{{namespace=\"shop\",policy=\"orders\",tier=\"{t}\"}}"),
+            )
+        }) && has("orders", "lifeboat_rto_objective_seconds")
+            && has("ledger", "lifeboat_backup_failures_total")
+    })
+    .await;
+
+    // The weekly tier and the RTO leave the spec: their series go.
+    server
+        .patch_policy(
+            NS,
+            "orders",
+            json!({"spec": {"schedule": {"weekly": null}, "objectives": {"rto": null}}}),
+        )
+        .await;
+    until("the weekly tier's and the RTO's series to go", || {
+        !has("orders", "tier=\"weekly\"") && !has("orders", "lifeboat_rto_objective_seconds")
+    })
+    .await;
+    assert!(has("orders", "tier=\"monthly\""), "{:#?}", series_of(metrics, "orders"));
+    assert!(has("orders", "lifeboat_rpo_objective_seconds"));
+
+    // The policy is deleted: all its series go; the other policy keeps its own.
+    let ledger = series_of(metrics, "ledger");
+    let policies: Api<lifeboat::api::BackupPolicy> = Api::namespaced(server.client(), NS);
+    policies
+        .delete("orders", &DeleteParams::default())
+        .await
+        .unwrap();
+    until("every series of the deleted policy to go", || {
+        series_of(metrics, "orders").is_empty()
+    })
+    .await;
+    assert_eq!(series_of(metrics, "ledger"), ledger);
+}
