@@ -281,7 +281,8 @@ fn every_alert_links_to_a_runbook_section_that_says_what_to_do() {
             rule.alert
         );
     }
-    assert_eq!(anchor("### LifeboatWALArchiverDown"), "lifeboatwalarchiverdown");
+    assert_eq!(anchor(" LifeboatWALArchiverDown"), "lifeboatwalarchiverdown");
+    assert_eq!(anchor("A region is down"), "a-region-is-down");
 }
 
 /// GET /metrics of the controller at `port`, once it answers.
