@@ -5,11 +5,11 @@
 //! its section of docs/RUNBOOK.md; and every metric an alert uses is one the
 //! real controller exports, read from its /metrics.
 
-mod support;
 #[path = "support/apiserver.rs"]
 mod apiserver;
 #[path = "support/promql.rs"]
 mod promql;
+mod support;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -128,7 +128,14 @@ fn scenarios(rule: &Rule) -> Vec<(String, Db, bool)> {
                 .into_iter()
                 .find(|t| rule.expr.contains(&format!("tier=\"{t}\"")))
                 .expect("a tier");
-            let limit: f64 = rule.expr.rsplit('>').next().unwrap().trim().parse().unwrap();
+            let limit: f64 = rule
+                .expr
+                .rsplit('>')
+                .next()
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
             let labels = policy(&[("tier", tier)]);
             let name = "lifeboat_last_success_timestamp_seconds";
             let other = policy(&[("tier", if tier == "daily" { "weekly" } else { "daily" })]);
@@ -151,8 +158,16 @@ fn scenarios(rule: &Rule) -> Vec<(String, Db, bool)> {
             vec![
                 // A policy that never succeeded has no last-success series,
                 // only this one.
-                s("breached, never succeeded", constant(name, &policy(&[]), 1.0), true),
-                s("within its objective", constant(name, &policy(&[]), 0.0), false),
+                s(
+                    "breached, never succeeded",
+                    constant(name, &policy(&[]), 1.0),
+                    true,
+                ),
+                s(
+                    "within its objective",
+                    constant(name, &policy(&[]), 0.0),
+                    false,
+                ),
                 s("breached for 2 minutes only", recent, false),
             ]
         }
@@ -162,9 +177,17 @@ fn scenarios(rule: &Rule) -> Vec<(String, Db, bool)> {
             let mut born_at_one = Db::default();
             series(&mut born_at_one, name, &labels, 0.2, |_| 1.0);
             vec![
-                s("a failure 10 minutes ago", counter(name, &labels, 2.0, Some(600.0)), true),
+                s(
+                    "a failure 10 minutes ago",
+                    counter(name, &labels, 2.0, Some(600.0)),
+                    true,
+                ),
                 s("no failure", counter(name, &labels, 2.0, None), false),
-                s("a failure 3 hours ago", counter(name, &labels, 4.0, Some(3.0 * HOUR)), false),
+                s(
+                    "a failure 3 hours ago",
+                    counter(name, &labels, 4.0, Some(3.0 * HOUR)),
+                    false,
+                ),
                 // Why the controller exports every counter at 0: one that
                 // first appears at 1 is invisible to increase().
                 s("a counter born at 1", born_at_one, false),
@@ -174,14 +197,22 @@ fn scenarios(rule: &Rule) -> Vec<(String, Db, bool)> {
             let name = "lifeboat_drill_failures_total";
             let labels = policy(&[]);
             vec![
-                s("a drill failed an hour ago", counter(name, &labels, 26.0, Some(HOUR)), true),
+                s(
+                    "a drill failed an hour ago",
+                    counter(name, &labels, 26.0, Some(HOUR)),
+                    true,
+                ),
                 s("no drill failed", counter(name, &labels, 26.0, None), false),
             ]
         }
         "LifeboatWALArchiveLagging" => {
             let name = "lifeboat_wal_archive_lag_seconds";
             vec![
-                s("10 minutes behind", constant(name, &policy(&[]), 600.0), true),
+                s(
+                    "10 minutes behind",
+                    constant(name, &policy(&[]), 600.0),
+                    true,
+                ),
                 s("caught up", constant(name, &policy(&[]), 2.0), false),
             ]
         }
@@ -189,7 +220,13 @@ fn scenarios(rule: &Rule) -> Vec<(String, Db, bool)> {
             let name = "lifeboat_wal_archiver_up";
             // The lag gauge stands still at its last good value meanwhile.
             let mut down = constant(name, &policy(&[]), 0.0);
-            series(&mut down, "lifeboat_wal_archive_lag_seconds", &policy(&[]), 2.0, |_| 0.0);
+            series(
+                &mut down,
+                "lifeboat_wal_archive_lag_seconds",
+                &policy(&[]),
+                2.0,
+                |_| 0.0,
+            );
             vec![
                 s("down, lag frozen at 0", down, true),
                 s("answering", constant(name, &policy(&[]), 1.0), false),
@@ -201,7 +238,11 @@ fn scenarios(rule: &Rule) -> Vec<(String, Db, bool)> {
             s("one replica up", replicas("up", [0.0, 1.0]), false),
         ],
         "LifeboatNoLeader" => vec![
-            s("two standbys", replicas("lifeboat_leader", [0.0, 0.0]), true),
+            s(
+                "two standbys",
+                replicas("lifeboat_leader", [0.0, 0.0]),
+                true,
+            ),
             s("no replica exports it", Db::default(), true),
             s("one leads", replicas("lifeboat_leader", [0.0, 1.0]), false),
         ],
@@ -281,7 +322,10 @@ fn every_alert_links_to_a_runbook_section_that_says_what_to_do() {
             rule.alert
         );
     }
-    assert_eq!(anchor(" LifeboatWALArchiverDown"), "lifeboatwalarchiverdown");
+    assert_eq!(
+        anchor(" LifeboatWALArchiverDown"),
+        "lifeboatwalarchiverdown"
+    );
     assert_eq!(anchor("A region is down"), "a-region-is-down");
 }
 

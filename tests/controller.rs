@@ -235,13 +235,14 @@ async fn schedule_job_success_failure_and_restart() {
             .wait_for("the second run's job", WAIT, |_| job_of(&server, run2))
             .await,
     );
-    server.finish_job(
-        NS,
-        &job2,
-        false,
-        "pg_dump: connection to server failed: Connection refused",
-    )
-    .await;
+    server
+        .finish_job(
+            NS,
+            &job2,
+            false,
+            "pg_dump: connection to server failed: Connection refused",
+        )
+        .await;
     let r2 = server
         .wait_for("the second run to fail", WAIT, |s| {
             s.get(RUNS, NS, run2).filter(|r| phase(r) == "Failed")
@@ -829,7 +830,8 @@ async fn series_of_removed_tiers_objectives_and_deleted_policies_are_removed() {
 
     // A restarted controller exports every tier's last success.
     let metrics = &controller.metrics;
-    let has = |policy: &str, what: &str| series_of(metrics, policy).iter().any(|l| l.contains(what));
+    let has =
+        |policy: &str, what: &str| series_of(metrics, policy).iter().any(|l| l.contains(what));
     until("every tier's last success and the objectives", || {
         ["daily", "weekly", "monthly"].iter().all(|t| {
             has(
@@ -853,7 +855,11 @@ async fn series_of_removed_tiers_objectives_and_deleted_policies_are_removed() {
         !has("orders", "tier=\"weekly\"") && !has("orders", "lifeboat_rto_objective_seconds")
     })
     .await;
-    assert!(has("orders", "tier=\"monthly\""), "{:#?}", series_of(metrics, "orders"));
+    assert!(
+        has("orders", "tier=\"monthly\""),
+        "{:#?}",
+        series_of(metrics, "orders")
+    );
     assert!(has("orders", "lifeboat_rpo_objective_seconds"));
 
     // The policy is deleted: all its series go; the other policy keeps its own.

@@ -6,9 +6,9 @@
 //! PostgreSQL and S3 server. The only translations: the image's `lifeboat` is
 //! the binary under test, and the termination message path is a temp file.
 
-mod support;
 #[path = "support/apiserver.rs"]
 mod apiserver;
+mod support;
 
 use std::collections::BTreeSet;
 
@@ -228,15 +228,15 @@ async fn deleting_a_run_keeps_its_backup_in_every_region_unless_it_says_delete()
         let (server, w) = (&server, w.clone());
         async move {
             let job = server
-                .wait_for("the job", WAIT, |s| s.list(JOBS, NS).into_iter().find(&pick))
+                .wait_for("the job", WAIT, |s| {
+                    s.list(JOBS, NS).into_iter().find(&pick)
+                })
                 .await;
             let name = job["metadata"]["name"].as_str().unwrap().to_string();
             let job: k8s_openapi::api::batch::v1::Job = serde_json::from_value(job).unwrap();
-            let ran = tokio::task::spawn_blocking(move || {
-                execute(&job, &w.secrets, w.work.path())
-            })
-            .await
-            .unwrap();
+            let ran = tokio::task::spawn_blocking(move || execute(&job, &w.secrets, w.work.path()))
+                .await
+                .unwrap();
             succeeded(&ran);
             server
                 .finish_job(NS, &name, true, &ran.termination_message)
@@ -337,5 +337,9 @@ async fn deleting_a_run_keeps_its_backup_in_every_region_unless_it_says_delete()
         .filter(|j| j.to_string().contains("\"prune\""))
         .map(|j| j["metadata"]["name"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(prune_jobs.len(), 1, "one prune Job, for Delete only: {prune_jobs:?}");
+    assert_eq!(
+        prune_jobs.len(),
+        1,
+        "one prune Job, for Delete only: {prune_jobs:?}"
+    );
 }

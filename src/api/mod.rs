@@ -23,9 +23,7 @@ use crate::schedule::ScheduleError;
 
 pub use policy::{BackupPolicy, BackupPolicySpec, BackupPolicyStatus};
 pub use restore::{RestoreRequest, RestoreRequestSpec, RestoreRequestStatus};
-pub use run::{
-    BackupRun, BackupRunSpec, BackupRunStatus, DeletionPolicy, RunKind, RunPhase, Tier,
-};
+pub use run::{BackupRun, BackupRunSpec, BackupRunStatus, DeletionPolicy, RunKind, RunPhase, Tier};
 
 /// API group of every lifeboat resource.
 pub const GROUP: &str = "lifeboat.dev";

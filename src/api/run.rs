@@ -313,10 +313,15 @@ mod tests {
         let policy = &spec["properties"]["deletionPolicy"];
         assert_eq!(policy["default"], "Retain", "{policy}");
         assert_eq!(policy["enum"], serde_json::json!(["Retain", "Delete"]));
-        let rule = spec["x-kubernetes-validations"][0]["rule"].as_str().unwrap();
+        let rule = spec["x-kubernetes-validations"][0]["rule"]
+            .as_str()
+            .unwrap();
         assert!(!rule.contains("deletionPolicy"), "{rule}");
         for field in ["policyRef", "tier", "kind", "scheduledAt"] {
-            assert!(rule.contains(&format!("self.{field} == oldSelf.{field}")), "{rule}");
+            assert!(
+                rule.contains(&format!("self.{field} == oldSelf.{field}")),
+                "{rule}"
+            );
         }
     }
 

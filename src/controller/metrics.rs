@@ -435,7 +435,9 @@ impl Metrics {
     /// Exports the drill failure counter at 0 for a policy with drills, so
     /// `increase()` sees its first failure.
     pub fn touch_drill_failures(&self, ns: &str, policy: &str) {
-        let _ = self.drill_failures.get_or_create(&policy_labels(ns, policy));
+        let _ = self
+            .drill_failures
+            .get_or_create(&policy_labels(ns, policy));
     }
 
     pub fn set_leader(&self, leader: bool) {

@@ -87,14 +87,11 @@ fn matches(selector: &parser::VectorSelector, labels: &Labels) -> bool {
         .as_ref()
         .is_none_or(|n| labels.get(METRIC_NAME) == Some(n));
     name_ok
-        && selector.matchers.matchers.iter().all(|m| {
-            m.is_match(
-                labels
-                    .get(&m.name)
-                    .map(String::as_str)
-                    .unwrap_or_default(),
-            )
-        })
+        && selector
+            .matchers
+            .matchers
+            .iter()
+            .all(|m| m.is_match(labels.get(&m.name).map(String::as_str).unwrap_or_default()))
 }
 
 fn without_name(mut l: Labels) -> Labels {
@@ -231,10 +228,7 @@ pub fn eval(expr: &Expr, db: &Db, t: f64) -> Value {
                             .iter()
                             .filter(|m| {
                                 m.name != METRIC_NAME
-                                    && matches!(
-                                        m.op,
-                                        promql_parser::label::MatchOp::Equal
-                                    )
+                                    && matches!(m.op, promql_parser::label::MatchOp::Equal)
                             })
                             .map(|m| (m.name.clone(), m.value.clone()))
                             .collect(),
@@ -262,7 +256,10 @@ pub fn eval(expr: &Expr, db: &Db, t: f64) -> Value {
             }
         }
         Expr::Aggregate(agg) => {
-            assert!(agg.param.is_none(), "aggregation parameters are not supported");
+            assert!(
+                agg.param.is_none(),
+                "aggregation parameters are not supported"
+            );
             let by: Option<&Names> = match &agg.modifier {
                 None => None,
                 Some(LabelModifier::Include(names)) => Some(names),
@@ -318,7 +315,10 @@ fn binary(b: &BinaryExpr, db: &Db, t: f64) -> Value {
     }
     match (lhs, rhs) {
         (Value::Scalar(a), Value::Scalar(c)) => {
-            assert!(comparison(&op, a, c).is_none(), "scalar comparison needs bool");
+            assert!(
+                comparison(&op, a, c).is_none(),
+                "scalar comparison needs bool"
+            );
             Value::Scalar(arithmetic(&op, a, c))
         }
         (Value::Vector(v), Value::Scalar(s)) => Value::Vector(vector_scalar(&op, v, s, false)),
@@ -361,7 +361,12 @@ fn binary(b: &BinaryExpr, db: &Db, t: f64) -> Value {
 }
 
 /// A vector and a scalar; `scalar_first` when the scalar is on the left.
-fn vector_scalar(op: &str, v: Vec<(Labels, f64)>, s: f64, scalar_first: bool) -> Vec<(Labels, f64)> {
+fn vector_scalar(
+    op: &str,
+    v: Vec<(Labels, f64)>,
+    s: f64,
+    scalar_first: bool,
+) -> Vec<(Labels, f64)> {
     v.into_iter()
         .filter_map(|(l, x)| {
             let (a, b) = if scalar_first { (s, x) } else { (x, s) };
@@ -382,7 +387,9 @@ pub fn seconds(duration: &str) -> f64 {
             number.push(c);
             continue;
         }
-        let n: f64 = number.parse().unwrap_or_else(|_| panic!("duration {duration}"));
+        let n: f64 = number
+            .parse()
+            .unwrap_or_else(|_| panic!("duration {duration}"));
         number.clear();
         total += n * match c {
             's' => 1.0,
@@ -461,13 +468,23 @@ mod tests {
                 1.0
             }
         });
-        let v = eval(&parser::parse("increase(c_total[1h])").unwrap(), &db, 3600.0).vector();
+        let v = eval(
+            &parser::parse("increase(c_total[1h])").unwrap(),
+            &db,
+            3600.0,
+        )
+        .vector();
         assert_eq!(v.len(), 1);
         assert!((v[0].1 - 1.0).abs() < 0.05, "{v:?}");
         // One sample in the window: no result at all.
         let mut one = Db::default();
         one.scrape("c_total", &[], (3600.0, 3600.0), 30.0, |_| 1.0);
-        let v = eval(&parser::parse("increase(c_total[1h])").unwrap(), &one, 3600.0).vector();
+        let v = eval(
+            &parser::parse("increase(c_total[1h])").unwrap(),
+            &one,
+            3600.0,
+        )
+        .vector();
         assert!(v.is_empty(), "{v:?}");
     }
 
@@ -509,8 +526,17 @@ mod tests {
     #[test]
     fn for_needs_every_evaluation_over_the_period() {
         let mut db = Db::default();
-        db.scrape("up", &[], (0.0, 3600.0), 30.0, |t| if t < 3300.0 { 1.0 } else { 0.0 });
-        assert!(firing("up < 1", "10m", &db, 3600.0).is_empty(), "down 5 of 10 minutes");
+        db.scrape("up", &[], (0.0, 3600.0), 30.0, |t| {
+            if t < 3300.0 {
+                1.0
+            } else {
+                0.0
+            }
+        });
+        assert!(
+            firing("up < 1", "10m", &db, 3600.0).is_empty(),
+            "down 5 of 10 minutes"
+        );
         assert_eq!(firing("up < 1", "5m", &db, 3600.0).len(), 1);
         assert_eq!(seconds("1h30m"), 5400.0);
     }

@@ -43,8 +43,9 @@ fn outcomes_show_up_in_the_exposition() {
     assert!(text.contains(
         r#"lifeboat_reconcile_errors_total{controller="backuprun",error="missing_namespace"} 1"#
     ));
-    assert!(text
-        .contains(r#"lifeboat_reconcile_duration_seconds_count{controller="backuppolicy"} 1"#));
+    assert!(
+        text.contains(r#"lifeboat_reconcile_duration_seconds_count{controller="backuppolicy"} 1"#)
+    );
 }
 
 #[test]
@@ -53,9 +54,12 @@ fn counters_start_at_zero_and_objectives_are_exported() {
     m.touch_backup_failures("shop", "orders", Tier::Monthly);
     m.record_rto_objective("shop", "orders", 14400.0);
     let text = m.encode();
-    assert!(text.contains(
-        r#"lifeboat_backup_failures_total{namespace="shop",policy="orders",tier="monthly"} 0"#
-    ), "{text}");
+    assert!(
+        text.contains(
+            r#"lifeboat_backup_failures_total{namespace="shop",policy="orders",tier="monthly"} 0"#
+        ),
+        "{text}"
+    );
     assert!(
         text.contains(
             r#"lifeboat_rto_objective_seconds{namespace="shop",policy="orders"} 14400.0"#

@@ -15,9 +15,7 @@ use serde_json::json;
 use super::{condition_events, decide, runs_of, PolicyPlan};
 use crate::api::conditions::{is_true, set_condition, types};
 use crate::api::policy::RecoveryWindow;
-use crate::api::{
-    BackupPolicy, BackupRun, DeletionPolicy, RestoreRequest, Tier, PRUNE_FINALIZER,
-};
+use crate::api::{BackupPolicy, BackupRun, DeletionPolicy, RestoreRequest, Tier, PRUNE_FINALIZER};
 use crate::controller::apply::{
     create_if_absent, delete_if_present, measured, namespace, next_action, patch_status,
 };
@@ -149,7 +147,11 @@ async fn mark_for_pruning(run: &BackupRun, runs: &Api<BackupRun>) -> Result<(), 
         "spec": {"deletionPolicy": DeletionPolicy::Delete},
     });
     match runs
-        .patch(&run.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+        .patch(
+            &run.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
         .await
     {
         Ok(_) => Ok(()),
