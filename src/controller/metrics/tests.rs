@@ -86,43 +86,7 @@ fn every_metric_the_chart_uses_is_registered() {
     assert!(listed.len() >= 10, "{listed:?}");
     // One event of every kind the controller records.
     let m = Metrics::default();
-    let at: DateTime<Utc> = "2026-11-25T02:05:00Z".parse().unwrap();
-    for succeeded in [true, false] {
-        let outcome = Outcome {
-            succeeded,
-            seconds: Some(42.0),
-            bytes: Some(1234),
-            completed_at: at,
-        };
-        m.record_outcome("shop", "orders", Tier::Daily, &outcome);
-    }
-    m.record_rpo_objective("shop", "orders", 3600.0);
-    m.record_rto_objective("shop", "orders", 14400.0);
-    m.record_objective("shop", "orders", false);
-    m.record_wal_archive(
-        "shop",
-        "orders",
-        &WalArchive {
-            healthy: true,
-            last_segment: None,
-            last_archived_at: Some(at),
-            lag_seconds: Some(1),
-            message: None,
-        },
-    );
-    m.record_restore(
-        "shop",
-        "orders",
-        &crate::controller::restore::RestoreOutcome {
-            succeeded: true,
-            dry_run: false,
-            drill: true,
-            recovery_time_seconds: Some(300),
-        },
-    );
-    m.touch_drill_failures("shop", "orders");
-    m.record_last_drill_success("shop", "orders", at);
-    m.record_archiver_up("shop", "orders", true);
+    everything(&m, "orders");
     let text = m.encode();
     for name in listed {
         assert!(
