@@ -116,39 +116,6 @@ fn name(v: &Value) -> String {
     v["metadata"]["name"].as_str().unwrap().to_string()
 }
 
-/// What the Job controller and kubelet would do: a pod whose container
-/// ended, then the Job's status.
-async fn finish_job(server: &ApiServer, job: &str, ok: bool, message: &str) {
-    let client = server.client();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
-    let terminated = if ok {
-        json!({"exitCode": 0, "reason": "Completed", "message": message})
-    } else {
-        json!({"exitCode": 1, "reason": "Error", "message": message})
-    };
-    let pod: Pod = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": format!("{job}-x1"), "labels": {"job-name": job}},
-        "spec": {"containers": [{"name": "lifeboat", "image": "lifeboat"}]},
-        "status": {"phase": if ok {"Succeeded"} else {"Failed"},
-                   "containerStatuses": [{"name": "lifeboat", "image": "lifeboat", "imageID": "", "ready": false, "restartCount": 0,
-                                          "state": {"terminated": terminated}}]}
-    }))
-    .unwrap();
-    pods.create(&PostParams::default(), &pod).await.unwrap();
-    let jobs: Api<Job> = Api::namespaced(client, NS);
-    let status = if ok {
-        json!({"status": {"startTime": "2026-11-21T02:00:05Z", "completionTime": "2026-11-21T02:03:05Z", "succeeded": 1,
-                          "conditions": [{"type": "Complete", "status": "True"}]}})
-    } else {
-        json!({"status": {"startTime": "2026-11-21T02:00:05Z", "failed": 1,
-                          "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}})
-    };
-    jobs.patch_status(job, &PatchParams::default(), &Patch::Merge(status))
-        .await
-        .unwrap();
-}
-
 const RESULT: &str = r#"{"backup_id":"20261121T020010.000Z-ab12cd","server_version":"15.18","bytes_in":4096,"bytes_out":2048,"seconds":1.5,"committed":["primary"],"failed":[],"verified":["primary"],"objects":[{"key":"backups/20261121T020010.000Z-ab12cd/db-0.lbk","size":2048,"sha256":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}]}"#;
 
 /// Polls a condition that the store cannot signal (metrics, elapsed
@@ -221,7 +188,7 @@ async fn schedule_job_success_failure_and_restart() {
     assert_eq!(server.store.count(JOBS), 1);
 
     // The Job succeeds: the run records the result, the policy its last backup.
-    finish_job(&server, &job, true, RESULT).await;
+    server.finish_job(NS, &job, true, RESULT).await;
     let r = server
         .wait_for("the run to succeed", WAIT, |s| {
             s.get(RUNS, NS, run).filter(|r| phase(r) == "Succeeded")
@@ -235,10 +202,9 @@ async fn schedule_job_success_failure_and_restart() {
         r.pointer("/status/artifacts/0/destination"),
         Some(&json!("primary"))
     );
-    assert_eq!(
-        r.pointer("/metadata/finalizers"),
-        Some(&json!(["lifeboat.dev/prune"]))
-    );
+    // deletionPolicy Retain (the default): nothing holds the run.
+    assert_eq!(r.pointer("/spec/deletionPolicy"), Some(&json!("Retain")));
+    assert_eq!(r.pointer("/metadata/finalizers"), None);
     let p = server
         .wait_for("the policy's last backup", WAIT, |s| {
             s.get(POLICIES, NS, "orders")
@@ -269,13 +235,14 @@ async fn schedule_job_success_failure_and_restart() {
             .wait_for("the second run's job", WAIT, |_| job_of(&server, run2))
             .await,
     );
-    finish_job(
-        &server,
-        &job2,
-        false,
-        "pg_dump: connection to server failed: Connection refused",
-    )
-    .await;
+    server
+        .finish_job(
+            NS,
+            &job2,
+            false,
+            "pg_dump: connection to server failed: Connection refused",
+        )
+        .await;
     let r2 = server
         .wait_for("the second run to fail", WAIT, |s| {
             s.get(RUNS, NS, run2).filter(|r| phase(r) == "Failed")
@@ -319,8 +286,42 @@ async fn schedule_job_success_failure_and_restart() {
     }
 }
 
+/// The prune Job of backup `backup_id`, once there is one.
+fn prune_job_of(store: &apiserver::Store, backup_id: &str) -> Option<Value> {
+    store.list(JOBS, NS).into_iter().find(|j| {
+        let args = j
+            .pointer("/spec/template/spec/containers/0/args")
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        args.contains("\"prune\"") && args.contains(backup_id)
+    })
+}
+
+/// What the Job controller would write when a prune Job succeeds.
+async fn prune_succeeded(server: &ApiServer, job: &Value) {
+    let jobs: Api<Job> = Api::namespaced(server.client(), NS);
+    jobs.patch_status(
+        &name(job),
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}})),
+    )
+    .await
+    .unwrap();
+}
+
+async fn wait_gone(server: &ApiServer, run: &str) {
+    server
+        .wait_for(&format!("run {run} to be gone"), WAIT, |s| {
+            s.get(RUNS, NS, run).is_none().then_some(())
+        })
+        .await;
+}
+
+const BACKUP_1: &str = "20261121T020010.000Z-ab12cd";
+const BACKUP_2: &str = "20261122T020010.000Z-ef34ab";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deleting_a_run_prunes_its_backup_first() {
+async fn deleting_a_run_keeps_its_backup_unless_its_deletion_policy_is_delete() {
     let (server, _clock, _controller) =
         with_policy("2026-11-21T02:00:30Z", "orders", "0 2 * * *").await;
     let run = "orders-daily-20261121t020000z";
@@ -329,46 +330,105 @@ async fn deleting_a_run_prunes_its_backup_first() {
             .wait_for("the run's job", WAIT, |_| job_of(&server, run))
             .await,
     );
-    finish_job(&server, &job, true, RESULT).await;
+    server.finish_job(NS, &job, true, RESULT).await;
+    let succeeded = server
+        .wait_for("the run to succeed", WAIT, |s| {
+            s.get(RUNS, NS, run).filter(|r| phase(r) == "Succeeded")
+        })
+        .await;
+
+    // Retain, the default: nothing holds the run, it goes at once and no
+    // prune Job is made.
+    assert_eq!(succeeded.pointer("/metadata/finalizers"), None);
+    let runs: Api<BackupRun> = Api::namespaced(server.client(), NS);
+    runs.delete(run, &DeleteParams::default()).await.unwrap();
+    wait_gone(&server, run).await;
+    assert!(prune_job_of(&server.store, BACKUP_1).is_none());
+
+    // Delete: held until the prune Job of its backup succeeds.
+    let manual = "orders-now";
+    let r: BackupRun = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupRun",
+        "metadata": {"name": manual, "namespace": NS},
+        "spec": {"policyRef": {"name": "orders"}, "deletionPolicy": "Delete"}
+    }))
+    .unwrap();
+    runs.create(&PostParams::default(), &r).await.unwrap();
+    let job = name(
+        &server
+            .wait_for("the manual run's job", WAIT, |_| job_of(&server, manual))
+            .await,
+    );
+    server
+        .finish_job(NS, &job, true, &RESULT.replace(BACKUP_1, BACKUP_2))
+        .await;
     server
         .wait_for("the finalizer", WAIT, |s| {
-            s.get(RUNS, NS, run)?
+            s.get(RUNS, NS, manual)?
                 .pointer("/metadata/finalizers")
                 .cloned()
         })
         .await;
-
-    let runs: Api<BackupRun> = Api::namespaced(server.client(), NS);
-    runs.delete(run, &DeleteParams::default()).await.unwrap();
-    // Held until the prune Job succeeds.
+    runs.delete(manual, &DeleteParams::default()).await.unwrap();
     let prune = server
-        .wait_for("the prune job", WAIT, |s| {
-            s.list(JOBS, NS).into_iter().find(|j| {
-                let args = j
-                    .pointer("/spec/template/spec/containers/0/args")
-                    .map(|a| a.to_string())
-                    .unwrap_or_default();
-                args.contains("prune") && args.contains("20261121T020010.000Z-ab12cd")
-            })
-        })
+        .wait_for("the prune job", WAIT, |s| prune_job_of(s, BACKUP_2))
         .await;
     assert!(
-        server.store.get(RUNS, NS, run).is_some(),
+        server.store.get(RUNS, NS, manual).is_some(),
         "the run is held while the prune runs"
     );
-    let jobs: Api<Job> = Api::namespaced(server.client(), NS);
-    jobs.patch_status(
-        &name(&prune),
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}})),
-    )
-    .await
-    .unwrap();
-    server
-        .wait_for("the run to be gone", WAIT, |s| {
-            s.get(RUNS, NS, run).is_none().then_some(())
+    prune_succeeded(&server, &prune).await;
+    wait_gone(&server, manual).await;
+    assert!(prune_job_of(&server.store, BACKUP_1).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_prunes_the_runs_it_lets_go() {
+    let server = ApiServer::start().await;
+    let clock = Clock::fixed(at("2026-11-21T02:00:30Z"));
+    let _controller = start(&server, &clock);
+    let mut p = policy("orders", "0 2 * * *");
+    p["spec"]["retention"] = json!({"daily": 1});
+    create(&server, p).await;
+
+    let mut runs_made = Vec::new();
+    for (day, backup_id) in [("21", BACKUP_1), ("22", BACKUP_2)] {
+        clock.set(at(&format!("2026-11-{day}T02:00:30Z")));
+        let run = format!("orders-daily-202611{day}t020000z");
+        let job = name(
+            &server
+                .wait_for("the run's job", WAIT, |_| job_of(&server, &run))
+                .await,
+        );
+        server
+            .finish_job(NS, &job, true, &RESULT.replace(BACKUP_1, backup_id))
+            .await;
+        runs_made.push(run);
+    }
+    let [first, second] = [&runs_made[0], &runs_made[1]];
+
+    // The second success lets the first go: deleted with deletionPolicy
+    // Delete and held by the finalizer until its backup is pruned.
+    let prune = server
+        .wait_for("the prune job of the first backup", WAIT, |s| {
+            prune_job_of(s, BACKUP_1)
         })
         .await;
+    let held = server.store.get(RUNS, NS, first).expect("held");
+    assert_eq!(held.pointer("/spec/deletionPolicy"), Some(&json!("Delete")));
+    assert_eq!(
+        held.pointer("/metadata/finalizers"),
+        Some(&json!(["lifeboat.dev/prune"]))
+    );
+    assert!(held.pointer("/metadata/deletionTimestamp").is_some());
+    prune_succeeded(&server, &prune).await;
+    wait_gone(&server, first).await;
+
+    // The kept run is untouched: still Retain, not deleting, no prune.
+    let kept = server.store.get(RUNS, NS, second).expect("kept");
+    assert_eq!(kept.pointer("/spec/deletionPolicy"), Some(&json!("Retain")));
+    assert!(kept.pointer("/metadata/deletionTimestamp").is_none());
+    assert!(prune_job_of(&server.store, BACKUP_2).is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -740,4 +800,78 @@ async fn fields_not_supported_yet_make_a_policy_not_ready_and_no_job() {
         "{:?}",
         server.store.list(JOBS, NS)
     );
+}
+
+/// The exposition's sample lines about policy `policy`.
+fn series_of(metrics: &Metrics, policy: &str) -> Vec<String> {
+    let label = format!("policy=\"{policy}\"");
+    metrics
+        .encode()
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains(&label))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_of_removed_tiers_objectives_and_deleted_policies_are_removed() {
+    let server = ApiServer::start().await;
+    let clock = Clock::fixed(at("2026-11-21T01:00:00Z"));
+    let controller = start(&server, &clock);
+    // As an earlier controller left it: every tier's last success in the status.
+    let mut orders = policy("orders", "0 2 * * *");
+    orders["spec"]["schedule"] =
+        json!({"daily": "0 2 * * *", "weekly": "0 3 * * 0", "monthly": "0 4 1 * *"});
+    orders["spec"]["objectives"] = json!({"rpo": "25h", "rto": "4h"});
+    orders["status"] = json!({"lastBackups": {
+        "daily": "2026-11-20T02:05:00Z", "weekly": "2026-11-15T03:05:00Z", "monthly": "2026-11-01T04:05:00Z"}});
+    create(&server, orders).await;
+    create(&server, policy("ledger", "0 2 * * *")).await;
+
+    // A restarted controller exports every tier's last success.
+    let metrics = &controller.metrics;
+    let has =
+        |policy: &str, what: &str| series_of(metrics, policy).iter().any(|l| l.contains(what));
+    until("every tier's last success and the objectives", || {
+        ["daily", "weekly", "monthly"].iter().all(|t| {
+            has(
+                "orders",
+                &format!("lifeboat_last_success_timestamp_seconds{{namespace=\"shop\",policy=\"orders\",tier=\"{t}\"}}"),
+            )
+        }) && has("orders", "lifeboat_rto_objective_seconds")
+            && has("ledger", "lifeboat_backup_failures_total")
+    })
+    .await;
+
+    // The weekly tier and the RTO leave the spec: their series go.
+    server
+        .patch_policy(
+            NS,
+            "orders",
+            json!({"spec": {"schedule": {"weekly": null}, "objectives": {"rto": null}}}),
+        )
+        .await;
+    until("the weekly tier's and the RTO's series to go", || {
+        !has("orders", "tier=\"weekly\"") && !has("orders", "lifeboat_rto_objective_seconds")
+    })
+    .await;
+    assert!(
+        has("orders", "tier=\"monthly\""),
+        "{:#?}",
+        series_of(metrics, "orders")
+    );
+    assert!(has("orders", "lifeboat_rpo_objective_seconds"));
+
+    // The policy is deleted: all its series go; the other policy keeps its own.
+    let ledger = series_of(metrics, "ledger");
+    let policies: Api<lifeboat::api::BackupPolicy> = Api::namespaced(server.client(), NS);
+    policies
+        .delete("orders", &DeleteParams::default())
+        .await
+        .unwrap();
+    until("every series of the deleted policy to go", || {
+        series_of(metrics, "orders").is_empty()
+    })
+    .await;
+    assert_eq!(series_of(metrics, "ledger"), ledger);
 }

@@ -14,11 +14,11 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 mod support;
 use serde_json::Value;
-use support::k8s::{role_rules, root, skip_or_fail, validate_files_strict, validator, Rule};
+use support::k8s::{helm, role_rules, root, validate_files_strict, validator, Rule};
 
 const CHART: &str = "charts/lifeboat";
 const RELEASE: &str = "lifeboat";
@@ -29,36 +29,6 @@ const EXTRAS: &[&str] = &[
     "prometheusRule.enabled=true",
     "grafanaDashboard.enabled=true",
 ];
-
-fn runs(cmd: &Path, arg: &str) -> bool {
-    Command::new(cmd)
-        .arg(arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// The helm binary, or None (skip) when there is none.
-fn helm() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("LIFEBOAT_HELM").filter(|p| !p.is_empty()) {
-        let path = PathBuf::from(path);
-        assert!(
-            runs(&path, "version"),
-            "LIFEBOAT_HELM={} does not run",
-            path.display()
-        );
-        return Some(path);
-    }
-    let path = PathBuf::from("helm");
-    if runs(&path, "version") {
-        return Some(path);
-    }
-    skip_or_fail(
-        "helm is not installed (scripts/test.sh installs it: see ensure_helm in scripts/testbed.sh)",
-    );
-    None
-}
 
 /// Runs helm in the repository root; returns (success, stdout, stderr).
 fn run_helm(helm: &Path, args: &[&str]) -> (bool, String, String) {
@@ -574,7 +544,7 @@ fn alerts_and_dashboard_are_valid_promql_over_the_documented_metrics() {
                 ["warning", "critical"].contains(&severity),
                 "{name}: {severity}"
             );
-            for a in ["summary", "description"] {
+            for a in ["summary", "description", "runbook_url"] {
                 assert!(r["annotations"][a].is_string(), "{name} has no {a}");
             }
             alerts.insert(name.to_string());
@@ -585,10 +555,7 @@ fn alerts_and_dashboard_are_valid_promql_over_the_documented_metrics() {
             "LifeboatBackupTooOld",
             "lifeboat_last_success_timestamp_seconds",
         ),
-        (
-            "LifeboatRPOObjectiveBreached",
-            "lifeboat_last_success_timestamp_seconds",
-        ),
+        ("LifeboatObjectiveBreached", "lifeboat_objective_breached"),
         ("LifeboatBackupFailed", "lifeboat_backup_failures_total"),
         (
             "LifeboatRestoreDrillFailed",
@@ -598,6 +565,8 @@ fn alerts_and_dashboard_are_valid_promql_over_the_documented_metrics() {
             "LifeboatWALArchiveLagging",
             "lifeboat_wal_archive_lag_seconds",
         ),
+        ("LifeboatWALArchiverDown", "lifeboat_wal_archiver_up"),
+        ("LifeboatNoLeader", "lifeboat_leader"),
     ] {
         assert!(alerts.contains(alert), "no {alert} in {alerts:?}");
         assert!(metrics.contains(metric), "no alert uses {metric}");

@@ -6,6 +6,8 @@
 //! PostgreSQL and S3 server. The only translations: the image's `lifeboat` is
 //! the binary under test, and the termination message path is a temp file.
 
+#[path = "support/apiserver.rs"]
+mod apiserver;
 mod support;
 
 use std::collections::BTreeSet;
@@ -28,6 +30,7 @@ fn run(name: &str) -> BackupRun {
             tier: Tier::Manual,
             kind: RunKind::Full,
             scheduled_at: None,
+            deletion_policy: lifeboat::api::DeletionPolicy::Retain,
         },
     );
     r.metadata.namespace = Some("shop".into());
@@ -179,4 +182,164 @@ fn the_password_really_comes_from_the_mounted_secret() {
             "a failed backup committed nothing"
         );
     }
+}
+
+/// Deleting a BackupRun through the controller loop, with the Jobs it
+/// makes run for real against both S3 regions: with the default deletion
+/// policy (Retain) every object of the backup stays in every region and no
+/// prune Job is made; with Delete the prune Job removes that backup, and
+/// only it, everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_run_keeps_its_backup_in_every_region_unless_it_says_delete() {
+    use apiserver::{ApiServer, JOBS, RUNS};
+    use kube::api::{DeleteParams, PostParams};
+    use lifeboat::api::BackupPolicy;
+    use lifeboat::controller::{metrics::Metrics, Clock, Settings};
+    use serde_json::{json, Value};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    const NS: &str = "shop";
+    const WAIT: Duration = Duration::from_secs(120);
+    let w = Arc::new(tokio::task::spawn_blocking(world).await.unwrap());
+    let server = ApiServer::start().await;
+    let settings = Settings {
+        jobs: w.cfg.clone(),
+        namespace: Some(NS.into()),
+        resync: Duration::from_millis(200),
+        retry: Duration::from_millis(200),
+        // Before the policy exists: nothing is scheduled during the test.
+        clock: Clock::fixed(chrono::Utc::now()),
+        ..Settings::default()
+    };
+    let _controller = server.run_controllers(settings, Arc::new(Metrics::default()));
+    let policies: kube::Api<BackupPolicy> = kube::Api::namespaced(server.client(), NS);
+    let mut policy = w.policy.clone();
+    policy.metadata.uid = None;
+    policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+    let runs: kube::Api<BackupRun> = kube::Api::namespaced(server.client(), NS);
+
+    // The Job named by `pick` among the store's Jobs, run as a kubelet
+    // would, its outcome reported as the Job controller would.
+    let run_job = |pick: Box<dyn Fn(&Value) -> bool + Send>| {
+        let (server, w) = (&server, w.clone());
+        async move {
+            let job = server
+                .wait_for("the job", WAIT, |s| {
+                    s.list(JOBS, NS).into_iter().find(&pick)
+                })
+                .await;
+            let name = job["metadata"]["name"].as_str().unwrap().to_string();
+            let job: k8s_openapi::api::batch::v1::Job = serde_json::from_value(job).unwrap();
+            let ran = tokio::task::spawn_blocking(move || execute(&job, &w.secrets, w.work.path()))
+                .await
+                .unwrap();
+            succeeded(&ran);
+            server
+                .finish_job(NS, &name, true, &ran.termination_message)
+                .await;
+        }
+    };
+    let owned_by = |run: &'static str| -> Box<dyn Fn(&Value) -> bool + Send> {
+        Box::new(move |j: &Value| {
+            j.pointer("/metadata/ownerReferences/0/name") == Some(&json!(run))
+                && !j.to_string().contains("\"prune\"")
+        })
+    };
+    // Makes a run by hand, runs its backup Job; its backup id.
+    let back_up = |run: &'static str, deletion: &'static str| {
+        let (server, runs) = (&server, &runs);
+        let run_job = &run_job;
+        async move {
+            let r: BackupRun = serde_json::from_value(json!({
+                "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupRun",
+                "metadata": {"name": run, "namespace": NS},
+                "spec": {"policyRef": {"name": "orders"}, "deletionPolicy": deletion}
+            }))
+            .unwrap();
+            runs.create(&PostParams::default(), &r).await.unwrap();
+            run_job(owned_by(run)).await;
+            server
+                .wait_for("the run to succeed", WAIT, |s| {
+                    let r = s.get(RUNS, NS, run)?;
+                    (r.pointer("/status/phase") == Some(&json!("Succeeded")))
+                        .then(|| r["status"]["backupId"].as_str().unwrap().to_string())
+                })
+                .await
+        }
+    };
+    let objects = |backup_id: &str| -> Vec<BTreeSet<String>> {
+        w.buckets.iter().map(|u| keys_of(u, backup_id)).collect()
+    };
+
+    // Retain (the default): the resource goes, the backup stays everywhere.
+    let kept = back_up("orders-kept", "Retain").await;
+    let kept_objects = tokio::task::block_in_place(|| objects(&kept));
+    for (url, keys) in w.buckets.iter().zip(&kept_objects) {
+        assert!(
+            keys.iter().any(|k| k.ends_with("manifest.json")) && keys.len() > 1,
+            "{url}: {keys:?}"
+        );
+    }
+    runs.delete("orders-kept", &DeleteParams::default())
+        .await
+        .unwrap();
+    server
+        .wait_for("orders-kept to be gone", WAIT, |s| {
+            s.get(RUNS, NS, "orders-kept").is_none().then_some(())
+        })
+        .await;
+
+    // Delete: the prune Job runs before the resource goes.
+    let pruned = back_up("orders-pruned", "Delete").await;
+    let pruned_objects = tokio::task::block_in_place(|| objects(&pruned));
+    assert!(pruned_objects.iter().all(|k| !k.is_empty()));
+    server
+        .wait_for("the finalizer", WAIT, |s| {
+            s.get(RUNS, NS, "orders-pruned")?
+                .pointer("/metadata/finalizers")
+                .cloned()
+        })
+        .await;
+    runs.delete("orders-pruned", &DeleteParams::default())
+        .await
+        .unwrap();
+    let pruned_id = pruned.clone();
+    run_job(Box::new(move |j: &Value| {
+        let s = j.to_string();
+        s.contains("\"prune\"") && s.contains(&pruned_id)
+    }))
+    .await;
+    server
+        .wait_for("orders-pruned to be gone", WAIT, |s| {
+            s.get(RUNS, NS, "orders-pruned").is_none().then_some(())
+        })
+        .await;
+
+    tokio::task::block_in_place(|| {
+        assert!(
+            objects(&pruned).iter().all(BTreeSet::is_empty),
+            "Delete pruned its backup everywhere"
+        );
+        assert_eq!(
+            objects(&kept),
+            kept_objects,
+            "Retain left every object of its backup in every region"
+        );
+    });
+    let prune_jobs: Vec<String> = server
+        .store
+        .list(JOBS, NS)
+        .iter()
+        .filter(|j| j.to_string().contains("\"prune\""))
+        .map(|j| j["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        prune_jobs.len(),
+        1,
+        "one prune Job, for Delete only: {prune_jobs:?}"
+    );
 }

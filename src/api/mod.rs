@@ -23,7 +23,7 @@ use crate::schedule::ScheduleError;
 
 pub use policy::{BackupPolicy, BackupPolicySpec, BackupPolicyStatus};
 pub use restore::{RestoreRequest, RestoreRequestSpec, RestoreRequestStatus};
-pub use run::{BackupRun, BackupRunSpec, BackupRunStatus, RunKind, RunPhase, Tier};
+pub use run::{BackupRun, BackupRunSpec, BackupRunStatus, DeletionPolicy, RunKind, RunPhase, Tier};
 
 /// API group of every lifeboat resource.
 pub const GROUP: &str = "lifeboat.dev";
@@ -387,7 +387,12 @@ mod tests {
             "{rr:?}"
         );
         let br = rules(&crd_json("BackupRun"));
-        assert!(br.iter().any(|r| r == "self == oldSelf"), "{br:?}");
+        // Immutable but for deletionPolicy (src/api/run.rs checks the rule).
+        assert!(
+            br.iter()
+                .any(|r| r.contains("self.policyRef == oldSelf.policyRef")),
+            "{br:?}"
+        );
     }
 
     #[test]

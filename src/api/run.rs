@@ -15,7 +15,8 @@ use crate::schedule::RunRecord;
 /// with the schedule, which is where tiers mean something.
 pub use crate::schedule::Tier;
 
-/// A BackupRun's spec; immutable once created, since it describes what happened.
+/// A BackupRun's spec; immutable once created, since it describes what
+/// happened — except `deletionPolicy`, which says what deleting it will do.
 // Each printcolumn(...) repeats name/type_/json_path; clippy mistakes them for duplicates.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -39,7 +40,9 @@ pub use crate::schedule::Tier;
         json_path = ".metadata.creationTimestamp"
     )
 )]
-#[x_kube(validation = Rule::new("self == oldSelf").message("a BackupRun's spec is immutable"))]
+#[x_kube(
+    validation = Rule::new(IMMUTABLE_SPEC).message("a BackupRun's spec is immutable, except deletionPolicy")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct BackupRunSpec {
     /// The BackupPolicy (same namespace) that says what to back up and where.
@@ -55,6 +58,30 @@ pub struct BackupRunSpec {
     /// on runs made by hand.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduled_at: Option<DateTime<Utc>>,
+    /// What deleting this BackupRun does to its backup: `Retain` (the
+    /// default) leaves it in every destination; `Delete` removes it from
+    /// every destination first. Retention by the policy's schedule deletes
+    /// the runs it lets go with `Delete`.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// Every field of the spec but `deletionPolicy` keeps its value (`tier` and
+/// `kind` have defaults, so they are always there; `scheduledAt` may not be).
+const IMMUTABLE_SPEC: &str = "self.policyRef == oldSelf.policyRef && self.tier == oldSelf.tier \
+    && self.kind == oldSelf.kind && has(self.scheduledAt) == has(oldSelf.scheduledAt) \
+    && (!has(self.scheduledAt) || self.scheduledAt == oldSelf.scheduledAt)";
+
+/// What deleting a BackupRun resource does to the backup it made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum DeletionPolicy {
+    /// The backup stays in every destination; only the resource goes (a
+    /// GitOps prune or a `kubectl delete` never destroys a backup).
+    #[default]
+    Retain,
+    /// The controller prunes the backup from every destination, then lets
+    /// the resource go.
+    Delete,
 }
 
 impl BackupRunSpec {
@@ -227,6 +254,7 @@ mod tests {
             serde_json::from_value(serde_json::json!({"policyRef": {"name": "orders"}})).unwrap();
         assert_eq!(spec.tier, Tier::Manual);
         assert_eq!(spec.kind, RunKind::Full);
+        assert_eq!(spec.deletion_policy, DeletionPolicy::Retain);
         assert!(spec.validate().is_ok());
     }
 
@@ -237,11 +265,12 @@ mod tests {
             tier: Tier::Weekly,
             kind: RunKind::Full,
             scheduled_at: Some("2026-11-29T03:00:00Z".parse().unwrap()),
+            deletion_policy: DeletionPolicy::Delete,
         };
         assert_eq!(
             serde_json::to_value(&spec).unwrap(),
             serde_json::json!({"policyRef": {"name": "orders"}, "tier": "weekly", "kind": "full",
-                               "scheduledAt": "2026-11-29T03:00:00Z"})
+                               "scheduledAt": "2026-11-29T03:00:00Z", "deletionPolicy": "Delete"})
         );
     }
 
@@ -260,6 +289,7 @@ mod tests {
             tier: Tier::Daily,
             kind: RunKind::Drill,
             scheduled_at: None,
+            deletion_policy: DeletionPolicy::Retain,
         };
         let errors = spec.validate().unwrap_err();
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
@@ -274,6 +304,25 @@ mod tests {
         let phases = status["properties"]["phase"]["enum"].as_array().unwrap();
         assert_eq!(phases.len(), 4, "{phases:?}");
         assert!(phases.contains(&serde_json::json!("Succeeded")));
+    }
+
+    #[test]
+    fn deletion_policy_defaults_to_retain_and_alone_may_change() {
+        let crd = serde_json::to_value(<BackupRun as kube::CustomResourceExt>::crd()).unwrap();
+        let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        let policy = &spec["properties"]["deletionPolicy"];
+        assert_eq!(policy["default"], "Retain", "{policy}");
+        assert_eq!(policy["enum"], serde_json::json!(["Retain", "Delete"]));
+        let rule = spec["x-kubernetes-validations"][0]["rule"]
+            .as_str()
+            .unwrap();
+        assert!(!rule.contains("deletionPolicy"), "{rule}");
+        for field in ["policyRef", "tier", "kind", "scheduledAt"] {
+            assert!(
+                rule.contains(&format!("self.{field} == oldSelf.{field}")),
+                "{rule}"
+            );
+        }
     }
 
     #[test]
@@ -295,6 +344,7 @@ mod tests {
                 tier: Tier::Weekly,
                 kind: RunKind::Full,
                 scheduled_at: None,
+                deletion_policy: DeletionPolicy::Retain,
             },
         );
         let r = run.run_record();

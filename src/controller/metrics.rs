@@ -2,8 +2,16 @@
 //! successful backup per policy and tier (what the RPO alert watches),
 //! backup duration, bytes and failures, reconcile errors by failed step and
 //! reconcile durations.
+//!
+//! A policy's series exist only while the policy does and asks for them:
+//! each policy reconcile says which tiers and objectives the spec has
+//! ([`Exported`]) and the others are removed; [`Metrics::forget_policy`]
+//! removes all of a deleted policy's series. Otherwise an alert would fire
+//! for a policy or tier that no longer exists until the controller restarts.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -70,6 +78,9 @@ pub struct Metrics {
     reconcile_errors: Family<ErrorLabels, Counter>,
     wal_lag: Family<PolicyLabels, FloatGauge>,
     wal_last_archived: Family<PolicyLabels, FloatGauge>,
+    wal_archiver_up: Family<PolicyLabels, Gauge>,
+    /// (namespace, policy) of every policy some series was recorded for.
+    policies: Mutex<BTreeSet<(String, String)>>,
     reconcile_duration: Family<ControllerLabels, Histogram, fn() -> Histogram>,
     leader: Gauge,
 }
@@ -101,6 +112,8 @@ impl Default for Metrics {
             reconcile_errors: Family::default(),
             wal_lag: Family::default(),
             wal_last_archived: Family::default(),
+            wal_archiver_up: Family::default(),
+            policies: Mutex::default(),
             reconcile_duration: Family::new_with_constructor(reconcile_buckets),
             leader: Gauge::default(),
             registry: Registry::default(),
@@ -151,6 +164,12 @@ impl Default for Metrics {
             m.wal_last_archived.clone(),
         );
         registry.register(
+            "wal_archiver_up",
+            "1 while the policy's WAL archiver answers /status; 0 while its pod is missing or \
+             does not answer, when the WAL gauges keep their last value",
+            m.wal_archiver_up.clone(),
+        );
+        registry.register(
             "restore_duration_seconds",
             "Measured RTO of each successful restore: request to verified database",
             m.restore_duration.clone(),
@@ -196,6 +215,29 @@ impl Drop for ReconcileTimer {
     }
 }
 
+/// Which of a policy's series its spec asks for; [`Metrics::retain`]
+/// removes the others.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Exported {
+    /// The scheduled tiers, and `manual`.
+    pub tiers: Vec<Tier>,
+    /// `spec.objectives.rpo` is set.
+    pub rpo: bool,
+    /// `spec.objectives.rto` is set.
+    pub rto: bool,
+    /// `verification.restoreDrill` is set.
+    pub drills: bool,
+    /// The policy runs a WAL archiver.
+    pub wal: bool,
+}
+
+fn policy_labels(ns: &str, policy: &str) -> PolicyLabels {
+    PolicyLabels {
+        namespace: ns.to_string(),
+        policy: policy.to_string(),
+    }
+}
+
 fn policy_tier(ns: &str, policy: &str, tier: Tier) -> PolicyTier {
     PolicyTier {
         namespace: ns.to_string(),
@@ -226,6 +268,79 @@ impl Metrics {
             .inc();
     }
 
+    /// Notes that `policy` has series, so that [`Metrics::known_policies`]
+    /// can name it when it is gone.
+    fn note(&self, ns: &str, policy: &str) {
+        self.policies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((ns.to_string(), policy.to_string()));
+    }
+
+    /// (namespace, policy) of every policy that has series.
+    pub fn known_policies(&self) -> BTreeSet<(String, String)> {
+        self.policies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Removes the series of the tiers and objectives `keep` does not list.
+    pub fn retain(&self, ns: &str, policy: &str, keep: &Exported) {
+        self.note(ns, policy);
+        for tier in Tier::SCHEDULED.into_iter().chain([Tier::Manual]) {
+            if !keep.tiers.contains(&tier) {
+                let labels = policy_tier(ns, policy, tier);
+                self.last_success.remove(&labels);
+                self.backup_bytes.remove(&labels);
+                self.backup_duration.remove(&labels);
+                self.backup_failures.remove(&labels);
+            }
+        }
+        let labels = policy_labels(ns, policy);
+        if !keep.rpo {
+            self.rpo_objective.remove(&labels);
+        }
+        if !keep.rto {
+            self.rto_objective.remove(&labels);
+        }
+        if !keep.drills {
+            self.drill_failures.remove(&labels);
+            self.last_drill_success.remove(&labels);
+        }
+        if !keep.wal {
+            self.wal_lag.remove(&labels);
+            self.wal_last_archived.remove(&labels);
+            self.wal_archiver_up.remove(&labels);
+        }
+    }
+
+    /// Removes every series of a deleted policy.
+    pub fn forget_policy(&self, ns: &str, policy: &str) {
+        self.retain(ns, policy, &Exported::default());
+        let labels = policy_labels(ns, policy);
+        self.objective_breached.remove(&labels);
+        for kind in ["request", "drill"] {
+            self.restore_duration.remove(&RestoreLabels {
+                namespace: ns.to_string(),
+                policy: policy.to_string(),
+                kind: kind.to_string(),
+            });
+        }
+        self.policies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(ns.to_string(), policy.to_string()));
+    }
+
+    /// Whether the policy's WAL archiver answered `/status` just now.
+    pub fn record_archiver_up(&self, ns: &str, policy: &str, up: bool) {
+        self.note(ns, policy);
+        self.wal_archiver_up
+            .get_or_create(&policy_labels(ns, policy))
+            .set(i64::from(up));
+    }
+
     pub fn record_last_success(&self, ns: &str, policy: &str, tier: Tier, at: DateTime<Utc>) {
         self.last_success
             .get_or_create(&policy_tier(ns, policy, tier))
@@ -234,28 +349,19 @@ impl Metrics {
 
     pub fn record_objective(&self, ns: &str, policy: &str, breached: bool) {
         self.objective_breached
-            .get_or_create(&PolicyLabels {
-                namespace: ns.to_string(),
-                policy: policy.to_string(),
-            })
+            .get_or_create(&policy_labels(ns, policy))
             .set(i64::from(breached));
     }
 
     pub fn record_rpo_objective(&self, ns: &str, policy: &str, seconds: f64) {
         self.rpo_objective
-            .get_or_create(&PolicyLabels {
-                namespace: ns.to_string(),
-                policy: policy.to_string(),
-            })
+            .get_or_create(&policy_labels(ns, policy))
             .set(seconds);
     }
 
     pub fn record_rto_objective(&self, ns: &str, policy: &str, seconds: f64) {
         self.rto_objective
-            .get_or_create(&PolicyLabels {
-                namespace: ns.to_string(),
-                policy: policy.to_string(),
-            })
+            .get_or_create(&policy_labels(ns, policy))
             .set(seconds);
     }
 
@@ -270,6 +376,7 @@ impl Metrics {
 
     /// Records a run that just finished.
     pub fn record_outcome(&self, ns: &str, policy: &str, tier: Tier, outcome: &Outcome) {
+        self.note(ns, policy);
         let labels = policy_tier(ns, policy, tier);
         if let Some(seconds) = outcome.seconds {
             self.backup_duration.get_or_create(&labels).observe(seconds);
@@ -286,10 +393,7 @@ impl Metrics {
 
     /// The archiver's lag and last archived instant, as its status reports them.
     pub fn record_wal_archive(&self, ns: &str, policy: &str, archive: &WalArchive) {
-        let labels = PolicyLabels {
-            namespace: ns.to_string(),
-            policy: policy.to_string(),
-        };
+        let labels = policy_labels(ns, policy);
         if let Some(lag) = archive.lag_seconds {
             self.wal_lag.get_or_create(&labels).set(lag as f64);
         }
@@ -302,10 +406,8 @@ impl Metrics {
 
     /// Records a RestoreRequest that just finished (dry runs restore nothing).
     pub fn record_restore(&self, ns: &str, policy: &str, o: &super::restore::RestoreOutcome) {
-        let policy_labels = PolicyLabels {
-            namespace: ns.to_string(),
-            policy: policy.to_string(),
-        };
+        self.note(ns, policy);
+        let policy_labels = policy_labels(ns, policy);
         if o.succeeded && !o.dry_run {
             if let Some(rto) = o.recovery_time_seconds {
                 let kind = if o.drill { "drill" } else { "request" };
@@ -326,20 +428,16 @@ impl Metrics {
     /// The newest successful drill's completion (from the policy's status).
     pub fn record_last_drill_success(&self, ns: &str, policy: &str, at: DateTime<Utc>) {
         self.last_drill_success
-            .get_or_create(&PolicyLabels {
-                namespace: ns.to_string(),
-                policy: policy.to_string(),
-            })
+            .get_or_create(&policy_labels(ns, policy))
             .set(at.timestamp_millis() as f64 / 1000.0);
     }
 
     /// Exports the drill failure counter at 0 for a policy with drills, so
     /// `increase()` sees its first failure.
     pub fn touch_drill_failures(&self, ns: &str, policy: &str) {
-        let _ = self.drill_failures.get_or_create(&PolicyLabels {
-            namespace: ns.to_string(),
-            policy: policy.to_string(),
-        });
+        let _ = self
+            .drill_failures
+            .get_or_create(&policy_labels(ns, policy));
     }
 
     pub fn set_leader(&self, leader: bool) {
@@ -356,131 +454,4 @@ impl Metrics {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn outcomes_show_up_in_the_exposition() {
-        let m = Metrics::default();
-        let at: DateTime<Utc> = "2026-11-25T02:05:00Z".parse().unwrap();
-        m.record_outcome(
-            "shop",
-            "orders",
-            Tier::Daily,
-            &Outcome {
-                succeeded: true,
-                seconds: Some(42.0),
-                bytes: Some(1234),
-                completed_at: at,
-            },
-        );
-        m.record_outcome(
-            "shop",
-            "orders",
-            Tier::Weekly,
-            &Outcome {
-                succeeded: false,
-                seconds: None,
-                bytes: None,
-                completed_at: at,
-            },
-        );
-        m.reconcile_error("backuprun", &Error::MissingNamespace("x".into()));
-        drop(m.reconcile_timer("backuppolicy"));
-        let text = m.encode();
-        assert!(text.contains(
-            r#"lifeboat_last_success_timestamp_seconds{namespace="shop",policy="orders",tier="daily"} 1795572300.0"#
-        ), "{text}");
-        assert!(text.contains(
-            r#"lifeboat_backup_size_bytes{namespace="shop",policy="orders",tier="daily"} 1234"#
-        ));
-        assert!(text.contains(
-            r#"lifeboat_backup_failures_total{namespace="shop",policy="orders",tier="weekly"} 1"#
-        ));
-        assert!(text.contains(
-            r#"lifeboat_reconcile_errors_total{controller="backuprun",error="missing_namespace"} 1"#
-        ));
-        assert!(text
-            .contains(r#"lifeboat_reconcile_duration_seconds_count{controller="backuppolicy"} 1"#));
-    }
-
-    #[test]
-    fn counters_start_at_zero_and_objectives_are_exported() {
-        let m = Metrics::default();
-        m.touch_backup_failures("shop", "orders", Tier::Monthly);
-        m.record_rto_objective("shop", "orders", 14400.0);
-        let text = m.encode();
-        assert!(text.contains(
-            r#"lifeboat_backup_failures_total{namespace="shop",policy="orders",tier="monthly"} 0"#
-        ), "{text}");
-        assert!(
-            text.contains(
-                r#"lifeboat_rto_objective_seconds{namespace="shop",policy="orders"} 14400.0"#
-            ),
-            "{text}"
-        );
-    }
-
-    /// Every metric the chart's README lists — and tests/helm.rs checks that
-    /// the alerts and the dashboard use only listed ones — is one this
-    /// controller registers.
-    #[test]
-    fn every_metric_the_chart_uses_is_registered() {
-        let readme = include_str!("../../charts/lifeboat/README.md");
-        let section = readme
-            .split("## Metrics the controller must export")
-            .nth(1)
-            .expect("the README lists the metrics");
-        let listed: Vec<&str> = section
-            .lines()
-            .filter_map(|l| l.strip_prefix("| `lifeboat_"))
-            .filter_map(|l| l.split('`').next())
-            .collect();
-        assert!(listed.len() >= 10, "{listed:?}");
-        // One event of every kind the controller records.
-        let m = Metrics::default();
-        let at: DateTime<Utc> = "2026-11-25T02:05:00Z".parse().unwrap();
-        for succeeded in [true, false] {
-            let outcome = Outcome {
-                succeeded,
-                seconds: Some(42.0),
-                bytes: Some(1234),
-                completed_at: at,
-            };
-            m.record_outcome("shop", "orders", Tier::Daily, &outcome);
-        }
-        m.record_rpo_objective("shop", "orders", 3600.0);
-        m.record_rto_objective("shop", "orders", 14400.0);
-        m.record_objective("shop", "orders", false);
-        m.record_wal_archive(
-            "shop",
-            "orders",
-            &WalArchive {
-                healthy: true,
-                last_segment: None,
-                last_archived_at: Some(at),
-                lag_seconds: Some(1),
-                message: None,
-            },
-        );
-        m.record_restore(
-            "shop",
-            "orders",
-            &super::super::restore::RestoreOutcome {
-                succeeded: true,
-                dry_run: false,
-                drill: true,
-                recovery_time_seconds: Some(300),
-            },
-        );
-        m.touch_drill_failures("shop", "orders");
-        m.record_last_drill_success("shop", "orders", at);
-        let text = m.encode();
-        for name in listed {
-            assert!(
-                text.contains(&format!("\nlifeboat_{name}")),
-                "lifeboat_{name} is listed in charts/lifeboat/README.md but not registered:\n{text}"
-            );
-        }
-    }
-}
+mod tests;

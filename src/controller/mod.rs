@@ -15,13 +15,15 @@
 //! and the clock) → apply (IO), written as named steps with one [`Error`]
 //! variant per step; the reads and writes they share are in `apply`, what a
 //! Job says in [`job_status`]. Only the leader of a Lease ([`leader`])
-//! reconciles; [`metrics`] and [`http`] serve /metrics, /healthz, /readyz.
+//! reconciles; [`metrics`] and [`http`] serve /metrics, /healthz, /readyz;
+//! `forget` removes the series of deleted policies.
 
 mod apply;
 pub mod archiver;
 mod archiver_sync;
 pub mod clock;
 pub mod drill;
+mod forget;
 pub mod http;
 pub mod job_status;
 pub mod jobs;
@@ -380,6 +382,17 @@ pub async fn run_controllers(
         .run(restore::reconcile, error_policy, ctx.clone())
         .for_each(|_| async {});
 
+    let forget_loop = futures::FutureExt::map(
+        futures::future::select(
+            Box::pin(forget::forget_deleted_policies(
+                policies.clone(),
+                ctx.metrics.clone(),
+            )),
+            shutdown.clone(),
+        ),
+        |_| (),
+    );
+
     let store = ctx.runs.clone();
     let restore_store = ctx.restores.clone();
     let policy_loop = async move {
@@ -409,7 +422,7 @@ pub async fn run_controllers(
             .for_each(|_| async {})
             .await
     };
-    futures::join!(run_loop, restore_loop, policy_loop);
+    futures::join!(run_loop, restore_loop, policy_loop, forget_loop);
 }
 
 pub use crate::install_crypto_provider;

@@ -6,8 +6,10 @@
 //! blocks the next, and when several tiers are due the oldest slot goes
 //! first. Names are derived from (policy, tier, slot), so a repeated decision
 //! (a restart, a stale cache, a second replica) meets "already exists".
-//! Deleting an expired run only sets its deletion timestamp; the run
-//! controller prunes its backup before the finalizer lets it go.
+//! Retention deletes an expired run with `deletionPolicy: Delete` (set,
+//! with the `lifeboat.dev/prune` finalizer, just before the delete): the run
+//! controller prunes its backup before the finalizer lets it go. Runs are
+//! created with `Retain`, so a run deleted by anyone else keeps its backup.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,8 +22,8 @@ use super::{Note, POLICY_LABEL, TIER_LABEL};
 use crate::api::conditions::{reasons, set_condition, types, ConditionUpdate};
 use crate::api::policy::{LastBackup, RecoveryWindow, TierTimes};
 use crate::api::{
-    join_errors, BackupPolicy, BackupPolicyStatus, BackupRun, BackupRunSpec, LocalRef, RunKind,
-    RunPhase, Tier,
+    join_errors, BackupPolicy, BackupPolicyStatus, BackupRun, BackupRunSpec, DeletionPolicy,
+    LocalRef, RunKind, RunPhase, Tier,
 };
 use crate::schedule::{expired_runs, Expired, RunRecord};
 
@@ -30,7 +32,8 @@ use crate::schedule::{expired_runs, Expired, RunRecord};
 pub struct PolicyPlan {
     /// At most one run to create.
     pub create: Option<BackupRun>,
-    /// Runs retention lets go (their deletion starts the prune).
+    /// Runs retention lets go (deleted with `deletionPolicy: Delete`, so
+    /// their deletion starts the prune).
     pub delete: Vec<Expired>,
     /// The new status; `None` when it equals the current one.
     pub status: Option<BackupPolicyStatus>,
@@ -63,13 +66,17 @@ pub fn runs_of<'a>(
         .collect()
 }
 
-/// The slot of the newest run made per tier: the status's record, or a run
-/// found with a later slot (the status write after a create may have been
-/// lost).
-fn last_scheduled(recorded: &TierTimes, runs: &[&BackupRun]) -> TierTimes {
+/// Per tier, the later of the status's record and what `at` says of each
+/// run: a status write may have been lost, and runs are deleted (retention,
+/// a person) while the record stays.
+fn newest_per_tier(
+    recorded: &TierTimes,
+    runs: &[&BackupRun],
+    at: impl Fn(&BackupRun) -> Option<DateTime<Utc>>,
+) -> TierTimes {
     let mut times = recorded.clone();
     for run in runs {
-        if let Some(at) = run.spec.scheduled_at {
+        if let Some(at) = at(run) {
             let tier = run.spec.tier;
             if times.get(tier).is_none_or(|t| t < at) {
                 times.set(tier, Some(at));
@@ -79,7 +86,15 @@ fn last_scheduled(recorded: &TierTimes, runs: &[&BackupRun]) -> TierTimes {
     times
 }
 
-/// The BackupRun object for a due slot.
+/// When a run completed a backup, if it did.
+fn succeeded_at(run: &BackupRun) -> Option<DateTime<Utc>> {
+    (run.spec.kind == RunKind::Full && phase(run) == RunPhase::Succeeded)
+        .then(|| completed_at(run))
+        .flatten()
+}
+
+/// The BackupRun object for a due slot. Scheduled runs keep their backup
+/// when deleted by anyone but retention (`deletionPolicy: Retain`).
 pub fn scheduled_run(
     policy: &BackupPolicy,
     name: &str,
@@ -102,6 +117,7 @@ pub fn scheduled_run(
             tier,
             kind: RunKind::Full,
             scheduled_at: Some(at),
+            deletion_policy: DeletionPolicy::Retain,
         },
         status: None,
     }
@@ -148,7 +164,8 @@ pub fn decide(
     let name = &valid.name;
     let schedule = &valid.schedule;
     let mut events = Vec::new();
-    let mut last = last_scheduled(&old.last_scheduled, runs);
+    // The slot of the newest run made per tier.
+    let mut last = newest_per_tier(&old.last_scheduled, runs, |r| r.spec.scheduled_at);
     let in_progress = runs
         .iter()
         .find(|r| !is_deleting(r) && !phase(r).is_finished());
@@ -231,6 +248,7 @@ pub fn decide(
             backup_id: s.backup_id.clone(),
         }
     });
+    status.last_backups = newest_per_tier(&old.last_backups, runs, succeeded_at);
     status.recovery_window = newest_success.map(|newest| RecoveryWindow {
         from: successes
             .iter()

@@ -2,9 +2,10 @@
 //! Job's pods to a [`RunPlan`]: create the Job, or record what the Job shows
 //! (Pending → Running → Succeeded | Failed, with the backup id and artifacts
 //! from the container's termination message, or the pod's reason for a
-//! failure). A run with a backup id carries the `lifeboat.dev/prune`
-//! finalizer; [`decide_cleanup`] handles its deletion: a prune Job first,
-//! the finalizer released only when that Job succeeded.
+//! failure). A run with a backup id and `deletionPolicy: Delete` carries the
+//! `lifeboat.dev/prune` finalizer; [`decide_cleanup`] handles its deletion:
+//! a prune Job first, the finalizer released only when that Job succeeded.
+//! With `Retain` (the default) deleting the run leaves its backup.
 
 use std::time::Duration;
 
@@ -23,7 +24,8 @@ use crate::api::conditions::{
 };
 use crate::api::run::{format_bytes, format_duration};
 use crate::api::{
-    join_errors, BackupPolicy, BackupRun, BackupRunStatus, RunPhase, PRUNE_FINALIZER,
+    join_errors, BackupPolicy, BackupRun, BackupRunStatus, DeletionPolicy, RunPhase,
+    PRUNE_FINALIZER,
 };
 use crate::wire::BackupSummary;
 
@@ -78,6 +80,14 @@ fn has_finalizer(run: &BackupRun) -> bool {
     run.finalizers().iter().any(|f| f == PRUNE_FINALIZER)
 }
 
+/// A run whose backup must be pruned before it goes, and that does not
+/// hold it yet.
+fn needs_finalizer(run: &BackupRun, status: &BackupRunStatus) -> bool {
+    status.backup_id.is_some()
+        && run.spec.deletion_policy == DeletionPolicy::Delete
+        && !has_finalizer(run)
+}
+
 /// The name of the run's backup Job (from the status, else from the builder).
 pub fn job_name(run: &BackupRun, policy: Option<&BackupPolicy>, cfg: &JobConfig) -> Option<String> {
     if let Some(name) = run.status.as_ref().and_then(|s| s.job.clone()) {
@@ -106,7 +116,7 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RunPlan {
 
     if old.phase.is_finished() {
         // Finished runs never get a new Job; only the finalizer may be due.
-        plan.add_finalizer = old.backup_id.is_some() && !has_finalizer(run);
+        plan.add_finalizer = needs_finalizer(run, &old);
         plan.requeue_after = None;
         return plan;
     }
@@ -324,7 +334,7 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RunPlan {
             bytes: status.bytes,
             completed_at: status.completed_at.unwrap_or(now),
         });
-        plan.add_finalizer = status.backup_id.is_some() && !has_finalizer(run);
+        plan.add_finalizer = needs_finalizer(run, &status);
         plan.requeue_after = None;
     }
 
@@ -402,6 +412,14 @@ pub fn decide_cleanup(
             format!("run {name} holds no backup"),
         )));
     };
+    if run.spec.deletion_policy == DeletionPolicy::Retain {
+        // A finalizer from when the run said Delete, or from an older controller.
+        return Ok(Cleanup::RemoveFinalizer(Note::normal(
+            "Retained",
+            "Prune",
+            format!("deletionPolicy is Retain: backup {backup_id} stays in every destination"),
+        )));
+    }
     let Some(policy) = policy else {
         // Without the policy there are no destinations to prune; keeping
         // the backup is safer than holding the run forever.

@@ -194,6 +194,43 @@ impl ApiServer {
             .unwrap();
     }
 
+    /// What the Job controller and kubelet would do when the Job `job` in
+    /// `ns` ends: a pod whose container ended with `message` as its
+    /// termination message, then the Job's status.
+    pub async fn finish_job(&self, ns: &str, job: &str, ok: bool, message: &str) {
+        use k8s_openapi::api::batch::v1::Job;
+        use k8s_openapi::api::core::v1::Pod;
+        use kube::api::{Patch, PatchParams, PostParams};
+        let client = self.client();
+        let pods: kube::Api<Pod> = kube::Api::namespaced(client.clone(), ns);
+        let terminated = if ok {
+            json!({"exitCode": 0, "reason": "Completed", "message": message})
+        } else {
+            json!({"exitCode": 1, "reason": "Error", "message": message})
+        };
+        let pod: Pod = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("{job}-x1"), "labels": {"job-name": job}},
+            "spec": {"containers": [{"name": "lifeboat", "image": "lifeboat"}]},
+            "status": {"phase": if ok {"Succeeded"} else {"Failed"},
+                       "containerStatuses": [{"name": "lifeboat", "image": "lifeboat", "imageID": "", "ready": false, "restartCount": 0,
+                                              "state": {"terminated": terminated}}]}
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+        let jobs: kube::Api<Job> = kube::Api::namespaced(client, ns);
+        let status = if ok {
+            json!({"status": {"startTime": "2026-11-21T02:00:05Z", "completionTime": "2026-11-21T02:03:05Z", "succeeded": 1,
+                              "conditions": [{"type": "Complete", "status": "True"}]}})
+        } else {
+            json!({"status": {"startTime": "2026-11-21T02:00:05Z", "failed": 1,
+                              "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}})
+        };
+        jobs.patch_status(job, &PatchParams::default(), &Patch::Merge(status))
+            .await
+            .unwrap();
+    }
+
     /// Waits until `check` returns `Some`, re-checking on every change of
     /// the store (no fixed sleeps). Panics with `what` after `timeout`.
     pub async fn wait_for<T>(

@@ -1,5 +1,6 @@
-//! Shared by the manifest and Helm tests: the repository root, the
-//! kubernetes-validate command, and the skip-or-fail rule for missing tools.
+//! Shared by the manifest, Helm and alert tests: the repository root, the
+//! kubernetes-validate command, helm, and the skip-or-fail rule for
+//! missing tools.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -18,6 +19,36 @@ pub fn skip_or_fail(why: &str) {
         panic!("{why}; LIFEBOAT_REQUIRE_TOOLS=1 requires it");
     }
     eprintln!("SKIPPED: {why}");
+}
+
+fn runs(cmd: &Path, arg: &str) -> bool {
+    Command::new(cmd)
+        .arg(arg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The helm binary, or None (skip) when there is none.
+pub fn helm() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("LIFEBOAT_HELM").filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        assert!(
+            runs(&path, "version"),
+            "LIFEBOAT_HELM={} does not run",
+            path.display()
+        );
+        return Some(path);
+    }
+    let path = PathBuf::from("helm");
+    if runs(&path, "version") {
+        return Some(path);
+    }
+    skip_or_fail(
+        "helm is not installed (scripts/test.sh installs it: see ensure_helm in scripts/testbed.sh)",
+    );
+    None
 }
 
 /// The validator's command line, or None (skip) when it is not installed.

@@ -20,6 +20,11 @@ pub struct BackupPolicyStatus {
     pub source_kind: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_backup: Option<LastBackup>,
+    /// When the newest successful backup of each scheduled tier completed.
+    /// Kept here so that a restarted controller exports every tier's last
+    /// success, even once the runs that made them are deleted.
+    #[serde(default, skip_serializing_if = "TierTimes::is_empty")]
+    pub last_backups: TierTimes,
     /// The earliest of `nextBackups`, for the `Next` column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_backup: Option<DateTime<Utc>>,

@@ -56,6 +56,7 @@ fn run(name: &str) -> BackupRun {
             tier: Tier::Daily,
             kind: RunKind::Full,
             scheduled_at: None,
+            deletion_policy: crate::api::DeletionPolicy::Retain,
         },
     );
     r.metadata.namespace = Some("shop".into());

@@ -7,20 +7,22 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use kube::api::DeleteParams;
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
+use serde_json::json;
 
 use super::{condition_events, decide, runs_of, PolicyPlan};
 use crate::api::conditions::{is_true, set_condition, types};
 use crate::api::policy::RecoveryWindow;
-use crate::api::{BackupPolicy, BackupRun, RestoreRequest, Tier};
+use crate::api::{BackupPolicy, BackupRun, DeletionPolicy, RestoreRequest, Tier, PRUNE_FINALIZER};
 use crate::controller::apply::{
     create_if_absent, delete_if_present, measured, namespace, next_action, patch_status,
 };
 use crate::controller::drill::{self, DrillPlan};
+use crate::controller::metrics::Exported;
 use crate::controller::restore::is_drill;
-use crate::controller::{archiver, archiver_sync, Context, Error};
+use crate::controller::{archiver, archiver_sync, is_not_found, Context, Error};
 
 /// Observe → decide → apply for one policy.
 pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -36,7 +38,7 @@ async fn reconcile_policy(policy: &BackupPolicy, ctx: &Context) -> Result<Action
     archive(policy, &ns, &mut plan, now, ctx).await?;
     let drills = decide_drills(policy, &ns, &mut plan, now, ctx);
     apply_drills(policy, &ns, &drills, ctx).await?;
-    apply_runs(policy, &ns, &plan, ctx).await?;
+    apply_runs(policy, &ns, &plan, &runs, ctx).await?;
     let policies: Api<BackupPolicy> = ctx.api(&ns);
     let (old, new) = (policy.status.as_ref(), plan.status.as_ref());
     patch_status(&policies, &policy.name_any(), old, new).await?;
@@ -59,6 +61,10 @@ async fn archive(
     let old = policy.status.clone().unwrap_or_default();
     let had = old.wal_archive.is_some();
     let observed = archiver_sync::sync(policy, ns, had, ctx).await?;
+    if let Some(o) = &observed {
+        let up = matches!(o, archiver::Observed::Status(_));
+        ctx.metrics.record_archiver_up(ns, &policy.name_any(), up);
+    }
     let mut status = plan.status.clone().unwrap_or_else(|| old.clone());
     let name = policy.name_any();
     match observed.and_then(|o| archiver::archive_status(policy, &old, &o)) {
@@ -92,11 +98,13 @@ async fn archive(
     Ok(())
 }
 
-/// Creates the due run and deletes the runs retention let go.
+/// Creates the due run and deletes the runs retention let go, each with
+/// `deletionPolicy: Delete` so that its backup is pruned first.
 async fn apply_runs(
     policy: &BackupPolicy,
     ns: &str,
     plan: &PolicyPlan,
+    observed: &[&BackupRun],
     ctx: &Context,
 ) -> Result<(), Error> {
     let name = policy.name_any();
@@ -110,6 +118,9 @@ async fn apply_runs(
         }
     }
     for expired in &plan.delete {
+        if let Some(run) = observed.iter().find(|r| r.name_any() == expired.name) {
+            mark_for_pruning(run, &runs).await?;
+        }
         if delete_if_present(&runs, &expired.name, &DeleteParams::default()).await? {
             tracing::info!(policy = %name, run = %expired.name, reason = %expired.reason, "deleting expired run");
         }
@@ -117,47 +128,99 @@ async fn apply_runs(
     Ok(())
 }
 
-/// Metrics from the status, so a restarted controller reports them too.
+/// Sets `deletionPolicy: Delete` on a run retention lets go and, when it
+/// holds a backup, the finalizer that keeps the run until the backup is
+/// pruned — in one patch, before the delete, so the run is never deleted
+/// without it. The resourceVersion makes the patch fail rather than drop a
+/// finalizer someone else changed meanwhile (the next reconcile retries).
+async fn mark_for_pruning(run: &BackupRun, runs: &Api<BackupRun>) -> Result<(), Error> {
+    let holds_backup = run.status.as_ref().is_some_and(|s| s.backup_id.is_some());
+    let mut finalizers = run.finalizers().to_vec();
+    if holds_backup && !finalizers.iter().any(|f| f == PRUNE_FINALIZER) {
+        finalizers.push(PRUNE_FINALIZER.to_string());
+    }
+    if run.spec.deletion_policy == DeletionPolicy::Delete && finalizers == run.finalizers() {
+        return Ok(());
+    }
+    let patch = json!({
+        "metadata": {"finalizers": finalizers, "resourceVersion": run.resource_version()},
+        "spec": {"deletionPolicy": DeletionPolicy::Delete},
+    });
+    match runs
+        .patch(
+            &run.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(Error::apply(format!(
+            "setting deletionPolicy Delete on expired run {}",
+            run.name_any()
+        ))(e)),
+    }
+}
+
+/// Metrics from the status, so a restarted controller reports them too
+/// (every scheduled tier's last success from `lastBackups`); the series of
+/// tiers and objectives the spec no longer has are removed.
 fn record_metrics(policy: &BackupPolicy, ns: &str, plan: &PolicyPlan, ctx: &Context) {
     let name = policy.name_any();
+    let spec = &policy.spec;
+    let keep = Exported {
+        tiers: Tier::SCHEDULED
+            .into_iter()
+            .filter(|t| spec.schedule.cron(*t).is_some())
+            .chain([Tier::Manual])
+            .collect(),
+        rpo: spec.rpo().is_some(),
+        rto: spec.rto().is_some(),
+        drills: spec
+            .verification
+            .as_ref()
+            .is_some_and(|v| v.restore_drill.is_some()),
+        wal: archiver::wants_archiver(policy),
+    };
+    ctx.metrics.retain(ns, &name, &keep);
     let status = plan.status.as_ref().or(policy.status.as_ref());
-    if let Some(last) = status.and_then(|s| s.last_backup.as_ref()) {
-        ctx.metrics
-            .record_last_success(ns, &name, last.tier, last.completed_at);
-    }
     if let Some(status) = status {
+        for tier in &keep.tiers {
+            if let Some(at) = status.last_backups.get(*tier) {
+                ctx.metrics.record_last_success(ns, &name, *tier, at);
+            }
+        }
+        // The newest backup of any tier: manual runs have no `lastBackups`.
+        if let Some(last) = status.last_backup.as_ref() {
+            if keep.tiers.contains(&last.tier) {
+                ctx.metrics
+                    .record_last_success(ns, &name, last.tier, last.completed_at);
+            }
+        }
         let breached = is_true(&status.conditions, types::OBJECTIVE_BREACHED);
         ctx.metrics.record_objective(ns, &name, breached);
     }
-    if let Some(last) = status.and_then(|s| s.last_drill.as_ref()) {
-        if last.succeeded {
-            ctx.metrics
-                .record_last_drill_success(ns, &name, last.completed_at);
+    if keep.drills {
+        ctx.metrics.touch_drill_failures(ns, &name);
+        if let Some(last) = status.and_then(|s| s.last_drill.as_ref()) {
+            if last.succeeded {
+                ctx.metrics
+                    .record_last_drill_success(ns, &name, last.completed_at);
+            }
         }
     }
-    if policy
-        .spec
-        .verification
-        .as_ref()
-        .is_some_and(|v| v.restore_drill.is_some())
-    {
-        ctx.metrics.touch_drill_failures(ns, &name);
-    }
-    if let Some(rpo) = policy.spec.rpo() {
+    if let Some(rpo) = spec.rpo() {
         ctx.metrics
             .record_rpo_objective(ns, &name, rpo.num_milliseconds() as f64 / 1000.0);
     }
-    if let Some(rto) = policy.spec.rto() {
+    if let Some(rto) = spec.rto() {
         ctx.metrics
             .record_rto_objective(ns, &name, rto.num_milliseconds() as f64 / 1000.0);
     }
     // Failure counters exist at 0 for every tier the policy can run.
-    for tier in Tier::SCHEDULED
-        .into_iter()
-        .filter(|t| policy.spec.schedule.cron(*t).is_some())
-        .chain([Tier::Manual])
-    {
-        ctx.metrics.touch_backup_failures(ns, &name, tier);
+    for tier in &keep.tiers {
+        ctx.metrics.touch_backup_failures(ns, &name, *tier);
     }
 }
 

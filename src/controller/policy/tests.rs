@@ -41,6 +41,7 @@ fn run(name: &str, tier: Tier, phase: RunPhase, completed: Option<&str>) -> Back
             tier,
             kind: RunKind::Full,
             scheduled_at: None,
+            deletion_policy: crate::api::DeletionPolicy::Retain,
         },
     );
     r.metadata.namespace = Some("shop".into());
@@ -387,4 +388,37 @@ fn a_run_whose_read_back_failed_makes_the_policy_unhealthy_for_that_reason() {
         .events
         .iter()
         .any(|e| e.warning && e.reason == reasons::VERIFICATION_FAILED));
+}
+
+#[test]
+fn the_newest_success_of_every_tier_is_kept_in_the_status() {
+    let p = policy();
+    let runs = [
+        succeeded("orders-d1", Tier::Daily, "2026-11-23T02:03:00Z"),
+        succeeded("orders-d2", Tier::Daily, "2026-11-24T02:03:00Z"),
+        succeeded("orders-w1", Tier::Weekly, "2026-11-22T03:04:00Z"),
+        run(
+            "orders-m-failed",
+            Tier::Monthly,
+            RunPhase::Failed,
+            Some("2026-11-24T04:00:00Z"),
+        ),
+    ];
+    let refs: Vec<&BackupRun> = runs.iter().collect();
+    let now = at("2026-11-24T12:00:00Z");
+    let p = applied(p.clone(), &decide(&p, &refs, now, RESYNC));
+    let last = p.status.as_ref().unwrap().last_backups.clone();
+    assert_eq!(last.daily, Some(at("2026-11-24T02:03:00Z")));
+    assert_eq!(last.weekly, Some(at("2026-11-22T03:04:00Z")));
+    assert_eq!(last.monthly, None, "a failure is no success");
+
+    // The runs are deleted (retention, a person): the record stays, and
+    // a month-old monthly success recorded earlier is not forgotten either.
+    let mut p = p;
+    p.status.as_mut().unwrap().last_backups.monthly = Some(at("2026-11-01T04:05:00Z"));
+    let plan = decide(&p, &[], now, RESYNC);
+    let last = applied(p, &plan).status.unwrap().last_backups;
+    assert_eq!(last.daily, Some(at("2026-11-24T02:03:00Z")));
+    assert_eq!(last.weekly, Some(at("2026-11-22T03:04:00Z")));
+    assert_eq!(last.monthly, Some(at("2026-11-01T04:05:00Z")));
 }

@@ -54,7 +54,8 @@ async fn reconcile_run(run: &BackupRun, ctx: &Context) -> Result<Action, Error> 
         plan.status.as_ref(),
     )
     .await?;
-    if let Some(outcome) = &plan.outcome {
+    // No series for a policy that is gone: nothing would remove them.
+    if let (Some(outcome), Some(_)) = (&plan.outcome, &policy) {
         ctx.metrics
             .record_outcome(&ns, policy_name, run.spec.tier, outcome);
     }

@@ -34,6 +34,7 @@ fn run() -> BackupRun {
             tier: Tier::Daily,
             kind: crate::api::RunKind::Full,
             scheduled_at: Some(at("2026-11-21T02:00:00Z")),
+            deletion_policy: crate::api::DeletionPolicy::Retain,
         },
     );
     r.metadata.namespace = Some("shop".into());
@@ -169,9 +170,22 @@ fn a_succeeded_job_records_the_result() {
     assert_eq!(s.artifacts[0].destination, "primary");
     assert!(find(&s.conditions, types::VERIFIED).is_some_and(|c| c.status == "True"));
     assert!(
-        plan.add_finalizer,
-        "a run holding a backup gets the prune finalizer"
+        !plan.add_finalizer,
+        "deletionPolicy Retain: nothing holds the run when it is deleted"
     );
+    let mut delete = r.clone();
+    delete.spec.deletion_policy = DeletionPolicy::Delete;
+    let plan_delete = decide_with(&delete, Some(&j), &[terminated(0, "Completed", RESULT)]);
+    assert!(
+        plan_delete.add_finalizer,
+        "deletionPolicy Delete: a run holding a backup gets the prune finalizer"
+    );
+    // Switched to Delete after it finished: the finalizer comes then.
+    let finished = with_status(r.clone(), &plan);
+    assert!(!decide_with(&finished, Some(&j), &[]).add_finalizer);
+    let mut switched = finished;
+    switched.spec.deletion_policy = DeletionPolicy::Delete;
+    assert!(decide_with(&switched, Some(&j), &[]).add_finalizer);
     assert_eq!(plan.outcome.as_ref().map(|o| o.succeeded), Some(true));
     assert_eq!(plan.outcome.as_ref().and_then(|o| o.seconds), Some(180.0));
     assert!(plan
@@ -291,9 +305,29 @@ fn succeeded_run() -> BackupRun {
         backup_id: Some("20261121T020010.000Z-ab12cd".into()),
         ..Default::default()
     });
+    r.spec.deletion_policy = DeletionPolicy::Delete;
     r.metadata.finalizers = Some(vec![PRUNE_FINALIZER.into()]);
     r.metadata.deletion_timestamp = Some(to_time(at(NOW)));
     r
+}
+
+#[test]
+fn deleting_a_retained_run_releases_it_and_prunes_nothing() {
+    // Held by a finalizer from when it said Delete: Retain now lets it go
+    // without a prune Job.
+    let mut r = succeeded_run();
+    r.spec.deletion_policy = DeletionPolicy::Retain;
+    let cfg = JobConfig::default();
+    let decision = decide_cleanup(&r, Some(&policy()), None, &cfg).unwrap();
+    let Cleanup::RemoveFinalizer(note) = decision else {
+        panic!("expected the run to be released, got {decision:?}");
+    };
+    assert_eq!(note.reason, "Retained");
+    assert!(
+        note.message.contains("20261121T020010.000Z-ab12cd"),
+        "{}",
+        note.message
+    );
 }
 
 #[test]
