@@ -6,13 +6,16 @@
 
 use super::{ObjectInfo, StoreError};
 use crate::error_line::error_chain;
-use crate::location::S3Location;
+use crate::location::{ObjectLock, S3Location};
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, StorageClass};
 use aws_sdk_s3::Client;
 use bytes::{Bytes, BytesMut};
 use tokio::task::JoinHandle;
+
+mod lock;
+use lock::Retention;
 
 /// 5 MiB parts (S3's minimum), doubling every 900 parts so that the
 /// 10,000-part limit still reaches S3's 5 TiB object limit while memory stays
@@ -30,6 +33,8 @@ pub struct S3Store {
     bucket: String,
     prefix: String,
     storage_class: Option<StorageClass>,
+    /// Object Lock retention for every write (`object-lock=…&lock-days=…`).
+    lock: Option<ObjectLock>,
 }
 
 /// A failed request, in one line a person reads: the service's code and
@@ -95,6 +100,7 @@ impl S3Store {
                 format!("{}/", loc.prefix)
             },
             storage_class: loc.storage_class.as_deref().map(StorageClass::from),
+            lock: loc.lock,
         })
     }
 
@@ -110,6 +116,7 @@ impl S3Store {
             key: key.to_string(),
             full_key: self.full(key),
             storage_class: self.storage_class.clone(),
+            retention: self.retention(),
             buf: BytesMut::new(),
             upload_id: None,
             parts: Vec::new(),
@@ -118,11 +125,14 @@ impl S3Store {
     }
 
     pub async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        let retention = self.retention();
         self.client
             .put_object()
             .bucket(&self.bucket)
             .key(self.full(key))
             .set_storage_class(self.storage_class.clone())
+            .set_object_lock_mode(retention.as_ref().map(|r| r.mode.clone()))
+            .set_object_lock_retain_until_date(retention.map(|r| r.until))
             .body(ByteStream::from(data))
             .send()
             .await
@@ -177,8 +187,14 @@ impl S3Store {
         Ok(out)
     }
 
+    /// With Object Lock the bucket is versioned: every version goes (see
+    /// [`lock`]), as a plain delete would only hide the object.
     pub async fn delete(&self, keys: &[String]) -> Result<(), StoreError> {
         for key in keys {
+            if self.lock.is_some() {
+                self.delete_versions(key).await?;
+                continue;
+            }
             self.client
                 .delete_object()
                 .bucket(&self.bucket)
@@ -267,6 +283,8 @@ pub struct S3Writer {
     key: String,
     full_key: String,
     storage_class: Option<StorageClass>,
+    /// Fixed when the writer starts: every part of the object has one date.
+    retention: Option<Retention>,
     buf: BytesMut,
     upload_id: Option<String>,
     parts: Vec<CompletedPart>,
@@ -315,6 +333,8 @@ impl S3Writer {
                 .bucket(&self.bucket)
                 .key(&self.full_key)
                 .set_storage_class(self.storage_class.clone())
+                .set_object_lock_mode(self.retention.as_ref().map(|r| r.mode.clone()))
+                .set_object_lock_retain_until_date(self.retention.as_ref().map(|r| r.until))
                 .send()
                 .await
                 .map_err(|e| op_err(&self.dest, "start upload", &self.key, e))?;
@@ -355,6 +375,8 @@ impl S3Writer {
                 .bucket(&self.bucket)
                 .key(&self.full_key)
                 .set_storage_class(self.storage_class.clone())
+                .set_object_lock_mode(self.retention.as_ref().map(|r| r.mode.clone()))
+                .set_object_lock_retain_until_date(self.retention.as_ref().map(|r| r.until))
                 .body(ByteStream::from(rest))
                 .send()
                 .await
