@@ -132,7 +132,8 @@ impl S3Store {
             .key(self.full(key))
             .set_storage_class(self.storage_class.clone())
             .set_object_lock_mode(retention.as_ref().map(|r| r.mode.clone()))
-            .set_object_lock_retain_until_date(retention.map(|r| r.until))
+            .set_object_lock_retain_until_date(retention.as_ref().map(|r| r.until))
+            .set_checksum_algorithm(lock::checksum(retention.as_ref()))
             .body(ByteStream::from(data))
             .send()
             .await
@@ -350,6 +351,7 @@ impl S3Writer {
             .key(&self.full_key)
             .upload_id(self.upload_id.clone().unwrap_or_default())
             .part_number(number)
+            .set_checksum_algorithm(lock::checksum(self.retention.as_ref()))
             .body(ByteStream::from(body));
         let (dest, key) = (self.dest.clone(), self.key.clone());
         self.in_flight = Some(tokio::spawn(async move {
@@ -377,6 +379,7 @@ impl S3Writer {
                 .set_storage_class(self.storage_class.clone())
                 .set_object_lock_mode(self.retention.as_ref().map(|r| r.mode.clone()))
                 .set_object_lock_retain_until_date(self.retention.as_ref().map(|r| r.until))
+                .set_checksum_algorithm(lock::checksum(self.retention.as_ref()))
                 .body(ByteStream::from(rest))
                 .send()
                 .await

@@ -9,7 +9,7 @@ use crate::location::{LockMode, ObjectLock};
 use crate::store::{LockState, StoreError};
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::DateTime as S3Time;
-use aws_sdk_s3::types::{ObjectLockEnabled, ObjectLockMode};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ObjectLockEnabled, ObjectLockMode};
 use chrono::{DateTime, Utc};
 
 /// The Object Lock parameters of a write made now: mode and retain-until.
@@ -29,6 +29,13 @@ impl Retention {
             until: S3Time::from_secs(lock.retain_until(now).timestamp()),
         }
     }
+}
+
+/// S3 wants a checksum header on every upload (PutObject, UploadPart) into
+/// a retention period; custom endpoints otherwise get none (see `open`).
+/// CRC32, which the SDK computes: the stream format authenticates the rest.
+pub fn checksum(retention: Option<&Retention>) -> Option<ChecksumAlgorithm> {
+    retention.map(|_| ChecksumAlgorithm::Crc32)
 }
 
 /// A lock as S3 reports it on an object, if it has one.
