@@ -10,10 +10,14 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use lifeboat::api::{BackupRun, BackupRunSpec, LocalRef, RunKind, Tier};
+use lifeboat::api::conditions::{find, types};
+use lifeboat::api::policy::destination::{ObjectLock, ObjectLockMode};
+use lifeboat::api::{BackupRun, BackupRunSpec, LocalRef, RunKind, RunPhase, Tier};
+use lifeboat::controller::job_status::ObservedJob;
 use lifeboat::controller::jobs::{
     artifacts, backup_job, committed_destinations, owner_of, prune_job,
 };
+use lifeboat::controller::run::{decide, Observed};
 use lifeboat::wire::BackupSummary;
 use support::kubelet::*;
 use support::*;
@@ -179,4 +183,98 @@ fn the_password_really_comes_from_the_mounted_secret() {
             "a failed backup committed nothing"
         );
     }
+}
+
+/// What the kubelet makes the termination message of a container that failed
+/// without writing one (FallbackToLogsOnError): the tail of its log, at most
+/// 2048 bytes and 80 lines.
+fn log_tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    let tail = lines[lines.len().saturating_sub(80)..].join("\n");
+    let mut cut = tail.len().saturating_sub(2048);
+    while !tail.is_char_boundary(cut) {
+        cut += 1;
+    }
+    tail[cut..].to_string()
+}
+
+#[test]
+fn object_lock_on_a_bucket_without_it_fails_the_backup_job_and_the_run_says_why() {
+    let mut w = world();
+    // The world's buckets were created without Object Lock.
+    w.policy.spec.destinations[0].s3.object_lock = Some(ObjectLock {
+        mode: ObjectLockMode::Governance,
+        days: 7,
+    });
+    w.policy
+        .spec
+        .validate()
+        .expect("7 days covers 7 daily backups");
+    let r = run("orders-manual-nolock");
+    let job = backup_job(&w.policy, &r, &w.cfg).unwrap();
+    let args = serde_json::to_string(&job).unwrap();
+    assert!(
+        args.contains("object-lock=governance&lock-days=7"),
+        "the lock reaches the Job in its destination: {args}"
+    );
+
+    let ran = execute(&job, &w.secrets, w.work.path());
+    assert!(!ran.output.status.success(), "{}", stdout(&ran.output));
+    let (bucket, _) = bucket_and_region(&w.buckets[0]);
+    let expected = format!("bucket {bucket} has no Object Lock configuration");
+    let err = stderr(&ran.output);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("primary (s3://") && last.contains(&expected),
+        "the last line names the destination and the problem: {err}"
+    );
+    for url in &w.buckets {
+        assert!(
+            s3_keys(url).iter().all(|k| !k.ends_with("manifest.json")),
+            "nothing committed"
+        );
+    }
+
+    // The run controller reads it from the pod as the kubelet reports it.
+    let pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p", "labels": {"job-name": job.metadata.name}},
+        "status": {"phase": "Failed", "containerStatuses": [{"name": "lifeboat", "image": "lifeboat",
+            "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 1, "reason": "Error", "message": log_tail(&err)}}}]}
+    }))
+    .unwrap();
+    let mut failed = job.clone();
+    failed.status = Some(
+        serde_json::from_value(serde_json::json!({"failed": 1, "startTime": "2026-11-21T02:00:05Z",
+            "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}))
+        .unwrap(),
+    );
+    let plan = decide(
+        Observed {
+            run: &r,
+            policy: Some(&w.policy),
+            job: &ObservedJob::new(Some(failed), vec![pod]),
+            now: chrono::Utc::now(),
+        },
+        &w.cfg,
+        std::time::Duration::from_secs(60),
+    );
+    let status = plan.status.expect("the run's status changes");
+    assert_eq!(status.phase, RunPhase::Failed);
+    let message = status.message.clone().unwrap_or_default();
+    assert!(message.contains(&expected), "{message}");
+
+    // …and the policy's Healthy condition from the run.
+    let mut failed_run = r.clone();
+    failed_run.status = Some(status);
+    let policy_plan = lifeboat::controller::policy::decide(
+        &w.policy,
+        &[&failed_run],
+        chrono::Utc::now(),
+        std::time::Duration::from_secs(60),
+    );
+    let policy_status = policy_plan.status.expect("the policy's status changes");
+    let healthy = find(&policy_status.conditions, types::HEALTHY).expect("a Healthy condition");
+    assert_eq!(healthy.status, "False");
+    assert!(healthy.message.contains(&expected), "{}", healthy.message);
 }
