@@ -10,15 +10,18 @@ mod support;
 
 use std::collections::BTreeSet;
 
+use kube::ResourceExt;
 use lifeboat::api::conditions::{find, types};
 use lifeboat::api::policy::destination::{ObjectLock, ObjectLockMode};
-use lifeboat::api::{BackupRun, BackupRunSpec, LocalRef, RunKind, RunPhase, Tier};
+use lifeboat::api::{
+    BackupRun, BackupRunSpec, BackupRunStatus, LocalRef, RunKind, RunPhase, Tier, PRUNE_FINALIZER,
+};
 use lifeboat::controller::job_status::ObservedJob;
 use lifeboat::controller::jobs::{
     artifacts, backup_job, committed_destinations, owner_of, prune_job,
 };
-use lifeboat::controller::run::{decide, Observed};
-use lifeboat::wire::BackupSummary;
+use lifeboat::controller::run::{decide, decide_cleanup, Cleanup, Observed};
+use lifeboat::wire::{BackupSummary, PruneSummary};
 use support::kubelet::*;
 use support::*;
 
@@ -277,4 +280,66 @@ fn object_lock_on_a_bucket_without_it_fails_the_backup_job_and_the_run_says_why(
     let healthy = find(&policy_status.conditions, types::HEALTHY).expect("a Healthy condition");
     assert_eq!(healthy.status, "False");
     assert!(healthy.message.contains(&expected), "{}", healthy.message);
+}
+
+#[test]
+fn a_prune_job_in_a_locked_bucket_keeps_the_backup_and_holds_the_run_until_the_lock_ends() {
+    let mut w = world();
+    let locked = locked_bucket("us-east-1");
+    let (bucket, _) = bucket_and_region(&locked);
+    w.policy.spec.destinations[0].s3.bucket = bucket;
+    w.policy.spec.destinations[0].s3.object_lock = Some(ObjectLock {
+        mode: ObjectLockMode::Compliance,
+        days: 7,
+    });
+    w.buckets[0] = locked;
+    let summary = backup_now(&w, "orders-manual-locked");
+    let id = summary.backup_id.clone();
+    assert_eq!(summary.committed, ["primary", "dr-eu"]);
+
+    let mut r = run("orders-manual-locked");
+    let prune = prune_job(&w.policy, &r.name_any(), &id, owner_of(&r).unwrap(), &w.cfg).unwrap();
+    let ran = execute(&prune, &w.secrets, w.work.path());
+    succeeded(&ran);
+    let kept: PruneSummary =
+        lifeboat::wire::parse(&ran.termination_message).expect("a prune summary");
+    let until = kept.locked_until.expect("the lock's date");
+    let expected = chrono::Utc::now() + chrono::Duration::days(7);
+    assert!((until - expected).num_minutes().abs() < 10, "{until}");
+    assert!(kept.deleted.is_empty(), "{kept:?}");
+    assert!(!keys_of(&w.buckets[0], &id).is_empty(), "kept where locked");
+    assert!(keys_of(&w.buckets[1], &id).is_empty(), "deleted where not");
+
+    // The run keeps its finalizer while the lock holds, then prunes again.
+    r.status = Some(BackupRunStatus {
+        backup_id: Some(id),
+        ..Default::default()
+    });
+    r.metadata.finalizers = Some(vec![PRUNE_FINALIZER.to_string()]);
+    let mut done = prune.clone();
+    done.status = Some(
+        serde_json::from_value(serde_json::json!({"succeeded": 1,
+            "conditions": [{"type": "Complete", "status": "True"}]}))
+        .unwrap(),
+    );
+    let pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p", "labels": {"job-name": prune.metadata.name}},
+        "status": {"phase": "Succeeded", "containerStatuses": [{"name": "lifeboat", "image": "lifeboat",
+            "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": ran.termination_message}}}]}
+    }))
+    .unwrap();
+    let observed = ObservedJob::new(Some(done), vec![pod]);
+    let decide_at = |now| decide_cleanup(&r, Some(&w.policy), &observed, now, &w.cfg).unwrap();
+    assert!(
+        matches!(
+            decide_at(chrono::Utc::now()),
+            Cleanup::Locked { wait: Some(_), .. }
+        ),
+        "held while locked"
+    );
+    assert!(
+        matches!(decide_at(until), Cleanup::Locked { wait: None, .. }),
+        "pruned again once the lock ended"
+    );
 }

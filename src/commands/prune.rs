@@ -18,6 +18,7 @@ use crate::keys::Keyring;
 use crate::location::NamedLocation;
 use crate::store::{LockState, Store};
 use crate::walarchive::{expired_wal, segment_position};
+use crate::wire::PruneSummary;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -197,6 +198,21 @@ pub async fn prune(
         wal_removed,
         kept_locked,
     })
+}
+
+impl PruneReport {
+    /// What the Job leaves in its termination message.
+    pub fn summary(&self) -> PruneSummary {
+        PruneSummary {
+            deleted: self.deleted.clone(),
+            locked_until: self
+                .kept_locked
+                .iter()
+                .filter(|k| k.backup.is_some())
+                .map(|k| k.retain_until)
+                .max(),
+        }
+    }
 }
 
 #[cfg(test)]
