@@ -7,23 +7,26 @@
 mod support;
 
 use chrono::{DateTime, Duration, Utc};
-use lifeboat::location::{Location, LockMode, ObjectLock};
+use lifeboat::location::{Location, LockMode, ObjectLock, S3Location};
 use support::*;
+
+fn s3_location(url: &str) -> S3Location {
+    match url.parse::<Location>() {
+        Ok(Location::S3(s)) => s,
+        other => panic!("not an S3 URL: {url}: {other:?}"),
+    }
+}
 
 /// `url` with Object Lock retention of `days` in `mode`.
 fn with_lock(url: &str, mode: LockMode, days: u32) -> String {
-    let Ok(Location::S3(mut s)) = url.parse::<Location>() else {
-        panic!("not an S3 URL: {url}");
-    };
+    let mut s = s3_location(url);
     s.lock = Some(ObjectLock { mode, days });
     Location::S3(s).to_string()
 }
 
 /// The bucket and full key of `key` under the destination `url`.
 fn full_key(url: &str, key: &str) -> (String, String) {
-    let Ok(Location::S3(s)) = url.parse::<Location>() else {
-        panic!("not an S3 URL: {url}");
-    };
+    let s = s3_location(url);
     (s.bucket, format!("{}/{key}", s.prefix))
 }
 
@@ -206,16 +209,20 @@ fn wal_is_written_locked_and_prune_in_a_locked_bucket_removes_every_version() {
     let plain_url = locked_bucket("us-east-1");
     let url = with_lock(&plain_url, LockMode::Compliance, 2);
 
+    let push = |file: &std::path::Path| {
+        let args = [
+            "wal-push",
+            file.to_str().unwrap(),
+            "--to",
+            &url,
+            "--key-file",
+            k,
+        ];
+        ok(&lifeboat(&args))
+    };
     let seg = dir.path().join("000000010000000000000007");
     std::fs::write(&seg, vec![7u8; 16 << 20]).unwrap();
-    ok(&lifeboat(&[
-        "wal-push",
-        seg.to_str().unwrap(),
-        "--to",
-        &url,
-        "--key-file",
-        k,
-    ]));
+    push(&seg);
     let (mode, until, _) = head(&url, "wal/00000001/000000010000000000000007.lbk");
     assert_eq!(mode.as_deref(), Some("COMPLIANCE"));
     assert_retained_about(until, 2);
@@ -227,14 +234,7 @@ fn wal_is_written_locked_and_prune_in_a_locked_bucket_removes_every_version() {
     let mut noise = vec![0u8; 16 << 20];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut noise).unwrap();
     std::fs::write(&big, &noise).unwrap();
-    ok(&lifeboat(&[
-        "wal-push",
-        big.to_str().unwrap(),
-        "--to",
-        &url,
-        "--key-file",
-        k,
-    ]));
+    push(&big);
     let fetched = dir.path().join("fetched");
     ok(&lifeboat(&[
         "wal-fetch",

@@ -108,6 +108,22 @@ impl S3Store {
         format!("{}{key}", self.prefix)
     }
 
+    /// [`StoreError::NotFound`] when the service said the key is `missing`,
+    /// else the request's error.
+    fn missing_or<E>(&self, missing: bool, op: &'static str, key: &str, e: E) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error,
+    {
+        if missing {
+            StoreError::NotFound {
+                dest: self.label.clone(),
+                key: key.to_string(),
+            }
+        } else {
+            op_err(&self.label, op, key, e)
+        }
+    }
+
     pub fn writer(&self, key: &str) -> S3Writer {
         S3Writer {
             dest: self.label.clone(),
@@ -150,14 +166,8 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| {
-                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
-                    StoreError::NotFound {
-                        dest: self.label.clone(),
-                        key: key.to_string(),
-                    }
-                } else {
-                    op_err(&self.label, "get", key, e)
-                }
+                let missing = e.as_service_error().is_some_and(|s| s.is_no_such_key());
+                self.missing_or(missing, "get", key, e)
             })?;
         Ok(S3Reader {
             dest: self.label.clone(),

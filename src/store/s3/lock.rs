@@ -108,14 +108,8 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| {
-                if e.as_service_error().is_some_and(|s| s.is_not_found()) {
-                    StoreError::NotFound {
-                        dest: self.label.clone(),
-                        key: key.to_string(),
-                    }
-                } else {
-                    op_err(&self.label, "head", key, e)
-                }
+                let missing = e.as_service_error().is_some_and(|s| s.is_not_found());
+                self.missing_or(missing, "head", key, e)
             })?;
         Ok(lock_state(
             out.object_lock_mode(),
