@@ -161,10 +161,23 @@ pub fn s3_client(region: &str) -> aws_sdk_s3::Client {
 
 /// A fresh bucket in `region`; returns its destination URL.
 pub fn bucket(region: &str) -> String {
+    new_bucket(region, false)
+}
+
+/// A fresh bucket created with Object Lock enabled (hence versioned);
+/// returns its destination URL, without the lock parameters.
+pub fn locked_bucket(region: &str) -> String {
+    new_bucket(region, true)
+}
+
+fn new_bucket(region: &str, object_lock: bool) -> String {
     let name = unique("b").replace('_', "-");
     let client = s3_client(region);
     runtime().block_on(async {
-        let mut req = client.create_bucket().bucket(&name);
+        let mut req = client
+            .create_bucket()
+            .bucket(&name)
+            .object_lock_enabled_for_bucket(object_lock);
         if region != "us-east-1" {
             req = req.create_bucket_configuration(
                 aws_sdk_s3::types::CreateBucketConfiguration::builder()
