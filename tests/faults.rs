@@ -243,23 +243,11 @@ fn a_fault_after_pg_restore_committed_keeps_the_restored_database() {
     backup(&db, k, &[&dest]).json().ok();
 
     // PostgreSQL's programs, with a pg_restore that fails after its work.
-    let bin = dir.path().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    for e in std::fs::read_dir(pg_bin()).unwrap() {
-        let e = e.unwrap();
-        std::os::unix::fs::symlink(e.path(), bin.join(e.file_name())).unwrap();
-    }
-    std::fs::remove_file(bin.join("pg_restore")).unwrap();
-    let script = bin.join("pg_restore");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n{}/pg_restore \"$@\" || exit $?\necho 'pg_restore: lost the connection after commit' >&2\nexit 1\n",
-            pg_bin().display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let bin = pg_bin_with(
+        dir.path(),
+        "pg_restore",
+        "\"$REAL\" \"$@\" || exit $?\necho 'pg_restore: lost the connection after commit' >&2\nexit 1",
+    );
 
     let target = unique("late_restored");
     let err = restore(&[&dest], k)

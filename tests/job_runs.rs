@@ -127,7 +127,7 @@ fn backup_job_writes_both_regions_and_prune_job_removes_exactly_that_backup() {
     let (b1, r1) = bucket_and_region(&w.buckets[1]);
     let from = s3_url(&b1, &r1, "prod/shop/orders");
     let key_file = w.work.path().join("restore-keys");
-    std::fs::write(&key_file, &w.secrets["backup-keys"]["keys"]).unwrap();
+    write_private(&key_file, &w.secrets["backup-keys"]["keys"]);
     let target = unique("jobrun_restored");
     restore(&[&from], key_file.to_str().unwrap())
         .id(&first.backup_id)
@@ -479,6 +479,8 @@ fn a_prune_job_in_a_locked_bucket_keeps_the_backup_and_holds_the_run_until_the_l
         ..Default::default()
     });
     r.metadata.finalizers = Some(vec![PRUNE_FINALIZER.to_string()]);
+    // Retention let it go (a run deleted by hand keeps its backup).
+    r.spec.deletion_policy = lifeboat::api::run::DeletionPolicy::Delete;
     let mut done = prune.clone();
     done.status = Some(
         serde_json::from_value(serde_json::json!({"succeeded": 1,

@@ -64,6 +64,13 @@ enum Command {
     Controller(ControllerArgs),
 }
 
+impl Cli {
+    /// The operator, which stops gracefully on SIGTERM on its own.
+    pub fn is_controller(&self) -> bool {
+        matches!(self.command, Command::Controller(_))
+    }
+}
+
 /// Runs one command. `Ok` carries the exit code of outcomes that are not
 /// errors of the command itself (a failed check, WAL not archived); `Err`
 /// is printed by `main` as `error: …` with exit 1.

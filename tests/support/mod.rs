@@ -131,6 +131,19 @@ pub fn fails(o: &Output) -> String {
     stderr(o)
 }
 
+/// Writes a file only its owner can read (a key file lifeboat accepts).
+pub fn write_private(path: &Path, contents: impl AsRef<[u8]>) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    std::io::Write::write_all(&mut f, contents.as_ref()).unwrap();
+}
+
 pub fn keyfile(dir: &Path, id: &str) -> PathBuf {
     let path = dir.join(format!("keys-{id}-{}", unique("k")));
     let o = lifeboat(&["keygen", "--id", id, "--out", path.to_str().unwrap()]);
@@ -311,4 +324,27 @@ select lo_from_bytea(0, convert_to(repeat('large object ', 10000), 'UTF8'));
 comment on table sales.orders is 'orders, with a comment';
 "#,
     );
+}
+
+/// A directory of PostgreSQL's programs (for `--pg-bin`) in which `tool` is
+/// a shell script: `body` runs with `$REAL` set to the real program.
+pub fn pg_bin_with(dir: &Path, tool: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join(format!("bin-{}", unique(tool)));
+    std::fs::create_dir(&bin).unwrap();
+    for e in std::fs::read_dir(pg_bin()).unwrap() {
+        let e = e.unwrap();
+        if e.file_name() != tool {
+            std::os::unix::fs::symlink(e.path(), bin.join(e.file_name())).unwrap();
+        }
+    }
+    let script = bin.join(tool);
+    let real = pg_bin().join(tool);
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nREAL='{}'\n{body}\n", real.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
 }
