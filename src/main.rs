@@ -16,7 +16,7 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
-    if !cli.is_controller() {
+    if !cli.stops_gracefully() {
         tokio::spawn(remove_secrets_on_signal());
     }
     match cli::run(cli).await {
@@ -30,8 +30,8 @@ async fn main() -> ExitCode {
 
 /// SIGTERM (a Job's deadline, a drained node) or Ctrl-C ends the process
 /// with no destructor run: remove the passfiles first, then end as the
-/// signal would have (128 + its number). Not for the controller: it has
-/// its own graceful stop and writes no passfiles.
+/// signal would have (128 + its number). Not for the commands with their
+/// own graceful stop (the controller, wal-stream).
 async fn remove_secrets_on_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (

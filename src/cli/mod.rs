@@ -65,9 +65,10 @@ enum Command {
 }
 
 impl Cli {
-    /// The operator, which stops gracefully on SIGTERM on its own.
-    pub fn is_controller(&self) -> bool {
-        matches!(self.command, Command::Controller(_))
+    /// Commands that stop gracefully on SIGTERM on their own (and drop
+    /// their passfiles as they do): the operator and wal-stream.
+    pub fn stops_gracefully(&self) -> bool {
+        matches!(self.command, Command::Controller(_) | Command::WalStream(_))
     }
 }
 
