@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! s3://bucket[/prefix][?region=R][&endpoint=URL][&storage-class=C][&credentials=DIR][&path-style=true|false]
+//!     [&insecure-http=true]   (an http:// endpoint on another host; refused otherwise)
 //!     [&object-lock=governance|compliance&lock-days=N]
 //! file:///absolute/path     or     /absolute/path
 //! ```
@@ -49,6 +50,8 @@ pub struct S3Location {
     pub credentials: Option<PathBuf>,
     /// Path-style addressing; `None`: on with a custom endpoint, off on AWS.
     pub path_style: Option<bool>,
+    /// Allow an `http://` endpoint on another host than this one.
+    pub insecure_http: bool,
     /// S3 Object Lock retention every object written here gets.
     pub lock: Option<ObjectLock>,
 }
@@ -86,6 +89,30 @@ impl ObjectLock {
 }
 
 impl S3Location {
+    /// Refuses a plain-HTTP endpoint on another machine unless allowed:
+    /// whoever sits on the network could then see the requests, drop
+    /// writes or answer reads with an older copy. Loopback is this machine.
+    /// The message leaves saying how to allow it to the caller (a flag in a
+    /// URL, a field in a policy).
+    pub fn check_transport(&self) -> Result<(), String> {
+        let Some(e) = &self.endpoint else {
+            return Ok(());
+        };
+        let loopback = match e.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        if e.scheme() == "http" && !loopback && !self.insecure_http {
+            return Err(format!(
+                "endpoint {} is plain HTTP to another host; use https",
+                e.as_str().trim_end_matches('/')
+            ));
+        }
+        Ok(())
+    }
+
     /// Path-style addressing as it will be used.
     pub fn uses_path_style(&self) -> bool {
         self.path_style.unwrap_or(self.endpoint.is_some())
@@ -174,6 +201,15 @@ fn parse_s3(url: &str) -> Result<S3Location, String> {
                     other => return Err(format!("path-style {other:?}: expected true or false")),
                 })
             }
+            "insecure-http" => {
+                loc.insecure_http = match v.as_ref() {
+                    "true" => true,
+                    "false" => false,
+                    other => {
+                        return Err(format!("insecure-http {other:?}: expected true or false"))
+                    }
+                }
+            }
             "object-lock" => {
                 lock_mode = Some(match v.as_ref() {
                     "governance" => LockMode::Governance,
@@ -195,7 +231,7 @@ fn parse_s3(url: &str) -> Result<S3Location, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown option {other:?} (known: region, endpoint, storage-class, credentials, path-style, object-lock, lock-days)"
+                    "unknown option {other:?} (known: region, endpoint, storage-class, credentials, path-style, insecure-http, object-lock, lock-days)"
                 ))
             }
         }
@@ -228,6 +264,9 @@ impl fmt::Display for Location {
         }
         if let Some(p) = s.path_style {
             q.append_pair("path-style", if p { "true" } else { "false" });
+        }
+        if s.insecure_http {
+            q.append_pair("insecure-http", "true");
         }
         if let Some(l) = &s.lock {
             q.append_pair("object-lock", l.mode.as_str());
@@ -436,5 +475,34 @@ mod tests {
             );
         }
         assert!("Primary=s3://bk".parse::<NamedLocation>().is_err());
+    }
+
+    #[test]
+    fn plain_http_is_for_this_machine_unless_allowed() {
+        let loc = |url: &str| match url.parse::<Location>().unwrap() {
+            Location::S3(s) => s,
+            Location::Local(_) => unreachable!(),
+        };
+        for ok in [
+            "s3://b/p?region=r",
+            "s3://b/p?region=r&endpoint=https://minio.example:9000",
+            "s3://b/p?region=r&endpoint=http://127.0.0.1:9000",
+            "s3://b/p?region=r&endpoint=http://localhost:9000",
+            "s3://b/p?region=r&endpoint=http://[::1]:9000",
+            "s3://b/p?region=r&endpoint=http://minio:9000&insecure-http=true",
+        ] {
+            assert_eq!(loc(ok).check_transport(), Ok(()), "{ok}");
+        }
+        let e = loc("s3://b/p?region=r&endpoint=http://minio:9000")
+            .check_transport()
+            .unwrap_err();
+        assert!(
+            e.contains("http://minio:9000") && e.contains("use https"),
+            "{e}"
+        );
+        let allowed = loc("s3://b/p?region=r&endpoint=http://minio:9000&insecure-http=true");
+        assert!(allowed.insecure_http);
+        assert_eq!(loc(&Location::S3(allowed.clone()).to_string()), allowed);
+        assert!("s3://b?insecure-http=yes".parse::<Location>().is_err());
     }
 }

@@ -261,3 +261,20 @@ fn a_fault_after_pg_restore_committed_keeps_the_restored_database() {
         "the restored database was kept"
     );
 }
+
+/// An http:// endpoint on another host is refused before anything is sent
+/// (issue 13, item 4); `insecure-http=true` allows it.
+#[test]
+fn plain_http_to_another_host_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let db = create_db("plainhttp");
+    let remote = "s3://b/p?region=us-east-1&endpoint=http://192.0.2.10:9000";
+    let t0 = Instant::now();
+    let err = backup(&db, keys.to_str().unwrap(), &[remote]).fails();
+    assert!(
+        err.contains("plain HTTP") && err.contains("insecure-http=true"),
+        "{err}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(5), "refused, not tried");
+}

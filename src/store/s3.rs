@@ -73,6 +73,11 @@ impl S3Store {
             dest: label.clone(),
             problem,
         };
+        loc.check_transport().map_err(|p| {
+            bad(format!(
+                "{p}, or add insecure-http=true on a network you trust"
+            ))
+        })?;
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         if let Some(r) = &loc.region {
             loader = loader.region(aws_config::Region::new(r.clone()));

@@ -41,6 +41,10 @@ pub struct S3Destination {
     /// custom `endpoint` it is always used, as most S3-compatible servers need it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force_path_style: bool,
+    /// Allow an `http://` endpoint on another host (refused otherwise:
+    /// anyone on the network could drop writes or serve older copies).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_insecure_http: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_lock: Option<ObjectLock>,
 }
@@ -103,11 +107,26 @@ impl Destination {
             ));
         }
         if let Some(e) = &s3.endpoint {
-            if url::Url::parse(e).is_err() {
-                errors.push(FieldError::new(
+            match url::Url::parse(e) {
+                Err(_) => errors.push(FieldError::new(
                     format!("{field}.s3.endpoint"),
                     format!("{e:?} is not a URL like https://minio.example:9000"),
-                ));
+                )),
+                Ok(endpoint) => {
+                    let loc = S3Location {
+                        endpoint: Some(endpoint),
+                        insecure_http: s3.allow_insecure_http,
+                        ..Default::default()
+                    };
+                    if let Err(problem) = loc.check_transport() {
+                        errors.push(FieldError::new(
+                            format!("{field}.s3.endpoint"),
+                            format!(
+                                "{problem}, or set allowInsecureHttp: true on a network you trust"
+                            ),
+                        ));
+                    }
+                }
             }
         }
         if let Some(creds) = &s3.credentials_secret_ref {
@@ -145,6 +164,7 @@ impl Destination {
             // false: the default (path style with a custom endpoint, virtual
             // hosts on AWS); true forces it.
             path_style: self.s3.force_path_style.then_some(true),
+            insecure_http: self.s3.allow_insecure_http,
             lock: self.s3.object_lock.as_ref().map(ObjectLock::retention),
         }
         .join(self.s3.prefix.as_deref().unwrap_or(""))

@@ -242,6 +242,31 @@ fn object_lock_must_outlast_the_longest_retention_of_a_scheduled_tier() {
     assert!(fields(&spec(v)).contains(&"spec.destinations[0].s3.objectLock.days".to_string()));
 }
 
+/// Plain HTTP to another host is refused unless allowed; loopback and
+/// https are fine (issue 13, item 4).
+#[test]
+fn a_plain_http_endpoint_on_another_host_must_be_allowed() {
+    let mut v = example();
+    v["destinations"][0]["s3"]["endpoint"] = json!("http://minio.storage:9000");
+    let errors = spec(v.clone()).validate().unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].field, "spec.destinations[0].s3.endpoint");
+    assert!(
+        errors[0].message.contains("allowInsecureHttp"),
+        "{}",
+        errors[0]
+    );
+    v["destinations"][0]["s3"]["allowInsecureHttp"] = json!(true);
+    assert_eq!(spec(v.clone()).validate(), Ok(()));
+    let s = spec(v.clone());
+    assert!(s.destinations[0].location("ns", "p").insecure_http);
+    for fine in ["https://minio.storage:9000", "http://127.0.0.1:9000"] {
+        v["destinations"][0]["s3"]["endpoint"] = json!(fine);
+        v["destinations"][0]["s3"]["allowInsecureHttp"] = json!(false);
+        assert_eq!(spec(v.clone()).validate(), Ok(()), "{fine}");
+    }
+}
+
 #[test]
 fn the_schedule_parses_into_its_tiers_naming_each_bad_field() {
     let s = spec(example());

@@ -103,6 +103,7 @@ mod tests {
             "objectives": {"rpo": "5m"},
             "destinations": [{"name": "dr", "s3": {"region": "eu-west-1", "bucket": "bk",
                 "prefix": "/prod/", "endpoint": "http://minio:9000", "forcePathStyle": true,
+                "allowInsecureHttp": true,
                 "objectLock": {"mode": "Compliance", "days": 7}}}],
             "encryption": {"keySecretRef": {"name": "keys"}}
         })
