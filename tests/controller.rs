@@ -116,37 +116,9 @@ fn name(v: &Value) -> String {
     v["metadata"]["name"].as_str().unwrap().to_string()
 }
 
-/// What the Job controller and kubelet would do: a pod whose container
-/// ended, then the Job's status.
+/// What the Job controller and kubelet would do (see [`ApiServer::finish_job`]).
 async fn finish_job(server: &ApiServer, job: &str, ok: bool, message: &str) {
-    let client = server.client();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
-    let terminated = if ok {
-        json!({"exitCode": 0, "reason": "Completed", "message": message})
-    } else {
-        json!({"exitCode": 1, "reason": "Error", "message": message})
-    };
-    let pod: Pod = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": format!("{job}-x1"), "labels": {"job-name": job}},
-        "spec": {"containers": [{"name": "lifeboat", "image": "lifeboat"}]},
-        "status": {"phase": if ok {"Succeeded"} else {"Failed"},
-                   "containerStatuses": [{"name": "lifeboat", "image": "lifeboat", "imageID": "", "ready": false, "restartCount": 0,
-                                          "state": {"terminated": terminated}}]}
-    }))
-    .unwrap();
-    pods.create(&PostParams::default(), &pod).await.unwrap();
-    let jobs: Api<Job> = Api::namespaced(client, NS);
-    let status = if ok {
-        json!({"status": {"startTime": "2026-11-21T02:00:05Z", "completionTime": "2026-11-21T02:03:05Z", "succeeded": 1,
-                          "conditions": [{"type": "Complete", "status": "True"}]}})
-    } else {
-        json!({"status": {"startTime": "2026-11-21T02:00:05Z", "failed": 1,
-                          "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}})
-    };
-    jobs.patch_status(job, &PatchParams::default(), &Patch::Merge(status))
-        .await
-        .unwrap();
+    server.finish_job(NS, job, ok, message).await;
 }
 
 const RESULT: &str = r#"{"backup_id":"20261121T020010.000Z-ab12cd","server_version":"15.18","bytes_in":4096,"bytes_out":2048,"seconds":1.5,"committed":["primary"],"failed":[],"verified":["primary"],"objects":[{"key":"backups/20261121T020010.000Z-ab12cd/db-0.lbk","size":2048,"sha256":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}]}"#;

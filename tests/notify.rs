@@ -11,12 +11,12 @@ mod recorder;
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use recorder::{Answer, Recorder};
 use serde_json::{json, Value};
-use support::{bin, cluster::free_port, k8s::skip_or_fail};
+use support::{bin, cluster::free_port, smtp};
 
 const TOKEN: &str = "T000-B000-hooktoken-5ecret";
 const SIGNING_KEY: &str = "whsec-9f8e7d-signing";
@@ -255,104 +255,11 @@ async fn a_failing_target_is_named_never_its_url_and_the_others_still_get_it() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
 }
 
-/// aiosmtpd with STARTTLS required and a login, on `port`; mail lands in `maildir`.
-struct Smtp(Child);
-
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn smtp_server(dir: &Path, port: u16) -> Option<Smtp> {
-    if Command::new("python3")
-        .args(["-c", "import aiosmtpd"])
-        .status()
-        .map_or(true, |s| !s.success())
-    {
-        skip_or_fail("aiosmtpd is not installed (python3 -m pip install aiosmtpd)");
-        return None;
-    }
-    // A CA, and the server's certificate for localhost signed by it.
-    let openssl = |args: &[&str]| {
-        let ok = Command::new("openssl")
-            .current_dir(dir)
-            .args(args)
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(ok.success(), "openssl {args:?}");
-    };
-    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost\n").unwrap();
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=lifeboat test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "leaf.csr",
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-        "-out",
-        "cert.pem",
-    ]);
-    std::fs::create_dir_all(dir.join("mail")).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_server.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .arg(port.to_string())
-        .args([dir.join("cert.pem"), dir.join("key.pem"), dir.join("mail")])
-        .args(["alerts", SMTP_PASSWORD])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    use std::io::BufRead;
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.starts_with("ready"), "aiosmtpd: {line}");
-    Some(Smtp(child))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_goes_over_starttls_with_a_login() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let Some(_smtp) = smtp_server(dir.path(), port) else {
+    let Some(_smtp) = smtp::start(dir.path(), port, "alerts", SMTP_PASSWORD) else {
         return;
     };
     let ca = std::fs::read_to_string(dir.path().join("ca.pem")).unwrap();

@@ -67,6 +67,11 @@ impl Store {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Signalled on every change of the store.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
     /// One object, as stored.
     pub fn get(&self, resource: &str, ns: &str, name: &str) -> Option<Value> {
         self.lock()
@@ -177,6 +182,46 @@ impl ApiServer {
             "test".into(),
             futures::future::pending(),
         ))
+    }
+
+    /// What the Job controller and kubelet would do: a pod whose container
+    /// ended, then the Job's status.
+    pub async fn finish_job(&self, ns: &str, job: &str, ok: bool, message: &str) {
+        let client = self.client();
+        let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+            kube::Api::namespaced(client.clone(), ns);
+        let terminated = if ok {
+            json!({"exitCode": 0, "reason": "Completed", "message": message})
+        } else {
+            json!({"exitCode": 1, "reason": "Error", "message": message})
+        };
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("{job}-x1"), "labels": {"job-name": job}},
+        "spec": {"containers": [{"name": "lifeboat", "image": "lifeboat"}]},
+        "status": {"phase": if ok {"Succeeded"} else {"Failed"},
+                   "containerStatuses": [{"name": "lifeboat", "image": "lifeboat", "imageID": "", "ready": false, "restartCount": 0,
+                                          "state": {"terminated": terminated}}]}
+    }))
+    .unwrap();
+        pods.create(&kube::api::PostParams::default(), &pod)
+            .await
+            .unwrap();
+        let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> = kube::Api::namespaced(client, ns);
+        let status = if ok {
+            json!({"status": {"startTime": "2026-11-21T02:00:05Z", "completionTime": "2026-11-21T02:03:05Z", "succeeded": 1,
+                          "conditions": [{"type": "Complete", "status": "True"}]}})
+        } else {
+            json!({"status": {"startTime": "2026-11-21T02:00:05Z", "failed": 1,
+                          "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}})
+        };
+        jobs.patch_status(
+            job,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(status),
+        )
+        .await
+        .unwrap();
     }
 
     /// A JSON merge patch of the BackupPolicy `ns/name` through the API,

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod cluster;
 pub mod k8s;
 pub mod kubelet;
+pub mod smtp;
 
 #[allow(unused_imports)]
 pub use cli::{backup, restore, verify, Cli};
