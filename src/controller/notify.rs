@@ -262,3 +262,6 @@ pub fn for_policy(
     }
     out
 }
+
+#[cfg(test)]
+mod tests;
