@@ -34,6 +34,11 @@ pub fn backup_key(ns: &str, policy: &str) -> String {
     format!("lifeboat/{ns}/{policy}/backup")
 }
 
+/// The dedup key of a policy's failed restore drills.
+pub fn drill_key(ns: &str, policy: &str) -> String {
+    format!("lifeboat/{ns}/{policy}/drill")
+}
+
 /// The dedup key of a policy's RPO breaches.
 pub fn objective_key(ns: &str, policy: &str) -> String {
     format!("lifeboat/{ns}/{policy}/objective")
@@ -219,6 +224,7 @@ pub fn for_policy(
             });
         }
     }
+    out.extend(drill_failed(policy, old, new));
     if !wants(policy, NotificationEvent::Recovered) {
         return out;
     }
@@ -260,7 +266,54 @@ pub fn for_policy(
             ),
         });
     }
+    let drill_passes = condition_true(new, types::DRILL_PASSED);
+    let failed_drill = find(&old.conditions, types::DRILL_PASSED).filter(|c| c.status == "False");
+    if let (Some(c), true) = (failed_drill, drill_passes) {
+        out.push(Send {
+            notification: note(
+                policy,
+                NotifyEvent::Recovered,
+                None,
+                "restore drills pass again".into(),
+                drill_key(&ns, &name),
+                now,
+            ),
+            incident: format!(
+                "recovered/drill/{}",
+                from_time(&c.last_transition_time).to_rfc3339()
+            ),
+        });
+    }
     out
+}
+
+/// A drill that has just become the policy's last drill, and failed.
+fn drill_failed(
+    policy: &BackupPolicy,
+    old: &BackupPolicyStatus,
+    new: &BackupPolicyStatus,
+) -> Option<Send> {
+    let last = new.last_drill.as_ref().filter(|d| !d.succeeded)?;
+    let seen = old.last_drill.as_ref().is_some_and(|d| d.run == last.run);
+    if seen || !wants(policy, NotificationEvent::DrillFailed) {
+        return None;
+    }
+    let ns = policy.namespace()?;
+    let why = last
+        .message
+        .clone()
+        .unwrap_or_else(|| "the restore failed".into());
+    Some(Send {
+        notification: note(
+            policy,
+            NotifyEvent::DrillFailed,
+            Some(last.run.clone()),
+            format!("restore drill {} failed: {why}", last.run),
+            drill_key(&ns, &policy.name_any()),
+            last.completed_at,
+        ),
+        incident: format!("drill/{}", last.run),
+    })
 }
 
 #[cfg(test)]

@@ -46,8 +46,8 @@ pub struct NotificationTarget {
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub name: String,
-    /// Events to send. Empty: runFailed, objectiveBreached and recovered
-    /// (heartbeats: succeeded, their only event).
+    /// Events to send. Empty: runFailed, objectiveBreached, drillFailed and
+    /// recovered (heartbeats: succeeded, their only event).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<NotificationEvent>,
     /// Slack-compatible incoming webhook; the Secret's `url`.
@@ -120,7 +120,7 @@ pub enum NotificationEvent {
     RunFailed,
     /// The RPO objective is breached (`ObjectiveBreached` turned True).
     ObjectiveBreached,
-    /// A restore drill failed. Not sent by this version: refused.
+    /// A restore drill failed.
     DrillFailed,
     /// A problem cleared: a backup succeeded after failures, or the RPO is met again.
     Recovered,
@@ -132,9 +132,10 @@ pub enum NotificationEvent {
 
 impl NotificationEvent {
     /// What a target without `events` gets.
-    pub const DEFAULT: [NotificationEvent; 3] = [
+    pub const DEFAULT: [NotificationEvent; 4] = [
         NotificationEvent::RunFailed,
         NotificationEvent::ObjectiveBreached,
+        NotificationEvent::DrillFailed,
         NotificationEvent::Recovered,
     ];
 }
@@ -271,7 +272,7 @@ impl NotificationTarget {
                     refuse("a heartbeat is pinged after each successful backup only (succeeded)"),
                 ),
                 (NotificationEvent::Succeeded, TargetKind::PagerDuty(_)) => errors.push(refuse(
-                    "pagerduty targets take runFailed, objectiveBreached and recovered",
+                    "pagerduty targets take runFailed, objectiveBreached, drillFailed and recovered",
                 )),
                 _ => {}
             }

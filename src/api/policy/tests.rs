@@ -207,7 +207,7 @@ fn fields_not_supported_yet_are_refused_naming_each() {
 
     let mut v = example();
     v["destinations"][1]["s3"]["objectLock"] = json!({"mode": "Compliance", "days": 30});
-    v["notifications"] = json!({"targets": [{"name": "ops", "events": ["runFailed", "drillFailed"],
+    v["notifications"] = json!({"targets": [{"name": "ops", "events": ["runFailed", "restoreFinished"],
         "slack": {"secretRef": {"name": "ops-slack"}}}]});
     v["source"]["postgres"]["includeRolePasswords"] = json!(true);
     let errors = spec(v).validate().unwrap_err();
@@ -217,7 +217,7 @@ fn fields_not_supported_yet_are_refused_naming_each() {
         [
             "spec.source.postgres.includeRolePasswords: role passwords are not saved with the globals yet",
             "spec.destinations[1].s3.objectLock: S3 Object Lock is not supported yet",
-            "spec.notifications.targets[0].events[1]: drillFailed notifications are not supported yet",
+            "spec.notifications.targets[0].events[1]: restoreFinished notifications are not supported yet",
         ]
     );
 }

@@ -367,3 +367,60 @@ fn the_notify_job_mounts_secrets_by_reference_and_never_retries() {
         .unwrap();
     assert_ne!(other.metadata.name, job.metadata.name);
 }
+
+#[test]
+fn a_failed_drill_is_sent_once_and_its_passing_successor_recovers_it() {
+    use crate::api::policy::LastDrill;
+    let p = policy(slack_and_pager());
+    let drill = |name: &str, ok: bool| LastDrill {
+        run: name.into(),
+        completed_at: at("2026-11-23T06:20:00Z"),
+        succeeded: ok,
+        recovery_time_seconds: None,
+        restore_request: Some(name.into()),
+        message: Some("check 1 returned false".into()),
+    };
+    let mut old = status(&[(
+        types::DRILL_PASSED,
+        true,
+        reasons::DRILL_SUCCEEDED,
+        "2026-11-16T06:20:00Z",
+    )]);
+    old.last_drill = Some(drill("orders-drill-1", true));
+    let mut new = status(&[(
+        types::DRILL_PASSED,
+        false,
+        reasons::DRILL_FAILED,
+        "2026-11-23T06:20:00Z",
+    )]);
+    new.last_drill = Some(drill("orders-drill-2", false));
+    let now = at("2026-11-23T06:20:05Z");
+    let sends = for_policy(&p, &old, &new, None, now);
+    assert_eq!(sends.len(), 1, "{sends:?}");
+    let n = &sends[0].notification;
+    assert_eq!(n.event, NotifyEvent::DrillFailed);
+    assert_eq!(n.dedup_key, "lifeboat/shop/orders/drill");
+    assert!(
+        n.summary.contains("check 1 returned false"),
+        "{}",
+        n.summary
+    );
+    assert_eq!(sends[0].incident, "drill/orders-drill-2");
+    // Seen already: nothing.
+    assert!(for_policy(&p, &new, &new, None, now).is_empty());
+    // The next drill passes: a recovery under the drill's key.
+    let mut passed = status(&[(
+        types::DRILL_PASSED,
+        true,
+        reasons::DRILL_SUCCEEDED,
+        "2026-11-30T06:20:00Z",
+    )]);
+    passed.last_drill = Some(drill("orders-drill-3", true));
+    let sends = for_policy(&p, &new, &passed, None, now);
+    assert_eq!(sends.len(), 1, "{sends:?}");
+    assert_eq!(sends[0].notification.event, NotifyEvent::Recovered);
+    assert_eq!(
+        sends[0].notification.dedup_key,
+        "lifeboat/shop/orders/drill"
+    );
+}
