@@ -19,7 +19,11 @@ use kube::ResourceExt;
 
 use crate::api::conditions::{find, from_time, reasons, types};
 use crate::api::policy::NotificationEvent;
-use crate::api::{BackupPolicy, BackupPolicyStatus, BackupRun, BackupRunStatus, RunPhase};
+use crate::api::restore::{RestorePhase, RestoreRequestStatus};
+use crate::api::{
+    BackupPolicy, BackupPolicyStatus, BackupRun, BackupRunStatus, RestoreRequest, RunPhase,
+};
+use crate::controller::restore::is_drill;
 use crate::wire::{Notification, NotifyEvent};
 
 /// A notification and the incident that names its Job.
@@ -37,6 +41,11 @@ pub fn backup_key(ns: &str, policy: &str) -> String {
 /// The dedup key of a policy's failed restore drills.
 pub fn drill_key(ns: &str, policy: &str) -> String {
     format!("lifeboat/{ns}/{policy}/drill")
+}
+
+/// The dedup key of a policy's restores.
+pub fn restore_key(ns: &str, policy: &str) -> String {
+    format!("lifeboat/{ns}/{policy}/restore")
 }
 
 /// The dedup key of a policy's RPO breaches.
@@ -166,6 +175,44 @@ pub fn for_run(
     Some(Send {
         notification: n,
         incident,
+    })
+}
+
+/// The notification of a RestoreRequest (not a drill: drills report as
+/// `drillFailed`) that has just finished; `new` is its status after this
+/// reconcile.
+pub fn for_restore(
+    policy: &BackupPolicy,
+    request: &RestoreRequest,
+    new: &RestoreRequestStatus,
+) -> Option<Send> {
+    let finished = |p: RestorePhase| matches!(p, RestorePhase::Succeeded | RestorePhase::Failed);
+    let was = request.status.as_ref().is_some_and(|s| finished(s.phase));
+    if was || !finished(new.phase) || is_drill(request) {
+        return None;
+    }
+    if !wants(policy, NotificationEvent::RestoreFinished) {
+        return None;
+    }
+    let name = request.name_any();
+    let summary = match (new.phase, new.recovery_time_seconds) {
+        (RestorePhase::Failed, _) => format!(
+            "restore {name} failed: {}",
+            new.message.clone().unwrap_or_default()
+        ),
+        (_, Some(rto)) => format!("restore {name} succeeded: verified database after {rto} s"),
+        (_, None) => format!("restore {name} succeeded (dry run: plan only)"),
+    };
+    Some(Send {
+        notification: note(
+            policy,
+            NotifyEvent::RestoreFinished,
+            Some(name.clone()),
+            summary,
+            restore_key(&policy.namespace()?, &policy.name_any()),
+            new.completed_at.unwrap_or_default(),
+        ),
+        incident: format!("restore/{name}/{}", request.uid().unwrap_or_default()),
     })
 }
 

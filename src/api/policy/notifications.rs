@@ -126,7 +126,7 @@ pub enum NotificationEvent {
     Recovered,
     /// A backup run succeeded.
     Succeeded,
-    /// A RestoreRequest finished. Not sent by this version: refused.
+    /// A RestoreRequest (not a drill) finished, succeeded or failed.
     RestoreFinished,
 }
 
@@ -260,18 +260,13 @@ impl NotificationTarget {
             let at = format!("{field}.events[{j}]");
             let refuse = |why: &str| FieldError::new(at.clone(), why.to_string());
             match (e, kind) {
-                (NotificationEvent::DrillFailed | NotificationEvent::RestoreFinished, _) => errors
-                    .push(refuse(&format!(
-                        "{} notifications are not supported yet",
-                        serde_json::to_value(e)
-                            .ok()
-                            .and_then(|v| v.as_str().map(String::from))
-                            .unwrap_or_default()
-                    ))),
                 (_, TargetKind::Heartbeat(_)) if *e != NotificationEvent::Succeeded => errors.push(
                     refuse("a heartbeat is pinged after each successful backup only (succeeded)"),
                 ),
-                (NotificationEvent::Succeeded, TargetKind::PagerDuty(_)) => errors.push(refuse(
+                (
+                    NotificationEvent::Succeeded | NotificationEvent::RestoreFinished,
+                    TargetKind::PagerDuty(_),
+                ) => errors.push(refuse(
                     "pagerduty targets take runFailed, objectiveBreached, drillFailed and recovered",
                 )),
                 _ => {}

@@ -207,7 +207,7 @@ fn fields_not_supported_yet_are_refused_naming_each() {
 
     let mut v = example();
     v["destinations"][1]["s3"]["objectLock"] = json!({"mode": "Compliance", "days": 30});
-    v["notifications"] = json!({"targets": [{"name": "ops", "events": ["runFailed", "restoreFinished"],
+    v["notifications"] = json!({"targets": [{"name": "ops", "events": ["runFailed", "drillFailed", "restoreFinished"],
         "slack": {"secretRef": {"name": "ops-slack"}}}]});
     v["source"]["postgres"]["includeRolePasswords"] = json!(true);
     let errors = spec(v).validate().unwrap_err();
@@ -217,7 +217,6 @@ fn fields_not_supported_yet_are_refused_naming_each() {
         [
             "spec.source.postgres.includeRolePasswords: role passwords are not saved with the globals yet",
             "spec.destinations[1].s3.objectLock: S3 Object Lock is not supported yet",
-            "spec.notifications.targets[0].events[1]: restoreFinished notifications are not supported yet",
         ]
     );
 }
@@ -313,7 +312,7 @@ fn every_kind_of_notification_target_validates() {
 fn bad_notification_targets_name_their_fields() {
     let s = with_notifications(json!({"repeatInterval": "30s", "targets": [
         {"name": "ops", "slack": {"secretRef": {"name": "a"}}, "webhook": {"secretRef": {"name": "b"}}},
-        {"name": "ops", "events": ["restoreFinished"], "pagerduty": {"secretRef": {"name": "pd"}, "eventsUrl": "ftp://x"}},
+        {"name": "ops", "events": ["drillFailed", "restoreFinished"], "pagerduty": {"secretRef": {"name": "pd"}, "eventsUrl": "ftp://x"}},
         {"name": "Mail_1", "email": {"host": "smtp:25", "port": 0, "from": "nobody", "to": ["x@y.org", "bad"], "caKey": "ca"}},
         {"name": "hb", "events": ["runFailed"], "heartbeat": {"secretRef": {"name": "Bad_Name"}}},
         {"name": "pd2", "events": ["succeeded"], "pagerduty": {"secretRef": {"name": "pd"}}}
@@ -330,7 +329,7 @@ fn bad_notification_targets_name_their_fields() {
             "spec.notifications.repeatInterval",
             "spec.notifications.targets[0]",
             "spec.notifications.targets[1].name",
-            "spec.notifications.targets[1].events[0]",
+            "spec.notifications.targets[1].events[1]",
             "spec.notifications.targets[1].pagerduty.eventsUrl",
             "spec.notifications.targets[2].name",
             "spec.notifications.targets[2].email.host",

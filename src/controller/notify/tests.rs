@@ -424,3 +424,43 @@ fn a_failed_drill_is_sent_once_and_its_passing_successor_recovers_it() {
         "lifeboat/shop/orders/drill"
     );
 }
+
+#[test]
+fn a_finished_restore_is_sent_once_to_who_asked_and_drills_are_not() {
+    use crate::api::restore::{RestorePhase, RestoreRequestSpec};
+    use crate::api::RestoreRequest;
+    let mut n = slack_and_pager();
+    n["targets"][0]["events"] = json!(["restoreFinished"]);
+    let p = policy(n);
+    let spec: RestoreRequestSpec = serde_json::from_value(json!({
+        "policyRef": {"name": "orders"},
+        "target": {"postgres": {"connectionSecretRef": {"name": "restore-db"}, "database": "orders_restored"}}
+    }))
+    .unwrap();
+    let mut r = RestoreRequest::new("orders-restore", spec);
+    r.metadata.namespace = Some("shop".into());
+    r.metadata.uid = Some("rr-uid".into());
+    let mut new = r.status.clone().unwrap_or_default();
+    new.phase = RestorePhase::Succeeded;
+    new.recovery_time_seconds = Some(42);
+    let s = for_restore(&p, &r, &new).unwrap();
+    assert_eq!(s.notification.event, NotifyEvent::RestoreFinished);
+    assert!(
+        s.notification.summary.contains("after 42 s"),
+        "{}",
+        s.notification.summary
+    );
+    assert_eq!(s.incident, "restore/orders-restore/rr-uid");
+    // Already finished: nothing; a drill: nothing (drillFailed reports it).
+    let mut done = r.clone();
+    done.status = Some(new.clone());
+    assert_eq!(for_restore(&p, &done, &new), None);
+    let mut drill = r.clone();
+    drill.labels_mut().insert(
+        crate::controller::restore::DRILL_LABEL.into(),
+        "true".into(),
+    );
+    assert_eq!(for_restore(&p, &drill, &new), None);
+    // Not asked for (the default events): nothing.
+    assert_eq!(for_restore(&policy(slack_and_pager()), &r, &new), None);
+}
