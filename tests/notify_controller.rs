@@ -23,7 +23,7 @@ use std::time::Duration;
 use apiserver::{ApiServer, JOBS, POLICIES, RUNS};
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::Api;
 use lifeboat::api::BackupRun;
 use lifeboat::controller::jobs::JobConfig;
@@ -202,24 +202,6 @@ async fn finish(client: &kube::Client, job: &str) {
         .unwrap();
 }
 
-async fn create_policy(server: &ApiServer, obj: Value) {
-    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
-        server.client(),
-        NS,
-        &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
-            "lifeboat.dev",
-            "v1alpha1",
-            "BackupPolicy",
-        )),
-    );
-    api.create(
-        &PostParams::default(),
-        &serde_json::from_value(obj).unwrap(),
-    )
-    .await
-    .unwrap();
-}
-
 fn notify_jobs(server: &ApiServer, event: &str) -> Vec<String> {
     let prefix = format!("orders-notify-{event}-");
     server
@@ -281,7 +263,7 @@ async fn a_failure_reaches_every_target_once_across_restarts_and_the_recovery_re
 
     let clock = Clock::fixed(at("2026-11-21T02:00:30Z"));
     let (mut controller, _) = start(&server, &clock, &jobs);
-    create_policy(&server, policy(&rec, smtp_port)).await;
+    server.create_policy(policy(&rec, smtp_port)).await;
 
     // The slot's run fails: its notify Job reaches every target.
     let run = "orders-daily-20261121t020000z";

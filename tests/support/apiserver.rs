@@ -224,6 +224,27 @@ impl ApiServer {
         .unwrap();
     }
 
+    /// Creates a BackupPolicy (as JSON, its namespace in its metadata)
+    /// through the API, as `kubectl create` would.
+    pub async fn create_policy(&self, obj: Value) {
+        let ns = obj["metadata"]["namespace"].as_str().unwrap().to_string();
+        let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+            self.client(),
+            &ns,
+            &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+                "lifeboat.dev",
+                "v1alpha1",
+                "BackupPolicy",
+            )),
+        );
+        api.create(
+            &kube::api::PostParams::default(),
+            &serde_json::from_value(obj).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+
     /// A JSON merge patch of the BackupPolicy `ns/name` through the API,
     /// as `kubectl patch --type merge` would send it.
     pub async fn patch_policy(&self, ns: &str, name: &str, patch: Value) {

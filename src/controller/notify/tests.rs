@@ -2,9 +2,9 @@
 
 use super::*;
 use crate::api::conditions::{set_condition, ConditionUpdate};
-use crate::api::{BackupPolicySpec, BackupRunSpec, LocalRef, RunKind, Tier};
+use crate::api::BackupPolicySpec;
 use crate::controller::jobs::{notify_job, JobConfig};
-use crate::controller::test_support::{args, at};
+use crate::controller::test_support::{args, at, daily_run};
 use serde_json::json;
 
 fn policy(notifications: serde_json::Value) -> BackupPolicy {
@@ -32,17 +32,7 @@ fn slack_and_pager() -> serde_json::Value {
 }
 
 fn run(name: &str, phase: RunPhase, completed: Option<&str>) -> BackupRun {
-    let mut r = BackupRun::new(
-        name,
-        BackupRunSpec {
-            policy_ref: LocalRef::new("orders"),
-            tier: Tier::Daily,
-            kind: RunKind::Full,
-            scheduled_at: None,
-        },
-    );
-    r.metadata.namespace = Some("shop".into());
-    r.metadata.uid = Some(format!("uid-{name}"));
+    let mut r = daily_run(name, &format!("uid-{name}"));
     r.status = Some(BackupRunStatus {
         phase,
         completed_at: completed.map(at),
