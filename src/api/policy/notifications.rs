@@ -301,7 +301,8 @@ impl NotificationTarget {
                 if m.port == 0 {
                     errors.push(FieldError::new(format!("{f}.port"), "must be 1 to 65535"));
                 }
-                let address = |a: &str| a.parse::<lettre::Address>().is_ok();
+                // An address, or a name and an address (`Lifeboat <lifeboat@example.com>`).
+                let address = |a: &str| a.parse::<lettre::message::Mailbox>().is_ok();
                 if !address(&m.from) {
                     errors.push(FieldError::new(
                         format!("{f}.from"),

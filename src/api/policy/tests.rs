@@ -290,7 +290,7 @@ fn every_kind_of_notification_target_validates() {
         {"name": "ops", "slack": {"secretRef": {"name": "ops-slack"}}},
         {"name": "audit", "events": ["runFailed", "succeeded"], "webhook": {"secretRef": {"name": "hook"}}},
         {"name": "pager", "pagerduty": {"secretRef": {"name": "pd"}, "eventsUrl": "http://pd.test/v2/enqueue"}},
-        {"name": "mail", "email": {"host": "smtp.example.org", "from": "lifeboat@example.org",
+        {"name": "mail", "email": {"host": "smtp.example.org", "from": "Lifeboat <lifeboat@example.org>",
             "to": ["oncall@example.org"], "secretRef": {"name": "smtp"}, "caKey": "ca.crt"}},
         {"name": "deadman", "heartbeat": {"secretRef": {"name": "hb"}}}
     ]}));

@@ -454,3 +454,34 @@ fn a_finished_restore_is_sent_once_to_who_asked_and_drills_are_not() {
     // Not asked for (the default events): nothing.
     assert_eq!(for_restore(&policy(slack_and_pager()), &r, &new), None);
 }
+
+#[test]
+fn a_bad_notification_spec_makes_the_policy_not_ready_naming_the_field() {
+    let mut p = policy(slack_and_pager());
+    let targets = &mut p.spec.notifications.as_mut().unwrap().targets;
+    targets[0].slack = None;
+    targets[1].events = vec![NotificationEvent::Succeeded];
+    let plan = crate::controller::policy::decide(
+        &p,
+        &[],
+        at("2026-11-21T02:00:00Z"),
+        crate::controller::test_support::RESYNC,
+    );
+    let status = plan.status.unwrap();
+    let ready = find(&status.conditions, types::READY).unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", reasons::INVALID_SPEC)
+    );
+    assert!(
+        ready
+            .message
+            .contains("spec.notifications.targets[0]: set exactly one of")
+            && ready
+                .message
+                .contains("spec.notifications.targets[1].events[0]: pagerduty targets take"),
+        "{}",
+        ready.message
+    );
+    assert!(plan.create.is_none());
+}

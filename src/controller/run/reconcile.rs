@@ -91,6 +91,9 @@ async fn notify(
     let (Some(policy), Some(new)) = (policy, plan.status.as_ref()) else {
         return Ok(());
     };
+    if policy.spec.notifications.is_none() || !new.phase.is_finished() {
+        return Ok(());
+    }
     let all = ctx.runs.state();
     let others: Vec<&BackupRun> = runs_of(policy, all.iter().map(|r| r.as_ref()))
         .into_iter()
