@@ -7,7 +7,6 @@
 
 #[path = "support/recorder.rs"]
 mod recorder;
-#[allow(dead_code)]
 mod support;
 
 use std::path::Path;

@@ -13,7 +13,6 @@ mod apiserver;
 #[allow(dead_code)]
 #[path = "support/recorder.rs"]
 mod recorder;
-#[allow(dead_code)]
 mod support;
 
 use std::collections::BTreeSet;
