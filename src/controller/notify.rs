@@ -33,24 +33,22 @@ pub struct Send {
     pub incident: String,
 }
 
-/// The dedup key of failed backups of a policy.
-pub fn backup_key(ns: &str, policy: &str) -> String {
-    format!("lifeboat/{ns}/{policy}/backup")
+/// The problems a policy can have, as dedup keys name them.
+pub mod problem {
+    pub const BACKUP: &str = "backup";
+    pub const OBJECTIVE: &str = "objective";
+    pub const DRILL: &str = "drill";
+    pub const RESTORE: &str = "restore";
 }
 
-/// The dedup key of a policy's failed restore drills.
-pub fn drill_key(ns: &str, policy: &str) -> String {
-    format!("lifeboat/{ns}/{policy}/drill")
-}
-
-/// The dedup key of a policy's restores.
-pub fn restore_key(ns: &str, policy: &str) -> String {
-    format!("lifeboat/{ns}/{policy}/restore")
-}
-
-/// The dedup key of a policy's RPO breaches.
-pub fn objective_key(ns: &str, policy: &str) -> String {
-    format!("lifeboat/{ns}/{policy}/objective")
+/// The dedup key of one kind of problem of a policy: its trigger and the
+/// resolve that ends it share it (`lifeboat/<ns>/<policy>/<problem>`).
+pub fn dedup_key(policy: &BackupPolicy, problem: &str) -> String {
+    format!(
+        "lifeboat/{}/{}/{problem}",
+        policy.namespace().unwrap_or_default(),
+        policy.name_any()
+    )
 }
 
 fn wants(policy: &BackupPolicy, e: NotificationEvent) -> bool {
@@ -133,7 +131,6 @@ pub fn for_run(
     }
     let at = new.completed_at?;
     let name = run.name_any();
-    let (ns, policy_name) = (policy.namespace()?, policy.name_any());
     let incident = format!("run/{name}/{}", run.uid().unwrap_or_default());
     let n = match new.phase {
         RunPhase::Failed => {
@@ -153,7 +150,7 @@ pub fn for_run(
                 NotifyEvent::RunFailed,
                 Some(name.clone()),
                 format!("run {name} failed: {why}"),
-                backup_key(&ns, &policy_name),
+                dedup_key(policy, problem::BACKUP),
                 at,
             )
         }
@@ -167,7 +164,7 @@ pub fn for_run(
                 NotifyEvent::Succeeded,
                 Some(name.clone()),
                 format!("run {name} committed backup {id}"),
-                backup_key(&ns, &policy_name),
+                dedup_key(policy, problem::BACKUP),
                 at,
             )
         }
@@ -209,7 +206,7 @@ pub fn for_restore(
             NotifyEvent::RestoreFinished,
             Some(name.clone()),
             summary,
-            restore_key(&policy.namespace()?, &policy.name_any()),
+            dedup_key(policy, problem::RESTORE),
             new.completed_at.unwrap_or_default(),
         ),
         incident: format!("restore/{name}/{}", request.uid().unwrap_or_default()),
@@ -242,9 +239,6 @@ pub fn for_policy(
     now: DateTime<Utc>,
 ) -> Vec<Send> {
     let mut out = Vec::new();
-    let (Some(ns), name) = (policy.namespace(), policy.name_any()) else {
-        return out;
-    };
     let Some(notifications) = policy.spec.notifications.as_ref() else {
         return out;
     };
@@ -264,7 +258,7 @@ pub fn for_policy(
                     NotifyEvent::ObjectiveBreached,
                     None,
                     message,
-                    objective_key(&ns, &name),
+                    dedup_key(policy, problem::OBJECTIVE),
                     now,
                 ),
                 incident: format!("breach/{}/{repeat}", at.to_rfc3339()),
@@ -275,60 +269,43 @@ pub fn for_policy(
     if !wants(policy, NotificationEvent::Recovered) {
         return out;
     }
-    let cleared_breach = find(&old.conditions, types::OBJECTIVE_BREACHED)
-        .filter(|c| c.status == "True" && !breached);
-    if let Some(c) = cleared_breach {
+    // Each problem that cleared, named after when it began.
+    let healthy = find(&new.conditions, types::HEALTHY);
+    let recoveries = [
+        (
+            find(&old.conditions, types::OBJECTIVE_BREACHED)
+                .filter(|c| c.status == "True" && !breached),
+            problem::OBJECTIVE,
+            "the RPO objective is met again".to_string(),
+        ),
+        (
+            failing(old).filter(|_| healthy.is_some_and(|h| h.status == "True")),
+            problem::BACKUP,
+            format!(
+                "backups succeed again: {}",
+                healthy.map(|h| h.message.as_str()).unwrap_or_default()
+            ),
+        ),
+        (
+            find(&old.conditions, types::DRILL_PASSED)
+                .filter(|c| c.status == "False" && condition_true(new, types::DRILL_PASSED)),
+            problem::DRILL,
+            "restore drills pass again".to_string(),
+        ),
+    ];
+    for (cleared, problem, summary) in recoveries {
+        let Some(c) = cleared else { continue };
+        let began = from_time(&c.last_transition_time).to_rfc3339();
         out.push(Send {
             notification: note(
                 policy,
                 NotifyEvent::Recovered,
                 None,
-                "the RPO objective is met again".into(),
-                objective_key(&ns, &name),
+                summary,
+                dedup_key(policy, problem),
                 now,
             ),
-            incident: format!(
-                "recovered/objective/{}",
-                from_time(&c.last_transition_time).to_rfc3339()
-            ),
-        });
-    }
-    let healthy_now = find(&new.conditions, types::HEALTHY).is_some_and(|c| c.status == "True");
-    if let (Some(c), true) = (failing(old), healthy_now) {
-        let detail = find(&new.conditions, types::HEALTHY)
-            .map(|h| h.message.clone())
-            .unwrap_or_default();
-        out.push(Send {
-            notification: note(
-                policy,
-                NotifyEvent::Recovered,
-                None,
-                format!("backups succeed again: {detail}"),
-                backup_key(&ns, &name),
-                now,
-            ),
-            incident: format!(
-                "recovered/backup/{}",
-                from_time(&c.last_transition_time).to_rfc3339()
-            ),
-        });
-    }
-    let drill_passes = condition_true(new, types::DRILL_PASSED);
-    let failed_drill = find(&old.conditions, types::DRILL_PASSED).filter(|c| c.status == "False");
-    if let (Some(c), true) = (failed_drill, drill_passes) {
-        out.push(Send {
-            notification: note(
-                policy,
-                NotifyEvent::Recovered,
-                None,
-                "restore drills pass again".into(),
-                drill_key(&ns, &name),
-                now,
-            ),
-            incident: format!(
-                "recovered/drill/{}",
-                from_time(&c.last_transition_time).to_rfc3339()
-            ),
+            incident: format!("recovered/{problem}/{began}"),
         });
     }
     out
@@ -345,7 +322,6 @@ fn drill_failed(
     if seen || !wants(policy, NotificationEvent::DrillFailed) {
         return None;
     }
-    let ns = policy.namespace()?;
     let why = last
         .message
         .clone()
@@ -356,7 +332,7 @@ fn drill_failed(
             NotifyEvent::DrillFailed,
             Some(last.run.clone()),
             format!("restore drill {} failed: {why}", last.run),
-            drill_key(&ns, &policy.name_any()),
+            dedup_key(policy, problem::DRILL),
             last.completed_at,
         ),
         incident: format!("drill/{}", last.run),
