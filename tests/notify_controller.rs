@@ -6,7 +6,9 @@
 //! mail. A failed run reaches every target exactly once although the
 //! controller restarts three times, each time having lost the status write
 //! that recorded the failure; the recovery resolves the PagerDuty incident;
-//! no secret appears in a Job spec or in what the Jobs print.
+//! no secret appears in a Job spec or in what the Jobs print. An RPO breach
+//! is sent once per repeat interval across restarts and resolved by the
+//! backup that ends it.
 
 #[path = "support/apiserver.rs"]
 mod apiserver;
@@ -369,4 +371,121 @@ async fn a_failure_reaches_every_target_once_across_restarts_and_the_recovery_re
         assert!(!specs.contains(secret), "{secret} in a Job spec");
         assert!(!printed.contains(secret), "{secret} printed by a Job");
     }
+}
+
+/// A BackupRun made by hand ("back up now").
+async fn back_up_now(server: &ApiServer, name: &str) {
+    let runs: Api<BackupRun> = Api::namespaced(server.client(), NS);
+    let run: BackupRun = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupRun",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"policyRef": {"name": "orders"}, "tier": "manual"}
+    }))
+    .unwrap();
+    runs.create(&kube::api::PostParams::default(), &run)
+        .await
+        .unwrap();
+}
+
+/// Restarts the controller and waits until it has looked at the policy.
+async fn restart(running: &mut Running, server: &ApiServer, clock: &Clock, jobs: &JobConfig) {
+    let (next, metrics) = start(server, clock, jobs);
+    *running = next;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while reconciles(&metrics, "backuppolicy") < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "no reconciles");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breach_is_sent_once_per_repeat_interval_across_restarts_and_resolved() {
+    let rec = Recorder::start().await;
+    let server = ApiServer::start().await;
+    let mounts = tempfile::tempdir().unwrap();
+    let mut jobs = JobConfig::new("lifeboat:test");
+    jobs.mount_root = mounts.path().to_str().unwrap().to_string();
+    let printed: Printed = Arc::default();
+    let _kubelet = kubelet(&server, secrets(&rec, ""), printed.clone());
+
+    // No schedule and no backup: the RPO of 1 h ran out an hour after the
+    // policy was made (2026-11-20T11:00Z); 12 h later, in the 6th 2-hour
+    // repeat interval, the controller first sees it.
+    let clock = Clock::fixed(at("2026-11-20T23:00:30Z"));
+    let (mut controller, _) = start(&server, &clock, &jobs);
+    server
+        .create_policy(json!({
+            "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy",
+            "metadata": {"name": "orders", "namespace": NS, "creationTimestamp": "2026-11-20T10:00:00Z"},
+            "spec": {
+                "source": {"postgres": {"connectionSecretRef": {"name": "orders-db"}, "databases": ["orders"]}},
+                "destinations": [{"name": "primary", "s3": {"region": "us-east-1", "bucket": "backups"}}],
+                "encryption": {"keySecretRef": {"name": "keys"}},
+                "objectives": {"rpo": "1h"},
+                "notifications": {"repeatInterval": "2h", "targets": [
+                    {"name": "ops-slack", "slack": {"secretRef": {"name": "ops-slack"}}},
+                    {"name": "pager", "pagerduty": {"secretRef": {"name": "pd"}, "eventsUrl": format!("{}/pd", rec.url)}}
+                ]}
+            }
+        }))
+        .await;
+    let slack = format!("/services/{TOKEN}");
+    let delivered = |n: usize| {
+        let (rec, slack) = (&rec, &slack);
+        async move {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while rec.delivered(slack).len() < n || rec.delivered("/pd").len() < n {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "waiting for {n} deliveries"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    delivered(1).await;
+    let trigger = rec.delivered("/pd")[0].json();
+    assert_eq!(trigger["event_action"], "trigger");
+    assert_eq!(trigger["dedup_key"], "lifeboat/shop/orders/objective");
+    assert!(
+        rec.delivered(&slack)[0].json()["text"]
+            .as_str()
+            .unwrap()
+            .contains("RPO objective breached"),
+        "{:?}",
+        rec.delivered(&slack)[0].json()
+    );
+
+    // A restart in the same interval sends nothing; the next interval sends
+    // the breach again, once, however often the controller restarts.
+    restart(&mut controller, &server, &clock, &jobs).await;
+    assert_eq!(notify_jobs(&server, "objectivebreached").len(), 1);
+    clock.set(at("2026-11-21T01:00:30Z"));
+    delivered(2).await;
+    for _ in 0..2 {
+        restart(&mut controller, &server, &clock, &jobs).await;
+    }
+    assert_eq!(notify_jobs(&server, "objectivebreached").len(), 2);
+    assert_eq!(
+        (rec.delivered(&slack).len(), rec.delivered("/pd").len()),
+        (2, 2)
+    );
+
+    // A backup: the RPO is met again, and PagerDuty resolves the breach.
+    clock.set(at("2026-11-21T02:10:00Z"));
+    back_up_now(&server, "orders-now").await;
+    server
+        .wait_for("the run's job", WAIT, |s| {
+            s.get(JOBS, NS, "orders-now-backup")
+        })
+        .await;
+    server
+        .finish_job(NS, "orders-now-backup", true, RESULT)
+        .await;
+    delivered(3).await;
+    let resolve = rec.delivered("/pd")[2].json();
+    assert_eq!(resolve["event_action"], "resolve");
+    assert_eq!(resolve["dedup_key"], trigger["dedup_key"]);
+    assert_eq!(notify_jobs(&server, "recovered").len(), 1);
+    drop(controller);
 }
