@@ -32,7 +32,11 @@ pub struct Notifications {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub repeat_interval: Option<String>,
-    #[schemars(length(min = 1, max = 16))]
+    /// Where news goes. (Not required by the schema: a policy written for
+    /// the old `webhookSecretRef` shape still reads, and validation names
+    /// this field instead of the controller failing to read the policy.)
+    #[serde(default)]
+    #[schemars(length(max = 16))]
     pub targets: Vec<NotificationTarget>,
 }
 
@@ -128,6 +132,12 @@ pub enum NotificationEvent {
     Succeeded,
     /// A RestoreRequest (not a drill) finished, succeeded or failed.
     RestoreFinished,
+    /// A name this version does not know (the schema refuses it; a policy
+    /// stored under the old shape, `Failed`, still reads and is refused by
+    /// validation).
+    #[serde(other)]
+    #[schemars(skip)]
+    Unknown,
 }
 
 impl NotificationEvent {
@@ -260,6 +270,9 @@ impl NotificationTarget {
             let at = format!("{field}.events[{j}]");
             let refuse = |why: &str| FieldError::new(at.clone(), why.to_string());
             match (e, kind) {
+                (NotificationEvent::Unknown, _) => errors.push(refuse(
+                    "not an event: use runFailed, objectiveBreached, drillFailed, recovered, succeeded or restoreFinished",
+                )),
                 (_, TargetKind::Heartbeat(_)) if *e != NotificationEvent::Succeeded => errors.push(
                     refuse("a heartbeat is pinged after each successful backup only (succeeded)"),
                 ),

@@ -344,4 +344,13 @@ fn bad_notification_targets_name_their_fields() {
     );
     let empty = with_notifications(json!({"targets": []}));
     assert_eq!(fields(&empty), ["spec.notifications.targets"]);
+    // The shape before targets (pruned by the API server to {}) still reads.
+    let old = with_notifications(json!({}));
+    assert_eq!(fields(&old), ["spec.notifications.targets"]);
+    let old_events = with_notifications(json!({"targets": [
+        {"name": "ops", "events": ["Failed"], "slack": {"secretRef": {"name": "s"}}}]}));
+    assert_eq!(
+        fields(&old_events),
+        ["spec.notifications.targets[0].events[0]"]
+    );
 }
