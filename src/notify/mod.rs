@@ -72,8 +72,8 @@ impl Default for SendOptions {
     }
 }
 
-/// Sends `n` to every target; never fails as a whole (sending never
-/// changes what happened), the report says what reached whom.
+/// Sends `n` to every target, one failure not stopping the others; the
+/// report says what reached whom.
 pub async fn send_all(
     n: &Notification,
     targets: &[NotifyTarget],

@@ -32,8 +32,4 @@ pub struct NotifyArgs {
     /// Where to leave the JSON report (the Job's termination message).
     #[arg(long)]
     pub report_file: Option<PathBuf>,
-    /// Exit 1 when a target was not reached (off in Jobs: a retried pod
-    /// would send again to the targets that were).
-    #[arg(long)]
-    pub strict: bool,
 }

@@ -5,7 +5,7 @@
 //! out once. Each target's Secret is mounted (only the keys it needs) at
 //! `<mount root>/notify/<target>`; the arguments carry no secret. The Job
 //! never retries its pod (a retry would send again to targets already
-//! reached) and `lifeboat notify` exits 0 when a target was not reached.
+//! reached): a target not reached makes it Failed, its report says which.
 
 use std::collections::BTreeMap;
 
