@@ -151,7 +151,7 @@ pub(crate) async fn measured(
 pub(crate) async fn send_notifications(
     policy: &BackupPolicy,
     ns: &str,
-    sends: &[super::notify::Send],
+    sends: &[super::notify::Outgoing],
     ctx: &Context,
 ) -> Result<(), Error> {
     let jobs: Api<Job> = ctx.api(ns);

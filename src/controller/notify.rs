@@ -28,7 +28,7 @@ use crate::wire::{Notification, NotifyEvent};
 
 /// A notification and the incident that names its Job.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Send {
+pub struct Outgoing {
     pub notification: Notification,
     pub incident: String,
 }
@@ -124,7 +124,7 @@ pub fn for_run(
     run: &BackupRun,
     new: &BackupRunStatus,
     others: &[&BackupRun],
-) -> Option<Send> {
+) -> Option<Outgoing> {
     let was_finished = run.status.as_ref().is_some_and(|s| s.phase.is_finished());
     if was_finished || !new.phase.is_finished() {
         return None;
@@ -169,7 +169,7 @@ pub fn for_run(
             )
         }
     };
-    Some(Send {
+    Some(Outgoing {
         notification: n,
         incident,
     })
@@ -182,7 +182,7 @@ pub fn for_restore(
     policy: &BackupPolicy,
     request: &RestoreRequest,
     new: &RestoreRequestStatus,
-) -> Option<Send> {
+) -> Option<Outgoing> {
     let finished = |p: RestorePhase| matches!(p, RestorePhase::Succeeded | RestorePhase::Failed);
     let was = request.status.as_ref().is_some_and(|s| finished(s.phase));
     if was || !finished(new.phase) || is_drill(request) {
@@ -200,7 +200,7 @@ pub fn for_restore(
         (_, Some(rto)) => format!("restore {name} succeeded: verified database after {rto} s"),
         (_, None) => format!("restore {name} succeeded (dry run: plan only)"),
     };
-    Some(Send {
+    Some(Outgoing {
         notification: note(
             policy,
             NotifyEvent::RestoreFinished,
@@ -237,7 +237,7 @@ pub fn for_policy(
     new: &BackupPolicyStatus,
     breach_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
-) -> Vec<Send> {
+) -> Vec<Outgoing> {
     let mut out = Vec::new();
     let Some(notifications) = policy.spec.notifications.as_ref() else {
         return out;
@@ -252,7 +252,7 @@ pub fn for_policy(
             let message = find(&new.conditions, types::OBJECTIVE_BREACHED)
                 .map(|c| c.message.clone())
                 .unwrap_or_default();
-            out.push(Send {
+            out.push(Outgoing {
                 notification: note(
                     policy,
                     NotifyEvent::ObjectiveBreached,
@@ -296,7 +296,7 @@ pub fn for_policy(
     for (cleared, problem, summary) in recoveries {
         let Some(c) = cleared else { continue };
         let began = from_time(&c.last_transition_time).to_rfc3339();
-        out.push(Send {
+        out.push(Outgoing {
             notification: note(
                 policy,
                 NotifyEvent::Recovered,
@@ -316,7 +316,7 @@ fn drill_failed(
     policy: &BackupPolicy,
     old: &BackupPolicyStatus,
     new: &BackupPolicyStatus,
-) -> Option<Send> {
+) -> Option<Outgoing> {
     let last = new.last_drill.as_ref().filter(|d| !d.succeeded)?;
     let seen = old.last_drill.as_ref().is_some_and(|d| d.run == last.run);
     if seen || !wants(policy, NotificationEvent::DrillFailed) {
@@ -326,7 +326,7 @@ fn drill_failed(
         .message
         .clone()
         .unwrap_or_else(|| "the restore failed".into());
-    Some(Send {
+    Some(Outgoing {
         notification: note(
             policy,
             NotifyEvent::DrillFailed,
