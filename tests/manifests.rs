@@ -131,6 +131,30 @@ fn jobs_built_from_the_examples_pass_kubernetes_validate_strict() {
     };
     let restore =
         lifeboat::controller::restore_jobs::restore_job(&request, &policy, &planned, &cfg).unwrap();
+    // A notify Job of the example's targets: every kind's Secret mounted.
+    let failed: lifeboat::wire::Notification = serde_json::from_value(serde_json::json!({
+        "event": "runFailed", "namespace": "shop", "policy": "orders", "subject": "orders-now",
+        "summary": "run orders-now failed", "dedupKey": "lifeboat/shop/orders/backup",
+        "at": "2026-11-25T02:03:00Z"}))
+    .unwrap();
+    let notify = lifeboat::controller::jobs::notify_job(&policy, &failed, "run/orders-now", &cfg)
+        .unwrap()
+        .expect("the example's targets get runFailed");
+    assert_eq!(
+        notify
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .volumes
+            .as_ref()
+            .unwrap()
+            .len(),
+        4
+    );
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("jobs.yaml");
     write_docs(
@@ -140,6 +164,7 @@ fn jobs_built_from_the_examples_pass_kubernetes_validate_strict() {
             serde_json::to_value(&prune).unwrap(),
             serde_json::to_value(&plan).unwrap(),
             serde_json::to_value(&restore).unwrap(),
+            serde_json::to_value(&notify).unwrap(),
         ],
     );
     validate_strict(&cmd, &[file]);

@@ -9,8 +9,6 @@ use std::path::Path;
 
 use apiserver::ApiServer;
 use chrono::{Duration, SecondsFormat, Utc};
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
-use kube::Api;
 use serde_json::{json, Value};
 
 fn ago(d: Duration) -> String {
@@ -46,22 +44,7 @@ fn policy(ns: &str, name: &str, backup_age: Duration, drill: Value) -> Value {
 }
 
 async fn create(server: &ApiServer, obj: Value) {
-    let ns = obj["metadata"]["namespace"].as_str().unwrap().to_string();
-    let api: Api<DynamicObject> = Api::namespaced_with(
-        server.client(),
-        &ns,
-        &ApiResource::from_gvk(&GroupVersionKind::gvk(
-            "lifeboat.dev",
-            "v1alpha1",
-            "BackupPolicy",
-        )),
-    );
-    api.create(
-        &PostParams::default(),
-        &serde_json::from_value(obj).unwrap(),
-    )
-    .await
-    .unwrap();
+    server.create_policy(obj).await;
 }
 
 /// Runs `lifeboat status ARGS` with this kubeconfig; (success, stdout, stderr).

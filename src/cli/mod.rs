@@ -4,6 +4,7 @@
 
 mod args;
 mod backup;
+mod notify;
 mod operator;
 mod print;
 mod restore;
@@ -11,8 +12,8 @@ mod wal;
 
 use crate::commands;
 use args::{
-    BackupArgs, ControllerArgs, KeygenArgs, ListArgs, PlanArgs, PruneArgs, RestoreArgs, StatusArgs,
-    VerifyArgs, WalFetchArgs, WalPushArgs, WalStreamArgs,
+    BackupArgs, ControllerArgs, KeygenArgs, ListArgs, NotifyArgs, PlanArgs, PruneArgs, RestoreArgs,
+    StatusArgs, VerifyArgs, WalFetchArgs, WalPushArgs, WalStreamArgs,
 };
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -58,6 +59,10 @@ enum Command {
     /// Stream WAL continuously (pg_receivewal on a replication slot) and ship
     /// every segment, and the partial one at least every --max-wal-delay.
     WalStream(WalStreamArgs),
+    /// Send a notification to Slack, a webhook, PagerDuty, e-mail or a
+    /// heartbeat (what the controller's notify Jobs run). Secrets are read
+    /// from each target's directory, never from arguments.
+    Notify(NotifyArgs),
     /// Print the CustomResourceDefinitions (crds/ holds this output).
     Crds,
     /// Run the operator: schedule BackupRuns, run their Jobs, write status.
@@ -88,6 +93,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
         Command::WalFetch(a) => wal::fetch(a).await,
         Command::WalStream(a) => wal::stream(a).await,
         Command::Status(a) => operator::status(a).await,
+        Command::Notify(a) => notify::notify(a).await,
         Command::Crds => operator::crds(),
         Command::Controller(a) => operator::controller(a).await,
     }

@@ -142,3 +142,32 @@ pub(crate) async fn measured(
     }
     result
 }
+
+/// Creates the notify Job of each notification (create-if-absent: the Job's
+/// name is the incident's, so a repeated decision sends nothing twice).
+/// Called before the status write that records the transition, so a crash
+/// in between decides the same again. A Job that cannot be built is
+/// logged: sending never changes what a reconcile does.
+pub(crate) async fn send_notifications(
+    policy: &BackupPolicy,
+    ns: &str,
+    sends: &[super::notify::Outgoing],
+    ctx: &Context,
+) -> Result<(), Error> {
+    let jobs: Api<Job> = ctx.api(ns);
+    for s in sends {
+        let event = s.notification.event.as_str();
+        match super::jobs::notify_job(policy, &s.notification, &s.incident, &ctx.settings.jobs) {
+            Ok(Some(job)) => {
+                if create_if_absent(&jobs, &job).await? {
+                    tracing::info!(policy = %policy.name_any(), job = %job.name_any(), event, "created notify job");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(policy = %policy.name_any(), event, error = %e, "cannot build the notify job")
+            }
+        }
+    }
+    Ok(())
+}

@@ -29,6 +29,7 @@ pub mod job_status;
 pub mod jobs;
 pub mod leader;
 pub mod metrics;
+pub mod notify;
 pub mod policy;
 pub mod restore;
 pub mod restore_jobs;

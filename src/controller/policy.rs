@@ -40,6 +40,8 @@ pub struct PolicyPlan {
     pub events: Vec<Note>,
     /// `None`: wait for a change (a bad spec).
     pub requeue_after: Option<Duration>,
+    /// When the RPO runs (or ran) out, with an objective set.
+    pub rpo_deadline: Option<DateTime<Utc>>,
 }
 
 fn is_deleting(run: &BackupRun) -> bool {
@@ -157,6 +159,7 @@ pub fn decide(
                 events: condition_events(&old.conditions, &status.conditions),
                 status: (status != old).then_some(status),
                 requeue_after: None,
+                rpo_deadline: None,
             };
         }
     };
@@ -330,6 +333,7 @@ pub fn decide(
     // or the last WAL archived after it), or at the policy's creation when
     // there is none yet (a new policy has one RPO of grace).
     let mut breach_at = None;
+    let mut rpo_deadline = None;
     let point = status.recovery_point();
     let what = if point.is_some_and(|p| p.by_wal) {
         "the newest archived WAL"
@@ -353,6 +357,7 @@ pub fn decide(
                         .map(crate::api::conditions::from_time)
                 })
                 .unwrap_or(now);
+            rpo_deadline = Some(since + rpo);
             let rpo_text = policy
                 .spec
                 .objectives
@@ -407,6 +412,7 @@ pub fn decide(
         status: (status != old).then_some(status),
         events,
         requeue_after: Some(wake),
+        rpo_deadline,
     }
 }
 

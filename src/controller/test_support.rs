@@ -5,6 +5,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::Job;
 
+use crate::api::{BackupRun, BackupRunSpec, LocalRef, RunKind, Tier};
+
 /// The longest wait between reconciles the tests decide with.
 pub const RESYNC: Duration = Duration::from_secs(300);
 
@@ -17,4 +19,21 @@ pub fn at(s: &str) -> DateTime<Utc> {
 pub fn args(job: &Job) -> Vec<String> {
     let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
     pod.containers[0].args.clone().unwrap()
+}
+
+/// A daily BackupRun of policy `orders` in `shop`, with uid `uid`.
+pub fn daily_run(name: &str, uid: &str) -> BackupRun {
+    let mut r = BackupRun::new(
+        name,
+        BackupRunSpec {
+            policy_ref: LocalRef::new("orders"),
+            tier: Tier::Daily,
+            kind: RunKind::Full,
+            scheduled_at: None,
+            deletion_policy: crate::api::DeletionPolicy::Retain,
+        },
+    );
+    r.metadata.namespace = Some("shop".into());
+    r.metadata.uid = Some(uid.into());
+    r
 }

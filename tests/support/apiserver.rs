@@ -67,6 +67,11 @@ impl Store {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Signalled on every change of the store.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
     /// One object, as stored.
     pub fn get(&self, resource: &str, ns: &str, name: &str) -> Option<Value> {
         self.lock()
@@ -177,6 +182,27 @@ impl ApiServer {
             "test".into(),
             futures::future::pending(),
         ))
+    }
+
+    /// Creates a BackupPolicy (as JSON, its namespace in its metadata)
+    /// through the API, as `kubectl create` would.
+    pub async fn create_policy(&self, obj: Value) {
+        let ns = obj["metadata"]["namespace"].as_str().unwrap().to_string();
+        let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+            self.client(),
+            &ns,
+            &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+                "lifeboat.dev",
+                "v1alpha1",
+                "BackupPolicy",
+            )),
+        );
+        api.create(
+            &kube::api::PostParams::default(),
+            &serde_json::from_value(obj).unwrap(),
+        )
+        .await
+        .unwrap();
     }
 
     /// A JSON merge patch of the BackupPolicy `ns/name` through the API,

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod faulty;
 pub mod k8s;
 pub mod kubelet;
+pub mod smtp;
 
 #[allow(unused_imports)]
 pub use cli::{backup, restore, verify, Cli};

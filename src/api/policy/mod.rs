@@ -6,6 +6,7 @@
 //! checks what the schema cannot.
 
 pub mod destination;
+pub mod notifications;
 pub mod schedule;
 pub mod source;
 pub mod status;
@@ -24,6 +25,10 @@ use serde::{Deserialize, Serialize};
 use super::{parse_duration, ConnectionSecretRef, LocalRef, DURATION_PATTERN};
 
 pub use destination::{Destination, ObjectLock, ObjectLockMode, S3Destination};
+pub use notifications::{
+    EmailTarget, NotificationEvent, NotificationTarget, Notifications, PagerDutyTarget,
+    SecretTarget, TargetKind,
+};
 pub use schedule::{Retention, ScheduleSpec};
 pub use source::{
     BucketSource, ConfigSource, PostgresMethod, PostgresSource, SourceKind, SourceSpec,
@@ -210,24 +215,6 @@ pub struct Objectives {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub rto: Option<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Notifications {
-    /// Secret whose `url` key is a Slack-compatible webhook.
-    pub webhook_secret_ref: LocalRef,
-    /// Which events to send; empty = Failed and ObjectiveBreached.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub events: Vec<NotificationEvent>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub enum NotificationEvent {
-    Succeeded,
-    Failed,
-    ObjectiveBreached,
-    DrillFailed,
 }
 
 /// Settings copied into every Job the policy makes.

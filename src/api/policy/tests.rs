@@ -207,7 +207,8 @@ fn fields_not_supported_yet_are_refused_naming_each() {
 
     let mut v = example();
     v["destinations"][1]["s3"]["objectLock"] = json!({"mode": "Compliance", "days": 30});
-    v["notifications"] = json!({"webhookSecretRef": {"name": "ops-webhook"}});
+    v["notifications"] = json!({"targets": [{"name": "ops", "events": ["runFailed", "drillFailed", "restoreFinished"],
+        "slack": {"secretRef": {"name": "ops-slack"}}}]});
     v["source"]["postgres"]["includeRolePasswords"] = json!(true);
     let errors = spec(v).validate().unwrap_err();
     let got: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -216,7 +217,6 @@ fn fields_not_supported_yet_are_refused_naming_each() {
         [
             "spec.source.postgres.includeRolePasswords: role passwords are not saved with the globals yet",
             "spec.destinations[1].s3.objectLock.days: 30 days is shorter than the monthly tier's retention (12 kept, 372 days): set at least 372",
-            "spec.notifications: notifications are not supported yet",
         ]
     );
 }
@@ -322,4 +322,81 @@ fn retention_and_tier_times_convert_for_the_schedule() {
     let slots = t.slots();
     assert_eq!(slots.keys().collect::<Vec<_>>(), [&Tier::Weekly]);
     assert_eq!(TierTimes::from(slots), t);
+}
+
+fn with_notifications(n: serde_json::Value) -> BackupPolicySpec {
+    let mut v = example();
+    v["notifications"] = n;
+    spec(v)
+}
+
+#[test]
+fn every_kind_of_notification_target_validates() {
+    let s = with_notifications(json!({"repeatInterval": "4h", "targets": [
+        {"name": "ops", "slack": {"secretRef": {"name": "ops-slack"}}},
+        {"name": "audit", "events": ["runFailed", "succeeded"], "webhook": {"secretRef": {"name": "hook"}}},
+        {"name": "pager", "pagerduty": {"secretRef": {"name": "pd"}, "eventsUrl": "http://pd.test/v2/enqueue"}},
+        {"name": "mail", "email": {"host": "smtp.example.org", "from": "Lifeboat <lifeboat@example.org>",
+            "to": ["oncall@example.org"], "secretRef": {"name": "smtp"}, "caKey": "ca.crt"}},
+        {"name": "deadman", "heartbeat": {"secretRef": {"name": "hb"}}}
+    ]}));
+    assert_eq!(s.validate(), Ok(()));
+    let n = s.notifications.as_ref().unwrap();
+    assert_eq!(n.repeat(), Some(chrono::Duration::hours(4)));
+    assert_eq!(n.targets[3].email.as_ref().unwrap().port, 587);
+    let ops = &n.targets[0];
+    assert!(ops.wants(NotificationEvent::RunFailed) && ops.wants(NotificationEvent::Recovered));
+    assert!(!ops.wants(NotificationEvent::Succeeded));
+    assert!(n.targets[1].wants(NotificationEvent::Succeeded));
+    let deadman = &n.targets[4];
+    assert!(
+        deadman.wants(NotificationEvent::Succeeded) && !deadman.wants(NotificationEvent::RunFailed)
+    );
+}
+
+#[test]
+fn bad_notification_targets_name_their_fields() {
+    let s = with_notifications(json!({"repeatInterval": "30s", "targets": [
+        {"name": "ops", "slack": {"secretRef": {"name": "a"}}, "webhook": {"secretRef": {"name": "b"}}},
+        {"name": "ops", "events": ["drillFailed", "restoreFinished"], "pagerduty": {"secretRef": {"name": "pd"}, "eventsUrl": "ftp://x"}},
+        {"name": "Mail_1", "email": {"host": "smtp:25", "port": 0, "from": "nobody", "to": ["x@y.org", "bad"], "caKey": "ca"}},
+        {"name": "hb", "events": ["runFailed"], "heartbeat": {"secretRef": {"name": "Bad_Name"}}},
+        {"name": "pd2", "events": ["succeeded"], "pagerduty": {"secretRef": {"name": "pd"}}}
+    ]}));
+    let got: Vec<String> = s
+        .validate()
+        .unwrap_err()
+        .iter()
+        .map(|e| e.field.clone())
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "spec.notifications.repeatInterval",
+            "spec.notifications.targets[0]",
+            "spec.notifications.targets[1].name",
+            "spec.notifications.targets[1].events[1]",
+            "spec.notifications.targets[1].pagerduty.eventsUrl",
+            "spec.notifications.targets[2].name",
+            "spec.notifications.targets[2].email.host",
+            "spec.notifications.targets[2].email.port",
+            "spec.notifications.targets[2].email.from",
+            "spec.notifications.targets[2].email.to[1]",
+            "spec.notifications.targets[2].email.caKey",
+            "spec.notifications.targets[3].events[0]",
+            "spec.notifications.targets[3].heartbeat.secretRef.name",
+            "spec.notifications.targets[4].events[0]",
+        ]
+    );
+    let empty = with_notifications(json!({"targets": []}));
+    assert_eq!(fields(&empty), ["spec.notifications.targets"]);
+    // The shape before targets (pruned by the API server to {}) still reads.
+    let old = with_notifications(json!({}));
+    assert_eq!(fields(&old), ["spec.notifications.targets"]);
+    let old_events = with_notifications(json!({"targets": [
+        {"name": "ops", "events": ["Failed"], "slack": {"secretRef": {"name": "s"}}}]}));
+    assert_eq!(
+        fields(&old_events),
+        ["spec.notifications.targets[0].events[0]"]
+    );
 }

@@ -1,6 +1,6 @@
 //! [`BackupPolicySpec::validate`]: what the schema cannot check, each problem
-//! naming its field. A field this version does not act on yet
-//! (notifications, sources other than PostgreSQL) is refused here rather
+//! naming its field. A field this version does not act on yet (sources
+//! other than PostgreSQL, notification events not sent yet) is refused here rather
 //! than accepted and ignored, so the policy's Ready condition says so.
 
 use std::collections::HashSet;
@@ -106,15 +106,7 @@ impl BackupPolicySpec {
         }
 
         if let Some(notifications) = &self.notifications {
-            errors.push(FieldError::new(
-                "spec.notifications",
-                "notifications are not supported yet",
-            ));
-            check_ref_name(
-                "spec.notifications.webhookSecretRef.name",
-                &notifications.webhook_secret_ref.name,
-                &mut errors,
-            );
+            notifications.validate(&mut errors);
         }
 
         into_result(errors)

@@ -2,12 +2,14 @@
 //! commands are, and the pieces several of them flatten in.
 
 mod backup;
+mod notify;
 mod operator;
 mod wal;
 
 pub use backup::{
     BackupArgs, KeygenArgs, ListArgs, MethodArg, PlanArgs, PruneArgs, RestoreArgs, VerifyArgs,
 };
+pub use notify::NotifyArgs;
 pub use operator::{ControllerArgs, OutputArg, StatusArgs};
 pub use wal::{WalFetchArgs, WalPushArgs, WalStreamArgs};
 

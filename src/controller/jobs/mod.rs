@@ -23,10 +23,12 @@
 //! - [`source`]: what each kind of source needs in a backup pod (the one
 //!   match on the kind);
 //! - [`destinations`]: the policy's destinations as the pod names them;
-//! - [`backup`]: the backup and prune Jobs and the run's artifacts.
+//! - [`backup`]: the backup and prune Jobs and the run's artifacts;
+//! - [`notify`]: the Jobs that send a policy's notifications.
 
 pub mod backup;
 pub mod destinations;
+pub mod notify;
 pub mod pod;
 pub mod source;
 #[cfg(test)]
@@ -44,6 +46,7 @@ pub use backup::{
     artifacts, backup_args, backup_job, backup_job_name, committed_destinations, prune_job,
     prune_job_name, reads_back, source_info,
 };
+pub use notify::{notify_job, notify_job_name};
 pub use pod::PodNeeds;
 
 /// Where Secrets are mounted in the pod unless [`JobConfig::mount_root`] says otherwise.

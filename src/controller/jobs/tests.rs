@@ -1,6 +1,6 @@
 use super::*;
 use crate::api::run::Artifact;
-use crate::api::{BackupRun, BackupRunSpec, LocalRef, RunKind, Tier};
+use crate::api::{BackupRun, LocalRef, RunKind};
 use crate::wire::{BackupSummary, SummaryError};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::PodSpec;
@@ -49,19 +49,7 @@ fn merge(a: &mut Value, b: Value) {
 }
 
 fn run(name: &str) -> BackupRun {
-    let mut r = BackupRun::new(
-        name,
-        BackupRunSpec {
-            policy_ref: LocalRef::new("orders"),
-            tier: Tier::Daily,
-            kind: RunKind::Full,
-            scheduled_at: None,
-            deletion_policy: crate::api::DeletionPolicy::Retain,
-        },
-    );
-    r.metadata.namespace = Some("shop".into());
-    r.metadata.uid = Some("run-uid-1".into());
-    r
+    crate::controller::test_support::daily_run(name, "run-uid-1")
 }
 
 fn cfg() -> JobConfig {

@@ -18,9 +18,11 @@ use crate::api::policy::RecoveryWindow;
 use crate::api::{BackupPolicy, BackupRun, DeletionPolicy, RestoreRequest, Tier, PRUNE_FINALIZER};
 use crate::controller::apply::{
     create_if_absent, delete_if_present, measured, namespace, next_action, patch_status,
+    send_notifications,
 };
 use crate::controller::drill::{self, DrillPlan};
 use crate::controller::metrics::Exported;
+use crate::controller::notify;
 use crate::controller::restore::is_drill;
 use crate::controller::{archiver, archiver_sync, is_not_found, Context, Error};
 
@@ -39,6 +41,7 @@ async fn reconcile_policy(policy: &BackupPolicy, ctx: &Context) -> Result<Action
     let drills = decide_drills(policy, &ns, &mut plan, now, ctx);
     apply_drills(policy, &ns, &drills, ctx).await?;
     apply_runs(policy, &ns, &plan, &runs, ctx).await?;
+    notify(policy, &ns, &mut plan, now, ctx).await?;
     let policies: Api<BackupPolicy> = ctx.api(&ns);
     let (old, new) = (policy.status.as_ref(), plan.status.as_ref());
     patch_status(&policies, &policy.name_any(), old, new).await?;
@@ -96,6 +99,31 @@ async fn archive(
     }
     plan.status = (Some(&status) != policy.status.as_ref()).then_some(status);
     Ok(())
+}
+
+/// The notifications of the policy's transitions, sent before its status
+/// records them; while a breach lasts, the policy wakes for its next repeat.
+async fn notify(
+    policy: &BackupPolicy,
+    ns: &str,
+    plan: &mut PolicyPlan,
+    now: DateTime<Utc>,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let old = policy.status.clone().unwrap_or_default();
+    let new = plan.status.as_ref().unwrap_or(&old);
+    let sends = notify::for_policy(policy, &old, new, plan.rpo_deadline, now);
+    if let (Some(repeat), Some(at), true) = (
+        policy.spec.notifications.as_ref().and_then(|n| n.repeat()),
+        plan.rpo_deadline,
+        is_true(&new.conditions, types::OBJECTIVE_BREACHED),
+    ) {
+        let n = (now - at).num_seconds() / repeat.num_seconds().max(1);
+        if let Ok(wait) = (at + repeat * (n as i32 + 1) - now).to_std() {
+            plan.requeue_after = Some(plan.requeue_after.map_or(wait, |r| r.min(wait)));
+        }
+    }
+    send_notifications(policy, ns, &sends, ctx).await
 }
 
 /// Creates the due run and deletes the runs retention let go, each with

@@ -1,6 +1,7 @@
 //! The IO of a RestoreRequest reconcile, as named steps: dereference the
 //! policy, the plan Job and the restore Job → [`decide`] → create the Job
-//! the decision asks for → update the status. A finished request is not
+//! the decision asks for → send the notification of a request that just
+//! finished → update the status. A finished request is not
 //! looked at again.
 
 use std::sync::Arc;
@@ -14,7 +15,9 @@ use crate::api::restore::RestorePhase;
 use crate::api::RestoreRequest;
 use crate::controller::apply::{
     create_if_absent, get_job, get_policy, measured, namespace, next_action, patch_status,
+    send_notifications,
 };
+use crate::controller::notify;
 use crate::controller::restore_jobs::{plan_job_name, restore_job_name};
 use crate::controller::{Context, Error};
 
@@ -49,6 +52,11 @@ async fn reconcile_request(request: &RestoreRequest, ctx: &Context) -> Result<Ac
         if create_if_absent(&ctx.api::<Job>(&ns), job).await? {
             tracing::info!(request = %name, job = %job.name_any(), "created job");
         }
+    }
+    // Sent before the status records the end, so a repeated decision finds its Job.
+    if let (Some(p), Some(new)) = (policy.as_ref(), d.status.as_ref()) {
+        let sends: Vec<_> = notify::for_restore(p, request, new).into_iter().collect();
+        send_notifications(p, &ns, &sends, ctx).await?;
     }
     let requests: Api<RestoreRequest> = ctx.api(&ns);
     patch_status(&requests, &name, request.status.as_ref(), d.status.as_ref()).await?;

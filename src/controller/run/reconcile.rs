@@ -16,9 +16,11 @@ use super::{decide, decide_cleanup, job_name, prune_job_for, Cleanup, Observed, 
 use crate::api::{BackupPolicy, BackupRun, PRUNE_FINALIZER};
 use crate::controller::apply::{
     create_if_absent, delete_if_present, get_job, get_policy, measured, namespace, next_action,
-    patch_status,
+    patch_status, send_notifications,
 };
 use crate::controller::job_status::ObservedJob;
+use crate::controller::notify;
+use crate::controller::policy::runs_of;
 use crate::controller::{is_not_found, Context, Error, Note};
 
 /// Wait before retrying a prune whose Job failed.
@@ -45,6 +47,7 @@ async fn reconcile_run(run: &BackupRun, ctx: &Context) -> Result<Action, Error> 
     };
     let plan = decide(obs, &ctx.settings.jobs, ctx.settings.resync);
     apply_job(run, &ns, &plan, ctx).await?;
+    notify(run, &ns, policy.as_ref(), &plan, ctx).await?;
     apply_finalizer(run, &ns, &plan, ctx).await?;
     let runs: Api<BackupRun> = ctx.api(&ns);
     patch_status(
@@ -75,6 +78,32 @@ async fn get_run_job(
         Some(name) => get_job(ctx, ns, &name).await,
         None => Ok(ObservedJob::default()),
     }
+}
+
+/// The notification of a run that just finished, sent before its status
+/// records it (see [`crate::controller::notify`]).
+async fn notify(
+    run: &BackupRun,
+    ns: &str,
+    policy: Option<&BackupPolicy>,
+    plan: &RunPlan,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let (Some(policy), Some(new)) = (policy, plan.status.as_ref()) else {
+        return Ok(());
+    };
+    if policy.spec.notifications.is_none() || !new.phase.is_finished() {
+        return Ok(());
+    }
+    let all = ctx.runs.state();
+    let others: Vec<&BackupRun> = runs_of(policy, all.iter().map(|r| r.as_ref()))
+        .into_iter()
+        .filter(|r| r.name_any() != run.name_any())
+        .collect();
+    let sends: Vec<_> = notify::for_run(policy, run, new, &others)
+        .into_iter()
+        .collect();
+    send_notifications(policy, ns, &sends, ctx).await
 }
 
 async fn apply_job(run: &BackupRun, ns: &str, plan: &RunPlan, ctx: &Context) -> Result<(), Error> {
