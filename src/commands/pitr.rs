@@ -14,7 +14,7 @@ use super::progress::peak_rss_bytes;
 use super::{manifests, Error};
 use crate::catalog::{Manifest, PhysicalInfo};
 use crate::keys::Keyring;
-use crate::location::NamedLocation;
+use crate::location::{Location, NamedLocation};
 use crate::recovery::{self, RecoveryTarget};
 use crate::source::postgres::{self, PgConn, PgError};
 use crate::store::Store;
@@ -116,7 +116,10 @@ pub async fn restore(o: PitrOptions) -> Result<PitrReport, Error> {
         ));
     }
     let dir = DataDir::prepare(&o.data_dir, o.run_as.as_deref())?;
-    let result = unpack_and_recover(&o, &dir).await;
+    let result = match check_restore_command_access(&o, &dir) {
+        Ok(()) => unpack_and_recover(&o, &dir).await,
+        Err(e) => Err(e),
+    };
     match result {
         Ok(mut report) => {
             report.seconds = t0.elapsed().as_secs_f64();
@@ -187,6 +190,68 @@ async fn unpack_and_recover(o: &PitrOptions, dir: &DataDir) -> Result<PitrReport
         report.running = running;
     }
     Ok(report)
+}
+
+/// What the recovering server's restore_command (`lifeboat wal-fetch`, run
+/// as the server's user) must reach, checked first as that user, the way
+/// the server will run (its uid and gid, no other groups). Without this a
+/// restore unpacks the base backup, starts recovery and fails with
+/// PostgreSQL's "could not locate required checkpoint record", far from
+/// the cause.
+fn check_restore_command_access(o: &PitrOptions, dir: &DataDir) -> Result<(), Error> {
+    use std::os::unix::process::CommandExt;
+    let (true, Some((uid, gid))) = (o.start, dir.owner) else {
+        return Ok(());
+    };
+    let absolute = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+    let mut needs: Vec<(&str, PathBuf, String)> = vec![
+        ("-x", absolute(&o.lifeboat), "run lifeboat itself".into()),
+        (
+            "-r",
+            absolute(&o.key_file),
+            "read the key file (--key-file)".into(),
+        ),
+    ];
+    for url in &o.from {
+        match &url.location {
+            Location::S3(s3) => {
+                for file in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+                    if let Some(c) = &s3.credentials {
+                        let what = format!("read the credentials of {}", url.label());
+                        needs.push(("-r", absolute(&c.join(file)), what));
+                    }
+                }
+            }
+            Location::Local(path) => {
+                for flag in ["-r", "-x"] {
+                    needs.push((
+                        flag,
+                        absolute(path),
+                        format!("read the archive {}", url.label()),
+                    ));
+                }
+            }
+        }
+    }
+    for (flag, path, what) in needs {
+        let can = Command::new("test")
+            .arg(flag)
+            .arg(&path)
+            .env_clear()
+            .uid(uid)
+            .gid(gid)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !can {
+            return Err(Error::Usage(format!(
+                "--run-as {}: the server's restore_command must {what}, but uid {uid} cannot reach {}; \
+                 make it readable by that user (owner or group) and try again",
+                o.run_as.as_deref().unwrap_or_default(),
+                path.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Physical manifests in one destination, MAC checked.
