@@ -172,10 +172,10 @@ pub fn archiver_deployment(policy: &BackupPolicy, cfg: &JobConfig) -> Result<Dep
                 ..Default::default()
             }),
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    ..Default::default()
-                }),
+                metadata: Some(super::jobs::pod::pod_meta(
+                    &policy.spec.job_template.clone().unwrap_or_default(),
+                    labels,
+                )),
                 spec: Some(pod),
             },
             ..Default::default()

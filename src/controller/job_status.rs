@@ -132,6 +132,33 @@ pub fn pod_problem(pods: &[Pod]) -> Option<String> {
     })
 }
 
+/// Why a failed Job failed, for a status: the pod's problem (OOMKilled, a
+/// missing Secret), else the Job's own reason — except past the Job's
+/// deadline, where the pod's "Error" (killed by the deadline) is only the
+/// consequence.
+pub(crate) fn failure_message(job: &Job, pods: &[Pod]) -> String {
+    let deadline = job_reason(job) == Some("DeadlineExceeded");
+    let (first, second) = if deadline {
+        (job_problem(job), pod_problem(pods))
+    } else {
+        (pod_problem(pods), job_problem(job))
+    };
+    first
+        .or(second)
+        .unwrap_or_else(|| "the Job failed".to_string())
+}
+
+fn job_reason(job: &Job) -> Option<&str> {
+    job.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Failed" && c.status == "True")?
+        .reason
+        .as_deref()
+}
+
 /// The Job's own failure reason (BackoffLimitExceeded, DeadlineExceeded).
 pub(crate) fn job_problem(job: &Job) -> Option<String> {
     let c = job

@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 
 use super::job_status::{
-    job_problem, job_state, pod_problem, termination_message, truncate, JobState, ObservedJob,
+    failure_message, job_state, pod_problem, termination_message, truncate, JobState, ObservedJob,
 };
 use super::jobs::JobConfig;
 use super::restore_jobs::{self, plan_from_summary};
@@ -131,10 +131,7 @@ fn job_failure(job: &Job, pods: &[Pod], default_step: &str) -> (String, String) 
             return (default_step.to_string(), e);
         }
     }
-    let message = pod_problem(pods)
-        .or_else(|| job_problem(job))
-        .unwrap_or_else(|| "the Job failed".to_string());
-    (default_step.to_string(), message)
+    (default_step.to_string(), failure_message(job, pods))
 }
 
 /// Decides what to do for one request. Pure.

@@ -14,8 +14,8 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::{Resource, ResourceExt};
 
 use super::job_status::{
-    job_problem, job_state, pod_problem, success_message, termination_message, JobState,
-    ObservedJob,
+    failure_message, job_problem, job_state, pod_problem, success_message, termination_message,
+    JobState, ObservedJob,
 };
 use super::jobs::{self, JobConfig};
 use super::Note;
@@ -258,9 +258,7 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RunPlan {
                         fail(&mut status, reasons::VERIFICATION_FAILED, message);
                     }
                     None => {
-                        let message = pod_problem(&obs.job.pods)
-                            .or_else(|| job_problem(job))
-                            .unwrap_or_else(|| "the Job failed".to_string());
+                        let message = failure_message(job, &obs.job.pods);
                         fail(&mut status, reasons::JOB_FAILED, message);
                     }
                 }

@@ -17,7 +17,9 @@ mod validate;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{
+    Affinity, EnvVar, LocalObjectReference, ResourceRequirements, Toleration,
+};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -238,4 +240,38 @@ pub struct JobTemplate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub ttl_seconds_after_finished: Option<i32>,
+    /// Seconds a backup, prune, plan, restore or notify Job may run before
+    /// Kubernetes stops it and its run fails (`DeadlineExceeded`), so a hung
+    /// dump does not hold every later run of the policy. Absent: 12 hours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 60))]
+    pub active_deadline_seconds: Option<i64>,
+    /// Labels on the pods (lifeboat's own labels win).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_labels: Option<BTreeMap<String, String>>,
+    /// Annotations on the pods, e.g. `sidecar.istio.io/inject: "false"`: a
+    /// sidecar that never exits keeps a Job from completing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_annotations: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
+    /// Extra environment (a proxy, AWS_STS_REGIONAL_ENDPOINTS, …). The
+    /// names lifeboat sets itself are refused (RESERVED_ENV).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<Vec<EnvVar>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
 }
+
+/// Environment variables lifeboat's pods set themselves: a jobTemplate may
+/// not set them too (which would win would depend on order), nor any
+/// `LIFEBOAT_` name.
+pub const RESERVED_ENV: &[&str] = &[
+    "TMPDIR",
+    "PGHOST",
+    "PGPORT",
+    "PGUSER",
+    "PGSSLMODE",
+    "PGPASSWORD",
+    "PGPASSFILE",
+];

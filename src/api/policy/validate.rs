@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use super::{BackupPolicySpec, Destination};
+use super::{BackupPolicySpec, Destination, JobTemplate, RESERVED_ENV};
 use crate::api::{check_ref_name, into_result, parse_duration, FieldError, Tier};
 use crate::schedule;
 
@@ -109,6 +109,10 @@ impl BackupPolicySpec {
             notifications.validate(&mut errors);
         }
 
+        if let Some(template) = &self.job_template {
+            check_job_template(template, &mut errors);
+        }
+
         into_result(errors)
     }
 
@@ -134,6 +138,30 @@ impl BackupPolicySpec {
                 ),
             ));
         }
+    }
+}
+
+fn check_job_template(t: &JobTemplate, errors: &mut Vec<FieldError>) {
+    if let Some(s) = t.active_deadline_seconds.filter(|s| *s < 60) {
+        errors.push(FieldError::new(
+            "spec.jobTemplate.activeDeadlineSeconds",
+            format!("{s} seconds is too short for any backup: use 60 or more"),
+        ));
+    }
+    for (i, var) in t.env.iter().flatten().enumerate() {
+        if RESERVED_ENV.contains(&var.name.as_str()) || var.name.starts_with("LIFEBOAT_") {
+            errors.push(FieldError::new(
+                format!("spec.jobTemplate.env[{i}].name"),
+                format!("{} is set by lifeboat itself", var.name),
+            ));
+        }
+    }
+    for (i, s) in t.image_pull_secrets.iter().flatten().enumerate() {
+        check_ref_name(
+            &format!("spec.jobTemplate.imagePullSecrets[{i}].name"),
+            &s.name,
+            errors,
+        );
     }
 }
 

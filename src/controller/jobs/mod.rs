@@ -32,6 +32,8 @@ pub mod notify;
 pub mod pod;
 pub mod source;
 #[cfg(test)]
+mod template_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
@@ -64,6 +66,10 @@ pub const LABEL_RUN: &str = "lifeboat.dev/run";
 pub const LABEL_TIER: &str = "lifeboat.dev/tier";
 pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
 pub const ANNOTATION_BACKUP_ID: &str = "lifeboat.dev/backup-id";
+
+/// How long a Job may run when its policy does not say: long enough for a
+/// large dump, short enough that a hung one does not hold the policy for days.
+pub const DEFAULT_DEADLINE_SECONDS: i64 = 12 * 3600;
 
 /// Settings of the controller that every Job shares.
 #[derive(Clone, Debug, PartialEq)]
@@ -98,7 +104,7 @@ impl JobConfig {
             service_account: None,
             image_pull_policy: None,
             backoff_limit: 2,
-            active_deadline_seconds: None,
+            active_deadline_seconds: Some(DEFAULT_DEADLINE_SECONDS),
             ttl_seconds_after_finished: 86_400,
         }
     }

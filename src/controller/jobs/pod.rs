@@ -8,13 +8,15 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath,
-    PodSecurityContext, PodSpec, PodTemplateSpec, SeccompProfile, SecretKeySelector,
-    SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
+    SecretKeySelector, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use super::destinations;
 use super::{JobConfig, CONTAINER, KEY_SECRET_KEY, RUN_AS};
+use crate::api::policy::JobTemplate;
 use crate::api::{BackupPolicy, ConnectionSecretRef};
 use crate::wire::TERMINATION_LOG;
 
@@ -189,22 +191,45 @@ pub(crate) fn job(
         },
         spec: Some(JobSpec {
             backoff_limit: Some(cfg.backoff_limit),
-            active_deadline_seconds: cfg.active_deadline_seconds,
+            active_deadline_seconds: template
+                .active_deadline_seconds
+                .or(cfg.active_deadline_seconds),
             ttl_seconds_after_finished: Some(
                 template
                     .ttl_seconds_after_finished
                     .unwrap_or(cfg.ttl_seconds_after_finished),
             ),
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(meta.labels),
-                    ..Default::default()
-                }),
+                metadata: Some(pod_meta(&template, meta.labels)),
                 spec: Some(pod),
             },
             ..Default::default()
         }),
         status: None,
+    }
+}
+
+/// A pod's labels and annotations: the jobTemplate's, then lifeboat's own
+/// labels over them (the Job and its status reads select on those).
+pub(crate) fn pod_meta(template: &JobTemplate, labels: BTreeMap<String, String>) -> ObjectMeta {
+    let mut all = template.pod_labels.clone().unwrap_or_default();
+    all.extend(labels);
+    ObjectMeta {
+        labels: Some(all),
+        annotations: template.pod_annotations.clone(),
+        ..Default::default()
+    }
+}
+
+/// What a pod asks for when the jobTemplate does not say: enough to be
+/// scheduled sensibly. No limits: pg_dump's memory grows with the schema.
+fn default_resources() -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_string(), Quantity("250m".into())),
+            ("memory".to_string(), Quantity("256Mi".into())),
+        ])),
+        ..Default::default()
     }
 }
 
@@ -224,9 +249,15 @@ pub(crate) fn pod_spec(
         image_pull_policy: cfg.image_pull_policy.clone(),
         command: Some(vec!["lifeboat".into()]),
         args: Some(needs.args),
-        env: Some(needs.env),
+        env: Some(
+            needs
+                .env
+                .into_iter()
+                .chain(template.env.clone().unwrap_or_default())
+                .collect(),
+        ),
         volume_mounts: Some(needs.mounts),
-        resources: template.resources.clone(),
+        resources: Some(template.resources.clone().unwrap_or_else(default_resources)),
         security_context: Some(SecurityContext {
             run_as_non_root: Some(true),
             run_as_user: Some(uid),
@@ -261,6 +292,8 @@ pub(crate) fn pod_spec(
         node_selector: template.node_selector.clone(),
         tolerations: template.tolerations.clone(),
         priority_class_name: template.priority_class_name.clone(),
+        image_pull_secrets: template.image_pull_secrets.clone(),
+        affinity: template.affinity.clone(),
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
             run_as_user: Some(uid),

@@ -226,6 +226,31 @@ fn a_failed_job_fails_the_run_with_the_pods_reason() {
     );
 }
 
+/// A hung backup outlives its Job's activeDeadlineSeconds: Kubernetes
+/// stops the pod (SIGTERM, exit 143) and the run fails saying it was the
+/// deadline, not an anonymous "Error" (issue 13, item 8).
+#[test]
+fn a_job_past_its_deadline_fails_the_run_naming_the_deadline() {
+    let r = run();
+    let j = job(JobStatus {
+        failed: Some(1),
+        conditions: Some(vec![condition(
+            "Failed",
+            "DeadlineExceeded",
+            "Job was active longer than specified deadline",
+        )]),
+        ..started()
+    });
+    let plan = decide_with(&r, Some(&j), &[terminated(143, "Error", "")]);
+    let s = plan.status.clone().unwrap();
+    assert_eq!(s.phase, RunPhase::Failed);
+    assert_eq!(
+        s.message.as_deref(),
+        Some("DeadlineExceeded: Job was active longer than specified deadline")
+    );
+    assert_eq!(plan.outcome.as_ref().map(|o| o.succeeded), Some(false));
+}
+
 #[test]
 fn a_pod_that_cannot_start_says_why() {
     let r = with_status(run(), &decide_with(&run(), None, &[]));
