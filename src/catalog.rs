@@ -28,7 +28,9 @@ pub enum CatalogError {
     Mac { id: String },
     #[error("manifest at {path} describes backup {found}: it was moved or swapped")]
     WrongId { path: String, found: String },
-    #[error("manifest format {0} is newer than this lifeboat reads ({MANIFEST_FORMAT})")]
+    #[error(
+        "manifest format {0} is not supported by this lifeboat (it reads format {MANIFEST_FORMAT})"
+    )]
     Format(u32),
     #[error(transparent)]
     Key(#[from] KeyError),
@@ -266,7 +268,9 @@ pub fn parse_manifest(bytes: &[u8], id: &str) -> Result<Manifest, CatalogError> 
         problem: e.to_string(),
     })?;
     let m = sealed.manifest;
-    if m.format > MANIFEST_FORMAT {
+    // Format 0 never existed: anything but 1 is refused, as the object
+    // header's version is (docs/FORMAT.md §5).
+    if m.format != MANIFEST_FORMAT {
         return Err(CatalogError::Format(m.format));
     }
     if m.backup_id != id {
@@ -293,8 +297,16 @@ pub fn open_manifest(bytes: &[u8], id: &str, keys: &Keyring) -> Result<Manifest,
     if !suffix.starts_with(MAC_SUFFIX_START) {
         return Err(bad("the MAC is not the last member"));
     }
-    let tag = hex::decode(&suffix[MAC_SUFFIX_START.len()..MAC_SUFFIX_START.len() + 64])
-        .map_err(|_| bad("the MAC is not hex"))?;
+    // Lower-case only: `hex` also reads upper case, which made 2^k spellings
+    // of one MAC verify, so bytes of a sealed manifest could change unnoticed.
+    let mac_hex = &suffix[MAC_SUFFIX_START.len()..MAC_SUFFIX_START.len() + 64];
+    if !mac_hex
+        .iter()
+        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err(bad("the MAC is not 64 lower-case hex digits"));
+    }
+    let tag = hex::decode(mac_hex).map_err(|_| bad("the MAC is not hex"))?;
     let wrapped: [u8; WRAPPED_LEN] = B64
         .decode(&m.mac_key)
         .ok()
@@ -357,6 +369,9 @@ pub fn select<'m>(manifests: &'m [Manifest], point: &Point) -> Result<&'m Manife
         }
     }
 }
+
+#[cfg(test)]
+mod props;
 
 #[cfg(test)]
 mod tests {
@@ -429,6 +444,43 @@ mod tests {
             open_manifest(&bytes, id, &other),
             Err(CatalogError::Mac { .. })
         ));
+    }
+
+    /// Found by `props::an_edited_manifest_is_refused`: a hex digit of the
+    /// MAC turned upper case (bit 5 flipped, 18 bytes from the end) and the
+    /// manifest still opened, so its bytes could change under a valid MAC.
+    #[test]
+    fn an_upper_case_mac_is_refused() {
+        let k = keys(&crate::keys::new_key_line("k1").unwrap());
+        let id = "20261125T020000.000Z-abcdef";
+        let bytes = seal_manifest(manifest(id, Utc::now()), &k);
+        let (body, mac) = bytes.split_at(bytes.len() - 67);
+        let upper = [body, &mac.to_ascii_uppercase()].concat();
+        assert_ne!(upper, bytes);
+        assert!(matches!(
+            open_manifest(&upper, id, &k),
+            Err(CatalogError::Malformed { .. })
+        ));
+    }
+
+    /// Format 0 never existed: only 1 is read (it was "refuse larger").
+    #[test]
+    fn only_manifest_format_1_is_read() {
+        let k = keys(&crate::keys::new_key_line("k1").unwrap());
+        let id = "20261125T020000.000Z-abcdef";
+        for format in [0, 2] {
+            let m = Manifest {
+                format,
+                ..manifest(id, Utc::now())
+            };
+            let bytes = seal_manifest(m, &k);
+            let err = parse_manifest(&bytes, id).unwrap_err();
+            assert!(
+                matches!(err, CatalogError::Format(f) if f == format),
+                "{err}"
+            );
+            assert!(open_manifest(&bytes, id, &k).is_err());
+        }
     }
 
     #[test]
