@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 pub const MANIFEST_FORMAT: u32 = 1;
 pub const BACKUPS: &str = "backups/";
 pub const MANIFEST: &str = "manifest.json";
+/// The largest manifest a reader reads (docs/FORMAT.md §4): thousands of
+/// objects fit in a few hundred KiB; more is an attack on the reader's memory.
+pub const MANIFEST_LIMIT: usize = 16 << 20;
 const MAC_SUFFIX_START: &[u8] = b",\"mac\":\"";
 const MAC_SUFFIX_END: &[u8] = b"\"}\n";
 const MAC_AAD: &[u8] = b"lifeboat manifest mac key v1\0";

@@ -120,7 +120,9 @@ def decode_object(data, name, keys):
 def main():
     keyfile, dest, backup_id, out_dir = sys.argv[1:5]
     keys = load_keys(keyfile)
-    raw = open(os.path.join(dest, "backups", backup_id, "manifest.json"), "rb").read()
+    path = os.path.join(dest, "backups", backup_id, "manifest.json")
+    need(os.path.getsize(path) <= 16 << 20, "manifest is larger than 16 MiB")
+    raw = open(path, "rb").read()
     m = check_manifest(raw, backup_id, keys)
     os.makedirs(out_dir, exist_ok=True)
     for o in m["objects"]:
