@@ -139,6 +139,9 @@ impl Header {
             .try_into()
             .map_err(|_| HeaderError::Malformed("short nonce prefix"))?;
         let id_len = buf[18] as usize;
+        if !(1..=64).contains(&id_len) {
+            return Err(HeaderError::Malformed("key id is not 1 to 64 bytes long"));
+        }
         let mut at = fixed;
         if buf.len() < at + id_len + 2 {
             return Ok(None);
@@ -275,6 +278,16 @@ mod tests {
             assert!(
                 matches!(Header::parse(&h2.encode()), Err(HeaderError::Malformed(_))),
                 "{id:?}"
+            );
+        }
+        // A length outside 1..=64 is refused from the fixed fields alone,
+        // without waiting for (or buffering) the id.
+        let b = h.encode();
+        for n in [0, 65, 255] {
+            let fixed = [&b[..18], &[n]].concat();
+            assert!(
+                matches!(Header::parse(&fixed), Err(HeaderError::Malformed(_))),
+                "{n}"
             );
         }
     }
