@@ -98,8 +98,8 @@ spec:
   schedule: {daily: "0 2 * * *", timeZone: UTC}
   retention: {daily: 7}
   destinations:
-    - {name: us, s3: {endpoint: "http://minio.$NS.svc:9000", region: us-east-1, bucket: e2e-us, prefix: e2e, credentialsSecretRef: {name: s3}}}
-    - {name: eu, s3: {endpoint: "http://minio.$NS.svc:9000", region: eu-west-1, bucket: e2e-eu, prefix: e2e, credentialsSecretRef: {name: s3}}}
+    - {name: us, s3: {endpoint: "http://minio.$NS.svc:9000", allowInsecureHttp: true, region: us-east-1, bucket: e2e-us, prefix: e2e, credentialsSecretRef: {name: s3}}}
+    - {name: eu, s3: {endpoint: "http://minio.$NS.svc:9000", allowInsecureHttp: true, region: eu-west-1, bucket: e2e-eu, prefix: e2e, credentialsSecretRef: {name: s3}}}
   encryption: {keySecretRef: {name: backup-keys}}
 ---
 apiVersion: lifeboat.dev/v1alpha1
@@ -128,8 +128,8 @@ spec:
           command: [sh, -c]
           args:
             - >-
-              lifeboat list --from "s3://e2e-eu/e2e/$NS/orders?region=eu-west-1&endpoint=http://minio.$NS.svc:9000" | grep -q "$ID" &&
-              lifeboat restore --from "s3://e2e-eu/e2e/$NS/orders?region=eu-west-1&endpoint=http://minio.$NS.svc:9000"
+              lifeboat list --from "s3://e2e-eu/e2e/$NS/orders?region=eu-west-1&endpoint=http://minio.$NS.svc:9000&insecure-http=true" | grep -q "$ID" &&
+              lifeboat restore --from "s3://e2e-eu/e2e/$NS/orders?region=eu-west-1&endpoint=http://minio.$NS.svc:9000&insecure-http=true"
               --backup "$ID" --target-db orders_restored --create &&
               test "\$(psql -Atc 'select count(*) from t' orders_restored)" = 10000
           env:

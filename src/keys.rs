@@ -33,6 +33,8 @@ pub enum KeyError {
     },
     #[error("key file {0} holds no key")]
     Empty(PathBuf),
+    #[error("key file {path} can be read by every user of this machine (mode {mode:04o}); restrict it: chmod 600 {path} (or 440 for a group)")]
+    Exposed { path: PathBuf, mode: u32 },
     #[error("key file {path} has key id {id:?} twice")]
     DuplicateId { path: PathBuf, id: String },
     #[error("this data was encrypted with key id {needed:?}, which the key file does not hold (it holds: {have})")]
@@ -135,11 +137,23 @@ pub struct Keyring {
 }
 
 impl Keyring {
+    /// Reads the key file, refusing one that users other than its owner
+    /// and group can read or write: a master key is not for everyone on
+    /// the machine (Jobs mount it 0440).
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+        use std::os::unix::fs::PermissionsExt;
+        let read = |source| KeyError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let mode = std::fs::metadata(path).map_err(read)?.permissions().mode() & 0o7777;
+        if mode & 0o007 != 0 {
+            return Err(KeyError::Exposed {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(read)?);
         Self::parse(&text, path)
     }
 
@@ -172,11 +186,13 @@ impl Keyring {
                     "key id must be 1 to 64 characters from A-Z a-z 0-9 . _ -",
                 ));
             }
-            let material: [u8; KEY_LEN] = B64
-                .decode(b64)
-                .ok()
-                .and_then(|v| v.try_into().ok())
-                .ok_or_else(|| bad("key is not base64 of exactly 32 bytes"))?;
+            // Cleared on drop: ring keeps its own key schedule, and the
+            // decoded bytes need not outlive it.
+            let decoded = zeroize::Zeroizing::new(B64.decode(b64).unwrap_or_default());
+            let material = zeroize::Zeroizing::new(
+                <[u8; KEY_LEN]>::try_from(decoded.as_slice())
+                    .map_err(|_| bad("key is not base64 of exactly 32 bytes"))?,
+            );
             if keys.iter().any(|k| k.id == id) {
                 return Err(KeyError::DuplicateId {
                     path: path.to_path_buf(),
@@ -451,6 +467,32 @@ mod tests {
                 if let Ok(text) = std::str::from_utf8(&bytes) {
                     prop_assert_eq!(parsed_ids(text), spec_ids(text), "{:?}", text);
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_file_every_user_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        std::fs::write(&path, new_key_line("k").unwrap()).unwrap();
+        for (mode, ok) in [
+            (0o600, true),
+            (0o440, true),
+            (0o640, true),
+            (0o644, false),
+            (0o602, false),
+        ] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let r = Keyring::load(&path);
+            assert_eq!(r.is_ok(), ok, "mode {mode:o}: {r:?}");
+            if !ok {
+                let e = r.unwrap_err().to_string();
+                assert!(
+                    e.contains("chmod 600") && e.contains(&format!("{mode:04o}")),
+                    "{e}"
+                );
             }
         }
     }

@@ -3,6 +3,8 @@
 //!
 //! ```text
 //! s3://bucket[/prefix][?region=R][&endpoint=URL][&storage-class=C][&credentials=DIR][&path-style=true|false]
+//!     [&insecure-http=true]   (an http:// endpoint on another host; refused otherwise)
+//!     [&object-lock=governance|compliance&lock-days=N]
 //! file:///absolute/path     or     /absolute/path
 //! ```
 //!
@@ -14,6 +16,8 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
 
 /// What `--to`/`--from` accept, for messages.
 pub const GRAMMAR: &str = "s3://bucket/prefix?region=…[&endpoint=…] or file:///absolute/path";
@@ -46,9 +50,69 @@ pub struct S3Location {
     pub credentials: Option<PathBuf>,
     /// Path-style addressing; `None`: on with a custom endpoint, off on AWS.
     pub path_style: Option<bool>,
+    /// Allow an `http://` endpoint on another host than this one.
+    pub insecure_http: bool,
+    /// S3 Object Lock retention every object written here gets.
+    pub lock: Option<ObjectLock>,
+}
+
+/// S3 Object Lock retention: a mode, and how long from the write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectLock {
+    pub mode: LockMode,
+    pub days: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// Users with `s3:BypassGovernanceRetention` can still delete.
+    Governance,
+    /// Nobody, not even the account's root user, deletes before the date.
+    Compliance,
+}
+
+impl LockMode {
+    /// As the URL spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockMode::Governance => "governance",
+            LockMode::Compliance => "compliance",
+        }
+    }
+}
+
+impl ObjectLock {
+    /// When an object written at `now` may be deleted.
+    pub fn retain_until(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now + chrono::Duration::days(i64::from(self.days))
+    }
 }
 
 impl S3Location {
+    /// Refuses a plain-HTTP endpoint on another machine unless allowed:
+    /// whoever sits on the network could then see the requests, drop
+    /// writes or answer reads with an older copy. Loopback is this machine.
+    /// The message leaves saying how to allow it to the caller (a flag in a
+    /// URL, a field in a policy).
+    pub fn check_transport(&self) -> Result<(), String> {
+        let Some(e) = &self.endpoint else {
+            return Ok(());
+        };
+        let loopback = match e.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        if e.scheme() == "http" && !loopback && !self.insecure_http {
+            return Err(format!(
+                "endpoint {} is plain HTTP to another host; use https",
+                e.as_str().trim_end_matches('/')
+            ));
+        }
+        Ok(())
+    }
+
     /// Path-style addressing as it will be used.
     pub fn uses_path_style(&self) -> bool {
         self.path_style.unwrap_or(self.endpoint.is_some())
@@ -119,6 +183,7 @@ fn parse_s3(url: &str) -> Result<S3Location, String> {
         prefix: parsed.path().trim_matches('/').to_string(),
         ..Default::default()
     };
+    let (mut lock_mode, mut lock_days) = (None, None);
     for (k, v) in parsed.query_pairs() {
         match k.as_ref() {
             "region" => loc.region = Some(v.into_owned()),
@@ -136,13 +201,46 @@ fn parse_s3(url: &str) -> Result<S3Location, String> {
                     other => return Err(format!("path-style {other:?}: expected true or false")),
                 })
             }
+            "insecure-http" => {
+                loc.insecure_http = match v.as_ref() {
+                    "true" => true,
+                    "false" => false,
+                    other => {
+                        return Err(format!("insecure-http {other:?}: expected true or false"))
+                    }
+                }
+            }
+            "object-lock" => {
+                lock_mode = Some(match v.as_ref() {
+                    "governance" => LockMode::Governance,
+                    "compliance" => LockMode::Compliance,
+                    other => {
+                        return Err(format!(
+                            "object-lock {other:?}: expected governance or compliance"
+                        ))
+                    }
+                })
+            }
+            "lock-days" => {
+                lock_days = Some(
+                    v.parse::<u32>()
+                        .ok()
+                        .filter(|d| *d > 0)
+                        .ok_or_else(|| format!("lock-days {v:?}: expected a number of days, 1 or more"))?,
+                )
+            }
             other => {
                 return Err(format!(
-                    "unknown option {other:?} (known: region, endpoint, storage-class, credentials, path-style)"
+                    "unknown option {other:?} (known: region, endpoint, storage-class, credentials, path-style, insecure-http, object-lock, lock-days)"
                 ))
             }
         }
     }
+    loc.lock = match (lock_mode, lock_days) {
+        (Some(mode), Some(days)) => Some(ObjectLock { mode, days }),
+        (None, None) => None,
+        _ => return Err("object-lock and lock-days go together".into()),
+    };
     Ok(loc)
 }
 
@@ -166,6 +264,13 @@ impl fmt::Display for Location {
         }
         if let Some(p) = s.path_style {
             q.append_pair("path-style", if p { "true" } else { "false" });
+        }
+        if s.insecure_http {
+            q.append_pair("insecure-http", "true");
+        }
+        if let Some(l) = &s.lock {
+            q.append_pair("object-lock", l.mode.as_str());
+            q.append_pair("lock-days", &l.days.to_string());
         }
         let query = q.finish();
         if query.is_empty() {
@@ -270,6 +375,40 @@ mod tests {
     }
 
     #[test]
+    fn object_lock_parses_prints_back_and_dates_its_retention() {
+        let url = "s3://bk/p?region=eu-west-1&object-lock=compliance&lock-days=30";
+        let s = s3(url);
+        let lock = s.lock.unwrap();
+        assert_eq!(
+            lock,
+            ObjectLock {
+                mode: LockMode::Compliance,
+                days: 30
+            }
+        );
+        assert_eq!(Location::S3(s.clone()).to_string(), url);
+        let governance = S3Location {
+            lock: Some(ObjectLock {
+                mode: LockMode::Governance,
+                days: 7,
+            }),
+            ..s
+        };
+        let printed = Location::S3(governance.clone()).to_string();
+        assert!(
+            printed.ends_with("object-lock=governance&lock-days=7"),
+            "{printed}"
+        );
+        assert_eq!(s3(&printed), governance);
+        let now: DateTime<Utc> = "2026-03-01T10:00:00Z".parse().unwrap();
+        assert_eq!(
+            lock.retain_until(now),
+            "2026-03-31T10:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert_eq!(s3("s3://bk/p").lock, None);
+    }
+
+    #[test]
     fn unencoded_options_and_bare_buckets_parse() {
         let s = s3("s3://bk?region=us-east-1&endpoint=http://127.0.0.1:9");
         assert_eq!((s.bucket.as_str(), s.prefix.as_str()), ("bk", ""));
@@ -291,6 +430,14 @@ mod tests {
             ("s3:///p?region=x", "no bucket"),
             ("s3://b/p?endpoint=notaurl", "endpoint"),
             ("s3://b/p?path-style=yes", "path-style"),
+            (
+                "s3://b/p?object-lock=forever&lock-days=3",
+                "governance or compliance",
+            ),
+            ("s3://b/p?object-lock=governance&lock-days=0", "lock-days"),
+            ("s3://b/p?object-lock=governance&lock-days=x", "lock-days"),
+            ("s3://b/p?object-lock=governance", "go together"),
+            ("s3://b/p?lock-days=3", "go together"),
             ("file://relative/x", "absolute"),
             ("file:///x?y=1", "no options"),
             ("ftp://host/x", "s3://"),
@@ -328,5 +475,34 @@ mod tests {
             );
         }
         assert!("Primary=s3://bk".parse::<NamedLocation>().is_err());
+    }
+
+    #[test]
+    fn plain_http_is_for_this_machine_unless_allowed() {
+        let loc = |url: &str| match url.parse::<Location>().unwrap() {
+            Location::S3(s) => s,
+            Location::Local(_) => unreachable!(),
+        };
+        for ok in [
+            "s3://b/p?region=r",
+            "s3://b/p?region=r&endpoint=https://minio.example:9000",
+            "s3://b/p?region=r&endpoint=http://127.0.0.1:9000",
+            "s3://b/p?region=r&endpoint=http://localhost:9000",
+            "s3://b/p?region=r&endpoint=http://[::1]:9000",
+            "s3://b/p?region=r&endpoint=http://minio:9000&insecure-http=true",
+        ] {
+            assert_eq!(loc(ok).check_transport(), Ok(()), "{ok}");
+        }
+        let e = loc("s3://b/p?region=r&endpoint=http://minio:9000")
+            .check_transport()
+            .unwrap_err();
+        assert!(
+            e.contains("http://minio:9000") && e.contains("use https"),
+            "{e}"
+        );
+        let allowed = loc("s3://b/p?region=r&endpoint=http://minio:9000&insecure-http=true");
+        assert!(allowed.insecure_http);
+        assert_eq!(loc(&Location::S3(allowed.clone()).to_string()), allowed);
+        assert!("s3://b?insecure-http=yes".parse::<Location>().is_err());
     }
 }

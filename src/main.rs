@@ -16,6 +16,9 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+    if !cli.stops_gracefully() {
+        tokio::spawn(remove_secrets_on_signal());
+    }
     match cli::run(cli).await {
         Ok(code) => code,
         Err(e) => {
@@ -23,4 +26,24 @@ async fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// SIGTERM (a Job's deadline, a drained node) or Ctrl-C ends the process
+/// with no destructor run: remove the passfiles first, then end as the
+/// signal would have (128 + its number). Not for the commands with their
+/// own graceful stop (the controller, wal-stream).
+async fn remove_secrets_on_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    let code = tokio::select! {
+        _ = term.recv() => 143,
+        _ = int.recv() => 130,
+    };
+    lifeboat::source::postgres::remove_passfiles();
+    std::process::exit(code);
 }

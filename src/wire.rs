@@ -113,6 +113,19 @@ impl BackupSummary {
     }
 }
 
+/// What `lifeboat prune --report-file` leaves: what went, and until when
+/// S3 Object Lock keeps the rest. The run controller holds a run whose
+/// backup was kept and prunes again after `locked_until`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PruneSummary {
+    /// Backups deleted from every destination.
+    pub deleted: Vec<String>,
+    /// The latest retain-until of the backups' objects Object Lock kept;
+    /// absent when nothing was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
 /// A destination passed over while planning, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Skip {

@@ -725,31 +725,36 @@ async fn create_manual_run(server: &ApiServer, name: &str, policy: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fields_not_supported_yet_make_a_policy_not_ready_and_no_job() {
+async fn refused_fields_make_a_policy_not_ready_and_no_job() {
     let server = ApiServer::start().await;
     // Just after a daily slot: a valid policy makes its run and Job at once.
     let clock = Clock::fixed(at("2026-11-21T02:00:30Z"));
     let _controller = start(&server, &clock);
 
+    // An Object Lock shorter than the 3 daily backups kept.
     let mut locked = policy("locked", "0 2 * * *");
     locked["spec"]["destinations"][0]["s3"]["objectLock"] =
-        json!({"mode": "Compliance", "days": 30});
+        json!({"mode": "Compliance", "days": 2});
     let mut files = policy("files", "0 2 * * *");
     files["spec"]["source"] = json!({"volume": {"claimName": "uploads"}});
     let refused = [
-        ("locked", "spec.destinations[0].s3.objectLock"),
-        ("files", "spec.source.volume"),
+        (
+            "locked",
+            "spec.destinations[0].s3.objectLock.days",
+            "set at least 3",
+        ),
+        ("files", "spec.source.volume", "not supported yet"),
     ];
     create(&server, locked).await;
     create(&server, files).await;
-    for (name, _) in refused {
+    for (name, _, _) in refused {
         create_manual_run(&server, &format!("{name}-now"), name).await;
     }
     // The control, created last: a valid policy due at the same slot. (No
     // manual run for it: one in progress would hold its scheduled run back.)
     create(&server, policy("orders", "0 2 * * *")).await;
 
-    for (name, field) in refused {
+    for (name, field, why) in refused {
         let ready = server
             .wait_for(&format!("{name}'s Ready condition"), WAIT, |s| {
                 condition_of(s, POLICIES, name, "Ready")
@@ -759,7 +764,7 @@ async fn fields_not_supported_yet_make_a_policy_not_ready_and_no_job() {
         assert_eq!(ready["reason"], "InvalidSpec", "{ready}");
         let message = ready["message"].as_str().unwrap();
         assert!(
-            message.contains(&format!("{field}: ")) && message.contains("not supported yet"),
+            message.contains(&format!("{field}: ")) && message.contains(why),
             "{message}"
         );
         // The manual run is held, naming the same field.
@@ -781,7 +786,7 @@ async fn fields_not_supported_yet_make_a_policy_not_ready_and_no_job() {
     server
         .wait_for("the valid policy's job", WAIT, |_| job_of(&server, run))
         .await;
-    for (name, _) in refused {
+    for (name, _, _) in refused {
         assert!(
             server
                 .store

@@ -243,23 +243,11 @@ fn a_fault_after_pg_restore_committed_keeps_the_restored_database() {
     backup(&db, k, &[&dest]).json().ok();
 
     // PostgreSQL's programs, with a pg_restore that fails after its work.
-    let bin = dir.path().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    for e in std::fs::read_dir(pg_bin()).unwrap() {
-        let e = e.unwrap();
-        std::os::unix::fs::symlink(e.path(), bin.join(e.file_name())).unwrap();
-    }
-    std::fs::remove_file(bin.join("pg_restore")).unwrap();
-    let script = bin.join("pg_restore");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n{}/pg_restore \"$@\" || exit $?\necho 'pg_restore: lost the connection after commit' >&2\nexit 1\n",
-            pg_bin().display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let bin = pg_bin_with(
+        dir.path(),
+        "pg_restore",
+        "\"$REAL\" \"$@\" || exit $?\necho 'pg_restore: lost the connection after commit' >&2\nexit 1",
+    );
 
     let target = unique("late_restored");
     let err = restore(&[&dest], k)
@@ -272,4 +260,21 @@ fn a_fault_after_pg_restore_committed_keeps_the_restored_database() {
         "42",
         "the restored database was kept"
     );
+}
+
+/// An http:// endpoint on another host is refused before anything is sent
+/// (issue 13, item 4); `insecure-http=true` allows it.
+#[test]
+fn plain_http_to_another_host_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let db = create_db("plainhttp");
+    let remote = "s3://b/p?region=us-east-1&endpoint=http://192.0.2.10:9000";
+    let t0 = Instant::now();
+    let err = backup(&db, keys.to_str().unwrap(), &[remote]).fails();
+    assert!(
+        err.contains("plain HTTP") && err.contains("insecure-http=true"),
+        "{err}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(5), "refused, not tried");
 }

@@ -12,11 +12,18 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use lifeboat::api::{BackupRun, BackupRunSpec, LocalRef, RunKind, Tier};
+use kube::ResourceExt;
+use lifeboat::api::conditions::{find, types};
+use lifeboat::api::policy::destination::{ObjectLock, ObjectLockMode};
+use lifeboat::api::{
+    BackupRun, BackupRunSpec, BackupRunStatus, LocalRef, RunKind, RunPhase, Tier, PRUNE_FINALIZER,
+};
+use lifeboat::controller::job_status::ObservedJob;
 use lifeboat::controller::jobs::{
     artifacts, backup_job, committed_destinations, owner_of, prune_job,
 };
-use lifeboat::wire::BackupSummary;
+use lifeboat::controller::run::{decide, decide_cleanup, Cleanup, Observed};
+use lifeboat::wire::{BackupSummary, PruneSummary};
 use support::kubelet::*;
 use support::*;
 
@@ -120,7 +127,7 @@ fn backup_job_writes_both_regions_and_prune_job_removes_exactly_that_backup() {
     let (b1, r1) = bucket_and_region(&w.buckets[1]);
     let from = s3_url(&b1, &r1, "prod/shop/orders");
     let key_file = w.work.path().join("restore-keys");
-    std::fs::write(&key_file, &w.secrets["backup-keys"]["keys"]).unwrap();
+    write_private(&key_file, &w.secrets["backup-keys"]["keys"]);
     let target = unique("jobrun_restored");
     restore(&[&from], key_file.to_str().unwrap())
         .id(&first.backup_id)
@@ -341,5 +348,163 @@ async fn deleting_a_run_keeps_its_backup_in_every_region_unless_it_says_delete()
         prune_jobs.len(),
         1,
         "one prune Job, for Delete only: {prune_jobs:?}"
+    );
+}
+
+/// What the kubelet makes the termination message of a container that failed
+/// without writing one (FallbackToLogsOnError): the tail of its log, at most
+/// 2048 bytes and 80 lines.
+fn log_tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    let tail = lines[lines.len().saturating_sub(80)..].join("\n");
+    let mut cut = tail.len().saturating_sub(2048);
+    while !tail.is_char_boundary(cut) {
+        cut += 1;
+    }
+    tail[cut..].to_string()
+}
+
+#[test]
+fn object_lock_on_a_bucket_without_it_fails_the_backup_job_and_the_run_says_why() {
+    let mut w = world();
+    // The world's buckets were created without Object Lock.
+    w.policy.spec.destinations[0].s3.object_lock = Some(ObjectLock {
+        mode: ObjectLockMode::Governance,
+        days: 7,
+    });
+    w.policy
+        .spec
+        .validate()
+        .expect("7 days covers 7 daily backups");
+    let r = run("orders-manual-nolock");
+    let job = backup_job(&w.policy, &r, &w.cfg).unwrap();
+    let args = serde_json::to_string(&job).unwrap();
+    assert!(
+        args.contains("object-lock=governance&lock-days=7"),
+        "the lock reaches the Job in its destination: {args}"
+    );
+
+    let ran = execute(&job, &w.secrets, w.work.path());
+    assert!(!ran.output.status.success(), "{}", stdout(&ran.output));
+    let (bucket, _) = bucket_and_region(&w.buckets[0]);
+    let expected = format!("bucket {bucket} has no Object Lock configuration");
+    let err = stderr(&ran.output);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("primary (s3://") && last.contains(&expected),
+        "the last line names the destination and the problem: {err}"
+    );
+    for url in &w.buckets {
+        assert!(
+            s3_keys(url).iter().all(|k| !k.ends_with("manifest.json")),
+            "nothing committed"
+        );
+    }
+
+    // The run controller reads it from the pod as the kubelet reports it.
+    let pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p", "labels": {"job-name": job.metadata.name}},
+        "status": {"phase": "Failed", "containerStatuses": [{"name": "lifeboat", "image": "lifeboat",
+            "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 1, "reason": "Error", "message": log_tail(&err)}}}]}
+    }))
+    .unwrap();
+    let mut failed = job.clone();
+    failed.status = Some(
+        serde_json::from_value(serde_json::json!({"failed": 1, "startTime": "2026-11-21T02:00:05Z",
+            "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}))
+        .unwrap(),
+    );
+    let plan = decide(
+        Observed {
+            run: &r,
+            policy: Some(&w.policy),
+            job: &ObservedJob::new(Some(failed), vec![pod]),
+            now: chrono::Utc::now(),
+        },
+        &w.cfg,
+        std::time::Duration::from_secs(60),
+    );
+    let status = plan.status.expect("the run's status changes");
+    assert_eq!(status.phase, RunPhase::Failed);
+    let message = status.message.clone().unwrap_or_default();
+    assert!(message.contains(&expected), "{message}");
+
+    // …and the policy's Healthy condition from the run.
+    let mut failed_run = r.clone();
+    failed_run.status = Some(status);
+    let policy_plan = lifeboat::controller::policy::decide(
+        &w.policy,
+        &[&failed_run],
+        chrono::Utc::now(),
+        std::time::Duration::from_secs(60),
+    );
+    let policy_status = policy_plan.status.expect("the policy's status changes");
+    let healthy = find(&policy_status.conditions, types::HEALTHY).expect("a Healthy condition");
+    assert_eq!(healthy.status, "False");
+    assert!(healthy.message.contains(&expected), "{}", healthy.message);
+}
+
+#[test]
+fn a_prune_job_in_a_locked_bucket_keeps_the_backup_and_holds_the_run_until_the_lock_ends() {
+    let mut w = world();
+    let locked = locked_bucket("us-east-1");
+    let (bucket, _) = bucket_and_region(&locked);
+    w.policy.spec.destinations[0].s3.bucket = bucket;
+    w.policy.spec.destinations[0].s3.object_lock = Some(ObjectLock {
+        mode: ObjectLockMode::Compliance,
+        days: 7,
+    });
+    w.buckets[0] = locked;
+    let summary = backup_now(&w, "orders-manual-locked");
+    let id = summary.backup_id.clone();
+    assert_eq!(summary.committed, ["primary", "dr-eu"]);
+
+    let mut r = run("orders-manual-locked");
+    let prune = prune_job(&w.policy, &r.name_any(), &id, owner_of(&r).unwrap(), &w.cfg).unwrap();
+    let ran = execute(&prune, &w.secrets, w.work.path());
+    succeeded(&ran);
+    let kept: PruneSummary =
+        lifeboat::wire::parse(&ran.termination_message).expect("a prune summary");
+    let until = kept.locked_until.expect("the lock's date");
+    let expected = chrono::Utc::now() + chrono::Duration::days(7);
+    assert!((until - expected).num_minutes().abs() < 10, "{until}");
+    assert!(kept.deleted.is_empty(), "{kept:?}");
+    assert!(!keys_of(&w.buckets[0], &id).is_empty(), "kept where locked");
+    assert!(keys_of(&w.buckets[1], &id).is_empty(), "deleted where not");
+
+    // The run keeps its finalizer while the lock holds, then prunes again.
+    r.status = Some(BackupRunStatus {
+        backup_id: Some(id),
+        ..Default::default()
+    });
+    r.metadata.finalizers = Some(vec![PRUNE_FINALIZER.to_string()]);
+    // Retention let it go (a run deleted by hand keeps its backup).
+    r.spec.deletion_policy = lifeboat::api::run::DeletionPolicy::Delete;
+    let mut done = prune.clone();
+    done.status = Some(
+        serde_json::from_value(serde_json::json!({"succeeded": 1,
+            "conditions": [{"type": "Complete", "status": "True"}]}))
+        .unwrap(),
+    );
+    let pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p", "labels": {"job-name": prune.metadata.name}},
+        "status": {"phase": "Succeeded", "containerStatuses": [{"name": "lifeboat", "image": "lifeboat",
+            "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": ran.termination_message}}}]}
+    }))
+    .unwrap();
+    let observed = ObservedJob::new(Some(done), vec![pod]);
+    let decide_at = |now| decide_cleanup(&r, Some(&w.policy), &observed, now, &w.cfg).unwrap();
+    assert!(
+        matches!(
+            decide_at(chrono::Utc::now()),
+            Cleanup::Locked { wait: Some(_), .. }
+        ),
+        "held while locked"
+    );
+    assert!(
+        matches!(decide_at(until), Cleanup::Locked { wait: None, .. }),
+        "pruned again once the lock ended"
     );
 }

@@ -3,7 +3,7 @@
 
 mod support;
 use std::collections::BTreeSet;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use support::*;
 
 /// Every process's argv and environment, keyed by pid and command name.
@@ -138,11 +138,10 @@ fn secrets_stay_out_of_argv_environment_logs_and_errors() {
     let e = backup_db().fails();
     assert!(!e.contains("not-the-password"), "{e}");
     let broken = dir.path().join("broken-keys");
-    std::fs::write(
+    write_private(
         &broken,
         format!("LIFEBOAT-KEY-1 k1 {}x\n", &key_material[..20]),
-    )
-    .unwrap();
+    );
     let e = Cli::new("list")
         .opt("--from", &s3)
         .opt("--key-file", broken.to_str().unwrap())
@@ -151,4 +150,118 @@ fn secrets_stay_out_of_argv_environment_logs_and_errors() {
         e.contains("line 1") && !e.contains(&key_material[..20]),
         "{e}"
     );
+}
+
+/// PostgreSQL's programs get libpq's variables and the locale, not the
+/// rest of lifeboat's environment (cloud credentials, tokens) (issue 13, item 4).
+#[test]
+fn child_programs_get_only_the_environment_they_need() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let k = keys.to_str().unwrap();
+    let seen = dir.path().join("env-seen");
+    let bin = pg_bin_with(
+        dir.path(),
+        "pg_dump",
+        &format!("env > '{}'\nexec \"$REAL\" \"$@\"", seen.display()),
+    );
+    let db = create_db("envs");
+    let dest = format!("file://{}", dir.path().join("dest").display());
+    let o = backup(&db, k, &[&dest])
+        .opt("--pg-bin", bin.to_str().unwrap())
+        .cmd()
+        .env("AWS_SECRET_ACCESS_KEY", "canary-aws-secret")
+        .env("LIFEBOAT_CANARY_TOKEN", "canary-token")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let env = std::fs::read_to_string(&seen).unwrap();
+    assert!(!env.contains("canary"), "{env}");
+    assert!(env.contains("PGPORT=") && env.contains("PATH="), "{env}");
+}
+
+/// SIGTERM (a Job's deadline) mid-backup: the passfile with the password
+/// does not outlive the process (issue 13, item 4).
+#[test]
+fn sigterm_removes_the_passfile() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let k = keys.to_str().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let pwfile = dir.path().join("password");
+    std::fs::write(&pwfile, format!("{PW_ROLE_PASSWORD}\n")).unwrap();
+    // pg_dump that hangs, as a dump of a locked table would.
+    let bin = pg_bin_with(dir.path(), "pg_dump", "sleep 30");
+    let db = create_db("term");
+    let dest = format!("file://{}", dir.path().join("dest").display());
+    let mut child = backup(&db, k, &[&dest])
+        .opt("--user", PW_ROLE)
+        .opt("--password-file", pwfile.to_str().unwrap())
+        .opt("--pg-bin", bin.to_str().unwrap())
+        .arg("--no-globals")
+        .cmd()
+        .env("TMPDIR", &tmp)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let passfiles = || {
+        std::fs::read_dir(&tmp)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("lifeboat-pgpass")
+            })
+            .count()
+    };
+    let t0 = std::time::Instant::now();
+    while passfiles() == 0 {
+        assert!(t0.elapsed().as_secs() < 20, "no passfile was written");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "{status}");
+    assert_eq!(passfiles(), 0, "the passfile outlived the process");
+}
+
+/// pg_restore fails quoting a row (`DETAIL: Key (email)=(…)`): neither the
+/// Job's report (what status and events are made of) nor the logs carry
+/// the row (issue 13, item 4).
+#[test]
+fn row_values_from_a_failed_restore_stay_out_of_the_report_and_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let k = keys.to_str().unwrap();
+    let dest = format!("file://{}", dir.path().join("dest").display());
+    let db = create_db("rows");
+    backup(&db, k, &[&dest]).json().ok();
+    let bin = pg_bin_with(
+        dir.path(),
+        "pg_restore",
+        "cat > /dev/null\n\
+         echo 'pg_restore: error: could not execute query: ERROR:  duplicate key value violates unique constraint \"users_email_key\"' >&2\n\
+         echo 'DETAIL:  Key (email)=(alice@example.com) already exists.' >&2\n\
+         exit 1",
+    );
+    let report = dir.path().join("report.json");
+    let o = restore(&[&dest], k)
+        .create(&unique("rows_restored"))
+        .opt("--check", "select true")
+        .opt("--report-file", report.to_str().unwrap())
+        .opt("--pg-bin", bin.to_str().unwrap())
+        .output();
+    assert!(!o.status.success());
+    let report = std::fs::read_to_string(&report).unwrap();
+    let logs = stderr(&o);
+    assert!(report.contains("users_email_key"), "{report}");
+    assert!(!report.contains("alice@example.com"), "{report}");
+    assert!(!logs.contains("alice@example.com"), "{logs}");
 }

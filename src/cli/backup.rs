@@ -96,6 +96,7 @@ pub async fn prune(a: PruneArgs) -> Result<ExitCode, commands::Error> {
     }
     let keys = a.key_file.as_deref().map(Keyring::load).transpose()?;
     let report = prune::prune(&a.from, &a.backups, a.incomplete, keys.as_ref()).await?;
+    write_report(a.report_file.as_deref(), &report.summary())?;
     print::report(a.json, &report, print::prune);
     Ok(ExitCode::SUCCESS)
 }

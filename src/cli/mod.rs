@@ -64,6 +64,14 @@ enum Command {
     Controller(ControllerArgs),
 }
 
+impl Cli {
+    /// Commands that stop gracefully on SIGTERM on their own (and drop
+    /// their passfiles as they do): the operator and wal-stream.
+    pub fn stops_gracefully(&self) -> bool {
+        matches!(self.command, Command::Controller(_) | Command::WalStream(_))
+    }
+}
+
 /// Runs one command. `Ok` carries the exit code of outcomes that are not
 /// errors of the command itself (a failed check, WAL not archived); `Err`
 /// is printed by `main` as `error: …` with exit 1.

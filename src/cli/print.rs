@@ -179,9 +179,34 @@ pub fn verify(report: &verify::VerifyReport) {
         for o in c.objects.iter().filter(|o| !o.ok) {
             println!("    ✗ {}: {}", o.key, o.error.clone().unwrap_or_default());
         }
+        let manifest = crate::catalog::manifest_key(&c.backup_id);
+        let locks = c
+            .objects
+            .iter()
+            .map(|o| (o.key.as_str(), o.lock.as_ref()))
+            .chain([(manifest.as_str(), c.manifest_lock.as_ref())]);
+        for (key, lock) in locks {
+            if let Some(l) = lock {
+                println!(
+                    "    🔒 {key}: {} until {}",
+                    l.mode,
+                    l.retain_until.to_rfc3339()
+                );
+            }
+        }
     }
 }
 
 pub fn prune(report: &prune::PruneReport) {
     println!("deleted {} backup(s)", report.deleted.len());
+    for k in &report.kept_locked {
+        println!(
+            "kept in {} ({} object(s) of {}): {} Object Lock until {}; prune again after that",
+            k.destination,
+            k.objects.len(),
+            k.backup.as_deref().unwrap_or("the WAL archive"),
+            k.mode,
+            k.retain_until.to_rfc3339()
+        );
+    }
 }

@@ -128,7 +128,14 @@ pub async fn backup(o: BackupOptions) -> Result<BackupReport, Error> {
     };
     tracing::info!(backup = %id, destinations = fleet.stores.len(), "backup started");
     for i in fleet.live.clone() {
-        if let Err(e) = manifests::clean_leftovers(&fleet.stores[i], &id).await {
+        // A bucket without the Object Lock the policy asks for fails here,
+        // before anything is written to it.
+        let store = &fleet.stores[i];
+        let ready = match store.check_object_lock().await {
+            Ok(()) => manifests::clean_leftovers(store, &id).await,
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = ready {
             fleet.fail(i, e);
         }
     }

@@ -1,14 +1,15 @@
 //! `lifeboat verify`: re-reads backups in every destination without restoring:
 //! the manifest's MAC, each object's size and SHA-256, every segment's tag and
 //! the compressed stream's integrity. Reports each fault by destination and
-//! object; the command exits non-zero when there is any.
+//! object; the command exits non-zero when there is any. In S3 it also
+//! reports each object's Object Lock retention (mode and retain-until).
 
 use super::download::decode_object;
 use super::{manifests, Error};
 use crate::catalog::Point;
 use crate::keys::Keyring;
 use crate::location::NamedLocation;
-use crate::store::Store;
+use crate::store::{LockState, Store};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -26,6 +27,9 @@ pub struct ObjectCheck {
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Its S3 Object Lock retention; absent when it has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock: Option<LockState>,
 }
 
 #[derive(Debug, Serialize)]
@@ -35,6 +39,9 @@ pub struct BackupCheck {
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The manifest's S3 Object Lock retention; absent when it has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest_lock: Option<LockState>,
     pub objects: Vec<ObjectCheck>,
 }
 
@@ -61,6 +68,7 @@ pub async fn verify(
             backup_id: id.to_string(),
             ok: false,
             error: Some(e.to_string()),
+            manifest_lock: None,
             objects: Vec::new(),
         };
         let ids = match ids_to_check(url, &keys, which).await {
@@ -113,15 +121,23 @@ pub(crate) async fn check_backup(
     let manifest = manifests::open(store, id, keys).await?;
     let mut objects = Vec::new();
     for entry in &manifest.objects {
-        let r = decode_object(store, entry, keys.clone(), std::io::sink()).await;
+        let r = match decode_object(store, entry, keys.clone(), std::io::sink()).await {
+            Ok(_) => store.lock_state(&entry.key).await.map_err(Error::from),
+            Err(e) => Err(e),
+        };
         if let Err(e) = &r {
             tracing::error!(dest = %store.label(), key = %entry.key, error = %e, "object failed verification");
         }
+        let (lock, error) = match r {
+            Ok(lock) => (lock, None),
+            Err(e) => (None, Some(e.to_string())),
+        };
         objects.push(ObjectCheck {
             key: entry.key.clone(),
             bytes: entry.size,
-            ok: r.is_ok(),
-            error: r.err().map(|e| e.to_string()),
+            ok: error.is_none(),
+            error,
+            lock,
         });
     }
     Ok(BackupCheck {
@@ -129,6 +145,7 @@ pub(crate) async fn check_backup(
         backup_id: id.to_string(),
         ok: objects.iter().all(|o| o.ok),
         error: None,
+        manifest_lock: store.lock_state(&crate::catalog::manifest_key(id)).await?,
         objects,
     })
 }

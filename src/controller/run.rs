@@ -27,7 +27,7 @@ use crate::api::{
     join_errors, BackupPolicy, BackupRun, BackupRunStatus, DeletionPolicy, RunPhase,
     PRUNE_FINALIZER,
 };
-use crate::wire::BackupSummary;
+use crate::wire::{BackupSummary, PruneSummary};
 
 /// What the controller saw of one run.
 #[derive(Clone, Copy, Debug)]
@@ -72,6 +72,14 @@ pub enum Cleanup {
     Wait,
     /// The prune Job failed: delete it so the next attempt starts afresh.
     RetryPrune { job: String, message: String },
+    /// The prune Job succeeded but S3 Object Lock kept the backup until
+    /// `until`: hold the run; after that date, delete the Job (`wait` is
+    /// `None`) so the next attempt prunes again.
+    Locked {
+        job: String,
+        until: DateTime<Utc>,
+        wait: Option<Duration>,
+    },
     /// Release the run: its backup is gone (or there is nothing to prune).
     RemoveFinalizer(Note),
 }
@@ -393,12 +401,16 @@ pub fn prune_job_for(
     ))
 }
 
-/// Decides what to do for a run being deleted. Pure. `prune_job` is the Job
-/// named by [`prune_job_for`], if it exists.
+/// Longest wait before looking again at a run held by Object Lock.
+const LOCK_RECHECK: Duration = Duration::from_secs(6 * 3600);
+
+/// Decides what to do for a run being deleted. Pure. `prune` is the Job
+/// named by [`prune_job_for`] and its pods.
 pub fn decide_cleanup(
     run: &BackupRun,
     policy: Option<&BackupPolicy>,
-    prune_job: Option<&Job>,
+    prune: &ObservedJob,
+    now: DateTime<Utc>,
     cfg: &JobConfig,
 ) -> Result<Cleanup, jobs::JobError> {
     if !has_finalizer(run) {
@@ -432,12 +444,29 @@ pub fn decide_cleanup(
             ),
         )));
     };
-    match prune_job {
+    let locked_until = || {
+        success_message(&prune.pods)
+            .and_then(|m| crate::wire::parse::<PruneSummary>(&m))
+            .and_then(|s| s.locked_until)
+    };
+    match &prune.object {
         None => match prune_job_for(run, policy, cfg) {
             Some(job) => Ok(Cleanup::CreatePruneJob(Box::new(job?))),
             None => Ok(Cleanup::Wait),
         },
         Some(job) => Ok(match job_state(job) {
+            JobState::Succeeded if locked_until().is_some() => {
+                let until = locked_until().unwrap_or(now);
+                Cleanup::Locked {
+                    job: job.name_any(),
+                    until,
+                    wait: (until - now)
+                        .to_std()
+                        .ok()
+                        .filter(|w| !w.is_zero())
+                        .map(|w| w.min(LOCK_RECHECK)),
+                }
+            }
             JobState::Succeeded => Cleanup::RemoveFinalizer(Note::normal(
                 "Pruned",
                 "Prune",

@@ -31,6 +31,25 @@ impl RetentionCounts {
             Tier::Manual => self.manual,
         }
     }
+
+    /// The longest any of `tiers` keeps a backup, in days, and that tier: its
+    /// keep count times its longest period (a day, a week, 31 days). Manual
+    /// runs have no period and count for nothing. An Object Lock must last
+    /// at least this long, or retention would find backups it may not delete.
+    pub fn longest_days(&self, tiers: impl IntoIterator<Item = Tier>) -> Option<(Tier, u64)> {
+        tiers
+            .into_iter()
+            .filter_map(|tier| {
+                let period = match tier {
+                    Tier::Daily => 1,
+                    Tier::Weekly => 7,
+                    Tier::Monthly => 31,
+                    Tier::Manual => return None,
+                };
+                Some((tier, self.keep(tier)? as u64 * period))
+            })
+            .max_by_key(|(_, days)| *days)
+    }
 }
 
 /// What retention needs to know about one run.

@@ -41,7 +41,7 @@ impl Stage {
                         buf.drain(..buf.len() - STDERR_KEEP);
                     }
                 }
-                let text = String::from_utf8_lossy(&buf).trim().to_string();
+                let text = withhold_row_values(String::from_utf8_lossy(&buf).trim());
                 text.chars()
                     .rev()
                     .take(STDERR_KEEP)
@@ -104,6 +104,24 @@ impl Stage {
     }
 }
 
+/// PostgreSQL's error details quote the rows involved (`DETAIL:  Key
+/// (email)=(alice@example.com) already exists.`, `CONTEXT:  COPY users,
+/// line 2: "…"`). A tool's words end up in run status, events and logs,
+/// where table contents must not: those lines keep their label only.
+pub fn withhold_row_values(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            for label in ["DETAIL:", "CONTEXT:"] {
+                if let Some(at) = line.find(label) {
+                    return format!("{}{label} (withheld: it may quote table rows)", &line[..at]);
+                }
+            }
+            line.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// `Stage::wait` off the async runtime's threads (pg_restore can run for
 /// minutes after its input ends, building indexes).
 pub async fn wait(stage: Stage) -> Result<String, Failure> {
@@ -118,4 +136,24 @@ pub async fn wait(stage: Stage) -> Result<String, Failure> {
                 stderr: String::new(),
             })
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_values_in_postgres_errors_are_withheld() {
+        let stderr = "pg_restore: error: could not execute query: ERROR:  duplicate key value violates unique constraint \"users_email_key\"\n\
+                      DETAIL:  Key (email)=(alice@example.com) already exists.\n\
+                      CONTEXT:  COPY users, line 2: \"2\talice@example.com\"\n\
+                      Command was: COPY public.users (id, email) FROM stdin;";
+        let out = withhold_row_values(stderr);
+        assert!(!out.contains("alice"), "{out}");
+        assert!(
+            out.contains("users_email_key") && out.contains("DETAIL: (withheld"),
+            "{out}"
+        );
+        assert!(out.contains("Command was: COPY public.users"), "{out}");
+    }
 }

@@ -27,6 +27,22 @@ pub enum StoreError {
     NotFound { dest: String, key: String },
 }
 
+/// An object's S3 Object Lock retention: no one deletes it before
+/// `retain_until` (in `compliance` mode not even the account's root user).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LockState {
+    /// `governance` or `compliance`.
+    pub mode: String,
+    pub retain_until: chrono::DateTime<chrono::Utc>,
+}
+
+impl LockState {
+    /// The retention has not ended at `now`.
+    pub fn holds_at(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        self.retain_until > now
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
     pub key: String,
@@ -156,6 +172,23 @@ impl Store {
         match &self.backend {
             Backend::Fs(s) => s.delete(keys).await,
             Backend::S3(s) => s.delete(keys).await,
+        }
+    }
+
+    /// With Object Lock asked for (`object-lock=…`), fails unless the bucket
+    /// has Object Lock enabled; otherwise nothing to check.
+    pub async fn check_object_lock(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Fs(_) => Ok(()),
+            Backend::S3(s) => s.check_lock().await,
+        }
+    }
+
+    /// The Object Lock retention of `key` (S3; a directory has none).
+    pub async fn lock_state(&self, key: &str) -> Result<Option<LockState>, StoreError> {
+        match &self.backend {
+            Backend::Fs(_) => Ok(None),
+            Backend::S3(s) => s.lock_state(key, None).await,
         }
     }
 

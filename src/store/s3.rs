@@ -6,13 +6,16 @@
 
 use super::{ObjectInfo, StoreError};
 use crate::error_line::error_chain;
-use crate::location::S3Location;
+use crate::location::{ObjectLock, S3Location};
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, StorageClass};
 use aws_sdk_s3::Client;
 use bytes::{Bytes, BytesMut};
 use tokio::task::JoinHandle;
+
+mod lock;
+use lock::Retention;
 
 /// 5 MiB parts (S3's minimum), doubling every 900 parts so that the
 /// 10,000-part limit still reaches S3's 5 TiB object limit while memory stays
@@ -39,6 +42,8 @@ pub struct S3Store {
     bucket: String,
     prefix: String,
     storage_class: Option<StorageClass>,
+    /// Object Lock retention for every write (`object-lock=…&lock-days=…`).
+    lock: Option<ObjectLock>,
 }
 
 /// A failed request, in one line a person reads: the service's code and
@@ -68,6 +73,11 @@ impl S3Store {
             dest: label.clone(),
             problem,
         };
+        loc.check_transport().map_err(|p| {
+            bad(format!(
+                "{p}, or add insecure-http=true on a network you trust"
+            ))
+        })?;
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         if let Some(r) = &loc.region {
             loader = loader.region(aws_config::Region::new(r.clone()));
@@ -119,11 +129,28 @@ impl S3Store {
                 format!("{}/", loc.prefix)
             },
             storage_class: loc.storage_class.as_deref().map(StorageClass::from),
+            lock: loc.lock,
         })
     }
 
     fn full(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
+    }
+
+    /// [`StoreError::NotFound`] when the service said the key is `missing`,
+    /// else the request's error.
+    fn missing_or<E>(&self, missing: bool, op: &'static str, key: &str, e: E) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error,
+    {
+        if missing {
+            StoreError::NotFound {
+                dest: self.label.clone(),
+                key: key.to_string(),
+            }
+        } else {
+            op_err(&self.label, op, key, e)
+        }
     }
 
     pub fn writer(&self, key: &str) -> S3Writer {
@@ -134,6 +161,7 @@ impl S3Store {
             key: key.to_string(),
             full_key: self.full(key),
             storage_class: self.storage_class.clone(),
+            retention: self.retention(),
             buf: BytesMut::new(),
             upload_id: None,
             parts: Vec::new(),
@@ -142,11 +170,15 @@ impl S3Store {
     }
 
     pub async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        let retention = self.retention();
         self.client
             .put_object()
             .bucket(&self.bucket)
             .key(self.full(key))
             .set_storage_class(self.storage_class.clone())
+            .set_object_lock_mode(retention.as_ref().map(|r| r.mode.clone()))
+            .set_object_lock_retain_until_date(retention.as_ref().map(|r| r.until))
+            .set_checksum_algorithm(lock::checksum(retention.as_ref()))
             .body(ByteStream::from(data))
             .send()
             .await
@@ -163,14 +195,8 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| {
-                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
-                    StoreError::NotFound {
-                        dest: self.label.clone(),
-                        key: key.to_string(),
-                    }
-                } else {
-                    op_err(&self.label, "get", key, e)
-                }
+                let missing = e.as_service_error().is_some_and(|s| s.is_no_such_key());
+                self.missing_or(missing, "get", key, e)
             })?;
         Ok(S3Reader {
             dest: self.label.clone(),
@@ -208,8 +234,14 @@ impl S3Store {
         Ok(out)
     }
 
+    /// With Object Lock the bucket is versioned: every version goes (see
+    /// [`lock`]), as a plain delete would only hide the object.
     pub async fn delete(&self, keys: &[String]) -> Result<(), StoreError> {
         for key in keys {
+            if self.lock.is_some() {
+                self.delete_versions(key).await?;
+                continue;
+            }
             self.client
                 .delete_object()
                 .bucket(&self.bucket)
@@ -298,6 +330,8 @@ pub struct S3Writer {
     key: String,
     full_key: String,
     storage_class: Option<StorageClass>,
+    /// Fixed when the writer starts: every part of the object has one date.
+    retention: Option<Retention>,
     buf: BytesMut,
     upload_id: Option<String>,
     parts: Vec<CompletedPart>,
@@ -346,6 +380,8 @@ impl S3Writer {
                 .bucket(&self.bucket)
                 .key(&self.full_key)
                 .set_storage_class(self.storage_class.clone())
+                .set_object_lock_mode(self.retention.as_ref().map(|r| r.mode.clone()))
+                .set_object_lock_retain_until_date(self.retention.as_ref().map(|r| r.until))
                 .send()
                 .await
                 .map_err(|e| op_err(&self.dest, "start upload", &self.key, e))?;
@@ -361,6 +397,7 @@ impl S3Writer {
             .key(&self.full_key)
             .upload_id(self.upload_id.clone().unwrap_or_default())
             .part_number(number)
+            .set_checksum_algorithm(lock::checksum(self.retention.as_ref()))
             .body(ByteStream::from(body));
         let (dest, key) = (self.dest.clone(), self.key.clone());
         self.in_flight = Some(tokio::spawn(async move {
@@ -386,6 +423,9 @@ impl S3Writer {
                 .bucket(&self.bucket)
                 .key(&self.full_key)
                 .set_storage_class(self.storage_class.clone())
+                .set_object_lock_mode(self.retention.as_ref().map(|r| r.mode.clone()))
+                .set_object_lock_retain_until_date(self.retention.as_ref().map(|r| r.until))
+                .set_checksum_algorithm(lock::checksum(self.retention.as_ref()))
                 .body(ByteStream::from(rest))
                 .send()
                 .await

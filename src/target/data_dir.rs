@@ -57,7 +57,9 @@ impl DataDir {
     /// decoded base backup.
     pub fn loader(&self, backup_id: &str) -> Result<Loader, TargetError> {
         let mut cmd = Command::new("tar");
-        cmd.args(["--extract", "--file=-", "--no-same-owner", "--directory"])
+        cmd.env_clear()
+            .envs(crate::source::postgres::child_env())
+            .args(["--extract", "--file=-", "--no-same-owner", "--directory"])
             .arg(&self.path)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())

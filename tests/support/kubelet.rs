@@ -62,7 +62,12 @@ pub fn execute(job: &Job, secrets: &Secrets, work: &Path) -> Ran {
                 let value = data
                     .get(&key)
                     .unwrap_or_else(|| panic!("Secret {name:?} has no key {key:?}"));
-                std::fs::write(dir.join(path), value).unwrap();
+                let file = dir.join(path);
+                std::fs::write(&file, value).unwrap();
+                // As the kubelet does: the volume's defaultMode (0644 when unset).
+                let mode = s.default_mode.unwrap_or(0o644) as u32;
+                std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                    .unwrap();
             }
         } else if v.empty_dir.is_some() {
             // The host's /tmp stands in for the emptyDir the Job mounts there.

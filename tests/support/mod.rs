@@ -131,6 +131,19 @@ pub fn fails(o: &Output) -> String {
     stderr(o)
 }
 
+/// Writes a file only its owner can read (a key file lifeboat accepts).
+pub fn write_private(path: &Path, contents: impl AsRef<[u8]>) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    std::io::Write::write_all(&mut f, contents.as_ref()).unwrap();
+}
+
 pub fn keyfile(dir: &Path, id: &str) -> PathBuf {
     let path = dir.join(format!("keys-{id}-{}", unique("k")));
     let o = lifeboat(&["keygen", "--id", id, "--out", path.to_str().unwrap()]);
@@ -161,10 +174,23 @@ pub fn s3_client(region: &str) -> aws_sdk_s3::Client {
 
 /// A fresh bucket in `region`; returns its destination URL.
 pub fn bucket(region: &str) -> String {
+    new_bucket(region, false)
+}
+
+/// A fresh bucket created with Object Lock enabled (hence versioned);
+/// returns its destination URL, without the lock parameters.
+pub fn locked_bucket(region: &str) -> String {
+    new_bucket(region, true)
+}
+
+fn new_bucket(region: &str, object_lock: bool) -> String {
     let name = unique("b").replace('_', "-");
     let client = s3_client(region);
     runtime().block_on(async {
-        let mut req = client.create_bucket().bucket(&name);
+        let mut req = client
+            .create_bucket()
+            .bucket(&name)
+            .object_lock_enabled_for_bucket(object_lock);
         if region != "us-east-1" {
             req = req.create_bucket_configuration(
                 aws_sdk_s3::types::CreateBucketConfiguration::builder()
@@ -298,4 +324,27 @@ select lo_from_bytea(0, convert_to(repeat('large object ', 10000), 'UTF8'));
 comment on table sales.orders is 'orders, with a comment';
 "#,
     );
+}
+
+/// A directory of PostgreSQL's programs (for `--pg-bin`) in which `tool` is
+/// a shell script: `body` runs with `$REAL` set to the real program.
+pub fn pg_bin_with(dir: &Path, tool: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join(format!("bin-{}", unique(tool)));
+    std::fs::create_dir(&bin).unwrap();
+    for e in std::fs::read_dir(pg_bin()).unwrap() {
+        let e = e.unwrap();
+        if e.file_name() != tool {
+            std::os::unix::fs::symlink(e.path(), bin.join(e.file_name())).unwrap();
+        }
+    }
+    let script = bin.join(tool);
+    let real = pg_bin().join(tool);
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nREAL='{}'\n{body}\n", real.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
 }

@@ -1,6 +1,6 @@
 //! Where a policy writes its backups: named S3 destinations, and their checks.
 
-use crate::location::S3Location;
+use crate::location::{self, S3Location};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -41,11 +41,17 @@ pub struct S3Destination {
     /// custom `endpoint` it is always used, as most S3-compatible servers need it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force_path_style: bool,
+    /// Allow an `http://` endpoint on another host (refused otherwise:
+    /// anyone on the network could drop writes or serve older copies).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_insecure_http: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_lock: Option<ObjectLock>,
 }
 
-/// S3 Object Lock retention set on every object written.
+/// S3 Object Lock retention set on every object written (data parts,
+/// manifests, WAL): `days` from the write, at least the longest retention of
+/// the policy's tiers. The bucket must have been created with Object Lock.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectLock {
@@ -58,6 +64,20 @@ pub struct ObjectLock {
 pub enum ObjectLockMode {
     Governance,
     Compliance,
+}
+
+impl ObjectLock {
+    /// The retention as the location carries it (call on a validated spec:
+    /// days below 1 are refused there).
+    pub fn retention(&self) -> location::ObjectLock {
+        location::ObjectLock {
+            mode: match self.mode {
+                ObjectLockMode::Governance => location::LockMode::Governance,
+                ObjectLockMode::Compliance => location::LockMode::Compliance,
+            },
+            days: self.days.max(1) as u32,
+        }
+    }
 }
 
 impl Destination {
@@ -87,11 +107,26 @@ impl Destination {
             ));
         }
         if let Some(e) = &s3.endpoint {
-            if url::Url::parse(e).is_err() {
-                errors.push(FieldError::new(
+            match url::Url::parse(e) {
+                Err(_) => errors.push(FieldError::new(
                     format!("{field}.s3.endpoint"),
                     format!("{e:?} is not a URL like https://minio.example:9000"),
-                ));
+                )),
+                Ok(endpoint) => {
+                    let loc = S3Location {
+                        endpoint: Some(endpoint),
+                        insecure_http: s3.allow_insecure_http,
+                        ..Default::default()
+                    };
+                    if let Err(problem) = loc.check_transport() {
+                        errors.push(FieldError::new(
+                            format!("{field}.s3.endpoint"),
+                            format!(
+                                "{problem}, or set allowInsecureHttp: true on a network you trust"
+                            ),
+                        ));
+                    }
+                }
             }
         }
         if let Some(creds) = &s3.credentials_secret_ref {
@@ -101,11 +136,14 @@ impl Destination {
                 errors,
             );
         }
-        if s3.object_lock.is_some() {
-            errors.push(FieldError::new(
-                format!("{field}.s3.objectLock"),
-                "S3 Object Lock is not supported yet",
-            ));
+        // How long, against the policy's retention: BackupPolicySpec::validate.
+        if let Some(lock) = &s3.object_lock {
+            if lock.days < 1 {
+                errors.push(FieldError::new(
+                    format!("{field}.s3.objectLock.days"),
+                    format!("must be 1 or more, not {}", lock.days),
+                ));
+            }
         }
     }
 }
@@ -126,6 +164,8 @@ impl Destination {
             // false: the default (path style with a custom endpoint, virtual
             // hosts on AWS); true forces it.
             path_style: self.s3.force_path_style.then_some(true),
+            insecure_http: self.s3.allow_insecure_http,
+            lock: self.s3.object_lock.as_ref().map(ObjectLock::retention),
         }
         .join(self.s3.prefix.as_deref().unwrap_or(""))
         .join(&format!("{namespace}/{policy}"))

@@ -215,10 +215,56 @@ fn fields_not_supported_yet_are_refused_naming_each() {
         got,
         [
             "spec.source.postgres.includeRolePasswords: role passwords are not saved with the globals yet",
-            "spec.destinations[1].s3.objectLock: S3 Object Lock is not supported yet",
+            "spec.destinations[1].s3.objectLock.days: 30 days is shorter than the monthly tier's retention (12 kept, 372 days): set at least 372",
             "spec.notifications: notifications are not supported yet",
         ]
     );
+}
+
+#[test]
+fn object_lock_must_outlast_the_longest_retention_of_a_scheduled_tier() {
+    let lock = |days: i32| json!({"mode": "Governance", "days": days});
+    let mut v = example();
+    v["destinations"][0]["s3"]["objectLock"] = lock(372);
+    assert_eq!(spec(v.clone()).validate(), Ok(()));
+
+    // Without the monthly tier, the weekly one (4 × 7 days) decides.
+    v["schedule"] = json!({"daily": "0 2 * * *", "weekly": "0 3 * * 0"});
+    v["destinations"][0]["s3"]["objectLock"] = lock(28);
+    assert_eq!(spec(v.clone()).validate(), Ok(()));
+    v["destinations"][0]["s3"]["objectLock"] = lock(27);
+    let errors = spec(v.clone()).validate().unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].field, "spec.destinations[0].s3.objectLock.days");
+    assert!(errors[0].message.contains("at least 28"), "{}", errors[0]);
+
+    v["destinations"][0]["s3"]["objectLock"] = lock(0);
+    assert!(fields(&spec(v)).contains(&"spec.destinations[0].s3.objectLock.days".to_string()));
+}
+
+/// Plain HTTP to another host is refused unless allowed; loopback and
+/// https are fine (issue 13, item 4).
+#[test]
+fn a_plain_http_endpoint_on_another_host_must_be_allowed() {
+    let mut v = example();
+    v["destinations"][0]["s3"]["endpoint"] = json!("http://minio.storage:9000");
+    let errors = spec(v.clone()).validate().unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].field, "spec.destinations[0].s3.endpoint");
+    assert!(
+        errors[0].message.contains("allowInsecureHttp"),
+        "{}",
+        errors[0]
+    );
+    v["destinations"][0]["s3"]["allowInsecureHttp"] = json!(true);
+    assert_eq!(spec(v.clone()).validate(), Ok(()));
+    let s = spec(v.clone());
+    assert!(s.destinations[0].location("ns", "p").insecure_http);
+    for fine in ["https://minio.storage:9000", "http://127.0.0.1:9000"] {
+        v["destinations"][0]["s3"]["endpoint"] = json!(fine);
+        v["destinations"][0]["s3"]["allowInsecureHttp"] = json!(false);
+        assert_eq!(spec(v.clone()).validate(), Ok(()), "{fine}");
+    }
 }
 
 #[test]

@@ -87,6 +87,7 @@ impl BackupPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::location::LockMode;
     use serde_json::json;
 
     fn policy(spec: serde_json::Value) -> BackupPolicy {
@@ -101,7 +102,9 @@ mod tests {
             "schedule": {"daily": "0 2 * * *"},
             "objectives": {"rpo": "5m"},
             "destinations": [{"name": "dr", "s3": {"region": "eu-west-1", "bucket": "bk",
-                "prefix": "/prod/", "endpoint": "http://minio:9000", "forcePathStyle": true}}],
+                "prefix": "/prod/", "endpoint": "http://minio:9000", "forcePathStyle": true,
+                "allowInsecureHttp": true,
+                "objectLock": {"mode": "Compliance", "days": 7}}}],
             "encryption": {"keySecretRef": {"name": "keys"}}
         })
     }
@@ -119,6 +122,12 @@ mod tests {
         assert_eq!(loc.prefix, "prod/shop/orders");
         assert_eq!(loc.endpoint.as_ref().unwrap().host_str(), Some("minio"));
         assert_eq!(loc.path_style, Some(true));
+        // The lock reaches the Job through the typed location.
+        let lock = loc.lock.unwrap();
+        assert_eq!((lock.mode, lock.days), (LockMode::Compliance, 7));
+        assert!(crate::location::Location::S3(loc.clone())
+            .to_string()
+            .contains("object-lock=compliance&lock-days=7"));
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! [`BackupPolicySpec::validate`]: what the schema cannot check, each problem
-//! naming its field. A field this version does not act on yet (S3 Object
-//! Lock, notifications, sources other than PostgreSQL) is refused here rather
+//! naming its field. A field this version does not act on yet
+//! (notifications, sources other than PostgreSQL) is refused here rather
 //! than accepted and ignored, so the policy's Ready condition says so.
 
 use std::collections::HashSet;
 
-use super::BackupPolicySpec;
+use super::{BackupPolicySpec, Destination};
 use crate::api::{check_ref_name, into_result, parse_duration, FieldError, Tier};
 use crate::schedule;
 
@@ -58,6 +58,7 @@ impl BackupPolicySpec {
         for (i, dest) in self.destinations.iter().enumerate() {
             let field = format!("spec.destinations[{i}]");
             dest.validate(&field, &mut errors);
+            self.check_lock_days(&field, dest, &mut errors);
             if !seen.insert(dest.name.as_str()) {
                 errors.push(FieldError::new(
                     format!("{field}.name"),
@@ -117,6 +118,30 @@ impl BackupPolicySpec {
         }
 
         into_result(errors)
+    }
+
+    /// An Object Lock shorter than the longest retention would lock backups
+    /// for less time than they are kept (immutability that ends early).
+    fn check_lock_days(&self, field: &str, dest: &Destination, errors: &mut Vec<FieldError>) {
+        let Some(lock) = &dest.s3.object_lock else {
+            return;
+        };
+        let scheduled = Tier::SCHEDULED
+            .into_iter()
+            .filter(|t| self.schedule.cron(*t).is_some());
+        let Some((tier, needed)) = self.retention.counts().longest_days(scheduled) else {
+            return;
+        };
+        if i64::from(lock.days) < needed as i64 {
+            errors.push(FieldError::new(
+                format!("{field}.s3.objectLock.days"),
+                format!(
+                    "{} days is shorter than the {tier} tier's retention ({} kept, {needed} days): set at least {needed}",
+                    lock.days,
+                    self.retention.counts().keep(tier).unwrap_or(0),
+                ),
+            ));
+        }
     }
 }
 

@@ -196,6 +196,9 @@ pub struct PruneArgs {
     pub key_file: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
+    /// Also write a compact JSON report here (a Job's /dev/termination-log).
+    #[arg(long)]
+    pub report_file: Option<PathBuf>,
 }
 
 #[derive(Args)]

@@ -168,6 +168,10 @@ pub fn prune_job(
     needs
         .args
         .extend(["--backup".into(), backup_id.into(), "--json".into()]);
+    // What Object Lock kept, and until when (the run waits for it).
+    needs
+        .args
+        .extend(["--report-file".into(), TERMINATION_LOG.into()]);
     // The keys: which WAL may go is read only from authenticated manifests.
     needs.add(PodNeeds::bucket_access(policy, cfg));
     let mut labels = base_labels("prune", policy_name);

@@ -15,7 +15,7 @@ fn policy(extra: Value) -> BackupPolicy {
         "destinations": [
             {"name": "primary", "s3": {"region": "us-east-1", "bucket": "bk-primary",
                 "prefix": "/prod/", "endpoint": "http://minio:9000",
-                "storageClass": "STANDARD_IA",
+                "allowInsecureHttp": true, "storageClass": "STANDARD_IA",
                 "credentialsSecretRef": {"name": "s3-primary"}}},
             {"name": "dr-eu", "s3": {"region": "eu-west-1", "bucket": "bk-dr",
                 "credentialsSecretRef": {"name": "s3-dr", "accessKeyIdKey": "id",
@@ -180,7 +180,7 @@ fn every_destination_gets_its_url_and_its_own_credentials() {
     assert_eq!(
         to,
         [
-            "primary=s3://bk-primary/prod/shop/orders?region=us-east-1&endpoint=http%3A%2F%2Fminio%3A9000&storage-class=STANDARD_IA&credentials=%2Fvar%2Frun%2Flifeboat%2Fs3%2Fprimary",
+            "primary=s3://bk-primary/prod/shop/orders?region=us-east-1&endpoint=http%3A%2F%2Fminio%3A9000&storage-class=STANDARD_IA&credentials=%2Fvar%2Frun%2Flifeboat%2Fs3%2Fprimary&insecure-http=true",
             "dr-eu=s3://bk-dr/shop/orders?region=eu-west-1&credentials=%2Fvar%2Frun%2Flifeboat%2Fs3%2Fdr-eu",
             // No Secret: the ambient identity (IRSA), no credentials=.
             "ambient=s3://bk-irsa/shop/orders?region=us-west-2",

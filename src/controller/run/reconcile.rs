@@ -133,21 +133,23 @@ async fn cleanup(
     ctx: &Context,
 ) -> Result<Action, Error> {
     let prune_job = get_prune_job(run, ns, policy, ctx).await?;
-    let decision = decide_cleanup(run, policy, prune_job.as_ref(), &ctx.settings.jobs).map_err(
+    let now = ctx.settings.clock.now();
+    let decision = decide_cleanup(run, policy, &prune_job, now, &ctx.settings.jobs).map_err(
         Error::build(format!("the prune job of run {}", run.name_any())),
     )?;
     apply_cleanup(run, ns, decision, ctx).await
 }
 
-/// The prune Job of the run's backup, if the run has one and it exists.
+/// The prune Job of the run's backup and its pods, if the run has one and
+/// it exists.
 async fn get_prune_job(
     run: &BackupRun,
     ns: &str,
     policy: Option<&BackupPolicy>,
     ctx: &Context,
-) -> Result<Option<Job>, Error> {
+) -> Result<ObservedJob, Error> {
     let Some(job) = policy.and_then(|p| prune_job_for(run, p, &ctx.settings.jobs)) else {
-        return Ok(None);
+        return Ok(ObservedJob::default());
     };
     let name = job
         .map_err(Error::build(format!(
@@ -155,10 +157,7 @@ async fn get_prune_job(
             run.name_any()
         )))?
         .name_any();
-    ctx.api::<Job>(ns)
-        .get_opt(&name)
-        .await
-        .map_err(Error::dereference(format!("job {name}")))
+    get_job(ctx, ns, &name).await
 }
 
 async fn apply_cleanup(
@@ -185,6 +184,23 @@ async fn apply_cleanup(
                 .await;
             delete_if_present(&ctx.api::<Job>(ns), &job, &DeleteParams::background()).await?;
             Ok(Action::requeue(PRUNE_RETRY))
+        }
+        Cleanup::Locked { job, until, wait } => {
+            let backup = run.status.as_ref().and_then(|s| s.backup_id.clone());
+            let backup = backup.unwrap_or_default();
+            let Some(wait) = wait else {
+                let message = format!(
+                    "S3 Object Lock retention of backup {backup} ended ({until}); pruning again"
+                );
+                ctx.publish(run, &[Note::normal("PruningAgain", "Prune", message)])
+                    .await;
+                delete_if_present(&ctx.api::<Job>(ns), &job, &DeleteParams::background()).await?;
+                return Ok(Action::requeue(PRUNE_RETRY));
+            };
+            let message = format!("backup {backup} is under S3 Object Lock retention until {until}; the run is kept and pruned again then");
+            ctx.publish(run, &[Note::normal("KeptByObjectLock", "Prune", message)])
+                .await;
+            Ok(Action::requeue(wait))
         }
         Cleanup::RemoveFinalizer(note) => {
             let finalizers = run

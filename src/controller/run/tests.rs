@@ -311,14 +311,25 @@ fn succeeded_run() -> BackupRun {
     r
 }
 
+/// What a reconcile of the deleted run `r` decides, its prune Job and pods as given.
+fn cleanup_with(
+    r: &BackupRun,
+    p: Option<&BackupPolicy>,
+    job: Option<&Job>,
+    pods: &[Pod],
+    now: &str,
+) -> Cleanup {
+    let prune = ObservedJob::new(job.cloned(), pods.to_vec());
+    decide_cleanup(r, p, &prune, at(now), &JobConfig::default()).unwrap()
+}
+
 #[test]
 fn deleting_a_retained_run_releases_it_and_prunes_nothing() {
     // Held by a finalizer from when it said Delete: Retain now lets it go
     // without a prune Job.
     let mut r = succeeded_run();
     r.spec.deletion_policy = DeletionPolicy::Retain;
-    let cfg = JobConfig::default();
-    let decision = decide_cleanup(&r, Some(&policy()), None, &cfg).unwrap();
+    let decision = cleanup_with(&r, Some(&policy()), None, &[], NOW);
     let Cleanup::RemoveFinalizer(note) = decision else {
         panic!("expected the run to be released, got {decision:?}");
     };
@@ -334,8 +345,7 @@ fn deleting_a_retained_run_releases_it_and_prunes_nothing() {
 fn deleting_a_run_prunes_before_releasing_it() {
     let r = succeeded_run();
     let p = policy();
-    let cfg = JobConfig::default();
-    let Cleanup::CreatePruneJob(prune) = decide_cleanup(&r, Some(&p), None, &cfg).unwrap() else {
+    let Cleanup::CreatePruneJob(prune) = cleanup_with(&r, Some(&p), None, &[], NOW) else {
         panic!("expected a prune job");
     };
     let args = args(&prune);
@@ -347,7 +357,7 @@ fn deleting_a_run_prunes_before_releasing_it() {
     let mut running = prune.clone();
     running.status = Some(started());
     assert_eq!(
-        decide_cleanup(&r, Some(&p), Some(&running), &cfg).unwrap(),
+        cleanup_with(&r, Some(&p), Some(&running), &[], NOW),
         Cleanup::Wait
     );
 
@@ -357,7 +367,7 @@ fn deleting_a_run_prunes_before_releasing_it() {
         ..started()
     });
     assert!(matches!(
-        decide_cleanup(&r, Some(&p), Some(&failed), &cfg).unwrap(),
+        cleanup_with(&r, Some(&p), Some(&failed), &[], NOW),
         Cleanup::RetryPrune { .. }
     ));
 
@@ -366,28 +376,81 @@ fn deleting_a_run_prunes_before_releasing_it() {
         succeeded: Some(1),
         ..started()
     });
-    assert!(
-        matches!(decide_cleanup(&r, Some(&p), Some(&done), &cfg).unwrap(), Cleanup::RemoveFinalizer(n) if n.reason == "Pruned")
+    let deleted = terminated(
+        0,
+        "Completed",
+        r#"{"deleted":["20261121T020010.000Z-ab12cd"]}"#,
+    );
+    for pods in [vec![], vec![deleted]] {
+        assert!(
+            matches!(cleanup_with(&r, Some(&p), Some(&done), &pods, NOW), Cleanup::RemoveFinalizer(n) if n.reason == "Pruned")
+        );
+    }
+}
+
+#[test]
+fn a_backup_kept_by_object_lock_holds_its_run_until_the_lock_ends_then_prunes_again() {
+    let r = succeeded_run();
+    let p = policy();
+    let Cleanup::CreatePruneJob(mut done) = cleanup_with(&r, Some(&p), None, &[], NOW) else {
+        panic!("expected a prune job");
+    };
+    done.status = Some(JobStatus {
+        succeeded: Some(1),
+        ..started()
+    });
+    let name = done.metadata.name.clone().unwrap();
+    let kept = terminated(
+        0,
+        "Completed",
+        r#"{"deleted":[],"locked_until":"2026-11-21T05:10:00Z"}"#,
+    );
+    assert_eq!(
+        cleanup_with(&r, Some(&p), Some(&done), std::slice::from_ref(&kept), NOW),
+        Cleanup::Locked {
+            job: name.clone(),
+            until: at("2026-11-21T05:10:00Z"),
+            wait: Some(std::time::Duration::from_secs(3 * 3600)),
+        },
+        "the finalizer stays: the backup is still there"
+    );
+    // A lock of a year is looked at again within hours, not in a year.
+    let far = terminated(
+        0,
+        "Completed",
+        r#"{"deleted":[],"locked_until":"2027-11-21T00:00:00Z"}"#,
+    );
+    let Cleanup::Locked { wait, .. } = cleanup_with(&r, Some(&p), Some(&done), &[far], NOW) else {
+        panic!("expected Locked");
+    };
+    assert!(wait.unwrap() <= std::time::Duration::from_secs(6 * 3600));
+    // Once the date has passed, the Job goes so that a new one prunes again.
+    assert_eq!(
+        cleanup_with(&r, Some(&p), Some(&done), &[kept], "2026-11-21T05:10:00Z"),
+        Cleanup::Locked {
+            job: name,
+            until: at("2026-11-21T05:10:00Z"),
+            wait: None,
+        }
     );
 }
 
 #[test]
 fn a_run_without_a_backup_or_policy_is_released_at_once() {
-    let cfg = JobConfig::default();
     let mut no_backup = succeeded_run();
     no_backup.status.as_mut().unwrap().backup_id = None;
     assert!(matches!(
-        decide_cleanup(&no_backup, Some(&policy()), None, &cfg).unwrap(),
+        cleanup_with(&no_backup, Some(&policy()), None, &[], NOW),
         Cleanup::RemoveFinalizer(_)
     ));
     let orphan = succeeded_run();
     assert!(
-        matches!(decide_cleanup(&orphan, None, None, &cfg).unwrap(), Cleanup::RemoveFinalizer(n) if n.warning)
+        matches!(cleanup_with(&orphan, None, None, &[], NOW), Cleanup::RemoveFinalizer(n) if n.warning)
     );
     let mut not_ours = succeeded_run();
     not_ours.metadata.finalizers = None;
     assert_eq!(
-        decide_cleanup(&not_ours, Some(&policy()), None, &cfg).unwrap(),
+        cleanup_with(&not_ours, Some(&policy()), None, &[], NOW),
         Cleanup::Nothing
     );
 }

@@ -110,3 +110,21 @@ fn failures_and_drills_keep_the_newest_three_and_manual_runs_stay() {
     assert_eq!(expired[0].reason, ExpiryReason::OldFailure);
     assert_eq!(expired[2].reason, ExpiryReason::OldDrill);
 }
+
+#[test]
+fn the_longest_retention_is_the_scheduled_tier_that_keeps_longest() {
+    // 7 daily, 4 weekly (28 days), 12 monthly (372 days).
+    let r = DEFAULT_RETENTION;
+    assert_eq!(
+        r.longest_days(Tier::SCHEDULED),
+        Some((Tier::Monthly, 12 * 31))
+    );
+    assert_eq!(
+        r.longest_days([Tier::Daily, Tier::Weekly]),
+        Some((Tier::Weekly, 28))
+    );
+    assert_eq!(r.longest_days([Tier::Daily]), Some((Tier::Daily, 7)));
+    // Manual runs have no period; no scheduled tier, no minimum.
+    assert_eq!(r.longest_days([Tier::Manual]), None);
+    assert_eq!(r.longest_days([]), None);
+}

@@ -71,13 +71,61 @@ pub struct PassFile(tempfile_path::TempPath);
 
 mod tempfile_path {
     use std::path::PathBuf;
+    use std::sync::Mutex;
+
+    /// Passfiles that exist now, for [`remove_all`] when a signal ends the
+    /// process before their owners are dropped.
+    static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
     /// A path removed on drop.
     pub struct TempPath(pub PathBuf);
+
+    impl TempPath {
+        pub fn new(path: PathBuf) -> Self {
+            LIVE.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(path.clone());
+            TempPath(path)
+        }
+    }
+
     impl Drop for TempPath {
         fn drop(&mut self) {
             let _ = std::fs::remove_file(&self.0);
+            LIVE.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|p| *p != self.0);
         }
     }
+
+    pub fn remove_all() {
+        for p in LIVE.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Removes every passfile this process has written; for a process about to
+/// end on a signal (SIGTERM from a Job's deadline, Ctrl-C), when no
+/// destructor will run.
+pub fn remove_passfiles() {
+    tempfile_path::remove_all();
+}
+
+/// What PostgreSQL's programs get of lifeboat's environment: libpq's own
+/// variables (PG*), the locale, PATH, HOME (for ~/.postgresql certificates)
+/// and TMPDIR. Not the rest — cloud credentials, tokens, whatever the pod
+/// was given: a program gets only what it reads.
+pub fn child_env() -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)> {
+    std::env::vars_os().filter(|(k, _)| {
+        let k = k.to_string_lossy();
+        k.starts_with("PG")
+            || k.starts_with("LC_")
+            || matches!(
+                k.as_ref(),
+                "PATH" | "HOME" | "TMPDIR" | "TZ" | "LANG" | "LANGUAGE"
+            )
+    })
 }
 
 impl PgConn {
@@ -117,7 +165,7 @@ impl PgConn {
             .mode(0o600)
             .open(&path)
             .map_err(PgError::PassFile)?;
-        let guard = PassFile(tempfile_path::TempPath(path));
+        let guard = PassFile(tempfile_path::TempPath::new(path));
         writeln!(f, "{}", self.passfile_line(pw)).map_err(PgError::PassFile)?;
         Ok(Some(guard))
     }
@@ -163,6 +211,7 @@ impl PgConn {
     /// environment. The caller keeps `passfile` alive until the child exits.
     pub fn command(&self, tool: &str, passfile: Option<&PassFile>) -> Command {
         let mut cmd = Command::new(self.tool(tool));
+        cmd.env_clear().envs(child_env());
         if let Some(h) = &self.host {
             cmd.env("PGHOST", h);
         }
