@@ -99,6 +99,8 @@ mod edge_cases {
         key_id: &'static str,
         /// segment plaintexts and their last-segment flags
         segments: Vec<(Vec<u8>, bool)>,
+        /// the decoded size, when the segments are compressed
+        plain_size: Option<usize>,
         format: &'static str,
         upper_case_mac: bool,
         allowed: bool,
@@ -116,6 +118,7 @@ mod edge_cases {
             segment_log2: 12,
             key_id: "k1",
             segments: vec![(vec![1; SEG], false), (vec![2; 10], true)],
+            plain_size: None,
             format: "1",
             upper_case_mac: false,
             allowed: true,
@@ -148,7 +151,9 @@ mod edge_cases {
     fn write_backup(c: &Case, root: &Path) {
         let key = format!("backups/{ID}/db-0.lbk");
         let obj = object(c, &key);
-        let plain_size: usize = c.segments.iter().map(|(p, _)| p.len()).sum();
+        let plain_size = c
+            .plain_size
+            .unwrap_or_else(|| c.segments.iter().map(|(p, _)| p.len()).sum());
         let mac_key = [5u8; 32];
         let body = format!(
             concat!(
@@ -188,7 +193,33 @@ mod edge_cases {
         .unwrap();
     }
 
+    fn compressed(
+        compression: u8,
+        stream: Vec<u8>,
+        plain_size: usize,
+        allowed: bool,
+        what: &'static str,
+    ) -> Case {
+        Case {
+            compression,
+            segments: vec![(stream, true)],
+            plain_size: Some(plain_size),
+            allowed,
+            ..valid(what)
+        }
+    }
+
+    fn gzip(plain: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut g = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        g.write_all(plain).unwrap();
+        g.finish().unwrap()
+    }
+
     fn cases() -> Vec<Case> {
+        let text = b"lifeboat ".repeat(100);
+        let zstd1 = zstd::encode_all(&text[..], 3).unwrap();
+        let gzip1 = gzip(&text);
         let canonical = B64.encode(MASTER);
         // Same 32 bytes, but the unused low bits of the last digit set.
         let loose = {
@@ -199,6 +230,64 @@ mod edge_cases {
         let long_id: &'static str = Box::leak("k".repeat(65).into_boxed_str());
         vec![
             valid("a full segment and a short final one"),
+            compressed(1, zstd1.clone(), 900, true, "one zstd frame"),
+            compressed(2, gzip1.clone(), 900, true, "one gzip member"),
+            compressed(
+                1,
+                zstd1[..zstd1.len() - 3].to_vec(),
+                900,
+                false,
+                "a cut zstd frame",
+            ),
+            compressed(
+                2,
+                gzip1[..gzip1.len() - 3].to_vec(),
+                900,
+                false,
+                "a cut gzip member",
+            ),
+            compressed(
+                1,
+                [&zstd1[..], &zstd1[..]].concat(),
+                1800,
+                true,
+                "two zstd frames",
+            ),
+            compressed(
+                2,
+                [&gzip1[..], &gzip1[..]].concat(),
+                1800,
+                true,
+                "two gzip members",
+            ),
+            compressed(
+                1,
+                [&zstd1[..], &zstd1[..9]].concat(),
+                900,
+                false,
+                "a zstd frame, then a cut one",
+            ),
+            compressed(
+                2,
+                [&gzip1[..], &gzip1[..9]].concat(),
+                900,
+                false,
+                "a gzip member, then a cut one",
+            ),
+            compressed(
+                2,
+                [&gzip1[..], b"xyz"].concat(),
+                900,
+                false,
+                "a gzip member, then junk",
+            ),
+            compressed(
+                1,
+                [&zstd1[..], b"xyz"].concat(),
+                900,
+                false,
+                "a zstd frame, then junk",
+            ),
             Case {
                 segments: vec![(vec![], true)],
                 ..valid("empty plaintext: one empty final segment")

@@ -80,7 +80,7 @@ type ZstdWriter<O> = zstd::stream::zio::Writer<O, zstd::stream::raw::Decoder<'st
 enum Decompressor<O: Write> {
     None(O),
     Zstd(ZstdWriter<O>),
-    Gzip(flate2::write::GzDecoder<O>),
+    Gzip(flate2::write::MultiGzDecoder<O>),
 }
 
 impl<O: Write> Write for Decompressor<O> {
@@ -212,7 +212,7 @@ impl<'k, O: Write> ObjectDecoder<'k, O> {
                                 zstd::stream::raw::Decoder::new().map_err(DecodeError::Data)?,
                             )),
                             Compression::Gzip => {
-                                Decompressor::Gzip(flate2::write::GzDecoder::new(sink))
+                                Decompressor::Gzip(flate2::write::MultiGzDecoder::new(sink))
                             }
                         };
                         opener
