@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 pub const MANIFEST_FORMAT: u32 = 1;
 pub const BACKUPS: &str = "backups/";
 pub const MANIFEST: &str = "manifest.json";
+/// The largest manifest a reader reads (docs/FORMAT.md §4): thousands of
+/// objects fit in a few hundred KiB; more is an attack on the reader's memory.
+pub const MANIFEST_LIMIT: usize = 16 << 20;
 const MAC_SUFFIX_START: &[u8] = b",\"mac\":\"";
 const MAC_SUFFIX_END: &[u8] = b"\"}\n";
 const MAC_AAD: &[u8] = b"lifeboat manifest mac key v1\0";
@@ -28,7 +31,9 @@ pub enum CatalogError {
     Mac { id: String },
     #[error("manifest at {path} describes backup {found}: it was moved or swapped")]
     WrongId { path: String, found: String },
-    #[error("manifest format {0} is newer than this lifeboat reads ({MANIFEST_FORMAT})")]
+    #[error(
+        "manifest format {0} is not supported by this lifeboat (it reads format {MANIFEST_FORMAT})"
+    )]
     Format(u32),
     #[error(transparent)]
     Key(#[from] KeyError),
@@ -266,7 +271,9 @@ pub fn parse_manifest(bytes: &[u8], id: &str) -> Result<Manifest, CatalogError> 
         problem: e.to_string(),
     })?;
     let m = sealed.manifest;
-    if m.format > MANIFEST_FORMAT {
+    // Format 0 never existed: anything but 1 is refused, as the object
+    // header's version is (docs/FORMAT.md §5).
+    if m.format != MANIFEST_FORMAT {
         return Err(CatalogError::Format(m.format));
     }
     if m.backup_id != id {
@@ -293,8 +300,16 @@ pub fn open_manifest(bytes: &[u8], id: &str, keys: &Keyring) -> Result<Manifest,
     if !suffix.starts_with(MAC_SUFFIX_START) {
         return Err(bad("the MAC is not the last member"));
     }
-    let tag = hex::decode(&suffix[MAC_SUFFIX_START.len()..MAC_SUFFIX_START.len() + 64])
-        .map_err(|_| bad("the MAC is not hex"))?;
+    // Lower-case only: `hex` also reads upper case, which made 2^k spellings
+    // of one MAC verify, so bytes of a sealed manifest could change unnoticed.
+    let mac_hex = &suffix[MAC_SUFFIX_START.len()..MAC_SUFFIX_START.len() + 64];
+    if !mac_hex
+        .iter()
+        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err(bad("the MAC is not 64 lower-case hex digits"));
+    }
+    let tag = hex::decode(mac_hex).map_err(|_| bad("the MAC is not hex"))?;
     let wrapped: [u8; WRAPPED_LEN] = B64
         .decode(&m.mac_key)
         .ok()
@@ -357,6 +372,9 @@ pub fn select<'m>(manifests: &'m [Manifest], point: &Point) -> Result<&'m Manife
         }
     }
 }
+
+#[cfg(test)]
+mod props;
 
 #[cfg(test)]
 mod tests {
@@ -429,6 +447,44 @@ mod tests {
             open_manifest(&bytes, id, &other),
             Err(CatalogError::Mac { .. })
         ));
+    }
+
+    /// Found by `props::an_edited_manifest_is_refused`: a hex digit of the
+    /// MAC turned upper case (bit 5 flipped, 18 bytes from the end) and the
+    /// manifest still opened, so its bytes could change under a valid MAC.
+    #[test]
+    fn an_upper_case_mac_is_refused() {
+        let id = "20261125T020000.000Z-abcdef";
+        let (k, bytes) = sealed_by_k1(manifest(id, Utc::now()));
+        let (body, mac) = bytes.split_at(bytes.len() - 67);
+        let upper = [body, &mac.to_ascii_uppercase()].concat();
+        assert_ne!(upper, bytes);
+        let err = open_manifest(&upper, id, &k).unwrap_err();
+        assert!(err.to_string().contains("lower-case hex"), "{err}");
+    }
+
+    fn sealed_by_k1(m: Manifest) -> (Keyring, Vec<u8>) {
+        let k = keys(&crate::keys::new_key_line("k1").unwrap());
+        let bytes = seal_manifest(m, &k);
+        (k, bytes)
+    }
+
+    /// Format 0 never existed: only 1 is read (it was "refuse larger").
+    #[test]
+    fn only_manifest_format_1_is_read() {
+        let id = "20261125T020000.000Z-abcdef";
+        for format in [0, 2] {
+            let (k, bytes) = sealed_by_k1(Manifest {
+                format,
+                ..manifest(id, Utc::now())
+            });
+            let err = parse_manifest(&bytes, id).unwrap_err();
+            assert!(
+                matches!(err, CatalogError::Format(f) if f == format),
+                "{err}"
+            );
+            assert!(open_manifest(&bytes, id, &k).is_err());
+        }
     }
 
     #[test]

@@ -159,8 +159,11 @@ impl Keyring {
 
     pub fn parse(text: &str, path: &Path) -> Result<Self, KeyError> {
         let mut keys: Vec<MasterKey> = Vec::new();
-        for (i, raw) in text.lines().enumerate() {
-            let line = raw.trim();
+        // docs/FORMAT.md §2: lines end with `\n` (or `\r\n`); fields are
+        // separated, and lines padded, by spaces and tabs only.
+        const BLANK: [char; 2] = [' ', '\t'];
+        for (i, raw) in text.split('\n').enumerate() {
+            let line = raw.strip_suffix('\r').unwrap_or(raw).trim_matches(BLANK);
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
@@ -169,7 +172,7 @@ impl Keyring {
                 line: i + 1,
                 problem: problem.to_string(),
             };
-            let mut it = line.split_whitespace();
+            let mut it = line.split(BLANK).filter(|field| !field.is_empty());
             let (Some(tag), Some(id), Some(b64), None) =
                 (it.next(), it.next(), it.next(), it.next())
             else {
@@ -332,12 +335,140 @@ mod tests {
         assert!(!format!("{ring:?}").contains('='));
     }
 
+    /// Found by `props::an_edited_key_file_is_read_as_the_spec_says`: a
+    /// vertical tab (byte 0x0b) inserted after `LIFEBOAT-KEY-1` was read as a
+    /// separator; the parser split on any Unicode white space (NBSP, U+3000,
+    /// form feed, a lone CR too) where the spec says spaces and tabs.
+    #[test]
+    fn only_spaces_and_tabs_separate_fields() {
+        let key = B64.encode([7u8; KEY_LEN]);
+        for sep in ["\u{b}", "\u{c}", "\u{a0}", "\u{3000}", "\u{85}", "\r"] {
+            let text = format!("LIFEBOAT-KEY-1{sep}k1 {key}\n");
+            assert!(ring_of(&text).is_err(), "{sep:?} separated fields");
+        }
+        let text = format!("\t LIFEBOAT-KEY-1 \t k1\t\t{key}  \r\n# done\r\n \r\n");
+        assert_eq!(ring_of(&text).unwrap().ids(), ["k1"]);
+    }
+
     #[test]
     fn key_ids_are_checked() {
         assert!(valid_key_id("prod-2026.11_a"));
         assert!(!valid_key_id(""));
         assert!(!valid_key_id("a b"));
         assert!(!valid_key_id(&"x".repeat(65)));
+    }
+
+    /// Key files against docs/FORMAT.md §2, read by a second, literal
+    /// reading of it: the parser accepts exactly the files the spec allows.
+    mod props {
+        use super::*;
+        use crate::hostile::{apply_all, config, edits};
+        use proptest::prelude::*;
+
+        /// The key ids of `text` if it is a key file by the spec, else None.
+        fn spec_ids(text: &str) -> Option<Vec<String>> {
+            const B64_CHARS: &str =
+                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            let mut ids: Vec<String> = Vec::new();
+            for line in text.split('\n') {
+                let line = line.strip_suffix('\r').unwrap_or(line);
+                let line = line.trim_matches([' ', '\t']);
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let fields: Vec<&str> = line.split([' ', '\t']).filter(|f| !f.is_empty()).collect();
+                let [tag, id, key] = fields[..] else {
+                    return None;
+                };
+                let id_ok = (1..=64).contains(&id.len())
+                    && id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c));
+                // 32 bytes: 43 digits, the last with its 2 low bits zero, then `=`.
+                let key_ok = key.len() == 44
+                    && key[..43].chars().all(|c| B64_CHARS.contains(c))
+                    && "AEIMQUYcgkosw048".contains(&key[42..43])
+                    && key.ends_with('=');
+                if tag != "LIFEBOAT-KEY-1" || !id_ok || !key_ok || ids.iter().any(|i| i == id) {
+                    return None;
+                }
+                ids.push(id.to_string());
+            }
+            (!ids.is_empty()).then_some(ids)
+        }
+
+        fn parsed_ids(text: &str) -> Option<Vec<String>> {
+            Keyring::parse(text, Path::new("keys"))
+                .ok()
+                .map(|r| r.ids())
+        }
+
+        /// Pieces key files are made of, and what hand editing adds.
+        fn piece() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just(LINE_TAG.to_string()),
+                Just(B64.encode([7u8; KEY_LEN])),
+                Just(B64.encode([1u8; 31])),
+                Just("#".to_string()),
+                proptest::sample::select(
+                    &[" ", "\t", "  ", "\r", "\u{a0}", "\u{b}", "\u{c}", "\u{3000}", "\u{85}"][..]
+                )
+                .prop_map(String::from),
+                "[A-Za-z0-9._-]{0,66}",
+                ".{0,4}",
+            ]
+        }
+
+        /// A key line whose blanks are drawn from `piece`'s separators.
+        fn key_line() -> impl Strategy<Value = String> {
+            let blank =
+                || proptest::sample::select(&["", " ", "\t", " \t ", "\u{b}", "\u{a0}", "\r"][..]);
+            let key = proptest::sample::select(vec![
+                B64.encode([7u8; KEY_LEN]),
+                B64.encode([9u8; KEY_LEN]),
+            ]);
+            (
+                blank(),
+                blank(),
+                "[A-Za-z0-9._-]{0,3}|k[0-9]",
+                blank(),
+                key,
+                blank(),
+            )
+                .prop_map(|(a, b, id, c, key, d)| format!("{a}{LINE_TAG}{b}{id}{c}{key}{d}"))
+        }
+
+        fn key_file() -> impl Strategy<Value = String> {
+            let line = prop_oneof![
+                key_line(),
+                proptest::collection::vec(piece(), 0..8).prop_map(|p| p.concat()),
+            ];
+            (proptest::collection::vec(line, 0..4), any::<bool>())
+                .prop_map(|(lines, crlf)| lines.join(if crlf { "\r\n" } else { "\n" }))
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn random_text_is_read_as_the_spec_says(text in key_file()) {
+                prop_assert_eq!(parsed_ids(&text), spec_ids(&text), "{:?}", text);
+            }
+
+            /// Any edit of a valid key file: accepted only if still valid.
+            #[test]
+            fn an_edited_key_file_is_read_as_the_spec_says(es in edits(16)) {
+                let good = format!(
+                    "# keys\n{}{}",
+                    new_key_line("new-2").unwrap(),
+                    new_key_line("old.1").unwrap()
+                );
+                let bytes = apply_all(&es, good.as_bytes());
+                if let Ok(text) = std::str::from_utf8(&bytes) {
+                    prop_assert_eq!(parsed_ids(text), spec_ids(text), "{:?}", text);
+                }
+            }
+        }
     }
 
     #[test]

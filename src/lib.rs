@@ -12,6 +12,8 @@ pub mod cli;
 pub mod commands;
 pub mod controller;
 pub mod error_line;
+#[cfg(test)]
+mod hostile;
 pub mod keys;
 pub mod location;
 pub mod notify;

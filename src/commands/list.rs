@@ -35,7 +35,10 @@ pub async fn list(from: &[NamedLocation], keys: Option<&Keyring>) -> Result<Vec<
         for id in manifests::committed_ids(&store).await? {
             let parsed = match keys {
                 Some(k) => manifests::open(&store, &id, k).await,
-                None => match store.get(&catalog::manifest_key(&id)).await {
+                None => match store
+                    .get(&catalog::manifest_key(&id), catalog::MANIFEST_LIMIT)
+                    .await
+                {
                     Ok(b) => catalog::parse_manifest(&b, &id).map_err(Error::from),
                     Err(e) => Err(e.into()),
                 },

@@ -29,7 +29,9 @@ pub async fn committed_ids(store: &Store) -> Result<Vec<String>, Error> {
 }
 
 pub async fn open(store: &Store, id: &str, keys: &Keyring) -> Result<Manifest, Error> {
-    let bytes = store.get(&catalog::manifest_key(id)).await?;
+    let bytes = store
+        .get(&catalog::manifest_key(id), catalog::MANIFEST_LIMIT)
+        .await?;
     catalog::open_manifest(&bytes, id, keys).map_err(|e| match e {
         // Say where: a restore falls back to the next destination on this.
         catalog::CatalogError::Key(k) => Error::Key(k),

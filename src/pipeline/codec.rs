@@ -32,8 +32,12 @@ impl<W: Write> ObjectEncoder<W> {
         compression: Compression,
     ) -> io::Result<Self> {
         let (header, data_key) = Header::seal_new(master, name, compression);
-        let sealer = Sealer::new(out, &header, &data_key)?;
-        let inner = match compression {
+        Self::from_header(out, &header, &data_key)
+    }
+
+    fn from_header(out: W, header: &Header, data_key: &[u8; 32]) -> io::Result<Self> {
+        let sealer = Sealer::new(out, header, data_key)?;
+        let inner = match header.compression {
             Compression::None => Compressor::None(sealer),
             Compression::Zstd => {
                 Compressor::Zstd(zstd::stream::write::Encoder::new(sealer, ZSTD_LEVEL)?)
@@ -76,7 +80,7 @@ type ZstdWriter<O> = zstd::stream::zio::Writer<O, zstd::stream::raw::Decoder<'st
 enum Decompressor<O: Write> {
     None(O),
     Zstd(ZstdWriter<O>),
-    Gzip(flate2::write::GzDecoder<O>),
+    Gzip(flate2::write::MultiGzDecoder<O>),
 }
 
 impl<O: Write> Write for Decompressor<O> {
@@ -154,6 +158,8 @@ pub enum DecodeError {
     Data(#[source] io::Error),
     #[error("object ended inside its header")]
     ShortHeader,
+    #[error("the object decoder was used after it failed")]
+    Failed,
 }
 
 #[allow(clippy::large_enum_variant)] // one per object; boxing buys nothing
@@ -189,7 +195,7 @@ impl<'k, O: Write> ObjectDecoder<'k, O> {
 
     pub fn push(&mut self, data: &[u8]) -> Result<(), DecodeError> {
         self.hasher.update(data);
-        let state = self.state.take().expect("decoder used after an error");
+        let state = self.state.take().ok_or(DecodeError::Failed)?;
         let state = match state {
             State::Header(mut buf) => {
                 buf.extend_from_slice(data);
@@ -198,7 +204,7 @@ impl<'k, O: Write> ObjectDecoder<'k, O> {
                     Some((header, used)) => {
                         let key = header.open(self.keys, self.expected_name.as_deref())?;
                         let mut opener = Opener::new(&header, &key);
-                        let sink = self.sink.take().expect("sink");
+                        let sink = self.sink.take().ok_or(DecodeError::Failed)?;
                         let mut out = match header.compression {
                             Compression::None => Decompressor::None(sink),
                             Compression::Zstd => Decompressor::Zstd(ZstdWriter::new(
@@ -206,7 +212,7 @@ impl<'k, O: Write> ObjectDecoder<'k, O> {
                                 zstd::stream::raw::Decoder::new().map_err(DecodeError::Data)?,
                             )),
                             Compression::Gzip => {
-                                Decompressor::Gzip(flate2::write::GzDecoder::new(sink))
+                                Decompressor::Gzip(flate2::write::MultiGzDecoder::new(sink))
                             }
                         };
                         opener
@@ -230,7 +236,7 @@ impl<'k, O: Write> ObjectDecoder<'k, O> {
 
     /// Checks the final segment and returns the sink and the stored bytes' digest.
     pub fn finish(mut self) -> Result<(O, Digest), DecodeError> {
-        match self.state.take().expect("decoder used after an error") {
+        match self.state.take().ok_or(DecodeError::Failed)? {
             State::Header(_) => Err(DecodeError::ShortHeader),
             State::Body { opener, mut out } => {
                 opener.finish(&mut out).map_err(DecodeError::Data)?;
@@ -354,5 +360,212 @@ mod tests {
         let k = keys("k");
         let stored = encode(&k, "backups/a/db.lbk", Compression::Zstd, b"data");
         assert!(decode(&k, "backups/b/db.lbk", &stored).is_err());
+    }
+
+    /// Hostile stored bytes against the whole decoder: header, segments and
+    /// decompression, pushed in random chunk sizes.
+    mod props {
+        use super::*;
+        use crate::hostile::{apply_all, config, edits};
+        use crate::pipeline::stream::{nonce, TAG_LEN};
+        use proptest::prelude::*;
+        use ring::aead::Aad;
+
+        const NAME: &str = "backups/x/db-0.lbk";
+        /// 4 KiB segments: several per object from a little plaintext.
+        const LOG2: u8 = 12;
+        const UNIT: usize = (1 << LOG2) + TAG_LEN;
+
+        struct Sealed {
+            stored: Vec<u8>,
+            header_len: usize,
+            header: Header,
+            data_key: [u8; 32],
+        }
+
+        fn seal(keys: &Keyring, c: Compression, plain: &[u8]) -> Sealed {
+            let (mut header, data_key) = Header::seal_new(keys.primary(), NAME, c);
+            header.segment_log2 = LOG2;
+            header.wrapped_key = keys.primary().wrap(&data_key, &header.aad());
+            let mut e = ObjectEncoder::from_header(Vec::new(), &header, &data_key).unwrap();
+            e.write_all(plain).unwrap();
+            let stored = e.finish().unwrap();
+            let header_len = header.encode().len();
+            Sealed {
+                stored,
+                header_len,
+                header,
+                data_key,
+            }
+        }
+
+        impl Sealed {
+            /// The segments' plaintexts (the compressed stream, cut).
+            fn segments(&self) -> Vec<Vec<u8>> {
+                let units: Vec<&[u8]> = self.stored[self.header_len..].chunks(UNIT).collect();
+                let key = crate::keys::aead_key(&self.data_key);
+                units
+                    .iter()
+                    .enumerate()
+                    .map(|(i, u)| {
+                        let n = nonce(&self.header.nonce_prefix, i as u32, i + 1 == units.len());
+                        let mut b = u.to_vec();
+                        key.open_in_place(n, Aad::empty(), &mut b).unwrap().to_vec()
+                    })
+                    .collect()
+            }
+
+            /// The object with `segments` sealed under `last` flags of our choosing.
+            fn reseal(&self, segments: &[Vec<u8>], last: &[bool]) -> Vec<u8> {
+                let key = crate::keys::aead_key(&self.data_key);
+                let mut out = self.stored[..self.header_len].to_vec();
+                for (i, seg) in segments.iter().enumerate() {
+                    let mut b = seg.clone();
+                    let n = nonce(&self.header.nonce_prefix, i as u32, last[i]);
+                    key.seal_in_place_append_tag(n, Aad::empty(), &mut b)
+                        .unwrap();
+                    out.extend_from_slice(&b);
+                }
+                out
+            }
+        }
+
+        fn decode_chunked(
+            keys: &Keyring,
+            stored: &[u8],
+            chunks: &[usize],
+        ) -> Result<Vec<u8>, DecodeError> {
+            let mut d = ObjectDecoder::new(keys, Some(NAME), Vec::new());
+            let mut rest = stored;
+            for n in chunks.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (now, later) = rest.split_at((*n).clamp(1, rest.len()));
+                d.push(now)?;
+                rest = later;
+            }
+            Ok(d.finish()?.0)
+        }
+
+        fn compression() -> impl Strategy<Value = Compression> {
+            prop_oneof![
+                Just(Compression::None),
+                Just(Compression::Zstd),
+                Just(Compression::Gzip)
+            ]
+        }
+
+        /// Random bytes (several segments' worth, incompressible) or a run.
+        fn plaintext() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..5 * UNIT),
+                (any::<u8>(), 0..20 * UNIT).prop_map(|(b, n)| vec![b; n]),
+            ]
+        }
+
+        fn chunking() -> impl Strategy<Value = Vec<usize>> {
+            proptest::collection::vec(1..3 * UNIT, 1..6)
+        }
+
+        /// Changes to the sequence of segments.
+        #[derive(Debug, Clone)]
+        enum Reorder {
+            Drop(usize),
+            Duplicate(usize),
+            Swap(usize, usize),
+        }
+
+        fn reorder() -> impl Strategy<Value = Reorder> {
+            prop_oneof![
+                any::<usize>().prop_map(Reorder::Drop),
+                any::<usize>().prop_map(Reorder::Duplicate),
+                (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Reorder::Swap(a, b)),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn valid_objects_roundtrip_whatever_the_chunking(
+                c in compression(), plain in plaintext(), chunks in chunking(),
+            ) {
+                let keys = keys("k");
+                let o = seal(&keys, c, &plain);
+                prop_assert_eq!(decode_chunked(&keys, &o.stored, &chunks).unwrap(), plain);
+            }
+
+            /// Random bytes, alone or after a valid header: refused, no panic.
+            #[test]
+            fn random_bytes_are_refused(
+                c in compression(),
+                after_header in any::<bool>(),
+                junk in proptest::collection::vec(any::<u8>(), 0..3 * UNIT),
+                chunks in chunking(),
+            ) {
+                let keys = keys("k");
+                let o = seal(&keys, c, b"");
+                let head = if after_header { &o.stored[..o.header_len] } else { &[][..] };
+                let b = [head, &junk[..]].concat();
+                prop_assert!(decode_chunked(&keys, &b, &chunks).is_err());
+            }
+
+            /// Flipped, changed, inserted, removed bytes, truncation, extension.
+            #[test]
+            fn an_edited_object_is_refused(
+                c in compression(), plain in plaintext(), es in edits(21), chunks in chunking(),
+            ) {
+                let keys = keys("k");
+                let o = seal(&keys, c, &plain);
+                let b = apply_all(&es, &o.stored);
+                prop_assume!(b != o.stored);
+                prop_assert!(decode_chunked(&keys, &b, &chunks).is_err());
+            }
+
+            /// Dropped, duplicated and swapped segments.
+            #[test]
+            fn reordered_segments_are_refused(
+                c in compression(), plain in plaintext(), r in reorder(), chunks in chunking(),
+            ) {
+                let keys = keys("k");
+                let o = seal(&keys, c, &plain);
+                let mut units: Vec<&[u8]> = o.stored[o.header_len..].chunks(UNIT).collect();
+                let n = units.len();
+                match r {
+                    Reorder::Drop(i) => { units.remove(i % n); }
+                    Reorder::Duplicate(i) => units.insert(i % n, units[i % n]),
+                    // Two different segments (one alone is duplicated instead).
+                    Reorder::Swap(i, _) if n == 1 => units.insert(i % n, units[i % n]),
+                    Reorder::Swap(i, k) => units.swap(i % n, (i + 1 + k % (n - 1)) % n),
+                }
+                let b = [&o.stored[..o.header_len], &units.concat()[..]].concat();
+                prop_assert!(decode_chunked(&keys, &b, &chunks).is_err());
+            }
+
+            /// Segments sealed with the right key but a wrong last-segment
+            /// flag (a broken writer, or a holder of the data key), or an
+            /// empty final segment after the real one.
+            #[test]
+            fn a_wrong_last_segment_flag_is_refused(
+                c in compression(), plain in plaintext(), flip in any::<usize>(),
+                empty_tail in any::<bool>(), chunks in chunking(),
+            ) {
+                let keys = keys("k");
+                let o = seal(&keys, c, &plain);
+                let mut segments = o.segments();
+                let n = segments.len();
+                let mut last: Vec<bool> = (0..n).map(|i| i + 1 == n).collect();
+                if empty_tail {
+                    last[n - 1] = false;
+                    last.push(true);
+                    segments.push(Vec::new());
+                } else {
+                    last[flip % n] ^= true;
+                }
+                let b = o.reseal(&segments, &last);
+                prop_assert!(decode_chunked(&keys, &b, &chunks).is_err());
+            }
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! master key. Everything before the wrapped key is the wrap's AAD, so a header
 //! that was edited, or an object copied in under another name, fails to unwrap.
 
-use crate::keys::{KeyError, Keyring, MasterKey, KEY_LEN, WRAPPED_LEN};
+use crate::keys::{valid_key_id, KeyError, Keyring, MasterKey, KEY_LEN, WRAPPED_LEN};
 
 pub const MAGIC: &[u8; 8] = b"LIFEBOAT";
 pub const FORMAT_VERSION: u8 = 1;
@@ -95,7 +95,7 @@ impl Header {
     }
 
     /// The header bytes before the wrapped key: the AAD of the key wrap.
-    fn aad(&self) -> Vec<u8> {
+    pub(crate) fn aad(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(32 + self.key_id.len() + self.name.len());
         b.extend_from_slice(MAGIC);
         b.push(FORMAT_VERSION);
@@ -135,14 +135,25 @@ impl Header {
         if !SEGMENT_LOG2_RANGE.contains(&segment_log2) {
             return Err(HeaderError::SegmentSize(segment_log2));
         }
-        let nonce_prefix: [u8; NONCE_PREFIX_LEN] = buf[11..18].try_into().expect("len");
+        let nonce_prefix: [u8; NONCE_PREFIX_LEN] = buf[11..18]
+            .try_into()
+            .map_err(|_| HeaderError::Malformed("short nonce prefix"))?;
         let id_len = buf[18] as usize;
+        if !(1..=64).contains(&id_len) {
+            return Err(HeaderError::Malformed("key id is not 1 to 64 bytes long"));
+        }
         let mut at = fixed;
         if buf.len() < at + id_len + 2 {
             return Ok(None);
         }
+        // The id is looked up in the key file, whose ids are 1 to 64 of
+        // `A-Z a-z 0-9 . _ -`: any other id is refused here, by every reader.
         let key_id = std::str::from_utf8(&buf[at..at + id_len])
-            .map_err(|_| HeaderError::Malformed("key id is not UTF-8"))?
+            .ok()
+            .filter(|id| valid_key_id(id))
+            .ok_or(HeaderError::Malformed(
+                "key id is not 1 to 64 characters from A-Z a-z 0-9 . _ -",
+            ))?
             .to_string();
         at += id_len;
         let name_len = u16::from_be_bytes([buf[at], buf[at + 1]]) as usize;
@@ -154,7 +165,9 @@ impl Header {
             .map_err(|_| HeaderError::Malformed("object name is not UTF-8"))?
             .to_string();
         at += name_len;
-        let wrapped_key: [u8; WRAPPED_LEN] = buf[at..at + WRAPPED_LEN].try_into().expect("len");
+        let wrapped_key: [u8; WRAPPED_LEN] = buf[at..at + WRAPPED_LEN]
+            .try_into()
+            .map_err(|_| HeaderError::Malformed("short wrapped key"))?;
         at += WRAPPED_LEN;
         Ok(Some((
             Header {
@@ -232,6 +245,98 @@ mod tests {
                 Ok(Some((h2, _))) => h2.open(&keys, None).is_err(),
             };
             assert!(refused, "flip at byte {i} went unnoticed");
+        }
+    }
+
+    /// A header declaring 2^32-byte (4 GiB) segments, or any size outside
+    /// 2^12..=2^24, is refused before anything is sized by it.
+    #[test]
+    fn a_declared_4_gib_segment_is_refused() {
+        let keys = ring();
+        let (h, _) = Header::seal_new(keys.primary(), "o", Compression::None);
+        for s in [0, 11, 25, 32, 255] {
+            let mut b = h.encode();
+            b[10] = s;
+            assert!(
+                matches!(Header::parse(&b), Err(HeaderError::SegmentSize(x)) if x == s),
+                "2^{s}"
+            );
+        }
+    }
+
+    /// The spec's key ids are 1 to 64 of `A-Z a-z 0-9 . _ -`; the parser
+    /// took any UTF-8 (an empty id too) and left it to the key lookup.
+    #[test]
+    fn a_key_id_the_key_file_cannot_hold_is_malformed() {
+        let keys = ring();
+        let (h, _) = Header::seal_new(keys.primary(), "o", Compression::None);
+        for id in ["", "a b", "k\u{e9}", &"x".repeat(65)] {
+            let h2 = Header {
+                key_id: id.to_string(),
+                ..h.clone()
+            };
+            assert!(
+                matches!(Header::parse(&h2.encode()), Err(HeaderError::Malformed(_))),
+                "{id:?}"
+            );
+        }
+        // A length outside 1..=64 is refused from the fixed fields alone,
+        // without waiting for (or buffering) the id.
+        let b = h.encode();
+        for n in [0, 65, 255] {
+            let fixed = [&b[..18], &[n]].concat();
+            assert!(
+                matches!(Header::parse(&fixed), Err(HeaderError::Malformed(_))),
+                "{n}"
+            );
+        }
+    }
+
+    mod props {
+        use super::*;
+        use crate::hostile::{apply_all, config, edits};
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// Random bytes, alone or after a valid header's first fields:
+            /// no panic, and nothing that parses opens.
+            #[test]
+            fn random_bytes_never_open(
+                prefix in 0..=19usize,
+                tail in proptest::collection::vec(any::<u8>(), 0..400),
+            ) {
+                let keys = ring();
+                let (h, _) = Header::seal_new(keys.primary(), "o", Compression::Gzip);
+                let b = [&h.encode()[..prefix], &tail[..]].concat();
+                if let Ok(Some((parsed, used))) = Header::parse(&b) {
+                    prop_assert!(used <= b.len());
+                    prop_assert_eq!(&parsed.encode()[..], &b[..used]);
+                    prop_assert!(parsed.open(&keys, None).is_err());
+                }
+            }
+
+            /// Bit flips, truncation, extension, inserted, removed and
+            /// changed bytes: the header is refused unless it is unchanged
+            /// (extension only adds bytes after it).
+            #[test]
+            fn an_edited_header_is_refused(es in edits(21)) {
+                let keys = ring();
+                let (h, dk) = Header::seal_new(keys.primary(), "backups/x/db-0.lbk", Compression::Zstd);
+                let good = h.encode();
+                let b = apply_all(&es, &good);
+                match Header::parse(&b) {
+                    Err(_) | Ok(None) => {}
+                    Ok(Some((parsed, used))) if b[..used] == good[..] => {
+                        prop_assert_eq!(used, good.len());
+                        prop_assert_eq!(parsed.open(&keys, Some("backups/x/db-0.lbk")).ok(), Some(dk));
+                    }
+                    Ok(Some((parsed, _))) => {
+                        prop_assert!(parsed.open(&keys, Some("backups/x/db-0.lbk")).is_err());
+                    }
+                }
+            }
         }
     }
 }

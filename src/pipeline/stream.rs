@@ -22,7 +22,7 @@ pub enum StreamError {
     TooLong,
 }
 
-fn nonce(prefix: &[u8; NONCE_PREFIX_LEN], counter: u32, last: bool) -> Nonce {
+pub(crate) fn nonce(prefix: &[u8; NONCE_PREFIX_LEN], counter: u32, last: bool) -> Nonce {
     let mut n = [0u8; NONCE_LEN];
     n[..NONCE_PREFIX_LEN].copy_from_slice(prefix);
     n[NONCE_PREFIX_LEN..NONCE_PREFIX_LEN + 4].copy_from_slice(&counter.to_be_bytes());
@@ -114,7 +114,9 @@ impl Opener {
             key: crate::keys::aead_key(data_key),
             prefix: header.nonce_prefix,
             seg,
-            buf: Vec::with_capacity(seg + TAG_LEN + 1),
+            // Grown as ciphertext arrives (see `push`), not sized by the
+            // header: a short object declaring 16 MiB segments costs little.
+            buf: Vec::new(),
             counter: 0,
         }
     }
@@ -143,6 +145,12 @@ impl Opener {
         let full = self.seg + TAG_LEN;
         while !data.is_empty() {
             let take = (full + 1 - self.buf.len()).min(data.len());
+            let need = self.buf.len() + take;
+            if need > self.buf.capacity() {
+                // Doubling, but never past one segment: the buffer's bound.
+                let to = need.max(2 * self.buf.capacity()).min(full + 1);
+                self.buf.reserve_exact(to - self.buf.len());
+            }
             self.buf.extend_from_slice(&data[..take]);
             data = &data[take..];
             // A full segment followed by at least one more byte is not the last.
@@ -264,5 +272,33 @@ mod tests {
         let mut out = Vec::new();
         assert!(o.push(&ct, &mut out).is_err());
         assert!(out.is_empty());
+    }
+
+    /// The segment size is the one length in a header that sizes an
+    /// allocation. The Opener reserved a whole segment up front (16 MiB for
+    /// s = 24, whatever the object's size); it now grows with what arrives
+    /// and never past one segment plus a byte.
+    #[test]
+    fn the_buffer_grows_with_the_data_not_the_declared_segment() {
+        let plain = vec![3u8; 100];
+        let (ct, mut h, dk) = seal(&plain, 12);
+        h.segment_log2 = 24;
+        let mut o = Opener::new(&h, &dk);
+        assert_eq!(o.buf.capacity(), 0);
+        o.push(&ct, &mut Vec::new()).unwrap();
+        assert!(o.buf.capacity() < 4096, "{}", o.buf.capacity());
+        let (ct, h, dk) = seal(&vec![5u8; 3 * 4096 + 1], 12);
+        let mut o = Opener::new(&h, &dk);
+        let mut out = Vec::new();
+        for c in ct.chunks(100) {
+            o.push(c, &mut out).unwrap();
+            assert!(
+                o.buf.capacity() <= 4096 + TAG_LEN + 1,
+                "{}",
+                o.buf.capacity()
+            );
+        }
+        o.finish(&mut out).unwrap();
+        assert_eq!(out.len(), 3 * 4096 + 1);
     }
 }

@@ -130,11 +130,21 @@ impl Store {
         Ok(n)
     }
 
-    /// Reads a small object whole (manifests).
-    pub async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
+    /// Reads a small object whole (manifests), refusing one over `limit`
+    /// bytes before holding more than that: whoever can write to the bucket
+    /// chooses its size.
+    pub async fn get(&self, key: &str, limit: usize) -> Result<Bytes, StoreError> {
         let mut r = self.reader(key).await?;
         let mut out = Vec::new();
         while let Some(chunk) = r.next().await? {
+            if out.len() + chunk.len() > limit {
+                return Err(StoreError::Op {
+                    dest: self.label().to_string(),
+                    op: "read",
+                    key: key.to_string(),
+                    message: format!("larger than {limit} bytes, the most it may be"),
+                });
+            }
             out.extend_from_slice(&chunk);
         }
         Ok(out.into())
@@ -239,5 +249,24 @@ impl ObjectReader {
             ObjectReader::Fs(r) => r.next().await,
             ObjectReader::S3(r) => r.next().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A manifest-sized read of a huge object fails at the limit instead of
+    /// reading it all into memory.
+    #[tokio::test]
+    async fn get_refuses_an_object_over_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let url: NamedLocation = format!("file://{}", dir.path().display()).parse().unwrap();
+        let store = Store::open(&url).await.unwrap();
+        store.put("small", vec![1u8; 100].into()).await.unwrap();
+        store.put("big", vec![1u8; 3 << 20].into()).await.unwrap();
+        assert_eq!(store.get("small", 100).await.unwrap().len(), 100);
+        let err = store.get("big", 1 << 20).await.unwrap_err().to_string();
+        assert!(err.contains("larger than 1048576 bytes"), "{err}");
     }
 }
