@@ -16,12 +16,12 @@ const HEADERS: [&str; 8] = [
     "HEALTH",
 ];
 
-fn when(t: DateTime<Utc>) -> String {
+pub(super) fn when(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%MZ").to_string()
 }
 
 /// `3h12m/1h BREACHED`, `12m0s/1h`, `-/1h`, `5m0s`.
-fn against(measured: Option<String>, objective: Option<&str>, breached: bool) -> String {
+pub(super) fn against(measured: Option<String>, objective: Option<&str>, breached: bool) -> String {
     let measured = measured.unwrap_or_else(|| "-".into());
     let mut cell = match objective {
         Some(o) => format!("{measured}/{o}"),
@@ -71,13 +71,7 @@ fn cells(s: &PolicyStatus, now: DateTime<Utc>) -> [String; 8] {
         Some(w) => format!("{} .. {}", when(w.from), when(w.to)),
         None => "-".into(),
     };
-    let health = if s.problems.is_empty() {
-        if s.suspended { "OK (suspended)" } else { "OK" }.to_string()
-    } else {
-        let mut labels: Vec<&str> = s.problems.iter().map(|p| p.kind.label()).collect();
-        labels.dedup();
-        labels.join(", ")
-    };
+    let health = health(s);
     [
         format!("{}/{}", s.namespace, s.name),
         last,
@@ -88,6 +82,17 @@ fn cells(s: &PolicyStatus, now: DateTime<Utc>) -> [String; 8] {
         window,
         health,
     ]
+}
+
+/// The HEALTH words: `OK`, `OK (suspended)`, or the problems' labels.
+pub fn health(s: &PolicyStatus) -> String {
+    if s.problems.is_empty() {
+        if s.suspended { "OK (suspended)" } else { "OK" }.to_string()
+    } else {
+        let mut labels: Vec<&str> = s.problems.iter().map(|p| p.kind.label()).collect();
+        labels.dedup();
+        labels.join(", ")
+    }
 }
 
 /// The table, aligned, then one line per problem naming its policy.
