@@ -263,6 +263,7 @@ async fn a_browser_shows_each_policys_health_history_and_recovery_points() {
         "{dom}"
     );
     assert!(dom.contains("2026-11-25 12:00Z"), "the clock: {dom}");
+    assert!(dom.contains("2 policies, 1 needing attention"), "{dom}");
     // Only the watched namespace.
     assert!(!dom.contains("billing/invoices"), "{dom}");
 

@@ -56,7 +56,8 @@ h1{margin:0 0 .2em}.meta{color:#666;margin-bottom:1.2em}\
 dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em;margin:.6em 0}dt{color:#555}dd{margin:0}\
 table{border-collapse:collapse;margin:.4em 0 .8em;font-size:.92em}th,td{border:1px solid #dde;padding:.2em .5em;text-align:left}\
 th{background:#eef}.Failed{color:#c33}.Succeeded{color:#272}h3{margin:.8em 0 .2em;font-size:1em}\
-ul.problems{margin:.3em 0;color:#a22}";
+ul.problems{margin:.3em 0;color:#a22}tr.bad td:nth-child(2){color:#c33;font-weight:bold}\
+.summary{margin:.2em 0}";
 
 /// The whole page: a card per policy (sorted by namespace and name), with
 /// the runs whose `policyRef` names it.
@@ -74,6 +75,8 @@ pub fn render(policies: &[BackupPolicy], runs: &[BackupRun], now: DateTime<Utc>)
     let statuses = summarize(policies, now);
     if statuses.is_empty() {
         out.push_str("<p id=\"empty\">no BackupPolicies found</p>\n");
+    } else {
+        overview(&mut out, &statuses, now);
     }
     for s in &statuses {
         let policy = policies
@@ -102,6 +105,58 @@ fn started(run: &BackupRun) -> Option<DateTime<Utc>> {
     })
 }
 
+/// HTML of the age against the RPO and the drill's RTO against its
+/// objective: `30m0s/1h`, or marked when breached.
+fn objectives(s: &PolicyStatus, now: DateTime<Utc>) -> (String, String) {
+    let marked = |breached: bool, cell: String| {
+        if breached {
+            format!("<span class=\"breached\">{}</span>", escape(&cell))
+        } else {
+            escape(&cell)
+        }
+    };
+    let age = against(
+        s.last_backup
+            .as_ref()
+            .map(|b| format_duration(now - b.completed_at)),
+        s.rpo.as_deref(),
+        s.rpo_breached,
+    );
+    let rto = against(
+        s.last_drill
+            .as_ref()
+            .and_then(|d| d.recovery_time_seconds)
+            .map(|secs| format_duration(chrono::Duration::seconds(secs))),
+        s.rto.as_deref(),
+        s.rto_breached,
+    );
+    (marked(s.rpo_breached, age), marked(s.rto_breached, rto))
+}
+
+/// One line per policy, linking to its card.
+fn overview(out: &mut String, statuses: &[PolicyStatus], now: DateTime<Utc>) {
+    let bad = statuses.iter().filter(|s| !s.healthy).count();
+    let _ = write!(
+        out,
+        "<p class=\"summary\">{} polic{}, {bad} needing attention</p>\n\
+         <table class=\"overview\"><tr><th>Policy</th><th>Health</th><th>Age / RPO</th>\
+         <th>Drill RTO / objective</th></tr>\n",
+        statuses.len(),
+        if statuses.len() == 1 { "y" } else { "ies" }
+    );
+    for s in statuses {
+        let id = escape(&format!("{}/{}", s.namespace, s.name));
+        let (age, rto) = objectives(s, now);
+        let class = if s.healthy { "ok" } else { "bad" };
+        let _ = writeln!(
+            out,
+            "<tr class=\"{class}\"><td><a href=\"#{id}\">{id}</a></td><td>{}</td><td>{age}</td><td>{rto}</td></tr>",
+            escape(&health(s))
+        );
+    }
+    out.push_str("</table>\n");
+}
+
 fn card(
     out: &mut String,
     s: &PolicyStatus,
@@ -113,27 +168,14 @@ fn card(
     let class = if s.healthy { "card" } else { "card bad" };
     let _ = write!(
         out,
-        "<section class=\"{class}\" data-policy=\"{id}\"><h2>{id} <span class=\"health\">{}</span></h2>\n<dl>",
+        "<section class=\"{class}\" id=\"{id}\" data-policy=\"{id}\"><h2>{id} <span class=\"health\">{}</span></h2>\n<dl>",
         escape(&health(s))
     );
-    let breached = |b: bool, cell: String| {
-        if b {
-            format!("<span class=\"breached\">{}</span>", escape(&cell))
-        } else {
-            escape(&cell)
-        }
-    };
     let last = match &s.last_backup {
         Some(b) => escape(&format!("{} ({}, {})", when(b.completed_at), b.tier, b.run)),
         None => "never".into(),
     };
-    let age = against(
-        s.last_backup
-            .as_ref()
-            .map(|b| format_duration(now - b.completed_at)),
-        s.rpo.as_deref(),
-        s.rpo_breached,
-    );
+    let (age, rto) = objectives(s, now);
     let drill = match &s.last_drill {
         Some(d) => escape(&format!(
             "{} {} ({} ago)",
@@ -143,14 +185,6 @@ fn card(
         )),
         None => "never".into(),
     };
-    let rto = against(
-        s.last_drill
-            .as_ref()
-            .and_then(|d| d.recovery_time_seconds)
-            .map(|secs| format_duration(chrono::Duration::seconds(secs))),
-        s.rto.as_deref(),
-        s.rto_breached,
-    );
     let window = match &s.recovery_window {
         Some(w) => escape(&format!("{} .. {}", when(w.from), when(w.to))),
         None => "-".into(),
@@ -162,14 +196,10 @@ fn card(
     };
     for (key, term, value) in [
         ("last-backup", "Last backup", last),
-        ("rpo", "Age / RPO", breached(s.rpo_breached, age)),
+        ("rpo", "Age / RPO", age),
         ("next-backup", "Next backup", next),
         ("last-drill", "Last drill", drill),
-        (
-            "rto",
-            "Drill RTO / objective",
-            breached(s.rto_breached, rto),
-        ),
+        ("rto", "Drill RTO / objective", rto),
         ("window", "Recovery window", window),
     ] {
         let _ = write!(out, "<dt>{term}</dt><dd class=\"{key}\">{value}</dd>");
@@ -212,7 +242,7 @@ pub fn success_rate(runs: &[&BackupRun]) -> String {
 fn history(out: &mut String, runs: &[&BackupRun]) {
     let _ = write!(
         out,
-        "<h3>Run history <span class=\"success-rate\">{}</span></h3>\n",
+        "<h3>Run history: <span class=\"success-rate\">{}</span></h3>\n",
         escape(&success_rate(runs))
     );
     if runs.is_empty() {
