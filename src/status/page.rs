@@ -240,9 +240,9 @@ pub fn success_rate(runs: &[&BackupRun]) -> String {
 }
 
 fn history(out: &mut String, runs: &[&BackupRun]) {
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<h3>Run history: <span class=\"success-rate\">{}</span></h3>\n",
+        "<h3>Run history: <span class=\"success-rate\">{}</span></h3>",
         escape(&success_rate(runs))
     );
     if runs.is_empty() {
@@ -335,16 +335,16 @@ fn recovery_points(out: &mut String, policy: Option<&BackupPolicy>, runs: &[&Bac
     out.push_str("<h3>Recovery points</h3>\n");
     for (dest, points) in points_by_destination(policy, runs) {
         let dest = escape(&dest);
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<table class=\"points\" data-destination=\"{dest}\"><tr><th colspan=\"5\">{dest}: {} recovery point{}</th></tr>\n",
+            "<table class=\"points\" data-destination=\"{dest}\"><tr><th colspan=\"5\">{dest}: {} recovery point{}</th></tr>",
             points.len(),
             if points.len() == 1 { "" } else { "s" }
         );
         for p in points.iter().take(POINTS) {
-            let _ = write!(
+            let _ = writeln!(
                 out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 escape(&p.backup_id),
                 p.completed_at.map(when).unwrap_or_else(|| "-".into()),
                 escape(&p.tier),
