@@ -16,7 +16,7 @@ use std::fmt::Write;
 use chrono::{DateTime, Utc};
 use kube::ResourceExt;
 
-use super::table::{against, when};
+use super::table::{self, when};
 use super::{health, summarize, PolicyStatus};
 use crate::api::run::{format_bytes, format_duration, RunPhase};
 use crate::api::{BackupPolicy, BackupRun};
@@ -115,21 +115,7 @@ fn objectives(s: &PolicyStatus, now: DateTime<Utc>) -> (String, String) {
             escape(&cell)
         }
     };
-    let age = against(
-        s.last_backup
-            .as_ref()
-            .map(|b| format_duration(now - b.completed_at)),
-        s.rpo.as_deref(),
-        s.rpo_breached,
-    );
-    let rto = against(
-        s.last_drill
-            .as_ref()
-            .and_then(|d| d.recovery_time_seconds)
-            .map(|secs| format_duration(chrono::Duration::seconds(secs))),
-        s.rto.as_deref(),
-        s.rto_breached,
-    );
+    let (age, rto) = table::objectives(s, now);
     (marked(s.rpo_breached, age), marked(s.rto_breached, rto))
 }
 

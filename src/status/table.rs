@@ -33,11 +33,9 @@ pub(super) fn against(measured: Option<String>, objective: Option<&str>, breache
     cell
 }
 
-fn cells(s: &PolicyStatus, now: DateTime<Utc>) -> [String; 8] {
-    let last = match &s.last_backup {
-        Some(b) => format!("{} {}", when(b.completed_at), b.tier),
-        None => "never".into(),
-    };
+/// The age of the last backup against the RPO and the last drill's RTO
+/// against its objective: `3h12m/1h BREACHED`, `4m12s/4h`.
+pub(super) fn objectives(s: &PolicyStatus, now: DateTime<Utc>) -> (String, String) {
     let age = against(
         s.last_backup
             .as_ref()
@@ -45,6 +43,23 @@ fn cells(s: &PolicyStatus, now: DateTime<Utc>) -> [String; 8] {
         s.rpo.as_deref(),
         s.rpo_breached,
     );
+    let rto = against(
+        s.last_drill
+            .as_ref()
+            .and_then(|d| d.recovery_time_seconds)
+            .map(|secs| format_duration(chrono::Duration::seconds(secs))),
+        s.rto.as_deref(),
+        s.rto_breached,
+    );
+    (age, rto)
+}
+
+fn cells(s: &PolicyStatus, now: DateTime<Utc>) -> [String; 8] {
+    let last = match &s.last_backup {
+        Some(b) => format!("{} {}", when(b.completed_at), b.tier),
+        None => "never".into(),
+    };
+    let (age, rto) = objectives(s, now);
     let next = match s.next_backup {
         _ if s.suspended => "suspended".into(),
         Some(t) if t >= now => format!("in {}", format_duration(t - now)),
@@ -59,14 +74,6 @@ fn cells(s: &PolicyStatus, now: DateTime<Utc>) -> [String; 8] {
         ),
         None => "never".into(),
     };
-    let rto = against(
-        s.last_drill
-            .as_ref()
-            .and_then(|d| d.recovery_time_seconds)
-            .map(|secs| format_duration(chrono::Duration::seconds(secs))),
-        s.rto.as_deref(),
-        s.rto_breached,
-    );
     let window = match &s.recovery_window {
         Some(w) => format!("{} .. {}", when(w.from), when(w.to)),
         None => "-".into(),
