@@ -10,6 +10,7 @@ testbed_log "building"
 cargo build --all-targets --quiet
 ensure_kubernetes_validate
 ensure_aiosmtpd
+ensure_chromium
 LIFEBOAT_HELM=$(ensure_helm)
 export LIFEBOAT_HELM
 ensure_python_decoder

@@ -80,6 +80,14 @@ ensure_helm() {
   echo "$helm"
 }
 
+# Debian's chromium, headless, for the status page test (tests/status_page.rs).
+ensure_chromium() {
+  if ! command -v chromium >/dev/null; then
+    testbed_log "installing chromium"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+}
+
 # The independent format decoder (tests/format/decode.py) needs these.
 ensure_python_decoder() {
   python3 -c 'import cryptography, zstandard' 2>/dev/null || python3 -m pip install --quiet cryptography zstandard

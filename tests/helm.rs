@@ -398,6 +398,7 @@ fn values_change_what_they_should() {
             "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator=Exists",
             "podAnnotations.example\\.com/team=dba",
             "logLevel=debug",
+            "statusPage.enabled=true",
         ],
         false,
     );
@@ -413,6 +414,7 @@ fn values_change_what_they_should() {
         "the job image takes the controller's tag unless given one"
     );
     assert_eq!(env_value(c, "LIFEBOAT_LOG"), "debug");
+    assert_eq!(env_value(c, "LIFEBOAT_STATUS_PAGE"), "true");
     assert_eq!(c["resources"]["limits"]["memory"], "512Mi");
     assert_eq!(pod["nodeSelector"]["disktype"], "ssd");
     assert_eq!(pod["tolerations"][0]["key"], "dedicated");
@@ -432,6 +434,10 @@ fn values_change_what_they_should() {
     );
     let c = container(&docs);
     assert_eq!(c["image"], "ghcr.io/lifeboat-dev/lifeboat:0.1.0");
+    assert!(
+        !env_names(c).contains(&"LIFEBOAT_STATUS_PAGE".to_string()),
+        "the status page is off by default"
+    );
     assert_eq!(env_value(c, "LIFEBOAT_IMAGE"), "jobs:2.0.0");
 
     // Without leader election: one replica, no Lease permissions, no PDB.
@@ -468,6 +474,7 @@ fn values_schema_rejects_mistakes() {
         ("replicas=two", "replicas"),
         ("image.pullPolicy=Sometimes", "pullPolicy"),
         ("serviceMonitor.enable=true", "enable"),
+        ("statusPage.enabled=yes", "enabled"),
         (
             "prometheusRule.alerts.backupFailed.window=an hour",
             "window",

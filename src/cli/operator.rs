@@ -23,6 +23,7 @@ pub async fn controller(a: ControllerArgs) -> Result<ExitCode, commands::Error> 
         lease_name: a.lease_name,
         identity,
         leader_election: a.leader_election,
+        status_page: a.status_page,
     };
     if let Err(e) = crate::controller::run(opts).await {
         eprintln!("error: {e}");

@@ -1,6 +1,7 @@
 //! The controller's HTTP endpoints: /metrics (Prometheus text), /healthz
-//! (the process serves) and /readyz (it has started: leading, or standing by
-//! ready to take over).
+//! (the process serves), /readyz (it has started: leading, or standing by
+//! ready to take over) and, when `--status-page` turns it on, the read-only
+//! status page at / and /status (404 when off).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,17 +9,20 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
 use super::metrics::Metrics;
+use super::page::StatusPage;
 
 /// What the endpoints read.
 #[derive(Clone)]
 pub struct Probe {
     pub metrics: Arc<Metrics>,
     pub ready: Arc<AtomicBool>,
+    /// The status page; `None` (the default) answers 404.
+    pub page: Option<StatusPage>,
 }
 
 async fn metrics(State(probe): State<Probe>) -> impl IntoResponse {
@@ -43,8 +47,32 @@ async fn readyz(State(probe): State<Probe>) -> (StatusCode, &'static str) {
     }
 }
 
+async fn page(State(probe): State<Probe>) -> Response {
+    let Some(page) = probe.page else {
+        return (
+            StatusCode::NOT_FOUND,
+            "the status page is off (lifeboat controller --status-page)",
+        )
+            .into_response();
+    };
+    match page.render().await {
+        Ok(html) => ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response(),
+        Err(e) => {
+            let error: &(dyn std::error::Error + 'static) = &e;
+            tracing::warn!(error, "status page");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{e}: the Kubernetes API did not answer; see the controller's log"),
+            )
+                .into_response()
+        }
+    }
+}
+
 pub fn router(probe: Probe) -> Router {
     Router::new()
+        .route("/", get(page))
+        .route("/status", get(page))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -54,7 +82,12 @@ pub fn router(probe: Probe) -> Router {
 /// Serves the endpoints on `addr` until the process ends.
 pub async fn serve(addr: SocketAddr, probe: Probe) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+    let page = if probe.page.is_some() {
+        ", the status page at /"
+    } else {
+        ""
+    };
+    tracing::info!(%addr, "serving /metrics, /healthz, /readyz{page}");
     axum::serve(listener, router(probe)).await
 }
 
@@ -78,6 +111,7 @@ mod tests {
         let probe = Probe {
             metrics: Arc::new(Metrics::default()),
             ready: Arc::new(AtomicBool::new(false)),
+            page: None,
         };
         probe.metrics.set_leader(true);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -91,5 +125,8 @@ mod tests {
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.0 200"));
         let metrics = get(addr, "/metrics").await;
         assert!(metrics.contains("lifeboat_leader 1"), "{metrics}");
+        // Off unless asked for.
+        assert!(get(addr, "/").await.starts_with("HTTP/1.0 404"));
+        assert!(get(addr, "/status").await.starts_with("HTTP/1.0 404"));
     }
 }

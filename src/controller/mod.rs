@@ -15,7 +15,8 @@
 //! and the clock) → apply (IO), written as named steps with one [`Error`]
 //! variant per step; the reads and writes they share are in `apply`, what a
 //! Job says in [`job_status`]. Only the leader of a Lease ([`leader`])
-//! reconciles; [`metrics`] and [`http`] serve /metrics, /healthz, /readyz;
+//! reconciles; [`metrics`] and [`http`] serve /metrics, /healthz, /readyz
+//! and, when asked, the status page ([`page`]);
 //! `forget` removes the series of deleted policies.
 
 mod apply;
@@ -30,6 +31,7 @@ pub mod jobs;
 pub mod leader;
 pub mod metrics;
 pub mod notify;
+pub mod page;
 pub mod policy;
 pub mod restore;
 pub mod restore_jobs;
@@ -438,6 +440,8 @@ pub struct Options {
     pub lease_name: String,
     pub identity: String,
     pub leader_election: bool,
+    /// Serve the read-only status page at / (off by default).
+    pub status_page: bool,
 }
 
 /// Failures that end `lifeboat controller`.
@@ -465,6 +469,11 @@ pub async fn run(opts: Options) -> Result<(), RunError> {
     let probe = http::Probe {
         metrics: metrics.clone(),
         ready: ready.clone(),
+        page: opts.status_page.then(|| page::StatusPage {
+            client: client.clone(),
+            namespace: opts.namespace.clone(),
+            clock: Clock::system(),
+        }),
     };
     let addr = opts.metrics_addr;
     let server = tokio::spawn(async move { http::serve(addr, probe).await });

@@ -17,11 +17,13 @@ use crate::api::policy::RecoveryWindow;
 use crate::api::run::format_duration;
 use crate::api::{BackupPolicy, Tier};
 
+pub mod page;
 mod table;
 #[cfg(test)]
 mod tests;
 
-pub use table::table;
+pub use page::render as page;
+pub use table::{health, table};
 
 /// One policy's line of the on-call table (and its `-o json` object).
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -16,12 +16,12 @@ const HEADERS: [&str; 8] = [
     "HEALTH",
 ];
 
-fn when(t: DateTime<Utc>) -> String {
+pub(super) fn when(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%MZ").to_string()
 }
 
 /// `3h12m/1h BREACHED`, `12m0s/1h`, `-/1h`, `5m0s`.
-fn against(measured: Option<String>, objective: Option<&str>, breached: bool) -> String {
+pub(super) fn against(measured: Option<String>, objective: Option<&str>, breached: bool) -> String {
     let measured = measured.unwrap_or_else(|| "-".into());
     let mut cell = match objective {
         Some(o) => format!("{measured}/{o}"),
@@ -33,11 +33,9 @@ fn against(measured: Option<String>, objective: Option<&str>, breached: bool) ->
     cell
 }
 
-fn cells(s: &PolicyStatus, now: DateTime<Utc>) -> [String; 8] {
-    let last = match &s.last_backup {
-        Some(b) => format!("{} {}", when(b.completed_at), b.tier),
-        None => "never".into(),
-    };
+/// The age of the last backup against the RPO and the last drill's RTO
+/// against its objective: `3h12m/1h BREACHED`, `4m12s/4h`.
+pub(super) fn objectives(s: &PolicyStatus, now: DateTime<Utc>) -> (String, String) {
     let age = against(
         s.last_backup
             .as_ref()
@@ -45,6 +43,23 @@ fn cells(s: &PolicyStatus, now: DateTime<Utc>) -> [String; 8] {
         s.rpo.as_deref(),
         s.rpo_breached,
     );
+    let rto = against(
+        s.last_drill
+            .as_ref()
+            .and_then(|d| d.recovery_time_seconds)
+            .map(|secs| format_duration(chrono::Duration::seconds(secs))),
+        s.rto.as_deref(),
+        s.rto_breached,
+    );
+    (age, rto)
+}
+
+fn cells(s: &PolicyStatus, now: DateTime<Utc>) -> [String; 8] {
+    let last = match &s.last_backup {
+        Some(b) => format!("{} {}", when(b.completed_at), b.tier),
+        None => "never".into(),
+    };
+    let (age, rto) = objectives(s, now);
     let next = match s.next_backup {
         _ if s.suspended => "suspended".into(),
         Some(t) if t >= now => format!("in {}", format_duration(t - now)),
@@ -59,25 +74,11 @@ fn cells(s: &PolicyStatus, now: DateTime<Utc>) -> [String; 8] {
         ),
         None => "never".into(),
     };
-    let rto = against(
-        s.last_drill
-            .as_ref()
-            .and_then(|d| d.recovery_time_seconds)
-            .map(|secs| format_duration(chrono::Duration::seconds(secs))),
-        s.rto.as_deref(),
-        s.rto_breached,
-    );
     let window = match &s.recovery_window {
         Some(w) => format!("{} .. {}", when(w.from), when(w.to)),
         None => "-".into(),
     };
-    let health = if s.problems.is_empty() {
-        if s.suspended { "OK (suspended)" } else { "OK" }.to_string()
-    } else {
-        let mut labels: Vec<&str> = s.problems.iter().map(|p| p.kind.label()).collect();
-        labels.dedup();
-        labels.join(", ")
-    };
+    let health = health(s);
     [
         format!("{}/{}", s.namespace, s.name),
         last,
@@ -88,6 +89,17 @@ fn cells(s: &PolicyStatus, now: DateTime<Utc>) -> [String; 8] {
         window,
         health,
     ]
+}
+
+/// The HEALTH words: `OK`, `OK (suspended)`, or the problems' labels.
+pub fn health(s: &PolicyStatus) -> String {
+    if s.problems.is_empty() {
+        if s.suspended { "OK (suspended)" } else { "OK" }.to_string()
+    } else {
+        let mut labels: Vec<&str> = s.problems.iter().map(|p| p.kind.label()).collect();
+        labels.dedup();
+        labels.join(", ")
+    }
 }
 
 /// The table, aligned, then one line per problem naming its policy.

@@ -29,6 +29,10 @@ pub struct ControllerArgs {
     /// This replica's name in the Lease (default: POD_NAME, else the hostname).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// Serve a read-only status page at / on the metrics address: per
+    /// policy its health, run history and recovery points (no Secret is read).
+    #[arg(long, env = "LIFEBOAT_STATUS_PAGE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub status_page: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
