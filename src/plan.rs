@@ -21,6 +21,22 @@ pub struct Source {
     pub checked: BTreeMap<String, Result<(), String>>,
 }
 
+/// The newest backup the destinations show, when `known` (the newest one
+/// the operator recorded) is in none of them and nothing newer is: the
+/// bucket has lost its newest backups, deleted or rolled back by someone
+/// with write access, and `latest` would quietly restore older data. None
+/// when `known` or something newer is listed. Destinations that cannot be
+/// read say nothing either way.
+pub fn rolled_back<'s>(sources: &'s [Source], known: &str) -> Option<&'s str> {
+    let listed = sources
+        .iter()
+        .filter_map(|s| s.listing.as_ref().ok())
+        .flatten()
+        .map(|m| m.backup_id.as_str());
+    let newest = listed.max()?;
+    (newest < known).then_some(newest)
+}
+
 impl Source {
     pub fn new(name: impl Into<String>, listing: Result<Vec<Manifest>, String>) -> Self {
         Self {
@@ -356,5 +372,28 @@ mod tests {
             next(&[], &Point::Latest, None).unwrap_err(),
             PlanError::NoDestination
         );
+    }
+
+    /// Someone deleted the newest manifests: `latest` is refused when the
+    /// operator recorded a newer backup than any destination shows
+    /// (issue 13, item 2).
+    #[test]
+    fn a_bucket_that_lost_its_newest_backups_is_noticed() {
+        let two = || three().into_iter().take(2).collect::<Vec<_>>();
+        let s = vec![
+            Source::new("primary", Ok(two())),
+            Source::new("dr-eu", Ok(two())),
+        ];
+        assert_eq!(rolled_back(&s, C), Some(B));
+        // Listed somewhere, or something newer is: nothing was lost.
+        let s = vec![
+            Source::new("primary", Ok(two())),
+            Source::new("dr-eu", Ok(three())),
+        ];
+        assert_eq!(rolled_back(&s, C), None);
+        assert_eq!(rolled_back(&s, B), None);
+        // A destination that cannot be read proves nothing.
+        let s = vec![Source::new("primary", Err("unreachable".into()))];
+        assert_eq!(rolled_back(&s, C), None);
     }
 }

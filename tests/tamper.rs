@@ -304,3 +304,42 @@ fn latest_is_the_newest_backup_in_any_destination() {
     assert_eq!(r["backup_id"], newest.as_str(), "{r}");
     assert_eq!(psql(&target, "select v from t"), "new");
 }
+
+/// The newest manifest is deleted in every destination: `plan` with the
+/// newest backup the operator recorded refuses `latest` instead of quietly
+/// planning the previous one (issue 13, item 2).
+#[test]
+fn a_plan_notices_that_the_newest_recorded_backup_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let k = keys.to_str().unwrap();
+    let dest = format!("file://{}", dir.path().join("dest").display());
+    let db = create_db("rollback");
+    let older = backup(&db, k, &[&dest]).json().ok()["backup_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let newest = backup(&db, k, &[&dest]).json().ok()["backup_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::remove_file(
+        dir.path()
+            .join("dest/backups")
+            .join(&newest)
+            .join("manifest.json"),
+    )
+    .unwrap();
+    let plan = |known: &str| {
+        Cli::new("plan")
+            .opt("--from", &dest)
+            .opt("--key-file", k)
+            .opt("--newest-known", known)
+            .json()
+    };
+    let err = plan(&newest).fails();
+    assert!(err.contains(&older) && err.contains(&newest), "{err}");
+    // What the operator knew is there: the plan goes ahead.
+    let ok = plan(&older).ok();
+    assert_eq!(ok["backup_id"], older.as_str());
+}

@@ -135,6 +135,7 @@ pub async fn plan(a: PlanArgs) -> Result<ExitCode, commands::Error> {
         point: a.backup,
         target_db: a.target_db,
         depth: a.verify,
+        newest_known: a.newest_known,
     });
     let report = match report.await {
         Ok(r) => r,

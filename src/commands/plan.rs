@@ -13,7 +13,7 @@ use super::{manifests, verify, Error};
 use crate::catalog::{Manifest, Point};
 use crate::keys::Keyring;
 use crate::location::NamedLocation;
-use crate::plan::{next, Next, Plan, Source};
+use crate::plan::{next, rolled_back, Next, Plan, Source};
 use crate::store::Store;
 use crate::wire::PlanSummary;
 use serde::Serialize;
@@ -37,6 +37,9 @@ pub struct PlanOptions {
     /// Database to restore into; when unset, the backup's one database.
     pub target_db: Option<String>,
     pub depth: Depth,
+    /// The newest backup the operator recorded: `latest` fails when no
+    /// destination shows it or anything newer.
+    pub newest_known: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -124,6 +127,15 @@ pub async fn plan(o: PlanOptions) -> Result<PlanReport, Error> {
     for url in &o.from {
         let l = listing(url, &o.keys).await.map_err(|e| e.to_string());
         sources.push(Source::new(&url.name, l));
+    }
+    if let (Point::Latest, Some(known)) = (&o.point, &o.newest_known) {
+        if let Some(newest) = rolled_back(&sources, known) {
+            return Err(Error::Usage(format!(
+                "the newest backup in the destinations is {newest}, older than {known}, which the operator recorded: \
+                 the newest backups were deleted or rolled back (someone with write access to the bucket?); \
+                 restore a named backup (--backup) if that is expected"
+            )));
+        }
     }
     let plan = loop {
         match next(&sources, &o.point, None).map_err(|e| Error::Usage(e.to_string()))? {

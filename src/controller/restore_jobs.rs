@@ -131,6 +131,18 @@ pub fn plan_job(
     // One argument: a bare RFC 3339 time reads as a timestamp, not a string,
     // to a YAML reader of the Job.
     args.push(format!("--backup={}", point_arg(request)));
+    // `latest` must not quietly become an older backup because the newest
+    // ones vanished from the bucket: say which one the policy recorded.
+    if let (true, Some(known)) = (
+        request.spec.backup_id.is_none() && request.spec.point_in_time.is_none(),
+        policy
+            .status
+            .as_ref()
+            .and_then(|s| s.last_backup.as_ref())
+            .and_then(|b| b.backup_id.clone()),
+    ) {
+        args.push(format!("--newest-known={known}"));
+    }
     // A dry run is all the proof there is: read the copy back. A restore
     // authenticates every byte as it streams (and falls back to the next
     // destination), so its plan only checks presence: one read, not two.

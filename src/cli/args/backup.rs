@@ -149,6 +149,10 @@ pub struct PlanArgs {
     /// is there with its size (the restore authenticates every byte anyway).
     #[arg(long, value_enum, default_value = "full")]
     pub verify: commands::plan::Depth,
+    /// The newest backup id known to exist (the operator passes the one it
+    /// recorded): with `latest`, fail if no destination shows it or newer.
+    #[arg(long)]
+    pub newest_known: Option<String>,
     #[arg(long)]
     pub json: bool,
     /// Also write a compact JSON report here (a Job's /dev/termination-log).

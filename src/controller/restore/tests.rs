@@ -120,6 +120,28 @@ fn values_after(args: &[String], flag: &str) -> Vec<String> {
         .collect()
 }
 
+/// The plan of `latest` names the newest backup the policy recorded, so a
+/// bucket that lost it fails the plan; a named backup or a time does not
+/// (issue 13, item 2).
+#[test]
+fn the_plan_of_latest_names_the_newest_backup_the_policy_recorded() {
+    let plan_args = |w: &mut World| args(&w.decide("2026-11-22T10:00:01Z").create_job.unwrap());
+    let mut w = World::new(json!({}));
+    assert!(values_after(&plan_args(&mut w), "--newest-known").is_empty());
+    let recorded: crate::api::policy::BackupPolicyStatus = serde_json::from_value(json!({
+        "lastBackup": {"run": "orders-1", "tier": "daily", "completedAt": "2026-11-22T02:05:00Z",
+                       "backupId": "20261122T020000.000Z-cccccc"}
+    }))
+    .unwrap();
+    w.policy.status = Some(recorded.clone());
+    assert!(plan_args(&mut w).contains(&"--newest-known=20261122T020000.000Z-cccccc".to_string()));
+    let mut named = World::new(json!({"backupId": "20261121T020000.000Z-bbbbbb"}));
+    named.policy.status = Some(recorded);
+    assert!(!plan_args(&mut named)
+        .iter()
+        .any(|a| a.starts_with("--newest-known")));
+}
+
 /// Plans: creates the plan Job, then reads its summary.
 fn planned(w: &mut World) {
     let d = w.decide("2026-11-22T10:00:01Z");
