@@ -233,3 +233,56 @@ fn globals_recreate_missing_roles_so_owners_and_grants_come_back() {
         role
     );
 }
+
+/// The database itself comes back as it was: owner, `ALTER DATABASE … SET`,
+/// its ACL (CONNECT revoked from PUBLIC stays revoked) and comment — not
+/// owned by the restoring user and open to every role (issue 13, item 10).
+#[test]
+fn a_restored_database_keeps_its_owner_settings_acl_and_comment() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let k = keys.to_str().unwrap();
+    let dest = format!("file://{}", dir.path().join("dest").display());
+    let db = create_db("props");
+    let owner = unique("props_owner");
+    let reader = unique("props_reader");
+    for sql in [
+        format!("create role {owner}"),
+        format!("create role {reader}"),
+        format!("alter database {db} owner to {owner}"),
+        format!("revoke connect, temporary on database {db} from public"),
+        format!("grant connect on database {db} to {reader}"),
+        format!("alter database {db} set work_mem = '7MB'"),
+        format!("comment on database {db} is 'orders, kept'"),
+    ] {
+        psql("postgres", &sql);
+    }
+    psql(&db, "create table t (v int); insert into t values (1)");
+    let props = |name: &str| {
+        psql(
+            "postgres",
+            &format!(
+                "select d.datdba::regrole, d.datacl::text, \
+                 (select array_to_string(setconfig, ',') from pg_db_role_setting s \
+                  where s.setdatabase = d.oid and s.setrole = 0), \
+                 shobj_description(d.oid, 'pg_database') \
+                 from pg_database d where datname = '{name}'"
+            ),
+        )
+    };
+    let before = props(&db);
+    assert!(before.contains("work_mem=7MB"), "{before}");
+    backup(&db, k, &[&dest]).json().ok();
+
+    psql("postgres", &format!("drop database {db}"));
+    let report = restore(&[&dest], k).create(&db).json().ok();
+    assert_eq!(props(&db), before, "{report}");
+    assert!(
+        report["database_properties"]
+            .as_str()
+            .unwrap()
+            .starts_with("restored"),
+        "{report}"
+    );
+    assert_eq!(psql(&db, "select v from t"), "1");
+}

@@ -13,7 +13,7 @@ use crate::catalog::{ObjectEntry, Point};
 use crate::keys::Keyring;
 use crate::location::NamedLocation;
 use crate::store::Store;
-use crate::target::database::{DatabaseTarget, Prepared};
+use crate::target::database::{DatabaseTarget, Head, HeadTee, Prepared};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
@@ -52,6 +52,8 @@ pub struct RestoreReport {
     /// Destinations tried before the one that served the restore.
     pub failed_attempts: Vec<Attempt>,
     pub peak_rss_bytes: u64,
+    /// The database's owner, settings, ACL and comment: restored or why not.
+    pub database_properties: String,
 }
 
 pub async fn restore(o: RestoreOptions) -> Result<RestoreReport, Error> {
@@ -171,8 +173,14 @@ async fn restore_from(
     }
     tracing::info!(backup = %manifest.backup_id, from = %url.label(), database = %source_db, target = %target_db, bytes = entry.size, "restoring");
 
+    // The database's own properties go by its name: only into the same name.
+    let head = (target_db == source_db)
+        .then(Head::new)
+        .transpose()
+        .map_err(Error::Pipeline)?;
     let mut pg_restore = o.target.loader(&target_db)?;
-    let plain = match decode_object(&store, entry, o.keys.clone(), pg_restore.input()).await {
+    let input = HeadTee::new(pg_restore.input(), head.as_ref()).map_err(Error::Pipeline)?;
+    let plain = match decode_object(&store, entry, o.keys.clone(), input).await {
         Ok((input, plain)) => {
             drop(input);
             plain
@@ -180,6 +188,11 @@ async fn restore_from(
         Err(e) => return Err(pg_restore.abort().await.map_or(e, Error::from)),
     };
     target.hand_over(pg_restore).await?;
+    let database_properties = match &head {
+        Some(h) => o.target.apply_properties(&h.path()).await?,
+        None => format!("not restored: {target_db:?} is not the backup's database {source_db:?}"),
+    };
+    tracing::info!(database = %target_db, properties = %database_properties, "database properties");
     Ok(RestoreReport {
         backup_id: manifest.backup_id.clone(),
         destination: url.name.clone(),
@@ -192,6 +205,7 @@ async fn restore_from(
         mib_per_s: 0.0,
         failed_attempts: Vec::new(),
         peak_rss_bytes: 0,
+        database_properties,
     })
 }
 

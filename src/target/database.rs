@@ -3,6 +3,9 @@
 //! transaction, and dropped again only if this restore created it and
 //! nothing was loaded.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
 use super::{Loader, TargetError};
 use crate::source::child::{self, Stage};
 use crate::source::postgres::{self, PgConn, PgError};
@@ -109,6 +112,59 @@ impl DatabaseTarget {
     /// authenticated whole. Statements for roles that exist already fail
     /// harmlessly on a live server and are only counted.
     pub async fn apply_globals(&self, sql: Vec<u8>) -> Result<(), TargetError> {
+        let failed = self.run_sql("globals", sql).await?;
+        for l in &failed {
+            tracing::warn!(line = %l, "a globals statement failed");
+        }
+        tracing::info!("applied the globals (roles, tablespaces)");
+        Ok(())
+    }
+
+    /// The database's own owner, settings (`ALTER DATABASE … SET`), ACL and
+    /// comment, which pg_restore into an existing database skips: read from
+    /// the archive's head (its table of contents, where pg_dump --create put
+    /// them) and applied by name. Says what happened, for the report.
+    pub async fn apply_properties(&self, head: &Path) -> Result<String, TargetError> {
+        let listing = self.toc(head, None).await?;
+        let entries: Vec<&str> = listing.lines().filter(|l| is_database_entry(l)).collect();
+        if entries.is_empty() {
+            return Ok("not in this backup (made before lifeboat recorded them)".into());
+        }
+        let list = head.with_extension("list");
+        std::fs::write(&list, entries.join("\n") + "\n").map_err(TargetError::io("the TOC list"))?;
+        let sql = self.toc(head, Some(&list)).await?;
+        // The CREATE DATABASE that --create always prints fails: it exists.
+        let failed = self.run_sql("database properties", sql.into_bytes()).await?;
+        if failed.is_empty() {
+            Ok(format!("restored ({} entries: owner, settings, ACL, comment)", entries.len()))
+        } else {
+            for l in &failed {
+                tracing::warn!(line = %l, "a database property was not restored");
+            }
+            Ok(format!("partly restored: {}", failed.join("; ")))
+        }
+    }
+
+    /// pg_restore over the archive's head: its listing, or the SQL of `list`.
+    async fn toc(&self, head: &Path, list: Option<&Path>) -> Result<String, TargetError> {
+        let mut cmd = self.conn.pg_restore_toc(head, list);
+        let out = tokio::task::spawn_blocking(move || cmd.output())
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+            .map_err(TargetError::io("pg_restore"))?;
+        if !out.status.success() {
+            return Err(TargetError::Refused(format!(
+                "pg_restore could not read the archive's table of contents: {}",
+                child::withhold_row_values(String::from_utf8_lossy(&out.stderr).trim())
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs SQL through psql on the maintenance database, going on after
+    /// errors; returns the errors other than "already exists".
+    async fn run_sql(&self, what: &str, sql: Vec<u8>) -> Result<Vec<String>, TargetError> {
         let passfile = self.conn.passfile()?;
         let cmd = self
             .conn
@@ -125,23 +181,85 @@ impl DatabaseTarget {
             .and_then(|r| r)
             .map_err(TargetError::io("psql's input"))?;
         let notes = done.map_err(|failure| TargetError::Tool {
-            what: "globals".into(),
+            what: what.into(),
             failure,
         })?;
-        let existing = notes
-            .lines()
-            .filter(|l| l.contains("already exists"))
-            .count();
-        for l in notes
+        Ok(notes
             .lines()
             .filter(|l| l.contains("ERROR") && !l.contains("already exists"))
-        {
-            tracing::warn!(line = %l, "a globals statement failed");
+            .map(str::to_string)
+            .collect())
+    }
+}
+
+/// A `pg_restore --list` line of the database's own entries (the first
+/// three fields are ids; the rest is type and name).
+fn is_database_entry(line: &str) -> bool {
+    let rest = line.splitn(4, ' ').nth(3).unwrap_or_default();
+    ["DATABASE PROPERTIES - ", "ACL - DATABASE ", "COMMENT - DATABASE "]
+        .iter()
+        .any(|p| rest.starts_with(p))
+}
+
+/// The first bytes of a dump, kept aside in a private directory as
+/// pg_restore reads the dump: the archive's table of contents comes first.
+pub struct Head {
+    dir: PathBuf,
+}
+
+/// Enough for the table of contents of tens of thousands of objects.
+const HEAD_BYTES: usize = 16 << 20;
+
+impl Head {
+    pub fn new() -> std::io::Result<Head> {
+        use std::os::unix::fs::DirBuilderExt;
+        let r: [u8; 8] = crate::keys::random_bytes();
+        let dir = std::env::temp_dir().join(format!("lifeboat-head-{}", hex::encode(r)));
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        Ok(Head { dir })
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.join("head")
+    }
+
+}
+
+impl Drop for Head {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `inner`, with its first [`HEAD_BYTES`] also written to a [`Head`] when
+/// there is one.
+pub struct HeadTee<W> {
+    inner: W,
+    file: Option<std::fs::File>,
+    left: usize,
+}
+
+impl<W> HeadTee<W> {
+    pub fn new(inner: W, head: Option<&Head>) -> std::io::Result<Self> {
+        Ok(HeadTee {
+            inner,
+            file: head.map(|h| std::fs::File::create(h.path())).transpose()?,
+            left: HEAD_BYTES,
+        })
+    }
+}
+
+impl<W: Write> Write for HeadTee<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        let k = n.min(self.left);
+        if let (true, Some(file)) = (k > 0, self.file.as_mut()) {
+            file.write_all(&buf[..k])?;
+            self.left -= k;
         }
-        tracing::info!(
-            already_existing = existing,
-            "applied the globals (roles, tablespaces)"
-        );
-        Ok(())
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }

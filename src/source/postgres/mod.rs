@@ -234,9 +234,13 @@ impl PgConn {
     /// off: lifeboat compresses faster in the pipeline.
     pub fn pg_dump(&self, db: &str, passfile: Option<&PassFile>) -> Command {
         let mut cmd = self.command("pg_dump", passfile);
+        // --create records the database's own owner, settings, ACL and
+        // comment in the archive (pg_restore into a database skips them;
+        // the restore applies them separately, by name).
         cmd.args([
             "--format=custom",
             "--compress=0",
+            "--create",
             "--no-password",
             "--dbname",
         ])
@@ -272,6 +276,19 @@ impl PgConn {
     /// `psql` applying the globals (roles, tablespaces) from stdin. It goes on
     /// past errors: on a server that already has a role, `CREATE ROLE` fails
     /// and the `ALTER ROLE` after it still applies the attributes.
+    /// pg_restore reading the archive's head (`file`) to list (`-l`) or
+    /// print (`-L list -f -`) its database-level entries.
+    pub fn pg_restore_toc(&self, file: &Path, list: Option<&Path>) -> Command {
+        let mut cmd = self.command("pg_restore", None);
+        cmd.arg("--create");
+        match list {
+            None => cmd.arg("--list"),
+            Some(l) => cmd.arg("--use-list").arg(l).args(["--file", "-"]),
+        };
+        cmd.arg(file);
+        cmd
+    }
+
     pub fn psql_globals(&self, db: &str, passfile: Option<&PassFile>) -> Command {
         let mut cmd = self.command("psql", passfile);
         cmd.args([
