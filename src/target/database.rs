@@ -131,12 +131,18 @@ impl DatabaseTarget {
             return Ok("not in this backup (made before lifeboat recorded them)".into());
         }
         let list = head.with_extension("list");
-        std::fs::write(&list, entries.join("\n") + "\n").map_err(TargetError::io("the TOC list"))?;
+        std::fs::write(&list, entries.join("\n") + "\n")
+            .map_err(TargetError::io("the TOC list"))?;
         let sql = self.toc(head, Some(&list)).await?;
         // The CREATE DATABASE that --create always prints fails: it exists.
-        let failed = self.run_sql("database properties", sql.into_bytes()).await?;
+        let failed = self
+            .run_sql("database properties", sql.into_bytes())
+            .await?;
         if failed.is_empty() {
-            Ok(format!("restored ({} entries: owner, settings, ACL, comment)", entries.len()))
+            Ok(format!(
+                "restored ({} entries: owner, settings, ACL, comment)",
+                entries.len()
+            ))
         } else {
             for l in &failed {
                 tracing::warn!(line = %l, "a database property was not restored");
@@ -196,9 +202,13 @@ impl DatabaseTarget {
 /// three fields are ids; the rest is type and name).
 fn is_database_entry(line: &str) -> bool {
     let rest = line.splitn(4, ' ').nth(3).unwrap_or_default();
-    ["DATABASE PROPERTIES - ", "ACL - DATABASE ", "COMMENT - DATABASE "]
-        .iter()
-        .any(|p| rest.starts_with(p))
+    [
+        "DATABASE PROPERTIES - ",
+        "ACL - DATABASE ",
+        "COMMENT - DATABASE ",
+    ]
+    .iter()
+    .any(|p| rest.starts_with(p))
 }
 
 /// The first bytes of a dump, kept aside in a private directory as
@@ -222,7 +232,6 @@ impl Head {
     pub fn path(&self) -> PathBuf {
         self.dir.join("head")
     }
-
 }
 
 impl Drop for Head {
