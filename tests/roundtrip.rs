@@ -286,3 +286,70 @@ fn a_restored_database_keeps_its_owner_settings_acl_and_comment() {
     );
     assert_eq!(psql(&db, "select v from t"), "1");
 }
+
+/// A whole server back in one command: roles first, then every database of
+/// the backup under its own name. One that cannot be restored (here: its
+/// name is taken by a non-empty database) does not stop the others, and
+/// each is reported (issue 13, item 10).
+#[test]
+fn all_databases_come_back_in_one_command_each_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let k = keys.to_str().unwrap();
+    let dest = format!("file://{}", dir.path().join("dest").display());
+    let role = unique("server_owner");
+    psql("postgres", &format!("create role {role}"));
+    let (a, b) = (create_db("server_a"), create_db("server_b"));
+    for db in [&a, &b] {
+        psql(
+            db,
+            &format!("create table t (v text); insert into t values ('{db}'); alter table t owner to {role}"),
+        );
+    }
+    let (dump_a, dump_b) = (dump(&a), dump(&b));
+    Cli::new("backup")
+        .opt("-d", &a)
+        .opt("-d", &b)
+        .opt("--key-file", k)
+        .opt("--to", &dest)
+        .json()
+        .ok();
+    for db in [&a, &b] {
+        psql("postgres", &format!("drop database {db}"));
+    }
+    psql("postgres", &format!("drop role {role}"));
+
+    let whole = || {
+        restore(&[&dest], k)
+            .arg("--all-databases")
+            .arg("--create")
+            .arg("--globals")
+            .json()
+    };
+    let report = whole().ok();
+    assert_eq!(report["databases"].as_array().unwrap().len(), 2, "{report}");
+    assert_eq!(dump(&a), dump_a);
+    assert_eq!(dump(&b), dump_b);
+
+    // Again, with b's name taken by a database that holds something.
+    psql("postgres", &format!("drop database {a}"));
+    let o = whole().output();
+    assert!(!o.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let outcome = |db: &str| {
+        report["databases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["database"] == db)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(outcome(&a)["ok"], true, "{report}");
+    assert_eq!(outcome(&b)["ok"], false, "{report}");
+    assert!(
+        outcome(&b)["error"].as_str().unwrap().contains("not empty"),
+        "{report}"
+    );
+    assert_eq!(dump(&a), dump_a);
+}

@@ -3,7 +3,9 @@
 //! message (`--report-file`).
 
 use crate::api::run::format_bytes;
-use crate::commands::{self, backup, list, pitr, plan, prune, recover, restore, verify};
+use crate::commands::{
+    self, backup, list, pitr, plan, prune, recover, restore, restore_server, verify,
+};
 use serde::Serialize;
 
 /// A report as `--json` asked: pretty JSON, or `human`'s lines.
@@ -69,6 +71,31 @@ pub fn restore(report: &restore::RestoreReport) {
     );
     for f in &report.failed_attempts {
         println!("  skipped {}: {}", f.destination, f.error);
+    }
+}
+
+pub fn whole_server(report: &restore_server::ServerReport) {
+    println!(
+        "backup {} from {}: {} of {} database(s) restored in {:.1} s{}",
+        report.backup_id,
+        report.destination,
+        report.databases.len() - report.failed(),
+        report.databases.len(),
+        report.seconds,
+        if report.globals {
+            ", roles and tablespaces first"
+        } else {
+            ""
+        }
+    );
+    for d in &report.databases {
+        match (&d.restore, &d.error) {
+            (Some(r), _) => println!(
+                "  {}: restored in {:.1} s; properties {}",
+                d.database, r.seconds, r.database_properties
+            ),
+            (None, e) => println!("  {}: FAILED: {}", d.database, e.as_deref().unwrap_or("")),
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 
 use super::args::{PlanArgs, RestoreArgs};
 use super::print::{self, write_report};
-use crate::commands::{self, pitr, recover, restore};
+use crate::commands::{self, pitr, recover, restore, restore_server};
 use crate::keys::Keyring;
 use crate::recovery::RecoveryTarget;
 use crate::target::database::DatabaseTarget;
@@ -20,6 +20,8 @@ pub async fn restore(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
         point_in_time(a).await
     } else if !a.checks.is_empty() || a.drop_after {
         recover(a).await
+    } else if a.all_databases {
+        whole_server(a).await
     } else {
         logical(a).await
     }
@@ -49,6 +51,19 @@ async fn logical(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
     write_report(a.report_file.as_deref(), &report)?;
     print::report(a.json, &report, print::restore);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `lifeboat restore --all-databases`: exit 1 when any database was not
+/// restored, after trying every one.
+async fn whole_server(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
+    let report = restore_server::restore_server(restore_options(&a)?).await?;
+    write_report(a.report_file.as_deref(), &report)?;
+    print::report(a.json, &report, print::whole_server);
+    Ok(if report.failed() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// `lifeboat restore --check … [--drop-after]`: restore, checks, drop. A

@@ -15,6 +15,7 @@ pub mod progress;
 pub mod prune;
 pub mod recover;
 pub mod restore;
+pub mod restore_server;
 pub mod status;
 mod upload;
 pub mod verify;

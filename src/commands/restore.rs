@@ -125,7 +125,7 @@ fn pick<'m>(objects: &'m [ObjectEntry], want: Option<&str>) -> Result<&'m Object
 /// not win over a newer copy elsewhere just by being named first. Only
 /// authenticated manifests count. A destination that cannot be read here is
 /// tried, and reported, by the restore itself.
-async fn resolve_point(o: &RestoreOptions) -> Point {
+pub(super) async fn resolve_point(o: &RestoreOptions) -> Point {
     if matches!(o.point, Point::Id(_)) || o.from.len() < 2 {
         return o.point.clone();
     }
@@ -211,7 +211,7 @@ async fn restore_from(
 
 /// Applies the globals part: decoded and authenticated whole in memory first
 /// (it is a few KiB of SQL), so nothing of a damaged object reaches psql.
-async fn restore_globals(
+pub(super) async fn restore_globals(
     store: &Store,
     objects: &[ObjectEntry],
     o: &RestoreOptions,

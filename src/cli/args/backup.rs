@@ -78,6 +78,10 @@ pub struct RestoreArgs {
     /// Which database of the backup (when it holds several).
     #[arg(long)]
     pub database: Option<String>,
+    /// Every database of the backup, each under its own name (a whole
+    /// server back: add --globals --create), one by one, each reported.
+    #[arg(long, conflicts_with_all = ["database", "target_db", "checks", "drop_after"])]
+    pub all_databases: bool,
     /// Database to restore into (default: the source database's name).
     #[arg(long)]
     pub target_db: Option<String>,
@@ -96,7 +100,7 @@ pub struct RestoreArgs {
     /// Point-in-time restore: unpack the newest physical base backup that
     /// reaches the target into this empty (or absent) directory and recover
     /// it from the WAL archive (the --from destinations) to the target.
-    #[arg(long, conflicts_with_all = ["backup", "database", "target_db", "create", "clean", "no_owner", "globals"])]
+    #[arg(long, conflicts_with_all = ["backup", "database", "all_databases", "target_db", "create", "clean", "no_owner", "globals"])]
     pub data_dir: Option<PathBuf>,
     /// Recover up to this time (RFC 3339), including transactions committed at it.
     #[arg(long, requires = "data_dir", conflicts_with = "target_lsn")]
