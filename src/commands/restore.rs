@@ -173,8 +173,9 @@ async fn restore_from(
     }
     tracing::info!(backup = %manifest.backup_id, from = %url.label(), database = %source_db, target = %target_db, bytes = entry.size, "restoring");
 
-    // The database's own properties go by its name: only into the same name.
-    let head = (target_db == source_db)
+    // The database's own properties go by its name: only into the same
+    // name, and not when owners and privileges are not wanted.
+    let head = (target_db == source_db && !o.target.no_owner)
         .then(Head::new)
         .transpose()
         .map_err(Error::Pipeline)?;
@@ -188,8 +189,16 @@ async fn restore_from(
         Err(e) => return Err(pg_restore.abort().await.map_or(e, Error::from)),
     };
     target.hand_over(pg_restore).await?;
+    // The data is committed: a failure here is reported, not fatal.
     let database_properties = match &head {
-        Some(h) => o.target.apply_properties(&h.path()).await?,
+        Some(h) => match o.target.apply_properties(&h.path()).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                tracing::warn!(database = %target_db, error = %e, "the database's owner, settings, ACL and comment were not restored");
+                format!("not restored: {e}")
+            }
+        },
+        None if o.target.no_owner => "not restored: --no-owner".into(),
         None => format!("not restored: {target_db:?} is not the backup's database {source_db:?}"),
     };
     tracing::info!(database = %target_db, properties = %database_properties, "database properties");
