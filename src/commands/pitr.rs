@@ -215,8 +215,8 @@ fn check_restore_command_access(o: &PitrOptions, dir: &DataDir) -> Result<(), Er
     for url in &o.from {
         match &url.location {
             Location::S3(s3) => {
-                for file in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
-                    if let Some(c) = &s3.credentials {
+                if let Some(c) = &s3.credentials {
+                    for file in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
                         let what = format!("read the credentials of {}", url.label());
                         needs.push(("-r", absolute(&c.join(file)), what));
                     }
