@@ -13,6 +13,9 @@ use chrono::{DateTime, Utc};
 use ring::hmac;
 use serde::{Deserialize, Serialize};
 
+mod objects;
+pub use objects::{ConfigInfo, TypeCount};
+
 pub const MANIFEST_FORMAT: u32 = 1;
 pub const BACKUPS: &str = "backups/";
 pub const MANIFEST: &str = "manifest.json";
@@ -92,6 +95,7 @@ pub fn id_of_key(key: &str) -> Option<&str> {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum SourceInfo {
     Postgres(PostgresInfo),
+    Config(ConfigInfo),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,6 +129,7 @@ impl SourceInfo {
     pub fn databases(&self) -> &[String] {
         match self {
             SourceInfo::Postgres(pg) => &pg.databases,
+            SourceInfo::Config(_) => &[],
         }
     }
 
@@ -132,6 +137,7 @@ impl SourceInfo {
     pub fn version(&self) -> &str {
         match self {
             SourceInfo::Postgres(pg) => &pg.server_version,
+            SourceInfo::Config(c) => &c.server_version,
         }
     }
 
@@ -141,6 +147,12 @@ impl SourceInfo {
             SourceInfo::Postgres(pg) => {
                 format!("postgres {} {} {}", pg.method, pg.host, pg.server_version)
             }
+            SourceInfo::Config(c) => format!(
+                "config {} objects in {} types, kubernetes {}",
+                c.objects(),
+                c.types.len(),
+                c.server_version
+            ),
         }
     }
 

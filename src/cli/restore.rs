@@ -16,7 +16,9 @@ use std::sync::Arc;
 /// `lifeboat restore`: --data-dir asks for point-in-time recovery, --check
 /// or --drop-after for a restore the checks judge.
 pub async fn restore(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
-    if a.data_dir.is_some() {
+    if a.objects.config {
+        super::objects::restore(a).await
+    } else if a.data_dir.is_some() {
         point_in_time(a).await
     } else if !a.checks.is_empty() || a.drop_after {
         recover(a).await

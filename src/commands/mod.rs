@@ -9,6 +9,7 @@ mod download;
 mod error;
 pub mod list;
 mod manifests;
+pub mod objects;
 pub mod pitr;
 pub mod plan;
 pub mod progress;

@@ -15,7 +15,7 @@
 //!
 //! For config backups it also serves discovery (`apiserver_discovery.rs`),
 //! paged lists with continue tokens that expire on demand
-//! ([`Store::expire_continue_every`]), replace (PUT), server-side dry run
+//! ([`Store::compact_at_continue`]), replace (PUT), server-side dry run
 //! (`dryRun=All`: checked, answered, not stored), the immutable fields of
 //! Secrets, ConfigMaps and Services, and deleting a namespace deletes what
 //! is in it. [`Store::strict`] makes it refuse objects in a namespace that
@@ -69,9 +69,12 @@ struct Inner {
     requests: u64,
     /// Refuse objects in missing namespaces and of unserved types.
     strict: bool,
-    /// Every n-th list with a continue token is answered 410 Expired.
-    expire_continue_every: Option<u64>,
+    /// At this many continued lists, the store compacts: every token
+    /// issued before then is answered 410 Expired.
+    compact_at_continue: Option<u64>,
     continues: u64,
+    /// Tokens of lists older than this resourceVersion have expired.
+    compacted: u64,
     /// Continue tokens answered 410 so far.
     pub expired: u64,
     /// Writes that were dry runs.
@@ -134,10 +137,13 @@ impl Store {
         self.lock().strict = true;
     }
 
-    /// Answers every `n`-th continued list with 410 Expired, as a server
-    /// does when the list's resourceVersion was compacted meanwhile.
-    pub fn expire_continue_every(&self, n: u64) {
-        self.lock().expire_continue_every = Some(n);
+    /// Compacts the history at the `n`-th continued list from now: that list and
+    /// every other one holding an older token get 410 Expired, as from a
+    /// server whose etcd compacted the list's resourceVersion meanwhile.
+    /// Lists started afterwards page normally.
+    pub fn compact_at_continue(&self, n: u64) {
+        let mut inner = self.lock();
+        inner.compact_at_continue = Some(inner.continues + n);
     }
 
     /// (continue tokens expired, dry-run writes) so far.
@@ -392,24 +398,10 @@ fn parse_path(path: &str) -> Option<Target> {
     })
 }
 
-/// `k=v`, `k==v`, `k!=v`, `k`, `!k`, comma-separated (all must hold).
+/// `k=v`, `k==v`, `k!=v`, `k`, `!k`, comma-separated (all must hold): the
+/// equality-based selectors lifeboat itself evaluates on restore.
 fn labels_match(selector: &str, labels: Option<&Value>) -> bool {
-    let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
-    selector
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .all(|term| {
-            if let Some((k, v)) = term.split_once("!=") {
-                get(k.trim()) != Some(v.trim())
-            } else if let Some((k, v)) = term.split_once('=') {
-                get(k.trim()) == Some(v.trim_start_matches('=').trim())
-            } else if let Some(k) = term.strip_prefix('!') {
-                get(k).is_none()
-            } else {
-                get(term).is_some()
-            }
-        })
+    lifeboat::target::objects::labels_match(selector, labels)
 }
 
 fn fields_match(selector: &str, obj: &Value) -> bool {
@@ -578,10 +570,11 @@ fn list(store: &Store, t: &Target, q: &HashMap<String, String>) -> Response {
             return status(400, "BadRequest", "continue: not a valid token".into());
         };
         inner.continues += 1;
-        if inner
-            .expire_continue_every
-            .is_some_and(|n| inner.continues % n == 0)
-        {
+        if inner.compact_at_continue == Some(inner.continues) {
+            inner.rv += 1;
+            inner.compacted = inner.rv;
+        }
+        if rv < inner.compacted {
             inner.expired += 1;
             return status(
                 410,
@@ -595,9 +588,18 @@ fn list(store: &Store, t: &Target, q: &HashMap<String, String>) -> Response {
     let mut items = Vec::new();
     let mut last: Option<(String, String)> = None;
     let mut more = false;
-    for ((r, n, name), v) in &inner.objects {
-        if *r != t.resource || !(t.namespace.is_empty() || *n == t.namespace) {
-            continue;
+    // Keys sort by resource, namespace, name: start where the page starts.
+    let from = match &after {
+        Some((n, name)) => (t.resource.clone(), n.clone(), name.clone()),
+        None => (t.resource.clone(), t.namespace.clone(), String::new()),
+    };
+    let in_resource = inner
+        .objects
+        .range(from..)
+        .take_while(|((r, _, _), _)| *r == t.resource);
+    for ((_, n, name), v) in in_resource {
+        if !(t.namespace.is_empty() || *n == t.namespace) {
+            break; // past the namespace's keys
         }
         if after
             .as_ref()

@@ -67,6 +67,7 @@ fn builtin() -> Vec<Resource> {
         ),
         r("apps/v1", "deployments", "Deployment", true),
         r("apps/v1", "statefulsets", "StatefulSet", true),
+        r("apps/v1", "replicasets", "ReplicaSet", true),
         r("batch/v1", "jobs", "Job", true),
         r("batch/v1", "cronjobs", "CronJob", true),
         r("rbac.authorization.k8s.io/v1", "roles", "Role", true),
@@ -122,10 +123,12 @@ fn builtin() -> Vec<Resource> {
 /// version of each stored CRD.
 pub(super) fn resources(inner: &Inner) -> Vec<Resource> {
     let mut all = builtin();
-    for ((r, _, _), crd) in &inner.objects {
-        if r != CRDS {
-            continue;
-        }
+    let from = (CRDS.to_string(), String::new(), String::new());
+    let crds = inner
+        .objects
+        .range(from..)
+        .take_while(|((r, _, _), _)| r == CRDS);
+    for (_, crd) in crds {
         let spec = &crd["spec"];
         let group = spec["group"].as_str().unwrap_or_default();
         for v in spec["versions"].as_array().into_iter().flatten() {
