@@ -698,3 +698,108 @@ fn plural_of(o: &Value) -> String {
     }
     .into()
 }
+
+/// The ClusterRoles the chart and manifests ship, as stored objects.
+fn shipped_role(name: &str) -> Value {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/manifests/03-rbac.yaml"
+    ))
+    .unwrap();
+    let found = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
+        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == name);
+    found.unwrap_or_else(|| panic!("{name} in manifests/03-rbac.yaml"))
+}
+
+fn binding(ns: &str, name: &str, role_kind: &str, role: &str) -> Value {
+    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+           "metadata": {"name": name, "namespace": ns},
+           "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
+           "subjects": [{"kind": "ServiceAccount", "name": "config-backup", "namespace": "shop"}]})
+}
+
+/// A config policy whose service account may list ConfigMaps but not
+/// Secrets is not Ready and says which permission is missing; bound to the
+/// shipped lifeboat-config-reader role, it is Ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_whose_account_lacks_a_permission_says_which() {
+    use lifeboat::controller::{metrics::Metrics, Settings};
+    let server = ApiServer::start().await;
+    let rbac = "apis/rbac.authorization.k8s.io/v1";
+    let s = &server.store;
+    s.insert(
+        &format!("{rbac}/clusterroles"),
+        shipped_role("lifeboat-config-reader"),
+    )
+    .unwrap();
+    s.insert(
+        &format!("{rbac}/roles"),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "configmaps-only", "namespace": "shop"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}]}),
+    )
+    .unwrap();
+    s.insert(
+        &format!("{rbac}/rolebindings"),
+        binding("shop", "partial", "Role", "configmaps-only"),
+    )
+    .unwrap();
+    let settings = Settings {
+        namespace: Some("shop".into()),
+        resync: std::time::Duration::from_millis(200),
+        retry: std::time::Duration::from_millis(200),
+        ..Settings::default()
+    };
+    let _controller = server.run_controllers(settings, std::sync::Arc::new(Metrics::default()));
+    server.create_policy(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy",
+        "metadata": {"name": "cluster", "namespace": "shop"},
+        "spec": {
+            "source": {"config": {"resources": ["configmaps", "secrets"], "serviceAccountName": "config-backup"}},
+            "schedule": {"daily": "0 2 * * *"},
+            "destinations": [{"name": "primary", "s3": {"region": "us-east-1", "bucket": "backups"}}],
+            "encryption": {"keySecretRef": {"name": "keys"}}
+        }
+    })).await;
+    let ready = |want: &'static str| {
+        move |s: &apiserver::Store| {
+            let p = s.get(apiserver::POLICIES, "shop", "cluster")?;
+            let c = p
+                .pointer("/status/conditions")?
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "Ready")?
+                .clone();
+            (c["status"] == want).then_some(c)
+        }
+    };
+    let wait = std::time::Duration::from_secs(20);
+    let c = server.wait_for("Ready False", wait, ready("False")).await;
+    assert_eq!(c["reason"], "MissingPermission", "{c}");
+    let message = c["message"].as_str().unwrap();
+    assert!(
+        message.contains("shop/config-backup cannot list secrets in namespace shop"),
+        "{message}"
+    );
+    assert!(message.contains("lifeboat-config-reader"), "{message}");
+    assert!(
+        server.store.list(apiserver::RUNS, "shop").is_empty(),
+        "nothing scheduled"
+    );
+
+    s.insert(
+        &format!("{rbac}/rolebindings"),
+        binding("shop", "reader", "ClusterRole", "lifeboat-config-reader"),
+    )
+    .unwrap();
+    server
+        .patch_policy(
+            "shop",
+            "cluster",
+            json!({"metadata": {"labels": {"touched": "yes"}}}),
+        )
+        .await;
+    let c = server.wait_for("Ready True", wait, ready("True")).await;
+    assert_ne!(c["reason"], "MissingPermission", "{c}");
+}

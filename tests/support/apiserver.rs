@@ -18,13 +18,16 @@
 //! ([`Store::compact_at_continue`]), replace (PUT), server-side dry run
 //! (`dryRun=All`: checked, answered, not stored), the immutable fields of
 //! Secrets, ConfigMaps and Services, and deleting a namespace deletes what
-//! is in it. [`Store::strict`] makes it refuse objects in a namespace that
+//! is in it. SubjectAccessReviews are answered from the stored RBAC objects
+//! (`apiserver_rbac.rs`). [`Store::strict`] makes it refuse objects in a namespace that
 //! does not exist and of a type it does not serve, as a cluster does.
 
 #![allow(dead_code)]
 
 #[path = "apiserver_discovery.rs"]
 pub mod discovery;
+#[path = "apiserver_rbac.rs"]
+pub mod rbac;
 #[path = "apiserver_rules.rs"]
 mod rules;
 
@@ -511,6 +514,13 @@ async fn handle(
                 format!("{} {name:?} not found", t.resource),
             ),
         },
+        (Method::POST, None) if t.resource == rbac::REVIEWS => {
+            let Ok(review) = serde_json::from_slice::<Value>(&body) else {
+                return status(400, "BadRequest", "the body is not JSON".into());
+            };
+            let answer = rbac::review(&store.lock(), review);
+            reply(StatusCode::CREATED, &answer)
+        }
         (Method::POST, None) => {
             let Ok(obj) = serde_json::from_slice::<Value>(&body) else {
                 return status(400, "BadRequest", "the body is not JSON".into());
