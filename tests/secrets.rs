@@ -1,6 +1,9 @@
 //! The master key and the database password never appear in any process's
-//! argv or environment, in logs at any verbosity, or in error messages.
+//! argv or environment, in logs at any verbosity, or in error messages; nor
+//! does a Kubernetes Secret's value that a config backup stores.
 
+#[path = "support/apiserver.rs"]
+mod apiserver;
 mod support;
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
@@ -264,4 +267,158 @@ fn row_values_from_a_failed_restore_stay_out_of_the_report_and_logs() {
     assert!(report.contains("users_email_key"), "{report}");
     assert!(!report.contains("alice@example.com"), "{report}");
     assert!(!logs.contains("alice@example.com"), "{logs}");
+}
+
+/// A Secret's value (a canary) backed up, restored, exported and refused
+/// appears in no stored byte, in no output or log at trace verbosity, in no
+/// error message and in no report, in the clear or as the API's base64.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_secret_value_appears_in_no_stored_byte_log_or_error() {
+    use base64::Engine;
+    use serde_json::json;
+    const CANARY: &str = "canary-3f9a1c-kubernetes-secret-value";
+    let b64 = base64::engine::general_purpose::STANDARD.encode(CANARY);
+    let needles = [CANARY.to_string(), b64.clone()];
+    let dir = tempfile::tempdir().unwrap();
+    let server = apiserver::ApiServer::start().await;
+    server.store.strict();
+    let kc = dir.path().join("kubeconfig");
+    server.kubeconfig(&kc);
+    let s = &server.store;
+    s.insert(
+        "api/v1/namespaces",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "vault"}}),
+    )
+    .unwrap();
+    s.insert(
+        "api/v1/secrets",
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "immutable": true,
+        "metadata": {"name": "db", "namespace": "vault"}, "stringData": {"password": CANARY}}),
+    )
+    .unwrap();
+    let keys = tokio::task::block_in_place(|| keyfile(dir.path(), "k1"));
+    let store = dir.path().join("store");
+    let to = format!("file://{}", store.display());
+    let out_dir = dir.path().join("export");
+    let lifeboat = |args: Vec<String>| {
+        let kc = kc.clone();
+        async move {
+            let out = tokio::process::Command::new(bin())
+                .args(&args)
+                .env("KUBECONFIG", kc)
+                .env("LIFEBOAT_LOG", "trace")
+                .stdin(Stdio::null())
+                .output()
+                .await
+                .unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (out.status.success(), text)
+        }
+    };
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let k = keys.to_str().unwrap();
+    let restore = |extra: &[&str]| {
+        let mut a = args(&[
+            "restore",
+            "--config",
+            "--from",
+            &to,
+            "--key-file",
+            k,
+            "--json",
+        ]);
+        a.extend(args(extra));
+        a
+    };
+    let mut outputs = Vec::new();
+    let (ok, text) = lifeboat(args(&[
+        "backup",
+        "--config",
+        "-n",
+        "vault",
+        "--resource",
+        "secrets",
+        "--resource",
+        "namespaces",
+        "--to",
+        &to,
+        "--key-file",
+        k,
+        "--json",
+    ]))
+    .await;
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("TRACE") || text.contains("DEBUG"),
+        "trace logging was on"
+    );
+    outputs.push(("backup", text));
+    // The live Secret is immutable with another value: the update is refused.
+    let secrets: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+        server.client(),
+        "vault",
+        &kube::api::ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(&()),
+    );
+    secrets.delete("db", &Default::default()).await.unwrap();
+    secrets
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "db"}, "immutable": true, "data": {"password": "b3RoZXI="}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let (ok, text) = lifeboat(restore(&["--existing", "update"])).await;
+    assert!(!ok && text.contains("Secret vault/db"), "{text}");
+    outputs.push(("refused update", text));
+    secrets.delete("db", &Default::default()).await.unwrap();
+    let (ok, text) = lifeboat(restore(&[])).await;
+    assert!(ok, "{text}");
+    outputs.push(("restore", text));
+    assert_eq!(
+        server.store.get("api/v1/secrets", "vault", "db").unwrap()["data"]["password"],
+        json!(b64)
+    );
+    let (ok, text) = lifeboat(args(&[
+        "export",
+        "--from",
+        &to,
+        "--key-file",
+        k,
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]))
+    .await;
+    assert!(ok, "{text}");
+    outputs.push(("export", text));
+    for (what, text) in &outputs {
+        for n in &needles {
+            assert!(
+                !text.contains(n.as_str()),
+                "the Secret's value is in the output of {what}"
+            );
+        }
+    }
+    // Stored bytes: every object and manifest under the destination.
+    let mut files = vec![store.clone()];
+    let mut stored = Vec::new();
+    while let Some(p) = files.pop() {
+        if p.is_dir() {
+            files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            stored.extend(std::fs::read(&p).unwrap());
+        }
+    }
+    assert!(stored.len() > 500, "read the destination");
+    for n in &needles {
+        assert!(
+            !stored.windows(n.len()).any(|w| w == n.as_bytes()),
+            "the Secret's value is stored in the clear"
+        );
+    }
 }
