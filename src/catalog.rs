@@ -6,6 +6,7 @@
 //! `backups/<id>/<part>.lbk` — the encrypted objects it lists.
 
 use crate::keys::{KeyError, Keyring, KEY_LEN, WRAPPED_LEN};
+use crate::owner::{self, Verdict};
 use crate::pipeline::header::Compression;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -31,6 +32,12 @@ pub enum CatalogError {
     Mac { id: String },
     #[error("manifest at {path} describes backup {found}: it was moved or swapped")]
     WrongId { path: String, found: String },
+    #[error("backup {id} belongs to {found}, not {expected}: it was copied from another policy's destination")]
+    WrongOwner {
+        id: String,
+        expected: String,
+        found: String,
+    },
     #[error(
         "manifest format {0} is not supported by this lifeboat (it reads format {MANIFEST_FORMAT})"
     )]
@@ -176,6 +183,10 @@ pub struct Manifest {
     pub format: u32,
     pub backup_id: String,
     pub policy: String,
+    /// The policy's namespace, when the writer was told it (`--owner`);
+    /// with `policy`, whose backup this is (src/owner.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     pub tier: String,
     pub source: SourceInfo,
     pub started_at: DateTime<Utc>,
@@ -208,6 +219,7 @@ impl Manifest {
             format: 1,
             backup_id: id.into(),
             policy: "orders".into(),
+            namespace: None,
             tier: "daily".into(),
             source: SourceInfo::sample(PgMethod::Logical, &["orders"]),
             started_at: done,
@@ -246,6 +258,9 @@ pub fn seal_manifest(mut m: Manifest, keys: &Keyring) -> Vec<u8> {
     let master = keys.primary();
     let mac_key: [u8; KEY_LEN] = crate::keys::random_bytes();
     m.key_id = master.id.clone();
+    if let Some(o) = keys.owner() {
+        m.namespace = Some(o.namespace.clone());
+    }
     m.mac_key = B64.encode(master.wrap(&mac_key, &mac_aad(&m.backup_id)));
     let mut body = serde_json::to_vec(&m).expect("manifest serialises");
     body.pop(); // the closing brace
@@ -325,6 +340,21 @@ pub fn open_manifest(bytes: &[u8], id: &str, keys: &Keyring) -> Result<Manifest,
         })?;
     hmac::verify(&hmac::Key::new(hmac::HMAC_SHA256, &mac_key), body, &tag)
         .map_err(|_| CatalogError::Mac { id: id.to_string() })?;
+    // Only now is `policy`/`namespace` known to be what the writer said.
+    if let Some(expected) = keys.owner() {
+        match owner::judge(expected, &m.policy, m.namespace.as_deref()) {
+            Verdict::Same => {}
+            Verdict::NoNamespace => tracing::warn!(backup = %id, policy = %m.policy,
+                "manifest predates recorded namespaces: only its policy name could be checked"),
+            Verdict::Other(found) => {
+                return Err(CatalogError::WrongOwner {
+                    id: id.to_string(),
+                    expected: expected.to_string(),
+                    found,
+                })
+            }
+        }
+    }
     Ok(m)
 }
 
@@ -461,6 +491,35 @@ mod tests {
         assert_ne!(upper, bytes);
         let err = open_manifest(&upper, id, &k).unwrap_err();
         assert!(err.to_string().contains("lower-case hex"), "{err}");
+    }
+
+    /// Two policies sharing one key: a backup copied from one's prefix to
+    /// the other's authenticates, but is not the other's.
+    #[test]
+    fn a_manifest_opens_only_for_the_owner_that_sealed_it() {
+        let id = "20261125T020000.000Z-abcdef";
+        let line = crate::keys::new_key_line("k1").unwrap();
+        let as_owner = |o: &str| keys(&line).for_owner(Some(o.parse().unwrap()));
+        let bytes = seal_manifest(manifest(id, Utc::now()), &as_owner("shop/orders"));
+        let m = open_manifest(&bytes, id, &as_owner("shop/orders")).unwrap();
+        assert_eq!(m.namespace.as_deref(), Some("shop"));
+        assert!(
+            open_manifest(&bytes, id, &keys(&line)).is_ok(),
+            "no owner: any"
+        );
+        for other in ["other/orders", "shop/billing"] {
+            let err = open_manifest(&bytes, id, &as_owner(other)).unwrap_err();
+            assert!(
+                matches!(err, CatalogError::WrongOwner { .. }),
+                "{other}: {err}"
+            );
+            assert!(err.to_string().contains("belongs to shop/orders"), "{err}");
+        }
+        // Written without an owner (before namespaces were recorded): the
+        // policy name is still checked.
+        let old = seal_manifest(manifest(id, Utc::now()), &keys(&line));
+        assert!(open_manifest(&old, id, &as_owner("any/orders")).is_ok());
+        assert!(open_manifest(&old, id, &as_owner("shop/billing")).is_err());
     }
 
     fn sealed_by_k1(m: Manifest) -> (Keyring, Vec<u8>) {

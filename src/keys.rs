@@ -5,6 +5,7 @@
 //! first" and history stays readable. Key material never leaves this module
 //! except as ring keys; `Debug` prints ids only.
 
+use crate::owner::Owner;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
@@ -134,6 +135,8 @@ impl MasterKey {
 #[derive(Debug)]
 pub struct Keyring {
     keys: Vec<MasterKey>,
+    /// Whose backups these keys vouch for here (src/owner.rs); `None`: any.
+    owner: Option<Owner>,
 }
 
 impl Keyring {
@@ -204,7 +207,18 @@ impl Keyring {
         if keys.is_empty() {
             return Err(KeyError::Empty(path.to_path_buf()));
         }
-        Ok(Self { keys })
+        Ok(Self { keys, owner: None })
+    }
+
+    /// Restricts what these keys authenticate to one policy's backups:
+    /// manifests are sealed as its and opened only if they are its.
+    pub fn for_owner(mut self, owner: Option<Owner>) -> Self {
+        self.owner = owner;
+        self
+    }
+
+    pub fn owner(&self) -> Option<&Owner> {
+        self.owner.as_ref()
     }
 
     /// The key new data is encrypted with.

@@ -163,6 +163,7 @@ pub async fn backup(o: BackupOptions) -> Result<BackupReport, Error> {
         format: catalog::MANIFEST_FORMAT,
         backup_id: id.clone(),
         policy: o.policy.clone(),
+        namespace: None,
         tier: o.tier.clone(),
         source: info.clone(),
         started_at,

@@ -1,7 +1,7 @@
 //! Arguments of the commands on backups: backup, restore, plan, list,
 //! verify, prune, keygen.
 
-use super::{CompressionArg, ConnArgs, KeyArgs};
+use super::{CompressionArg, ConnArgs, KeyArgs, OwnerArg};
 use crate::catalog::Point;
 use crate::commands;
 use crate::location::NamedLocation;
@@ -42,9 +42,10 @@ pub struct BackupArgs {
     pub key: KeyArgs,
     #[arg(long, value_enum, default_value = "zstd")]
     pub compression: CompressionArg,
-    /// Policy name recorded in the manifest.
-    #[arg(long, default_value = "manual")]
-    pub policy: String,
+    /// Policy name recorded in the manifest (default: the --owner's policy,
+    /// else `manual`).
+    #[arg(long)]
+    pub policy: Option<String>,
     /// Tier recorded in the manifest (daily, weekly, monthly, manual).
     #[arg(long, default_value = "manual")]
     pub tier: String,
@@ -171,6 +172,8 @@ pub struct ListArgs {
     /// Check each manifest's MAC with this key file.
     #[arg(long, env = "LIFEBOAT_KEY_FILE")]
     pub key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub owner: OwnerArg,
     #[arg(long)]
     pub json: bool,
 }
@@ -202,6 +205,8 @@ pub struct PruneArgs {
     /// manifest authenticated with it (without it, WAL is kept).
     #[arg(long, env = "LIFEBOAT_KEY_FILE")]
     pub key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub owner: OwnerArg,
     #[arg(long)]
     pub json: bool,
     /// Also write a compact JSON report here (a Job's /dev/termination-log).
