@@ -256,7 +256,7 @@ fn mac_aad(id: &str) -> Vec<u8> {
 /// every byte before `,"mac":"`.
 pub fn seal_manifest(mut m: Manifest, keys: &Keyring) -> Vec<u8> {
     let master = keys.primary();
-    let mac_key: [u8; KEY_LEN] = crate::keys::random_bytes();
+    let mac_key = zeroize::Zeroizing::new(crate::keys::random_bytes::<KEY_LEN>());
     m.key_id = master.id.clone();
     if let Some(o) = keys.owner() {
         m.namespace = Some(o.namespace.clone());
@@ -264,7 +264,7 @@ pub fn seal_manifest(mut m: Manifest, keys: &Keyring) -> Vec<u8> {
     m.mac_key = B64.encode(master.wrap(&mac_key, &mac_aad(&m.backup_id)));
     let mut body = serde_json::to_vec(&m).expect("manifest serialises");
     body.pop(); // the closing brace
-    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &mac_key), &body);
+    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &mac_key[..]), &body);
     body.extend_from_slice(MAC_SUFFIX_START);
     body.extend_from_slice(hex::encode(tag.as_ref()).as_bytes());
     body.extend_from_slice(MAC_SUFFIX_END);
@@ -338,7 +338,7 @@ pub fn open_manifest(bytes: &[u8], id: &str, keys: &Keyring) -> Result<Manifest,
             KeyError::Unwrap { .. } => CatalogError::Mac { id: id.to_string() },
             other => other.into(),
         })?;
-    hmac::verify(&hmac::Key::new(hmac::HMAC_SHA256, &mac_key), body, &tag)
+    hmac::verify(&hmac::Key::new(hmac::HMAC_SHA256, &mac_key[..]), body, &tag)
         .map_err(|_| CatalogError::Mac { id: id.to_string() })?;
     // Only now is `policy`/`namespace` known to be what the writer said.
     if let Some(expected) = keys.owner() {
