@@ -2,9 +2,14 @@
 # The test bed, sourced by scripts/test.sh, scripts/quickstart.sh and bench/:
 # installs what is missing, then starts a throwaway PostgreSQL 15 cluster and
 # (optionally) an S3-protocol server (moto) on loopback. Everything lives in
-# $TESTBED_DIR and stops when the calling shell exits.
+# $TESTBED_DIR and stops when the calling shell exits. With
+# LIFEBOAT_PG_MAJORS (e.g. "13 15 17") it also starts a server of each other
+# major from a cached Debian root filesystem (scripts/pgmajor.sh).
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+
+# shellcheck source=scripts/pgmajor.sh
+source "$(dirname "${BASH_SOURCE[0]}")/pgmajor.sh"
 
 testbed_log() { printf '\033[1m[testbed]\033[0m %s\n' "$*" >&2; }
 
@@ -147,11 +152,13 @@ testbed_up() {
   export TESTBED_DIR
   trap testbed_down EXIT
   start_postgres
+  pg_majors_up
   [ "${1:-}" = "--no-s3" ] || start_s3
 }
 
 testbed_down() {
   stop_s3
+  stop_pg_majors
   stop_postgres
   [ -n "${TESTBED_DIR:-}" ] && rm -rf "$TESTBED_DIR"
 }
