@@ -11,6 +11,7 @@ cargo build --all-targets --quiet
 ensure_kubernetes_validate
 ensure_aiosmtpd
 ensure_chromium
+ensure_tini
 LIFEBOAT_HELM=$(ensure_helm)
 export LIFEBOAT_HELM
 ensure_python_decoder

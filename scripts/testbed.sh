@@ -93,6 +93,15 @@ ensure_chromium() {
   fi
 }
 
+# The init the image runs as PID 1 (Dockerfile), which the Jobs' command
+# names: tests/support/kubelet.rs runs their command as written.
+ensure_tini() {
+  if [ ! -x /usr/bin/tini ]; then
+    testbed_log "installing tini"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tini >/dev/null
+  fi
+}
+
 # The independent format decoder (tests/format/decode.py) needs these.
 ensure_python_decoder() {
   python3 -c 'import cryptography, zstandard' 2>/dev/null || python3 -m pip install --quiet cryptography zstandard
