@@ -106,6 +106,11 @@ pub struct PostgresInfo {
     pub method: PgMethod,
     pub host: String,
     pub server_version: String,
+    /// The version of the program that made the backup (pg_dump,
+    /// pg_basebackup): its major decides which pg_restore can read a dump.
+    /// Absent in backups made before lifeboat recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_version: Option<String>,
     /// Logical: the databases dumped; physical: empty (the whole cluster).
     pub databases: Vec<String>,
 }
@@ -151,6 +156,13 @@ impl SourceInfo {
         }
     }
 
+    /// The PostgreSQL source, for what only PostgreSQL has (majors, methods).
+    pub fn postgres(&self) -> Option<&PostgresInfo> {
+        match self {
+            SourceInfo::Postgres(pg) => Some(pg),
+        }
+    }
+
     /// A PostgreSQL source for unit tests' manifests.
     #[cfg(test)]
     pub(crate) fn sample(method: PgMethod, databases: &[&str]) -> Self {
@@ -158,6 +170,7 @@ impl SourceInfo {
             method,
             host: "db".into(),
             server_version: "15".into(),
+            client_version: None,
             databases: databases.iter().map(|d| d.to_string()).collect(),
         })
     }

@@ -53,6 +53,7 @@ pub async fn fetch(a: WalFetchArgs) -> Result<ExitCode, commands::Error> {
 pub async fn stream(a: WalStreamArgs) -> Result<ExitCode, commands::Error> {
     wal_stream(StreamOptions {
         conn: a.conn.conn()?,
+        maintenance_db: a.conn.maintenance_db,
         slot: a.slot,
         spool: a.spool,
         to: a.archive.to,

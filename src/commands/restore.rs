@@ -167,19 +167,20 @@ async fn restore_from(
     let entry = pick(&manifest.objects, o.database.as_deref())?;
     let source_db = entry.database.clone().unwrap_or_default();
     let target_db = o.target_db.clone().unwrap_or_else(|| source_db.clone());
-    o.target.prepare(&target_db, target).await?;
+    let server = o.target.for_backup(&manifest.source).await?;
+    server.prepare(&target_db, target).await?;
     if o.globals {
-        restore_globals(&store, &manifest.objects, o).await?;
+        restore_globals(&store, &manifest.objects, &o.keys, &server).await?;
     }
     tracing::info!(backup = %manifest.backup_id, from = %url.label(), database = %source_db, target = %target_db, bytes = entry.size, "restoring");
 
     // The database's own properties go by its name: only into the same
     // name, and not when owners and privileges are not wanted.
-    let head = (target_db == source_db && !o.target.no_owner)
+    let head = (target_db == source_db && !server.no_owner)
         .then(Head::new)
         .transpose()
         .map_err(Error::Pipeline)?;
-    let mut pg_restore = o.target.loader(&target_db)?;
+    let mut pg_restore = server.loader(&target_db)?;
     let input = HeadTee::new(pg_restore.input(), head.as_ref()).map_err(Error::Pipeline)?;
     let plain = match decode_object(&store, entry, o.keys.clone(), input).await {
         Ok((input, plain)) => {
@@ -191,14 +192,14 @@ async fn restore_from(
     target.hand_over(pg_restore).await?;
     // The data is committed: a failure here is reported, not fatal.
     let database_properties = match &head {
-        Some(h) => match o.target.apply_properties(&h.path()).await {
+        Some(h) => match server.apply_properties(&h.path()).await {
             Ok(outcome) => outcome,
             Err(e) => {
                 tracing::warn!(database = %target_db, error = %e, "the database's owner, settings, ACL and comment were not restored");
                 format!("not restored: {e}")
             }
         },
-        None if o.target.no_owner => "not restored: --no-owner".into(),
+        None if server.no_owner => "not restored: --no-owner".into(),
         None => format!("not restored: {target_db:?} is not the backup's database {source_db:?}"),
     };
     tracing::info!(database = %target_db, properties = %database_properties, "database properties");
@@ -223,13 +224,14 @@ async fn restore_from(
 pub(super) async fn restore_globals(
     store: &Store,
     objects: &[ObjectEntry],
-    o: &RestoreOptions,
+    keys: &Arc<Keyring>,
+    server: &DatabaseTarget,
 ) -> Result<(), Error> {
     let Some(entry) = objects.iter().find(|e| e.role == "globals") else {
         return Err(Error::Usage(
             "--globals: this backup holds no globals (it was made with --no-globals)".into(),
         ));
     };
-    let (sql, _) = decode_object(store, entry, o.keys.clone(), Vec::new()).await?;
-    Ok(o.target.apply_globals(sql).await?)
+    let (sql, _) = decode_object(store, entry, keys.clone(), Vec::new()).await?;
+    Ok(server.apply_globals(sql).await?)
 }

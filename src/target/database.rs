@@ -7,8 +7,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::{Loader, TargetError};
+use crate::catalog::SourceInfo;
 use crate::source::child::{self, Stage};
-use crate::source::postgres::{self, PgConn, PgError};
+use crate::source::postgres::majors::{self, Rule};
+use crate::source::postgres::programs::server_major;
+use crate::source::postgres::{self, Need, PgConn, PgError};
 
 /// The server, and what the restore may do to it.
 #[derive(Clone)]
@@ -44,6 +47,49 @@ impl Prepared {
 }
 
 impl DatabaseTarget {
+    /// This target with the programs a restore of `source` needs, once the
+    /// direction is checked: a dump goes into a server of its own major or a
+    /// newer one, and is read by a pg_restore at least as new as the pg_dump
+    /// that wrote it (its archive format): the target server's own when it
+    /// can (a newer one may send settings an older server refuses), else
+    /// the newest.
+    pub async fn for_backup(&self, source: &SourceInfo) -> Result<DatabaseTarget, TargetError> {
+        let Some(pg) = source.postgres() else {
+            return Ok(self.clone());
+        };
+        let db = &self.maintenance_db;
+        let mut c = self.conn.connect(db).await?;
+        let target = server_major(&mut c, db).await;
+        postgres::close(c).await;
+        let target = target?;
+        let backup = majors::major_of(&pg.server_version);
+        if let Some(backup) = backup {
+            majors::restore_direction(backup, target).map_err(TargetError::Refused)?;
+        }
+        let (archive, why) = match pg.client_version.as_deref() {
+            Some(v) => (
+                majors::major_of(v),
+                format!("to read a dump made by pg_dump {v}"),
+            ),
+            None => (
+                backup,
+                format!("to read a dump of PostgreSQL {}", pg.server_version),
+            ),
+        };
+        let conn = self.conn.with_programs(&Need {
+            tool: "pg_restore",
+            rule: Rule::Prefer {
+                major: target,
+                at_least: archive.unwrap_or(target),
+            },
+            why,
+        })?;
+        Ok(DatabaseTarget {
+            conn,
+            ..self.clone()
+        })
+    }
+
     /// Checks (and creates, when asked) the target database, once per restore.
     pub async fn prepare(&self, db: &str, state: &mut Prepared) -> Result<(), TargetError> {
         if state.database.as_deref() == Some(db) {

@@ -17,7 +17,7 @@ use crate::commands;
 use crate::keys::{KeyError, Keyring};
 use crate::owner::Owner;
 use crate::pipeline::header::Compression;
-use crate::source::postgres::{PgConn, Secret};
+use crate::source::postgres::{PgConn, Programs, Secret};
 use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};
 
@@ -34,9 +34,15 @@ pub struct ConnArgs {
     /// File holding the password (never pass a password on the command line).
     #[arg(long, env = "LIFEBOAT_PASSWORD_FILE")]
     pub password_file: Option<PathBuf>,
-    /// Directory of pg_dump, pg_restore and pg_dumpall (default: PATH).
+    /// One directory of PostgreSQL's programs, used whatever the server's
+    /// major (overrides --pg-root).
     #[arg(long, env = "LIFEBOAT_PG_BIN")]
     pub pg_bin: Option<PathBuf>,
+    /// Directory of one `<major>/bin` per PostgreSQL major; lifeboat runs
+    /// the major each server needs [default: /usr/lib/postgresql when it
+    /// exists, else PATH].
+    #[arg(long, env = "LIFEBOAT_PG_ROOT")]
+    pub pg_root: Option<PathBuf>,
     /// Database for server-level queries.
     #[arg(long, default_value = "postgres")]
     pub maintenance_db: String,
@@ -53,7 +59,8 @@ impl ConnArgs {
                 .as_deref()
                 .map(Secret::from_file)
                 .transpose()?,
-            bin_dir: self.pg_bin.clone(),
+            programs: Programs::from_args(self.pg_bin.clone(), self.pg_root.clone()),
+            bin_dir: None,
         })
     }
 }

@@ -60,6 +60,11 @@ pub const KEY_SECRET_KEY: &str = "keys";
 pub const RUN_AS: i64 = 65532;
 /// Name of the single container in every Job.
 pub const CONTAINER: &str = "lifeboat";
+/// The container's command: the image's init (tini, see Dockerfile) as PID 1,
+/// then lifeboat. A pod's `command` replaces the image's entrypoint, so the
+/// init is named here too: lifeboat spawns PostgreSQL's programs and servers,
+/// and something must reap what they leave and forward signals.
+pub const COMMAND: [&str; 3] = ["/usr/bin/tini", "--", "lifeboat"];
 
 pub const LABEL_POLICY: &str = "lifeboat.dev/policy";
 pub const LABEL_RUN: &str = "lifeboat.dev/run";

@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use super::destinations;
-use super::{JobConfig, CONTAINER, KEY_SECRET_KEY, RUN_AS};
+use super::{JobConfig, COMMAND, CONTAINER, KEY_SECRET_KEY, RUN_AS};
 use crate::api::policy::JobTemplate;
 use crate::api::{BackupPolicy, ConnectionSecretRef};
 use crate::wire::TERMINATION_LOG;
@@ -257,7 +257,7 @@ pub(crate) fn pod_spec(
         name: CONTAINER.into(),
         image: Some(template.image.clone().unwrap_or_else(|| cfg.image.clone())),
         image_pull_policy: cfg.image_pull_policy.clone(),
-        command: Some(vec!["lifeboat".into()]),
+        command: Some(COMMAND.map(String::from).to_vec()),
         args: Some(needs.args),
         env: Some(
             needs

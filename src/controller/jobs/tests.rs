@@ -244,7 +244,8 @@ fn backup_args_carry_databases_policy_tier_report_and_verification() {
     );
     assert_eq!(
         pod(&job).containers[0].command.as_deref(),
-        Some(&["lifeboat".to_string()][..])
+        Some(&["/usr/bin/tini".to_string(), "--".into(), "lifeboat".into()][..]),
+        "an init as PID 1, then lifeboat"
     );
 
     let p = policy(json!({"verification": {"readBack": false},

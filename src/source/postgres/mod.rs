@@ -6,7 +6,11 @@
 //! through argv, where every process on the node could read it.
 
 pub mod logical;
+pub mod majors;
 pub mod physical;
+pub mod programs;
+
+pub use programs::{Need, Programs};
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
@@ -31,6 +35,9 @@ pub enum PgError {
     },
     #[error("database {db}: {message}")]
     Query { db: String, message: String },
+    /// No installed programs of the major a server needs (names it and the package).
+    #[error("{0}")]
+    NoPrograms(String),
 }
 
 /// A password that never prints.
@@ -62,7 +69,9 @@ pub struct PgConn {
     pub port: Option<u16>,
     pub user: Option<String>,
     pub password: Option<Secret>,
-    /// Directory of pg_dump, pg_restore and psql; PATH when unset.
+    /// Where PostgreSQL's programs are (one directory per major, or one for all).
+    pub programs: Programs,
+    /// The directory chosen for this server ([`PgConn::with_programs`]).
     pub bin_dir: Option<PathBuf>,
 }
 
@@ -145,9 +154,10 @@ impl PgConn {
     }
 
     pub fn tool(&self, name: &str) -> PathBuf {
-        match &self.bin_dir {
-            Some(d) => d.join(name),
-            None => PathBuf::from(name),
+        match (&self.bin_dir, &self.programs) {
+            (Some(d), _) | (None, Programs::Fixed(d)) => d.join(name),
+            // Under a per-major root but not chosen for a server: PATH.
+            _ => PathBuf::from(name),
         }
     }
 
