@@ -99,6 +99,18 @@ pub fn id_of_key(key: &str) -> Option<&str> {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum SourceInfo {
     Postgres(PostgresInfo),
+    /// A directory of files, stored in the chunk store (format 2).
+    Files(FilesInfo),
+}
+
+/// A file backup (docs/FORMAT.md §9): its one object is the tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilesInfo {
+    /// The directory backed up, as given (lossily as text).
+    pub path: String,
+    /// The master key the chunk id key is derived from.
+    pub chunk_key_id: String,
+    pub stats: crate::wire::FileStats,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,6 +149,7 @@ impl SourceInfo {
     pub fn databases(&self) -> &[String] {
         match self {
             SourceInfo::Postgres(pg) => &pg.databases,
+            SourceInfo::Files(_) => &[],
         }
     }
 
@@ -144,6 +157,7 @@ impl SourceInfo {
     pub fn version(&self) -> &str {
         match self {
             SourceInfo::Postgres(pg) => &pg.server_version,
+            SourceInfo::Files(_) => "",
         }
     }
 
@@ -153,6 +167,12 @@ impl SourceInfo {
             SourceInfo::Postgres(pg) => {
                 format!("postgres {} {} {}", pg.method, pg.host, pg.server_version)
             }
+            SourceInfo::Files(f) => format!(
+                "files {} ({} files, {} bytes)",
+                f.path,
+                f.stats.files_new + f.stats.files_changed + f.stats.files_unchanged,
+                f.stats.bytes_total
+            ),
         }
     }
 
@@ -160,6 +180,7 @@ impl SourceInfo {
     pub fn postgres(&self) -> Option<&PostgresInfo> {
         match self {
             SourceInfo::Postgres(pg) => Some(pg),
+            SourceInfo::Files(_) => None,
         }
     }
 
@@ -300,8 +321,15 @@ pub fn parse_manifest(bytes: &[u8], id: &str) -> Result<Manifest, CatalogError> 
     })?;
     let m = sealed.manifest;
     // Format 0 never existed: anything but 1 is refused, as the object
-    // header's version is (docs/FORMAT.md §5).
-    if m.format != MANIFEST_FORMAT {
+    // header's version is (docs/FORMAT.md §5); format 2 is a backup in the
+    // chunk store, and only a file backup is one.
+    let files = matches!(m.source, SourceInfo::Files(_));
+    let expected = if files {
+        crate::chunks::MANIFEST_FORMAT_V2
+    } else {
+        MANIFEST_FORMAT
+    };
+    if m.format != expected {
         return Err(CatalogError::Format(m.format));
     }
     if m.backup_id != id {

@@ -18,6 +18,8 @@ pub const WRAP_NONCE_LEN: usize = 12;
 /// nonce ‖ encrypted 32-byte key ‖ 16-byte tag
 pub const WRAPPED_LEN: usize = WRAP_NONCE_LEN + KEY_LEN + 16;
 const LINE_TAG: &str = "LIFEBOAT-KEY-1";
+/// The HKDF salt of [`MasterKey::derive`] (docs/FORMAT.md §7).
+const DERIVE_SALT: &[u8] = b"lifeboat derive v2";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -57,6 +59,9 @@ pub enum KeyError {
 pub struct MasterKey {
     pub id: String,
     key: LessSafeKey,
+    /// HKDF-SHA-256 pseudorandom key extracted from the material, for
+    /// keys that must be the same wherever this master key is (chunk ids).
+    prk: ring::hkdf::Prk,
 }
 
 impl fmt::Debug for MasterKey {
@@ -87,10 +92,31 @@ impl MasterKey {
             return Err(KeyError::BadId(id.to_string()));
         }
         let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, material).expect("32-byte key"));
+        let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, DERIVE_SALT).extract(material);
         Ok(Self {
             id: id.to_string(),
             key,
+            prk,
         })
+    }
+
+    /// A 32-byte key derived from this master key for the purpose `info`
+    /// (HKDF-SHA-256, RFC 5869; salt `lifeboat derive v2`): the same on
+    /// every machine and destination that holds the master key, and
+    /// unrelated to it for anyone who does not.
+    pub fn derive(&self, info: &[u8]) -> [u8; KEY_LEN] {
+        struct Len;
+        impl ring::hkdf::KeyType for Len {
+            fn len(&self) -> usize {
+                KEY_LEN
+            }
+        }
+        let mut out = [0u8; KEY_LEN];
+        self.prk
+            .expand(&[info], Len)
+            .and_then(|okm| okm.fill(&mut out))
+            .expect("HKDF-SHA-256 gives 32 bytes");
+        out
     }
 
     /// Encrypts `data_key` with this master key; `aad` binds it to its context.

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod catalog;
+pub mod chunks;
 pub mod cli;
 pub mod commands;
 pub mod controller;

@@ -12,13 +12,16 @@ use std::sync::Arc;
 /// `lifeboat backup [--verify]`.
 pub async fn backup(a: BackupArgs) -> Result<ExitCode, commands::Error> {
     let policy = manifest_policy(a.policy.as_deref(), a.key.owner.owner.as_ref())?;
+    if let Some(root) = a.path.clone() {
+        return backup_files(a, root, policy).await;
+    }
     let conn = a.conn.conn()?;
     let maintenance_db = a.conn.maintenance_db.clone();
     // The one place the command line picks the kind of source.
     let source = match a.method {
         MethodArg::Logical => Source::PostgresLogical(postgres::logical::Logical::new(
             conn,
-            a.databases,
+            a.databases.clone(),
             a.all_databases,
             maintenance_db,
             !a.no_globals,
@@ -27,16 +30,50 @@ pub async fn backup(a: BackupArgs) -> Result<ExitCode, commands::Error> {
             Source::PostgresPhysical(postgres::physical::Physical::new(conn, maintenance_db))
         }
     };
-    let mut report = backup::backup(backup::BackupOptions {
+    let report = backup::backup(backup::BackupOptions {
         source,
-        to: a.to,
+        to: a.to.clone(),
         keys: a.key.load()?,
         compression: args::compression(a.compression),
         policy,
-        tier: a.tier,
+        tier: a.tier.clone(),
         allow_partial: a.allow_partial,
     })
     .await?;
+    finish(&a, report).await
+}
+
+/// `lifeboat backup --path DIR`: files into the chunk store.
+async fn backup_files(
+    a: BackupArgs,
+    root: std::path::PathBuf,
+    policy: String,
+) -> Result<ExitCode, commands::Error> {
+    let report = commands::files::backup(commands::files::FilesBackupOptions {
+        spec: crate::source::files::FilesSpec {
+            root,
+            include: a.include.clone(),
+            exclude: a.exclude.clone(),
+            full: a.full,
+            skip_unreadable: a.skip_unreadable,
+            sizes: crate::chunks::chunker::DEFAULT_SIZES,
+        },
+        to: a.to.clone(),
+        keys: a.key.load()?,
+        policy,
+        tier: a.tier.clone(),
+        pack_target: a.pack_size,
+    })
+    .await?;
+    finish(&a, report).await
+}
+
+/// Read-back (`--verify`), the report file and the printed report; exit 1
+/// when the committed backup failed read-back.
+async fn finish(
+    a: &BackupArgs,
+    mut report: backup::BackupReport,
+) -> Result<ExitCode, commands::Error> {
     let verified = if a.verify {
         let keys = Arc::new(a.key.load()?);
         backup::verify_committed(&mut report, keys).await?

@@ -15,6 +15,14 @@ use std::sync::Arc;
 /// `lifeboat restore`: --data-dir asks for point-in-time recovery, --check
 /// or --drop-after for a restore the checks judge.
 pub async fn restore(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
+    if let Some(dir) = a.to_dir.clone() {
+        let report =
+            commands::files::restore(&a.from, a.key.load()?, &a.backup, dir)
+                .await?;
+        write_report(a.report_file.as_deref(), &report)?;
+        print::report(a.json, &report, print::files_restored);
+        return Ok(ExitCode::SUCCESS);
+    }
     if a.data_dir.is_some() {
         point_in_time(a).await
     } else if !a.checks.is_empty() || a.drop_after {
