@@ -16,9 +16,7 @@ use std::sync::Arc;
 /// or --drop-after for a restore the checks judge.
 pub async fn restore(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
     if let Some(dir) = a.to_dir.clone() {
-        let report =
-            commands::files::restore(&a.from, a.key.load()?, &a.backup, dir)
-                .await?;
+        let report = commands::files::restore(&a.from, a.key.load()?, &a.backup, dir).await?;
         write_report(a.report_file.as_deref(), &report)?;
         print::report(a.json, &report, print::files_restored);
         return Ok(ExitCode::SUCCESS);
@@ -50,7 +48,15 @@ fn restore_options(a: &RestoreArgs) -> Result<restore::RestoreOptions, commands:
         },
         target_db: a.target_db.clone(),
         globals: a.globals,
+        jobs: a.jobs.unwrap_or_else(default_jobs),
+        spool_dir: a.spool_dir.clone(),
     })
+}
+
+/// The CPUs this process may use (in a pod: its CPU limit, which the
+/// standard library reads from the cgroup), at most 8.
+fn default_jobs() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8) as u32)
 }
 
 async fn logical(a: RestoreArgs) -> Result<ExitCode, commands::Error> {

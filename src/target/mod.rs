@@ -14,6 +14,7 @@
 pub mod data_dir;
 pub mod database;
 pub mod files;
+pub mod spool;
 
 use std::os::fd::OwnedFd;
 use std::process::Command;

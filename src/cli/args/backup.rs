@@ -120,6 +120,16 @@ pub struct RestoreArgs {
     /// First recreate the backup's roles and tablespaces (a fresh server).
     #[arg(long)]
     pub globals: bool,
+    /// pg_restore connections (default: the CPUs this process may use, at
+    /// most 8). Above 1, a database this restore creates is loaded from a
+    /// local copy of the dump that authenticated whole (disk: the dump's
+    /// size); an existing database, or too little disk, loads in one
+    /// transaction instead.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: Option<u32>,
+    /// Directory for that copy (default: TMPDIR).
+    #[arg(long)]
+    pub spool_dir: Option<PathBuf>,
     /// Point-in-time restore: unpack the newest physical base backup that
     /// reaches the target into this empty (or absent) directory and recover
     /// it from the WAL archive (the --from destinations) to the target.
