@@ -48,15 +48,9 @@ fn restore_options(a: &RestoreArgs) -> Result<restore::RestoreOptions, commands:
         },
         target_db: a.target_db.clone(),
         globals: a.globals,
-        jobs: a.jobs.unwrap_or_else(default_jobs),
+        jobs: a.jobs,
         spool_dir: a.spool_dir.clone(),
     })
-}
-
-/// The CPUs this process may use (in a pod: its CPU limit, which the
-/// standard library reads from the cgroup), at most 8.
-fn default_jobs() -> u32 {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(8) as u32)
 }
 
 async fn logical(a: RestoreArgs) -> Result<ExitCode, commands::Error> {

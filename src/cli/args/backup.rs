@@ -120,13 +120,14 @@ pub struct RestoreArgs {
     /// First recreate the backup's roles and tablespaces (a fresh server).
     #[arg(long)]
     pub globals: bool,
-    /// pg_restore connections (default: the CPUs this process may use, at
-    /// most 8). Above 1, a database this restore creates is loaded from a
-    /// local copy of the dump that authenticated whole (disk: the dump's
-    /// size); an existing database, or too little disk, loads in one
-    /// transaction instead.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub jobs: Option<u32>,
+    /// pg_restore connections, or `auto` (the CPUs this process may use, at
+    /// most 8; the operator's restore Jobs pass it). Above 1, a database this
+    /// restore creates is loaded from a local copy of the dump that
+    /// authenticated whole (disk: the dump's size) and dropped if the load
+    /// fails; an existing database, or too little disk, loads in one
+    /// transaction instead. Default 1: one transaction.
+    #[arg(long, default_value = "1", value_parser = parse_jobs)]
+    pub jobs: u32,
     /// Directory for that copy (default: TMPDIR).
     #[arg(long)]
     pub spool_dir: Option<PathBuf>,
@@ -261,4 +262,16 @@ pub struct KeygenArgs {
     /// Put the new key first in an existing file (rotation: old keys still decrypt).
     #[arg(long)]
     pub add: bool,
+}
+
+/// `--jobs`: 1 to 64, or `auto`: the CPUs this process may use (in a pod its
+/// CPU limit, which the standard library reads from the cgroup), at most 8.
+fn parse_jobs(s: &str) -> Result<u32, String> {
+    if s == "auto" {
+        return Ok(std::thread::available_parallelism().map_or(1, |n| n.get().min(8) as u32));
+    }
+    match s.parse::<u32>() {
+        Ok(n @ 1..=64) => Ok(n),
+        _ => Err(format!("{s:?}: expected a number from 1 to 64, or auto")),
+    }
 }
