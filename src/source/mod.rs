@@ -11,6 +11,7 @@
 //! | PostgreSQL, physical | [`postgres::physical`] | `base` (pg_basebackup's tar) |
 
 pub mod child;
+pub mod files;
 pub mod postgres;
 
 use std::process::Command;

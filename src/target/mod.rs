@@ -13,6 +13,7 @@
 
 pub mod data_dir;
 pub mod database;
+pub mod files;
 
 use std::os::fd::OwnedFd;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! Arguments of the commands on backups: backup, restore, plan, list,
 //! verify, prune, keygen.
 
-use super::{CompressionArg, ConnArgs, KeyArgs};
+use super::{CompressionArg, ConnArgs, KeyArgs, OwnerArg};
 use crate::catalog::Point;
 use crate::commands;
 use crate::location::NamedLocation;
@@ -26,9 +26,31 @@ pub struct BackupArgs {
     #[arg(
         long = "database",
         short = 'd',
-        required_unless_present_any = ["all_databases", "method"]
+        required_unless_present_any = ["all_databases", "method", "path"]
     )]
     pub databases: Vec<String>,
+    /// Back up the files under this directory (a PVC's mount) into the
+    /// chunk store, instead of a database.
+    #[arg(long, conflicts_with_all = ["databases", "all_databases", "no_globals"])]
+    pub path: Option<PathBuf>,
+    /// With --path: only files and links matching one of these globs
+    /// (relative to --path, repeat for several); directories are always kept.
+    #[arg(long, requires = "path")]
+    pub include: Vec<String>,
+    /// With --path: leave out what matches (and everything under it).
+    #[arg(long, requires = "path")]
+    pub exclude: Vec<String>,
+    /// With --path: read every file, even those unchanged since the previous
+    /// backup (the weekly and monthly tiers).
+    #[arg(long, requires = "path")]
+    pub full: bool,
+    /// With --path: leave out files that cannot be read and list them in
+    /// the report, instead of failing.
+    #[arg(long, requires = "path")]
+    pub skip_unreadable: bool,
+    /// With --path: close packs at this many bytes (default 32 MiB).
+    #[arg(long, requires = "path", hide = true)]
+    pub pack_size: Option<u64>,
     /// Every database that accepts connections.
     #[arg(long, conflicts_with = "databases")]
     pub all_databases: bool,
@@ -42,9 +64,10 @@ pub struct BackupArgs {
     pub key: KeyArgs,
     #[arg(long, value_enum, default_value = "zstd")]
     pub compression: CompressionArg,
-    /// Policy name recorded in the manifest.
-    #[arg(long, default_value = "manual")]
-    pub policy: String,
+    /// Policy name recorded in the manifest (default: the --owner's policy,
+    /// else `manual`).
+    #[arg(long)]
+    pub policy: Option<String>,
     /// Tier recorded in the manifest (daily, weekly, monthly, manual).
     #[arg(long, default_value = "manual")]
     pub tier: String,
@@ -112,6 +135,10 @@ pub struct RestoreArgs {
     /// recovery runs when PostgreSQL is next started there.
     #[arg(long, requires = "data_dir")]
     pub no_start: bool,
+    /// Restore a file backup into this directory, which must be new or
+    /// empty; nothing appears there unless every file restored.
+    #[arg(long, conflicts_with_all = ["data_dir", "database", "all_databases", "target_db", "create", "clean", "no_owner", "globals", "checks", "drop_after"])]
+    pub to_dir: Option<PathBuf>,
     /// Leave the promoted server running after recovery (default: stop it cleanly).
     #[arg(long, requires = "data_dir", conflicts_with = "no_start")]
     pub keep_running: bool,
@@ -171,6 +198,8 @@ pub struct ListArgs {
     /// Check each manifest's MAC with this key file.
     #[arg(long, env = "LIFEBOAT_KEY_FILE")]
     pub key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub owner: OwnerArg,
     #[arg(long)]
     pub json: bool,
 }
@@ -202,6 +231,8 @@ pub struct PruneArgs {
     /// manifest authenticated with it (without it, WAL is kept).
     #[arg(long, env = "LIFEBOAT_KEY_FILE")]
     pub key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub owner: OwnerArg,
     #[arg(long)]
     pub json: bool,
     /// Also write a compact JSON report here (a Job's /dev/termination-log).

@@ -14,10 +14,12 @@ pub use operator::{ControllerArgs, OutputArg, StatusArgs};
 pub use wal::{WalFetchArgs, WalPushArgs, WalStreamArgs};
 
 use crate::commands;
+use crate::keys::{KeyError, Keyring};
+use crate::owner::Owner;
 use crate::pipeline::header::Compression;
 use crate::source::postgres::{PgConn, Programs, Secret};
 use clap::{Args, ValueEnum};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Where PostgreSQL is. Unset values come from libpq's environment
 /// (PGHOST, PGPORT, PGUSER, PGPASSFILE, PGPASSWORD, PGSSLMODE).
@@ -68,6 +70,30 @@ pub struct KeyArgs {
     /// Master key file (`lifeboat keygen`); the first key encrypts, all decrypt.
     #[arg(long, env = "LIFEBOAT_KEY_FILE")]
     pub key_file: PathBuf,
+    #[command(flatten)]
+    pub owner: OwnerArg,
+}
+
+impl KeyArgs {
+    pub fn load(&self) -> Result<Keyring, KeyError> {
+        self.owner.load(&self.key_file)
+    }
+}
+
+#[derive(Args)]
+pub struct OwnerArg {
+    /// Whose backups these are, `<namespace>/<policy>`: backups record it,
+    /// and a manifest of anyone else's is refused (the operator sets it on
+    /// every Job; a backup copied between policies sharing a key fails).
+    #[arg(long, env = "LIFEBOAT_OWNER")]
+    pub owner: Option<Owner>,
+}
+
+impl OwnerArg {
+    /// The key file's keys, vouching only for this owner's backups.
+    pub fn load(&self, key_file: &Path) -> Result<Keyring, KeyError> {
+        Ok(Keyring::load(key_file)?.for_owner(self.owner.clone()))
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -101,6 +101,9 @@ impl Default for JobConfig {
     }
 }
 
+/// File name of a destination's mounted CA certificates.
+pub const CA_FILE: &str = "ca.crt";
+
 impl JobConfig {
     pub fn new(image: impl Into<String>) -> Self {
         Self {
@@ -121,6 +124,12 @@ impl JobConfig {
     /// Directory holding a destination's S3 credentials in the pod.
     pub fn credentials_dir(&self, destination: &str) -> String {
         format!("{}/s3/{destination}", self.root())
+    }
+
+    /// Where a destination's CA certificates (`caSecretRef`) are mounted,
+    /// as the file [`CA_FILE`].
+    pub fn ca_dir(&self, destination: &str) -> String {
+        format!("{}/s3-ca/{destination}", self.root())
     }
 
     /// The database password file in the pod.

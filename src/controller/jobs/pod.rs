@@ -60,10 +60,20 @@ impl PodNeeds {
         }
     }
 
-    /// The policy's master keys, mounted as the key file (`LIFEBOAT_KEY_FILE`).
+    /// The policy's master keys, mounted as the key file (`LIFEBOAT_KEY_FILE`),
+    /// vouching only for this policy's backups (`LIFEBOAT_OWNER`, src/owner.rs).
     pub fn keys(policy: &BackupPolicy, cfg: &JobConfig) -> Self {
+        use kube::ResourceExt;
+        let owner = format!(
+            "{}/{}",
+            policy.namespace().unwrap_or_default(),
+            policy.name_any()
+        );
         PodNeeds {
-            env: vec![plain_env("LIFEBOAT_KEY_FILE", cfg.key_file())],
+            env: vec![
+                plain_env("LIFEBOAT_KEY_FILE", cfg.key_file()),
+                plain_env("LIFEBOAT_OWNER", owner),
+            ],
             volumes: vec![secret_volume(
                 "keys",
                 &policy.spec.encryption.key_secret_ref.name,
