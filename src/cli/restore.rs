@@ -16,9 +16,7 @@ use std::sync::Arc;
 /// or --drop-after for a restore the checks judge.
 pub async fn restore(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
     if let Some(dir) = a.to_dir.clone() {
-        let report =
-            commands::files::restore(&a.from, a.key.load()?, &a.backup, dir)
-                .await?;
+        let report = commands::files::restore(&a.from, a.key.load()?, &a.backup, dir).await?;
         write_report(a.report_file.as_deref(), &report)?;
         print::report(a.json, &report, print::files_restored);
         return Ok(ExitCode::SUCCESS);
