@@ -336,6 +336,44 @@ fn a_missing_major_names_it_and_what_to_install() {
         "{e}"
     );
     assert!(find(&dir.path().join("bk"), "manifest.json").is_none());
+
+    // A base backup needs pg_basebackup of exactly 17: checked before the
+    // server's WAL settings, before anything is written.
+    let e = run_in(
+        Cli::new("backup")
+            .opt("--method", "physical")
+            .args(s.conn())
+            .opt("--to", &dest)
+            .opt("--key-file", key.to_str().unwrap()),
+        &root,
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("no pg_basebackup of major 17 for the PostgreSQL 17 server")
+            && e.contains("install postgresql-client-17"),
+        "{e}"
+    );
+    assert!(find(&dir.path().join("bk"), "manifest.json").is_none());
+
+    // wal-stream says so at each attempt to start pg_receivewal, and keeps
+    // retrying (the programs may be installed while it runs).
+    let cli = Cli::new("wal-stream")
+        .args(s.conn())
+        .opt("--slot", &unique("lifeboat_missing"))
+        .opt("--spool", dir.path().join("spool").to_str().unwrap())
+        .opt("--key-file", key.to_str().unwrap())
+        .opt("--to", &dest);
+    let stream = Stream::start(&cli, &root, dir.path().join("wal-stream.log"));
+    wait(&stream, "wal-stream's error", || {
+        stream
+            .log()
+            .contains("no pg_receivewal of major 17 for the PostgreSQL 17 server")
+    });
+    assert!(
+        stream.log().contains("install postgresql-client-17"),
+        "{}",
+        stream.log()
+    );
 }
 
 /// A running `lifeboat wal-stream`, stopped with SIGTERM (so its
@@ -343,6 +381,17 @@ fn a_missing_major_names_it_and_what_to_install() {
 struct Stream(Child, PathBuf);
 
 impl Stream {
+    /// `cli` (a wal-stream) with the programs of `root`, its log in `log`.
+    fn start(cli: &Cli, root: &Path, log: PathBuf) -> Stream {
+        let child = with_root(cli, root)
+            .env("LIFEBOAT_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Stream(child, log)
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(&self.1).unwrap_or_default()
     }
@@ -397,14 +446,7 @@ fn physical_round_trip(s: &Server) {
         .opt("--max-wal-delay", "2s")
         .opt("--status-file", status.to_str().unwrap())
         .opt("--to", &dest);
-    let stream = Stream(
-        with_root(&cli, &pg_root())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-        log,
-    );
+    let stream = Stream::start(&cli, &pg_root(), log);
     wait(&stream, "the slot in use", || {
         s.psql(
             "postgres",
