@@ -219,6 +219,13 @@ fn logical_backup_restore_and_drill_on_every_major() {
         let client = source["client_version"].as_str().unwrap();
         assert!(client.starts_with(&format!("{}.", s.major)), "{source}");
 
+        let listed = run(Cli::new("list").opt("--from", &dest).json()).unwrap();
+        let listed = listed.to_string();
+        assert!(
+            listed.contains(&format!("{server_version} (pg_dump {}.", s.major)),
+            "{listed}"
+        );
+
         let restored = unique(&format!("restored_pg{}", s.major));
         run(restore(&[&dest], k).args(s.conn()).create(&restored).json()).unwrap();
         assert_eq!(s.dump(&db), s.dump(&restored), "PostgreSQL {}", s.major);
