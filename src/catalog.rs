@@ -161,11 +161,16 @@ impl SourceInfo {
         }
     }
 
-    /// One line for listings: `postgres logical db:5432 15.18`.
+    /// One line for listings: `postgres logical db:5432 15.18 (pg_dump 17.2)`.
     pub fn summary(&self) -> String {
         match self {
             SourceInfo::Postgres(pg) => {
-                format!("postgres {} {} {}", pg.method, pg.host, pg.server_version)
+                let line = format!("postgres {} {} {}", pg.method, pg.host, pg.server_version);
+                match (&pg.client_version, pg.method) {
+                    (Some(v), PgMethod::Logical) => format!("{line} (pg_dump {v})"),
+                    (Some(v), PgMethod::Physical) => format!("{line} (pg_basebackup {v})"),
+                    (None, _) => line,
+                }
             }
             SourceInfo::Files(f) => format!(
                 "files {} ({} files, {} bytes)",
@@ -480,6 +485,20 @@ mod tests {
             "ids within one second still sort"
         );
         assert_eq!(id_of_key(&object_key(&a, "db-0")), Some(a.as_str()));
+    }
+
+    #[test]
+    fn listings_name_the_program_that_made_the_backup() {
+        let mut s = SourceInfo::sample(PgMethod::Logical, &["orders"]);
+        assert_eq!(
+            s.summary(),
+            "postgres logical db 15",
+            "not recorded before issue 14"
+        );
+        if let SourceInfo::Postgres(pg) = &mut s {
+            pg.client_version = Some("17.2".into());
+        }
+        assert_eq!(s.summary(), "postgres logical db 15 (pg_dump 17.2)");
     }
 
     #[test]
