@@ -14,6 +14,9 @@ use chrono::{DateTime, Utc};
 use ring::hmac;
 use serde::{Deserialize, Serialize};
 
+mod objects;
+pub use objects::{ConfigInfo, TypeCount};
+
 pub const MANIFEST_FORMAT: u32 = 1;
 pub const BACKUPS: &str = "backups/";
 pub const MANIFEST: &str = "manifest.json";
@@ -101,6 +104,7 @@ pub enum SourceInfo {
     Postgres(PostgresInfo),
     /// A directory of files, stored in the chunk store (format 2).
     Files(FilesInfo),
+    Config(ConfigInfo),
 }
 
 /// A file backup (docs/FORMAT.md §9): its one object is the tree.
@@ -150,6 +154,7 @@ impl SourceInfo {
         match self {
             SourceInfo::Postgres(pg) => &pg.databases,
             SourceInfo::Files(_) => &[],
+            SourceInfo::Config(_) => &[],
         }
     }
 
@@ -158,6 +163,7 @@ impl SourceInfo {
         match self {
             SourceInfo::Postgres(pg) => &pg.server_version,
             SourceInfo::Files(_) => "",
+            SourceInfo::Config(c) => &c.server_version,
         }
     }
 
@@ -178,6 +184,12 @@ impl SourceInfo {
                 f.stats.files_new + f.stats.files_changed + f.stats.files_unchanged,
                 f.stats.bytes_total
             ),
+            SourceInfo::Config(c) => format!(
+                "config {} objects in {} types, kubernetes {}",
+                c.objects(),
+                c.types.len(),
+                c.server_version
+            ),
         }
     }
 
@@ -186,6 +198,7 @@ impl SourceInfo {
         match self {
             SourceInfo::Postgres(pg) => Some(pg),
             SourceInfo::Files(_) => None,
+            SourceInfo::Config(_) => None,
         }
     }
 

@@ -21,7 +21,9 @@ pub async fn restore(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
         print::report(a.json, &report, print::files_restored);
         return Ok(ExitCode::SUCCESS);
     }
-    if a.data_dir.is_some() {
+    if a.objects.config {
+        super::objects::restore(a).await
+    } else if a.data_dir.is_some() {
         point_in_time(a).await
     } else if !a.checks.is_empty() || a.drop_after {
         recover(a).await

@@ -70,7 +70,7 @@ pub async fn restore(o: RestoreOptions) -> Result<RestoreReport, Error> {
     if o.from.is_empty() {
         return Err(Error::Usage("no source: give --from at least once".into()));
     }
-    let point = resolve_point(&o).await;
+    let point = resolve_point(&o.from, &o.keys, &o.point).await;
     let mut target = Prepared::default();
     let mut attempts = Vec::new();
     for url in &o.from {
@@ -83,13 +83,7 @@ pub async fn restore(o: RestoreOptions) -> Result<RestoreReport, Error> {
                 tracing::info!(backup = %report.backup_id, from = %report.destination, target = %report.target_database, seconds = format!("{:.1}", report.seconds), "restore complete");
                 return Ok(report);
             }
-            Err(e) if e.is_source_fault() => {
-                tracing::warn!(from = %url.label(), error = %e, "this destination cannot serve the restore; trying the next one");
-                attempts.push(Attempt {
-                    destination: url.name.clone(),
-                    error: e.to_string(),
-                });
-            }
+            Err(e) if e.is_source_fault() => attempts.push(Attempt::failed(url, &e)),
             Err(e) => {
                 o.target.discard(&target).await;
                 return Err(e);
@@ -97,13 +91,30 @@ pub async fn restore(o: RestoreOptions) -> Result<RestoreReport, Error> {
         }
     }
     o.target.discard(&target).await;
-    Err(Error::AllSourcesFailed(
-        attempts
-            .iter()
-            .map(|a| a.error.clone())
-            .collect::<Vec<_>>()
-            .join("; "),
-    ))
+    Err(Attempt::all_failed(&attempts))
+}
+
+impl Attempt {
+    /// A destination that could not serve the restore: logged, and kept
+    /// for the report while the next one is tried.
+    pub(super) fn failed(url: &NamedLocation, e: &Error) -> Self {
+        tracing::warn!(from = %url.label(), error = %e, "this destination cannot serve the restore; trying the next one");
+        Attempt {
+            destination: url.name.clone(),
+            error: e.to_string(),
+        }
+    }
+
+    /// The error when every destination failed.
+    pub(super) fn all_failed(attempts: &[Attempt]) -> Error {
+        Error::AllSourcesFailed(
+            attempts
+                .iter()
+                .map(|a| a.error.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    }
 }
 
 fn pick<'m>(objects: &'m [ObjectEntry], want: Option<&str>) -> Result<&'m ObjectEntry, Error> {
@@ -134,14 +145,14 @@ fn pick<'m>(objects: &'m [ObjectEntry], want: Option<&str>) -> Result<&'m Object
 /// not win over a newer copy elsewhere just by being named first. Only
 /// authenticated manifests count. A destination that cannot be read here is
 /// tried, and reported, by the restore itself.
-pub(super) async fn resolve_point(o: &RestoreOptions) -> Point {
-    if matches!(o.point, Point::Id(_)) || o.from.len() < 2 {
-        return o.point.clone();
+pub(super) async fn resolve_point(from: &[NamedLocation], keys: &Keyring, point: &Point) -> Point {
+    if matches!(point, Point::Id(_)) || from.len() < 2 {
+        return point.clone();
     }
     let mut newest: Option<(chrono::DateTime<chrono::Utc>, String)> = None;
-    for url in &o.from {
+    for url in from {
         let chosen = match Store::open(url).await {
-            Ok(store) => manifests::choose(&store, &o.keys, &o.point).await,
+            Ok(store) => manifests::choose(&store, keys, point).await,
             Err(e) => Err(e.into()),
         };
         match chosen {
@@ -158,10 +169,10 @@ pub(super) async fn resolve_point(o: &RestoreOptions) -> Point {
     }
     match newest {
         Some((_, id)) => {
-            tracing::info!(backup = %id, point = ?o.point, "the newest backup across the destinations");
+            tracing::info!(backup = %id, point = ?point, "the newest backup across the destinations");
             Point::Id(id)
         }
-        None => o.point.clone(),
+        None => point.clone(),
     }
 }
 

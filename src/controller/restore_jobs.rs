@@ -217,6 +217,13 @@ fn target_needs(
     if policy.spec.source.is_physical() {
         return data_dir_needs(request, plan);
     }
+    if policy.spec.source.config.is_some() {
+        // Not built yet: refused by name rather than run as a database restore.
+        return Err(JobError::Unsupported {
+            field: "spec.policyRef".into(),
+            message: "the policy backs up Kubernetes objects; RestoreRequests of config backups are not supported yet: use `lifeboat restore --config`".into(),
+        });
+    }
     let target = request
         .spec
         .target

@@ -18,6 +18,8 @@ pub enum MethodArg {
 pub struct BackupArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
+    #[command(flatten)]
+    pub objects: super::ConfigBackupArgs,
     /// `logical` (pg_dump per database) or `physical` (pg_basebackup of the
     /// whole cluster, for point-in-time restore; needs WAL archiving with wal-push).
     #[arg(long, value_enum, default_value = "logical")]
@@ -26,7 +28,7 @@ pub struct BackupArgs {
     #[arg(
         long = "database",
         short = 'd',
-        required_unless_present_any = ["all_databases", "method", "path"]
+        required_unless_present_any = ["all_databases", "method", "path", "config"]
     )]
     pub databases: Vec<String>,
     /// Back up the files under this directory (a PVC's mount) into the
@@ -90,6 +92,8 @@ pub struct BackupArgs {
 pub struct RestoreArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
+    #[command(flatten)]
+    pub objects: super::ConfigRestoreArgs,
     /// Where the backup is, in order of preference (repeat for fallbacks).
     #[arg(long = "from", required = true)]
     pub from: Vec<NamedLocation>,
