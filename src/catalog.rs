@@ -6,6 +6,7 @@
 //! `backups/<id>/<part>.lbk` — the encrypted objects it lists.
 
 use crate::keys::{KeyError, Keyring, KEY_LEN, WRAPPED_LEN};
+use crate::owner::{self, Verdict};
 use crate::pipeline::header::Compression;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -34,6 +35,12 @@ pub enum CatalogError {
     Mac { id: String },
     #[error("manifest at {path} describes backup {found}: it was moved or swapped")]
     WrongId { path: String, found: String },
+    #[error("backup {id} belongs to {found}, not {expected}: it was copied from another policy's destination")]
+    WrongOwner {
+        id: String,
+        expected: String,
+        found: String,
+    },
     #[error(
         "manifest format {0} is not supported by this lifeboat (it reads format {MANIFEST_FORMAT})"
     )]
@@ -95,7 +102,19 @@ pub fn id_of_key(key: &str) -> Option<&str> {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum SourceInfo {
     Postgres(PostgresInfo),
+    /// A directory of files, stored in the chunk store (format 2).
+    Files(FilesInfo),
     Config(ConfigInfo),
+}
+
+/// A file backup (docs/FORMAT.md §9): its one object is the tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilesInfo {
+    /// The directory backed up, as given (lossily as text).
+    pub path: String,
+    /// The master key the chunk id key is derived from.
+    pub chunk_key_id: String,
+    pub stats: crate::wire::FileStats,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +122,11 @@ pub struct PostgresInfo {
     pub method: PgMethod,
     pub host: String,
     pub server_version: String,
+    /// The version of the program that made the backup (pg_dump,
+    /// pg_basebackup): its major decides which pg_restore can read a dump.
+    /// Absent in backups made before lifeboat recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_version: Option<String>,
     /// Logical: the databases dumped; physical: empty (the whole cluster).
     pub databases: Vec<String>,
 }
@@ -129,6 +153,7 @@ impl SourceInfo {
     pub fn databases(&self) -> &[String] {
         match self {
             SourceInfo::Postgres(pg) => &pg.databases,
+            SourceInfo::Files(_) => &[],
             SourceInfo::Config(_) => &[],
         }
     }
@@ -137,22 +162,43 @@ impl SourceInfo {
     pub fn version(&self) -> &str {
         match self {
             SourceInfo::Postgres(pg) => &pg.server_version,
+            SourceInfo::Files(_) => "",
             SourceInfo::Config(c) => &c.server_version,
         }
     }
 
-    /// One line for listings: `postgres logical db:5432 15.18`.
+    /// One line for listings: `postgres logical db:5432 15.18 (pg_dump 17.2)`.
     pub fn summary(&self) -> String {
         match self {
             SourceInfo::Postgres(pg) => {
-                format!("postgres {} {} {}", pg.method, pg.host, pg.server_version)
+                let line = format!("postgres {} {} {}", pg.method, pg.host, pg.server_version);
+                match (&pg.client_version, pg.method) {
+                    (Some(v), PgMethod::Logical) => format!("{line} (pg_dump {v})"),
+                    (Some(v), PgMethod::Physical) => format!("{line} (pg_basebackup {v})"),
+                    (None, _) => line,
+                }
             }
+            SourceInfo::Files(f) => format!(
+                "files {} ({} files, {} bytes)",
+                f.path,
+                f.stats.files_new + f.stats.files_changed + f.stats.files_unchanged,
+                f.stats.bytes_total
+            ),
             SourceInfo::Config(c) => format!(
                 "config {} objects in {} types, kubernetes {}",
                 c.objects(),
                 c.types.len(),
                 c.server_version
             ),
+        }
+    }
+
+    /// The PostgreSQL source, for what only PostgreSQL has (majors, methods).
+    pub fn postgres(&self) -> Option<&PostgresInfo> {
+        match self {
+            SourceInfo::Postgres(pg) => Some(pg),
+            SourceInfo::Files(_) => None,
+            SourceInfo::Config(_) => None,
         }
     }
 
@@ -163,6 +209,7 @@ impl SourceInfo {
             method,
             host: "db".into(),
             server_version: "15".into(),
+            client_version: None,
             databases: databases.iter().map(|d| d.to_string()).collect(),
         })
     }
@@ -188,6 +235,10 @@ pub struct Manifest {
     pub format: u32,
     pub backup_id: String,
     pub policy: String,
+    /// The policy's namespace, when the writer was told it (`--owner`);
+    /// with `policy`, whose backup this is (src/owner.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     pub tier: String,
     pub source: SourceInfo,
     pub started_at: DateTime<Utc>,
@@ -220,6 +271,7 @@ impl Manifest {
             format: 1,
             backup_id: id.into(),
             policy: "orders".into(),
+            namespace: None,
             tier: "daily".into(),
             source: SourceInfo::sample(PgMethod::Logical, &["orders"]),
             started_at: done,
@@ -256,12 +308,15 @@ fn mac_aad(id: &str) -> Vec<u8> {
 /// every byte before `,"mac":"`.
 pub fn seal_manifest(mut m: Manifest, keys: &Keyring) -> Vec<u8> {
     let master = keys.primary();
-    let mac_key: [u8; KEY_LEN] = crate::keys::random_bytes();
+    let mac_key = zeroize::Zeroizing::new(crate::keys::random_bytes::<KEY_LEN>());
     m.key_id = master.id.clone();
+    if let Some(o) = keys.owner() {
+        m.namespace = Some(o.namespace.clone());
+    }
     m.mac_key = B64.encode(master.wrap(&mac_key, &mac_aad(&m.backup_id)));
     let mut body = serde_json::to_vec(&m).expect("manifest serialises");
     body.pop(); // the closing brace
-    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &mac_key), &body);
+    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &mac_key[..]), &body);
     body.extend_from_slice(MAC_SUFFIX_START);
     body.extend_from_slice(hex::encode(tag.as_ref()).as_bytes());
     body.extend_from_slice(MAC_SUFFIX_END);
@@ -284,8 +339,15 @@ pub fn parse_manifest(bytes: &[u8], id: &str) -> Result<Manifest, CatalogError> 
     })?;
     let m = sealed.manifest;
     // Format 0 never existed: anything but 1 is refused, as the object
-    // header's version is (docs/FORMAT.md §5).
-    if m.format != MANIFEST_FORMAT {
+    // header's version is (docs/FORMAT.md §5); format 2 is a backup in the
+    // chunk store, and only a file backup is one.
+    let files = matches!(m.source, SourceInfo::Files(_));
+    let expected = if files {
+        crate::chunks::MANIFEST_FORMAT_V2
+    } else {
+        MANIFEST_FORMAT
+    };
+    if m.format != expected {
         return Err(CatalogError::Format(m.format));
     }
     if m.backup_id != id {
@@ -335,8 +397,23 @@ pub fn open_manifest(bytes: &[u8], id: &str, keys: &Keyring) -> Result<Manifest,
             KeyError::Unwrap { .. } => CatalogError::Mac { id: id.to_string() },
             other => other.into(),
         })?;
-    hmac::verify(&hmac::Key::new(hmac::HMAC_SHA256, &mac_key), body, &tag)
+    hmac::verify(&hmac::Key::new(hmac::HMAC_SHA256, &mac_key[..]), body, &tag)
         .map_err(|_| CatalogError::Mac { id: id.to_string() })?;
+    // Only now is `policy`/`namespace` known to be what the writer said.
+    if let Some(expected) = keys.owner() {
+        match owner::judge(expected, &m.policy, m.namespace.as_deref()) {
+            Verdict::Same => {}
+            Verdict::NoNamespace => tracing::warn!(backup = %id, policy = %m.policy,
+                "manifest predates recorded namespaces: only its policy name could be checked"),
+            Verdict::Other(found) => {
+                return Err(CatalogError::WrongOwner {
+                    id: id.to_string(),
+                    expected: expected.to_string(),
+                    found,
+                })
+            }
+        }
+    }
     Ok(m)
 }
 
@@ -424,6 +501,20 @@ mod tests {
     }
 
     #[test]
+    fn listings_name_the_program_that_made_the_backup() {
+        let mut s = SourceInfo::sample(PgMethod::Logical, &["orders"]);
+        assert_eq!(
+            s.summary(),
+            "postgres logical db 15",
+            "not recorded before issue 14"
+        );
+        if let SourceInfo::Postgres(pg) = &mut s {
+            pg.client_version = Some("17.2".into());
+        }
+        assert_eq!(s.summary(), "postgres logical db 15 (pg_dump 17.2)");
+    }
+
+    #[test]
     fn sealed_manifest_opens_and_any_edit_fails() {
         let k = keys(&crate::keys::new_key_line("k1").unwrap());
         let id = "20261125T020000.000Z-abcdef";
@@ -473,6 +564,35 @@ mod tests {
         assert_ne!(upper, bytes);
         let err = open_manifest(&upper, id, &k).unwrap_err();
         assert!(err.to_string().contains("lower-case hex"), "{err}");
+    }
+
+    /// Two policies sharing one key: a backup copied from one's prefix to
+    /// the other's authenticates, but is not the other's.
+    #[test]
+    fn a_manifest_opens_only_for_the_owner_that_sealed_it() {
+        let id = "20261125T020000.000Z-abcdef";
+        let line = crate::keys::new_key_line("k1").unwrap();
+        let as_owner = |o: &str| keys(&line).for_owner(Some(o.parse().unwrap()));
+        let bytes = seal_manifest(manifest(id, Utc::now()), &as_owner("shop/orders"));
+        let m = open_manifest(&bytes, id, &as_owner("shop/orders")).unwrap();
+        assert_eq!(m.namespace.as_deref(), Some("shop"));
+        assert!(
+            open_manifest(&bytes, id, &keys(&line)).is_ok(),
+            "no owner: any"
+        );
+        for other in ["other/orders", "shop/billing"] {
+            let err = open_manifest(&bytes, id, &as_owner(other)).unwrap_err();
+            assert!(
+                matches!(err, CatalogError::WrongOwner { .. }),
+                "{other}: {err}"
+            );
+            assert!(err.to_string().contains("belongs to shop/orders"), "{err}");
+        }
+        // Written without an owner (before namespaces were recorded): the
+        // policy name is still checked.
+        let old = seal_manifest(manifest(id, Utc::now()), &keys(&line));
+        assert!(open_manifest(&old, id, &as_owner("any/orders")).is_ok());
+        assert!(open_manifest(&old, id, &as_owner("shop/billing")).is_err());
     }
 
     fn sealed_by_k1(m: Manifest) -> (Keyring, Vec<u8>) {

@@ -5,6 +5,7 @@
 //! first" and history stays readable. Key material never leaves this module
 //! except as ring keys; `Debug` prints ids only.
 
+use crate::owner::Owner;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
@@ -17,6 +18,8 @@ pub const WRAP_NONCE_LEN: usize = 12;
 /// nonce ‖ encrypted 32-byte key ‖ 16-byte tag
 pub const WRAPPED_LEN: usize = WRAP_NONCE_LEN + KEY_LEN + 16;
 const LINE_TAG: &str = "LIFEBOAT-KEY-1";
+/// The HKDF salt of [`MasterKey::derive`] (docs/FORMAT.md §7).
+const DERIVE_SALT: &[u8] = b"lifeboat derive v2";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -56,6 +59,9 @@ pub enum KeyError {
 pub struct MasterKey {
     pub id: String,
     key: LessSafeKey,
+    /// HKDF-SHA-256 pseudorandom key extracted from the material, for
+    /// keys that must be the same wherever this master key is (chunk ids).
+    prk: ring::hkdf::Prk,
 }
 
 impl fmt::Debug for MasterKey {
@@ -86,21 +92,42 @@ impl MasterKey {
             return Err(KeyError::BadId(id.to_string()));
         }
         let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, material).expect("32-byte key"));
+        let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, DERIVE_SALT).extract(material);
         Ok(Self {
             id: id.to_string(),
             key,
+            prk,
         })
+    }
+
+    /// A 32-byte key derived from this master key for the purpose `info`
+    /// (HKDF-SHA-256, RFC 5869; salt `lifeboat derive v2`): the same on
+    /// every machine and destination that holds the master key, and
+    /// unrelated to it for anyone who does not.
+    pub fn derive(&self, info: &[u8]) -> [u8; KEY_LEN] {
+        struct Len;
+        impl ring::hkdf::KeyType for Len {
+            fn len(&self) -> usize {
+                KEY_LEN
+            }
+        }
+        let mut out = [0u8; KEY_LEN];
+        self.prk
+            .expand(&[info], Len)
+            .and_then(|okm| okm.fill(&mut out))
+            .expect("HKDF-SHA-256 gives 32 bytes");
+        out
     }
 
     /// Encrypts `data_key` with this master key; `aad` binds it to its context.
     pub fn wrap(&self, data_key: &[u8; KEY_LEN], aad: &[u8]) -> [u8; WRAPPED_LEN] {
         let nonce: [u8; WRAP_NONCE_LEN] = random_bytes();
-        let mut buf = data_key.to_vec();
+        let mut buf = zeroize::Zeroizing::new(data_key.to_vec());
         self.key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(aad),
-                &mut buf,
+                &mut *buf,
             )
             .expect("sealing 32 bytes cannot fail");
         let mut out = [0u8; WRAPPED_LEN];
@@ -113,9 +140,11 @@ impl MasterKey {
         &self,
         wrapped: &[u8; WRAPPED_LEN],
         aad: &[u8],
-    ) -> Result<[u8; KEY_LEN], KeyError> {
+    ) -> Result<zeroize::Zeroizing<[u8; KEY_LEN]>, KeyError> {
         let nonce: [u8; WRAP_NONCE_LEN] = wrapped[..WRAP_NONCE_LEN].try_into().expect("len");
-        let mut buf = wrapped[WRAP_NONCE_LEN..].to_vec();
+        // Cleared on drop, as the unwrapped key is: data and MAC keys do not
+        // outlive the object they open.
+        let mut buf = zeroize::Zeroizing::new(wrapped[WRAP_NONCE_LEN..].to_vec());
         let plain = self
             .key
             .open_in_place(
@@ -126,7 +155,9 @@ impl MasterKey {
             .map_err(|_| KeyError::Unwrap {
                 id: self.id.clone(),
             })?;
-        Ok(plain.try_into().expect("32-byte key"))
+        Ok(zeroize::Zeroizing::new(
+            <[u8; KEY_LEN]>::try_from(&*plain).expect("32-byte key"),
+        ))
     }
 }
 
@@ -134,6 +165,8 @@ impl MasterKey {
 #[derive(Debug)]
 pub struct Keyring {
     keys: Vec<MasterKey>,
+    /// Whose backups these keys vouch for here (src/owner.rs); `None`: any.
+    owner: Option<Owner>,
 }
 
 impl Keyring {
@@ -204,7 +237,18 @@ impl Keyring {
         if keys.is_empty() {
             return Err(KeyError::Empty(path.to_path_buf()));
         }
-        Ok(Self { keys })
+        Ok(Self { keys, owner: None })
+    }
+
+    /// Restricts what these keys authenticate to one policy's backups:
+    /// manifests are sealed as its and opened only if they are its.
+    pub fn for_owner(mut self, owner: Option<Owner>) -> Self {
+        self.owner = owner;
+        self
+    }
+
+    pub fn owner(&self) -> Option<&Owner> {
+        self.owner.as_ref()
     }
 
     /// The key new data is encrypted with.
@@ -301,7 +345,7 @@ mod tests {
         assert_eq!(ring.primary().id, "new");
         let dk = random_bytes::<32>();
         let w = ring.get("old").unwrap().wrap(&dk, b"ctx");
-        assert_eq!(ring.get("old").unwrap().unwrap(&w, b"ctx").unwrap(), dk);
+        assert_eq!(*ring.get("old").unwrap().unwrap(&w, b"ctx").unwrap(), dk);
         assert!(matches!(
             ring.get("old").unwrap().unwrap(&w, b"other"),
             Err(KeyError::Unwrap { .. })

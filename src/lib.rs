@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod catalog;
+pub mod chunks;
 pub mod cli;
 pub mod commands;
 pub mod controller;
@@ -17,6 +18,7 @@ mod hostile;
 pub mod keys;
 pub mod location;
 pub mod notify;
+pub mod owner;
 pub mod pipeline;
 pub mod plan;
 pub mod recovery;

@@ -4,13 +4,17 @@
 use super::args::{self, BackupArgs, KeygenArgs, ListArgs, MethodArg, PruneArgs, VerifyArgs};
 use super::print::{self, write_report};
 use crate::commands::{self, backup, list, prune, verify};
-use crate::keys::{self, Keyring};
+use crate::keys;
 use crate::source::{config, postgres, Source};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 /// `lifeboat backup [--verify]`.
 pub async fn backup(a: BackupArgs) -> Result<ExitCode, commands::Error> {
+    let policy = manifest_policy(a.policy.as_deref(), a.key.owner.owner.as_ref())?;
+    if let Some(root) = a.path.clone() {
+        return backup_files(a, root, policy).await;
+    }
     let conn = a.conn.conn()?;
     let maintenance_db = a.conn.maintenance_db.clone();
     // The one place the command line picks the kind of source.
@@ -20,7 +24,7 @@ pub async fn backup(a: BackupArgs) -> Result<ExitCode, commands::Error> {
         }
         MethodArg::Logical => Source::PostgresLogical(postgres::logical::Logical::new(
             conn,
-            a.databases,
+            a.databases.clone(),
             a.all_databases,
             maintenance_db,
             !a.no_globals,
@@ -29,18 +33,52 @@ pub async fn backup(a: BackupArgs) -> Result<ExitCode, commands::Error> {
             Source::PostgresPhysical(postgres::physical::Physical::new(conn, maintenance_db))
         }
     };
-    let mut report = backup::backup(backup::BackupOptions {
+    let report = backup::backup(backup::BackupOptions {
         source,
-        to: a.to,
-        keys: Keyring::load(&a.key.key_file)?,
+        to: a.to.clone(),
+        keys: a.key.load()?,
         compression: args::compression(a.compression),
-        policy: a.policy,
-        tier: a.tier,
+        policy,
+        tier: a.tier.clone(),
         allow_partial: a.allow_partial,
     })
     .await?;
+    finish(&a, report).await
+}
+
+/// `lifeboat backup --path DIR`: files into the chunk store.
+async fn backup_files(
+    a: BackupArgs,
+    root: std::path::PathBuf,
+    policy: String,
+) -> Result<ExitCode, commands::Error> {
+    let report = commands::files::backup(commands::files::FilesBackupOptions {
+        spec: crate::source::files::FilesSpec {
+            root,
+            include: a.include.clone(),
+            exclude: a.exclude.clone(),
+            full: a.full,
+            skip_unreadable: a.skip_unreadable,
+            sizes: crate::chunks::chunker::DEFAULT_SIZES,
+        },
+        to: a.to.clone(),
+        keys: a.key.load()?,
+        policy,
+        tier: a.tier.clone(),
+        pack_target: a.pack_size,
+    })
+    .await?;
+    finish(&a, report).await
+}
+
+/// Read-back (`--verify`), the report file and the printed report; exit 1
+/// when the committed backup failed read-back.
+async fn finish(
+    a: &BackupArgs,
+    mut report: backup::BackupReport,
+) -> Result<ExitCode, commands::Error> {
     let verified = if a.verify {
-        let keys = Arc::new(Keyring::load(&a.key.key_file)?);
+        let keys = Arc::new(a.key.load()?);
         backup::verify_committed(&mut report, keys).await?
     } else {
         true
@@ -57,9 +95,25 @@ pub async fn backup(a: BackupArgs) -> Result<ExitCode, commands::Error> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The policy a backup's manifest names: `--policy`, which must agree with
+/// `--owner` when both are given.
+fn manifest_policy(
+    policy: Option<&str>,
+    owner: Option<&crate::owner::Owner>,
+) -> Result<String, commands::Error> {
+    match (policy, owner) {
+        (Some(p), Some(o)) if p != o.policy => Err(commands::Error::Usage(format!(
+            "--policy {p:?} is not the policy of --owner {o}"
+        ))),
+        (Some(p), _) => Ok(p.to_string()),
+        (None, Some(o)) => Ok(o.policy.clone()),
+        (None, None) => Ok("manual".into()),
+    }
+}
+
 /// `lifeboat list`.
 pub async fn list(a: ListArgs) -> Result<ExitCode, commands::Error> {
-    let keys = a.key_file.as_deref().map(Keyring::load).transpose()?;
+    let keys = a.key_file.as_deref().map(|k| a.owner.load(k)).transpose()?;
     let entries = list::list(&a.from, keys.as_ref()).await?;
     print::report(a.json, entries.as_slice(), print::list);
     Ok(ExitCode::SUCCESS)
@@ -76,7 +130,7 @@ pub async fn verify(a: VerifyArgs) -> Result<ExitCode, commands::Error> {
                 .map_err(|e: String| commands::Error::Usage(format!("--backup: {e}")))?,
         )
     };
-    let keys = Arc::new(Keyring::load(&a.key.key_file)?);
+    let keys = Arc::new(a.key.load()?);
     let report = verify::verify(&a.from, keys, &which).await?;
     print::report(a.json, &report, print::verify);
     if report.problems > 0 || report.checks.is_empty() {
@@ -97,7 +151,7 @@ pub async fn prune(a: PruneArgs) -> Result<ExitCode, commands::Error> {
             "nothing to prune: give --backup ID or --incomplete".into(),
         ));
     }
-    let keys = a.key_file.as_deref().map(Keyring::load).transpose()?;
+    let keys = a.key_file.as_deref().map(|k| a.owner.load(k)).transpose()?;
     let report = prune::prune(&a.from, &a.backups, a.incomplete, keys.as_ref()).await?;
     write_report(a.report_file.as_deref(), &report.summary())?;
     print::report(a.json, &report, print::prune);

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use super::args::{ExportArgs, RestoreArgs};
 use super::print::{self, write_report};
 use crate::commands::{self, objects};
-use crate::keys::Keyring;
 use crate::source::config;
 use crate::target::objects::Filter;
 
@@ -16,7 +15,7 @@ pub async fn restore(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
     let c = &a.objects;
     let options = objects::ObjectsOptions {
         from: a.from.clone(),
-        keys: Arc::new(Keyring::load(&a.key.key_file)?),
+        keys: Arc::new(a.key.load()?),
         point: a.backup.clone(),
         filter: c.filter()?,
     };
@@ -68,7 +67,7 @@ pub async fn export(a: ExportArgs) -> Result<ExitCode, commands::Error> {
         .map_err(|e| commands::Error::Usage(format!("--resource: {e}")))?;
     let options = objects::ObjectsOptions {
         from: a.from,
-        keys: Arc::new(Keyring::load(&a.key.key_file)?),
+        keys: Arc::new(a.key.load()?),
         point: a.backup,
         filter: Filter {
             types: a.resources,

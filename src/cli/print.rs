@@ -45,6 +45,20 @@ pub fn backup(report: &backup::BackupReport) {
         report.mib_per_s,
         format_bytes(report.peak_rss_bytes)
     );
+    if let Some(f) = &report.files {
+        println!(
+            "  files: {} new, {} changed, {} unchanged (not read); {} read, {} deduplicated, {} new chunks stored",
+            f.files_new,
+            f.files_changed,
+            f.files_unchanged,
+            format_bytes(f.bytes_read),
+            format_bytes(f.bytes_deduplicated),
+            f.chunks_new
+        );
+        for s in &f.skipped {
+            println!("  skipped: {s}");
+        }
+    }
     for d in &report.destinations {
         let checked = if d.verified == Some(true) {
             " (verified)"
@@ -56,6 +70,22 @@ pub fn backup(report: &backup::BackupReport) {
             Some(e) => println!("  ✗ {} — {e}", d.destination),
         }
     }
+}
+
+/// A file restore, one line.
+pub fn files_restored(r: &crate::commands::files::FilesRestoreReport) {
+    println!(
+        "restored backup {} from {} into {}: {} files, {} directories, {} symlinks, {} hardlinks, {} in {:.1} s",
+        r.backup_id,
+        r.destination,
+        r.target,
+        r.restored.files,
+        r.restored.dirs,
+        r.restored.symlinks,
+        r.restored.hardlinks,
+        format_bytes(r.restored.bytes),
+        r.seconds
+    );
 }
 
 pub fn restore(report: &restore::RestoreReport) {

@@ -62,9 +62,12 @@ pub struct BackupReport {
     pub seconds: f64,
     pub mib_per_s: f64,
     pub peak_rss_bytes: u64,
+    /// A file backup's figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<crate::wire::FileStats>,
     /// Where each destination is; the report names them by name.
     #[serde(skip)]
-    to: Vec<NamedLocation>,
+    pub(crate) to: Vec<NamedLocation>,
 }
 
 /// Tracks which destinations are still in the backup and why others left.
@@ -107,15 +110,25 @@ impl Fleet {
     }
 }
 
-pub async fn backup(o: BackupOptions) -> Result<BackupReport, Error> {
-    let t0 = Instant::now();
-    let started_at = Utc::now();
-    let id = catalog::new_backup_id(started_at);
-    if o.to.is_empty() {
+/// A backup's start: its clock, start time and new id; refused without a destination.
+pub(crate) fn start(
+    to: &[NamedLocation],
+) -> Result<(Instant, chrono::DateTime<Utc>, String), Error> {
+    if to.is_empty() {
         return Err(Error::Usage(
             "no destination: give --to at least once".into(),
         ));
     }
+    let started_at = Utc::now();
+    Ok((
+        Instant::now(),
+        started_at,
+        catalog::new_backup_id(started_at),
+    ))
+}
+
+pub async fn backup(o: BackupOptions) -> Result<BackupReport, Error> {
+    let (t0, started_at, id) = start(&o.to)?;
     let mut stores = Vec::new();
     for dest in &o.to {
         stores.push(Store::open(dest).await?);
@@ -163,6 +176,7 @@ pub async fn backup(o: BackupOptions) -> Result<BackupReport, Error> {
         format: catalog::MANIFEST_FORMAT,
         backup_id: id.clone(),
         policy: o.policy.clone(),
+        namespace: None,
         tier: o.tier.clone(),
         source: info.clone(),
         started_at,
@@ -226,6 +240,7 @@ pub async fn backup(o: BackupOptions) -> Result<BackupReport, Error> {
         seconds,
         mib_per_s: mib_per_s(bytes_in, seconds),
         peak_rss_bytes: peak_rss_bytes(),
+        files: None,
         to: o.to,
     })
 }
@@ -419,6 +434,7 @@ impl BackupReport {
                     sha256: o.sha256.clone(),
                 })
                 .collect(),
+            files: self.files.clone(),
         }
     }
 }

@@ -53,6 +53,10 @@ pub enum Error {
     #[error(transparent)]
     Target(#[from] crate::target::TargetError),
     #[error(transparent)]
+    Chunk(#[from] crate::chunks::ChunkError),
+    #[error(transparent)]
+    Files(#[from] crate::source::files::FilesError),
+    #[error(transparent)]
     Cluster(#[from] super::status::ClusterError),
     #[error(transparent)]
     Recovery(#[from] crate::recovery::RecoveryError),
@@ -75,6 +79,7 @@ impl Error {
                 | Error::Object { .. }
                 | Error::Mismatch { .. }
                 | Error::Key(_)
+                | Error::Chunk(_)
         )
     }
 }

@@ -7,6 +7,7 @@ pub mod backup;
 pub mod checks;
 mod download;
 mod error;
+pub mod files;
 pub mod list;
 mod manifests;
 pub mod objects;

@@ -245,6 +245,10 @@ fn target_needs(
             // The target Secret's user owns what it restores: the target
             // server need not have the source's roles.
             "--no-owner".into(),
+            // As many pg_restore connections as the Job has CPUs: a database
+            // it creates loads in parallel (docs/DESIGN.md).
+            "--jobs".into(),
+            "auto".into(),
         ],
         ..Default::default()
     };

@@ -13,6 +13,7 @@
 
 pub mod child;
 pub mod config;
+pub mod files;
 pub mod postgres;
 
 pub mod stream;

@@ -60,6 +60,22 @@ impl FsStore {
         w.finish().await
     }
 
+    pub async fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Bytes, StoreError> {
+        use tokio::io::AsyncSeekExt;
+        let mut r = self.reader(key).await?;
+        r.file
+            .seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(|e| op_err(&self.label, "read", key, e))?;
+        let mut buf = Vec::with_capacity(len as usize);
+        (&mut r.file)
+            .take(len)
+            .read_to_end(&mut buf)
+            .await
+            .map_err(|e| op_err(&self.label, "read", key, e))?;
+        Ok(buf.into())
+    }
+
     pub async fn reader(&self, key: &str) -> Result<FsReader, StoreError> {
         match tokio::fs::File::open(self.path(key)).await {
             Ok(file) => Ok(FsReader {

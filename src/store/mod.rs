@@ -150,6 +150,24 @@ impl Store {
         Ok(out.into())
     }
 
+    /// Reads `len` bytes at `offset` of an object (a blob of a pack); fails
+    /// when the object is shorter.
+    pub async fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Bytes, StoreError> {
+        let data = match &self.backend {
+            Backend::Fs(s) => s.read_range(key, offset, len).await?,
+            Backend::S3(s) => s.read_range(key, offset, len).await?,
+        };
+        if data.len() as u64 != len {
+            return Err(StoreError::Op {
+                dest: self.label().to_string(),
+                op: "read",
+                key: key.to_string(),
+                message: format!("{len} bytes at offset {offset} asked, {} there", data.len()),
+            });
+        }
+        Ok(data)
+    }
+
     pub async fn reader(&self, key: &str) -> Result<ObjectReader, StoreError> {
         Ok(match &self.backend {
             Backend::Fs(s) => ObjectReader::Fs(s.reader(key).await?),

@@ -15,6 +15,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::task::JoinHandle;
 
 mod lock;
+mod tls;
 use lock::Retention;
 
 /// 5 MiB parts (S3's minimum), doubling every 900 parts so that the
@@ -106,6 +107,9 @@ impl S3Store {
                     .read_timeout(READ_TIMEOUT)
                     .build(),
             );
+        if let Some(ca) = &loc.ca_file {
+            conf = conf.http_client(tls::client_trusting(ca).map_err(bad)?);
+        }
         if let Some(e) = &loc.endpoint {
             // Custom endpoints (MinIO, Ceph, moto, …) often reject the SDK's
             // default extra checksums; the stream format authenticates every
@@ -186,18 +190,44 @@ impl S3Store {
         Ok(())
     }
 
-    pub async fn reader(&self, key: &str) -> Result<S3Reader, StoreError> {
+    /// A ranged GET, read whole (a blob of a pack: at most a few MiB).
+    pub async fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Bytes, StoreError> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
         let out = self
-            .client
+            .get(key, Some(format!("bytes={offset}-{}", offset + len - 1)))
+            .await?;
+        let body = out.body.collect().await.map_err(|e| StoreError::Op {
+            dest: self.label.clone(),
+            op: "read",
+            key: key.to_string(),
+            message: error_chain(&e),
+        })?;
+        Ok(body.into_bytes())
+    }
+
+    /// A GetObject of `key`, of its `range` when given.
+    async fn get(
+        &self,
+        key: &str,
+        range: Option<String>,
+    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, StoreError> {
+        self.client
             .get_object()
             .bucket(&self.bucket)
             .key(self.full(key))
+            .set_range(range)
             .send()
             .await
             .map_err(|e| {
                 let missing = e.as_service_error().is_some_and(|s| s.is_no_such_key());
                 self.missing_or(missing, "get", key, e)
-            })?;
+            })
+    }
+
+    pub async fn reader(&self, key: &str) -> Result<S3Reader, StoreError> {
+        let out = self.get(key, None).await?;
         Ok(S3Reader {
             dest: self.label.clone(),
             client: self.client.clone(),

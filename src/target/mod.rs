@@ -15,7 +15,9 @@
 pub mod cluster;
 pub mod data_dir;
 pub mod database;
+pub mod files;
 pub mod objects;
+pub mod spool;
 
 use std::os::fd::OwnedFd;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! Arguments of the commands on backups: backup, restore, plan, list,
 //! verify, prune, keygen.
 
-use super::{CompressionArg, ConnArgs, KeyArgs};
+use super::{CompressionArg, ConnArgs, KeyArgs, OwnerArg};
 use crate::catalog::Point;
 use crate::commands;
 use crate::location::NamedLocation;
@@ -28,9 +28,31 @@ pub struct BackupArgs {
     #[arg(
         long = "database",
         short = 'd',
-        required_unless_present_any = ["all_databases", "method", "config"]
+        required_unless_present_any = ["all_databases", "method", "path", "config"]
     )]
     pub databases: Vec<String>,
+    /// Back up the files under this directory (a PVC's mount) into the
+    /// chunk store, instead of a database.
+    #[arg(long, conflicts_with_all = ["databases", "all_databases", "no_globals"])]
+    pub path: Option<PathBuf>,
+    /// With --path: only files and links matching one of these globs
+    /// (relative to --path, repeat for several); directories are always kept.
+    #[arg(long, requires = "path")]
+    pub include: Vec<String>,
+    /// With --path: leave out what matches (and everything under it).
+    #[arg(long, requires = "path")]
+    pub exclude: Vec<String>,
+    /// With --path: read every file, even those unchanged since the previous
+    /// backup (the weekly and monthly tiers).
+    #[arg(long, requires = "path")]
+    pub full: bool,
+    /// With --path: leave out files that cannot be read and list them in
+    /// the report, instead of failing.
+    #[arg(long, requires = "path")]
+    pub skip_unreadable: bool,
+    /// With --path: close packs at this many bytes (default 32 MiB).
+    #[arg(long, requires = "path", hide = true)]
+    pub pack_size: Option<u64>,
     /// Every database that accepts connections.
     #[arg(long, conflicts_with = "databases")]
     pub all_databases: bool,
@@ -44,9 +66,10 @@ pub struct BackupArgs {
     pub key: KeyArgs,
     #[arg(long, value_enum, default_value = "zstd")]
     pub compression: CompressionArg,
-    /// Policy name recorded in the manifest.
-    #[arg(long, default_value = "manual")]
-    pub policy: String,
+    /// Policy name recorded in the manifest (default: the --owner's policy,
+    /// else `manual`).
+    #[arg(long)]
+    pub policy: Option<String>,
     /// Tier recorded in the manifest (daily, weekly, monthly, manual).
     #[arg(long, default_value = "manual")]
     pub tier: String,
@@ -101,6 +124,17 @@ pub struct RestoreArgs {
     /// First recreate the backup's roles and tablespaces (a fresh server).
     #[arg(long)]
     pub globals: bool,
+    /// pg_restore connections, or `auto` (the CPUs this process may use, at
+    /// most 8; the operator's restore Jobs pass it). Above 1, a database this
+    /// restore creates is loaded from a local copy of the dump that
+    /// authenticated whole (disk: the dump's size) and dropped if the load
+    /// fails; an existing database, or too little disk, loads in one
+    /// transaction instead. Default 1: one transaction.
+    #[arg(long, default_value = "1", value_parser = parse_jobs)]
+    pub jobs: u32,
+    /// Directory for that copy (default: TMPDIR).
+    #[arg(long)]
+    pub spool_dir: Option<PathBuf>,
     /// Point-in-time restore: unpack the newest physical base backup that
     /// reaches the target into this empty (or absent) directory and recover
     /// it from the WAL archive (the --from destinations) to the target.
@@ -116,6 +150,10 @@ pub struct RestoreArgs {
     /// recovery runs when PostgreSQL is next started there.
     #[arg(long, requires = "data_dir")]
     pub no_start: bool,
+    /// Restore a file backup into this directory, which must be new or
+    /// empty; nothing appears there unless every file restored.
+    #[arg(long, conflicts_with_all = ["data_dir", "database", "all_databases", "target_db", "create", "clean", "no_owner", "globals", "checks", "drop_after"])]
+    pub to_dir: Option<PathBuf>,
     /// Leave the promoted server running after recovery (default: stop it cleanly).
     #[arg(long, requires = "data_dir", conflicts_with = "no_start")]
     pub keep_running: bool,
@@ -175,6 +213,8 @@ pub struct ListArgs {
     /// Check each manifest's MAC with this key file.
     #[arg(long, env = "LIFEBOAT_KEY_FILE")]
     pub key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub owner: OwnerArg,
     #[arg(long)]
     pub json: bool,
 }
@@ -206,6 +246,8 @@ pub struct PruneArgs {
     /// manifest authenticated with it (without it, WAL is kept).
     #[arg(long, env = "LIFEBOAT_KEY_FILE")]
     pub key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub owner: OwnerArg,
     #[arg(long)]
     pub json: bool,
     /// Also write a compact JSON report here (a Job's /dev/termination-log).
@@ -224,4 +266,16 @@ pub struct KeygenArgs {
     /// Put the new key first in an existing file (rotation: old keys still decrypt).
     #[arg(long)]
     pub add: bool,
+}
+
+/// `--jobs`: 1 to 64, or `auto`: the CPUs this process may use (in a pod its
+/// CPU limit, which the standard library reads from the cgroup), at most 8.
+fn parse_jobs(s: &str) -> Result<u32, String> {
+    if s == "auto" {
+        return Ok(std::thread::available_parallelism().map_or(1, |n| n.get().min(8) as u32));
+    }
+    match s.parse::<u32>() {
+        Ok(n @ 1..=64) => Ok(n),
+        _ => Err(format!("{s:?}: expected a number from 1 to 64, or auto")),
+    }
 }

@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use super::destinations;
-use super::{JobConfig, CONTAINER, KEY_SECRET_KEY, RUN_AS};
+use super::{JobConfig, COMMAND, CONTAINER, KEY_SECRET_KEY, RUN_AS};
 use crate::api::policy::JobTemplate;
 use crate::api::{BackupPolicy, ConnectionSecretRef};
 use crate::wire::TERMINATION_LOG;
@@ -64,10 +64,20 @@ impl PodNeeds {
         }
     }
 
-    /// The policy's master keys, mounted as the key file (`LIFEBOAT_KEY_FILE`).
+    /// The policy's master keys, mounted as the key file (`LIFEBOAT_KEY_FILE`),
+    /// vouching only for this policy's backups (`LIFEBOAT_OWNER`, src/owner.rs).
     pub fn keys(policy: &BackupPolicy, cfg: &JobConfig) -> Self {
+        use kube::ResourceExt;
+        let owner = format!(
+            "{}/{}",
+            policy.namespace().unwrap_or_default(),
+            policy.name_any()
+        );
         PodNeeds {
-            env: vec![plain_env("LIFEBOAT_KEY_FILE", cfg.key_file())],
+            env: vec![
+                plain_env("LIFEBOAT_KEY_FILE", cfg.key_file()),
+                plain_env("LIFEBOAT_OWNER", owner),
+            ],
             volumes: vec![secret_volume(
                 "keys",
                 &policy.spec.encryption.key_secret_ref.name,
@@ -251,7 +261,7 @@ pub(crate) fn pod_spec(
         name: CONTAINER.into(),
         image: Some(template.image.clone().unwrap_or_else(|| cfg.image.clone())),
         image_pull_policy: cfg.image_pull_policy.clone(),
-        command: Some(vec!["lifeboat".into()]),
+        command: Some(COMMAND.map(String::from).to_vec()),
         args: Some(needs.args),
         env: Some(
             needs

@@ -1,0 +1,131 @@
+//! The index: which pack holds each chunk (pure). In memory it is the one
+//! structure that grows with the store — about 60 bytes per chunk (the
+//! 32-byte id, where it is, the hash map's overhead): 100,000 chunks take
+//! ~6 MiB. Stored, it is one sealed index object per run listing the
+//! blobs of the packs that run wrote (docs/FORMAT.md §8); packs that no
+//! index object covers (a killed run's) are read from their trailers, so
+//! the index can always be rebuilt from the packs.
+
+use super::pack::{BlobEntry, ENTRY_LEN};
+use super::ChunkId;
+use std::collections::HashMap;
+
+const MAGIC: &[u8; 8] = b"LBINDEX2";
+
+/// Where a chunk is: a pack (by number into [`Index::packs`]) and its blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    pub pack: u32,
+    pub offset: u64,
+    pub stored_len: u32,
+    pub plain_len: u32,
+}
+
+#[derive(Default)]
+pub struct Index {
+    packs: Vec<String>,
+    by_id: HashMap<ChunkId, Location>,
+}
+
+impl Index {
+    /// Adds a pack's blobs; a chunk already indexed in another pack keeps
+    /// its first place.
+    pub fn add_pack(&mut self, pack: &str, entries: &[BlobEntry]) {
+        let n = self.packs.len() as u32;
+        self.packs.push(pack.to_string());
+        for e in entries {
+            self.by_id.entry(e.id).or_insert(Location {
+                pack: n,
+                offset: e.offset,
+                stored_len: e.stored_len,
+                plain_len: e.plain_len,
+            });
+        }
+    }
+
+    pub fn get(&self, id: &ChunkId) -> Option<(&str, Location)> {
+        self.by_id
+            .get(id)
+            .map(|l| (self.packs[l.pack as usize].as_str(), *l))
+    }
+
+    pub fn contains(&self, id: &ChunkId) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    pub fn chunks(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn pack_names(&self) -> &[String] {
+        &self.packs
+    }
+}
+
+/// The plaintext of an index object listing `packs`.
+pub fn encode(packs: &[(String, Vec<BlobEntry>)]) -> Vec<u8> {
+    let mut b = MAGIC.to_vec();
+    for (name, entries) in packs {
+        b.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        b.extend_from_slice(name.as_bytes());
+        b.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+        for e in entries {
+            e.encode_into(&mut b);
+        }
+    }
+    b
+}
+
+/// Reads an index object's plaintext (already authenticated).
+pub fn decode(mut b: &[u8]) -> Option<Vec<(String, Vec<BlobEntry>)>> {
+    b = b.strip_prefix(MAGIC)?;
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let (n, rest) = b.split_at_checked(2)?;
+        let n = u16::from_be_bytes(n.try_into().ok()?) as usize;
+        let (name, rest) = rest.split_at_checked(n)?;
+        let (count, mut rest) = rest.split_at_checked(4)?;
+        let count = u32::from_be_bytes(count.try_into().ok()?) as usize;
+        let mut entries = Vec::with_capacity(count.min(1 << 16));
+        for _ in 0..count {
+            let (e, r) = rest.split_at_checked(ENTRY_LEN)?;
+            entries.push(BlobEntry::decode(e));
+            rest = r;
+        }
+        out.push((String::from_utf8(name.to_vec()).ok()?, entries));
+        b = rest;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_objects_round_trip_and_first_place_wins() {
+        let e = |i: u8, off: u64| BlobEntry {
+            id: [i; 32],
+            offset: off,
+            stored_len: 10,
+            plain_len: 20,
+        };
+        let packs = vec![
+            (
+                "chunks/packs/a.pack".to_string(),
+                vec![e(1, 100), e(2, 200)],
+            ),
+            ("chunks/packs/b.pack".to_string(), vec![e(2, 300)]),
+        ];
+        let bytes = encode(&packs);
+        assert_eq!(decode(&bytes).unwrap(), packs);
+        assert!(decode(&bytes[..bytes.len() - 1]).is_none());
+        let mut idx = Index::default();
+        for (n, es) in &packs {
+            idx.add_pack(n, es);
+        }
+        assert_eq!(idx.get(&[2; 32]).unwrap().0, "chunks/packs/a.pack");
+        assert_eq!(idx.chunks(), 2);
+        assert!(!idx.contains(&[3; 32]));
+    }
+}
