@@ -4,6 +4,7 @@
 //! damaged store restores nothing; a killed backup leaves no manifest.
 
 mod support;
+use lifeboat::chunks::noise;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
@@ -18,14 +19,13 @@ fn hostile_tree(dir: &Path) -> PathBuf {
     fs::create_dir_all(root.join("d/empty")).unwrap();
     fs::create_dir_all(root.join("sticky")).unwrap();
     // Several chunks, and random so nothing compresses.
-    fs::write(root.join("big"), lifeboat_noise(3 << 20, 1)).unwrap();
+    fs::write(root.join("big"), noise(3 << 20, 1)).unwrap();
     fs::write(root.join("d/text"), "hello\n".repeat(1000)).unwrap();
     fs::write(root.join("d/empty-file"), b"").unwrap();
     // Sparse: 64 MiB with two islands of data.
     let f = fs::File::create(root.join("sparse")).unwrap();
     f.write_all_at(b"island one", 4096 * 10).unwrap();
-    f.write_all_at(&lifeboat_noise(100_000, 2), 40 << 20)
-        .unwrap();
+    f.write_all_at(&noise(100_000, 2), 40 << 20).unwrap();
     f.set_len(64 << 20).unwrap();
     // Hardlinks, a symlink loop, a dangling link.
     fs::hard_link(root.join("d/text"), root.join("hard")).unwrap();
@@ -62,27 +62,10 @@ fn hostile_tree(dir: &Path) -> PathBuf {
     .unwrap();
     // Old times, set last.
     let old = filetime(1_500_000_000, 123_456_789);
-    rustix::fs::utimensat(
-        rustix::fs::CWD,
-        &root.join("d/secret"),
-        &old,
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .unwrap();
-    rustix::fs::utimensat(
-        rustix::fs::CWD,
-        &root.join("d/loop"),
-        &old,
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .unwrap();
-    rustix::fs::utimensat(
-        rustix::fs::CWD,
-        &root.join("d"),
-        &old,
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .unwrap();
+    for p in ["d/secret", "d/loop", "d"] {
+        let flags = rustix::fs::AtFlags::SYMLINK_NOFOLLOW;
+        rustix::fs::utimensat(rustix::fs::CWD, root.join(p), &old, flags).unwrap();
+    }
     root
 }
 
@@ -95,20 +78,6 @@ fn filetime(s: i64, ns: i64) -> rustix::fs::Timestamps {
         last_access: t,
         last_modification: t,
     }
-}
-
-/// Random-looking bytes (xorshift64*), as the unit tests make them.
-fn lifeboat_noise(len: usize, mut s: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    s = s.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    while out.len() < len {
-        s ^= s >> 12;
-        s ^= s << 25;
-        s ^= s >> 27;
-        out.extend_from_slice(&s.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// Everything a restore must bring back, per relative path: kind, mode,
@@ -279,7 +248,7 @@ fn an_unchanged_tree_uploads_nothing_and_a_change_is_found() {
     let key = key(dir.path());
     let src = hostile_tree(dir.path());
     // Big enough for many chunks, so an append changes only the last.
-    fs::write(src.join("huge"), lifeboat_noise(24 << 20, 5)).unwrap();
+    fs::write(src.join("huge"), noise(24 << 20, 5)).unwrap();
     let store = dir.path().join("dest");
     let url = file_url(&store);
     backup_files(&src, &key, &[&url], &[]);
@@ -439,11 +408,7 @@ fn a_killed_backup_leaves_no_manifest_and_the_next_run_succeeds() {
     let src = dir.path().join("src");
     fs::create_dir_all(&src).unwrap();
     for i in 0..40 {
-        fs::write(
-            src.join(format!("f{i:02}")),
-            lifeboat_noise(1 << 20, i + 10),
-        )
-        .unwrap();
+        fs::write(src.join(format!("f{i:02}")), noise(1 << 20, i + 10)).unwrap();
     }
     let store = dir.path().join("dest");
     let url = file_url(&store);

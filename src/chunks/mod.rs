@@ -65,9 +65,10 @@ impl ChunkKeys {
     }
 }
 
-/// Deterministic bytes with the entropy of random data (xorshift64*), for tests.
-#[cfg(test)]
-pub(crate) fn noise(len: usize, mut state: u64) -> Vec<u8> {
+/// Deterministic bytes with the entropy of random data (xorshift64*; a
+/// non-zero `state`), for tests and benchmarks.
+#[doc(hidden)]
+pub fn noise(len: usize, mut state: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
         state ^= state >> 12;
