@@ -69,6 +69,12 @@ pub fn valid_backup_id(id: &str) -> bool {
         && id[ID_TIME_LEN + 1..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// When the backup `id` started, from the id itself.
+pub fn id_started(id: &str) -> Option<DateTime<Utc>> {
+    let t = chrono::NaiveDateTime::parse_from_str(id.get(..ID_TIME_LEN)?, ID_TIME).ok()?;
+    Some(t.and_utc())
+}
+
 pub fn backup_dir(id: &str) -> String {
     format!("{BACKUPS}{id}/")
 }

@@ -299,7 +299,15 @@ fn an_unchanged_tree_uploads_nothing_and_a_change_is_found() {
 
 /// Copies the store, damages the copy, and checks a restore from it
 /// fails with `expect` and writes nothing.
-fn damaged(dir: &Path, store: &Path, key: &str, case: &str, damage: impl Fn(&Path), expect: &str) {
+fn damaged(
+    dir: &Path,
+    store: &Path,
+    key: &str,
+    case: &str,
+    damage: impl Fn(&Path),
+    expect: &str,
+    verify_expect: &[&str],
+) {
     let copy = dir.join(case);
     assert!(std::process::Command::new("cp")
         .arg("-r")
@@ -309,6 +317,25 @@ fn damaged(dir: &Path, store: &Path, key: &str, case: &str, damage: impl Fn(&Pat
         .unwrap()
         .success());
     damage(&copy);
+    // verify names the damage and the files it touches.
+    let url = file_url(&copy);
+    let v = lifeboat(&[
+        "verify",
+        "--from",
+        &url,
+        "--key-file",
+        key,
+        "--backup",
+        "all",
+    ]);
+    let said = format!("{}{}", stdout(&v), stderr(&v));
+    assert!(!v.status.success(), "{case}: verify passed: {said}");
+    for e in verify_expect {
+        assert!(
+            said.contains(e),
+            "{case}: verify does not say {e:?}: {said}"
+        );
+    }
     let into = dir.join(format!("{case}-restored"));
     let err = fails(&restore_files(&file_url(&copy), key, &into));
     assert!(err.contains(expect), "{case}: {err}");
@@ -344,6 +371,7 @@ fn a_damaged_store_restores_nothing() {
             fs::write(&p, b).unwrap();
         },
         &pack_name,
+        &[&pack_name, "files affected: ", "big"],
     );
     damaged(
         dir.path(),
@@ -354,6 +382,7 @@ fn a_damaged_store_restores_nothing() {
             fs::remove_file(c.join("chunks/packs").join(&pack_name)).unwrap();
         },
         "is in no pack",
+        &["in no pack", "files affected: ", "big"],
     );
     // A tree edited: its segment fails.
     damaged(
@@ -375,6 +404,7 @@ fn a_damaged_store_restores_nothing() {
             fs::write(&b, d).unwrap();
         },
         "tree.lbk",
+        &["tree.lbk"],
     );
     // An edited index is ignored: the packs' own lists rebuild it, and the
     // restore is whole.
@@ -396,6 +426,12 @@ fn a_damaged_store_restores_nothing() {
     let end = d.len() - 3;
     d[end] ^= 1;
     fs::write(&idx, d).unwrap();
+    let v = lifeboat(&["verify", "--from", &file_url(&copy), "--key-file", &key]);
+    assert!(
+        !v.status.success() && stdout(&v).contains("chunks/index/"),
+        "{}",
+        stdout(&v)
+    );
     let into = dir.path().join("index-edited-restored");
     ok(&restore_files(&file_url(&copy), &key, &into));
     assert_eq!(describe(&into), describe(&src));
@@ -429,13 +465,13 @@ fn a_killed_backup_leaves_no_manifest_and_the_next_run_succeeds() {
     .unwrap();
     // Kill it once it has written packs but (it still has most files to go) before its manifest.
     let t0 = std::time::Instant::now();
-    while packs(&store).len() < 3 && t0.elapsed().as_secs() < 60 {
+    while packs(&store).len() < 6 && t0.elapsed().as_secs() < 60 {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(
-        packs(&store).len() >= 3,
+        packs(&store).len() >= 6,
         "the backup wrote packs before it was killed"
     );
     let manifests: Vec<_> = fs::read_dir(store.join("backups"))
@@ -454,13 +490,69 @@ fn a_killed_backup_leaves_no_manifest_and_the_next_run_succeeds() {
             .contains("no committed backup")
     );
 
-    // The next run succeeds, and reuses what the killed one stored.
+    // The next run succeeds, and reuses what the killed one stored; the
+    // first file, which the killed run had stored, is gone by then.
+    fs::remove_file(src.join("f00")).unwrap();
     let r = backup_files(&src, &key, &[&url], &[]);
     assert!(
         r["files"]["bytes_deduplicated"].as_u64().unwrap() > 0,
         "{r}"
     );
+
+    // Prune: within the grace period the orphaned packs stay; after it they
+    // go, and never a pack the kept backup needs.
+    let prune = |grace: &str| {
+        ok(&lifeboat(&[
+            "prune",
+            "--from",
+            &url,
+            "--key-file",
+            &key,
+            "--incomplete",
+            "--grace",
+            grace,
+            "--json",
+        ]))
+    };
+    let all = packs(&store).len();
+    assert_eq!(prune("1h")["packs_removed"], 0);
+    assert_eq!(packs(&store).len(), all);
+    let p = prune("0s");
+    let removed = p["packs_removed"].as_u64().unwrap() as usize;
+    assert!(removed >= 1, "{p}");
+    assert_eq!(packs(&store).len(), all - removed);
+    assert_eq!(prune("0s")["packs_removed"], 0, "nothing more to remove");
+    ok(&lifeboat(&[
+        "verify",
+        "--from",
+        &url,
+        "--key-file",
+        &key,
+        "--backup",
+        "all",
+    ]));
     let into = dir.path().join("restored");
+    ok(&restore_files(&url, &key, &into));
+    assert_eq!(describe(&into), describe(&src));
+
+    // Without the key, prune deletes no pack.
+    fs::remove_file(src.join("f02")).unwrap();
+    let r = backup_files(&src, &key, &[&url], &[]);
+    let id = r["backup_id"].as_str().unwrap().to_string();
+    let before = packs(&store).len();
+    let older: Vec<String> = fs::read_dir(store.join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| *n != id && store.join("backups").join(n).join("manifest.json").exists())
+        .collect();
+    assert_eq!(older.len(), 1, "{older:?}");
+    ok(&lifeboat(&[
+        "prune", "--from", &url, "--backup", &older[0], "--grace", "0s", "--json",
+    ]));
+    assert_eq!(packs(&store).len(), before);
+    // With it, the deleted backup's own chunks (f02's) go.
+    assert!(prune("0s")["packs_removed"].as_u64().unwrap() >= 1);
+    let into = dir.path().join("restored-2");
     ok(&restore_files(&url, &key, &into));
     assert_eq!(describe(&into), describe(&src));
 }

@@ -36,6 +36,7 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Longest wait for any bytes of a response before the attempt fails.
 const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
+#[derive(Clone)]
 pub struct S3Store {
     pub label: String,
     client: Client,
