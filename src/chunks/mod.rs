@@ -18,6 +18,7 @@ pub mod chunker;
 pub mod index;
 pub mod pack;
 pub mod repo;
+pub mod sink;
 pub mod tree;
 pub mod tree_io;
 
