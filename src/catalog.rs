@@ -14,6 +14,9 @@ use ring::hmac;
 use serde::{Deserialize, Serialize};
 
 pub const MANIFEST_FORMAT: u32 = 1;
+/// The manifest format of a file backup, stored in the chunk store
+/// (docs/FORMAT.md §9).
+pub const MANIFEST_FORMAT_FILES: u32 = 2;
 pub const BACKUPS: &str = "backups/";
 pub const MANIFEST: &str = "manifest.json";
 /// The largest manifest a reader reads (docs/FORMAT.md §4): thousands of
@@ -109,7 +112,35 @@ pub struct FilesInfo {
     pub path: String,
     /// The master key the chunk id key is derived from.
     pub chunk_key_id: String,
-    pub stats: crate::wire::FileStats,
+    pub stats: FileStats,
+}
+
+/// What one file backup found and stored (docs/FORMAT.md §9; the same in the
+/// manifest, the Job's summary and `lifeboat backup`'s report).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStats {
+    /// Regular files not in the previous backup.
+    pub files_new: u64,
+    /// Files whose size, times or inode changed: read again.
+    pub files_changed: u64,
+    /// Files taken from the previous backup without reading them.
+    pub files_unchanged: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub hardlinks: u64,
+    /// Entries left out: unreadable (with `--skip-unreadable`) or of a kind
+    /// not backed up (sockets, devices, FIFOs).
+    pub skipped: Vec<String>,
+    /// Bytes of the files read.
+    pub bytes_read: u64,
+    /// Bytes of all the files in the backup (their data, holes not counted).
+    pub bytes_total: u64,
+    /// Bytes read that the store already held.
+    pub bytes_deduplicated: u64,
+    /// Bytes uploaded in packs, summed over destinations.
+    pub bytes_stored: u64,
+    /// Chunks uploaded, summed over destinations.
+    pub chunks_new: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -302,7 +333,7 @@ pub fn parse_manifest(bytes: &[u8], id: &str) -> Result<Manifest, CatalogError> 
     // chunk store, and only a file backup is one.
     let files = matches!(m.source, SourceInfo::Files(_));
     let expected = if files {
-        crate::chunks::MANIFEST_FORMAT_V2
+        MANIFEST_FORMAT_FILES
     } else {
         MANIFEST_FORMAT
     };

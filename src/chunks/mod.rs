@@ -29,8 +29,6 @@ use ring::hmac;
 pub const PACKS: &str = "chunks/packs/";
 /// Where index objects live under a destination's root.
 pub const INDEXES: &str = "chunks/index/";
-/// The manifest format of a backup stored in chunks.
-pub const MANIFEST_FORMAT_V2: u32 = 2;
 
 /// A chunk's id: HMAC-SHA-256 of its plaintext under the chunk id key.
 pub type ChunkId = [u8; 32];

@@ -13,7 +13,7 @@ use crate::catalog::{self, FilesInfo, Manifest, ObjectEntry, Point, SourceInfo};
 use crate::chunks::repo::Repo;
 use crate::chunks::sink::UploadSink;
 use crate::chunks::tree_io::TreeReader;
-use crate::chunks::{ChunkKeys, MANIFEST_FORMAT_V2};
+use crate::chunks::ChunkKeys;
 use crate::keys::Keyring;
 use crate::location::NamedLocation;
 use crate::pipeline::codec::{Counting, ObjectEncoder};
@@ -138,7 +138,7 @@ pub async fn backup(o: FilesBackupOptions) -> Result<BackupReport, Error> {
         plain_size,
     }];
     let manifest = Manifest {
-        format: MANIFEST_FORMAT_V2,
+        format: catalog::MANIFEST_FORMAT_FILES,
         backup_id: id.clone(),
         policy: o.policy.clone(),
         tier: o.tier.clone(),

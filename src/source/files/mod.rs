@@ -13,11 +13,11 @@
 pub mod read;
 pub mod walk;
 
+use crate::catalog::FileStats;
 use crate::chunks::chunker::{self, Sizes};
 use crate::chunks::repo::Repo;
 use crate::chunks::tree::{cmp_paths, ChunkRef, Entry, Extent, Kind, TreeWriter};
 use crate::chunks::{ChunkError, ChunkKeys};
-use crate::wire::FileStats;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::io::{self, Read, Seek, Write};
