@@ -239,7 +239,47 @@ fn a_hostile_tree_round_trips_through_a_directory_and_s3_in_two_regions() {
         let into = dir.path().join(format!("restored-{i}"));
         ok(&restore_files(from, &key, &into));
         assert_eq!(describe(&into), want, "restored from {from}");
+        // verify reads every pack back; prune finds nothing to delete.
+        ok(&lifeboat(&[
+            "verify",
+            "--from",
+            from,
+            "--key-file",
+            &key,
+            "--backup",
+            "all",
+        ]));
+        let p = ok(&lifeboat(&[
+            "prune",
+            "--from",
+            from,
+            "--key-file",
+            &key,
+            "--incomplete",
+            "--grace",
+            "0s",
+            "--json",
+        ]));
+        assert_eq!(p["packs_removed"], 0, "{p}");
     }
+    // The second region restores after the prune too.
+    let into = dir.path().join("restored-after-prune");
+    ok(&restore_files(&west, &key, &into));
+    assert_eq!(describe(&into), want);
+    // A database restore of a file backup says what to do instead.
+    let err = fails(&lifeboat(&[
+        "restore",
+        "--from",
+        &fs_dest,
+        "--key-file",
+        &key,
+        "--target-db",
+        "x",
+    ]));
+    assert!(
+        err.contains("file backup: restore it with --to-dir"),
+        "{err}"
+    );
 }
 
 #[test]
