@@ -533,10 +533,30 @@ fn a_killed_backup_leaves_no_manifest_and_the_next_run_succeeds() {
     // The next run succeeds, and reuses what the killed one stored; the
     // first file, which the killed run had stored, is gone by then.
     fs::remove_file(src.join("f00")).unwrap();
+    let partial = |d: &Path| {
+        fs::read_dir(d.join("chunks/packs"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".partial")
+            })
+            .count()
+    };
+    // Almost always a pack was being written (not when the kill fell
+    // between two packs): its partial upload must not outlive the next run.
+    let had = partial(&store);
     let r = backup_files(&src, &key, &[&url], &[]);
     assert!(
         r["files"]["bytes_deduplicated"].as_u64().unwrap() > 0,
         "{r}"
+    );
+    assert_eq!(
+        partial(&store),
+        0,
+        "the next run removed the killed run's partial pack"
     );
 
     // Prune: within the grace period the orphaned packs stay; after it they

@@ -62,6 +62,7 @@ pub async fn backup(o: FilesBackupOptions) -> Result<BackupReport, Error> {
         let store = Store::open(dest).await?;
         store.check_object_lock().await?;
         manifests::clean_leftovers(&store, &id).await?;
+        manifests::clean_chunk_leftovers(&store, &id).await?;
         stores.push(store);
     }
     let keys = Arc::new(o.keys);

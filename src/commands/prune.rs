@@ -185,6 +185,7 @@ pub async fn prune(
         }
         if incomplete {
             manifests::clean_leftovers(&store, "").await?;
+            manifests::clean_chunk_leftovers(&store, "").await?;
         }
         match &keys {
             Some(keys) => {
