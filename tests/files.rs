@@ -534,16 +534,11 @@ fn a_killed_backup_leaves_no_manifest_and_the_next_run_succeeds() {
     // first file, which the killed run had stored, is gone by then.
     fs::remove_file(src.join("f00")).unwrap();
     let partial = |d: &Path| {
-        fs::read_dir(d.join("chunks/packs"))
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .ends_with(".partial")
-            })
-            .count()
+        let names = fs::read_dir(d.join("chunks/packs")).unwrap();
+        let names: Vec<String> = names
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.iter().filter(|n| n.ends_with(".partial")).count()
     };
     // Almost always a pack was being written (not when the kill fell
     // between two packs): its partial upload must not outlive the next run.
@@ -556,7 +551,7 @@ fn a_killed_backup_leaves_no_manifest_and_the_next_run_succeeds() {
     assert_eq!(
         partial(&store),
         0,
-        "the next run removed the killed run's partial pack"
+        "{had} partial pack(s) of the killed run left"
     );
 
     // Prune: within the grace period the orphaned packs stay; after it they
