@@ -11,9 +11,14 @@ cargo build --all-targets --quiet
 ensure_kubernetes_validate
 ensure_aiosmtpd
 ensure_chromium
+ensure_tini
 LIFEBOAT_HELM=$(ensure_helm)
 export LIFEBOAT_HELM
 ensure_python_decoder
+# Servers of other majors for tests/pg_majors.rs: 17 always, so that the
+# choice of programs by major runs in every test run; the whole matrix with
+# LIFEBOAT_PG_MAJORS="13 15 17" (README, "Run the tests").
+export LIFEBOAT_PG_MAJORS=${LIFEBOAT_PG_MAJORS:-15 17}
 # Tests that need an external tool fail instead of skipping when it is missing.
 export LIFEBOAT_REQUIRE_TOOLS=1
 testbed_up

@@ -2,9 +2,14 @@
 # The test bed, sourced by scripts/test.sh, scripts/quickstart.sh and bench/:
 # installs what is missing, then starts a throwaway PostgreSQL 15 cluster and
 # (optionally) an S3-protocol server (moto) on loopback. Everything lives in
-# $TESTBED_DIR and stops when the calling shell exits.
+# $TESTBED_DIR and stops when the calling shell exits. With
+# LIFEBOAT_PG_MAJORS (e.g. "13 15 17") it also starts a server of each other
+# major from a cached Debian root filesystem (scripts/pgmajor.sh).
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+
+# shellcheck source=scripts/pgmajor.sh
+source "$(dirname "${BASH_SOURCE[0]}")/pgmajor.sh"
 
 testbed_log() { printf '\033[1m[testbed]\033[0m %s\n' "$*" >&2; }
 
@@ -88,6 +93,15 @@ ensure_chromium() {
   fi
 }
 
+# The init the image runs as PID 1 (Dockerfile), which the Jobs' command
+# names: tests/support/kubelet.rs runs their command as written.
+ensure_tini() {
+  if [ ! -x /usr/bin/tini ]; then
+    testbed_log "installing tini"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tini >/dev/null
+  fi
+}
+
 # The independent format decoder (tests/format/decode.py) needs these.
 ensure_python_decoder() {
   python3 -c 'import cryptography, zstandard' 2>/dev/null || python3 -m pip install --quiet cryptography zstandard
@@ -147,11 +161,13 @@ testbed_up() {
   export TESTBED_DIR
   trap testbed_down EXIT
   start_postgres
+  pg_majors_up
   [ "${1:-}" = "--no-s3" ] || start_s3
 }
 
 testbed_down() {
   stop_s3
+  stop_pg_majors
   stop_postgres
   [ -n "${TESTBED_DIR:-}" ] && rm -rf "$TESTBED_DIR"
 }

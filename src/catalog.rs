@@ -6,12 +6,16 @@
 //! `backups/<id>/<part>.lbk` — the encrypted objects it lists.
 
 use crate::keys::{KeyError, Keyring, KEY_LEN, WRAPPED_LEN};
+use crate::owner::{self, Verdict};
 use crate::pipeline::header::Compression;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use ring::hmac;
 use serde::{Deserialize, Serialize};
+
+mod objects;
+pub use objects::{ConfigInfo, TypeCount};
 
 pub const MANIFEST_FORMAT: u32 = 1;
 /// The manifest format of a file backup, stored in the chunk store
@@ -34,6 +38,12 @@ pub enum CatalogError {
     Mac { id: String },
     #[error("manifest at {path} describes backup {found}: it was moved or swapped")]
     WrongId { path: String, found: String },
+    #[error("backup {id} belongs to {found}, not {expected}: it was copied from another policy's destination")]
+    WrongOwner {
+        id: String,
+        expected: String,
+        found: String,
+    },
     #[error(
         "manifest format {0} is not supported by this lifeboat (it reads format {MANIFEST_FORMAT})"
     )]
@@ -103,6 +113,7 @@ pub enum SourceInfo {
     Postgres(PostgresInfo),
     /// A directory of files, stored in the chunk store (format 2).
     Files(FilesInfo),
+    Config(ConfigInfo),
 }
 
 /// A file backup (docs/FORMAT.md §9): its one object is the tree.
@@ -148,6 +159,11 @@ pub struct PostgresInfo {
     pub method: PgMethod,
     pub host: String,
     pub server_version: String,
+    /// The version of the program that made the backup (pg_dump,
+    /// pg_basebackup): its major decides which pg_restore can read a dump.
+    /// Absent in backups made before lifeboat recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_version: Option<String>,
     /// Logical: the databases dumped; physical: empty (the whole cluster).
     pub databases: Vec<String>,
 }
@@ -175,6 +191,7 @@ impl SourceInfo {
         match self {
             SourceInfo::Postgres(pg) => &pg.databases,
             SourceInfo::Files(_) => &[],
+            SourceInfo::Config(_) => &[],
         }
     }
 
@@ -183,14 +200,20 @@ impl SourceInfo {
         match self {
             SourceInfo::Postgres(pg) => &pg.server_version,
             SourceInfo::Files(_) => "",
+            SourceInfo::Config(c) => &c.server_version,
         }
     }
 
-    /// One line for listings: `postgres logical db:5432 15.18`.
+    /// One line for listings: `postgres logical db:5432 15.18 (pg_dump 17.2)`.
     pub fn summary(&self) -> String {
         match self {
             SourceInfo::Postgres(pg) => {
-                format!("postgres {} {} {}", pg.method, pg.host, pg.server_version)
+                let line = format!("postgres {} {} {}", pg.method, pg.host, pg.server_version);
+                match (&pg.client_version, pg.method) {
+                    (Some(v), PgMethod::Logical) => format!("{line} (pg_dump {v})"),
+                    (Some(v), PgMethod::Physical) => format!("{line} (pg_basebackup {v})"),
+                    (None, _) => line,
+                }
             }
             SourceInfo::Files(f) => format!(
                 "files {} ({} files, {} bytes)",
@@ -198,6 +221,21 @@ impl SourceInfo {
                 f.stats.files_new + f.stats.files_changed + f.stats.files_unchanged,
                 f.stats.bytes_total
             ),
+            SourceInfo::Config(c) => format!(
+                "config {} objects in {} types, kubernetes {}",
+                c.objects(),
+                c.types.len(),
+                c.server_version
+            ),
+        }
+    }
+
+    /// The PostgreSQL source, for what only PostgreSQL has (majors, methods).
+    pub fn postgres(&self) -> Option<&PostgresInfo> {
+        match self {
+            SourceInfo::Postgres(pg) => Some(pg),
+            SourceInfo::Files(_) => None,
+            SourceInfo::Config(_) => None,
         }
     }
 
@@ -208,6 +246,7 @@ impl SourceInfo {
             method,
             host: "db".into(),
             server_version: "15".into(),
+            client_version: None,
             databases: databases.iter().map(|d| d.to_string()).collect(),
         })
     }
@@ -233,6 +272,10 @@ pub struct Manifest {
     pub format: u32,
     pub backup_id: String,
     pub policy: String,
+    /// The policy's namespace, when the writer was told it (`--owner`);
+    /// with `policy`, whose backup this is (src/owner.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     pub tier: String,
     pub source: SourceInfo,
     pub started_at: DateTime<Utc>,
@@ -265,6 +308,7 @@ impl Manifest {
             format: 1,
             backup_id: id.into(),
             policy: "orders".into(),
+            namespace: None,
             tier: "daily".into(),
             source: SourceInfo::sample(PgMethod::Logical, &["orders"]),
             started_at: done,
@@ -301,12 +345,15 @@ fn mac_aad(id: &str) -> Vec<u8> {
 /// every byte before `,"mac":"`.
 pub fn seal_manifest(mut m: Manifest, keys: &Keyring) -> Vec<u8> {
     let master = keys.primary();
-    let mac_key: [u8; KEY_LEN] = crate::keys::random_bytes();
+    let mac_key = zeroize::Zeroizing::new(crate::keys::random_bytes::<KEY_LEN>());
     m.key_id = master.id.clone();
+    if let Some(o) = keys.owner() {
+        m.namespace = Some(o.namespace.clone());
+    }
     m.mac_key = B64.encode(master.wrap(&mac_key, &mac_aad(&m.backup_id)));
     let mut body = serde_json::to_vec(&m).expect("manifest serialises");
     body.pop(); // the closing brace
-    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &mac_key), &body);
+    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &mac_key[..]), &body);
     body.extend_from_slice(MAC_SUFFIX_START);
     body.extend_from_slice(hex::encode(tag.as_ref()).as_bytes());
     body.extend_from_slice(MAC_SUFFIX_END);
@@ -387,8 +434,23 @@ pub fn open_manifest(bytes: &[u8], id: &str, keys: &Keyring) -> Result<Manifest,
             KeyError::Unwrap { .. } => CatalogError::Mac { id: id.to_string() },
             other => other.into(),
         })?;
-    hmac::verify(&hmac::Key::new(hmac::HMAC_SHA256, &mac_key), body, &tag)
+    hmac::verify(&hmac::Key::new(hmac::HMAC_SHA256, &mac_key[..]), body, &tag)
         .map_err(|_| CatalogError::Mac { id: id.to_string() })?;
+    // Only now is `policy`/`namespace` known to be what the writer said.
+    if let Some(expected) = keys.owner() {
+        match owner::judge(expected, &m.policy, m.namespace.as_deref()) {
+            Verdict::Same => {}
+            Verdict::NoNamespace => tracing::warn!(backup = %id, policy = %m.policy,
+                "manifest predates recorded namespaces: only its policy name could be checked"),
+            Verdict::Other(found) => {
+                return Err(CatalogError::WrongOwner {
+                    id: id.to_string(),
+                    expected: expected.to_string(),
+                    found,
+                })
+            }
+        }
+    }
     Ok(m)
 }
 
@@ -441,158 +503,4 @@ pub fn select<'m>(manifests: &'m [Manifest], point: &Point) -> Result<&'m Manife
 mod props;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-    use std::path::Path;
-
-    fn keys(text: &str) -> Keyring {
-        Keyring::parse(text, Path::new("k")).unwrap()
-    }
-
-    fn manifest(id: &str, done: DateTime<Utc>) -> Manifest {
-        Manifest::sample(id, done, 10, 20)
-    }
-
-    #[test]
-    fn ids_sort_by_time_and_parse() {
-        let a = new_backup_id(Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap());
-        let b = new_backup_id(Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 6).unwrap());
-        assert!(a < b && valid_backup_id(&a), "{a}");
-        assert!(a.starts_with("20260102T030405.000Z-"), "{a}");
-        assert!(!valid_backup_id("20260102T030405.000Z"));
-        assert!(!valid_backup_id("2026010xT030405.000Z-abcdef"));
-        let ms = |m| {
-            new_backup_id(
-                Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap()
-                    + chrono::Duration::milliseconds(m),
-            )
-        };
-        assert!(
-            ms(1) < ms(2) && ms(999) < b,
-            "ids within one second still sort"
-        );
-        assert_eq!(id_of_key(&object_key(&a, "db-0")), Some(a.as_str()));
-    }
-
-    #[test]
-    fn sealed_manifest_opens_and_any_edit_fails() {
-        let k = keys(&crate::keys::new_key_line("k1").unwrap());
-        let id = "20261125T020000.000Z-abcdef";
-        let bytes = seal_manifest(manifest(id, Utc::now()), &k);
-        let m = open_manifest(&bytes, id, &k).unwrap();
-        assert_eq!(m.key_id, "k1");
-        assert!(
-            serde_json::from_slice::<serde_json::Value>(&bytes).is_ok(),
-            "valid JSON"
-        );
-        // edit a size by hand
-        let text = String::from_utf8(bytes.clone()).unwrap();
-        let edited = text.replace("\"size\":10", "\"size\":11");
-        assert_ne!(edited, text);
-        assert!(matches!(
-            open_manifest(edited.as_bytes(), id, &k),
-            Err(CatalogError::Mac { .. })
-        ));
-        // flip any byte
-        for i in 0..bytes.len() - 1 {
-            let mut b = bytes.clone();
-            b[i] ^= 0x04;
-            assert!(open_manifest(&b, id, &k).is_err(), "flip at {i}");
-        }
-        // a manifest moved under another id
-        assert!(matches!(
-            open_manifest(&bytes, "20261125T020000.000Z-000000", &k),
-            Err(CatalogError::WrongId { .. })
-        ));
-        // another key file
-        let other = keys(&crate::keys::new_key_line("k1").unwrap());
-        assert!(matches!(
-            open_manifest(&bytes, id, &other),
-            Err(CatalogError::Mac { .. })
-        ));
-    }
-
-    /// Found by `props::an_edited_manifest_is_refused`: a hex digit of the
-    /// MAC turned upper case (bit 5 flipped, 18 bytes from the end) and the
-    /// manifest still opened, so its bytes could change under a valid MAC.
-    #[test]
-    fn an_upper_case_mac_is_refused() {
-        let id = "20261125T020000.000Z-abcdef";
-        let (k, bytes) = sealed_by_k1(manifest(id, Utc::now()));
-        let (body, mac) = bytes.split_at(bytes.len() - 67);
-        let upper = [body, &mac.to_ascii_uppercase()].concat();
-        assert_ne!(upper, bytes);
-        let err = open_manifest(&upper, id, &k).unwrap_err();
-        assert!(err.to_string().contains("lower-case hex"), "{err}");
-    }
-
-    fn sealed_by_k1(m: Manifest) -> (Keyring, Vec<u8>) {
-        let k = keys(&crate::keys::new_key_line("k1").unwrap());
-        let bytes = seal_manifest(m, &k);
-        (k, bytes)
-    }
-
-    /// Format 0 never existed: only 1 is read (it was "refuse larger").
-    #[test]
-    fn only_manifest_format_1_is_read() {
-        let id = "20261125T020000.000Z-abcdef";
-        for format in [0, 2] {
-            let (k, bytes) = sealed_by_k1(Manifest {
-                format,
-                ..manifest(id, Utc::now())
-            });
-            let err = parse_manifest(&bytes, id).unwrap_err();
-            assert!(
-                matches!(err, CatalogError::Format(f) if f == format),
-                "{err}"
-            );
-            assert!(open_manifest(&bytes, id, &k).is_err());
-        }
-    }
-
-    #[test]
-    fn recovery_point_selection() {
-        let t = |h| Utc.with_ymd_and_hms(2026, 11, 25, h, 0, 0).unwrap();
-        let ms = vec![
-            manifest("20261125T020000.000Z-aaaaaa", t(2)),
-            manifest("20261125T040000.000Z-bbbbbb", t(4)),
-        ];
-        assert_eq!(
-            select(&ms, &Point::Latest).unwrap().backup_id,
-            ms[1].backup_id
-        );
-        assert_eq!(
-            select(&ms, &Point::AtOrBefore(t(3))).unwrap().backup_id,
-            ms[0].backup_id
-        );
-        assert_eq!(
-            select(&ms, &Point::AtOrBefore(t(4))).unwrap().backup_id,
-            ms[1].backup_id
-        );
-        assert_eq!(
-            select(&ms, &Point::AtOrBefore(t(9))).unwrap().backup_id,
-            ms[1].backup_id
-        );
-        assert!(matches!(
-            select(&ms, &Point::AtOrBefore(t(1))),
-            Err(CatalogError::NothingBefore(_))
-        ));
-        assert!(matches!(
-            select(&[], &Point::Latest),
-            Err(CatalogError::Empty)
-        ));
-        assert!(matches!(
-            select(&ms, &Point::Id("20261125T030000.000Z-cccccc".into())),
-            Err(CatalogError::NoSuchId(_))
-        ));
-        assert!("yesterday"
-            .parse::<Point>()
-            .unwrap_err()
-            .contains("RFC 3339"));
-        assert_eq!(
-            "2026-11-25T03:00:00Z".parse::<Point>().unwrap(),
-            Point::AtOrBefore(t(3))
-        );
-    }
-}
+mod tests;

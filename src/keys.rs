@@ -5,6 +5,7 @@
 //! first" and history stays readable. Key material never leaves this module
 //! except as ring keys; `Debug` prints ids only.
 
+use crate::owner::Owner;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
@@ -121,12 +122,12 @@ impl MasterKey {
     /// Encrypts `data_key` with this master key; `aad` binds it to its context.
     pub fn wrap(&self, data_key: &[u8; KEY_LEN], aad: &[u8]) -> [u8; WRAPPED_LEN] {
         let nonce: [u8; WRAP_NONCE_LEN] = random_bytes();
-        let mut buf = data_key.to_vec();
+        let mut buf = zeroize::Zeroizing::new(data_key.to_vec());
         self.key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(aad),
-                &mut buf,
+                &mut *buf,
             )
             .expect("sealing 32 bytes cannot fail");
         let mut out = [0u8; WRAPPED_LEN];
@@ -139,9 +140,11 @@ impl MasterKey {
         &self,
         wrapped: &[u8; WRAPPED_LEN],
         aad: &[u8],
-    ) -> Result<[u8; KEY_LEN], KeyError> {
+    ) -> Result<zeroize::Zeroizing<[u8; KEY_LEN]>, KeyError> {
         let nonce: [u8; WRAP_NONCE_LEN] = wrapped[..WRAP_NONCE_LEN].try_into().expect("len");
-        let mut buf = wrapped[WRAP_NONCE_LEN..].to_vec();
+        // Cleared on drop, as the unwrapped key is: data and MAC keys do not
+        // outlive the object they open.
+        let mut buf = zeroize::Zeroizing::new(wrapped[WRAP_NONCE_LEN..].to_vec());
         let plain = self
             .key
             .open_in_place(
@@ -152,7 +155,9 @@ impl MasterKey {
             .map_err(|_| KeyError::Unwrap {
                 id: self.id.clone(),
             })?;
-        Ok(plain.try_into().expect("32-byte key"))
+        Ok(zeroize::Zeroizing::new(
+            <[u8; KEY_LEN]>::try_from(&*plain).expect("32-byte key"),
+        ))
     }
 }
 
@@ -160,6 +165,8 @@ impl MasterKey {
 #[derive(Debug)]
 pub struct Keyring {
     keys: Vec<MasterKey>,
+    /// Whose backups these keys vouch for here (src/owner.rs); `None`: any.
+    owner: Option<Owner>,
 }
 
 impl Keyring {
@@ -230,7 +237,18 @@ impl Keyring {
         if keys.is_empty() {
             return Err(KeyError::Empty(path.to_path_buf()));
         }
-        Ok(Self { keys })
+        Ok(Self { keys, owner: None })
+    }
+
+    /// Restricts what these keys authenticate to one policy's backups:
+    /// manifests are sealed as its and opened only if they are its.
+    pub fn for_owner(mut self, owner: Option<Owner>) -> Self {
+        self.owner = owner;
+        self
+    }
+
+    pub fn owner(&self) -> Option<&Owner> {
+        self.owner.as_ref()
     }
 
     /// The key new data is encrypted with.
@@ -327,7 +345,7 @@ mod tests {
         assert_eq!(ring.primary().id, "new");
         let dk = random_bytes::<32>();
         let w = ring.get("old").unwrap().wrap(&dk, b"ctx");
-        assert_eq!(ring.get("old").unwrap().unwrap(&w, b"ctx").unwrap(), dk);
+        assert_eq!(*ring.get("old").unwrap().unwrap(&w, b"ctx").unwrap(), dk);
         assert!(matches!(
             ring.get("old").unwrap().unwrap(&w, b"other"),
             Err(KeyError::Unwrap { .. })

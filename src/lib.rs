@@ -18,6 +18,7 @@ mod hostile;
 pub mod keys;
 pub mod location;
 pub mod notify;
+pub mod owner;
 pub mod pipeline;
 pub mod plan;
 pub mod recovery;

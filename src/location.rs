@@ -4,6 +4,7 @@
 //! ```text
 //! s3://bucket[/prefix][?region=R][&endpoint=URL][&storage-class=C][&credentials=DIR][&path-style=true|false]
 //!     [&insecure-http=true]   (an http:// endpoint on another host; refused otherwise)
+//!     [&ca-file=PATH]         (PEM certificates an https endpoint's must chain to, instead of the system's)
 //!     [&object-lock=governance|compliance&lock-days=N]
 //! file:///absolute/path     or     /absolute/path
 //! ```
@@ -30,6 +31,8 @@ pub struct LocationError {
 }
 
 /// A place that holds backups: a prefix of an S3 bucket or a local directory.
+// A handful exist per process, so the size of the S3 variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     S3(S3Location),
@@ -52,6 +55,9 @@ pub struct S3Location {
     pub path_style: Option<bool>,
     /// Allow an `http://` endpoint on another host than this one.
     pub insecure_http: bool,
+    /// PEM file of the certificate authorities trusted for the endpoint
+    /// (a private S3 such as MinIO), in place of the system's roots.
+    pub ca_file: Option<PathBuf>,
     /// S3 Object Lock retention every object written here gets.
     pub lock: Option<ObjectLock>,
 }
@@ -194,6 +200,7 @@ fn parse_s3(url: &str) -> Result<S3Location, String> {
             }
             "storage-class" => loc.storage_class = Some(v.into_owned()),
             "credentials" => loc.credentials = Some(PathBuf::from(v.as_ref())),
+            "ca-file" => loc.ca_file = Some(PathBuf::from(v.as_ref())),
             "path-style" => {
                 loc.path_style = Some(match v.as_ref() {
                     "true" => true,
@@ -231,7 +238,7 @@ fn parse_s3(url: &str) -> Result<S3Location, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown option {other:?} (known: region, endpoint, storage-class, credentials, path-style, insecure-http, object-lock, lock-days)"
+                    "unknown option {other:?} (known: region, endpoint, storage-class, credentials, path-style, insecure-http, ca-file, object-lock, lock-days)"
                 ))
             }
         }
@@ -267,6 +274,9 @@ impl fmt::Display for Location {
         }
         if s.insecure_http {
             q.append_pair("insecure-http", "true");
+        }
+        if let Some(c) = &s.ca_file {
+            q.append_pair("ca-file", &c.to_string_lossy());
         }
         if let Some(l) = &s.lock {
             q.append_pair("object-lock", l.mode.as_str());
@@ -360,7 +370,7 @@ mod tests {
 
     #[test]
     fn s3_urls_parse_into_every_option_and_print_back() {
-        let url = "s3://bk/prod/shop?region=eu-west-1&endpoint=http%3A%2F%2Fminio%3A9000&storage-class=STANDARD_IA&credentials=%2Fvar%2Frun%2Fs3%2Fdr&path-style=false";
+        let url = "s3://bk/prod/shop?region=eu-west-1&endpoint=http%3A%2F%2Fminio%3A9000&storage-class=STANDARD_IA&credentials=%2Fvar%2Frun%2Fs3%2Fdr&path-style=false&ca-file=%2Fetc%2Fca.pem";
         let s = s3(url);
         assert_eq!(s.bucket, "bk");
         assert_eq!(s.prefix, "prod/shop");
@@ -369,6 +379,7 @@ mod tests {
         assert_eq!(s.storage_class.as_deref(), Some("STANDARD_IA"));
         assert_eq!(s.credentials, Some(PathBuf::from("/var/run/s3/dr")));
         assert_eq!(s.path_style, Some(false));
+        assert_eq!(s.ca_file, Some(PathBuf::from("/etc/ca.pem")));
         assert!(!s.uses_path_style());
         assert_eq!(Location::S3(s.clone()).to_string(), url);
         assert_eq!(Location::S3(s).base(), "s3://bk/prod/shop");

@@ -306,6 +306,7 @@ mod tests {
             format: 1,
             backup_id: id.into(),
             policy: "p".into(),
+            namespace: None,
             tier: "manual".into(),
             source: SourceInfo::sample(PgMethod::Physical, &[]),
             started_at: t(stopped - 1),

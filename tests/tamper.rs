@@ -343,3 +343,82 @@ fn a_plan_notices_that_the_newest_recorded_backup_is_gone() {
     let ok = plan(&older).ok();
     assert_eq!(ok["backup_id"], older.as_str());
 }
+
+/// Two policies share one key Secret. A backup copied from one's prefix to
+/// the other's authenticates, but restores, plans and prunes of the other
+/// policy (the operator sets LIFEBOAT_OWNER on every Job) refuse it and
+/// say whose it is (issue 13, item 2).
+#[test]
+fn a_backup_copied_from_another_policy_is_not_this_policys() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let k = keys.to_str().unwrap();
+    let orders = dir.path().join("orders");
+    let billing = dir.path().join("billing");
+    let db = create_db("owners");
+    psql(
+        &db,
+        "create table t (v text); insert into t values ('orders')",
+    );
+    let id = backup(&db, k, &[&format!("file://{}", orders.display())])
+        .opt("--owner", "shop/orders")
+        .json()
+        .ok()["backup_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let manifest =
+        std::fs::read_to_string(orders.join("backups").join(&id).join("manifest.json")).unwrap();
+    assert!(
+        manifest.contains(r#""policy":"orders","namespace":"shop""#),
+        "{manifest}"
+    );
+    std::fs::create_dir_all(&billing).unwrap();
+    copy_dir(&orders.join("backups"), &billing.join("backups"));
+    let from = format!("file://{}", billing.display());
+
+    let target = create_db("owners_victim");
+    let err = restore(&[&from], k)
+        .opt("--owner", "shop/billing")
+        .into_db(&target)
+        .fails();
+    assert!(
+        err.contains("belongs to shop/orders, not shop/billing"),
+        "{err}"
+    );
+    assert_eq!(
+        psql(
+            &target,
+            "select count(*) from pg_tables where schemaname = 'public'"
+        ),
+        "0"
+    );
+    let plan = Cli::new("plan")
+        .opt("--from", &from)
+        .opt("--key-file", k)
+        .opt("--owner", "other/orders")
+        .json()
+        .fails();
+    assert!(
+        plan.contains("belongs to shop/orders, not other/orders"),
+        "{plan}"
+    );
+
+    // Its own policy reads it, wherever it lies.
+    let own = unique("owners_restored");
+    restore(&[&from], k)
+        .opt("--owner", "shop/orders")
+        .create(&own)
+        .json()
+        .ok();
+    assert_eq!(psql(&own, "select v from t"), "orders");
+    // A --policy that contradicts --owner is refused before anything runs.
+    let err = backup(&db, k, &[&from])
+        .opt("--owner", "shop/orders")
+        .opt("--policy", "billing")
+        .fails();
+    assert!(
+        err.contains("--policy \"billing\" is not the policy of --owner shop/orders"),
+        "{err}"
+    );
+}

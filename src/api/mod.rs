@@ -168,6 +168,24 @@ impl S3CredentialsRef {
     }
 }
 
+/// A Secret key holding the PEM certificate authorities of a private S3
+/// endpoint (cert-manager writes one as `ca.crt`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CaSecretRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key holding the PEM certificates; default `ca.crt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl CaSecretRef {
+    pub fn key(&self) -> &str {
+        self.key.as_deref().unwrap_or("ca.crt")
+    }
+}
+
 /// Schema pattern for durations such as `60s`, `1h30m`, `7d` (see [`parse_duration`]).
 pub(crate) const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h|d))+$";
 

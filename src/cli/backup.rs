@@ -4,20 +4,24 @@
 use super::args::{self, BackupArgs, KeygenArgs, ListArgs, MethodArg, PruneArgs, VerifyArgs};
 use super::print::{self, write_report};
 use crate::commands::{self, backup, list, prune, verify};
-use crate::keys::{self, Keyring};
-use crate::source::{postgres, Source};
+use crate::keys;
+use crate::source::{config, postgres, Source};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 /// `lifeboat backup [--verify]`.
 pub async fn backup(a: BackupArgs) -> Result<ExitCode, commands::Error> {
+    let policy = manifest_policy(a.policy.as_deref(), a.key.owner.owner.as_ref())?;
     if let Some(root) = a.path.clone() {
-        return backup_files(a, root).await;
+        return backup_files(a, root, policy).await;
     }
     let conn = a.conn.conn()?;
     let maintenance_db = a.conn.maintenance_db.clone();
     // The one place the command line picks the kind of source.
     let source = match a.method {
+        _ if a.objects.config => {
+            Source::Config(config::Config::connect(a.objects.selection()?).await?)
+        }
         MethodArg::Logical => Source::PostgresLogical(postgres::logical::Logical::new(
             conn,
             a.databases.clone(),
@@ -32,9 +36,9 @@ pub async fn backup(a: BackupArgs) -> Result<ExitCode, commands::Error> {
     let report = backup::backup(backup::BackupOptions {
         source,
         to: a.to.clone(),
-        keys: Keyring::load(&a.key.key_file)?,
+        keys: a.key.load()?,
         compression: args::compression(a.compression),
-        policy: a.policy.clone(),
+        policy,
         tier: a.tier.clone(),
         allow_partial: a.allow_partial,
     })
@@ -46,6 +50,7 @@ pub async fn backup(a: BackupArgs) -> Result<ExitCode, commands::Error> {
 async fn backup_files(
     a: BackupArgs,
     root: std::path::PathBuf,
+    policy: String,
 ) -> Result<ExitCode, commands::Error> {
     let report = commands::files::backup(commands::files::FilesBackupOptions {
         spec: crate::source::files::FilesSpec {
@@ -57,8 +62,8 @@ async fn backup_files(
             sizes: crate::chunks::chunker::DEFAULT_SIZES,
         },
         to: a.to.clone(),
-        keys: Keyring::load(&a.key.key_file)?,
-        policy: a.policy.clone(),
+        keys: a.key.load()?,
+        policy,
         tier: a.tier.clone(),
         pack_target: a.pack_size,
     })
@@ -73,7 +78,7 @@ async fn finish(
     mut report: backup::BackupReport,
 ) -> Result<ExitCode, commands::Error> {
     let verified = if a.verify {
-        let keys = Arc::new(Keyring::load(&a.key.key_file)?);
+        let keys = Arc::new(a.key.load()?);
         backup::verify_committed(&mut report, keys).await?
     } else {
         true
@@ -90,9 +95,25 @@ async fn finish(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The policy a backup's manifest names: `--policy`, which must agree with
+/// `--owner` when both are given.
+fn manifest_policy(
+    policy: Option<&str>,
+    owner: Option<&crate::owner::Owner>,
+) -> Result<String, commands::Error> {
+    match (policy, owner) {
+        (Some(p), Some(o)) if p != o.policy => Err(commands::Error::Usage(format!(
+            "--policy {p:?} is not the policy of --owner {o}"
+        ))),
+        (Some(p), _) => Ok(p.to_string()),
+        (None, Some(o)) => Ok(o.policy.clone()),
+        (None, None) => Ok("manual".into()),
+    }
+}
+
 /// `lifeboat list`.
 pub async fn list(a: ListArgs) -> Result<ExitCode, commands::Error> {
-    let keys = a.key_file.as_deref().map(Keyring::load).transpose()?;
+    let keys = a.key_file.as_deref().map(|k| a.owner.load(k)).transpose()?;
     let entries = list::list(&a.from, keys.as_ref()).await?;
     print::report(a.json, entries.as_slice(), print::list);
     Ok(ExitCode::SUCCESS)
@@ -109,7 +130,7 @@ pub async fn verify(a: VerifyArgs) -> Result<ExitCode, commands::Error> {
                 .map_err(|e: String| commands::Error::Usage(format!("--backup: {e}")))?,
         )
     };
-    let keys = Arc::new(Keyring::load(&a.key.key_file)?);
+    let keys = Arc::new(a.key.load()?);
     let report = verify::verify(&a.from, keys, &which).await?;
     print::report(a.json, &report, print::verify);
     if report.problems > 0 || report.checks.is_empty() {
@@ -130,7 +151,7 @@ pub async fn prune(a: PruneArgs) -> Result<ExitCode, commands::Error> {
             "nothing to prune: give --backup ID or --incomplete".into(),
         ));
     }
-    let keys = a.key_file.as_deref().map(Keyring::load).transpose()?;
+    let keys = a.key_file.as_deref().map(|k| a.owner.load(k)).transpose()?;
     let grace = crate::api::parse_duration(&a.grace).ok_or_else(|| {
         commands::Error::Usage(format!(
             "--grace {:?}: not a duration like 24h or 90m",

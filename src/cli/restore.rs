@@ -6,7 +6,6 @@
 use super::args::{PlanArgs, RestoreArgs};
 use super::print::{self, write_report};
 use crate::commands::{self, pitr, recover, restore, restore_server};
-use crate::keys::Keyring;
 use crate::recovery::RecoveryTarget;
 use crate::target::database::DatabaseTarget;
 use crate::wire::{step, PlanSummary, RestoreSummary};
@@ -17,14 +16,14 @@ use std::sync::Arc;
 /// or --drop-after for a restore the checks judge.
 pub async fn restore(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
     if let Some(dir) = a.to_dir.clone() {
-        let report =
-            commands::files::restore(&a.from, Keyring::load(&a.key.key_file)?, &a.backup, dir)
-                .await?;
+        let report = commands::files::restore(&a.from, a.key.load()?, &a.backup, dir).await?;
         write_report(a.report_file.as_deref(), &report)?;
         print::report(a.json, &report, print::files_restored);
         return Ok(ExitCode::SUCCESS);
     }
-    if a.data_dir.is_some() {
+    if a.objects.config {
+        super::objects::restore(a).await
+    } else if a.data_dir.is_some() {
         point_in_time(a).await
     } else if !a.checks.is_empty() || a.drop_after {
         recover(a).await
@@ -39,7 +38,7 @@ pub async fn restore(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
 fn restore_options(a: &RestoreArgs) -> Result<restore::RestoreOptions, commands::Error> {
     Ok(restore::RestoreOptions {
         from: a.from.clone(),
-        keys: Arc::new(Keyring::load(&a.key.key_file)?),
+        keys: Arc::new(a.key.load()?),
         point: a.backup.clone(),
         database: a.database.clone(),
         target: DatabaseTarget {
@@ -51,6 +50,8 @@ fn restore_options(a: &RestoreArgs) -> Result<restore::RestoreOptions, commands:
         },
         target_db: a.target_db.clone(),
         globals: a.globals,
+        jobs: a.jobs,
+        spool_dir: a.spool_dir.clone(),
     })
 }
 
@@ -115,7 +116,7 @@ async fn point_in_time(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
     }
     let outcome = pitr::restore(pitr::PitrOptions {
         from: a.from,
-        keys: Arc::new(Keyring::load(&a.key.key_file)?),
+        keys: Arc::new(a.key.load()?),
         key_file: a.key.key_file,
         data_dir: a.data_dir.expect("checked by the caller"),
         target,
@@ -154,7 +155,7 @@ async fn point_in_time(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
 pub async fn plan(a: PlanArgs) -> Result<ExitCode, commands::Error> {
     let report = commands::plan::plan(commands::plan::PlanOptions {
         from: a.from,
-        keys: Arc::new(Keyring::load(&a.key.key_file)?),
+        keys: Arc::new(a.key.load()?),
         point: a.backup,
         target_db: a.target_db,
         depth: a.verify,

@@ -8,14 +8,13 @@ use crate::commands::{
     wal_owed::Bound,
     wal_stream::{wal_stream, StreamOptions},
 };
-use crate::keys::Keyring;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 /// `lifeboat wal-push %p --to …`.
 pub async fn push(a: WalPushArgs) -> Result<ExitCode, commands::Error> {
     let w = a.archive;
-    let keys = Arc::new(Keyring::load(&w.key.key_file)?);
+    let keys = Arc::new(w.key.load()?);
     let bound = match (a.max_block, a.state_dir) {
         (Some(max_block), Some(state_dir)) => Some(Bound {
             max_block: max_block.to_std().unwrap_or_default(),
@@ -37,7 +36,7 @@ pub async fn push(a: WalPushArgs) -> Result<ExitCode, commands::Error> {
 /// `lifeboat wal-fetch %f %p --from …`: its exit codes are what PostgreSQL
 /// reads, so failures are codes here, not errors.
 pub async fn fetch(a: WalFetchArgs) -> Result<ExitCode, commands::Error> {
-    let keys = Arc::new(Keyring::load(&a.key.key_file)?);
+    let keys = Arc::new(a.key.load()?);
     match wal_fetch(&a.name, &a.dest, &a.from, keys).await {
         Ok(Fetched::Restored) => Ok(ExitCode::SUCCESS),
         // PostgreSQL asks for files past the end of the archive: routine.
@@ -54,10 +53,11 @@ pub async fn fetch(a: WalFetchArgs) -> Result<ExitCode, commands::Error> {
 pub async fn stream(a: WalStreamArgs) -> Result<ExitCode, commands::Error> {
     wal_stream(StreamOptions {
         conn: a.conn.conn()?,
+        maintenance_db: a.conn.maintenance_db,
         slot: a.slot,
         spool: a.spool,
         to: a.archive.to,
-        keys: Arc::new(Keyring::load(&a.archive.key.key_file)?),
+        keys: Arc::new(a.archive.key.load()?),
         compression: args::compression(a.archive.compression),
         max_delay: a.max_wal_delay,
         status_file: a.status_file,

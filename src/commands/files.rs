@@ -142,6 +142,7 @@ pub async fn backup(o: FilesBackupOptions) -> Result<BackupReport, Error> {
         format: catalog::MANIFEST_FORMAT_FILES,
         backup_id: id.clone(),
         policy: o.policy.clone(),
+        namespace: None,
         tier: o.tier.clone(),
         source: SourceInfo::Files(FilesInfo {
             path: o.spec.root.display().to_string(),

@@ -12,6 +12,7 @@ mod files_check;
 mod files_prune;
 pub mod list;
 mod manifests;
+pub mod objects;
 pub mod pitr;
 pub mod plan;
 pub mod progress;

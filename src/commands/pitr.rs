@@ -16,7 +16,8 @@ use crate::catalog::{Manifest, PhysicalInfo};
 use crate::keys::Keyring;
 use crate::location::{Location, NamedLocation};
 use crate::recovery::{self, RecoveryTarget};
-use crate::source::postgres::{self, PgConn, PgError};
+use crate::source::postgres::majors::{self, Rule};
+use crate::source::postgres::{self, Need, PgConn, PgError};
 use crate::store::Store;
 use crate::target::data_dir::{self, DataDir};
 use crate::wire::RestoreSummary;
@@ -172,7 +173,8 @@ async fn unpack_and_recover(o: &PitrOptions, dir: &DataDir) -> Result<PitrReport
         peak_rss_bytes: 0,
     };
     if o.start {
-        let (point, running) = match recover(o, dir).await {
+        let server = server_programs(&o.conn, &manifest)?;
+        let (point, running) = match recover(o, &server, dir).await {
             // PostgreSQL refuses a target past the end of the WAL. The
             // archive holds nothing after the target then, so its end is
             // the state as of the target: replay to it.
@@ -181,7 +183,7 @@ async fn unpack_and_recover(o: &PitrOptions, dir: &DataDir) -> Result<PitrReport
                     "the archive ends before the target; replaying to its end");
                 write_recovery_settings(o, &manifest.backup_id, &RecoveryTarget::Latest)?;
                 report.ended_before_target = true;
-                recover(o, dir).await?
+                recover(o, &server, dir).await?
             }
             other => other?,
         };
@@ -281,6 +283,10 @@ async fn unpack_from(
         .find(|e| e.role == "base")
         .ok_or_else(|| Error::Usage(format!("backup {} has no base object", manifest.backup_id)))?
         .clone();
+    if o.start {
+        // Before unpacking: a missing major fails at once, not after the copy.
+        server_programs(&o.conn, &manifest)?;
+    }
     tracing::info!(backup = %manifest.backup_id, from = %url.label(), bytes = entry.size, target = %o.target, "unpacking the base backup");
     let mut tar = dir.loader(&manifest.backup_id)?;
     match decode_object(&store, &entry, o.keys.clone(), tar.input()).await {
@@ -289,6 +295,23 @@ async fn unpack_from(
     }
     tar.finish().await?;
     Ok(manifest)
+}
+
+/// The programs that replay a base backup: the server of the backed-up
+/// server's own major (its data directory's format).
+fn server_programs(conn: &PgConn, m: &Manifest) -> Result<PgConn, Error> {
+    let version = m.source.version();
+    let Some(major) = majors::major_of(version) else {
+        return Ok(conn.clone());
+    };
+    Ok(conn.with_programs(&Need {
+        tool: "postgres",
+        rule: Rule::Exactly(major),
+        why: format!(
+            "to replay backup {} of a PostgreSQL {version} server",
+            m.backup_id
+        ),
+    })?)
 }
 
 /// True when the last recovery stopped because the WAL ended before its target.
@@ -322,7 +345,11 @@ fn write_recovery_settings(
 /// the point recovered to, then stops it (fast shutdown) unless asked to keep
 /// it running. Returns the point and whether the server still runs. Only a
 /// server left running archives (its config's archive_command).
-async fn recover(o: &PitrOptions, data: &DataDir) -> Result<(RecoveredPoint, bool), Error> {
+async fn recover(
+    o: &PitrOptions,
+    programs: &PgConn,
+    data: &DataDir,
+) -> Result<(RecoveredPoint, bool), Error> {
     use std::os::unix::process::CommandExt;
     let owner = data.owner;
     let dir = std::path::absolute(&data.path).map_err(Error::Pipeline)?;
@@ -332,7 +359,7 @@ async fn recover(o: &PitrOptions, data: &DataDir) -> Result<(RecoveredPoint, boo
         .open(&log_path)
         .map_err(Error::Pipeline)?;
     let hba = data.write_owned(RECOVERY_HBA, b"local all all trust\n")?;
-    let mut cmd = Command::new(o.conn.tool("postgres"));
+    let mut cmd = Command::new(programs.tool("postgres"));
     // The socket in the data directory: the backed-up server's socket
     // directory may not exist here. The log on stderr, where we read it.
     cmd.arg("-D")
@@ -367,7 +394,7 @@ async fn recover(o: &PitrOptions, data: &DataDir) -> Result<(RecoveredPoint, boo
         host: Some(dir.to_string_lossy().into_owned()),
         port: Some(o.port),
         password: None,
-        ..o.conn.clone()
+        ..programs.clone()
     };
     let point = loop {
         if let Some(status) = server.try_wait().map_err(Error::Pipeline)? {

@@ -52,7 +52,8 @@ pub async fn restore_server(o: RestoreOptions) -> Result<ServerReport, Error> {
         .collect();
     tracing::info!(backup = %manifest.backup_id, from = %store.label(), databases = databases.len(), "restoring the whole server");
     if o.globals {
-        restore_globals(&store, &manifest.objects, &o).await?;
+        let server = o.target.for_backup(&manifest.source).await?;
+        restore_globals(&store, &manifest.objects, &o.keys, &server).await?;
     }
     let mut outcomes = Vec::new();
     for (i, db) in databases.iter().enumerate() {
@@ -93,7 +94,7 @@ pub async fn restore_server(o: RestoreOptions) -> Result<ServerReport, Error> {
 
 /// The backup to restore, from the first destination that lists it.
 async fn choose(o: &RestoreOptions) -> Result<(Store, Manifest), Error> {
-    let point = resolve_point(o).await;
+    let point = resolve_point(&o.from, &o.keys, &o.point).await;
     let mut faults = Vec::new();
     for url in &o.from {
         let found = async {

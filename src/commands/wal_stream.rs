@@ -15,6 +15,7 @@ use super::Error;
 use crate::keys::Keyring;
 use crate::location::NamedLocation;
 use crate::pipeline::header::Compression;
+use crate::source::postgres::majors::Rule;
 use crate::source::postgres::{PassFile, PgConn, PgError};
 use crate::store::Store;
 use chrono::{DateTime, Utc};
@@ -28,6 +29,8 @@ use tokio::sync::watch;
 
 pub struct StreamOptions {
     pub conn: PgConn,
+    /// Database asked for the server's major (which pg_receivewal runs).
+    pub maintenance_db: String,
     pub slot: String,
     pub spool: PathBuf,
     pub to: Vec<NamedLocation>,
@@ -75,7 +78,10 @@ pub async fn wal_stream(o: StreamOptions) -> Result<(), Error> {
     let passfile = Arc::new(o.conn.passfile()?);
     let (stop_tx, stop_rx) = watch::channel(false);
     let receiver = tokio::spawn(supervise(
-        o.conn.clone(),
+        Server {
+            conn: o.conn.clone(),
+            db: o.maintenance_db.clone(),
+        },
         passfile.clone(),
         o.slot.clone(),
         o.spool.clone(),
@@ -116,9 +122,15 @@ pub async fn wal_stream(o: StreamOptions) -> Result<(), Error> {
     Ok(())
 }
 
+/// The server WAL comes from, and the database to ask it its major on.
+struct Server {
+    conn: PgConn,
+    db: String,
+}
+
 /// Runs pg_receivewal until told to stop, restarting it with back-off.
 async fn supervise(
-    conn: PgConn,
+    server: Server,
     passfile: Arc<Option<PassFile>>,
     slot: String,
     spool: PathBuf,
@@ -127,7 +139,7 @@ async fn supervise(
     let mut failures = 0u32;
     while !*stop.borrow() {
         let started = std::time::Instant::now();
-        let result = receive_once(&conn, (*passfile).as_ref(), &slot, &spool, &mut stop).await;
+        let result = receive_once(&server, (*passfile).as_ref(), &slot, &spool, &mut stop).await;
         if *stop.borrow() {
             break;
         }
@@ -154,12 +166,18 @@ async fn supervise(
 /// Creates the slot when missing, then runs pg_receivewal until it exits or
 /// `stop` turns true (then it gets SIGTERM and is waited for).
 async fn receive_once(
-    conn: &PgConn,
+    server: &Server,
     passfile: Option<&PassFile>,
     slot: &str,
     spool: &Path,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<String, Error> {
+    // pg_receivewal of the server's own major, asked at every (re)start so
+    // that a server upgraded in place is followed.
+    let conn = &server
+        .conn
+        .for_server(&server.db, "pg_receivewal", Rule::Exactly)
+        .await?;
     let mut create = conn.command("pg_receivewal", passfile);
     create.args([
         "--create-slot",

@@ -395,7 +395,7 @@ mod tests {
                 stored,
                 header_len,
                 header,
-                data_key,
+                data_key: *data_key,
             }
         }
 

@@ -76,8 +76,8 @@ impl Header {
         master: &MasterKey,
         name: &str,
         compression: Compression,
-    ) -> (Self, [u8; KEY_LEN]) {
-        let data_key: [u8; KEY_LEN] = crate::keys::random_bytes();
+    ) -> (Self, zeroize::Zeroizing<[u8; KEY_LEN]>) {
+        let data_key = zeroize::Zeroizing::new(crate::keys::random_bytes::<KEY_LEN>());
         let mut h = Header {
             compression,
             segment_log2: DEFAULT_SEGMENT_LOG2,
@@ -187,7 +187,7 @@ impl Header {
         &self,
         keys: &Keyring,
         expected_name: Option<&str>,
-    ) -> Result<[u8; KEY_LEN], HeaderError> {
+    ) -> Result<zeroize::Zeroizing<[u8; KEY_LEN]>, HeaderError> {
         if let Some(expected) = expected_name {
             if expected != self.name {
                 return Err(HeaderError::WrongName {

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 mod lock;
 mod range;
+mod tls;
 use lock::Retention;
 
 /// 5 MiB parts (S3's minimum), doubling every 900 parts so that the
@@ -108,6 +109,9 @@ impl S3Store {
                     .read_timeout(READ_TIMEOUT)
                     .build(),
             );
+        if let Some(ca) = &loc.ca_file {
+            conf = conf.http_client(tls::client_trusting(ca).map_err(bad)?);
+        }
         if let Some(e) = &loc.endpoint {
             // Custom endpoints (MinIO, Ceph, moto, …) often reject the SDK's
             // default extra checksums; the stream format authenticates every

@@ -7,8 +7,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::{Loader, TargetError};
+use crate::catalog::SourceInfo;
 use crate::source::child::{self, Stage};
-use crate::source::postgres::{self, PgConn, PgError};
+use crate::source::postgres::majors::{self, Rule};
+use crate::source::postgres::programs::server_major;
+use crate::source::postgres::{self, Need, PgConn, PgError, RestoreInput};
 
 /// The server, and what the restore may do to it.
 #[derive(Clone)]
@@ -35,6 +38,11 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// Whether this restore created the database (and may drop it again).
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
     /// Lets pg_restore see the end of the dump and waits for its verdict.
     /// From here on the database is never dropped by this restore.
     pub async fn hand_over(&mut self, loader: Loader) -> Result<String, TargetError> {
@@ -44,6 +52,49 @@ impl Prepared {
 }
 
 impl DatabaseTarget {
+    /// This target with the programs a restore of `source` needs, once the
+    /// direction is checked: a dump goes into a server of its own major or a
+    /// newer one, and is read by a pg_restore at least as new as the pg_dump
+    /// that wrote it (its archive format): the target server's own when it
+    /// can (a newer one may send settings an older server refuses), else
+    /// the newest.
+    pub async fn for_backup(&self, source: &SourceInfo) -> Result<DatabaseTarget, TargetError> {
+        let Some(pg) = source.postgres() else {
+            return Ok(self.clone());
+        };
+        let db = &self.maintenance_db;
+        let mut c = self.conn.connect(db).await?;
+        let target = server_major(&mut c, db).await;
+        postgres::close(c).await;
+        let target = target?;
+        let backup = majors::major_of(&pg.server_version);
+        if let Some(backup) = backup {
+            majors::restore_direction(backup, target).map_err(TargetError::Refused)?;
+        }
+        let (archive, why) = match pg.client_version.as_deref() {
+            Some(v) => (
+                majors::major_of(v),
+                format!("to read a dump made by pg_dump {v}"),
+            ),
+            None => (
+                backup,
+                format!("to read a dump of PostgreSQL {}", pg.server_version),
+            ),
+        };
+        let conn = self.conn.with_programs(&Need {
+            tool: "pg_restore",
+            rule: Rule::Prefer {
+                major: target,
+                at_least: archive.unwrap_or(target),
+            },
+            why,
+        })?;
+        Ok(DatabaseTarget {
+            conn,
+            ..self.clone()
+        })
+    }
+
     /// Checks (and creates, when asked) the target database, once per restore.
     pub async fn prepare(&self, db: &str, state: &mut Prepared) -> Result<(), TargetError> {
         if state.database.as_deref() == Some(db) {
@@ -102,10 +153,44 @@ impl DatabaseTarget {
     /// Starts pg_restore into `db`; the caller feeds it the decoded dump.
     pub fn loader(&self, db: &str) -> Result<Loader, TargetError> {
         let passfile = self.conn.passfile()?;
+        let cmd = self.conn.pg_restore(
+            db,
+            &RestoreInput::Stream,
+            self.clean,
+            self.no_owner,
+            passfile.as_ref(),
+        );
+        Ok(Loader::spawn("pg_restore", cmd, db.to_string())?.keeping(passfile))
+    }
+
+    /// Loads an authenticated local copy of the dump into `db`, which this
+    /// restore created, over `jobs` connections. Not one transaction: on
+    /// failure the caller's discard drops the database; on success nothing
+    /// later drops it. Returns pg_restore's notices.
+    pub async fn load_parallel(
+        &self,
+        db: &str,
+        dump: &Path,
+        jobs: u32,
+        state: &mut Prepared,
+    ) -> Result<String, TargetError> {
+        let passfile = self.conn.passfile()?;
+        let input = RestoreInput::Parallel { file: dump, jobs };
         let cmd = self
             .conn
-            .pg_restore(db, self.clean, self.no_owner, passfile.as_ref());
-        Ok(Loader::spawn("pg_restore", cmd, db.to_string())?.keeping(passfile))
+            .pg_restore(db, &input, self.clean, self.no_owner, passfile.as_ref());
+        let stage = Stage::spawn("pg_restore", cmd).map_err(|source| PgError::Spawn {
+            tool: "pg_restore".into(),
+            source,
+        })?;
+        let done = child::wait(stage).await;
+        drop(passfile);
+        let notes = done.map_err(|failure| TargetError::Tool {
+            what: db.to_string(),
+            failure,
+        })?;
+        state.handed_over = true;
+        Ok(notes)
     }
 
     /// Applies the globals (roles, tablespaces): SQL that has already

@@ -102,8 +102,15 @@ pub fn execute(job: &Job, secrets: &Secrets, work: &Path) -> Ran {
         }
     }
 
+    // The image's init, then lifeboat: run as written, with this build's
+    // lifeboat and the host's tini (scripts/testbed.sh installs it). Outside
+    // a pod's PID namespace tini is not PID 1, so it reaps as a subreaper.
     let command = c.command.clone().expect("a command");
-    assert_eq!(command, ["lifeboat"], "the image's entrypoint binary");
+    assert_eq!(
+        command,
+        ["/usr/bin/tini", "--", "lifeboat"],
+        "tini as PID 1, then the image's lifeboat"
+    );
     let termination_path = c
         .termination_message_path
         .clone()
@@ -124,10 +131,13 @@ pub fn execute(job: &Job, secrets: &Secrets, work: &Path) -> Ran {
         })
         .collect();
 
-    let output = Command::new(bin())
+    let output = Command::new(&command[0])
+        .arg(&command[1])
+        .arg(bin())
         .args(&args)
         .env_clear()
         .envs(&env)
+        .env("TINI_SUBREAPER", "1")
         .env("PATH", std::env::var("PATH").unwrap())
         .env("LIFEBOAT_PG_BIN", pg_bin())
         .stdin(Stdio::null())

@@ -3,6 +3,7 @@
 //! helpers to make databases, buckets and keys.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod cli;
 pub mod cluster;
 pub mod faulty;
@@ -81,16 +82,25 @@ pub fn create_db(prefix: &str) -> String {
 
 /// Schema and data as plain SQL, for comparing databases.
 pub fn dump(db: &str) -> String {
-    let out = Command::new(pg_bin().join("pg_dump"))
-        .args(["--restrict-key=lifeboattest", "--no-owner", "-d", db])
-        .output()
-        .expect("pg_dump runs");
+    stdout_of(Command::new(pg_bin().join("pg_dump")).args([
+        "--restrict-key=lifeboattest",
+        "--no-owner",
+        "-d",
+        db,
+    ]))
+}
+
+/// A program's standard output (UTF-8); the test fails, with its stderr,
+/// when it fails.
+#[track_caller]
+pub fn stdout_of(c: &mut Command) -> String {
+    let out = c.output().expect("the program runs");
     assert!(
         out.status.success(),
-        "{}",
+        "{c:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).expect("utf-8 dump")
+    String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
 pub fn lifeboat(args: &[&str]) -> Output {
@@ -291,9 +301,13 @@ pub fn bucket_and_region(url: &str) -> (String, String) {
 
 /// Fills a database with many kinds of content.
 pub fn fill_rich(db: &str) {
-    psql(
-        db,
-        r#"
+    psql(db, RICH_SQL);
+}
+
+/// The content of [`fill_rich`]: schemas with odd names, many column types,
+/// indexes, a sequence, a view, a trigger function, a large object, a
+/// comment (SQL that PostgreSQL 13 and later all accept).
+pub const RICH_SQL: &str = r#"
 create schema sales;
 create schema "Mixed Case";
 create table sales.orders (
@@ -323,9 +337,7 @@ create function sales.touch() returns trigger language plpgsql as $$ begin new.n
 create trigger orders_touch before insert on sales.orders for each row execute function sales.touch();
 select lo_from_bytea(0, convert_to(repeat('large object ', 10000), 'UTF8'));
 comment on table sales.orders is 'orders, with a comment';
-"#,
-    );
-}
+"#;
 
 /// A directory of PostgreSQL's programs (for `--pg-bin`) in which `tool` is
 /// a shell script: `body` runs with `$REAL` set to the real program.

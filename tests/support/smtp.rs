@@ -28,61 +28,7 @@ pub fn start(dir: &Path, port: u16, user: &str, password: &str) -> Option<Smtp> 
         skip_or_fail("aiosmtpd is not installed (python3 -m pip install aiosmtpd)");
         return None;
     }
-    // A CA, and the server's certificate for localhost signed by it.
-    let openssl = |args: &[&str]| {
-        let ok = Command::new("openssl")
-            .current_dir(dir)
-            .args(args)
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(ok.success(), "openssl {args:?}");
-    };
-    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost\n").unwrap();
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=lifeboat test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "leaf.csr",
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-        "-out",
-        "cert.pem",
-    ]);
+    super::certs::issue(dir, "DNS:localhost");
     std::fs::create_dir_all(dir.join("mail")).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_server.py");
     let mut child = Command::new("python3")

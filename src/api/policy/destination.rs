@@ -4,7 +4,7 @@ use crate::location::{self, S3Location};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{check_ref_name, is_dns_label, FieldError, S3CredentialsRef};
+use crate::api::{check_ref_name, is_dns_label, CaSecretRef, FieldError, S3CredentialsRef};
 
 /// One place every backup is written to.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -45,6 +45,10 @@ pub struct S3Destination {
     /// anyone on the network could drop writes or serve older copies).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_insecure_http: bool,
+    /// Trust only these certificate authorities for the https `endpoint`
+    /// (a private S3 such as MinIO), instead of the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<CaSecretRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_lock: Option<ObjectLock>,
 }
@@ -136,6 +140,25 @@ impl Destination {
                 errors,
             );
         }
+        if let Some(ca) = &s3.ca_secret_ref {
+            check_ref_name(&format!("{field}.s3.caSecretRef.name"), &ca.name, errors);
+            if ca.key().is_empty() {
+                errors.push(FieldError::new(
+                    format!("{field}.s3.caSecretRef.key"),
+                    "must not be empty (default ca.crt)",
+                ));
+            }
+            let https = s3
+                .endpoint
+                .as_deref()
+                .is_some_and(|e| e.starts_with("https://"));
+            if !https {
+                errors.push(FieldError::new(
+                    format!("{field}.s3.caSecretRef"),
+                    "needs an https:// endpoint: the certificates are trusted for that endpoint only",
+                ));
+            }
+        }
         // How long, against the policy's retention: BackupPolicySpec::validate.
         if let Some(lock) = &s3.object_lock {
             if lock.days < 1 {
@@ -165,6 +188,7 @@ impl Destination {
             // hosts on AWS); true forces it.
             path_style: self.s3.force_path_style.then_some(true),
             insecure_http: self.s3.allow_insecure_http,
+            ca_file: None,
             lock: self.s3.object_lock.as_ref().map(ObjectLock::retention),
         }
         .join(self.s3.prefix.as_deref().unwrap_or(""))

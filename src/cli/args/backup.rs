@@ -1,7 +1,7 @@
 //! Arguments of the commands on backups: backup, restore, plan, list,
 //! verify, prune, keygen.
 
-use super::{CompressionArg, ConnArgs, KeyArgs};
+use super::{CompressionArg, ConnArgs, KeyArgs, OwnerArg};
 use crate::catalog::Point;
 use crate::commands;
 use crate::location::NamedLocation;
@@ -18,6 +18,8 @@ pub enum MethodArg {
 pub struct BackupArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
+    #[command(flatten)]
+    pub objects: super::ConfigBackupArgs,
     /// `logical` (pg_dump per database) or `physical` (pg_basebackup of the
     /// whole cluster, for point-in-time restore; needs WAL archiving with wal-push).
     #[arg(long, value_enum, default_value = "logical")]
@@ -26,7 +28,7 @@ pub struct BackupArgs {
     #[arg(
         long = "database",
         short = 'd',
-        required_unless_present_any = ["all_databases", "method", "path"]
+        required_unless_present_any = ["all_databases", "method", "path", "config"]
     )]
     pub databases: Vec<String>,
     /// Back up the files under this directory (a PVC's mount) into the
@@ -64,9 +66,10 @@ pub struct BackupArgs {
     pub key: KeyArgs,
     #[arg(long, value_enum, default_value = "zstd")]
     pub compression: CompressionArg,
-    /// Policy name recorded in the manifest.
-    #[arg(long, default_value = "manual")]
-    pub policy: String,
+    /// Policy name recorded in the manifest (default: the --owner's policy,
+    /// else `manual`).
+    #[arg(long)]
+    pub policy: Option<String>,
     /// Tier recorded in the manifest (daily, weekly, monthly, manual).
     #[arg(long, default_value = "manual")]
     pub tier: String,
@@ -89,6 +92,8 @@ pub struct BackupArgs {
 pub struct RestoreArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
+    #[command(flatten)]
+    pub objects: super::ConfigRestoreArgs,
     /// Where the backup is, in order of preference (repeat for fallbacks).
     #[arg(long = "from", required = true)]
     pub from: Vec<NamedLocation>,
@@ -119,6 +124,17 @@ pub struct RestoreArgs {
     /// First recreate the backup's roles and tablespaces (a fresh server).
     #[arg(long)]
     pub globals: bool,
+    /// pg_restore connections, or `auto` (the CPUs this process may use, at
+    /// most 8; the operator's restore Jobs pass it). Above 1, a database this
+    /// restore creates is loaded from a local copy of the dump that
+    /// authenticated whole (disk: the dump's size) and dropped if the load
+    /// fails; an existing database, or too little disk, loads in one
+    /// transaction instead. Default 1: one transaction.
+    #[arg(long, default_value = "1", value_parser = parse_jobs)]
+    pub jobs: u32,
+    /// Directory for that copy (default: TMPDIR).
+    #[arg(long)]
+    pub spool_dir: Option<PathBuf>,
     /// Point-in-time restore: unpack the newest physical base backup that
     /// reaches the target into this empty (or absent) directory and recover
     /// it from the WAL archive (the --from destinations) to the target.
@@ -197,6 +213,8 @@ pub struct ListArgs {
     /// Check each manifest's MAC with this key file.
     #[arg(long, env = "LIFEBOAT_KEY_FILE")]
     pub key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub owner: OwnerArg,
     #[arg(long)]
     pub json: bool,
 }
@@ -232,6 +250,8 @@ pub struct PruneArgs {
     /// deleted once the run that wrote them started longer ago than this.
     #[arg(long, default_value = "24h")]
     pub grace: String,
+    #[command(flatten)]
+    pub owner: OwnerArg,
     #[arg(long)]
     pub json: bool,
     /// Also write a compact JSON report here (a Job's /dev/termination-log).
@@ -250,4 +270,16 @@ pub struct KeygenArgs {
     /// Put the new key first in an existing file (rotation: old keys still decrypt).
     #[arg(long)]
     pub add: bool,
+}
+
+/// `--jobs`: 1 to 64, or `auto`: the CPUs this process may use (in a pod its
+/// CPU limit, which the standard library reads from the cgroup), at most 8.
+fn parse_jobs(s: &str) -> Result<u32, String> {
+    if s == "auto" {
+        return Ok(std::thread::available_parallelism().map_or(1, |n| n.get().min(8) as u32));
+    }
+    match s.parse::<u32>() {
+        Ok(n @ 1..=64) => Ok(n),
+        _ => Err(format!("{s:?}: expected a number from 1 to 64, or auto")),
+    }
 }

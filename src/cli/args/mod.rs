@@ -2,6 +2,7 @@
 //! commands are, and the pieces several of them flatten in.
 
 mod backup;
+mod config;
 mod notify;
 mod operator;
 mod wal;
@@ -9,15 +10,18 @@ mod wal;
 pub use backup::{
     BackupArgs, KeygenArgs, ListArgs, MethodArg, PlanArgs, PruneArgs, RestoreArgs, VerifyArgs,
 };
+pub use config::{ConfigBackupArgs, ConfigRestoreArgs, ExportArgs};
 pub use notify::NotifyArgs;
 pub use operator::{ControllerArgs, OutputArg, StatusArgs};
 pub use wal::{WalFetchArgs, WalPushArgs, WalStreamArgs};
 
 use crate::commands;
+use crate::keys::{KeyError, Keyring};
+use crate::owner::Owner;
 use crate::pipeline::header::Compression;
-use crate::source::postgres::{PgConn, Secret};
+use crate::source::postgres::{PgConn, Programs, Secret};
 use clap::{Args, ValueEnum};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Where PostgreSQL is. Unset values come from libpq's environment
 /// (PGHOST, PGPORT, PGUSER, PGPASSFILE, PGPASSWORD, PGSSLMODE).
@@ -32,9 +36,15 @@ pub struct ConnArgs {
     /// File holding the password (never pass a password on the command line).
     #[arg(long, env = "LIFEBOAT_PASSWORD_FILE")]
     pub password_file: Option<PathBuf>,
-    /// Directory of pg_dump, pg_restore and pg_dumpall (default: PATH).
+    /// One directory of PostgreSQL's programs, used whatever the server's
+    /// major (overrides --pg-root).
     #[arg(long, env = "LIFEBOAT_PG_BIN")]
     pub pg_bin: Option<PathBuf>,
+    /// Directory of one `<major>/bin` per PostgreSQL major; lifeboat runs
+    /// the major each server needs [default: /usr/lib/postgresql when it
+    /// exists, else PATH].
+    #[arg(long, env = "LIFEBOAT_PG_ROOT")]
+    pub pg_root: Option<PathBuf>,
     /// Database for server-level queries.
     #[arg(long, default_value = "postgres")]
     pub maintenance_db: String,
@@ -51,7 +61,8 @@ impl ConnArgs {
                 .as_deref()
                 .map(Secret::from_file)
                 .transpose()?,
-            bin_dir: self.pg_bin.clone(),
+            programs: Programs::from_args(self.pg_bin.clone(), self.pg_root.clone()),
+            bin_dir: None,
         })
     }
 }
@@ -61,6 +72,30 @@ pub struct KeyArgs {
     /// Master key file (`lifeboat keygen`); the first key encrypts, all decrypt.
     #[arg(long, env = "LIFEBOAT_KEY_FILE")]
     pub key_file: PathBuf,
+    #[command(flatten)]
+    pub owner: OwnerArg,
+}
+
+impl KeyArgs {
+    pub fn load(&self) -> Result<Keyring, KeyError> {
+        self.owner.load(&self.key_file)
+    }
+}
+
+#[derive(Args)]
+pub struct OwnerArg {
+    /// Whose backups these are, `<namespace>/<policy>`: backups record it,
+    /// and a manifest of anyone else's is refused (the operator sets it on
+    /// every Job; a backup copied between policies sharing a key fails).
+    #[arg(long, env = "LIFEBOAT_OWNER")]
+    pub owner: Option<Owner>,
+}
+
+impl OwnerArg {
+    /// The key file's keys, vouching only for this owner's backups.
+    pub fn load(&self, key_file: &Path) -> Result<Keyring, KeyError> {
+        Ok(Keyring::load(key_file)?.for_owner(self.owner.clone()))
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -7,7 +7,7 @@ use crate::api::BackupPolicy;
 use crate::location::{Location, NamedLocation};
 
 use super::pod::{mount, secret_volume, PodNeeds};
-use super::JobConfig;
+use super::{JobConfig, CA_FILE};
 use crate::api::policy::ValidPolicy;
 
 /// Every destination of `policy` as the pod's `--to`/`--from` names it.
@@ -19,6 +19,9 @@ pub fn for_pod(policy: &ValidPolicy<'_>, cfg: &JobConfig) -> Vec<NamedLocation> 
             let mut loc = d.location.clone();
             if d.spec.s3.credentials_secret_ref.is_some() {
                 loc.credentials = Some(cfg.credentials_dir(&d.spec.name).into());
+            }
+            if d.spec.s3.ca_secret_ref.is_some() {
+                loc.ca_file = Some(format!("{}/{CA_FILE}", cfg.ca_dir(&d.spec.name)).into());
             }
             NamedLocation::new(&d.spec.name, Location::S3(loc))
         })
@@ -33,10 +36,18 @@ pub fn args(flag: &str, dests: &[NamedLocation]) -> Vec<String> {
         .collect()
 }
 
-/// Each destination's S3 credentials Secret, mounted where its location says.
+/// Each destination's S3 credentials Secret and CA certificates, mounted
+/// where its location says.
 pub fn credentials(policy: &BackupPolicy, cfg: &JobConfig) -> PodNeeds {
     let mut needs = PodNeeds::default();
     for (i, dest) in policy.spec.destinations.iter().enumerate() {
+        if let Some(ca) = &dest.s3.ca_secret_ref {
+            let volume = format!("s3ca-{i}");
+            needs
+                .volumes
+                .push(secret_volume(&volume, &ca.name, vec![(ca.key(), CA_FILE)]));
+            needs.mounts.push(mount(&volume, &cfg.ca_dir(&dest.name)));
+        }
         let Some(creds) = &dest.s3.credentials_secret_ref else {
             continue;
         };

@@ -27,6 +27,8 @@
 //! - [`notify`]: the Jobs that send a policy's notifications.
 
 pub mod backup;
+#[cfg(test)]
+mod config_tests;
 pub mod destinations;
 pub mod notify;
 pub mod pod;
@@ -60,6 +62,11 @@ pub const KEY_SECRET_KEY: &str = "keys";
 pub const RUN_AS: i64 = 65532;
 /// Name of the single container in every Job.
 pub const CONTAINER: &str = "lifeboat";
+/// The container's command: the image's init (tini, see Dockerfile) as PID 1,
+/// then lifeboat. A pod's `command` replaces the image's entrypoint, so the
+/// init is named here too: lifeboat spawns PostgreSQL's programs and servers,
+/// and something must reap what they leave and forward signals.
+pub const COMMAND: [&str; 3] = ["/usr/bin/tini", "--", "lifeboat"];
 
 pub const LABEL_POLICY: &str = "lifeboat.dev/policy";
 pub const LABEL_RUN: &str = "lifeboat.dev/run";
@@ -96,6 +103,9 @@ impl Default for JobConfig {
     }
 }
 
+/// File name of a destination's mounted CA certificates.
+pub const CA_FILE: &str = "ca.crt";
+
 impl JobConfig {
     pub fn new(image: impl Into<String>) -> Self {
         Self {
@@ -116,6 +126,12 @@ impl JobConfig {
     /// Directory holding a destination's S3 credentials in the pod.
     pub fn credentials_dir(&self, destination: &str) -> String {
         format!("{}/s3/{destination}", self.root())
+    }
+
+    /// Where a destination's CA certificates (`caSecretRef`) are mounted,
+    /// as the file [`CA_FILE`].
+    pub fn ca_dir(&self, destination: &str) -> String {
+        format!("{}/s3-ca/{destination}", self.root())
     }
 
     /// The database password file in the pod.

@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use super::destinations;
-use super::{JobConfig, CONTAINER, KEY_SECRET_KEY, RUN_AS};
+use super::{JobConfig, COMMAND, CONTAINER, KEY_SECRET_KEY, RUN_AS};
 use crate::api::policy::JobTemplate;
 use crate::api::{BackupPolicy, ConnectionSecretRef};
 use crate::wire::TERMINATION_LOG;
@@ -32,6 +32,9 @@ pub struct PodNeeds {
     pub service_account: Option<String>,
     /// The uid (and gid) the pod runs as, when not the image's ([`RUN_AS`]).
     pub run_as: Option<i64>,
+    /// The pod talks to the API server as `service_account` (config
+    /// backups): its token is mounted and that account wins over others.
+    pub api_access: bool,
 }
 
 impl PodNeeds {
@@ -43,6 +46,7 @@ impl PodNeeds {
         self.mounts.extend(other.mounts);
         self.service_account = self.service_account.take().or(other.service_account);
         self.run_as = self.run_as.or(other.run_as);
+        self.api_access |= other.api_access;
     }
 
     /// A writable /tmp (TMPDIR): the root filesystem is read-only, and
@@ -60,10 +64,20 @@ impl PodNeeds {
         }
     }
 
-    /// The policy's master keys, mounted as the key file (`LIFEBOAT_KEY_FILE`).
+    /// The policy's master keys, mounted as the key file (`LIFEBOAT_KEY_FILE`),
+    /// vouching only for this policy's backups (`LIFEBOAT_OWNER`, src/owner.rs).
     pub fn keys(policy: &BackupPolicy, cfg: &JobConfig) -> Self {
+        use kube::ResourceExt;
+        let owner = format!(
+            "{}/{}",
+            policy.namespace().unwrap_or_default(),
+            policy.name_any()
+        );
         PodNeeds {
-            env: vec![plain_env("LIFEBOAT_KEY_FILE", cfg.key_file())],
+            env: vec![
+                plain_env("LIFEBOAT_KEY_FILE", cfg.key_file()),
+                plain_env("LIFEBOAT_OWNER", owner),
+            ],
             volumes: vec![secret_volume(
                 "keys",
                 &policy.spec.encryption.key_secret_ref.name,
@@ -247,7 +261,7 @@ pub(crate) fn pod_spec(
         name: CONTAINER.into(),
         image: Some(template.image.clone().unwrap_or_else(|| cfg.image.clone())),
         image_pull_policy: cfg.image_pull_policy.clone(),
-        command: Some(vec!["lifeboat".into()]),
+        command: Some(COMMAND.map(String::from).to_vec()),
         args: Some(needs.args),
         env: Some(
             needs
@@ -280,14 +294,18 @@ pub(crate) fn pod_spec(
     PodSpec {
         containers: vec![container],
         restart_policy: Some(restart_policy.into()),
-        service_account_name: template
-            .service_account_name
-            .clone()
-            .or(needs.service_account)
-            .or_else(|| cfg.service_account.clone()),
-        // The Job never talks to the API server; IRSA and workload identity
-        // bring their own token volume.
-        automount_service_account_token: Some(false),
+        service_account_name: if needs.api_access {
+            needs.service_account
+        } else {
+            template
+                .service_account_name
+                .clone()
+                .or(needs.service_account)
+                .or_else(|| cfg.service_account.clone())
+        },
+        // Only a config backup talks to the API server (as the account the
+        // policy names); IRSA and workload identity bring their own token volume.
+        automount_service_account_token: Some(needs.api_access),
         enable_service_links: Some(false),
         node_selector: template.node_selector.clone(),
         tolerations: template.tolerations.clone(),

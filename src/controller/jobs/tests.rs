@@ -79,6 +79,8 @@ fn secrets_reach_the_job_by_reference_only() {
     // Every env var is either a reference or a non-secret path/setting.
     for e in pod(&job).containers[0].env.as_ref().unwrap() {
         match (&e.value, &e.value_from) {
+            // Whose backups the keys vouch for (src/owner.rs).
+            (Some(v), None) if e.name == "LIFEBOAT_OWNER" => assert_eq!(v, "shop/orders"),
             (Some(v), None) => {
                 assert!(["LIFEBOAT_KEY_FILE", "TMPDIR"].contains(&e.name.as_str()));
                 assert!(v.starts_with('/'), "{}={v}", e.name);
@@ -161,6 +163,28 @@ fn database_connection_comes_from_secret_references() {
     );
 }
 
+/// The Secret mounted read-only at `path`: its name and (key, file) items.
+fn mounted_secret(p: &PodSpec, path: &str) -> (String, Vec<(String, String)>) {
+    let mounts = p.containers[0].volume_mounts.clone().unwrap();
+    let m = mounts.iter().find(|m| m.mount_path == path).unwrap();
+    assert_eq!(m.read_only, Some(true));
+    let v = p
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|v| v.name == m.name)
+        .unwrap();
+    let s = v.secret.clone().unwrap();
+    let items = s
+        .items
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.key, i.path))
+        .collect();
+    (s.secret_name.unwrap(), items)
+}
+
 #[test]
 fn every_destination_gets_its_url_and_its_own_credentials() {
     let job = backup_job(&policy(json!({})), &run("r"), &cfg()).unwrap();
@@ -175,26 +199,7 @@ fn every_destination_gets_its_url_and_its_own_credentials() {
         ]
     );
     let p = pod(&job);
-    let mounts = p.containers[0].volume_mounts.clone().unwrap();
-    let mounted = |path: &str| {
-        let m = mounts.iter().find(|m| m.mount_path == path).unwrap();
-        assert_eq!(m.read_only, Some(true));
-        let v = p
-            .volumes
-            .as_ref()
-            .unwrap()
-            .iter()
-            .find(|v| v.name == m.name)
-            .unwrap();
-        let s = v.secret.clone().unwrap();
-        let items: Vec<_> = s
-            .items
-            .unwrap()
-            .into_iter()
-            .map(|i| (i.key, i.path))
-            .collect();
-        (s.secret_name.unwrap(), items)
-    };
+    let mounted = |path: &str| mounted_secret(p, path);
     assert_eq!(
         mounted("/var/run/lifeboat/s3/primary"),
         (
@@ -218,6 +223,7 @@ fn every_destination_gets_its_url_and_its_own_credentials() {
             ]
         )
     );
+    let mounts = p.containers[0].volume_mounts.clone().unwrap();
     assert!(!mounts.iter().any(|m| m.mount_path.ends_with("/ambient")));
 }
 
@@ -238,7 +244,8 @@ fn backup_args_carry_databases_policy_tier_report_and_verification() {
     );
     assert_eq!(
         pod(&job).containers[0].command.as_deref(),
-        Some(&["lifeboat".to_string()][..])
+        Some(&["/usr/bin/tini".to_string(), "--".into(), "lifeboat".into()][..]),
+        "an init as PID 1, then lifeboat"
     );
 
     let p = policy(json!({"verification": {"readBack": false},
@@ -395,6 +402,35 @@ fn long_names_stay_valid_and_distinct() {
     let labels = job.metadata.labels.unwrap();
     assert!(labels[LABEL_RUN].len() <= 63);
     assert_eq!(prune_job_name("r1"), "r1-prune");
+}
+
+/// A private S3 behind its own CA: the Secret's `ca.crt` is mounted and
+/// the destination's location names it (`ca-file=`); only for https.
+#[test]
+fn a_destinations_ca_certificates_are_mounted_and_named_in_its_location() {
+    let ca = json!({"destinations": [{"name": "minio", "s3": {"region": "r", "bucket": "b",
+        "endpoint": "https://minio.internal:9000", "caSecretRef": {"name": "minio-ca"}}}]});
+    let job = backup_job(&policy(ca), &run("r"), &cfg()).unwrap();
+    assert_eq!(
+        values_after(&args(&job), "--to"),
+        ["minio=s3://b/shop/orders?region=r&endpoint=https%3A%2F%2Fminio.internal%3A9000&ca-file=%2Fvar%2Frun%2Flifeboat%2Fs3-ca%2Fminio%2Fca.crt"]
+    );
+    assert_eq!(
+        mounted_secret(pod(&job), "/var/run/lifeboat/s3-ca/minio"),
+        (
+            "minio-ca".to_string(),
+            vec![("ca.crt".into(), "ca.crt".into())]
+        )
+    );
+
+    let plain = json!({"destinations": [{"name": "minio", "s3": {"region": "r", "bucket": "b",
+        "caSecretRef": {"name": "minio-ca", "key": "root.pem"}}}]});
+    assert_eq!(
+        backup_job(&policy(plain), &run("r"), &cfg())
+            .unwrap_err()
+            .field(),
+        "spec.destinations[0].s3.caSecretRef"
+    );
 }
 
 #[test]

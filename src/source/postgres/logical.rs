@@ -2,6 +2,7 @@
 //! tablespaces, `pg_dumpall --globals-only`) and one `pg_dump` custom-format
 //! archive per database, each its own part.
 
+use super::majors::Rule;
 use super::{close, list_databases, server_version, PassFile, PgConn};
 use crate::catalog::{PgMethod, PostgresInfo, SourceInfo};
 use crate::source::{Described, Part, Producer, SourceError};
@@ -55,6 +56,12 @@ impl Logical {
                 "no database to back up: give --database or --all-databases".into(),
             ));
         }
+        // The server's own pg_dump (its dump restores with the server's own
+        // pg_restore), else the newest above it.
+        self.conn = self
+            .conn
+            .for_server(&self.chosen[0], "pg_dump", Rule::own_or_newer)
+            .await?;
         let passfile = self.passfile.as_ref();
         let mut parts = Vec::new();
         if self.globals {
@@ -96,6 +103,7 @@ impl Logical {
                 method: PgMethod::Logical,
                 host: self.conn.host_label(),
                 server_version: version,
+                client_version: self.conn.client_version("pg_dump"),
                 databases: self.chosen,
             }),
             physical: None,

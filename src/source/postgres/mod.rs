@@ -6,7 +6,11 @@
 //! through argv, where every process on the node could read it.
 
 pub mod logical;
+pub mod majors;
 pub mod physical;
+pub mod programs;
+
+pub use programs::{Need, Programs};
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
@@ -14,6 +18,16 @@ use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+/// How pg_restore reads the archive.
+pub enum RestoreInput<'a> {
+    /// From stdin, in one transaction: stopped part-way it leaves nothing.
+    Stream,
+    /// From an authenticated local file, over `jobs` connections; not in
+    /// one transaction (pg_restore cannot), so a failure leaves a part
+    /// loaded and the database is dropped by whoever created it.
+    Parallel { file: &'a Path, jobs: u32 },
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
@@ -31,6 +45,9 @@ pub enum PgError {
     },
     #[error("database {db}: {message}")]
     Query { db: String, message: String },
+    /// No installed programs of the major a server needs (names it and the package).
+    #[error("{0}")]
+    NoPrograms(String),
 }
 
 /// A password that never prints.
@@ -62,7 +79,9 @@ pub struct PgConn {
     pub port: Option<u16>,
     pub user: Option<String>,
     pub password: Option<Secret>,
-    /// Directory of pg_dump, pg_restore and psql; PATH when unset.
+    /// Where PostgreSQL's programs are (one directory per major, or one for all).
+    pub programs: Programs,
+    /// The directory chosen for this server ([`PgConn::with_programs`]).
     pub bin_dir: Option<PathBuf>,
 }
 
@@ -145,9 +164,10 @@ impl PgConn {
     }
 
     pub fn tool(&self, name: &str) -> PathBuf {
-        match &self.bin_dir {
-            Some(d) => d.join(name),
-            None => PathBuf::from(name),
+        match (&self.bin_dir, &self.programs) {
+            (Some(d), _) | (None, Programs::Fixed(d)) => d.join(name),
+            // Under a per-major root but not chosen for a server: PATH.
+            _ => PathBuf::from(name),
         }
     }
 
@@ -304,30 +324,34 @@ impl PgConn {
         cmd
     }
 
-    /// `pg_restore` reading an archive on stdin in one transaction, so a
-    /// restore that is stopped part-way leaves nothing behind.
+    /// `pg_restore` into `db`, reading the archive as `input` says.
     pub fn pg_restore(
         &self,
         db: &str,
+        input: &RestoreInput<'_>,
         clean: bool,
         no_owner: bool,
         passfile: Option<&PassFile>,
     ) -> Command {
         let mut cmd = self.command("pg_restore", passfile);
-        cmd.args([
-            "--single-transaction",
-            "--exit-on-error",
-            "--no-password",
-            "--dbname",
-        ])
-        .arg(dbname_conninfo(db));
+        cmd.args(["--exit-on-error", "--no-password", "--dbname"])
+            .arg(dbname_conninfo(db));
         if clean {
             cmd.args(["--clean", "--if-exists"]);
         }
         if no_owner {
             cmd.args(["--no-owner", "--no-privileges"]);
         }
-        cmd.stdin(Stdio::piped());
+        match input {
+            RestoreInput::Stream => {
+                cmd.arg("--single-transaction").stdin(Stdio::piped());
+            }
+            RestoreInput::Parallel { file, jobs } => {
+                cmd.arg(format!("--jobs={jobs}"))
+                    .arg(file)
+                    .stdin(Stdio::null());
+            }
+        }
         cmd
     }
 

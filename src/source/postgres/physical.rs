@@ -11,8 +11,10 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
+use super::majors::Rule;
+use super::programs::server_major;
 use super::{
-    archive_failing, close, server_version, setting, streaming_slots, wal_position, PassFile,
+    archive_failing, close, server_version, setting, streaming_slots, wal_position, Need, PassFile,
     PgConn,
 };
 use crate::catalog::{PgMethod, PhysicalInfo, PostgresInfo, SourceInfo};
@@ -48,7 +50,18 @@ impl Physical {
         let failing = archive_failing(&mut c, db).await?;
         let streamed = streaming_slots(&mut c, db).await?;
         self.version = server_version(&mut c, db).await?;
+        let major = server_major(&mut c, db).await?;
         close(c).await;
+        // A base backup is restorable only by a server of its own major, and
+        // pg_basebackup of that major is what it is recorded as.
+        self.conn = self.conn.with_programs(&Need {
+            tool: "pg_basebackup",
+            rule: Rule::Exactly(major),
+            why: format!(
+                "for the PostgreSQL {major} server at {}",
+                self.conn.host_label()
+            ),
+        })?;
         if let Some(wal) = failing {
             return Err(SourceError::Refused(format!(
                 "--method physical: {}'s archive_command is failing (last on {wal}; see the server log): \
@@ -108,6 +121,7 @@ impl Physical {
             info: SourceInfo::Postgres(PostgresInfo {
                 method: PgMethod::Physical,
                 host: self.conn.host_label(),
+                client_version: self.conn.client_version("pg_basebackup"),
                 server_version: self.version,
                 databases: Vec::new(),
             }),
