@@ -66,35 +66,7 @@ pub struct BackupSummary {
     /// A file backup's figures (files and bytes new, changed, unchanged,
     /// deduplicated); absent for other kinds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub files: Option<FileStats>,
-}
-
-/// What one file backup found and stored (docs/FORMAT.md §9; the same in the
-/// manifest, the Job's summary and `lifeboat backup`'s report).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileStats {
-    /// Regular files not in the previous backup.
-    pub files_new: u64,
-    /// Files whose size, times or inode changed: read again.
-    pub files_changed: u64,
-    /// Files taken from the previous backup without reading them.
-    pub files_unchanged: u64,
-    pub dirs: u64,
-    pub symlinks: u64,
-    pub hardlinks: u64,
-    /// Entries left out: unreadable (with `--skip-unreadable`) or of a kind
-    /// not backed up (sockets, devices, FIFOs).
-    pub skipped: Vec<String>,
-    /// Bytes of the files read.
-    pub bytes_read: u64,
-    /// Bytes of all the files in the backup (their data, holes not counted).
-    pub bytes_total: u64,
-    /// Bytes read that the store already held.
-    pub bytes_deduplicated: u64,
-    /// Bytes uploaded in packs, summed over destinations.
-    pub bytes_stored: u64,
-    /// Chunks uploaded, summed over destinations.
-    pub chunks_new: u64,
+    pub files: Option<crate::catalog::FileStats>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

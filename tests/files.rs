@@ -4,6 +4,7 @@
 //! damaged store restores nothing; a killed backup leaves no manifest.
 
 mod support;
+use lifeboat::chunks::noise;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
@@ -18,14 +19,13 @@ fn hostile_tree(dir: &Path) -> PathBuf {
     fs::create_dir_all(root.join("d/empty")).unwrap();
     fs::create_dir_all(root.join("sticky")).unwrap();
     // Several chunks, and random so nothing compresses.
-    fs::write(root.join("big"), lifeboat_noise(3 << 20, 1)).unwrap();
+    fs::write(root.join("big"), noise(3 << 20, 1)).unwrap();
     fs::write(root.join("d/text"), "hello\n".repeat(1000)).unwrap();
     fs::write(root.join("d/empty-file"), b"").unwrap();
     // Sparse: 64 MiB with two islands of data.
     let f = fs::File::create(root.join("sparse")).unwrap();
     f.write_all_at(b"island one", 4096 * 10).unwrap();
-    f.write_all_at(&lifeboat_noise(100_000, 2), 40 << 20)
-        .unwrap();
+    f.write_all_at(&noise(100_000, 2), 40 << 20).unwrap();
     f.set_len(64 << 20).unwrap();
     // Hardlinks, a symlink loop, a dangling link.
     fs::hard_link(root.join("d/text"), root.join("hard")).unwrap();
@@ -62,27 +62,10 @@ fn hostile_tree(dir: &Path) -> PathBuf {
     .unwrap();
     // Old times, set last.
     let old = filetime(1_500_000_000, 123_456_789);
-    rustix::fs::utimensat(
-        rustix::fs::CWD,
-        root.join("d/secret"),
-        &old,
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .unwrap();
-    rustix::fs::utimensat(
-        rustix::fs::CWD,
-        root.join("d/loop"),
-        &old,
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .unwrap();
-    rustix::fs::utimensat(
-        rustix::fs::CWD,
-        root.join("d"),
-        &old,
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .unwrap();
+    for p in ["d/secret", "d/loop", "d"] {
+        let flags = rustix::fs::AtFlags::SYMLINK_NOFOLLOW;
+        rustix::fs::utimensat(rustix::fs::CWD, root.join(p), &old, flags).unwrap();
+    }
     root
 }
 
@@ -95,20 +78,6 @@ fn filetime(s: i64, ns: i64) -> rustix::fs::Timestamps {
         last_access: t,
         last_modification: t,
     }
-}
-
-/// Random-looking bytes (xorshift64*), as the unit tests make them.
-fn lifeboat_noise(len: usize, mut s: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    s = s.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    while out.len() < len {
-        s ^= s >> 12;
-        s ^= s << 25;
-        s ^= s >> 27;
-        out.extend_from_slice(&s.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// Everything a restore must bring back, per relative path: kind, mode,
@@ -270,7 +239,47 @@ fn a_hostile_tree_round_trips_through_a_directory_and_s3_in_two_regions() {
         let into = dir.path().join(format!("restored-{i}"));
         ok(&restore_files(from, &key, &into));
         assert_eq!(describe(&into), want, "restored from {from}");
+        // verify reads every pack back; prune finds nothing to delete.
+        ok(&lifeboat(&[
+            "verify",
+            "--from",
+            from,
+            "--key-file",
+            &key,
+            "--backup",
+            "all",
+        ]));
+        let p = ok(&lifeboat(&[
+            "prune",
+            "--from",
+            from,
+            "--key-file",
+            &key,
+            "--incomplete",
+            "--grace",
+            "0s",
+            "--json",
+        ]));
+        assert_eq!(p["packs_removed"], 0, "{p}");
     }
+    // The second region restores after the prune too.
+    let into = dir.path().join("restored-after-prune");
+    ok(&restore_files(&west, &key, &into));
+    assert_eq!(describe(&into), want);
+    // A database restore of a file backup says what to do instead.
+    let err = fails(&lifeboat(&[
+        "restore",
+        "--from",
+        &fs_dest,
+        "--key-file",
+        &key,
+        "--target-db",
+        "x",
+    ]));
+    assert!(
+        err.contains("file backup: restore it with --to-dir"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -279,7 +288,7 @@ fn an_unchanged_tree_uploads_nothing_and_a_change_is_found() {
     let key = key(dir.path());
     let src = hostile_tree(dir.path());
     // Big enough for many chunks, so an append changes only the last.
-    fs::write(src.join("huge"), lifeboat_noise(24 << 20, 5)).unwrap();
+    fs::write(src.join("huge"), noise(24 << 20, 5)).unwrap();
     let store = dir.path().join("dest");
     let url = file_url(&store);
     backup_files(&src, &key, &[&url], &[]);
@@ -330,7 +339,15 @@ fn an_unchanged_tree_uploads_nothing_and_a_change_is_found() {
 
 /// Copies the store, damages the copy, and checks a restore from it
 /// fails with `expect` and writes nothing.
-fn damaged(dir: &Path, store: &Path, key: &str, case: &str, damage: impl Fn(&Path), expect: &str) {
+fn damaged(
+    dir: &Path,
+    store: &Path,
+    key: &str,
+    case: &str,
+    damage: impl Fn(&Path),
+    expect: &str,
+    verify_expect: &[&str],
+) {
     let copy = dir.join(case);
     assert!(std::process::Command::new("cp")
         .arg("-r")
@@ -340,6 +357,25 @@ fn damaged(dir: &Path, store: &Path, key: &str, case: &str, damage: impl Fn(&Pat
         .unwrap()
         .success());
     damage(&copy);
+    // verify names the damage and the files it touches.
+    let url = file_url(&copy);
+    let v = lifeboat(&[
+        "verify",
+        "--from",
+        &url,
+        "--key-file",
+        key,
+        "--backup",
+        "all",
+    ]);
+    let said = format!("{}{}", stdout(&v), stderr(&v));
+    assert!(!v.status.success(), "{case}: verify passed: {said}");
+    for e in verify_expect {
+        assert!(
+            said.contains(e),
+            "{case}: verify does not say {e:?}: {said}"
+        );
+    }
     let into = dir.join(format!("{case}-restored"));
     let err = fails(&restore_files(&file_url(&copy), key, &into));
     assert!(err.contains(expect), "{case}: {err}");
@@ -375,6 +411,7 @@ fn a_damaged_store_restores_nothing() {
             fs::write(&p, b).unwrap();
         },
         &pack_name,
+        &[&pack_name, "files affected: ", "big"],
     );
     damaged(
         dir.path(),
@@ -385,6 +422,7 @@ fn a_damaged_store_restores_nothing() {
             fs::remove_file(c.join("chunks/packs").join(&pack_name)).unwrap();
         },
         "is in no pack",
+        &["in no pack", "files affected: ", "big"],
     );
     // A tree edited: its segment fails.
     damaged(
@@ -406,6 +444,7 @@ fn a_damaged_store_restores_nothing() {
             fs::write(&b, d).unwrap();
         },
         "tree.lbk",
+        &["tree.lbk"],
     );
     // An edited index is ignored: the packs' own lists rebuild it, and the
     // restore is whole.
@@ -427,6 +466,12 @@ fn a_damaged_store_restores_nothing() {
     let end = d.len() - 3;
     d[end] ^= 1;
     fs::write(&idx, d).unwrap();
+    let v = lifeboat(&["verify", "--from", &file_url(&copy), "--key-file", &key]);
+    assert!(
+        !v.status.success() && stdout(&v).contains("chunks/index/"),
+        "{}",
+        stdout(&v)
+    );
     let into = dir.path().join("index-edited-restored");
     ok(&restore_files(&file_url(&copy), &key, &into));
     assert_eq!(describe(&into), describe(&src));
@@ -439,11 +484,7 @@ fn a_killed_backup_leaves_no_manifest_and_the_next_run_succeeds() {
     let src = dir.path().join("src");
     fs::create_dir_all(&src).unwrap();
     for i in 0..40 {
-        fs::write(
-            src.join(format!("f{i:02}")),
-            lifeboat_noise(1 << 20, i + 10),
-        )
-        .unwrap();
+        fs::write(src.join(format!("f{i:02}")), noise(1 << 20, i + 10)).unwrap();
     }
     let store = dir.path().join("dest");
     let url = file_url(&store);
@@ -464,13 +505,13 @@ fn a_killed_backup_leaves_no_manifest_and_the_next_run_succeeds() {
     .unwrap();
     // Kill it once it has written packs but (it still has most files to go) before its manifest.
     let t0 = std::time::Instant::now();
-    while packs(&store).len() < 3 && t0.elapsed().as_secs() < 60 {
+    while packs(&store).len() < 6 && t0.elapsed().as_secs() < 60 {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(
-        packs(&store).len() >= 3,
+        packs(&store).len() >= 6,
         "the backup wrote packs before it was killed"
     );
     let manifests: Vec<_> = fs::read_dir(store.join("backups"))
@@ -489,13 +530,84 @@ fn a_killed_backup_leaves_no_manifest_and_the_next_run_succeeds() {
             .contains("no committed backup")
     );
 
-    // The next run succeeds, and reuses what the killed one stored.
+    // The next run succeeds, and reuses what the killed one stored; the
+    // first file, which the killed run had stored, is gone by then.
+    fs::remove_file(src.join("f00")).unwrap();
+    let partial = |d: &Path| {
+        let names = fs::read_dir(d.join("chunks/packs")).unwrap();
+        let names: Vec<String> = names
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.iter().filter(|n| n.ends_with(".partial")).count()
+    };
+    // Almost always a pack was being written (not when the kill fell
+    // between two packs): its partial upload must not outlive the next run.
+    let had = partial(&store);
     let r = backup_files(&src, &key, &[&url], &[]);
     assert!(
         r["files"]["bytes_deduplicated"].as_u64().unwrap() > 0,
         "{r}"
     );
+    assert_eq!(
+        partial(&store),
+        0,
+        "{had} partial pack(s) of the killed run left"
+    );
+
+    // Prune: within the grace period the orphaned packs stay; after it they
+    // go, and never a pack the kept backup needs.
+    let prune = |grace: &str| {
+        ok(&lifeboat(&[
+            "prune",
+            "--from",
+            &url,
+            "--key-file",
+            &key,
+            "--incomplete",
+            "--grace",
+            grace,
+            "--json",
+        ]))
+    };
+    let all = packs(&store).len();
+    assert_eq!(prune("1h")["packs_removed"], 0);
+    assert_eq!(packs(&store).len(), all);
+    let p = prune("0s");
+    let removed = p["packs_removed"].as_u64().unwrap() as usize;
+    assert!(removed >= 1, "{p}");
+    assert_eq!(packs(&store).len(), all - removed);
+    assert_eq!(prune("0s")["packs_removed"], 0, "nothing more to remove");
+    ok(&lifeboat(&[
+        "verify",
+        "--from",
+        &url,
+        "--key-file",
+        &key,
+        "--backup",
+        "all",
+    ]));
     let into = dir.path().join("restored");
+    ok(&restore_files(&url, &key, &into));
+    assert_eq!(describe(&into), describe(&src));
+
+    // Without the key, prune deletes no pack.
+    fs::remove_file(src.join("f02")).unwrap();
+    let r = backup_files(&src, &key, &[&url], &[]);
+    let id = r["backup_id"].as_str().unwrap().to_string();
+    let before = packs(&store).len();
+    let older: Vec<String> = fs::read_dir(store.join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| *n != id && store.join("backups").join(n).join("manifest.json").exists())
+        .collect();
+    assert_eq!(older.len(), 1, "{older:?}");
+    ok(&lifeboat(&[
+        "prune", "--from", &url, "--backup", &older[0], "--grace", "0s", "--json",
+    ]));
+    assert_eq!(packs(&store).len(), before);
+    // With it, the deleted backup's own chunks (f02's) go.
+    assert!(prune("0s")["packs_removed"].as_u64().unwrap() >= 1);
+    let into = dir.path().join("restored-2");
     ok(&restore_files(&url, &key, &into));
     assert_eq!(describe(&into), describe(&src));
 }

@@ -31,8 +31,11 @@ impl Index {
     /// Adds a pack's blobs; a chunk already indexed in another pack keeps
     /// its first place.
     pub fn add_pack(&mut self, pack: &str, entries: &[BlobEntry]) {
-        let n = self.packs.len() as u32;
-        self.packs.push(pack.to_string());
+        // A pack being written is added to blob by blob: its name once.
+        if self.packs.last().is_none_or(|p| p != pack) {
+            self.packs.push(pack.to_string());
+        }
+        let n = (self.packs.len() - 1) as u32;
         for e in entries {
             self.by_id.entry(e.id).or_insert(Location {
                 pack: n,
@@ -62,16 +65,26 @@ impl Index {
     }
 }
 
+/// The start of an index object's plaintext.
+pub const HEADER: &[u8] = MAGIC;
+
+/// One pack's part of an index object's plaintext (after [`HEADER`]).
+pub fn encode_pack(name: &str, entries: &[BlobEntry]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(6 + name.len() + entries.len() * ENTRY_LEN);
+    b.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    b.extend_from_slice(name.as_bytes());
+    b.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+    for e in entries {
+        e.encode_into(&mut b);
+    }
+    b
+}
+
 /// The plaintext of an index object listing `packs`.
 pub fn encode(packs: &[(String, Vec<BlobEntry>)]) -> Vec<u8> {
     let mut b = MAGIC.to_vec();
     for (name, entries) in packs {
-        b.extend_from_slice(&(name.len() as u16).to_be_bytes());
-        b.extend_from_slice(name.as_bytes());
-        b.extend_from_slice(&(entries.len() as u32).to_be_bytes());
-        for e in entries {
-            e.encode_into(&mut b);
-        }
+        b.extend_from_slice(&encode_pack(name, entries));
     }
     b
 }

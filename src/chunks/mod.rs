@@ -18,6 +18,7 @@ pub mod chunker;
 pub mod index;
 pub mod pack;
 pub mod repo;
+pub mod sink;
 pub mod tree;
 pub mod tree_io;
 
@@ -28,8 +29,6 @@ use ring::hmac;
 pub const PACKS: &str = "chunks/packs/";
 /// Where index objects live under a destination's root.
 pub const INDEXES: &str = "chunks/index/";
-/// The manifest format of a backup stored in chunks.
-pub const MANIFEST_FORMAT_V2: u32 = 2;
 
 /// A chunk's id: HMAC-SHA-256 of its plaintext under the chunk id key.
 pub type ChunkId = [u8; 32];
@@ -65,9 +64,10 @@ impl ChunkKeys {
     }
 }
 
-/// Deterministic bytes with the entropy of random data (xorshift64*), for tests.
-#[cfg(test)]
-pub(crate) fn noise(len: usize, mut state: u64) -> Vec<u8> {
+/// Deterministic bytes with the entropy of random data (xorshift64*; a
+/// non-zero `state`), for tests and benchmarks.
+#[doc(hidden)]
+pub fn noise(len: usize, mut state: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
         state ^= state >> 12;

@@ -5,6 +5,7 @@
 
 use super::index::{self, Index};
 use super::pack::{self, BlobEntry, PackError, PackOpener, PackSealer};
+use super::sink::UploadSink;
 use super::{ChunkError, ChunkId, ChunkKeys, INDEXES, PACKS};
 use crate::keys::Keyring;
 use crate::pipeline::codec::{ObjectDecoder, ObjectEncoder};
@@ -12,6 +13,7 @@ use crate::pipeline::header::Compression;
 use crate::store::{ObjectWriter, Store};
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
+use std::io::Write;
 use tokio::runtime::Handle;
 
 /// Packs close once they hold this much (tens of MiB: few objects, and a
@@ -61,7 +63,8 @@ pub struct Repo<'a> {
     sizes: HashMap<String, u64>,
     openers: HashMap<String, PackOpener>,
     open: Option<OpenPack>,
-    written: Vec<(String, Vec<BlobEntry>)>,
+    /// This run's index object, written pack by pack as they close.
+    index_out: Option<ObjectEncoder<UploadSink>>,
     run: String,
     seq: u32,
     pack_target: u64,
@@ -115,7 +118,7 @@ impl<'a> Repo<'a> {
             sizes,
             openers: HashMap::new(),
             open: None,
-            written: Vec::new(),
+            index_out: None,
             run: run.to_string(),
             seq: 0,
             pack_target: PACK_TARGET,
@@ -281,30 +284,38 @@ impl<'a> Repo<'a> {
         self.stored += pack::TAIL_LEN as u64;
         tracing::debug!(dest = %self.store.label(), pack = %p.key, chunks = p.entries.len(), "pack written");
         self.sizes.insert(p.key.clone(), size);
-        self.written.push((p.key, p.entries));
+        if self.index_out.is_none() {
+            let key = index_key(&self.run);
+            let writer = self.rt.block_on(self.store.writer(&key))?;
+            let sink = UploadSink::new(self.rt.clone(), vec![writer]);
+            let mut enc = ObjectEncoder::new(sink, self.keys.primary(), &key, Compression::Zstd)?;
+            enc.write_all(index::HEADER)?;
+            self.index_out = Some(enc);
+        }
+        let enc = self.index_out.as_mut().expect("opened above");
+        enc.write_all(&index::encode_pack(&p.key, &p.entries))?;
         Ok(())
     }
 
-    /// Drops an unfinished pack (its upload is aborted).
+    /// Drops an unfinished pack and index object (their uploads are aborted).
     pub fn abandon(&mut self) {
         if let Some(p) = self.open.take() {
             self.rt.block_on(p.writer.abort());
         }
+        if let Some(enc) = self.index_out.take() {
+            if let Ok(sink) = enc.finish() {
+                sink.abort();
+            }
+        }
     }
 
-    /// Closes the open pack and writes this run's index object. After
+    /// Closes the open pack and finishes this run's index object. After
     /// this, every chunk the run added is stored; the manifest may follow.
     pub fn finish(&mut self) -> Result<(), ChunkError> {
         self.close_pack()?;
-        if self.written.is_empty() {
-            return Ok(());
+        if let Some(enc) = self.index_out.take() {
+            enc.finish()?.finish()?;
         }
-        let key = index_key(&self.run);
-        let plain = index::encode(&self.written);
-        let mut enc = ObjectEncoder::new(Vec::new(), self.keys.primary(), &key, Compression::Zstd)?;
-        std::io::Write::write_all(&mut enc, &plain)?;
-        let sealed = enc.finish()?;
-        self.rt.block_on(self.store.put(&key, sealed.into()))?;
         Ok(())
     }
 

@@ -152,7 +152,13 @@ pub async fn prune(a: PruneArgs) -> Result<ExitCode, commands::Error> {
         ));
     }
     let keys = a.key_file.as_deref().map(|k| a.owner.load(k)).transpose()?;
-    let report = prune::prune(&a.from, &a.backups, a.incomplete, keys.as_ref()).await?;
+    let grace = crate::api::parse_duration(&a.grace).ok_or_else(|| {
+        commands::Error::Usage(format!(
+            "--grace {:?}: not a duration like 24h or 90m",
+            a.grace
+        ))
+    })?;
+    let report = prune::prune(&a.from, &a.backups, a.incomplete, keys.map(Arc::new), grace).await?;
     write_report(a.report_file.as_deref(), &report.summary())?;
     print::report(a.json, &report, print::prune);
     Ok(ExitCode::SUCCESS)

@@ -64,7 +64,7 @@ pub struct BackupReport {
     pub peak_rss_bytes: u64,
     /// A file backup's figures.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub files: Option<crate::wire::FileStats>,
+    pub files: Option<crate::catalog::FileStats>,
     /// Where each destination is; the report names them by name.
     #[serde(skip)]
     pub(crate) to: Vec<NamedLocation>,

@@ -11,18 +11,18 @@ use super::progress::{mib_per_s, peak_rss_bytes};
 use super::{manifests, Error};
 use crate::catalog::{self, FilesInfo, Manifest, ObjectEntry, Point, SourceInfo};
 use crate::chunks::repo::Repo;
+use crate::chunks::sink::UploadSink;
 use crate::chunks::tree_io::TreeReader;
-use crate::chunks::{ChunkKeys, MANIFEST_FORMAT_V2};
+use crate::chunks::ChunkKeys;
 use crate::keys::Keyring;
 use crate::location::NamedLocation;
-use crate::pipeline::codec::{Counting, Hasher, ObjectEncoder};
+use crate::pipeline::codec::{Counting, ObjectEncoder};
 use crate::pipeline::header::Compression;
 use crate::source::files::{Engine, FilesSpec, Previous};
-use crate::store::{ObjectWriter, Store};
+use crate::store::Store;
 use crate::target::files::{Restored, Restorer};
 use bytes::Bytes;
 use chrono::Utc;
-use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,44 +39,6 @@ pub struct FilesBackupOptions {
     pub tier: String,
     /// Packs close at this size (tests make it small).
     pub pack_target: Option<u64>,
-}
-
-/// The sealed tree's bytes, to every destination at once.
-struct TreeSink {
-    rt: Handle,
-    writers: Vec<ObjectWriter>,
-    buf: Vec<u8>,
-    hasher: Hasher,
-}
-
-impl TreeSink {
-    fn send(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let data = Bytes::from(std::mem::take(&mut self.buf));
-        let writers = &mut self.writers;
-        self.rt
-            .block_on(futures::future::try_join_all(
-                writers.iter_mut().map(|w| w.write(data.clone())),
-            ))
-            .map_err(io::Error::other)?;
-        Ok(())
-    }
-}
-
-impl Write for TreeSink {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.hasher.update(b);
-        self.buf.extend_from_slice(b);
-        if self.buf.len() >= super::upload::CHUNK {
-            self.send()?;
-        }
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 /// The newest committed file backup in `store` whose manifest authenticates.
@@ -100,6 +62,7 @@ pub async fn backup(o: FilesBackupOptions) -> Result<BackupReport, Error> {
         let store = Store::open(dest).await?;
         store.check_object_lock().await?;
         manifests::clean_leftovers(&store, &id).await?;
+        manifests::clean_chunk_leftovers(&store, &id).await?;
         stores.push(store);
     }
     let keys = Arc::new(o.keys);
@@ -137,12 +100,7 @@ pub async fn backup(o: FilesBackupOptions) -> Result<BackupReport, Error> {
         for s in stores.iter() {
             writers.push(rt.block_on(s.writer(&tree_key2))?);
         }
-        let sink = TreeSink {
-            rt: rt.clone(),
-            writers,
-            buf: Vec::new(),
-            hasher: Hasher::default(),
-        };
+        let sink = UploadSink::new(rt.clone(), writers);
         let enc = ObjectEncoder::new(sink, keys.primary(), &tree_key2, Compression::Zstd)
             .map_err(Error::Pipeline)?;
         let counted = Counting {
@@ -156,12 +114,7 @@ pub async fn backup(o: FilesBackupOptions) -> Result<BackupReport, Error> {
             Err(e) => return Err(e),
         };
         let plain_size = counted.count;
-        let mut sink = counted.inner.finish().map_err(Error::Pipeline)?;
-        sink.send().map_err(Error::Pipeline)?;
-        let digest = std::mem::take(&mut sink.hasher).finish();
-        for w in sink.writers {
-            rt.block_on(w.finish())?;
-        }
+        let digest = counted.inner.finish().map_err(Error::Pipeline)?.finish()?;
         Ok::<_, Error>((stats, digest, plain_size))
     })
     .await
@@ -186,7 +139,7 @@ pub async fn backup(o: FilesBackupOptions) -> Result<BackupReport, Error> {
         plain_size,
     }];
     let manifest = Manifest {
-        format: MANIFEST_FORMAT_V2,
+        format: catalog::MANIFEST_FORMAT_FILES,
         backup_id: id.clone(),
         policy: o.policy.clone(),
         namespace: None,

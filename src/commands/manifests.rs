@@ -101,6 +101,18 @@ pub async fn clean_leftovers(store: &Store, current: &str) -> Result<(), Error> 
     Ok(())
 }
 
+/// Aborts the uploads of packs and index objects that killed runs left
+/// (incomplete multipart uploads, `.partial` files) under `chunks/`; those
+/// of the run `current` stay. Finished packs of killed runs are prune's.
+pub async fn clean_chunk_leftovers(store: &Store, current: &str) -> Result<(), Error> {
+    let stale = |key: &str| crate::chunks::repo::written_by(key) != Some(current);
+    let aborted = store.clean_incomplete("chunks/", &stale).await?;
+    if !aborted.is_empty() {
+        tracing::info!(dest = %store.label(), count = aborted.len(), "removed incomplete pack uploads of interrupted runs");
+    }
+    Ok(())
+}
+
 /// Deletes a backup: the manifest first (it stops being a recovery point at
 /// once), then its objects. Already gone counts as done.
 pub async fn delete_backup(store: &Store, id: &str) -> Result<usize, Error> {

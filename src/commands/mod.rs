@@ -8,6 +8,8 @@ pub mod checks;
 mod download;
 mod error;
 pub mod files;
+mod files_check;
+mod files_prune;
 pub mod list;
 mod manifests;
 pub mod objects;

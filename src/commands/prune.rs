@@ -32,6 +32,9 @@ pub struct PruneReport {
     /// What Object Lock retention kept; prune again after `retain_until`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub kept_locked: Vec<KeptLocked>,
+    /// Packs of the chunk store (file backups) no kept backup needs.
+    pub packs_removed: usize,
+    pub pack_bytes_removed: u64,
 }
 
 /// Objects prune left because their Object Lock retention has not ended.
@@ -151,8 +154,10 @@ pub async fn prune(
     from: &[NamedLocation],
     ids: &[String],
     incomplete: bool,
-    keys: Option<&Keyring>,
+    keys: Option<std::sync::Arc<Keyring>>,
+    grace: chrono::Duration,
 ) -> Result<PruneReport, Error> {
+    let (mut packs_removed, mut pack_bytes_removed) = (0, 0);
     let mut objects_removed = 0;
     let mut wal_removed = 0;
     let mut kept_locked = Vec::new();
@@ -180,9 +185,17 @@ pub async fn prune(
         }
         if incomplete {
             manifests::clean_leftovers(&store, "").await?;
+            manifests::clean_chunk_leftovers(&store, "").await?;
         }
-        match keys {
-            Some(keys) => wal_removed += expire_wal(&store, keys, &mut kept_locked).await?,
+        match &keys {
+            Some(keys) => {
+                wal_removed += expire_wal(&store, keys, &mut kept_locked).await?;
+                let gc =
+                    super::files_prune::collect_garbage(&store, keys.clone(), grace, Utc::now())
+                        .await?;
+                packs_removed += gc.packs_removed;
+                pack_bytes_removed += gc.pack_bytes_removed;
+            }
             None => tracing::warn!(dest = %url.label(),
                 "no --key-file: WAL is kept, since which WAL the kept backups need is read only from authenticated manifests"),
         }
@@ -197,6 +210,8 @@ pub async fn prune(
         objects_removed,
         wal_removed,
         kept_locked,
+        packs_removed,
+        pack_bytes_removed,
     })
 }
 

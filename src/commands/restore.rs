@@ -119,6 +119,11 @@ impl Attempt {
 
 fn pick<'m>(objects: &'m [ObjectEntry], want: Option<&str>) -> Result<&'m ObjectEntry, Error> {
     let dbs: Vec<&ObjectEntry> = objects.iter().filter(|o| o.role == "database").collect();
+    if objects.iter().any(|o| o.role == super::files::TREE_ROLE) {
+        return Err(Error::Usage(
+            "the backup is a file backup: restore it with --to-dir DIR".into(),
+        ));
+    }
     match want {
         Some(name) => dbs
             .into_iter()

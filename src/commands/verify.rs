@@ -140,6 +140,17 @@ pub(crate) async fn check_backup(
             lock,
         });
     }
+    if matches!(manifest.source, crate::catalog::SourceInfo::Files(_)) {
+        // A file backup is its tree and the chunks it references.
+        let (store2, keys2) = (store.clone(), keys.clone());
+        let rt = tokio::runtime::Handle::current();
+        let chunks = tokio::task::spawn_blocking(move || {
+            super::files_check::check_chunks(rt, &store2, &keys2, &manifest)
+        })
+        .await
+        .map_err(|e| Error::Usage(format!("verify stopped: {e}")))??;
+        objects.extend(chunks);
+    }
     Ok(BackupCheck {
         destination: store.name().to_string(),
         backup_id: id.to_string(),

@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const PARTIAL: &str = ".partial";
 const READ_CHUNK: usize = 1 << 20;
 
+#[derive(Clone)]
 pub struct FsStore {
     pub label: String,
     root: PathBuf,

@@ -50,11 +50,14 @@ pub struct ObjectInfo {
 }
 
 /// An open destination: its name (as reports give it) and its backend.
+/// Cloning shares the S3 client.
+#[derive(Clone)]
 pub struct Store {
     name: String,
     backend: Backend,
 }
 
+#[derive(Clone)]
 enum Backend {
     Fs(fs::FsStore),
     S3(s3::S3Store),

@@ -15,6 +15,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::task::JoinHandle;
 
 mod lock;
+mod range;
 mod tls;
 use lock::Retention;
 
@@ -37,6 +38,7 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Longest wait for any bytes of a response before the attempt fails.
 const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
+#[derive(Clone)]
 pub struct S3Store {
     pub label: String,
     client: Client,
@@ -188,42 +190,6 @@ impl S3Store {
             .await
             .map_err(|e| op_err(&self.label, "put", key, e))?;
         Ok(())
-    }
-
-    /// A ranged GET, read whole (a blob of a pack: at most a few MiB).
-    pub async fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Bytes, StoreError> {
-        if len == 0 {
-            return Ok(Bytes::new());
-        }
-        let out = self
-            .get(key, Some(format!("bytes={offset}-{}", offset + len - 1)))
-            .await?;
-        let body = out.body.collect().await.map_err(|e| StoreError::Op {
-            dest: self.label.clone(),
-            op: "read",
-            key: key.to_string(),
-            message: error_chain(&e),
-        })?;
-        Ok(body.into_bytes())
-    }
-
-    /// A GetObject of `key`, of its `range` when given.
-    async fn get(
-        &self,
-        key: &str,
-        range: Option<String>,
-    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, StoreError> {
-        self.client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(self.full(key))
-            .set_range(range)
-            .send()
-            .await
-            .map_err(|e| {
-                let missing = e.as_service_error().is_some_and(|s| s.is_no_such_key());
-                self.missing_or(missing, "get", key, e)
-            })
     }
 
     pub async fn reader(&self, key: &str) -> Result<S3Reader, StoreError> {

@@ -246,6 +246,10 @@ pub struct PruneArgs {
     /// manifest authenticated with it (without it, WAL is kept).
     #[arg(long, env = "LIFEBOAT_KEY_FILE")]
     pub key_file: Option<PathBuf>,
+    /// With --key-file: packs of file backups that no kept backup needs are
+    /// deleted once the run that wrote them started longer ago than this.
+    #[arg(long, default_value = "24h")]
+    pub grace: String,
     #[command(flatten)]
     pub owner: OwnerArg,
     #[arg(long)]

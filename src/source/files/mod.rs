@@ -13,11 +13,11 @@
 pub mod read;
 pub mod walk;
 
+use crate::catalog::FileStats;
 use crate::chunks::chunker::{self, Sizes};
 use crate::chunks::repo::Repo;
 use crate::chunks::tree::{cmp_paths, ChunkRef, Entry, Extent, Kind, TreeWriter};
 use crate::chunks::{ChunkError, ChunkKeys};
-use crate::wire::FileStats;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::io::{self, Read, Seek, Write};
@@ -244,6 +244,15 @@ impl<'a, 'r> Engine<'a, 'r> {
             source,
         };
         let mut file = read::open_file(path).map_err(unreadable)?;
+        // What was opened may differ from what was listed (replaced or
+        // written since): record what is read.
+        let now = file.metadata().map_err(unreadable)?;
+        if !now.is_file() {
+            return Err(unreadable(io::Error::other("no longer a regular file")));
+        }
+        (entry.size, entry.ino) = (now.size(), now.ino());
+        entry.mtime = (now.mtime(), now.mtime_nsec() as u32);
+        entry.ctime = (now.ctime(), now.ctime_nsec() as u32);
         for (offset, len) in read::data_extents(&file, entry.size).map_err(unreadable)? {
             file.seek(io::SeekFrom::Start(offset)).map_err(unreadable)?;
             let mut extent = Extent {
