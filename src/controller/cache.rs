@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
@@ -26,6 +26,7 @@ use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Resource, ResourceExt};
+use tokio::sync::watch;
 
 use super::job_status::ObservedJob;
 use super::{Context, Error};
@@ -37,6 +38,58 @@ use crate::api::BackupPolicy;
 /// read would say.
 const CREATED_TTL: Duration = Duration::from_secs(60);
 
+/// Says whether a cache has had its first list. Any number of reconciles
+/// may wait on it: a reflector `Store`'s own wait wakes only the last task
+/// that polled it, and reconciles run as separate futures.
+#[derive(Clone)]
+pub struct Ready(watch::Receiver<bool>);
+
+impl Ready {
+    /// Waits for the first list; an error when the watch has ended.
+    async fn wait(&self, what: &'static str) -> Result<(), Error> {
+        self.0
+            .clone()
+            .wait_for(|ready| *ready)
+            .await
+            .map(|_| ())
+            .map_err(|_| Error::CacheStopped(what))
+    }
+}
+
+/// `events` applied to `writer`'s store, and a [`Ready`] that turns true
+/// once the store holds the first list.
+fn reflect_ready<K, S>(
+    events: S,
+    writer: Writer<K>,
+) -> (impl Stream<Item = S::Item> + Send + 'static, Ready)
+where
+    K: Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+    S: Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
+{
+    let (tx, rx) = watch::channel(false);
+    let events = events.reflect(writer).inspect(move |event| {
+        if matches!(event, Ok(watcher::Event::InitDone)) {
+            tx.send_replace(true);
+        }
+    });
+    (events, Ready(rx))
+}
+
+/// The policies of the namespace(s) watched, kept in `writer`'s store: the
+/// policy controller's trigger (see `Controller::for_stream`).
+pub(crate) fn policies(
+    api: Api<BackupPolicy>,
+    config: watcher::Config,
+    writer: Writer<BackupPolicy>,
+) -> (
+    impl Stream<Item = Result<BackupPolicy, watcher::Error>> + Send + 'static,
+    Ready,
+) {
+    let (events, ready) = reflect_ready(watcher(api, config), writer);
+    (events.applied_objects(), ready)
+}
+
 /// The Jobs of the namespace(s) watched, kept in `writer`'s store. Yields
 /// each changed Job after the store has it, so a reconcile it triggers
 /// reads the Job it was triggered by. The cache keeps metadata and status
@@ -46,12 +99,13 @@ pub(crate) fn jobs(
     api: Api<Job>,
     config: watcher::Config,
     writer: Writer<Job>,
-) -> impl Stream<Item = Result<Job, watcher::Error>> + Send + 'static {
-    watcher(api, config)
-        .default_backoff()
-        .modify(slim)
-        .reflect(writer)
-        .touched_objects()
+) -> (
+    impl Stream<Item = Result<Job, watcher::Error>> + Send + 'static,
+    Ready,
+) {
+    let events = watcher(api, config).default_backoff().modify(slim);
+    let (events, ready) = reflect_ready(events, writer);
+    (events.touched_objects(), ready)
 }
 
 /// A Job as cached: no spec, no managed fields.
@@ -169,19 +223,6 @@ where
     }
 }
 
-/// Waits for a cache's first list: deciding on an empty cache would see no
-/// policy and no Job.
-async fn ready<K>(store: &Store<K>, what: &'static str) -> Result<(), Error>
-where
-    K: Resource + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    store
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::CacheStopped(what))
-}
-
 /// The policy `name` in `ns`: from the cache, or, when the cache does not
 /// have it, from the API (it may have been created a moment ago).
 pub(crate) async fn policy(
@@ -189,7 +230,8 @@ pub(crate) async fn policy(
     ns: &str,
     name: &str,
 ) -> Result<Option<Arc<BackupPolicy>>, Error> {
-    ready(&ctx.policies, "policy").await?;
+    // Deciding on an empty cache would see no policy.
+    ctx.policies_ready.wait("policy").await?;
     if let Some(policy) = ctx.policies.get(&ObjectRef::new(name).within(ns)) {
         return Ok(Some(policy));
     }
@@ -205,7 +247,7 @@ pub(crate) async fn policy(
 /// the Job controller has made some (read from the API: they carry a
 /// finished Job's result).
 pub(crate) async fn job(ctx: &Context, ns: &str, name: &str) -> Result<ObservedJob, Error> {
-    ready(&ctx.jobs, "Job").await?;
+    ctx.jobs_ready.wait("Job").await?;
     let key = ObjectRef::new(name).within(ns);
     let Some(job) = ctx.created_jobs.get(&ctx.jobs, &key) else {
         return Ok(ObservedJob::default());

@@ -289,9 +289,11 @@ pub struct Context {
     /// Every BackupPolicy, kept by the policy controller's reflector; runs
     /// and restores read their policy from here ([`cache::policy`]).
     pub policies: Store<BackupPolicy>,
+    pub policies_ready: cache::Ready,
     /// Every Job (metadata and status), kept by the reflector that triggers
     /// the run controller ([`cache::jobs`]).
     pub jobs: Store<Job>,
+    pub jobs_ready: cache::Ready,
     /// Jobs created that [`Context::jobs`] may not show yet.
     pub created_jobs: cache::CreatedJobs,
     /// Runs and policies as this controller last wrote them, for a reconcile
@@ -371,12 +373,10 @@ pub async fn run_controllers(
     // The run controller's Job triggers come from the Job cache's reflector:
     // a Job event reaches the cache before the reconcile it triggers.
     let (job_cache, job_writer) = reflector::store();
+    let (job_events, jobs_ready) =
+        cache::jobs(jobs.clone(), watcher::Config::default(), job_writer);
     let run_controller = Controller::new(runs.clone(), watcher::Config::default())
-        .owns_stream(cache::jobs(
-            jobs.clone(),
-            watcher::Config::default(),
-            job_writer,
-        ))
+        .owns_stream(job_events)
         .with_config(config.clone());
     let restore_controller = Controller::new(restores.clone(), watcher::Config::default())
         .owns(jobs, watcher::Config::default())
@@ -388,7 +388,10 @@ pub async fn run_controllers(
             instance: Some(identity),
         },
     );
-    let policy_controller = Controller::new(policies.clone(), watcher::Config::default())
+    let (policy_cache, policy_writer) = reflector::store();
+    let (policy_events, policies_ready) =
+        cache::policies(policies.clone(), watcher::Config::default(), policy_writer);
+    let policy_controller = Controller::for_stream(policy_events, policy_cache.clone())
         .watches(
             runs.clone(),
             watcher::Config::default(),
@@ -412,8 +415,10 @@ pub async fn run_controllers(
         metrics,
         runs: run_controller.store(),
         restores: restore_controller.store(),
-        policies: policy_controller.store(),
+        policies: policy_cache,
+        policies_ready,
         jobs: job_cache,
+        jobs_ready,
         created_jobs: cache::CreatedJobs::default(),
         written_runs: cache::Written::default(),
         written_policies: cache::Written::default(),
