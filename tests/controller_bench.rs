@@ -56,11 +56,15 @@ struct Figures {
 
 impl Figures {
     /// The requests made once per controller start: the Lease, and the
-    /// list and watch behind each cache.
+    /// list and watch behind each cache (a list of a resource nobody
+    /// watches, such as a Job's pods, is a reconcile's read).
     fn fixed(&self) -> u64 {
+        let watched = |r: &String| self.by.contains_key(&("watch".to_string(), r.clone()));
         self.by
             .iter()
-            .filter(|((verb, resource), _)| verb == "list" || verb == "watch" || resource == LEASES)
+            .filter(|((verb, r), _)| {
+                verb == "watch" || (verb == "list" && watched(r)) || r == LEASES
+            })
             .map(|(_, count)| count)
             .sum()
     }

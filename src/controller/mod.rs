@@ -13,8 +13,9 @@
 //!
 //! Each reconcile is observe (IO) → decide (a pure function of the objects
 //! and the clock) → apply (IO), written as named steps with one [`Error`]
-//! variant per step; the reads and writes they share are in `apply`, what a
-//! Job says in [`job_status`]. Only the leader of a Lease ([`leader`])
+//! variant per step; the reads and writes they share are in `apply`, the
+//! caches they read instead of the API in [`cache`], what a Job says in
+//! [`job_status`]. Only the leader of a Lease ([`leader`])
 //! reconciles; [`metrics`] and [`http`] serve /metrics, /healthz, /readyz
 //! and, when asked, the status page ([`page`]);
 //! `forget` removes the series of deleted policies.
