@@ -42,12 +42,12 @@ RUN groupadd --system --gid 999 postgres \
  && apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       ca-certificates postgresql-common tini \
- && /usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y \
+ && for setup in /usr/share/postgresql-common/pgdg/*.sh; do "$setup" -y; done \
  && packages="" \
  && for major in $PG_MAJORS; do packages="$packages postgresql-$major postgresql-client-$major"; done \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $packages \
  && for major in $PG_MAJORS; do test -x "/usr/lib/postgresql/$major/bin/pg_dump" \
-      && test -x "/usr/lib/postgresql/$major/bin/postgres"; done \
+      && test -x "/usr/lib/postgresql/$major/bin/postgres" || exit 1; done \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 65532 lifeboat \
  && useradd --system --uid 65532 --gid 65532 --home-dir /nonexistent --no-create-home \

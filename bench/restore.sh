@@ -13,7 +13,11 @@
 #              same uncompressed archive lifeboat streams into pg_restore
 #   lifeboat   lifeboat restore --from s3://…   (download, authenticate,
 #              decrypt, decompress, stream into pg_restore --single-transaction)
+#   bare-jN    pg_restore --jobs N of the local dump.Fc
+#   lifeboat-jN  lifeboat restore --create --jobs N: download and authenticate
+#              into a local copy, then pg_restore --jobs N from it (issue 16)
 #
+# BENCH_JOBS (default 2) is N.
 # Environment: BENCH_HOME (default /var/tmp/lifeboat-bench; the loaded
 # cluster is kept in $BENCH_HOME/pgbench-sSCALE and reused), BENCH_ROUNDS
 # (default 3), LIFEBOAT_BIN (default: the release build in CARGO_TARGET_DIR).
@@ -22,6 +26,7 @@ set -euo pipefail
 SCALE=${1:-50}
 [[ $SCALE =~ ^[0-9]+$ ]] || { echo "usage: $0 [SCALE]" >&2; exit 2; }
 ROUNDS=${BENCH_ROUNDS:-3}
+JOBS=${BENCH_JOBS:-2}
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_HOME=${BENCH_HOME:-/var/tmp/lifeboat-bench}
 CLUSTER=$BENCH_HOME/pgbench-s$SCALE
@@ -97,18 +102,22 @@ run() { # method target -> "wall user sys maxrss_kb"
     bare-1tx) /usr/bin/time -f '%e %U %S %M' -o "$WORK/time" pg_restore --single-transaction -d "$t" "$WORK/dump.Fc" ;;
     bare-Z0) /usr/bin/time -f '%e %U %S %M' -o "$WORK/time" pg_restore --single-transaction -d "$t" "$WORK/dump-Z0.Fc" ;;
     lifeboat) /usr/bin/time -f '%e %U %S %M' -o "$WORK/time" "$LIFEBOAT_BIN" restore --from "$URL" --target-db "$t" >/dev/null ;;
+    bare-jN) /usr/bin/time -f '%e %U %S %M' -o "$WORK/time" pg_restore --jobs "$JOBS" -d "$t" "$WORK/dump.Fc" ;;
+    lifeboat-jN) /usr/bin/time -f '%e %U %S %M' -o "$WORK/time" "$LIFEBOAT_BIN" restore --from "$URL" --target-db "$t" --create --jobs "$JOBS" --spool-dir "$WORK" >/dev/null ;;
   esac
   cat "$WORK/time"
 }
 
-METHODS=(bare bare-1tx bare-Z0 lifeboat)
+METHODS=(bare bare-1tx bare-Z0 lifeboat bare-jN lifeboat-jN)
 : >"$WORK/raw"
 for round in $(seq 1 "$ROUNDS"); do
   for m in "${METHODS[@]}"; do
     t=restore_${round}_$m
     t=${t//-/_}
     dropdb --if-exists "$t" 2>/dev/null
-    createdb "$t"
+    # lifeboat-jN creates its database: a parallel load is not one
+    # transaction, so a failure must be able to drop it.
+    [ "$m" = lifeboat-jN ] || createdb "$t"
     psql -X -q -d postgres -c checkpoint
     load=$(cut -d' ' -f1 /proc/loadavg)
     read -r wall user sys rss < <(run "$m" "$t")
@@ -132,7 +141,7 @@ print()
 print("| method | rounds (wall s) | min | median | client CPU s (median round) | peak RSS | load |")
 print("|---|---|---|---|---|---|---|")
 med = {}
-for m in ["bare", "bare-1tx", "bare-Z0", "lifeboat"]:
+for m in ["bare", "bare-1tx", "bare-Z0", "lifeboat", "bare-jN", "lifeboat-jN"]:
     v = by[m]
     walls = [w for w, *_ in v]
     med[m] = statistics.median(walls)
@@ -142,4 +151,6 @@ for m in ["bare", "bare-1tx", "bare-Z0", "lifeboat"]:
 print()
 for base in ["bare", "bare-1tx", "bare-Z0"]:
     print(f"lifeboat / {base}: median {med['lifeboat'] / med[base]:.2f}×, min {min(w for w, *_ in by['lifeboat']) / min(w for w, *_ in by[base]):.2f}× (target ≤ 1.2×)")
+for base in ["bare-jN", "bare"]:
+    print(f"lifeboat-jN / {base}: median {med['lifeboat-jN'] / med[base]:.2f}×")
 EOF

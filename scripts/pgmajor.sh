@@ -98,8 +98,16 @@ ensure_pg_rootfs() {
     fi
     # Trim what no test reads: package lists and caches, documentation.
     rm -rf "$tmp/var/cache/apt/archives/"*.deb "$tmp/var/lib/apt/lists/"* "$tmp/usr/share/doc" "$tmp/usr/share/man"
-    rm -rf "$root" && mv "$tmp" "$root" && rm -f "$tmp.log"
-    testbed_log "built $root in $(($(date +%s) - start)) s ($(du -sm "$root" | cut -f1) MB)"
+    rm -f "$tmp.log"
+    # Another test run on this machine may have finished the same build
+    # meanwhile and be using it: keep that one.
+    if [ -x "$root/usr/lib/postgresql/$major/bin/postgres" ]; then
+      rm -rf "$tmp"
+    else
+      rm -rf "$root"
+      mv -T "$tmp" "$root" || { rm -rf "$tmp"; return 1; }
+      testbed_log "built $root in $(($(date +%s) - start)) s ($(du -sm "$root" | cut -f1) MB)"
+    fi
   fi
   echo "$root"
 }
@@ -152,7 +160,9 @@ start_pg_major() {
   port=$(free_port)
   data="/var/lib/postgresql/lifeboat-$port"
   testbed_log "starting PostgreSQL $major on 127.0.0.1:$port (in $root)"
-  in_pg_rootfs "$root" "$bin/initdb" -D "$data" -U postgres -A trust --no-sync >"$TESTBED_DIR/pg$major-initdb.log" 2>&1 \
+  # The C locale: no locale files needed, in the chroot or on the host
+  # (where a physical restore of it runs the same server).
+  in_pg_rootfs "$root" "$bin/initdb" -D "$data" -U postgres -A trust --no-sync --locale=C -E UTF8 >"$TESTBED_DIR/pg$major-initdb.log" 2>&1 \
     || { cat "$TESTBED_DIR/pg$major-initdb.log" >&2; return 1; }
   # Physical backups stream WAL (wal-stream on a slot): archive_mode stays
   # off, since the archive_command's lifeboat is not inside the chroot.

@@ -14,6 +14,9 @@ use chrono::{DateTime, Utc};
 use ring::hmac;
 use serde::{Deserialize, Serialize};
 
+mod objects;
+pub use objects::{ConfigInfo, TypeCount};
+
 pub const MANIFEST_FORMAT: u32 = 1;
 pub const BACKUPS: &str = "backups/";
 pub const MANIFEST: &str = "manifest.json";
@@ -101,6 +104,7 @@ pub enum SourceInfo {
     Postgres(PostgresInfo),
     /// A directory of files, stored in the chunk store (format 2).
     Files(FilesInfo),
+    Config(ConfigInfo),
 }
 
 /// A file backup (docs/FORMAT.md §9): its one object is the tree.
@@ -150,6 +154,7 @@ impl SourceInfo {
         match self {
             SourceInfo::Postgres(pg) => &pg.databases,
             SourceInfo::Files(_) => &[],
+            SourceInfo::Config(_) => &[],
         }
     }
 
@@ -158,20 +163,32 @@ impl SourceInfo {
         match self {
             SourceInfo::Postgres(pg) => &pg.server_version,
             SourceInfo::Files(_) => "",
+            SourceInfo::Config(c) => &c.server_version,
         }
     }
 
-    /// One line for listings: `postgres logical db:5432 15.18`.
+    /// One line for listings: `postgres logical db:5432 15.18 (pg_dump 17.2)`.
     pub fn summary(&self) -> String {
         match self {
             SourceInfo::Postgres(pg) => {
-                format!("postgres {} {} {}", pg.method, pg.host, pg.server_version)
+                let line = format!("postgres {} {} {}", pg.method, pg.host, pg.server_version);
+                match (&pg.client_version, pg.method) {
+                    (Some(v), PgMethod::Logical) => format!("{line} (pg_dump {v})"),
+                    (Some(v), PgMethod::Physical) => format!("{line} (pg_basebackup {v})"),
+                    (None, _) => line,
+                }
             }
             SourceInfo::Files(f) => format!(
                 "files {} ({} files, {} bytes)",
                 f.path,
                 f.stats.files_new + f.stats.files_changed + f.stats.files_unchanged,
                 f.stats.bytes_total
+            ),
+            SourceInfo::Config(c) => format!(
+                "config {} objects in {} types, kubernetes {}",
+                c.objects(),
+                c.types.len(),
+                c.server_version
             ),
         }
     }
@@ -181,6 +198,7 @@ impl SourceInfo {
         match self {
             SourceInfo::Postgres(pg) => Some(pg),
             SourceInfo::Files(_) => None,
+            SourceInfo::Config(_) => None,
         }
     }
 
@@ -480,6 +498,20 @@ mod tests {
             "ids within one second still sort"
         );
         assert_eq!(id_of_key(&object_key(&a, "db-0")), Some(a.as_str()));
+    }
+
+    #[test]
+    fn listings_name_the_program_that_made_the_backup() {
+        let mut s = SourceInfo::sample(PgMethod::Logical, &["orders"]);
+        assert_eq!(
+            s.summary(),
+            "postgres logical db 15",
+            "not recorded before issue 14"
+        );
+        if let SourceInfo::Postgres(pg) = &mut s {
+            pg.client_version = Some("17.2".into());
+        }
+        assert_eq!(s.summary(), "postgres logical db 15 (pg_dump 17.2)");
     }
 
     #[test]

@@ -64,21 +64,21 @@ fn hostile_tree(dir: &Path) -> PathBuf {
     let old = filetime(1_500_000_000, 123_456_789);
     rustix::fs::utimensat(
         rustix::fs::CWD,
-        &root.join("d/secret"),
+        root.join("d/secret"),
         &old,
         rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
     )
     .unwrap();
     rustix::fs::utimensat(
         rustix::fs::CWD,
-        &root.join("d/loop"),
+        root.join("d/loop"),
         &old,
         rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
     )
     .unwrap();
     rustix::fs::utimensat(
         rustix::fs::CWD,
-        &root.join("d"),
+        root.join("d"),
         &old,
         rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
     )

@@ -524,9 +524,18 @@ fn dockerfile_builds_a_locked_release_and_runs_as_non_root() {
     has("FROM rust:1.95-bookworm AS build");
     has("cargo build --release --locked");
     has("FROM debian:bookworm-slim");
-    has("postgresql-client-${PG_MAJOR}");
-    has("ARG PG_MAJOR=15");
+    // Stripped, without debug info (the release profile keeps line tables).
+    has("CARGO_PROFILE_RELEASE_STRIP=symbols");
+    has("CARGO_PROFILE_RELEASE_DEBUG=0");
+    // Clients and servers of every supported major, where lifeboat looks.
+    has(r#"ARG PG_MAJORS="13 14 15 16 17""#);
+    has(r#"packages="$packages postgresql-$major postgresql-client-$major""#);
+    has("ENV LIFEBOAT_PG_ROOT=/usr/lib/postgresql");
     has("ca-certificates");
     has("USER 65532:65532");
-    has(r#"ENTRYPOINT ["lifeboat"]"#);
+    // tini as PID 1, in the image and in the Jobs' command (which replaces
+    // the entrypoint).
+    has(" tini ");
+    let command = lifeboat::controller::jobs::COMMAND;
+    has(&format!("ENTRYPOINT {command:?}"));
 }

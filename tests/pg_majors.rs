@@ -219,6 +219,13 @@ fn logical_backup_restore_and_drill_on_every_major() {
         let client = source["client_version"].as_str().unwrap();
         assert!(client.starts_with(&format!("{}.", s.major)), "{source}");
 
+        let listed = run(Cli::new("list").opt("--from", &dest).json()).unwrap();
+        let listed = listed.to_string();
+        assert!(
+            listed.contains(&format!("{server_version} (pg_dump {}.", s.major)),
+            "{listed}"
+        );
+
         let restored = unique(&format!("restored_pg{}", s.major));
         run(restore(&[&dest], k).args(s.conn()).create(&restored).json()).unwrap();
         assert_eq!(s.dump(&db), s.dump(&restored), "PostgreSQL {}", s.major);
@@ -336,6 +343,44 @@ fn a_missing_major_names_it_and_what_to_install() {
         "{e}"
     );
     assert!(find(&dir.path().join("bk"), "manifest.json").is_none());
+
+    // A base backup needs pg_basebackup of exactly 17: checked before the
+    // server's WAL settings, before anything is written.
+    let e = run_in(
+        Cli::new("backup")
+            .opt("--method", "physical")
+            .args(s.conn())
+            .opt("--to", &dest)
+            .opt("--key-file", key.to_str().unwrap()),
+        &root,
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("no pg_basebackup of major 17 for the PostgreSQL 17 server")
+            && e.contains("install postgresql-client-17"),
+        "{e}"
+    );
+    assert!(find(&dir.path().join("bk"), "manifest.json").is_none());
+
+    // wal-stream says so at each attempt to start pg_receivewal, and keeps
+    // retrying (the programs may be installed while it runs).
+    let cli = Cli::new("wal-stream")
+        .args(s.conn())
+        .opt("--slot", &unique("lifeboat_missing"))
+        .opt("--spool", dir.path().join("spool").to_str().unwrap())
+        .opt("--key-file", key.to_str().unwrap())
+        .opt("--to", &dest);
+    let stream = Stream::start(&cli, &root, dir.path().join("wal-stream.log"));
+    wait(&stream, "wal-stream's error", || {
+        stream
+            .log()
+            .contains("no pg_receivewal of major 17 for the PostgreSQL 17 server")
+    });
+    assert!(
+        stream.log().contains("install postgresql-client-17"),
+        "{}",
+        stream.log()
+    );
 }
 
 /// A running `lifeboat wal-stream`, stopped with SIGTERM (so its
@@ -343,6 +388,17 @@ fn a_missing_major_names_it_and_what_to_install() {
 struct Stream(Child, PathBuf);
 
 impl Stream {
+    /// `cli` (a wal-stream) with the programs of `root`, its log in `log`.
+    fn start(cli: &Cli, root: &Path, log: PathBuf) -> Stream {
+        let child = with_root(cli, root)
+            .env("LIFEBOAT_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Stream(child, log)
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(&self.1).unwrap_or_default()
     }
@@ -357,12 +413,21 @@ impl Drop for Stream {
     }
 }
 
+/// On every major but the host's 15 (tests/pitr.rs and tests/walstream.rs
+/// cover it): 17 in every run, 13 too in the matrix.
 #[test]
-fn physical_backup_with_wal_streaming_and_point_in_time_restore_on_17() {
-    let Some(s) = server(17) else {
-        eprintln!("SKIPPED: PostgreSQL 17 is not in LIFEBOAT_PG_MAJORS");
-        return;
-    };
+fn physical_backup_with_wal_streaming_and_point_in_time_restore() {
+    let others: Vec<Server> = majors().into_iter().filter(|s| s.major != 15).collect();
+    if others.is_empty() {
+        eprintln!("SKIPPED: no major but 15 in LIFEBOAT_PG_MAJORS");
+    }
+    for s in &others {
+        physical_round_trip(s);
+    }
+}
+
+fn physical_round_trip(s: &Server) {
+    let m = s.major;
     // The recovering server (run as postgres) reads the key and the archive.
     let dir = shared_tempdir();
     let root = dir.path();
@@ -388,14 +453,7 @@ fn physical_backup_with_wal_streaming_and_point_in_time_restore_on_17() {
         .opt("--max-wal-delay", "2s")
         .opt("--status-file", status.to_str().unwrap())
         .opt("--to", &dest);
-    let stream = Stream(
-        with_root(&cli, &pg_root())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-        log,
-    );
+    let stream = Stream::start(&cli, &pg_root(), log);
     wait(&stream, "the slot in use", || {
         s.psql(
             "postgres",
@@ -419,14 +477,14 @@ fn physical_backup_with_wal_streaming_and_point_in_time_restore_on_17() {
         source["server_version"]
             .as_str()
             .unwrap()
-            .starts_with("17."),
+            .starts_with(&format!("{m}.")),
         "{source}"
     );
     assert!(
         source["client_version"]
             .as_str()
             .unwrap()
-            .starts_with("17."),
+            .starts_with(&format!("{m}.")),
         "{source}"
     );
 
@@ -452,7 +510,7 @@ fn physical_backup_with_wal_streaming_and_point_in_time_restore_on_17() {
             .unwrap_or(false)
     });
 
-    // Without PostgreSQL 17's server the restore stops before unpacking.
+    // Without that major's server the restore stops before unpacking.
     let data = root.join("restored");
     let e = run_in(
         restore(&[&dest], k)
@@ -463,8 +521,8 @@ fn physical_backup_with_wal_streaming_and_point_in_time_restore_on_17() {
     .unwrap_err();
     assert!(
         e.contains(&format!(
-            "no postgres of major 17 to replay backup {id} of a PostgreSQL 17."
-        )) && e.contains("install postgresql-17"),
+            "no postgres of major {m} to replay backup {id} of a PostgreSQL {m}."
+        )) && e.contains(&format!("install postgresql-{m}")),
         "{e}"
     );
     assert!(std::fs::read_dir(&data).map_or(true, |mut d| d.next().is_none()));
@@ -487,7 +545,7 @@ fn physical_backup_with_wal_streaming_and_point_in_time_restore_on_17() {
     assert_eq!(r["backup_id"], id.as_str());
     assert!(r["recovered"]["timeline"].as_u64().unwrap() >= 2, "{r}");
     eprintln!(
-        "PostgreSQL 17 physical: base backup {backup_s:.1} s, restore to {target} {:.1} s",
+        "PostgreSQL {m} physical: base backup {backup_s:.1} s, restore to {target} {:.1} s",
         t1.elapsed().as_secs_f64()
     );
     drop(stream);

@@ -353,3 +353,97 @@ fn all_databases_come_back_in_one_command_each_reported() {
     );
     assert_eq!(dump(&a), dump_a);
 }
+
+/// `--jobs N` into a database the restore creates: loaded by `pg_restore
+/// --jobs` from a local copy that authenticated whole, equal to the source;
+/// the copy is gone afterwards. Into an existing database it loads in one
+/// transaction (issue 16, item 2).
+#[test]
+fn a_parallel_restore_loads_the_same_database_and_leaves_no_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let k = keys.to_str().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    let src = create_db("par");
+    fill_rich(&src);
+    psql(&src, "create table big as select i, md5(i::text) m from generate_series(1, 50000) i; create index on big (m)");
+    let dest = format!("file://{}/d", dir.path().display());
+    backup(&src, k, &[&dest]).json().ok();
+    let parallel = |c: Cli| {
+        c.opt("--jobs", "2")
+            .opt("--spool-dir", spool.to_str().unwrap())
+            .json()
+    };
+
+    let target = unique("par_new");
+    let r = parallel(restore(&[&dest], k).create(&target)).ok();
+    assert_eq!(r["jobs"], 2, "{r}");
+    assert_eq!(dump(&target), dump(&src));
+    assert_eq!(
+        std::fs::read_dir(&spool).unwrap().count(),
+        0,
+        "copy left behind"
+    );
+
+    let existing = create_db("par_existing");
+    let r = parallel(restore(&[&dest], k).into_db(&existing)).ok();
+    assert_eq!(
+        r["jobs"], 1,
+        "an existing database loads in one transaction: {r}"
+    );
+    assert_eq!(dump(&existing), dump(&src));
+}
+
+/// A parallel restore is not one transaction, so what it created goes when
+/// anything fails: a damaged backup never reaches pg_restore, and a load
+/// that fails part-way (a table owner missing on the target) drops the
+/// database it created.
+#[test]
+fn a_failed_parallel_restore_leaves_no_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let k = keys.to_str().unwrap();
+    let src = create_db("parfail");
+    let owner = unique("par_owner");
+    psql(&src, &format!("create role {owner}; create table t as select i from generate_series(1, 1000) i; create table u (v int); alter table u owner to {owner}"));
+    let root = dir.path().join("d");
+    let dest = format!("file://{}", root.display());
+    let id = backup(&src, k, &[&dest]).arg("--no-globals").json().ok()["backup_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let exists = |db: &str| {
+        psql(
+            "postgres",
+            &format!("select count(*) from pg_database where datname = '{db}'"),
+        )
+    };
+
+    psql(&src, &format!("drop owned by {owner}"));
+    psql("postgres", &format!("drop role {owner}"));
+    let target = unique("parfail_owner");
+    let err = restore(&[&dest], k)
+        .create(&target)
+        .opt("--jobs", "2")
+        .fails();
+    assert!(err.contains("pg_restore") && err.contains(&owner), "{err}");
+    assert_eq!(exists(&target), "0", "the created database was kept: {err}");
+
+    let object = root.join("backups").join(&id).join("db-0.lbk");
+    let mut bytes = std::fs::read(&object).unwrap();
+    let at = bytes.len() - 100;
+    bytes[at] ^= 1;
+    std::fs::write(&object, bytes).unwrap();
+    let target = unique("parfail_tampered");
+    let err = restore(&[&dest], k)
+        .create(&target)
+        .opt("--jobs", "2")
+        .fails();
+    assert!(!err.contains("restore complete"), "{err}");
+    assert_eq!(
+        exists(&target),
+        "0",
+        "a damaged backup left a database: {err}"
+    );
+}

@@ -29,6 +29,8 @@ pub mod reasons {
     pub const RECONCILED: &str = "Reconciled";
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const SECRET_MISSING: &str = "SecretMissing";
+    /// A config policy's service account may not list what it names.
+    pub const MISSING_PERMISSION: &str = "MissingPermission";
     pub const POLICY_NOT_FOUND: &str = "PolicyNotFound";
     pub const UNKNOWN_DESTINATION: &str = "UnknownDestination";
     pub const SUSPENDED: &str = "Suspended";

@@ -5,7 +5,7 @@ use super::args::{self, BackupArgs, KeygenArgs, ListArgs, MethodArg, PruneArgs, 
 use super::print::{self, write_report};
 use crate::commands::{self, backup, list, prune, verify};
 use crate::keys;
-use crate::source::{postgres, Source};
+use crate::source::{config, postgres, Source};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -19,6 +19,9 @@ pub async fn backup(a: BackupArgs) -> Result<ExitCode, commands::Error> {
     let maintenance_db = a.conn.maintenance_db.clone();
     // The one place the command line picks the kind of source.
     let source = match a.method {
+        _ if a.objects.config => {
+            Source::Config(config::Config::connect(a.objects.selection()?).await?)
+        }
         MethodArg::Logical => Source::PostgresLogical(postgres::logical::Logical::new(
             conn,
             a.databases.clone(),

@@ -5,6 +5,7 @@
 mod args;
 mod backup;
 mod notify;
+mod objects;
 mod operator;
 mod print;
 mod restore;
@@ -12,8 +13,8 @@ mod wal;
 
 use crate::commands;
 use args::{
-    BackupArgs, ControllerArgs, KeygenArgs, ListArgs, NotifyArgs, PlanArgs, PruneArgs, RestoreArgs,
-    StatusArgs, VerifyArgs, WalFetchArgs, WalPushArgs, WalStreamArgs,
+    BackupArgs, ControllerArgs, ExportArgs, KeygenArgs, ListArgs, NotifyArgs, PlanArgs, PruneArgs,
+    RestoreArgs, StatusArgs, VerifyArgs, WalFetchArgs, WalPushArgs, WalStreamArgs,
 };
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -34,10 +35,13 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Back up PostgreSQL databases to one or more destinations.
+    /// Back up PostgreSQL databases (or, with --config, Kubernetes objects)
+    /// to one or more destinations.
     Backup(BackupArgs),
-    /// Restore a backup into a database.
+    /// Restore a backup into a database (or, with --config, into a cluster).
     Restore(RestoreArgs),
+    /// Write a config backup's objects as YAML files for `kubectl apply`.
+    Export(ExportArgs),
     /// Choose and verify the recovery point a restore would use; writes no database.
     Plan(PlanArgs),
     /// List the recovery points in destinations.
@@ -89,6 +93,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, commands::Error> {
         Command::Verify(a) => backup::verify(a).await,
         Command::Prune(a) => backup::prune(a).await,
         Command::Keygen(a) => backup::keygen(a),
+        Command::Export(a) => objects::export(a).await,
         Command::WalPush(a) => wal::push(a).await,
         Command::WalFetch(a) => wal::fetch(a).await,
         Command::WalStream(a) => wal::stream(a).await,

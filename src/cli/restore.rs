@@ -16,14 +16,14 @@ use std::sync::Arc;
 /// or --drop-after for a restore the checks judge.
 pub async fn restore(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
     if let Some(dir) = a.to_dir.clone() {
-        let report =
-            commands::files::restore(&a.from, a.key.load()?, &a.backup, dir)
-                .await?;
+        let report = commands::files::restore(&a.from, a.key.load()?, &a.backup, dir).await?;
         write_report(a.report_file.as_deref(), &report)?;
         print::report(a.json, &report, print::files_restored);
         return Ok(ExitCode::SUCCESS);
     }
-    if a.data_dir.is_some() {
+    if a.objects.config {
+        super::objects::restore(a).await
+    } else if a.data_dir.is_some() {
         point_in_time(a).await
     } else if !a.checks.is_empty() || a.drop_after {
         recover(a).await
@@ -50,6 +50,8 @@ fn restore_options(a: &RestoreArgs) -> Result<restore::RestoreOptions, commands:
         },
         target_db: a.target_db.clone(),
         globals: a.globals,
+        jobs: a.jobs,
+        spool_dir: a.spool_dir.clone(),
     })
 }
 

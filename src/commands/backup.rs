@@ -14,7 +14,7 @@ use crate::keys::Keyring;
 use crate::location::NamedLocation;
 use crate::pipeline::header::Compression;
 use crate::recovery;
-use crate::source::{child, Described, Part, Source, SourceError};
+use crate::source::{Described, Part, Source, SourceError};
 use crate::store::Store;
 use crate::wire::{BackupSummary, ObjectSummary};
 use bytes::Bytes;
@@ -269,7 +269,7 @@ async fn store_part(
 ) -> Result<ObjectEntry, Error> {
     let key = catalog::object_key(id, &part.name);
     tracing::info!(part = %part.name, what = %part.what(), "dumping");
-    let (stage, stdout) = part.start()?;
+    let (running, stdout) = part.start()?;
     let stdout = HeadTap {
         inner: stdout,
         head: part.head.take(),
@@ -292,7 +292,7 @@ async fn store_part(
         }
     };
     if let Err(e) = fleet.check() {
-        stage.kill();
+        running.kill();
         abort_all(writers).await;
         return Err(e);
     }
@@ -300,18 +300,15 @@ async fn store_part(
         Ok(enc) => enc,
         Err(e) => {
             // The encoder stops when it cannot read the dump or write on; if
-            // the tool failed, its message is the one that matters.
-            let tool_err = child::wait(stage).await.err();
+            // the producer failed, its message is the one that matters.
+            let producer_err = running.wait().await.err();
             abort_all(writers).await;
-            return Err(match tool_err {
-                Some(f) => part.failed(f).into(),
-                None => e,
-            });
+            return Err(producer_err.map_or(e, Error::from));
         }
     };
-    if let Err(f) = child::wait(stage).await {
+    if let Err(e) = running.wait().await {
         abort_all(writers).await;
-        return Err(part.failed(f).into());
+        return Err(e.into());
     }
     let finishes = futures::future::join_all(
         writers

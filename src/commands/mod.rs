@@ -10,6 +10,7 @@ mod error;
 pub mod files;
 pub mod list;
 mod manifests;
+pub mod objects;
 pub mod pitr;
 pub mod plan;
 pub mod progress;

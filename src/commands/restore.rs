@@ -14,7 +14,9 @@ use crate::keys::Keyring;
 use crate::location::NamedLocation;
 use crate::store::Store;
 use crate::target::database::{DatabaseTarget, Head, HeadTee, Prepared};
+use crate::target::spool::Spool;
 use serde::Serialize;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,6 +32,11 @@ pub struct RestoreOptions {
     pub target_db: Option<String>,
     /// Apply the backup's roles and tablespaces before the database.
     pub globals: bool,
+    /// pg_restore connections; above 1, a database this restore creates is
+    /// loaded from an authenticated local copy (`--jobs`).
+    pub jobs: u32,
+    /// Where that copy goes (TMPDIR when unset).
+    pub spool_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize)]
@@ -54,6 +61,8 @@ pub struct RestoreReport {
     pub peak_rss_bytes: u64,
     /// The database's owner, settings, ACL and comment: restored or why not.
     pub database_properties: String,
+    /// pg_restore connections that loaded it (1: streamed in one transaction).
+    pub jobs: u32,
 }
 
 pub async fn restore(o: RestoreOptions) -> Result<RestoreReport, Error> {
@@ -61,7 +70,7 @@ pub async fn restore(o: RestoreOptions) -> Result<RestoreReport, Error> {
     if o.from.is_empty() {
         return Err(Error::Usage("no source: give --from at least once".into()));
     }
-    let point = resolve_point(&o).await;
+    let point = resolve_point(&o.from, &o.keys, &o.point).await;
     let mut target = Prepared::default();
     let mut attempts = Vec::new();
     for url in &o.from {
@@ -74,13 +83,7 @@ pub async fn restore(o: RestoreOptions) -> Result<RestoreReport, Error> {
                 tracing::info!(backup = %report.backup_id, from = %report.destination, target = %report.target_database, seconds = format!("{:.1}", report.seconds), "restore complete");
                 return Ok(report);
             }
-            Err(e) if e.is_source_fault() => {
-                tracing::warn!(from = %url.label(), error = %e, "this destination cannot serve the restore; trying the next one");
-                attempts.push(Attempt {
-                    destination: url.name.clone(),
-                    error: e.to_string(),
-                });
-            }
+            Err(e) if e.is_source_fault() => attempts.push(Attempt::failed(url, &e)),
             Err(e) => {
                 o.target.discard(&target).await;
                 return Err(e);
@@ -88,13 +91,30 @@ pub async fn restore(o: RestoreOptions) -> Result<RestoreReport, Error> {
         }
     }
     o.target.discard(&target).await;
-    Err(Error::AllSourcesFailed(
-        attempts
-            .iter()
-            .map(|a| a.error.clone())
-            .collect::<Vec<_>>()
-            .join("; "),
-    ))
+    Err(Attempt::all_failed(&attempts))
+}
+
+impl Attempt {
+    /// A destination that could not serve the restore: logged, and kept
+    /// for the report while the next one is tried.
+    pub(super) fn failed(url: &NamedLocation, e: &Error) -> Self {
+        tracing::warn!(from = %url.label(), error = %e, "this destination cannot serve the restore; trying the next one");
+        Attempt {
+            destination: url.name.clone(),
+            error: e.to_string(),
+        }
+    }
+
+    /// The error when every destination failed.
+    pub(super) fn all_failed(attempts: &[Attempt]) -> Error {
+        Error::AllSourcesFailed(
+            attempts
+                .iter()
+                .map(|a| a.error.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    }
 }
 
 fn pick<'m>(objects: &'m [ObjectEntry], want: Option<&str>) -> Result<&'m ObjectEntry, Error> {
@@ -125,14 +145,14 @@ fn pick<'m>(objects: &'m [ObjectEntry], want: Option<&str>) -> Result<&'m Object
 /// not win over a newer copy elsewhere just by being named first. Only
 /// authenticated manifests count. A destination that cannot be read here is
 /// tried, and reported, by the restore itself.
-pub(super) async fn resolve_point(o: &RestoreOptions) -> Point {
-    if matches!(o.point, Point::Id(_)) || o.from.len() < 2 {
-        return o.point.clone();
+pub(super) async fn resolve_point(from: &[NamedLocation], keys: &Keyring, point: &Point) -> Point {
+    if matches!(point, Point::Id(_)) || from.len() < 2 {
+        return point.clone();
     }
     let mut newest: Option<(chrono::DateTime<chrono::Utc>, String)> = None;
-    for url in &o.from {
+    for url in from {
         let chosen = match Store::open(url).await {
-            Ok(store) => manifests::choose(&store, &o.keys, &o.point).await,
+            Ok(store) => manifests::choose(&store, keys, point).await,
             Err(e) => Err(e.into()),
         };
         match chosen {
@@ -149,10 +169,10 @@ pub(super) async fn resolve_point(o: &RestoreOptions) -> Point {
     }
     match newest {
         Some((_, id)) => {
-            tracing::info!(backup = %id, point = ?o.point, "the newest backup across the destinations");
+            tracing::info!(backup = %id, point = ?point, "the newest backup across the destinations");
             Point::Id(id)
         }
-        None => o.point.clone(),
+        None => point.clone(),
     }
 }
 
@@ -176,23 +196,39 @@ async fn restore_from(
 
     // The database's own properties go by its name: only into the same
     // name, and not when owners and privileges are not wanted.
-    let head = (target_db == source_db && !server.no_owner)
+    let properties = target_db == source_db && !server.no_owner;
+    // Each holds the archive (or its head) for the properties until the end.
+    let spool = spool_for(o, entry, target)?;
+    let head = (spool.is_none() && properties)
         .then(Head::new)
         .transpose()
         .map_err(Error::Pipeline)?;
-    let mut pg_restore = server.loader(&target_db)?;
-    let input = HeadTee::new(pg_restore.input(), head.as_ref()).map_err(Error::Pipeline)?;
-    let plain = match decode_object(&store, entry, o.keys.clone(), input).await {
-        Ok((input, plain)) => {
-            drop(input);
-            plain
+    let (plain, jobs, archive) = match &spool {
+        Some(spool) => {
+            let plain = spool_dump(&store, entry, &o.keys, spool).await?;
+            tracing::info!(database = %target_db, jobs = o.jobs, "loading the authenticated copy in parallel");
+            server
+                .load_parallel(&target_db, &spool.file(), o.jobs, target)
+                .await?;
+            (plain, o.jobs, properties.then(|| spool.file()))
         }
-        Err(e) => return Err(pg_restore.abort().await.map_or(e, Error::from)),
+        None => {
+            let plain = stream_dump(
+                &store,
+                entry,
+                &o.keys,
+                &server,
+                &target_db,
+                head.as_ref(),
+                target,
+            )
+            .await?;
+            (plain, 1, head.as_ref().map(Head::path))
+        }
     };
-    target.hand_over(pg_restore).await?;
     // The data is committed: a failure here is reported, not fatal.
-    let database_properties = match &head {
-        Some(h) => match server.apply_properties(&h.path()).await {
+    let database_properties = match &archive {
+        Some(a) => match server.apply_properties(a).await {
             Ok(outcome) => outcome,
             Err(e) => {
                 tracing::warn!(database = %target_db, error = %e, "the database's owner, settings, ACL and comment were not restored");
@@ -216,7 +252,72 @@ async fn restore_from(
         failed_attempts: Vec::new(),
         peak_rss_bytes: 0,
         database_properties,
+        jobs,
     })
+}
+
+/// A spool for a parallel load, when one is asked for and can be had: the
+/// database must be one this restore created (a failure drops it: a
+/// parallel load is not one transaction) and the disk must hold the dump.
+fn spool_for(
+    o: &RestoreOptions,
+    entry: &ObjectEntry,
+    target: &Prepared,
+) -> Result<Option<Spool>, Error> {
+    if o.jobs <= 1 {
+        return Ok(None);
+    }
+    if !target.created() {
+        tracing::info!("loading in one transaction: a parallel restore needs a database it creates (--create, a new name), so that a failure can drop it");
+        return Ok(None);
+    }
+    let parent = o.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
+    match Spool::new(&parent, entry.plain_size).map_err(Error::Pipeline)? {
+        Ok(spool) => Ok(Some(spool)),
+        Err(no_room) => {
+            tracing::warn!(reason = %no_room, "loading in one transaction instead of in parallel");
+            Ok(None)
+        }
+    }
+}
+
+/// Decodes the dump into the spool; every byte has authenticated and the
+/// size and digest matched the manifest when this returns.
+async fn spool_dump(
+    store: &Store,
+    entry: &ObjectEntry,
+    keys: &Arc<Keyring>,
+    spool: &Spool,
+) -> Result<u64, Error> {
+    let file = std::fs::File::create(spool.file()).map_err(Error::Pipeline)?;
+    let sink = std::io::BufWriter::with_capacity(1 << 20, file);
+    let (mut sink, plain) = decode_object(store, entry, keys.clone(), sink).await?;
+    std::io::Write::flush(&mut sink).map_err(Error::Pipeline)?;
+    Ok(plain)
+}
+
+/// Streams the dump into pg_restore's single transaction, which sees the
+/// end of its input only once every byte authenticated.
+async fn stream_dump(
+    store: &Store,
+    entry: &ObjectEntry,
+    keys: &Arc<Keyring>,
+    server: &DatabaseTarget,
+    target_db: &str,
+    head: Option<&Head>,
+    target: &mut Prepared,
+) -> Result<u64, Error> {
+    let mut pg_restore = server.loader(target_db)?;
+    let input = HeadTee::new(pg_restore.input(), head).map_err(Error::Pipeline)?;
+    let plain = match decode_object(store, entry, keys.clone(), input).await {
+        Ok((input, plain)) => {
+            drop(input);
+            plain
+        }
+        Err(e) => return Err(pg_restore.abort().await.map_or(e, Error::from)),
+    };
+    target.hand_over(pg_restore).await?;
+    Ok(plain)
 }
 
 /// Applies the globals part: decoded and authenticated whole in memory first

@@ -94,7 +94,7 @@ pub async fn restore_server(o: RestoreOptions) -> Result<ServerReport, Error> {
 
 /// The backup to restore, from the first destination that lists it.
 async fn choose(o: &RestoreOptions) -> Result<(Store, Manifest), Error> {
-    let point = resolve_point(o).await;
+    let point = resolve_point(&o.from, &o.keys, &o.point).await;
     let mut faults = Vec::new();
     for url in &o.from {
         let found = async {

@@ -20,6 +20,7 @@
 //! and, when asked, the status page ([`page`]);
 //! `forget` removes the series of deleted policies.
 
+pub mod access;
 mod apply;
 pub mod archiver;
 mod archiver_sync;

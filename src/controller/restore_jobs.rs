@@ -217,6 +217,13 @@ fn target_needs(
     if policy.spec.source.is_physical() {
         return data_dir_needs(request, plan);
     }
+    if policy.spec.source.config.is_some() {
+        // Not built yet: refused by name rather than run as a database restore.
+        return Err(JobError::Unsupported {
+            field: "spec.policyRef".into(),
+            message: "the policy backs up Kubernetes objects; RestoreRequests of config backups are not supported yet: use `lifeboat restore --config`".into(),
+        });
+    }
     let target = request
         .spec
         .target
@@ -238,6 +245,10 @@ fn target_needs(
             // The target Secret's user owns what it restores: the target
             // server need not have the source's roles.
             "--no-owner".into(),
+            // As many pg_restore connections as the Job has CPUs: a database
+            // it creates loads in parallel (docs/DESIGN.md).
+            "--jobs".into(),
+            "auto".into(),
         ],
         ..Default::default()
     };

@@ -9,11 +9,16 @@
 //! |---|---|---|
 //! | PostgreSQL, logical | [`postgres::logical`] | `globals` (pg_dumpall), `db-<n>` (pg_dump per database) |
 //! | PostgreSQL, physical | [`postgres::physical`] | `base` (pg_basebackup's tar) |
+//! | Kubernetes objects | [`config`] | `objects-<type>` (JSON lines, one part per resource type) |
 
 pub mod child;
+pub mod config;
 pub mod files;
 pub mod postgres;
 
+pub mod stream;
+
+use std::io::Read;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
@@ -31,6 +36,8 @@ pub enum SourceError {
     Recovery(#[from] crate::recovery::RecoveryError),
     #[error("{} for {what} failed ({}): {}", .failure.tool, .failure.status, .failure.stderr)]
     Tool { what: String, failure: Failure },
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
 }
 
 /// One object of a backup, as its source produces it.
@@ -48,9 +55,48 @@ pub struct Part {
     pub head: Option<Arc<Mutex<Vec<u8>>>>,
 }
 
-/// The bytes of a part: a tool's standard output.
+/// The bytes of a part: a tool's standard output, or a task of this
+/// process (a listing of API objects) sending them through a channel.
 pub enum Producer {
-    Tool { tool: &'static str, cmd: Command },
+    Tool {
+        tool: &'static str,
+        cmd: Command,
+    },
+    Task {
+        what: &'static str,
+        task: Option<stream::Task>,
+    },
+}
+
+/// A producer once started: waited on for its verdict after its output was
+/// read to the end, or stopped.
+pub enum Running {
+    Tool { what: String, stage: Stage },
+    Task(tokio::task::JoinHandle<Result<(), SourceError>>),
+}
+
+impl Running {
+    /// Stops it: the backup failed elsewhere.
+    pub fn kill(self) {
+        match self {
+            Running::Tool { stage, .. } => stage.kill(),
+            Running::Task(t) => t.abort(),
+        }
+    }
+
+    /// Its verdict; a tool's non-zero exit fails the part even if its
+    /// output looked complete.
+    pub async fn wait(self) -> Result<(), SourceError> {
+        match self {
+            Running::Tool { what, stage } => child::wait(stage)
+                .await
+                .map(|_| ())
+                .map_err(|failure| SourceError::Tool { what, failure }),
+            Running::Task(t) => t
+                .await
+                .map_err(|e| SourceError::Refused(format!("the producing task failed: {e}")))?,
+        }
+    }
 }
 
 impl Part {
@@ -63,30 +109,30 @@ impl Part {
     pub fn tool(&self) -> &'static str {
         match &self.producer {
             Producer::Tool { tool, .. } => tool,
+            Producer::Task { what, .. } => what,
         }
     }
 
-    /// Starts producing: the running stage (waited on for its verdict once
-    /// its output is read to the end) and its output.
-    pub fn start(&mut self) -> Result<(Stage, std::process::ChildStdout), SourceError> {
-        let Producer::Tool { tool, cmd } = &mut self.producer;
-        let tool = *tool;
-        let mut stage =
-            Stage::spawn(tool, std::mem::replace(cmd, Command::new("true"))).map_err(|source| {
-                postgres::PgError::Spawn {
-                    tool: tool.to_string(),
-                    source,
-                }
-            })?;
-        let stdout = stage.child.stdout.take().expect("piped stdout");
-        Ok((stage, stdout))
-    }
-
-    /// The error for this part's producer having failed.
-    pub fn failed(&self, failure: Failure) -> SourceError {
-        SourceError::Tool {
-            what: self.what().to_string(),
-            failure,
+    /// Starts producing: the running producer (waited on for its verdict
+    /// once its output is read to the end) and its output.
+    pub fn start(&mut self) -> Result<(Running, Box<dyn Read + Send>), SourceError> {
+        let what = self.what().to_string();
+        match &mut self.producer {
+            Producer::Tool { tool, cmd } => {
+                let tool = *tool;
+                let mut stage = Stage::spawn(tool, std::mem::replace(cmd, Command::new("true")))
+                    .map_err(|source| postgres::PgError::Spawn {
+                        tool: tool.to_string(),
+                        source,
+                    })?;
+                let stdout = stage.child.stdout.take().expect("piped stdout");
+                Ok((Running::Tool { what, stage }, Box::new(stdout)))
+            }
+            Producer::Task { task, .. } => {
+                let task = task.take().expect("a part is started once");
+                let (handle, reader) = task.spawn();
+                Ok((Running::Task(handle), Box::new(reader)))
+            }
         }
     }
 }
@@ -101,6 +147,7 @@ pub struct Described {
 pub enum Source {
     PostgresLogical(postgres::logical::Logical),
     PostgresPhysical(postgres::physical::Physical),
+    Config(config::Config),
 }
 
 impl Source {
@@ -109,6 +156,7 @@ impl Source {
         match self {
             Source::PostgresLogical(s) => s.parts().await,
             Source::PostgresPhysical(s) => s.parts(backup_id).await,
+            Source::Config(s) => s.parts().await,
         }
     }
 
@@ -117,6 +165,7 @@ impl Source {
         match self {
             Source::PostgresLogical(s) => s.describe().await,
             Source::PostgresPhysical(s) => s.describe().await,
+            Source::Config(s) => s.describe().await,
         }
     }
 }

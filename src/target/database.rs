@@ -11,7 +11,7 @@ use crate::catalog::SourceInfo;
 use crate::source::child::{self, Stage};
 use crate::source::postgres::majors::{self, Rule};
 use crate::source::postgres::programs::server_major;
-use crate::source::postgres::{self, Need, PgConn, PgError};
+use crate::source::postgres::{self, Need, PgConn, PgError, RestoreInput};
 
 /// The server, and what the restore may do to it.
 #[derive(Clone)]
@@ -38,6 +38,11 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// Whether this restore created the database (and may drop it again).
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
     /// Lets pg_restore see the end of the dump and waits for its verdict.
     /// From here on the database is never dropped by this restore.
     pub async fn hand_over(&mut self, loader: Loader) -> Result<String, TargetError> {
@@ -148,10 +153,44 @@ impl DatabaseTarget {
     /// Starts pg_restore into `db`; the caller feeds it the decoded dump.
     pub fn loader(&self, db: &str) -> Result<Loader, TargetError> {
         let passfile = self.conn.passfile()?;
+        let cmd = self.conn.pg_restore(
+            db,
+            &RestoreInput::Stream,
+            self.clean,
+            self.no_owner,
+            passfile.as_ref(),
+        );
+        Ok(Loader::spawn("pg_restore", cmd, db.to_string())?.keeping(passfile))
+    }
+
+    /// Loads an authenticated local copy of the dump into `db`, which this
+    /// restore created, over `jobs` connections. Not one transaction: on
+    /// failure the caller's discard drops the database; on success nothing
+    /// later drops it. Returns pg_restore's notices.
+    pub async fn load_parallel(
+        &self,
+        db: &str,
+        dump: &Path,
+        jobs: u32,
+        state: &mut Prepared,
+    ) -> Result<String, TargetError> {
+        let passfile = self.conn.passfile()?;
+        let input = RestoreInput::Parallel { file: dump, jobs };
         let cmd = self
             .conn
-            .pg_restore(db, self.clean, self.no_owner, passfile.as_ref());
-        Ok(Loader::spawn("pg_restore", cmd, db.to_string())?.keeping(passfile))
+            .pg_restore(db, &input, self.clean, self.no_owner, passfile.as_ref());
+        let stage = Stage::spawn("pg_restore", cmd).map_err(|source| PgError::Spawn {
+            tool: "pg_restore".into(),
+            source,
+        })?;
+        let done = child::wait(stage).await;
+        drop(passfile);
+        let notes = done.map_err(|failure| TargetError::Tool {
+            what: db.to_string(),
+            failure,
+        })?;
+        state.handed_over = true;
+        Ok(notes)
     }
 
     /// Applies the globals (roles, tablespaces): SQL that has already

@@ -10,10 +10,14 @@
 //! |---|---|---|
 //! | PostgreSQL database | [`database`] | a `database` part (pg_restore), the `globals` part (psql) |
 //! | PostgreSQL data directory | [`data_dir`] | the `base` part (tar), before recovery replays WAL |
+//! | Kubernetes API | [`cluster`] (IO), [`objects`] (choice, order, mapping) | `objects-<type>` parts, one object per line |
 
+pub mod cluster;
 pub mod data_dir;
 pub mod database;
 pub mod files;
+pub mod objects;
+pub mod spool;
 
 use std::os::fd::OwnedFd;
 use std::process::Command;

@@ -12,8 +12,24 @@
 //! `deletionTimestamp` while finalizers remain. No admission, no schema, no
 //! garbage collection. Two liberties for tests: `status` given on create is
 //! kept, and so is a `creationTimestamp` (to backdate objects).
+//!
+//! For config backups it also serves discovery (`apiserver_discovery.rs`),
+//! paged lists with continue tokens that expire on demand
+//! ([`Store::compact_at_continue`]), replace (PUT), server-side dry run
+//! (`dryRun=All`: checked, answered, not stored), the immutable fields of
+//! Secrets, ConfigMaps and Services, and deleting a namespace deletes what
+//! is in it. SubjectAccessReviews are answered from the stored RBAC objects
+//! (`apiserver_rbac.rs`). [`Store::strict`] makes it refuse objects in a namespace that
+//! does not exist and of a type it does not serve, as a cluster does.
 
 #![allow(dead_code)]
+
+#[path = "apiserver_discovery.rs"]
+pub mod discovery;
+#[path = "apiserver_rbac.rs"]
+pub mod rbac;
+#[path = "apiserver_rules.rs"]
+mod rules;
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -56,6 +72,18 @@ struct Inner {
     requests: u64,
     /// Requests by (verb, resource), see [`Store::requests_by`].
     requests_by: BTreeMap<(String, String), u64>,
+    /// Refuse objects in missing namespaces and of unserved types.
+    strict: bool,
+    /// At this many continued lists, the store compacts: every token
+    /// issued before then is answered 410 Expired.
+    compact_at_continue: Option<u64>,
+    continues: u64,
+    /// Tokens of lists older than this resourceVersion have expired.
+    compacted: u64,
+    /// Continue tokens answered 410 so far.
+    pub expired: u64,
+    /// Writes that were dry runs.
+    pub dry_runs: u64,
 }
 
 /// The store and its change signal.
@@ -140,6 +168,45 @@ impl Store {
             .requests_by
             .entry((verb.to_lowercase(), resource))
             .or_default() += 1;
+    }
+
+    /// As a cluster: objects need their namespace to exist and their type
+    /// to be served (a CRD stored, or built in).
+    pub fn strict(&self) {
+        self.lock().strict = true;
+    }
+
+    /// Compacts the history at the `n`-th continued list from now: that list and
+    /// every other one holding an older token get 410 Expired, as from a
+    /// server whose etcd compacted the list's resourceVersion meanwhile.
+    /// Lists started afterwards page normally.
+    pub fn compact_at_continue(&self, n: u64) {
+        let mut inner = self.lock();
+        inner.compact_at_continue = Some(inner.continues + n);
+    }
+
+    /// (continue tokens expired, dry-run writes) so far.
+    pub fn paging_and_dry_runs(&self) -> (u64, u64) {
+        let inner = self.lock();
+        (inner.expired, inner.dry_runs)
+    }
+
+    /// Stores `obj` under `resource` as a create through the API would,
+    /// without HTTP (for tests that fill the server with many objects).
+    pub fn insert(&self, resource: &str, obj: Value) -> Result<Value, String> {
+        let ns = obj["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let t = Target {
+            resource: resource.to_string(),
+            api_version: obj["apiVersion"].as_str().unwrap_or_default().to_string(),
+            namespace: ns,
+            name: None,
+            status: false,
+        };
+        let mut inner = self.lock();
+        create_in(self, &mut inner, &t, obj, false).map_err(|(_, _, m)| m)
     }
 
     fn record(&self, inner: &mut Inner, resource: &str, type_: &'static str, object: Value) {
@@ -370,24 +437,10 @@ fn parse_path(path: &str) -> Option<Target> {
     })
 }
 
-/// `k=v`, `k==v`, `k!=v`, `k`, `!k`, comma-separated (all must hold).
+/// `k=v`, `k==v`, `k!=v`, `k`, `!k`, comma-separated (all must hold): the
+/// equality-based selectors lifeboat itself evaluates on restore.
 fn labels_match(selector: &str, labels: Option<&Value>) -> bool {
-    let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
-    selector
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .all(|term| {
-            if let Some((k, v)) = term.split_once("!=") {
-                get(k.trim()) != Some(v.trim())
-            } else if let Some((k, v)) = term.split_once('=') {
-                get(k.trim()) == Some(v.trim_start_matches('=').trim())
-            } else if let Some(k) = term.strip_prefix('!') {
-                get(k).is_none()
-            } else {
-                get(term).is_some()
-            }
-        })
+    lifeboat::target::objects::labels_match(selector, labels)
 }
 
 fn fields_match(selector: &str, obj: &Value) -> bool {
@@ -461,6 +514,12 @@ fn random_suffix(n: u64) -> String {
         .collect()
 }
 
+type Refusal = (u16, &'static str, String);
+
+fn refuse(r: Refusal) -> Response {
+    status(r.0, r.1, r.2)
+}
+
 async fn handle(
     State(store): State<Arc<Store>>,
     method: Method,
@@ -471,10 +530,16 @@ async fn handle(
 ) -> Response {
     store.lock().requests += 1;
     store.tally(&method, uri.path(), &q);
+    if method == Method::GET {
+        if let Some(doc) = discovery::document(&store.lock(), uri.path()) {
+            return reply(StatusCode::OK, &doc);
+        }
+    }
     let Some(t) = parse_path(uri.path()) else {
         return status(404, "NotFound", format!("no route for {}", uri.path()));
     };
     let watching = q.get("watch").is_some_and(|w| w == "true" || w == "1");
+    let dry_run = q.get("dryRun").is_some_and(|d| d == "All");
     match (method, &t.name) {
         (Method::GET, None) if watching => watch_stream(store, t, q),
         (Method::GET, None) => list(&store, &t, &q),
@@ -486,7 +551,29 @@ async fn handle(
                 format!("{} {name:?} not found", t.resource),
             ),
         },
-        (Method::POST, None) => create(&store, &t, &body),
+        (Method::POST, None) if t.resource == rbac::REVIEWS => {
+            let Ok(review) = serde_json::from_slice::<Value>(&body) else {
+                return status(400, "BadRequest", "the body is not JSON".into());
+            };
+            let answer = rbac::review(&store.lock(), review);
+            reply(StatusCode::CREATED, &answer)
+        }
+        (Method::POST, None) => {
+            let Ok(obj) = serde_json::from_slice::<Value>(&body) else {
+                return status(400, "BadRequest", "the body is not JSON".into());
+            };
+            let mut inner = store.lock();
+            match create_in(&store, &mut inner, &t, obj, dry_run) {
+                Ok(obj) => reply(StatusCode::CREATED, &obj),
+                Err(r) => refuse(r),
+            }
+        }
+        (Method::PUT, Some(name)) => {
+            let Ok(obj) = serde_json::from_slice::<Value>(&body) else {
+                return status(400, "BadRequest", "the body is not JSON".into());
+            };
+            update(&store, &t, name, Edit::Replace(obj), dry_run)
+        }
         (Method::PATCH, Some(name)) => {
             let ct = headers
                 .get(axum::http::header::CONTENT_TYPE)
@@ -501,9 +588,12 @@ async fn handle(
                     format!("only merge patches are supported, not {ct:?}"),
                 );
             }
-            patch(&store, &t, name, &body)
+            let Ok(patch) = serde_json::from_slice::<Value>(&body) else {
+                return status(400, "BadRequest", "the body is not JSON".into());
+            };
+            update(&store, &t, name, Edit::Merge(patch), dry_run)
         }
-        (Method::DELETE, Some(name)) => delete(&store, &t, name),
+        (Method::DELETE, Some(name)) => delete(&store, &t, name, dry_run),
         (m, _) => status(
             405,
             "MethodNotAllowed",
@@ -513,24 +603,80 @@ async fn handle(
 }
 
 fn list(store: &Store, t: &Target, q: &HashMap<String, String>) -> Response {
-    let inner = store.lock();
-    let items: Vec<Value> = inner
+    let mut inner = store.lock();
+    let limit: usize = q
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(usize::MAX);
+    // A continued list goes on after the last key the previous page served.
+    let mut after: Option<(String, String)> = None;
+    let mut list_rv = inner.rv;
+    if let Some(token) = q.get("continue").filter(|c| !c.is_empty()) {
+        let Some((rv, ns, name)) = rules::read_token(token) else {
+            return status(400, "BadRequest", "continue: not a valid token".into());
+        };
+        inner.continues += 1;
+        if inner.compact_at_continue == Some(inner.continues) {
+            inner.rv += 1;
+            inner.compacted = inner.rv;
+        }
+        if rv < inner.compacted {
+            inner.expired += 1;
+            return status(
+                410,
+                "Expired",
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into(),
+            );
+        }
+        after = Some((ns, name));
+        list_rv = rv;
+    }
+    let mut items = Vec::new();
+    let mut last: Option<(String, String)> = None;
+    let mut more = false;
+    // Keys sort by resource, namespace, name: start where the page starts.
+    let from = match &after {
+        Some((n, name)) => (t.resource.clone(), n.clone(), name.clone()),
+        None => (t.resource.clone(), t.namespace.clone(), String::new()),
+    };
+    let in_resource = inner
         .objects
-        .iter()
-        .filter(|((r, n, _), _)| *r == t.resource && (t.namespace.is_empty() || *n == t.namespace))
-        .map(|(_, v)| v)
-        .filter(|v| selected(q, v))
-        .cloned()
-        .collect();
+        .range(from..)
+        .take_while(|((r, _, _), _)| *r == t.resource);
+    for ((_, n, name), v) in in_resource {
+        if !(t.namespace.is_empty() || *n == t.namespace) {
+            break; // past the namespace's keys
+        }
+        if after
+            .as_ref()
+            .is_some_and(|(an, am)| (n.as_str(), name.as_str()) <= (an.as_str(), am.as_str()))
+        {
+            continue;
+        }
+        if !selected(q, v) {
+            continue;
+        }
+        if items.len() == limit {
+            more = true;
+            break;
+        }
+        items.push(v.clone());
+        last = Some((n.clone(), name.clone()));
+    }
     let kind = inner
         .kinds
         .get(&t.resource)
         .map(|(_, k)| format!("{k}List"))
         .unwrap_or_else(|| "List".into());
+    let mut metadata = json!({"resourceVersion": list_rv.to_string()});
+    if let (true, Some((n, name))) = (more, last) {
+        metadata["continue"] = json!(rules::token(list_rv, &n, &name));
+    }
     let list = json!({
         "apiVersion": t.api_version,
         "kind": kind,
-        "metadata": {"resourceVersion": inner.rv.to_string()},
+        "metadata": metadata,
         "items": items,
     });
     reply(StatusCode::OK, &list)
@@ -642,11 +788,13 @@ fn kind_of(store: &Store, resource: &str) -> (String, String) {
         .unwrap_or_else(|| ("v1".into(), "Unknown".into()))
 }
 
-fn create(store: &Store, t: &Target, body: &[u8]) -> Response {
-    let Ok(mut obj) = serde_json::from_slice::<Value>(body) else {
-        return status(400, "BadRequest", "the body is not JSON".into());
-    };
-    let mut inner = store.lock();
+fn create_in(
+    store: &Store,
+    inner: &mut Inner,
+    t: &Target,
+    mut obj: Value,
+    dry_run: bool,
+) -> Result<Value, Refusal> {
     let meta = obj["metadata"].as_object().cloned().unwrap_or_default();
     let name = match (
         meta.get("name").and_then(Value::as_str),
@@ -655,24 +803,46 @@ fn create(store: &Store, t: &Target, body: &[u8]) -> Response {
         (Some(n), _) if !n.is_empty() => n.to_string(),
         (_, Some(g)) => format!("{g}{}", random_suffix(inner.uid + 1)),
         _ => {
-            return status(
+            return Err((
                 422,
                 "Invalid",
                 "metadata.name or generateName is required".into(),
-            )
+            ))
         }
     };
+    if inner.strict {
+        if discovery::serves(inner, &t.resource).is_none() {
+            return Err((
+                404,
+                "NotFound",
+                format!(
+                    "the server could not find the requested resource {}",
+                    t.resource
+                ),
+            ));
+        }
+        let ns_key = (
+            "api/v1/namespaces".to_string(),
+            String::new(),
+            t.namespace.clone(),
+        );
+        if !t.namespace.is_empty() && !inner.objects.contains_key(&ns_key) {
+            return Err((
+                404,
+                "NotFound",
+                format!("namespaces {:?} not found", t.namespace),
+            ));
+        }
+    }
     let key = (t.resource.clone(), t.namespace.clone(), name.clone());
     if inner.objects.contains_key(&key) {
-        return status(
+        return Err((
             409,
             "AlreadyExists",
             format!("{} {name:?} already exists", t.resource),
-        );
+        ));
     }
-    inner.rv += 1;
-    inner.uid += 1;
-    let (rv, uid) = (inner.rv, inner.uid);
+    let (rv, uid) = (inner.rv + 1, inner.uid + 1);
     let m = &mut obj["metadata"];
     m["name"] = json!(name);
     if !t.namespace.is_empty() {
@@ -687,6 +857,13 @@ fn create(store: &Store, t: &Target, body: &[u8]) -> Response {
         m.remove("deletionTimestamp");
     }
     set_rv(&mut obj, rv);
+    rules::normalize(&t.resource, &mut obj, uid);
+    if dry_run {
+        inner.dry_runs += 1;
+        return Ok(obj);
+    }
+    inner.rv = rv;
+    inner.uid = uid;
     if let (Some(av), Some(k)) = (obj["apiVersion"].as_str(), obj["kind"].as_str()) {
         inner
             .kinds
@@ -694,14 +871,17 @@ fn create(store: &Store, t: &Target, body: &[u8]) -> Response {
             .or_insert((av.to_string(), k.to_string()));
     }
     inner.objects.insert(key, obj.clone());
-    store.record(&mut inner, &t.resource, "ADDED", obj.clone());
-    reply(StatusCode::CREATED, &obj)
+    store.record(inner, &t.resource, "ADDED", obj.clone());
+    Ok(obj)
 }
 
-fn patch(store: &Store, t: &Target, name: &str, body: &[u8]) -> Response {
-    let Ok(patch) = serde_json::from_slice::<Value>(body) else {
-        return status(400, "BadRequest", "the body is not JSON".into());
-    };
+/// A change to a stored object: a JSON merge patch or a whole replacement.
+enum Edit {
+    Merge(Value),
+    Replace(Value),
+}
+
+fn update(store: &Store, t: &Target, name: &str, edit: Edit, dry_run: bool) -> Response {
     let mut inner = store.lock();
     let key = (t.resource.clone(), t.namespace.clone(), name.to_string());
     let Some(current) = inner.objects.get(&key).cloned() else {
@@ -711,7 +891,8 @@ fn patch(store: &Store, t: &Target, name: &str, body: &[u8]) -> Response {
             format!("{} {name:?} not found", t.resource),
         );
     };
-    if let Some(want) = patch
+    let (Edit::Merge(body) | Edit::Replace(body)) = &edit;
+    if let Some(want) = body
         .pointer("/metadata/resourceVersion")
         .and_then(Value::as_str)
     {
@@ -732,15 +913,26 @@ fn patch(store: &Store, t: &Target, name: &str, body: &[u8]) -> Response {
     }
     let mut next = current.clone();
     if t.status {
-        if let Some(s) = patch.get("status") {
-            merge(&mut next["status"], s);
+        if let Some(s) = body.get("status") {
+            match edit {
+                Edit::Merge(_) => merge(&mut next["status"], s),
+                Edit::Replace(_) => next["status"] = s.clone(),
+            }
         }
     } else {
-        let mut p = patch.clone();
+        let mut p = body.clone();
         if let Some(p) = p.as_object_mut() {
             p.remove("status");
         }
-        merge(&mut next, &p);
+        match edit {
+            Edit::Merge(_) => merge(&mut next, &p),
+            Edit::Replace(_) => {
+                next = p;
+                if let Some(s) = current.get("status") {
+                    next["status"] = s.clone();
+                }
+            }
+        }
         // Identity and server-owned fields stay.
         for field in [
             "name",
@@ -759,6 +951,14 @@ fn patch(store: &Store, t: &Target, name: &str, body: &[u8]) -> Response {
                 }
             }
         }
+        rules::normalize(&t.resource, &mut next, inner.uid);
+        if let Some(why) = rules::immutable(&t.resource, &current, &next) {
+            return status(
+                422,
+                "Invalid",
+                format!("{} {name:?} is invalid: {why}", t.resource),
+            );
+        }
         if next.get("spec") != current.get("spec") {
             let g = current["metadata"]["generation"].as_i64().unwrap_or(1);
             next["metadata"]["generation"] = json!(g + 1);
@@ -767,6 +967,10 @@ fn patch(store: &Store, t: &Target, name: &str, body: &[u8]) -> Response {
     set_rv(&mut next, rv_of(&current));
     if next == current {
         return reply(StatusCode::OK, &current);
+    }
+    if dry_run {
+        inner.dry_runs += 1;
+        return reply(StatusCode::OK, &next);
     }
     inner.rv += 1;
     let rv = inner.rv;
@@ -786,7 +990,7 @@ fn patch(store: &Store, t: &Target, name: &str, body: &[u8]) -> Response {
     reply(StatusCode::OK, &next)
 }
 
-fn delete(store: &Store, t: &Target, name: &str) -> Response {
+fn delete(store: &Store, t: &Target, name: &str, dry_run: bool) -> Response {
     let mut inner = store.lock();
     let key = (t.resource.clone(), t.namespace.clone(), name.to_string());
     let Some(mut obj) = inner.objects.get(&key).cloned() else {
@@ -796,6 +1000,10 @@ fn delete(store: &Store, t: &Target, name: &str) -> Response {
             format!("{} {name:?} not found", t.resource),
         );
     };
+    if dry_run {
+        inner.dry_runs += 1;
+        return reply(StatusCode::OK, &obj);
+    }
     let held = obj
         .pointer("/metadata/finalizers")
         .and_then(Value::as_array)
@@ -815,6 +1023,21 @@ fn delete(store: &Store, t: &Target, name: &str) -> Response {
         set_rv(&mut obj, rv);
         inner.objects.remove(&key);
         store.record(&mut inner, &t.resource, "DELETED", obj.clone());
+        if t.resource == "api/v1/namespaces" {
+            // What the namespace controller does, at once: its contents go too.
+            let inside: Vec<Key> = inner
+                .objects
+                .keys()
+                .filter(|(_, ns, _)| ns == name)
+                .cloned()
+                .collect();
+            for k in inside {
+                if let Some(gone) = inner.objects.remove(&k) {
+                    inner.rv += 1;
+                    store.record(&mut inner, &k.0, "DELETED", gone);
+                }
+            }
+        }
     }
     reply(StatusCode::OK, &obj)
 }

@@ -1,6 +1,7 @@
 //! What a policy backs up: exactly one kind of source. PostgreSQL (logical
-//! or physical) is what this version backs up; the other kinds are in the
-//! schema for the releases that add them, and `validate` refuses them until then.
+//! or physical) and Kubernetes objects (`config`) are what this version
+//! backs up; the other kinds are in the schema for the releases that add
+//! them, and `validate` refuses them until then.
 
 use std::fmt;
 
@@ -52,7 +53,7 @@ impl SourceKind {
     /// Whether this version backs the kind up; the others are refused by
     /// `validate` rather than accepted and ignored.
     pub fn is_supported(self) -> bool {
-        matches!(self, SourceKind::Postgres)
+        matches!(self, SourceKind::Postgres | SourceKind::Config)
     }
 }
 
@@ -151,12 +152,7 @@ impl SourceSpec {
             );
         }
         if let Some(config) = &self.config {
-            if config.resources.is_empty() {
-                errors.push(FieldError::new(
-                    "spec.source.config.resources",
-                    "name at least one resource type, e.g. secrets or configmaps",
-                ));
-            }
+            config.validate(errors);
         }
     }
 }
@@ -228,16 +224,87 @@ pub struct BucketSource {
     pub credentials_secret_ref: Option<S3CredentialsRef>,
 }
 
-/// Cluster configuration: objects of the named resource types.
+/// Cluster configuration: the Kubernetes objects of the chosen resource
+/// types, listed by a Job that runs as `serviceAccountName` (bind the
+/// chart's `lifeboat-config-reader` ClusterRole to it; the controller
+/// checks it can list what is asked before it schedules a backup).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigSource {
-    /// Namespaces to read; empty = the policy's own namespace.
+    /// Namespaces to back up; empty (and allNamespaces unset) = the policy's own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub namespaces: Vec<String>,
-    /// Resource types, e.g. `secrets`, `configmaps`, `backuppolicies.lifeboat.dev`.
+    /// Every namespace, and the cluster-scoped objects of the chosen types.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all_namespaces: bool,
+    /// Resource types: `secrets`, `configmaps`, `deployments.apps`,
+    /// `*.lifeboat.dev`, `*`. Events, pods, leases and endpoints(lices) are
+    /// left out of wildcards unless named.
     #[schemars(length(min = 1))]
     pub resources: Vec<String>,
+    /// Resource types to leave out (same forms).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_resources: Vec<String>,
+    /// Only objects with these labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub selector: Option<LabelSelector>,
+    pub label_selector: Option<LabelSelector>,
+    /// Also objects a controller owns (ReplicaSets of Deployments, …).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub include_owned: bool,
+    /// Keep each object's status.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub include_status: bool,
+    /// The service account the backup Job runs as, in the policy's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub service_account_name: String,
+}
+
+impl ConfigSource {
+    /// The namespaces the backup reads: none for all, else the named ones
+    /// or the policy's own.
+    pub fn namespaces_of(&self, policy_ns: &str) -> Vec<String> {
+        match (self.all_namespaces, self.namespaces.is_empty()) {
+            (true, _) => Vec::new(),
+            (false, true) => vec![policy_ns.to_string()],
+            (false, false) => self.namespaces.clone(),
+        }
+    }
+
+    pub(super) fn validate(&self, errors: &mut Vec<FieldError>) {
+        use crate::source::config::select::{selector_text, Types};
+        let field = "spec.source.config";
+        for (name, patterns) in [
+            ("resources", &self.resources),
+            ("excludeResources", &self.exclude_resources),
+        ] {
+            if let Err(e) = Types::check(patterns) {
+                errors.push(FieldError::new(format!("{field}.{name}"), e));
+            }
+        }
+        if self.resources.is_empty() {
+            errors.push(FieldError::new(
+                format!("{field}.resources"),
+                "name at least one resource type, e.g. secrets or configmaps",
+            ));
+        }
+        if self.all_namespaces && !self.namespaces.is_empty() {
+            errors.push(FieldError::new(
+                format!("{field}.namespaces"),
+                "set namespaces or allNamespaces, not both",
+            ));
+        }
+        for (i, ns) in self.namespaces.iter().enumerate() {
+            check_ref_name(&format!("{field}.namespaces[{i}]"), ns, errors);
+        }
+        if let Some(sel) = &self.label_selector {
+            if let Err(e) = selector_text(sel) {
+                errors.push(FieldError::new(format!("{field}.labelSelector"), e));
+            }
+        }
+        check_ref_name(
+            &format!("{field}.serviceAccountName"),
+            &self.service_account_name,
+            errors,
+        );
+    }
 }

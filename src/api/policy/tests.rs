@@ -191,7 +191,6 @@ fn fields_not_supported_yet_are_refused_naming_each() {
     for (kind, source) in [
         ("volume", json!({"claimName": "uploads"})),
         ("bucket", json!({"bucket": "assets", "region": "us-east-1"})),
-        ("config", json!({"resources": ["secrets"]})),
     ] {
         let mut v = example();
         v["source"] = json!({});

@@ -7,7 +7,7 @@
 use chrono::Duration;
 use kube::ResourceExt;
 
-use super::{BackupPolicy, Destination, PostgresMethod, PostgresSource};
+use super::{BackupPolicy, ConfigSource, Destination, PostgresMethod, PostgresSource};
 use crate::api::FieldError;
 use crate::location::S3Location;
 use crate::schedule::PolicySchedule;
@@ -17,6 +17,7 @@ use crate::schedule::PolicySchedule;
 pub enum ValidSource<'a> {
     PostgresLogical(&'a PostgresSource),
     PostgresPhysical(&'a PostgresSource),
+    Config(&'a ConfigSource),
 }
 
 /// A destination of a valid policy and where it keeps this policy's backups.
@@ -52,11 +53,14 @@ impl BackupPolicy {
         })?;
         let name = self.name_any();
         let schedule = spec.schedule.parse()?;
-        let source = match &spec.source.postgres {
-            Some(pg) if pg.method == PostgresMethod::Physical => ValidSource::PostgresPhysical(pg),
-            Some(pg) => ValidSource::PostgresLogical(pg),
+        let source = match (&spec.source.postgres, &spec.source.config) {
+            (Some(pg), _) if pg.method == PostgresMethod::Physical => {
+                ValidSource::PostgresPhysical(pg)
+            }
+            (Some(pg), _) => ValidSource::PostgresLogical(pg),
+            (None, Some(config)) => ValidSource::Config(config),
             // validate() refuses every other kind until it is supported.
-            None => {
+            (None, None) => {
                 return Err(vec![FieldError::new(
                     "spec.source",
                     "this version backs up PostgreSQL sources only",

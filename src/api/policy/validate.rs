@@ -111,6 +111,15 @@ impl BackupPolicySpec {
 
         if let Some(template) = &self.job_template {
             check_job_template(template, &mut errors);
+            let theirs = template.service_account_name.as_deref();
+            if let (Some(config), Some(sa)) = (&self.source.config, theirs) {
+                if sa != config.service_account_name {
+                    errors.push(FieldError::new(
+                        "spec.jobTemplate.serviceAccountName",
+                        "a config backup runs as spec.source.config.serviceAccountName; remove this or make it the same",
+                    ));
+                }
+            }
         }
 
         into_result(errors)

@@ -18,6 +18,8 @@ pub enum MethodArg {
 pub struct BackupArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
+    #[command(flatten)]
+    pub objects: super::ConfigBackupArgs,
     /// `logical` (pg_dump per database) or `physical` (pg_basebackup of the
     /// whole cluster, for point-in-time restore; needs WAL archiving with wal-push).
     #[arg(long, value_enum, default_value = "logical")]
@@ -26,7 +28,7 @@ pub struct BackupArgs {
     #[arg(
         long = "database",
         short = 'd',
-        required_unless_present_any = ["all_databases", "method", "path"]
+        required_unless_present_any = ["all_databases", "method", "path", "config"]
     )]
     pub databases: Vec<String>,
     /// Back up the files under this directory (a PVC's mount) into the
@@ -90,6 +92,8 @@ pub struct BackupArgs {
 pub struct RestoreArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
+    #[command(flatten)]
+    pub objects: super::ConfigRestoreArgs,
     /// Where the backup is, in order of preference (repeat for fallbacks).
     #[arg(long = "from", required = true)]
     pub from: Vec<NamedLocation>,
@@ -120,6 +124,17 @@ pub struct RestoreArgs {
     /// First recreate the backup's roles and tablespaces (a fresh server).
     #[arg(long)]
     pub globals: bool,
+    /// pg_restore connections, or `auto` (the CPUs this process may use, at
+    /// most 8; the operator's restore Jobs pass it). Above 1, a database this
+    /// restore creates is loaded from a local copy of the dump that
+    /// authenticated whole (disk: the dump's size) and dropped if the load
+    /// fails; an existing database, or too little disk, loads in one
+    /// transaction instead. Default 1: one transaction.
+    #[arg(long, default_value = "1", value_parser = parse_jobs)]
+    pub jobs: u32,
+    /// Directory for that copy (default: TMPDIR).
+    #[arg(long)]
+    pub spool_dir: Option<PathBuf>,
     /// Point-in-time restore: unpack the newest physical base backup that
     /// reaches the target into this empty (or absent) directory and recover
     /// it from the WAL archive (the --from destinations) to the target.
@@ -251,4 +266,16 @@ pub struct KeygenArgs {
     /// Put the new key first in an existing file (rotation: old keys still decrypt).
     #[arg(long)]
     pub add: bool,
+}
+
+/// `--jobs`: 1 to 64, or `auto`: the CPUs this process may use (in a pod its
+/// CPU limit, which the standard library reads from the cgroup), at most 8.
+fn parse_jobs(s: &str) -> Result<u32, String> {
+    if s == "auto" {
+        return Ok(std::thread::available_parallelism().map_or(1, |n| n.get().min(8) as u32));
+    }
+    match s.parse::<u32>() {
+        Ok(n @ 1..=64) => Ok(n),
+        _ => Err(format!("{s:?}: expected a number from 1 to 64, or auto")),
+    }
 }

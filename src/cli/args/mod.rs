@@ -2,6 +2,7 @@
 //! commands are, and the pieces several of them flatten in.
 
 mod backup;
+mod config;
 mod notify;
 mod operator;
 mod wal;
@@ -9,6 +10,7 @@ mod wal;
 pub use backup::{
     BackupArgs, KeygenArgs, ListArgs, MethodArg, PlanArgs, PruneArgs, RestoreArgs, VerifyArgs,
 };
+pub use config::{ConfigBackupArgs, ConfigRestoreArgs, ExportArgs};
 pub use notify::NotifyArgs;
 pub use operator::{ControllerArgs, OutputArg, StatusArgs};
 pub use wal::{WalFetchArgs, WalPushArgs, WalStreamArgs};

@@ -27,6 +27,8 @@
 //! - [`notify`]: the Jobs that send a policy's notifications.
 
 pub mod backup;
+#[cfg(test)]
+mod config_tests;
 pub mod destinations;
 pub mod notify;
 pub mod pod;

@@ -32,6 +32,9 @@ pub struct PodNeeds {
     pub service_account: Option<String>,
     /// The uid (and gid) the pod runs as, when not the image's ([`RUN_AS`]).
     pub run_as: Option<i64>,
+    /// The pod talks to the API server as `service_account` (config
+    /// backups): its token is mounted and that account wins over others.
+    pub api_access: bool,
 }
 
 impl PodNeeds {
@@ -43,6 +46,7 @@ impl PodNeeds {
         self.mounts.extend(other.mounts);
         self.service_account = self.service_account.take().or(other.service_account);
         self.run_as = self.run_as.or(other.run_as);
+        self.api_access |= other.api_access;
     }
 
     /// A writable /tmp (TMPDIR): the root filesystem is read-only, and
@@ -290,14 +294,18 @@ pub(crate) fn pod_spec(
     PodSpec {
         containers: vec![container],
         restart_policy: Some(restart_policy.into()),
-        service_account_name: template
-            .service_account_name
-            .clone()
-            .or(needs.service_account)
-            .or_else(|| cfg.service_account.clone()),
-        // The Job never talks to the API server; IRSA and workload identity
-        // bring their own token volume.
-        automount_service_account_token: Some(false),
+        service_account_name: if needs.api_access {
+            needs.service_account
+        } else {
+            template
+                .service_account_name
+                .clone()
+                .or(needs.service_account)
+                .or_else(|| cfg.service_account.clone())
+        },
+        // Only a config backup talks to the API server (as the account the
+        // policy names); IRSA and workload identity bring their own token volume.
+        automount_service_account_token: Some(needs.api_access),
         enable_service_links: Some(false),
         node_selector: template.node_selector.clone(),
         tolerations: template.tolerations.clone(),

@@ -24,7 +24,7 @@ use crate::controller::drill::{self, DrillPlan};
 use crate::controller::metrics::Exported;
 use crate::controller::notify;
 use crate::controller::restore::is_drill;
-use crate::controller::{archiver, archiver_sync, is_not_found, Context, Error};
+use crate::controller::{access, archiver, archiver_sync, is_not_found, Context, Error};
 
 /// Observe → decide → apply for one policy.
 pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -39,6 +39,7 @@ async fn reconcile_policy(policy: &BackupPolicy, ctx: &Context) -> Result<Action
     let all = ctx.runs.state();
     let runs = runs_of(policy, all.iter().map(|r| r.as_ref()));
     let mut plan = decide(policy, &runs, now, ctx.settings.resync);
+    check_access(policy, &ns, &mut plan, now, ctx).await?;
     archive(policy, &ns, &mut plan, now, ctx).await?;
     let drills = decide_drills(policy, &ns, &mut plan, now, ctx);
     apply_drills(policy, &ns, &drills, ctx).await?;
@@ -52,6 +53,34 @@ async fn reconcile_policy(policy: &BackupPolicy, ctx: &Context) -> Result<Action
     record_metrics(policy, &ns, &plan, ctx);
     ctx.publish(policy, &plan.events).await;
     Ok(next_action(plan.requeue_after))
+}
+
+/// A valid config policy whose service account may not list what it names
+/// schedules nothing and says what is missing.
+async fn check_access(
+    policy: &BackupPolicy,
+    ns: &str,
+    plan: &mut PolicyPlan,
+    now: DateTime<Utc>,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let Some(config) = &policy.spec.source.config else {
+        return Ok(());
+    };
+    if policy.validated().is_err() {
+        return Ok(()); // decide() already said why
+    }
+    if let Some(message) = access::missing(&ctx.client, ns, config)
+        .await
+        .map_err(|source| Error::Dereference {
+            what: format!("the permissions of {ns}/{}", config.service_account_name),
+            source,
+        })?
+    {
+        tracing::warn!(policy = %policy.name_any(), namespace = %ns, %message, "missing permission");
+        access::refuse(policy, plan, message, now);
+    }
+    Ok(())
 }
 
 /// Keeps the WAL archiver as the policy says and folds what it reports into

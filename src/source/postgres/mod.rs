@@ -19,6 +19,16 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+/// How pg_restore reads the archive.
+pub enum RestoreInput<'a> {
+    /// From stdin, in one transaction: stopped part-way it leaves nothing.
+    Stream,
+    /// From an authenticated local file, over `jobs` connections; not in
+    /// one transaction (pg_restore cannot), so a failure leaves a part
+    /// loaded and the database is dropped by whoever created it.
+    Parallel { file: &'a Path, jobs: u32 },
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
     #[error("password file {path}: {source}")]
@@ -314,30 +324,34 @@ impl PgConn {
         cmd
     }
 
-    /// `pg_restore` reading an archive on stdin in one transaction, so a
-    /// restore that is stopped part-way leaves nothing behind.
+    /// `pg_restore` into `db`, reading the archive as `input` says.
     pub fn pg_restore(
         &self,
         db: &str,
+        input: &RestoreInput<'_>,
         clean: bool,
         no_owner: bool,
         passfile: Option<&PassFile>,
     ) -> Command {
         let mut cmd = self.command("pg_restore", passfile);
-        cmd.args([
-            "--single-transaction",
-            "--exit-on-error",
-            "--no-password",
-            "--dbname",
-        ])
-        .arg(dbname_conninfo(db));
+        cmd.args(["--exit-on-error", "--no-password", "--dbname"])
+            .arg(dbname_conninfo(db));
         if clean {
             cmd.args(["--clean", "--if-exists"]);
         }
         if no_owner {
             cmd.args(["--no-owner", "--no-privileges"]);
         }
-        cmd.stdin(Stdio::piped());
+        match input {
+            RestoreInput::Stream => {
+                cmd.arg("--single-transaction").stdin(Stdio::piped());
+            }
+            RestoreInput::Parallel { file, jobs } => {
+                cmd.arg(format!("--jobs={jobs}"))
+                    .arg(file)
+                    .stdin(Stdio::null());
+            }
+        }
         cmd
     }
 
