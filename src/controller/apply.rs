@@ -32,9 +32,18 @@ pub(crate) async fn create_if_absent<K>(api: &Api<K>, obj: &K) -> Result<bool, E
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug,
 {
+    create(api, obj).await.map(|created| created.is_some())
+}
+
+/// Creates `obj` and returns it as the API server stored it; `None` when it
+/// already exists.
+pub(crate) async fn create<K>(api: &Api<K>, obj: &K) -> Result<Option<K>, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug,
+{
     match api.create(&PostParams::default(), obj).await {
-        Ok(_) => Ok(true),
-        Err(e) if is_conflict(&e) => Ok(false),
+        Ok(created) => Ok(Some(created)),
+        Err(e) if is_conflict(&e) => Ok(None),
         Err(e) => Err(Error::apply(format!(
             "creating {} {}",
             K::kind(&()),
@@ -60,20 +69,21 @@ where
 }
 
 /// Writes `new` as the status of `name`, as a merge patch from `old`, the
-/// status the decision started from (`None`: the object had none yet).
-/// Nothing to write when `new` is `None` (the status did not change).
+/// status the decision started from (`None`: the object had none yet), and
+/// returns the object as written. Nothing to write when `new` is `None` (the
+/// status did not change).
 pub(crate) async fn patch_status<K, S>(
     api: &Api<K>,
     name: &str,
     old: Option<&S>,
     new: Option<&S>,
-) -> Result<(), Error>
+) -> Result<Option<K>, Error>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
     S: Serialize + Default,
 {
     let Some(new) = new else {
-        return Ok(());
+        return Ok(None);
     };
     let old = match old {
         Some(old) => serde_json::to_value(old),
@@ -84,20 +94,8 @@ where
     let patch = json!({ "status": merge_patch(&old, &new) });
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
         .await
-        .map_err(Error::update_status(format!("{} {name}", K::kind(&()))))?;
-    Ok(())
-}
-
-/// The policy `name` refers to; `None` when it does not exist.
-pub(crate) async fn get_policy(
-    ctx: &Context,
-    ns: &str,
-    name: &str,
-) -> Result<Option<BackupPolicy>, Error> {
-    ctx.api::<BackupPolicy>(ns)
-        .get_opt(name)
-        .await
-        .map_err(Error::dereference(format!("policy {name}")))
+        .map(Some)
+        .map_err(Error::update_status(format!("{} {name}", K::kind(&()))))
 }
 
 /// The Job `name` and its pods.

@@ -13,8 +13,9 @@
 //!
 //! Each reconcile is observe (IO) → decide (a pure function of the objects
 //! and the clock) → apply (IO), written as named steps with one [`Error`]
-//! variant per step; the reads and writes they share are in `apply`, what a
-//! Job says in [`job_status`]. Only the leader of a Lease ([`leader`])
+//! variant per step; the reads and writes they share are in `apply`, the
+//! caches they read instead of the API in [`cache`], what a Job says in
+//! [`job_status`]. Only the leader of a Lease ([`leader`])
 //! reconciles; [`metrics`] and [`http`] serve /metrics, /healthz, /readyz
 //! and, when asked, the status page ([`page`]);
 //! `forget` removes the series of deleted policies.
@@ -23,6 +24,7 @@ pub mod access;
 mod apply;
 pub mod archiver;
 mod archiver_sync;
+pub mod cache;
 pub mod clock;
 pub mod drill;
 mod forget;
@@ -48,7 +50,7 @@ use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 
@@ -77,6 +79,9 @@ pub const TIER_LABEL: &str = "lifeboat.dev/tier";
 pub enum Error {
     #[error("{0} has no namespace")]
     MissingNamespace(String),
+    /// The watch behind a cache ended (the controller is stopping).
+    #[error("the {0} cache stopped")]
+    CacheStopped(&'static str),
     /// Reading an object the reconciled one refers to: its policy, Job, pods.
     #[error("reading {what}")]
     Dereference {
@@ -112,6 +117,7 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::MissingNamespace(..) => "missing_namespace",
+            Error::CacheStopped(..) => "cache_stopped",
             Error::Dereference { .. } => "dereference",
             Error::Build { .. } => "build",
             Error::Apply { .. } => "apply",
@@ -282,6 +288,20 @@ pub struct Context {
     /// Every RestoreRequest, kept by the restore controller's reflector; the
     /// policy controller reads its drills from here.
     pub restores: Store<RestoreRequest>,
+    /// Every BackupPolicy, kept by the policy controller's reflector; runs
+    /// and restores read their policy from here ([`cache::policy`]).
+    pub policies: Store<BackupPolicy>,
+    pub policies_ready: cache::Ready,
+    /// Every Job (metadata and status), kept by the reflector that triggers
+    /// the run controller ([`cache::jobs`]).
+    pub jobs: Store<Job>,
+    pub jobs_ready: cache::Ready,
+    /// Jobs created that [`Context::jobs`] may not show yet.
+    pub created_jobs: cache::CreatedJobs,
+    /// Runs and policies as this controller last wrote them, for a reconcile
+    /// that the cache serves the version before that write.
+    pub written_runs: cache::Written<BackupRun>,
+    pub written_policies: cache::Written<BackupPolicy>,
 }
 
 impl Context {
@@ -352,8 +372,13 @@ pub async fn run_controllers(
     let restores: Api<RestoreRequest> = api_for(&client, ns.as_deref());
 
     let config = kube::runtime::controller::Config::default().concurrency(settings.concurrency);
+    // The run controller's Job triggers come from the Job cache's reflector:
+    // a Job event reaches the cache before the reconcile it triggers.
+    let (job_cache, job_writer) = reflector::store();
+    let (job_events, jobs_ready) =
+        cache::jobs(jobs.clone(), watcher::Config::default(), job_writer);
     let run_controller = Controller::new(runs.clone(), watcher::Config::default())
-        .owns(jobs.clone(), watcher::Config::default())
+        .owns_stream(job_events)
         .with_config(config.clone());
     let restore_controller = Controller::new(restores.clone(), watcher::Config::default())
         .owns(jobs, watcher::Config::default())
@@ -365,12 +390,40 @@ pub async fn run_controllers(
             instance: Some(identity),
         },
     );
+    let (policy_cache, policy_writer) = reflector::store();
+    let (policy_events, policies_ready) =
+        cache::policies(policies.clone(), watcher::Config::default(), policy_writer);
+    let policy_controller = Controller::for_stream(policy_events, policy_cache.clone())
+        .watches(
+            runs.clone(),
+            watcher::Config::default(),
+            |run: BackupRun| {
+                let ns = run.metadata.namespace.clone()?;
+                Some(ObjectRef::new(&run.spec.policy_ref.name).within(&ns))
+            },
+        )
+        .watches(restores, watcher::Config::default(), |r: RestoreRequest| {
+            // Only drills feed a policy's status.
+            if !restore::is_drill(&r) {
+                return None;
+            }
+            let ns = r.metadata.namespace.clone()?;
+            Some(ObjectRef::new(&r.spec.policy_ref.name).within(&ns))
+        })
+        .with_config(config);
     let ctx = Arc::new(Context {
         client,
         recorder,
         metrics,
         runs: run_controller.store(),
         restores: restore_controller.store(),
+        policies: policy_cache,
+        policies_ready,
+        jobs: job_cache,
+        jobs_ready,
+        created_jobs: cache::CreatedJobs::default(),
+        written_runs: cache::Written::default(),
+        written_policies: cache::Written::default(),
         settings,
     });
 
@@ -407,20 +460,8 @@ pub async fn run_controllers(
         {
             return;
         }
-        Controller::new(policies, watcher::Config::default())
-            .watches(runs, watcher::Config::default(), |run: BackupRun| {
-                let ns = run.metadata.namespace.clone()?;
-                Some(ObjectRef::new(&run.spec.policy_ref.name).within(&ns))
-            })
-            .watches(restores, watcher::Config::default(), |r: RestoreRequest| {
-                // Only drills feed a policy's status.
-                if !restore::is_drill(&r) {
-                    return None;
-                }
-                let ns = r.metadata.namespace.clone()?;
-                Some(ObjectRef::new(&r.spec.policy_ref.name).within(&ns))
-            })
-            .with_config(config)
+        // Its store fills once this runs: run reconciles wait for it.
+        policy_controller
             .graceful_shutdown_on(shutdown)
             .run(policy::reconcile, error_policy, ctx)
             .for_each(|_| async {})

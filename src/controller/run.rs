@@ -108,7 +108,6 @@ pub fn job_name(run: &BackupRun, policy: Option<&BackupPolicy>, cfg: &JobConfig)
 pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RunPlan {
     let run = obs.run;
     let now = obs.now;
-    let name = run.name_any();
     let old = run.status.clone().unwrap_or_default();
     let generation = run.metadata.generation;
     let mut status = old.clone();
@@ -286,7 +285,17 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RunPlan {
                 } else {
                     reasons::JOB_CREATED
                 };
-                incomplete(&mut status, reason, message);
+                // A Job still waiting as it was created: "created job …"
+                // says it already, and rewording it costs a status write
+                // per run.
+                let as_created = state == JobState::Waiting
+                    && status.message.is_none()
+                    && old.message.is_none()
+                    && crate::api::conditions::find(&old.conditions, types::COMPLETE)
+                        .is_some_and(|c| c.reason == reasons::JOB_CREATED);
+                if !as_created {
+                    incomplete(&mut status, reason, message);
+                }
             }
         }
     } else {
@@ -344,19 +353,32 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RunPlan {
         plan.requeue_after = None;
     }
 
-    plan.events = transition_events(&name, &old, &status);
+    plan.events = transition_events(run, &old, &status);
     plan.status = (status != old).then_some(status);
     plan
 }
 
-/// Events for a change of phase or of the reason a pod gives.
-fn transition_events(name: &str, old: &BackupRunStatus, new: &BackupRunStatus) -> Vec<Note> {
+/// Events for a change of phase or of the reason a pod gives. A scheduled
+/// run's first state (its Job created) is no news: its policy's `Scheduled`
+/// event named it, and its status says so (as a new policy's first good
+/// conditions make no event); a hand-made run gets the event.
+fn transition_events(run: &BackupRun, old: &BackupRunStatus, new: &BackupRunStatus) -> Vec<Note> {
+    let name = run.name_any();
     let mut events = Vec::new();
     let reason_of = |s: &BackupRunStatus| {
         crate::api::conditions::find(&s.conditions, types::COMPLETE)
             .map(|c| (c.reason.clone(), c.message.clone()))
     };
     let (old_reason, new_reason) = (reason_of(old), reason_of(new));
+    let announced = run.spec.scheduled_at.is_some()
+        && old_reason.is_none()
+        && new.message.is_none()
+        && new_reason
+            .as_ref()
+            .is_some_and(|r| r.0 == reasons::JOB_CREATED);
+    if announced {
+        return events;
+    }
     if new.phase != old.phase
         || new_reason.as_ref().map(|r| &r.0) != old_reason.as_ref().map(|r| &r.0)
     {

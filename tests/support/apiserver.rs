@@ -70,6 +70,8 @@ struct Inner {
     /// (apiVersion, kind) per resource path, for lists and bookmarks.
     kinds: HashMap<String, (String, String)>,
     requests: u64,
+    /// Requests by (verb, resource), see [`Store::requests_by`].
+    requests_by: BTreeMap<(String, String), u64>,
     /// Refuse objects in missing namespaces and of unserved types.
     strict: bool,
     /// At this many continued lists, the store compacts: every token
@@ -132,6 +134,40 @@ impl Store {
     /// Requests served so far.
     pub fn requests(&self) -> u64 {
         self.lock().requests
+    }
+
+    /// Requests served so far by (verb, resource): verbs as in an audit log
+    /// (`get`, `list`, `watch`, `create`, `patch`, `update`, `delete`), the
+    /// resource as its path (`apis/batch/v1/jobs`, `…/status` for the status
+    /// subresource; the raw path when it names no resource). Lets a test say
+    /// which requests a controller makes, not only how many.
+    pub fn requests_by(&self) -> BTreeMap<(String, String), u64> {
+        self.lock().requests_by.clone()
+    }
+
+    fn tally(&self, method: &Method, path: &str, q: &HashMap<String, String>) {
+        let watching = q.get("watch").is_some_and(|w| w == "true" || w == "1");
+        let target = parse_path(path);
+        let verb = match (method, target.as_ref().and_then(|t| t.name.as_ref())) {
+            (&Method::GET, Some(_)) => "get",
+            (&Method::GET, None) if watching => "watch",
+            (&Method::GET, None) => "list",
+            (&Method::POST, _) => "create",
+            (&Method::PATCH, _) => "patch",
+            (&Method::PUT, _) => "update",
+            (&Method::DELETE, _) => "delete",
+            (m, _) => m.as_str(),
+        };
+        let resource = match target {
+            Some(t) if t.status => format!("{}/status", t.resource),
+            Some(t) => t.resource,
+            None => path.trim_matches('/').to_string(),
+        };
+        *self
+            .lock()
+            .requests_by
+            .entry((verb.to_lowercase(), resource))
+            .or_default() += 1;
     }
 
     /// As a cluster: objects need their namespace to exist and their type
@@ -493,6 +529,7 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     store.lock().requests += 1;
+    store.tally(&method, uri.path(), &q);
     if method == Method::GET {
         if let Some(doc) = discovery::document(&store.lock(), uri.path()) {
             return reply(StatusCode::OK, &doc);

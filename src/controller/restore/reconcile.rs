@@ -1,5 +1,5 @@
 //! The IO of a RestoreRequest reconcile, as named steps: dereference the
-//! policy, the plan Job and the restore Job → [`decide`] → create the Job
+//! policy (from the cache), the plan Job and the restore Job → [`decide`] → create the Job
 //! the decision asks for → send the notification of a request that just
 //! finished → update the status. A finished request is not
 //! looked at again.
@@ -14,9 +14,9 @@ use super::{decide, Observed};
 use crate::api::restore::RestorePhase;
 use crate::api::RestoreRequest;
 use crate::controller::apply::{
-    create_if_absent, get_job, get_policy, measured, namespace, next_action, patch_status,
-    send_notifications,
+    create_if_absent, get_job, measured, namespace, next_action, patch_status, send_notifications,
 };
+use crate::controller::cache;
 use crate::controller::notify;
 use crate::controller::restore_jobs::{plan_job_name, restore_job_name};
 use crate::controller::{Context, Error};
@@ -37,12 +37,12 @@ async fn reconcile_request(request: &RestoreRequest, ctx: &Context) -> Result<Ac
     }
     let name = request.name_any();
     let policy_name = &request.spec.policy_ref.name;
-    let policy = get_policy(ctx, &ns, policy_name).await?;
+    let policy = cache::policy(ctx, &ns, policy_name).await?;
     let plan = get_job(ctx, &ns, &plan_job_name(&name)).await?;
     let restore = get_job(ctx, &ns, &restore_job_name(&name)).await?;
     let obs = Observed {
         request,
-        policy: policy.as_ref(),
+        policy: policy.as_deref(),
         plan: &plan,
         restore: &restore,
         now: ctx.settings.clock.now(),
@@ -54,7 +54,7 @@ async fn reconcile_request(request: &RestoreRequest, ctx: &Context) -> Result<Ac
         }
     }
     // Sent before the status records the end, so a repeated decision finds its Job.
-    if let (Some(p), Some(new)) = (policy.as_ref(), d.status.as_ref()) {
+    if let (Some(p), Some(new)) = (policy.as_deref(), d.status.as_ref()) {
         let sends: Vec<_> = notify::for_restore(p, request, new).into_iter().collect();
         send_notifications(p, &ns, &sends, ctx).await?;
     }

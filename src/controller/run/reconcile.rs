@@ -1,5 +1,6 @@
 //! The IO of a BackupRun reconcile, as named steps. A live run:
-//! dereference its policy and Job → [`decide`] → apply the Job and the
+//! dereference its policy and Job (from the controller's caches, see
+//! [`crate::controller::cache`]) → [`decide`] → apply the Job and the
 //! finalizer → update its status. A run being deleted: dereference the prune
 //! Job → [`decide_cleanup`] → apply the cleanup.
 
@@ -15,9 +16,10 @@ use serde_json::json;
 use super::{decide, decide_cleanup, job_name, prune_job_for, Cleanup, Observed, RunPlan};
 use crate::api::{BackupPolicy, BackupRun, PRUNE_FINALIZER};
 use crate::controller::apply::{
-    create_if_absent, delete_if_present, get_job, get_policy, measured, namespace, next_action,
-    patch_status, send_notifications,
+    create, create_if_absent, delete_if_present, measured, namespace, next_action, patch_status,
+    send_notifications,
 };
+use crate::controller::cache;
 use crate::controller::job_status::ObservedJob;
 use crate::controller::notify;
 use crate::controller::policy::runs_of;
@@ -28,37 +30,37 @@ const PRUNE_RETRY: Duration = Duration::from_secs(60);
 
 /// Observe → decide → apply for one run.
 pub async fn reconcile(run: Arc<BackupRun>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // The cache may not show this controller's last status write yet.
+    let run = ctx.written_runs.latest(run);
     measured(&ctx, "backuprun", reconcile_run(&run, &ctx)).await
 }
 
 async fn reconcile_run(run: &BackupRun, ctx: &Context) -> Result<Action, Error> {
     let ns = namespace(run)?;
     let policy_name = &run.spec.policy_ref.name;
-    let policy = get_policy(ctx, &ns, policy_name).await?;
+    let policy = cache::policy(ctx, &ns, policy_name).await?;
+    let policy = policy.as_deref();
     if run.metadata.deletion_timestamp.is_some() {
-        return cleanup(run, &ns, policy.as_ref(), ctx).await;
+        return cleanup(run, &ns, policy, ctx).await;
     }
-    let job = get_run_job(run, &ns, policy.as_ref(), ctx).await?;
+    let job = get_run_job(run, &ns, policy, ctx).await?;
     let obs = Observed {
         run,
-        policy: policy.as_ref(),
+        policy,
         job: &job,
         now: ctx.settings.clock.now(),
     };
     let plan = decide(obs, &ctx.settings.jobs, ctx.settings.resync);
     apply_job(run, &ns, &plan, ctx).await?;
-    notify(run, &ns, policy.as_ref(), &plan, ctx).await?;
+    notify(run, &ns, policy, &plan, ctx).await?;
     apply_finalizer(run, &ns, &plan, ctx).await?;
     let runs: Api<BackupRun> = ctx.api(&ns);
-    patch_status(
-        &runs,
-        &run.name_any(),
-        run.status.as_ref(),
-        plan.status.as_ref(),
-    )
-    .await?;
+    let (old, new) = (run.status.as_ref(), plan.status.as_ref());
+    if let Some(written) = patch_status(&runs, &run.name_any(), old, new).await? {
+        ctx.written_runs.wrote(run, written);
+    }
     // No series for a policy that is gone: nothing would remove them.
-    if let (Some(outcome), Some(_)) = (&plan.outcome, &policy) {
+    if let (Some(outcome), Some(_)) = (&plan.outcome, policy) {
         ctx.metrics
             .record_outcome(&ns, policy_name, run.spec.tier, outcome);
     }
@@ -75,7 +77,7 @@ async fn get_run_job(
     ctx: &Context,
 ) -> Result<ObservedJob, Error> {
     match job_name(run, policy, &ctx.settings.jobs) {
-        Some(name) => get_job(ctx, ns, &name).await,
+        Some(name) => cache::job(ctx, ns, &name).await,
         None => Ok(ObservedJob::default()),
     }
 }
@@ -108,8 +110,10 @@ async fn notify(
 
 async fn apply_job(run: &BackupRun, ns: &str, plan: &RunPlan, ctx: &Context) -> Result<(), Error> {
     if let Some(job) = &plan.create_job {
-        if create_if_absent(&ctx.api::<Job>(ns), job).await? {
+        if let Some(created) = create(&ctx.api::<Job>(ns), job).await? {
             tracing::info!(run = %run.name_any(), job = %job.name_any(), "created job");
+            // The next reconcile may come before the Job cache has it.
+            ctx.created_jobs.insert(created);
         }
     }
     Ok(())
@@ -186,7 +190,7 @@ async fn get_prune_job(
             run.name_any()
         )))?
         .name_any();
-    get_job(ctx, ns, &name).await
+    cache::job(ctx, ns, &name).await
 }
 
 async fn apply_cleanup(

@@ -130,8 +130,27 @@ fn a_new_run_creates_its_job() {
         find(&s.conditions, types::COMPLETE).unwrap().reason,
         reasons::JOB_CREATED
     );
-    assert!(plan.events.iter().any(|e| e.reason == reasons::JOB_CREATED));
+    // Its policy's Scheduled event announced this scheduled run already.
+    assert!(plan.events.is_empty(), "{:?}", plan.events);
     assert!(!plan.add_finalizer);
+
+    // A hand-made run has no such announcement: its Job's creation is news.
+    let mut manual = run();
+    manual.spec.scheduled_at = None;
+    let plan = decide_with(&manual, None, &[]);
+    assert!(plan.events.iter().any(|e| e.reason == reasons::JOB_CREATED));
+}
+
+#[test]
+fn a_job_waiting_as_created_changes_nothing() {
+    let r = with_status(run(), &decide_with(&run(), None, &[]));
+    let plan = decide_with(&r, Some(&job(JobStatus::default())), &[]);
+    assert_eq!(
+        plan.status, None,
+        "no status write for a Job not yet started"
+    );
+    assert!(plan.events.is_empty());
+    assert!(plan.create_job.is_none());
 }
 
 #[test]
