@@ -38,6 +38,26 @@ use crate::api::BackupPolicy;
 /// read would say.
 const CREATED_TTL: Duration = Duration::from_secs(60);
 
+/// How often the overlays drop expired entries: a burst of thousands of
+/// writes the watch has not echoed yet would make pruning on every insert
+/// quadratic.
+const PRUNE_EVERY: Duration = Duration::from_secs(10);
+
+/// Drops `map`'s entries older than [`CREATED_TTL`] when [`PRUNE_EVERY`]
+/// has passed since `pruned`.
+fn prune_now<K, V>(
+    map: &mut HashMap<K, V>,
+    pruned: &mut Option<Instant>,
+    now: Instant,
+    at: impl Fn(&V) -> Instant,
+) {
+    if pruned.is_some_and(|p| now.duration_since(p) < PRUNE_EVERY) {
+        return;
+    }
+    map.retain(|_, v| now.duration_since(at(v)) < CREATED_TTL);
+    *pruned = Some(now);
+}
+
 /// Says whether a cache has had its first list. Any number of reconciles
 /// may wait on it: a reflector `Store`'s own wait wakes only the last task
 /// that polled it, and reconciles run as separate futures.
@@ -58,7 +78,7 @@ impl Ready {
 
 /// `events` applied to `writer`'s store, and a [`Ready`] that turns true
 /// once the store holds the first list.
-fn reflect_ready<K, S>(
+pub(crate) fn reflect_ready<K, S>(
     events: S,
     writer: Writer<K>,
 ) -> (impl Stream<Item = S::Item> + Send + 'static, Ready)
@@ -124,7 +144,11 @@ pub struct CreatedJobs {
 }
 
 /// Each created Job with when it was created.
-type Created = HashMap<ObjectRef<Job>, (Instant, Arc<Job>)>;
+#[derive(Default)]
+struct Created {
+    jobs: HashMap<ObjectRef<Job>, (Instant, Arc<Job>)>,
+    pruned: Option<Instant>,
+}
 
 impl CreatedJobs {
     fn lock(&self) -> std::sync::MutexGuard<'_, Created> {
@@ -135,20 +159,21 @@ impl CreatedJobs {
     pub(crate) fn insert(&self, mut job: Job) {
         slim(&mut job);
         let now = Instant::now();
-        let mut jobs = self.lock();
+        let mut created = self.lock();
+        let Created { jobs, pruned } = &mut *created;
         // Entries normally go on the next lookup; this drops the rest.
-        jobs.retain(|_, (at, _)| now.duration_since(*at) < CREATED_TTL);
+        prune_now(jobs, pruned, now, |(at, _)| *at);
         jobs.insert(ObjectRef::from_obj(&job), (now, Arc::new(job)));
     }
 
     /// The Job `key`: the cache's copy, else a recent creation's.
     fn get(&self, cache: &Store<Job>, key: &ObjectRef<Job>) -> Option<Arc<Job>> {
         if let Some(job) = cache.get(key) {
-            self.lock().remove(key);
+            self.lock().jobs.remove(key);
             return Some(job);
         }
-        let jobs = self.lock();
-        let (at, job) = jobs.get(key)?;
+        let created = self.lock();
+        let (at, job) = created.jobs.get(key)?;
         (at.elapsed() < CREATED_TTL).then(|| job.clone())
     }
 }
@@ -160,7 +185,12 @@ impl CreatedJobs {
 /// again and repeat its events. Any other version is the cache's newer word
 /// and drops the entry. No ordering of resourceVersions is assumed.
 pub struct Written<K: Resource> {
-    objects: Mutex<HashMap<ObjectRef<K>, Entry<K>>>,
+    objects: Mutex<WrittenObjects<K>>,
+}
+
+struct WrittenObjects<K: Resource> {
+    objects: HashMap<ObjectRef<K>, Entry<K>>,
+    pruned: Option<Instant>,
 }
 
 struct Entry<K> {
@@ -175,7 +205,10 @@ where
 {
     fn default() -> Self {
         Self {
-            objects: Mutex::default(),
+            objects: Mutex::new(WrittenObjects {
+                objects: HashMap::new(),
+                pruned: None,
+            }),
         }
     }
 }
@@ -184,7 +217,7 @@ impl<K> Written<K>
 where
     K: Resource<DynamicType = ()> + Clone,
 {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<K>, Entry<K>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WrittenObjects<K>> {
         self.objects.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -194,9 +227,10 @@ where
             return;
         };
         let now = Instant::now();
-        let mut objects = self.lock();
+        let mut written = self.lock();
+        let WrittenObjects { objects, pruned } = &mut *written;
         // Entries normally go on the next reconcile; this drops the deleted.
-        objects.retain(|_, e| now.duration_since(e.at) < CREATED_TTL);
+        prune_now(objects, pruned, now, |e| e.at);
         objects.insert(
             ObjectRef::from_obj(before),
             Entry {
@@ -211,7 +245,8 @@ where
     /// version that write replaced.
     pub(crate) fn latest(&self, obj: Arc<K>) -> Arc<K> {
         let key = ObjectRef::from_obj(obj.as_ref());
-        let mut objects = self.lock();
+        let mut written = self.lock();
+        let objects = &mut written.objects;
         match objects.get(&key) {
             Some(e) if obj.resource_version().as_ref() == Some(&e.replaced) => e.written.clone(),
             Some(_) => {
@@ -306,7 +341,10 @@ mod tests {
         writer.apply_watcher_event(&watcher::Event::Apply(cached));
         let seen = created.get(&cache, &key).expect("the cached Job");
         assert_eq!(seen.status.as_ref().and_then(|s| s.active), Some(1));
-        assert!(created.lock().is_empty(), "the stand-in goes once cached");
+        assert!(
+            created.lock().jobs.is_empty(),
+            "the stand-in goes once cached"
+        );
     }
 
     #[test]
@@ -329,6 +367,27 @@ mod tests {
             Some("7"),
             "the entry went with the cache's newer copy"
         );
+    }
+
+    #[test]
+    fn expired_entries_go_at_most_every_prune_interval() {
+        let t0 = Instant::now();
+        let mut map = HashMap::from([("old", t0), ("new", t0 + CREATED_TTL)]);
+        let mut pruned = None;
+        let late = t0 + CREATED_TTL + Duration::from_secs(1);
+        prune_now(&mut map, &mut pruned, late, |at| *at);
+        assert_eq!(
+            map.keys().collect::<Vec<_>>(),
+            [&"new"],
+            "the first call prunes"
+        );
+        map.insert("old", t0);
+        prune_now(&mut map, &mut pruned, late + Duration::from_secs(1), |at| {
+            *at
+        });
+        assert_eq!(map.len(), 2, "not again within the interval");
+        prune_now(&mut map, &mut pruned, late + PRUNE_EVERY, |at| *at);
+        assert_eq!(map.len(), 1, "again after it");
     }
 
     #[test]

@@ -27,6 +27,7 @@ mod archiver_sync;
 pub mod cache;
 pub mod clock;
 pub mod drill;
+pub mod events;
 mod forget;
 pub mod http;
 pub mod job_status;
@@ -41,6 +42,7 @@ pub mod policy;
 pub mod restore;
 pub mod restore_jobs;
 pub mod run;
+pub mod runs_by_policy;
 #[cfg(test)]
 mod test_support;
 
@@ -51,7 +53,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
@@ -236,12 +237,14 @@ impl Default for Settings {
 /// What every reconcile gets.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    pub recorder: events::Recorder,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     /// Every BackupRun, kept by the run controller's reflector; the policy
-    /// controller reads a policy's runs from here instead of listing them.
+    /// controller reads a policy's runs from here instead of listing them,
+    /// found by name through `runs_by_policy`.
     pub runs: Store<BackupRun>,
+    pub runs_by_policy: runs_by_policy::RunsByPolicy,
     /// Every RestoreRequest, kept by the restore controller's reflector; the
     /// policy controller reads its drills from here.
     pub restores: Store<RestoreRequest>,
@@ -277,18 +280,7 @@ impl Context {
     {
         let reference = obj.object_ref(&());
         for note in notes {
-            let event = Event {
-                type_: if note.warning {
-                    EventType::Warning
-                } else {
-                    EventType::Normal
-                },
-                reason: note.reason.clone(),
-                note: Some(note.message.clone()),
-                action: note.action.to_string(),
-                secondary: None,
-            };
-            if let Err(e) = self.recorder.publish(&event, &reference).await {
+            if let Err(e) = self.recorder.publish(note, &reference).await {
                 tracing::warn!(error = %e, reason = %note.reason, "could not publish event");
             }
         }
@@ -334,17 +326,25 @@ pub async fn run_controllers(
     let (job_cache, job_writer) = reflector::store();
     let (job_events, jobs_ready) =
         cache::jobs(jobs.clone(), watcher::Config::default(), job_writer);
-    let run_controller = Controller::new(runs.clone(), watcher::Config::default())
+    let (run_cache, run_writer) = reflector::store();
+    let runs_by_policy = runs_by_policy::RunsByPolicy::default();
+    let (run_events, _runs_ready) = runs_by_policy::watch(
+        runs.clone(),
+        watcher::Config::default(),
+        run_writer,
+        runs_by_policy.clone(),
+    );
+    let run_controller = Controller::for_stream(run_events, run_cache)
         .owns_stream(job_events)
         .with_config(config.clone());
     let restore_controller = Controller::new(restores.clone(), watcher::Config::default())
         .owns(jobs, watcher::Config::default())
         .with_config(config.clone());
-    let recorder = Recorder::new(
+    let recorder = events::Recorder::new(
         client.clone(),
-        Reporter {
+        events::Reporter {
             controller: CONTROLLER_NAME.into(),
-            instance: Some(identity),
+            instance: identity,
         },
     );
     let (policy_cache, policy_writer) = reflector::store();
@@ -373,6 +373,7 @@ pub async fn run_controllers(
         recorder,
         metrics,
         runs: run_controller.store(),
+        runs_by_policy,
         restores: restore_controller.store(),
         policies: policy_cache,
         policies_ready,

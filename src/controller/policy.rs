@@ -56,18 +56,6 @@ fn completed_at(run: &BackupRun) -> Option<DateTime<Utc>> {
     run.status.as_ref()?.completed_at
 }
 
-/// The runs of `policy` among `all` (same namespace, `spec.policyRef`).
-pub fn runs_of<'a>(
-    policy: &BackupPolicy,
-    all: impl IntoIterator<Item = &'a BackupRun>,
-) -> Vec<&'a BackupRun> {
-    let ns = policy.namespace();
-    let name = policy.name_any();
-    all.into_iter()
-        .filter(|r| r.namespace() == ns && r.spec.policy_ref.name == name)
-        .collect()
-}
-
 /// Per tier, the later of the status's record and what `at` says of each
 /// run: a status write may have been lost, and runs are deleted (retention,
 /// a person) while the record stays.

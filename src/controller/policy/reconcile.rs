@@ -12,7 +12,7 @@ use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use super::{condition_events, decide, runs_of, PolicyPlan};
+use super::{condition_events, decide, PolicyPlan};
 use crate::api::conditions::{is_true, set_condition, types};
 use crate::api::policy::RecoveryWindow;
 use crate::api::{BackupPolicy, BackupRun, DeletionPolicy, RestoreRequest, Tier, PRUNE_FINALIZER};
@@ -36,8 +36,8 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
 async fn reconcile_policy(policy: &BackupPolicy, ctx: &Context) -> Result<Action, Error> {
     let ns = namespace(policy)?;
     let now = ctx.settings.clock.now();
-    let all = ctx.runs.state();
-    let runs = runs_of(policy, all.iter().map(|r| r.as_ref()));
+    let mine = ctx.runs_by_policy.runs_of(policy, &ctx.runs);
+    let runs: Vec<&BackupRun> = mine.iter().map(|r| r.as_ref()).collect();
     let mut plan = decide(policy, &runs, now, ctx.settings.resync);
     check_access(policy, &ns, &mut plan, now, ctx).await?;
     archive(policy, &ns, &mut plan, now, ctx).await?;

@@ -335,22 +335,6 @@ fn a_bad_spec_names_the_field_and_waits_for_a_change() {
 }
 
 #[test]
-fn runs_of_picks_the_policys_runs_by_reference_and_namespace() {
-    let p = policy();
-    let mine = run("a", Tier::Daily, RunPhase::Pending, None);
-    let mut other = run("b", Tier::Daily, RunPhase::Pending, None);
-    other.spec.policy_ref.name = "users".into();
-    let mut elsewhere = run("c", Tier::Daily, RunPhase::Pending, None);
-    elsewhere.metadata.namespace = Some("other".into());
-    let all = [mine, other, elsewhere];
-    let names: Vec<String> = runs_of(&p, all.iter())
-        .iter()
-        .map(|r| r.name_any())
-        .collect();
-    assert_eq!(names, ["a"]);
-}
-
-#[test]
 fn a_run_whose_read_back_failed_makes_the_policy_unhealthy_for_that_reason() {
     let p = policy();
     let mut failed = run(

@@ -22,7 +22,6 @@ use crate::controller::apply::{
 use crate::controller::cache;
 use crate::controller::job_status::ObservedJob;
 use crate::controller::notify;
-use crate::controller::policy::runs_of;
 use crate::controller::{is_not_found, Context, Error, Note};
 
 /// Wait before retrying a prune whose Job failed.
@@ -97,9 +96,10 @@ async fn notify(
     if policy.spec.notifications.is_none() || !new.phase.is_finished() {
         return Ok(());
     }
-    let all = ctx.runs.state();
-    let others: Vec<&BackupRun> = runs_of(policy, all.iter().map(|r| r.as_ref()))
-        .into_iter()
+    let mine = ctx.runs_by_policy.runs_of(policy, &ctx.runs);
+    let others: Vec<&BackupRun> = mine
+        .iter()
+        .map(|r| r.as_ref())
         .filter(|r| r.name_any() != run.name_any())
         .collect();
     let sends: Vec<_> = notify::for_run(policy, run, new, &others)
