@@ -155,14 +155,18 @@ mod tests {
         run
     }
 
+    fn fixture() -> (RunsByPolicy, Store<BackupRun>, Writer<BackupRun>) {
+        let (cache, writer) = store::<BackupRun>();
+        (RunsByPolicy::default(), cache, writer)
+    }
+
     fn names(runs: &[Arc<BackupRun>]) -> Vec<String> {
         runs.iter().map(|r| r.name_any()).collect()
     }
 
     #[test]
     fn finds_a_policys_runs_and_forgets_deleted_ones() {
-        let (cache, mut writer) = store::<BackupRun>();
-        let index = RunsByPolicy::default();
+        let (index, cache, mut writer) = fixture();
         let mut feed = |e: watcher::Event<BackupRun>| {
             index.apply(&e);
             writer.apply_watcher_event(&e);
@@ -189,8 +193,7 @@ mod tests {
 
     #[test]
     fn a_relist_drops_runs_deleted_while_the_watch_was_down() {
-        let (cache, mut writer) = store::<BackupRun>();
-        let index = RunsByPolicy::default();
+        let (index, cache, mut writer) = fixture();
         let mut feed = |e: watcher::Event<BackupRun>| {
             index.apply(&e);
             writer.apply_watcher_event(&e);
