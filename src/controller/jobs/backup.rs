@@ -231,6 +231,7 @@ pub fn source_info(summary: &BackupSummary) -> SourceInfo {
     SourceInfo {
         server_version: (!summary.server_version.is_empty())
             .then(|| summary.server_version.clone()),
+        files: summary.files.as_ref().map(Into::into),
         ..Default::default()
     }
 }

@@ -37,11 +37,7 @@ pub struct PodNeeds {
     /// Capabilities added to the container (which drops all others); only
     /// a pod that runs as root (uid 0) asks for any.
     pub add_capabilities: Vec<String>,
-    /// The pod mounts data it must not change (a claim backed up or
-    /// restored into): no fsGroup, whose recursive chown would rewrite the
-    /// files' group; its Secret files are then mode 0444 (one container,
-    /// one user) rather than 0440 for the fsGroup.
-    pub keep_volume_ownership: bool,
+
     /// The pod talks to the API server as `service_account` (config
     /// backups): its token is mounted and that account wins over others.
     pub api_access: bool,
@@ -58,7 +54,7 @@ impl PodNeeds {
         self.run_as = self.run_as.or(other.run_as);
         self.run_as_group = self.run_as_group.or(other.run_as_group);
         self.add_capabilities.extend(other.add_capabilities);
-        self.keep_volume_ownership |= other.keep_volume_ownership;
+
         self.api_access |= other.api_access;
     }
 
@@ -275,17 +271,6 @@ pub(crate) fn pod_spec(
     // capabilities it names and no others.
     let non_root = uid != 0;
     let add = (!needs.add_capabilities.is_empty()).then(|| needs.add_capabilities.clone());
-    let keep_ownership = needs.keep_volume_ownership;
-    let volumes = needs
-        .volumes
-        .into_iter()
-        .map(|mut v| {
-            if let (true, Some(s)) = (keep_ownership, v.secret.as_mut()) {
-                s.default_mode = Some(0o444);
-            }
-            v
-        })
-        .collect();
     let container = Container {
         name: CONTAINER.into(),
         image: Some(template.image.clone().unwrap_or_else(|| cfg.image.clone())),
@@ -345,12 +330,13 @@ pub(crate) fn pod_spec(
             run_as_non_root: Some(non_root),
             run_as_user: Some(uid),
             run_as_group: Some(gid),
-            // Secret files are mode 0440 with this group.
-            fs_group: (!keep_ownership).then_some(uid),
+            // Secret files are mode 0440 with this group. The kubelet does
+            // not apply it to a read-only claim (a volume backup's source).
+            fs_group: Some(gid),
             seccomp_profile: Some(runtime_default()),
             ..Default::default()
         }),
-        volumes: Some(volumes),
+        volumes: Some(needs.volumes),
         ..Default::default()
     }
 }

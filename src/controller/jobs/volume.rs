@@ -47,7 +47,6 @@ pub fn claim_needs(name: &str, claim: &str, at: &str, read_only: bool) -> PodNee
             read_only: read_only.then_some(true),
             ..Default::default()
         }],
-        keep_volume_ownership: true,
         ..Default::default()
     }
 }

@@ -99,7 +99,7 @@ fn weekly_and_monthly_runs_re_read_every_file() {
 }
 
 #[test]
-fn by_default_the_pod_is_restricted_and_never_chowns_the_claim() {
+fn by_default_the_pod_is_restricted_and_reads_as_the_owner_given() {
     let j = job(
         json!({"claimName": "uploads", "runAsUser": 1000, "runAsGroup": 2000}),
         Tier::Daily,
@@ -110,8 +110,9 @@ fn by_default_the_pod_is_restricted_and_never_chowns_the_claim() {
         (psc.run_as_non_root, psc.run_as_user, psc.run_as_group),
         (Some(true), Some(1000), Some(2000))
     );
-    // fsGroup would make the kubelet rewrite the group of every file.
-    assert_eq!(psc.fs_group, None);
+    // Secret files are readable by the group; the read-only claim is not
+    // chowned to it by the kubelet.
+    assert_eq!(psc.fs_group, Some(2000));
     assert_eq!(
         psc.seccomp_profile.as_ref().unwrap().type_,
         "RuntimeDefault"
@@ -123,12 +124,6 @@ fn by_default_the_pod_is_restricted_and_never_chowns_the_claim() {
     let caps = sc.capabilities.as_ref().unwrap();
     assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
     assert_eq!(caps.add, None);
-    // Without an fsGroup the Secret files must be readable by the one user.
-    for v in p.volumes.as_ref().unwrap() {
-        if let Some(s) = &v.secret {
-            assert_eq!(s.default_mode, Some(0o444), "{}", v.name);
-        }
-    }
     // Unset: the image's user.
     let j = job(json!({"claimName": "uploads"}), Tier::Daily);
     let psc = pod(&j).security_context.clone().unwrap();
