@@ -3,6 +3,10 @@
 //! identity the pod reads or writes as, and — for a ReadWriteOnce claim a
 //! running pod already mounts — the node the Job must run on. Pure: the
 //! controller reads the claim and the pods and hands them in.
+//!
+//! The pod keeps its fsGroup (the Secret files are 0440 for that group):
+//! the kubelet applies fsGroup ownership only to writable mounts, so the
+//! read-only claim's files keep their group.
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
