@@ -827,14 +827,18 @@ async fn refused_fields_make_a_policy_not_ready_and_no_job() {
     locked["spec"]["destinations"][0]["s3"]["objectLock"] =
         json!({"mode": "Compliance", "days": 2});
     let mut files = policy("files", "0 2 * * *");
-    files["spec"]["source"] = json!({"volume": {"claimName": "uploads"}});
+    files["spec"]["source"] = json!({"volume": {"claimName": "uploads", "subPath": "../other"}});
     let refused = [
         (
             "locked",
             "spec.destinations[0].s3.objectLock.days",
             "set at least 3",
         ),
-        ("files", "spec.source.volume", "not supported yet"),
+        (
+            "files",
+            "spec.source.volume.subPath",
+            "must be a relative path inside the volume",
+        ),
     ];
     create(&server, locked).await;
     create(&server, files).await;
@@ -970,4 +974,73 @@ async fn series_of_removed_tiers_objectives_and_deleted_policies_are_removed() {
     })
     .await;
     assert_eq!(series_of(metrics, "ledger"), ledger);
+}
+
+/// A volume policy whose ReadWriteOnce claim a running pod mounts: the
+/// backup Job the controller creates must run on that pod's node (required
+/// node affinity on the node's name); the claim's access mode is read with
+/// the `get persistentvolumeclaims` the role grants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_write_once_claim_pins_the_backup_job_to_its_pods_node() {
+    let server = ApiServer::start().await;
+    let clock = Clock::fixed(at("2026-11-21T02:00:30Z"));
+    let _controller = start(&server, &clock);
+    for (claim, modes) in [("uploads", "ReadWriteOnce"), ("shared", "ReadWriteMany")] {
+        server
+            .store
+            .insert(
+                "api/v1/persistentvolumeclaims",
+                json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                       "metadata": {"name": claim, "namespace": NS},
+                       "spec": {"accessModes": [modes]}}),
+            )
+            .unwrap();
+        server
+            .store
+            .insert(
+                "api/v1/pods",
+                json!({"apiVersion": "v1", "kind": "Pod",
+                       "metadata": {"name": format!("app-{claim}"), "namespace": NS},
+                       "spec": {"nodeName": "node-7", "containers": [{"name": "app"}],
+                                "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": claim}}]},
+                       "status": {"phase": "Running"}}),
+            )
+            .unwrap();
+    }
+    for claim in ["uploads", "shared"] {
+        let mut p = policy(claim, "0 2 * * *");
+        p["spec"]["source"] = json!({"volume": {"claimName": claim, "subPath": "app"}});
+        create(&server, p).await;
+        create_manual_run(&server, &format!("{claim}-now"), claim).await;
+    }
+    let node_of = |job: &Value| {
+        job.pointer("/spec/template/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms/0/matchFields/0")
+            .cloned()
+    };
+    let pinned = server
+        .wait_for("the uploads backup job", WAIT, |_| {
+            job_of(&server, "uploads-now")
+        })
+        .await;
+    assert_eq!(
+        node_of(&pinned),
+        Some(json!({"key": "metadata.name", "operator": "In", "values": ["node-7"]})),
+        "{pinned}"
+    );
+    let args = pinned["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(
+        args.contains("\"--path\",\"/var/lib/lifeboat/source/app\""),
+        "{args}"
+    );
+    // ReadWriteMany: any node can mount it, the scheduler chooses.
+    let free = server
+        .wait_for("the shared backup job", WAIT, |_| {
+            job_of(&server, "shared-now")
+        })
+        .await;
+    assert_eq!(node_of(&free), None, "{free}");
+    assert_granted(
+        &server.store,
+        &[("create", "backuppolicies"), ("create", "backupruns")],
+    );
 }

@@ -273,6 +273,7 @@ fn rbac_is_least_privilege_and_never_reads_secrets() {
         ["get", "list", "watch"]
     );
     assert_eq!(grants(&cluster, "", "pods"), ["list"]);
+    assert_eq!(grants(&cluster, "", "persistentvolumeclaims"), ["get"]);
     assert!(
         grants(&cluster, "", "events").is_empty(),
         "events.k8s.io only"

@@ -35,6 +35,18 @@ pub use crate::schedule::Tier;
     printcolumn(name = "Size", type_ = "string", json_path = ".status.size"),
     printcolumn(name = "Duration", type_ = "string", json_path = ".status.duration"),
     printcolumn(
+        name = "Files New",
+        type_ = "integer",
+        json_path = ".status.source.files.filesNew",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Files Changed",
+        type_ = "integer",
+        json_path = ".status.source.files.filesChanged",
+        priority = 1
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -215,6 +227,44 @@ pub struct SourceInfo {
     pub lsn_end: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeline: Option<i64>,
+    /// A file backup's figures (a volume policy's runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<FileCounts>,
+}
+
+/// What a file backup found: files new, changed (read again) and unchanged
+/// (taken from the previous backup unread), and bytes read, deduplicated
+/// (already stored) and stored (new, summed over destinations).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FileCounts {
+    pub files_new: i64,
+    pub files_changed: i64,
+    pub files_unchanged: i64,
+    /// Bytes of all the files in the backup.
+    pub bytes_total: i64,
+    pub bytes_read: i64,
+    pub bytes_deduplicated: i64,
+    pub bytes_stored: i64,
+    /// Entries left out (unreadable with skipUnreadable, or sockets,
+    /// devices, FIFOs); the run's Job log and report name them.
+    pub skipped: i64,
+}
+
+impl From<&crate::catalog::FileStats> for FileCounts {
+    fn from(s: &crate::catalog::FileStats) -> Self {
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        Self {
+            files_new: n(s.files_new),
+            files_changed: n(s.files_changed),
+            files_unchanged: n(s.files_unchanged),
+            bytes_total: n(s.bytes_total),
+            bytes_read: n(s.bytes_read),
+            bytes_deduplicated: n(s.bytes_deduplicated),
+            bytes_stored: n(s.bytes_stored),
+            skipped: n(s.skipped.len() as u64),
+        }
+    }
 }
 
 /// Formats a byte count in binary units for the `Size` column: `512 B`, `1.4 GiB`.

@@ -86,6 +86,12 @@ pub fn files_restored(r: &crate::commands::files::FilesRestoreReport) {
         format_bytes(r.restored.bytes),
         r.seconds
     );
+    if r.kept > 0 || r.deleted > 0 {
+        println!(
+            "kept {} existing entries, deleted {} not in the backup",
+            r.kept, r.deleted
+        );
+    }
 }
 
 pub fn restore(report: &restore::RestoreReport) {

@@ -16,7 +16,22 @@ use std::sync::Arc;
 /// or --drop-after for a restore the checks judge.
 pub async fn restore(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
     if let Some(dir) = a.to_dir.clone() {
-        let report = commands::files::restore(&a.from, a.key.load()?, &a.backup, dir).await?;
+        let in_place =
+            (a.overwrite.is_some() || a.delete_extra || !a.paths.is_empty()).then(|| {
+                crate::target::files_in_place::InPlaceOptions {
+                    overwrite: a
+                        .overwrite
+                        .unwrap_or(crate::target::files_in_place::Overwrite::Never),
+                    delete_extra: a.delete_extra,
+                    paths: a
+                        .paths
+                        .iter()
+                        .map(|p| p.trim_matches('/').as_bytes().to_vec())
+                        .collect(),
+                }
+            });
+        let report =
+            commands::files::restore(&a.from, a.key.load()?, &a.backup, dir, in_place).await?;
         write_report(a.report_file.as_deref(), &report)?;
         print::report(a.json, &report, print::files_restored);
         return Ok(ExitCode::SUCCESS);

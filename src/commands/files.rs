@@ -21,6 +21,7 @@ use crate::pipeline::header::Compression;
 use crate::source::files::{Engine, FilesSpec, Previous};
 use crate::store::Store;
 use crate::target::files::{Restored, Restorer};
+use crate::target::files_in_place::{InPlace, InPlaceOptions, InPlaceReport};
 use bytes::Bytes;
 use chrono::Utc;
 use std::path::PathBuf;
@@ -212,6 +213,10 @@ pub struct FilesRestoreReport {
     pub destination: String,
     pub target: String,
     pub restored: Restored,
+    /// Existing entries kept by `--overwrite` (in-place restores).
+    pub kept: u64,
+    /// Entries removed by `--delete-extra`.
+    pub deleted: u64,
     pub seconds: f64,
     pub peak_rss_bytes: u64,
 }
@@ -223,19 +228,23 @@ pub async fn restore(
     keys: Keyring,
     point: &Point,
     target: PathBuf,
+    in_place: Option<InPlaceOptions>,
 ) -> Result<FilesRestoreReport, Error> {
     let t0 = Instant::now();
     let keys = Arc::new(keys);
     let mut errors = Vec::new();
     for dest in from {
-        match restore_from(dest, keys.clone(), point, target.clone()).await {
-            Ok((backup_id, restored)) => {
+        match restore_from(dest, keys.clone(), point, target.clone(), in_place.clone()).await {
+            Ok((backup_id, done)) => {
+                let restored = done.restored;
                 tracing::info!(backup = %backup_id, dest = %dest.label(), files = restored.files, bytes = restored.bytes, "files restored");
                 return Ok(FilesRestoreReport {
                     backup_id,
                     destination: dest.name.clone(),
                     target: target.display().to_string(),
                     restored,
+                    kept: done.kept,
+                    deleted: done.deleted,
                     seconds: t0.elapsed().as_secs_f64(),
                     peak_rss_bytes: peak_rss_bytes(),
                 });
@@ -257,7 +266,8 @@ async fn restore_from(
     keys: Arc<Keyring>,
     point: &Point,
     target: PathBuf,
-) -> Result<(String, Restored), Error> {
+    in_place: Option<InPlaceOptions>,
+) -> Result<(String, InPlaceReport), Error> {
     let store = Arc::new(Store::open(dest).await?);
     let m = manifests::choose(&store, &keys, point).await?;
     let SourceInfo::Files(info) = &m.source else {
@@ -279,11 +289,19 @@ async fn restore_from(
         let keys = &*keys;
         let (mut repo, _) = Repo::open(rt.clone(), &store, keys, "restore")?;
         let entries = TreeReader::open(rt, &store, keys, &tree).map_err(Error::Usage)?;
-        let mut restorer = Restorer::new(&target)?;
         let mut read = |cid: &crate::chunks::ChunkId| {
             repo.read_chunk(&ids, cid)
                 .map_err(|e| crate::target::TargetError::Refused(e.to_string()))
         };
+        if let Some(opts) = in_place {
+            // Into an existing directory: not all or nothing (see files_in_place).
+            let mut into = InPlace::new(&target, opts)?;
+            for e in entries {
+                into.apply(e.map_err(crate::target::TargetError::Refused)?, &mut read)?;
+            }
+            return Ok(into.finish()?);
+        }
+        let mut restorer = Restorer::new(&target)?;
         for e in entries {
             let step = match e {
                 Ok(e) => restorer.apply(e, &mut read),
@@ -294,7 +312,10 @@ async fn restore_from(
                 return Err(Error::Target(e));
             }
         }
-        Ok(restorer.finish()?)
+        Ok::<_, Error>(InPlaceReport {
+            restored: restorer.finish()?,
+            ..Default::default()
+        })
     })
     .await
     .map_err(|e| Error::Usage(format!("the restore stopped: {e}")))??;

@@ -253,6 +253,7 @@ mod tests {
                     completed_at: at("2026-11-21T01:05:00Z"),
                     bytes: None,
                     backup_id: Some("20261121T010000.000Z-abcdef".into()),
+                    files: None,
                 }),
                 ..Default::default()
             });

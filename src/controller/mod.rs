@@ -37,6 +37,7 @@ pub mod metrics;
 pub mod notify;
 pub mod page;
 mod patch;
+mod pin;
 pub use patch::merge_patch;
 pub mod policy;
 pub mod restore;

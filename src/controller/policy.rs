@@ -237,6 +237,7 @@ pub fn decide(
             completed_at: s.completed_at.expect("filtered above"),
             bytes: s.bytes,
             backup_id: s.backup_id.clone(),
+            files: s.source.as_ref().and_then(|src| src.files.clone()),
         }
     });
     status.last_backups = newest_per_tier(&old.last_backups, runs, succeeded_at);

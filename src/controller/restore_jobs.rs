@@ -126,6 +126,7 @@ pub fn plan_job(
     policy: &BackupPolicy,
     cfg: &JobConfig,
 ) -> Result<Job, JobError> {
+    refuse_files(policy)?;
     let mut args = vec!["plan".to_string()];
     args.extend(from_args(policy, request.spec.from.as_deref(), true, cfg)?);
     // One argument: a bare RFC 3339 time reads as a timestamp, not a string,
@@ -214,6 +215,7 @@ fn target_needs(
     plan: &RestorePlan,
     cfg: &JobConfig,
 ) -> Result<PodNeeds, JobError> {
+    refuse_files(policy)?;
     if policy.spec.source.is_physical() {
         return data_dir_needs(request, plan);
     }
@@ -260,6 +262,19 @@ fn target_needs(
     }
     needs.add(PodNeeds::database(&target.connection_secret_ref, cfg));
     Ok(needs)
+}
+
+/// A volume policy's file backups restore with `lifeboat restore --to-dir`
+/// for now: a RestoreRequest of one is refused by name, not planned, and
+/// never run as a database restore.
+fn refuse_files(policy: &BackupPolicy) -> Result<(), JobError> {
+    if policy.spec.source.volume.is_some() {
+        return Err(JobError::Unsupported {
+            field: "spec.policyRef".into(),
+            message: "the policy backs up files on a volume; RestoreRequests of file backups are not supported yet: use `lifeboat restore --to-dir` (docs/RUNBOOK.md, Files)".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Where the target volume is mounted in a physical restore Job.

@@ -64,6 +64,9 @@ pub struct BackupView {
     pub backup_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes: Option<i64>,
+    /// A file backup's figures (volume policies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<crate::api::run::FileCounts>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -179,6 +182,7 @@ fn one(policy: &BackupPolicy, now: DateTime<Utc>) -> PolicyStatus {
         run: b.run.clone(),
         backup_id: b.backup_id.clone(),
         bytes: b.bytes,
+        files: b.files.clone(),
     });
 
     // As the controller does: the RPO clock starts at the newest recovery

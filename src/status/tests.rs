@@ -242,3 +242,30 @@ fn json_is_camel_case_with_the_measurements() {
 fn no_policies_says_so() {
     assert_eq!(table(&[], at(NOW)), "no BackupPolicies found\n");
 }
+
+#[test]
+fn a_file_backup_says_what_it_read_and_stored() {
+    let mut status = good_status("2026-11-25T02:00:00Z");
+    status["lastBackup"]["files"] = json!({"filesNew": 2, "filesChanged": 1, "filesUnchanged": 40,
+        "bytesTotal": 1 << 20, "bytesRead": 4096, "bytesDeduplicated": 1024, "bytesStored": 3072,
+        "skipped": 0});
+    let p = policy("uploads", json!({"rpo": "25h"}), status);
+    let s = summarize(&[p], at(NOW));
+    assert_eq!(
+        s[0].last_backup
+            .as_ref()
+            .unwrap()
+            .files
+            .as_ref()
+            .unwrap()
+            .files_changed,
+        1
+    );
+    let t = table(&s, at(NOW));
+    assert!(
+        t.contains("shop/uploads: files 2 new, 1 changed, 40 unchanged; 4.0 KiB read, 1.0 KiB deduplicated, 3.0 KiB stored"),
+        "{t}"
+    );
+    let json = serde_json::to_value(&s[0]).unwrap();
+    assert_eq!(json["lastBackup"]["files"]["filesNew"], 2);
+}

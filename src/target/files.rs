@@ -41,7 +41,7 @@ pub struct Restorer {
     pub restored: Restored,
 }
 
-fn io_err(what: impl std::fmt::Display, source: io::Error) -> TargetError {
+pub(super) fn io_err(what: impl std::fmt::Display, source: io::Error) -> TargetError {
     TargetError::Io {
         what: what.to_string(),
         source,
@@ -50,7 +50,7 @@ fn io_err(what: impl std::fmt::Display, source: io::Error) -> TargetError {
 
 /// A tree path must be relative names joined by `/`: no `..`, `.` or empty
 /// component can take a write outside the staging directory.
-fn checked(rel: &[u8]) -> Result<&Path, TargetError> {
+pub(super) fn checked(rel: &[u8]) -> Result<&Path, TargetError> {
     let ok = rel.is_empty()
         || rel
             .split(|&b| b == b'/')
@@ -64,7 +64,7 @@ fn checked(rel: &[u8]) -> Result<&Path, TargetError> {
     Ok(Path::new(OsStr::from_bytes(rel)))
 }
 
-fn is_under(dir: &[u8], path: &[u8]) -> bool {
+pub(super) fn is_under(dir: &[u8], path: &[u8]) -> bool {
     dir.is_empty() || (path.len() > dir.len() && path.starts_with(dir) && path[dir.len()] == b'/')
 }
 
@@ -152,26 +152,8 @@ impl Restorer {
                     .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
                     .open(&path)
                     .map_err(|err| io_err(&shown, err))?;
-                for x in &e.extents {
-                    let mut at = x.offset;
-                    for c in &x.chunks {
-                        let data = chunk(&c.id)?;
-                        if data.len() != c.len as usize {
-                            return Err(TargetError::Refused(format!(
-                                "{shown}: a chunk is {} bytes, the tree says {}",
-                                data.len(),
-                                c.len
-                            )));
-                        }
-                        f.write_all_at(&data, at)
-                            .map_err(|err| io_err(&shown, err))?;
-                        at += data.len() as u64;
-                        self.restored.bytes += data.len() as u64;
-                    }
-                }
-                // Trailing holes: the size, not the data, ends the file.
-                f.set_len(e.size).map_err(|err| io_err(&shown, err))?;
-                self.file_meta(&f, &e)?;
+                write_data(&f, &e, chunk, &mut self.restored)?;
+                file_meta(&f, &e, self.ownership)?;
                 self.restored.files += 1;
             }
             Kind::Symlink => {
@@ -193,30 +175,6 @@ impl Restorer {
             }
         }
         Ok(())
-    }
-
-    fn file_meta(&self, f: &File, e: &Entry) -> Result<(), TargetError> {
-        let shown = e.display();
-        if self.ownership {
-            rustix::fs::fchown(
-                f,
-                Some(rustix::fs::Uid::from_raw(e.uid)),
-                Some(rustix::fs::Gid::from_raw(e.gid)),
-            )
-            .map_err(|err| io_err(&shown, err.into()))?;
-        }
-        f.set_permissions(std::fs::Permissions::from_mode(e.mode))
-            .map_err(|err| io_err(&shown, err))?;
-        for (k, v) in &e.xattrs {
-            rustix::fs::fsetxattr(f, OsStr::from_bytes(k), v, rustix::fs::XattrFlags::empty())
-                .map_err(|err| {
-                    io_err(
-                        format!("{shown}: xattr {}", String::from_utf8_lossy(k)),
-                        err.into(),
-                    )
-                })?;
-        }
-        rustix::fs::futimens(f, &timestamps(e)).map_err(|err| io_err(&shown, err.into()))
     }
 
     fn xattrs_at(&self, path: &Path, e: &Entry) -> Result<(), TargetError> {
@@ -301,7 +259,67 @@ impl Restorer {
     }
 }
 
-fn timestamps(e: &Entry) -> rustix::fs::Timestamps {
+/// Writes a file entry's data at its offsets (holes stay holes) and sets
+/// its size; each chunk's length is checked against the tree.
+pub(super) fn write_data(
+    f: &File,
+    e: &Entry,
+    chunk: &mut dyn FnMut(&ChunkId) -> Result<Vec<u8>, TargetError>,
+    restored: &mut Restored,
+) -> Result<(), TargetError> {
+    let shown = e.display();
+    for x in &e.extents {
+        let mut at = x.offset;
+        for c in &x.chunks {
+            let data = chunk(&c.id)?;
+            if data.len() != c.len as usize {
+                return Err(TargetError::Refused(format!(
+                    "{shown}: a chunk is {} bytes, the tree says {}",
+                    data.len(),
+                    c.len
+                )));
+            }
+            f.write_all_at(&data, at)
+                .map_err(|err| io_err(&shown, err))?;
+            at += data.len() as u64;
+            restored.bytes += data.len() as u64;
+        }
+    }
+    // Trailing holes: the size, not the data, ends the file.
+    f.set_len(e.size).map_err(|err| io_err(&shown, err))
+}
+
+/// Owner (when `ownership`), mode, xattrs and times of an open file or
+/// directory.
+pub(super) fn file_meta(
+    f: &impl std::os::fd::AsFd,
+    e: &Entry,
+    ownership: bool,
+) -> Result<(), TargetError> {
+    let shown = e.display();
+    if ownership {
+        rustix::fs::fchown(
+            f,
+            Some(rustix::fs::Uid::from_raw(e.uid)),
+            Some(rustix::fs::Gid::from_raw(e.gid)),
+        )
+        .map_err(|err| io_err(&shown, err.into()))?;
+    }
+    rustix::fs::fchmod(f, rustix::fs::Mode::from_raw_mode(e.mode))
+        .map_err(|err| io_err(&shown, err.into()))?;
+    for (k, v) in &e.xattrs {
+        rustix::fs::fsetxattr(f, OsStr::from_bytes(k), v, rustix::fs::XattrFlags::empty())
+            .map_err(|err| {
+                io_err(
+                    format!("{shown}: xattr {}", String::from_utf8_lossy(k)),
+                    err.into(),
+                )
+            })?;
+    }
+    rustix::fs::futimens(f, &timestamps(e)).map_err(|err| io_err(&shown, err.into()))
+}
+
+pub(super) fn timestamps(e: &Entry) -> rustix::fs::Timestamps {
     let t = rustix::fs::Timespec {
         tv_sec: e.mtime.0,
         tv_nsec: e.mtime.1 as _,

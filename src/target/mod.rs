@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod data_dir;
 pub mod database;
 pub mod files;
+pub mod files_in_place;
 pub mod objects;
 pub mod spool;
 

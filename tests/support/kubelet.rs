@@ -3,8 +3,13 @@
 //! materialised from fixture Secrets at their mount paths, env
 //! `valueFrom.secretKeyRef` resolved from the same fixtures, the container's
 //! command and args run with exactly that environment. The only
-//! translations: the image's `lifeboat` is the binary under test, and the
-//! termination message path is a temp file.
+//! translations: the image's `lifeboat` is the binary under test, the
+//! termination message path is a temp file, and a `persistentVolumeClaim`
+//! volume is the host directory the test gives for that claim
+//! ([`Claims`]): every argument that is the claim's mountPath, or a path
+//! under it, is rewritten to the same path under the host directory (as
+//! the termination path is). A read-only mount is not enforced (that would
+//! take a bind mount, i.e. root); tests check the source is unchanged.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +25,9 @@ use super::*;
 /// Secret name → key → value, as the cluster would hold them.
 pub type Secrets = BTreeMap<String, BTreeMap<String, String>>;
 
+/// Claim name → the host directory standing in for its volume.
+pub type Claims = BTreeMap<String, PathBuf>;
+
 /// What the kubelet would give the container, then the container's exit.
 pub struct Ran {
     pub output: Output,
@@ -29,6 +37,12 @@ pub struct Ran {
 /// Runs the Job's container locally. Panics, like a pod stuck in
 /// CreateContainerConfigError, when a referenced Secret or key is missing.
 pub fn execute(job: &Job, secrets: &Secrets, work: &Path) -> Ran {
+    execute_with(job, secrets, &Claims::new(), work)
+}
+
+/// [`execute`], with the claims the pod may mount. Panics, like a pod stuck
+/// Pending, when it mounts a claim `claims` does not have.
+pub fn execute_with(job: &Job, secrets: &Secrets, claims: &Claims, work: &Path) -> Ran {
     let pod = job
         .spec
         .as_ref()
@@ -37,6 +51,8 @@ pub fn execute(job: &Job, secrets: &Secrets, work: &Path) -> Ran {
     assert_eq!(pod.containers.len(), 1, "one container");
     let c = &pod.containers[0];
     let volumes = pod.volumes.clone().unwrap_or_default();
+    // (mountPath, host directory) of each claim mounted.
+    let mut claim_mounts: Vec<(String, PathBuf)> = Vec::new();
 
     for m in c.volume_mounts.clone().unwrap_or_default() {
         let v = volumes
@@ -69,11 +85,20 @@ pub fn execute(job: &Job, secrets: &Secrets, work: &Path) -> Ran {
                 std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(mode))
                     .unwrap();
             }
+        } else if let Some(pvc) = &v.persistent_volume_claim {
+            let host = claims
+                .get(&pvc.claim_name)
+                .unwrap_or_else(|| panic!("claim {:?} not found", pvc.claim_name));
+            assert!(m.sub_path.is_none(), "subPath mounts are not translated");
+            claim_mounts.push((m.mount_path.trim_end_matches('/').to_string(), host.clone()));
         } else if v.empty_dir.is_some() {
             // The host's /tmp stands in for the emptyDir the Job mounts there.
             assert_eq!(m.mount_path, "/tmp", "emptyDir at an unexpected path");
         } else {
-            panic!("volume {} is neither a Secret nor an emptyDir", v.name);
+            panic!(
+                "volume {} is neither a Secret, a claim nor an emptyDir",
+                v.name
+            );
         }
     }
 
@@ -124,10 +149,17 @@ pub fn execute(job: &Job, secrets: &Secrets, work: &Path) -> Ran {
         .into_iter()
         .map(|a| {
             if a == termination_path {
-                termination_file.to_str().unwrap().to_string()
-            } else {
-                a
+                return termination_file.to_str().unwrap().to_string();
             }
+            for (at, host) in &claim_mounts {
+                if a == *at {
+                    return host.to_str().unwrap().to_string();
+                }
+                if let Some(rest) = a.strip_prefix(&format!("{at}/")) {
+                    return host.join(rest).to_str().unwrap().to_string();
+                }
+            }
+            a
         })
         .collect();
 

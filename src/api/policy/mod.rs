@@ -14,6 +14,7 @@ pub mod status;
 mod tests;
 pub mod valid;
 mod validate;
+pub mod volume;
 
 use std::collections::BTreeMap;
 

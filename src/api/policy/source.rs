@@ -1,5 +1,6 @@
 //! What a policy backs up: exactly one kind of source. PostgreSQL (logical
-//! or physical) and Kubernetes objects (`config`) are what this version
+//! or physical), Kubernetes objects (`config`) and the files on a volume
+//! ([`super::volume`]) are what this version
 //! backs up; the other kinds are in the schema for the releases that add
 //! them, and `validate` refuses them until then.
 
@@ -10,6 +11,7 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use super::volume::VolumeSource;
 use crate::api::{check_ref_name, ConnectionSecretRef, FieldError, S3CredentialsRef};
 
 /// What is backed up: exactly one of the source kinds.
@@ -53,7 +55,10 @@ impl SourceKind {
     /// Whether this version backs the kind up; the others are refused by
     /// `validate` rather than accepted and ignored.
     pub fn is_supported(self) -> bool {
-        matches!(self, SourceKind::Postgres | SourceKind::Config)
+        matches!(
+            self,
+            SourceKind::Postgres | SourceKind::Config | SourceKind::Volume
+        )
     }
 }
 
@@ -138,7 +143,7 @@ impl SourceSpec {
             }
         }
         if let Some(volume) = &self.volume {
-            check_ref_name("spec.source.volume.claimName", &volume.claim_name, errors);
+            volume.validate(errors);
         }
         if let Some(creds) = self
             .bucket
@@ -198,14 +203,6 @@ impl fmt::Display for PostgresMethod {
             PostgresMethod::Physical => "physical",
         })
     }
-}
-
-/// Files on a PersistentVolumeClaim.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct VolumeSource {
-    #[schemars(length(min = 1, max = 253))]
-    pub claim_name: String,
 }
 
 /// Objects in another bucket.

@@ -102,6 +102,9 @@ pub struct LastBackup {
     pub bytes: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_id: Option<String>,
+    /// A file backup's figures (volume policies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<crate::api::run::FileCounts>,
 }
 
 /// An instant per scheduled tier.

@@ -7,7 +7,9 @@
 use chrono::Duration;
 use kube::ResourceExt;
 
-use super::{BackupPolicy, ConfigSource, Destination, PostgresMethod, PostgresSource};
+use super::{
+    BackupPolicy, ConfigSource, Destination, PostgresMethod, PostgresSource, VolumeSource,
+};
 use crate::api::FieldError;
 use crate::location::S3Location;
 use crate::schedule::PolicySchedule;
@@ -18,6 +20,7 @@ pub enum ValidSource<'a> {
     PostgresLogical(&'a PostgresSource),
     PostgresPhysical(&'a PostgresSource),
     Config(&'a ConfigSource),
+    Volume(&'a VolumeSource),
 }
 
 /// A destination of a valid policy and where it keeps this policy's backups.
@@ -53,17 +56,19 @@ impl BackupPolicy {
         })?;
         let name = self.name_any();
         let schedule = spec.schedule.parse()?;
-        let source = match (&spec.source.postgres, &spec.source.config) {
-            (Some(pg), _) if pg.method == PostgresMethod::Physical => {
+        let src = &spec.source;
+        let source = match (&src.postgres, &src.config, &src.volume) {
+            (Some(pg), _, _) if pg.method == PostgresMethod::Physical => {
                 ValidSource::PostgresPhysical(pg)
             }
-            (Some(pg), _) => ValidSource::PostgresLogical(pg),
-            (None, Some(config)) => ValidSource::Config(config),
+            (Some(pg), _, _) => ValidSource::PostgresLogical(pg),
+            (None, Some(config), _) => ValidSource::Config(config),
+            (None, None, Some(volume)) => ValidSource::Volume(volume),
             // validate() refuses every other kind until it is supported.
-            (None, None) => {
+            (None, None, None) => {
                 return Err(vec![FieldError::new(
                     "spec.source",
-                    "this version backs up PostgreSQL sources only",
+                    "this version backs up PostgreSQL, config and volume sources only",
                 )])
             }
         };

@@ -116,7 +116,7 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub create: bool,
     /// Replace the contents of a non-empty target (default: refuse).
-    #[arg(long, alias = "overwrite")]
+    #[arg(long)]
     pub clean: bool,
     /// Do not restore ownership and grants (a server without the same roles).
     #[arg(long)]
@@ -154,6 +154,19 @@ pub struct RestoreArgs {
     /// empty; nothing appears there unless every file restored.
     #[arg(long, conflicts_with_all = ["data_dir", "database", "all_databases", "target_db", "create", "clean", "no_owner", "globals", "checks", "drop_after"])]
     pub to_dir: Option<PathBuf>,
+    /// With --to-dir: restore into an existing directory, and for a path
+    /// it already has: never replace it, replace it if the backup's copy is
+    /// newer (mtime), or always.
+    #[arg(long, value_enum, requires = "to_dir")]
+    pub overwrite: Option<crate::target::files_in_place::Overwrite>,
+    /// With --to-dir: also remove what the backup does not hold (under
+    /// --path, when given). Restores into an existing directory.
+    #[arg(long, requires = "to_dir")]
+    pub delete_extra: bool,
+    /// With --to-dir: restore only this path of the backup (relative; repeat
+    /// for several) into an existing directory.
+    #[arg(long = "path", requires = "to_dir")]
+    pub paths: Vec<String>,
     /// Leave the promoted server running after recovery (default: stop it cleanly).
     #[arg(long, requires = "data_dir", conflicts_with = "no_start")]
     pub keep_running: bool,

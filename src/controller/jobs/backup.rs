@@ -14,7 +14,7 @@ use super::{
     base_labels, destinations, label_value, policy_id, source, unsupported, JobConfig, JobError,
     ANNOTATION_BACKUP_ID, LABEL_RUN, LABEL_TIER,
 };
-use crate::api::policy::Compression;
+use crate::api::policy::{Compression, ValidSource};
 use crate::api::run::{Artifact, SourceInfo};
 use crate::api::{BackupPolicy, BackupRun, RunKind};
 use crate::wire::{BackupSummary, TERMINATION_LOG};
@@ -68,6 +68,9 @@ fn backup_needs(
         ..Default::default()
     };
     needs.add(source::backup_needs(&valid, cfg)?);
+    if let ValidSource::Volume(_) = valid.source {
+        needs.args.extend(super::volume::tier_args(run.spec.tier));
+    }
     needs.args.extend(destinations::args(
         "--to",
         &destinations::for_pod(&valid, cfg),
@@ -228,6 +231,7 @@ pub fn source_info(summary: &BackupSummary) -> SourceInfo {
     SourceInfo {
         server_version: (!summary.server_version.is_empty())
             .then(|| summary.server_version.clone()),
+        files: summary.files.as_ref().map(Into::into),
         ..Default::default()
     }
 }

@@ -24,7 +24,9 @@
 //!   match on the kind);
 //! - [`destinations`]: the policy's destinations as the pod names them;
 //! - [`backup`]: the backup and prune Jobs and the run's artifacts;
-//! - [`notify`]: the Jobs that send a policy's notifications.
+//! - [`notify`]: the Jobs that send a policy's notifications;
+//! - [`volume`]: a claim in a file backup's or restore's pod, and the node
+//!   a ReadWriteOnce claim pins the Job to.
 
 pub mod backup;
 #[cfg(test)]
@@ -37,6 +39,9 @@ pub mod source;
 mod template_tests;
 #[cfg(test)]
 mod tests;
+pub mod volume;
+#[cfg(test)]
+mod volume_tests;
 
 use std::collections::BTreeMap;
 

@@ -32,6 +32,12 @@ pub struct PodNeeds {
     pub service_account: Option<String>,
     /// The uid (and gid) the pod runs as, when not the image's ([`RUN_AS`]).
     pub run_as: Option<i64>,
+    /// The gid, when not the uid.
+    pub run_as_group: Option<i64>,
+    /// Capabilities added to the container (which drops all others); only
+    /// a pod that runs as root (uid 0) asks for any.
+    pub add_capabilities: Vec<String>,
+
     /// The pod talks to the API server as `service_account` (config
     /// backups): its token is mounted and that account wins over others.
     pub api_access: bool,
@@ -46,6 +52,9 @@ impl PodNeeds {
         self.mounts.extend(other.mounts);
         self.service_account = self.service_account.take().or(other.service_account);
         self.run_as = self.run_as.or(other.run_as);
+        self.run_as_group = self.run_as_group.or(other.run_as_group);
+        self.add_capabilities.extend(other.add_capabilities);
+
         self.api_access |= other.api_access;
     }
 
@@ -257,6 +266,11 @@ pub(crate) fn pod_spec(
 ) -> PodSpec {
     let template = policy.spec.job_template.clone().unwrap_or_default();
     let uid = needs.run_as.unwrap_or(RUN_AS);
+    let gid = needs.run_as_group.unwrap_or(uid);
+    // Root only by a policy's explicit opt-in (readAsRoot), with the
+    // capabilities it names and no others.
+    let non_root = uid != 0;
+    let add = (!needs.add_capabilities.is_empty()).then(|| needs.add_capabilities.clone());
     let container = Container {
         name: CONTAINER.into(),
         image: Some(template.image.clone().unwrap_or_else(|| cfg.image.clone())),
@@ -273,15 +287,15 @@ pub(crate) fn pod_spec(
         volume_mounts: Some(needs.mounts),
         resources: Some(template.resources.clone().unwrap_or_else(default_resources)),
         security_context: Some(SecurityContext {
-            run_as_non_root: Some(true),
+            run_as_non_root: Some(non_root),
             run_as_user: Some(uid),
-            run_as_group: Some(uid),
+            run_as_group: Some(gid),
             read_only_root_filesystem: Some(true),
             allow_privilege_escalation: Some(false),
             privileged: Some(false),
             capabilities: Some(Capabilities {
                 drop: Some(vec!["ALL".into()]),
-                add: None,
+                add,
             }),
             seccomp_profile: Some(runtime_default()),
             ..Default::default()
@@ -313,11 +327,12 @@ pub(crate) fn pod_spec(
         image_pull_secrets: template.image_pull_secrets.clone(),
         affinity: template.affinity.clone(),
         security_context: Some(PodSecurityContext {
-            run_as_non_root: Some(true),
+            run_as_non_root: Some(non_root),
             run_as_user: Some(uid),
-            run_as_group: Some(uid),
-            // Secret files are mode 0440 with this group.
-            fs_group: Some(uid),
+            run_as_group: Some(gid),
+            // Secret files are mode 0440 with this group. The kubelet does
+            // not apply it to a read-only claim (a volume backup's source).
+            fs_group: Some(gid),
             seccomp_profile: Some(runtime_default()),
             ..Default::default()
         }),

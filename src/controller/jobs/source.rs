@@ -57,6 +57,7 @@ pub fn backup_needs(policy: &ValidPolicy<'_>, cfg: &JobConfig) -> Result<PodNeed
             needs.service_account = Some(c.service_account_name.clone());
             needs.api_access = true;
         }
+        ValidSource::Volume(v) => needs.add(super::volume::backup_needs(v)),
     }
     Ok(needs)
 }

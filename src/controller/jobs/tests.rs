@@ -459,10 +459,12 @@ fn bad_inputs_name_their_field() {
     let i = a.iter().position(|x| x == "--method").unwrap();
     assert_eq!(a[i + 1], "physical");
     assert!(!a.contains(&"--database".to_string()));
-    let volume = policy(json!({"source": {"postgres": null, "volume": {"claimName": "uploads"}}}));
+    let volume = policy(
+        json!({"source": {"postgres": null, "volume": {"claimName": "uploads", "subPath": "/etc"}}}),
+    );
     assert_eq!(
         backup_job(&volume, &run("r"), &cfg()).unwrap_err().field(),
-        "spec.source.volume"
+        "spec.source.volume.subPath"
     );
     let mut drill = run("r");
     drill.spec.kind = RunKind::Drill;

@@ -49,6 +49,7 @@ async fn reconcile_request(request: &RestoreRequest, ctx: &Context) -> Result<Ac
     };
     let d = decide(obs, &ctx.settings.jobs, ctx.settings.resync);
     if let Some(job) = &d.create_job {
+        let job = &crate::controller::pin::pinned(ctx, &ns, job).await?;
         if create_if_absent(&ctx.api::<Job>(&ns), job).await? {
             tracing::info!(request = %name, job = %job.name_any(), "created job");
         }

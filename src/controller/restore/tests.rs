@@ -443,3 +443,24 @@ fn a_physical_policy_restores_into_a_volume_as_the_servers_uid() {
         "spec.target.volume.subPath"
     );
 }
+
+#[test]
+fn a_request_of_a_volume_policy_is_refused_by_name() {
+    let mut p = policy();
+    p.spec.source = serde_json::from_value(json!({"volume": {"claimName": "uploads"}})).unwrap();
+    let plan = crate::api::restore::RestorePlan {
+        backup_id: ID.into(),
+        destination: "dr-eu".into(),
+        ..Default::default()
+    };
+    for r in [
+        request(json!({})),
+        request(json!({"target": {"volume": {"claimName": "uploads"}}})),
+    ] {
+        let e = restore_jobs::plan_job(&r, &p, &JobConfig::default()).unwrap_err();
+        assert_eq!(e.field(), "spec.policyRef");
+        assert!(e.to_string().contains("restore --to-dir"), "{e}");
+        let e = restore_jobs::restore_job(&r, &p, &plan, &JobConfig::default()).unwrap_err();
+        assert_eq!(e.field(), "spec.policyRef");
+    }
+}

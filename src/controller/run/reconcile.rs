@@ -110,6 +110,7 @@ async fn notify(
 
 async fn apply_job(run: &BackupRun, ns: &str, plan: &RunPlan, ctx: &Context) -> Result<(), Error> {
     if let Some(job) = &plan.create_job {
+        let job = &crate::controller::pin::pinned(ctx, ns, job).await?;
         if let Some(created) = create(&ctx.api::<Job>(ns), job).await? {
             tracing::info!(run = %run.name_any(), job = %job.name_any(), "created job");
             // The next reconcile may come before the Job cache has it.
