@@ -15,7 +15,7 @@ use ring::hmac;
 use serde::{Deserialize, Serialize};
 
 mod objects;
-pub use objects::{ConfigInfo, TypeCount};
+pub use objects::{CloudCount, ConfigInfo, TypeCount};
 
 pub const MANIFEST_FORMAT: u32 = 1;
 /// The manifest format of a file backup, stored in the chunk store
@@ -221,11 +221,25 @@ impl SourceInfo {
                 f.stats.files_new + f.stats.files_changed + f.stats.files_unchanged,
                 f.stats.bytes_total
             ),
+            SourceInfo::Config(c) if c.types.is_empty() => format!(
+                "config {} cloud secrets ({})",
+                c.cloud_entries(),
+                c.cloud
+                    .iter()
+                    .map(|s| s.store.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             SourceInfo::Config(c) => format!(
-                "config {} objects in {} types, kubernetes {}",
+                "config {} objects in {} types, kubernetes {}{}",
                 c.objects(),
                 c.types.len(),
-                c.server_version
+                c.server_version,
+                if c.cloud.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} cloud secrets", c.cloud_entries())
+                }
             ),
         }
     }

@@ -94,6 +94,16 @@ impl ObjectLock {
     }
 }
 
+/// Whether `url` names this machine (plain HTTP to it is not on a network).
+pub fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 impl S3Location {
     /// Refuses a plain-HTTP endpoint on another machine unless allowed:
     /// whoever sits on the network could then see the requests, drop
@@ -104,13 +114,7 @@ impl S3Location {
         let Some(e) = &self.endpoint else {
             return Ok(());
         };
-        let loopback = match e.host() {
-            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            None => false,
-        };
-        if e.scheme() == "http" && !loopback && !self.insecure_http {
+        if e.scheme() == "http" && !is_loopback(e) && !self.insecure_http {
             return Err(format!(
                 "endpoint {} is plain HTTP to another host; use https",
                 e.as_str().trim_end_matches('/')

@@ -405,7 +405,166 @@ async fn a_config_secret_value_appears_in_no_stored_byte_log_or_error() {
         }
     }
     // Stored bytes: every object and manifest under the destination.
-    let mut files = vec![store.clone()];
+    let stored = all_bytes(&store);
+    assert!(stored.len() > 500, "read the destination");
+    for n in &needles {
+        assert!(
+            !stored.windows(n.len()).any(|w| w == n.as_bytes()),
+            "the Secret's value is stored in the clear"
+        );
+    }
+}
+
+/// A value kept in AWS Secrets Manager and SSM (moto), as text, binary and
+/// SecureString, backed up, restored and refused, appears in no stored
+/// byte, in no output or log at trace verbosity and in no error message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloud_secret_value_appears_in_no_stored_byte_log_or_error() {
+    use base64::Engine;
+    const CANARY: &str = "canary-5d2e8a-cloud-secret-value";
+    let b64 = base64::engine::general_purpose::STANDARD.encode(CANARY);
+    let needles = [CANARY.to_string(), b64];
+    let dir = tempfile::tempdir().unwrap();
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-west-2"))
+        .load()
+        .await;
+    let sm = aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::config::Builder::from(&shared)
+            .endpoint_url(s3_endpoint())
+            .build(),
+    );
+    let ssm = aws_sdk_ssm::Client::from_conf(
+        aws_sdk_ssm::config::Builder::from(&shared)
+            .endpoint_url(s3_endpoint())
+            .build(),
+    );
+    let tag = unique("canary").replace('_', "-");
+    let prefix = format!("{tag}/");
+    let path = format!("/{tag}");
+    sm.create_secret()
+        .name(format!("{prefix}text"))
+        .secret_string(CANARY)
+        .send()
+        .await
+        .unwrap();
+    sm.create_secret()
+        .name(format!("{prefix}binary"))
+        .secret_binary(aws_sdk_secretsmanager::primitives::Blob::new(
+            CANARY.as_bytes(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    ssm.put_parameter()
+        .name(format!("{path}/pw"))
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .value(CANARY)
+        .send()
+        .await
+        .unwrap();
+    let keys = tokio::task::block_in_place(|| keyfile(dir.path(), "k1"));
+    let store = dir.path().join("store");
+    let to = format!("file://{}", store.display());
+    let endpoint = s3_endpoint();
+    let lifeboat = |args: Vec<&str>| {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        async move {
+            let out = tokio::process::Command::new(bin())
+                .args(&args)
+                .env("LIFEBOAT_LOG", "trace")
+                .stdin(Stdio::null())
+                .output()
+                .await
+                .unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (out.status.success(), text)
+        }
+    };
+    let k = keys.to_str().unwrap();
+    let mut outputs = Vec::new();
+    let (ok, text) = lifeboat(vec![
+        "backup",
+        "--config",
+        "--secrets-manager",
+        &prefix,
+        "--ssm-path",
+        &path,
+        "--cloud-region",
+        "us-west-2",
+        "--cloud-endpoint",
+        &endpoint,
+        "--to",
+        &to,
+        "--key-file",
+        k,
+        "--json",
+    ])
+    .await;
+    assert!(ok, "{text}");
+    assert!(text.contains("TRACE"), "trace logging was on");
+    outputs.push(("backup", text));
+    let restore = |extra: &[&'static str]| {
+        let mut a = vec![
+            "restore",
+            "--config",
+            "--secrets-manager",
+            "--ssm",
+            "--from",
+            &to,
+            "--key-file",
+            k,
+            "--cloud-endpoint",
+            &endpoint,
+            "--json",
+        ];
+        a.extend_from_slice(extra);
+        a
+    };
+    let (ok, text) = lifeboat(restore(&["--existing", "fail"])).await;
+    assert!(!ok && text.contains("already exists"), "{text}");
+    outputs.push(("refused restore", text));
+    sm.delete_secret()
+        .secret_id(format!("{prefix}text"))
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .unwrap();
+    let (ok, text) = lifeboat(restore(&["--existing", "update"])).await;
+    assert!(ok, "{text}");
+    outputs.push(("restore", text));
+    let back = sm
+        .get_secret_value()
+        .secret_id(format!("{prefix}text"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.secret_string(), Some(CANARY));
+    for (what, text) in &outputs {
+        for n in &needles {
+            assert!(
+                !text.contains(n.as_str()),
+                "the cloud secret's value is in the output of {what}"
+            );
+        }
+    }
+    let stored = all_bytes(&store);
+    assert!(stored.len() > 200, "read the destination");
+    for n in &needles {
+        assert!(
+            !stored.windows(n.len()).any(|w| w == n.as_bytes()),
+            "the cloud secret's value is stored in the clear"
+        );
+    }
+}
+
+/// Every byte of every file under `dir` (objects and manifests of a file:// destination).
+fn all_bytes(dir: &std::path::Path) -> Vec<u8> {
+    let mut files = vec![dir.to_path_buf()];
     let mut stored = Vec::new();
     while let Some(p) = files.pop() {
         if p.is_dir() {
@@ -414,11 +573,5 @@ async fn a_config_secret_value_appears_in_no_stored_byte_log_or_error() {
             stored.extend(std::fs::read(&p).unwrap());
         }
     }
-    assert!(stored.len() > 500, "read the destination");
-    for n in &needles {
-        assert!(
-            !stored.windows(n.len()).any(|w| w == n.as_bytes()),
-            "the Secret's value is stored in the clear"
-        );
-    }
+    stored
 }

@@ -13,6 +13,28 @@ pub struct ConfigInfo {
     pub namespaces: Vec<String>,
     /// One entry per part, in backup order.
     pub types: Vec<TypeCount>,
+    /// Cloud secret stores, one part each (absent before they existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cloud: Vec<CloudCount>,
+}
+
+/// A cloud secret store of a config backup and its part: where it was
+/// read and how many entries the part holds (no name, no value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloudCount {
+    /// `secretsmanager` or `ssm`.
+    pub store: String,
+    pub region: String,
+    /// The name prefix (Secrets Manager) or path (SSM) that was read.
+    pub scope: String,
+    pub count: u64,
+}
+
+impl CloudCount {
+    /// The part holding its entries: `cloud-secretsmanager`, `cloud-ssm`.
+    pub fn part(&self) -> String {
+        format!("cloud-{}", self.store)
+    }
 }
 
 /// A resource type of a config backup and its part.
@@ -56,5 +78,10 @@ impl TypeCount {
 impl ConfigInfo {
     pub fn objects(&self) -> u64 {
         self.types.iter().map(|t| t.count).sum()
+    }
+
+    /// Secrets and parameters of cloud secret stores.
+    pub fn cloud_entries(&self) -> u64 {
+        self.cloud.iter().map(|c| c.count).sum()
     }
 }

@@ -18,14 +18,21 @@ pub async fn restore(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
         keys: Arc::new(a.key.load()?),
         point: a.backup.clone(),
         filter: c.filter()?,
+        kubernetes: c.kubernetes(),
+        cloud: c.cloud.targets()?,
     };
-    let client = config::client()
-        .await
-        .map_err(crate::source::SourceError::from)?;
+    let client = match c.kubernetes() {
+        true => Some(
+            config::client()
+                .await
+                .map_err(crate::source::SourceError::from)?,
+        ),
+        false => None,
+    };
     let report = objects::restore(options, client, c.mapping()?, c.existing(), c.dry_run).await?;
     write_report(a.report_file.as_deref(), &report)?;
     print::report(a.json, &report, human);
-    Ok(if report.applied.failed.is_empty() {
+    Ok(if report.failures() == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -56,6 +63,26 @@ fn human(r: &objects::ObjectsReport) {
     for f in &r.applied.failed {
         println!("  ✗ {f}");
     }
+    for c in &r.cloud {
+        let a = &c.applied;
+        println!(
+            "{} {} in {} under {}: {} created, {} updated, {} skipped (existing)",
+            if r.dry_run {
+                "checked (dry run)"
+            } else {
+                "restored"
+            },
+            c.store,
+            c.region,
+            c.scope,
+            a.created,
+            a.updated,
+            a.skipped
+        );
+        for f in &a.failed {
+            println!("  ✗ {f}");
+        }
+    }
     for a in &r.failed_attempts {
         println!("  (not from {}: {})", a.destination, a.error);
     }
@@ -74,6 +101,8 @@ pub async fn export(a: ExportArgs) -> Result<ExitCode, commands::Error> {
             namespaces: a.namespaces,
             ..Default::default()
         },
+        kubernetes: true,
+        cloud: Vec::new(),
     };
     let report = objects::export(options, &a.out).await?;
     print::report(a.json, &report, |r| {

@@ -19,10 +19,12 @@ use serde_json::Value;
 use super::download::decode_object;
 use super::restore::{resolve_point, Attempt};
 use super::{manifests, Error};
-use crate::catalog::{self, Point, SourceInfo, TypeCount};
+use crate::catalog::{self, CloudCount, Point, SourceInfo, TypeCount};
 use crate::keys::Keyring;
 use crate::location::NamedLocation;
+use crate::source::config::cloud::Kind;
 use crate::store::Store;
+use crate::target::cloud::{CloudApplied, CloudRestore, CloudTarget, Entries};
 use crate::target::cluster::{Applied, Cluster, Existing};
 use crate::target::objects::{self, Filter, Mapping};
 
@@ -31,13 +33,19 @@ pub struct ObjectsOptions {
     pub keys: Arc<Keyring>,
     pub point: Point,
     pub filter: Filter,
+    /// Whether Kubernetes objects are taken (not when only cloud secrets are).
+    pub kubernetes: bool,
+    /// Cloud secret stores to restore.
+    pub cloud: Vec<CloudTarget>,
 }
 
-/// A backup's objects, decoded and authenticated, per type.
+/// A backup's objects, decoded and authenticated, per type; and the
+/// entries of each cloud store asked for.
 pub struct Decoded {
     pub backup_id: String,
     pub destination: String,
     pub types: Vec<(TypeCount, Vec<Value>)>,
+    pub cloud: Vec<(CloudCount, Entries)>,
     pub failed_attempts: Vec<Attempt>,
 }
 
@@ -95,17 +103,37 @@ async fn read_from(
             manifest.source.summary()
         )));
     };
-    let mut types = Vec::new();
-    for t in info.types.iter().filter(|t| o.filter.takes_type(t)) {
-        let key = catalog::object_key(&manifest.backup_id, &t.part());
-        let entry = manifest
+    let part = |name: String| {
+        let key = catalog::object_key(&manifest.backup_id, &name);
+        manifest
             .objects
             .iter()
             .find(|e| e.key == key)
             .ok_or_else(|| catalog::CatalogError::Malformed {
                 id: manifest.backup_id.clone(),
-                problem: format!("no object {key} for {}", t.name()),
-            })?;
+                problem: format!("no object {key} for {name}"),
+            })
+    };
+    let mut cloud = Vec::new();
+    for target in &o.cloud {
+        let store_name = target.kind.as_str();
+        let Some(c) = info.cloud.iter().find(|c| c.store == store_name) else {
+            return Err(Error::Usage(format!(
+                "backup {} holds no {store_name} secrets",
+                manifest.backup_id
+            )));
+        };
+        let (plain, _) = decode_object(&store, part(c.part())?, o.keys.clone(), Vec::new()).await?;
+        cloud.push((c.clone(), cloud_entries(target.kind, &plain, &c.part())?));
+    }
+    let mut types = Vec::new();
+    let wanted = info
+        .types
+        .iter()
+        .filter(|t| o.kubernetes && o.filter.takes_type(t));
+    for t in wanted {
+        let key = catalog::object_key(&manifest.backup_id, &t.part());
+        let entry = part(t.part())?;
         let (plain, _) = decode_object(&store, entry, o.keys.clone(), Vec::new()).await?;
         let mut objs = Vec::new();
         for line in plain.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
@@ -119,7 +147,7 @@ async fn read_from(
         }
         types.push((t.clone(), objs));
     }
-    if types.is_empty() {
+    if o.kubernetes && types.is_empty() {
         return Err(Error::Usage(format!(
             "backup {} holds none of the resource types asked for (--resource)",
             manifest.backup_id
@@ -129,7 +157,30 @@ async fn read_from(
         backup_id: manifest.backup_id.clone(),
         destination: url.name.clone(),
         types,
+        cloud,
         failed_attempts: Vec::new(),
+    })
+}
+
+/// A cloud store's part as entries; authenticated bytes lifeboat wrote, so
+/// a line that does not parse means a bug: the backup is refused whole.
+fn cloud_entries(kind: Kind, plain: &[u8], part: &str) -> Result<Entries, Error> {
+    let lines = plain.split(|b| *b == b'\n').filter(|l| !l.is_empty());
+    let bad =
+        |e: serde_json::Error| Error::Usage(format!("{part}: a stored entry is not valid ({e})"));
+    Ok(match kind {
+        Kind::SecretsManager => Entries::Secrets(
+            lines
+                .map(serde_json::from_slice)
+                .collect::<Result<_, _>>()
+                .map_err(bad)?,
+        ),
+        Kind::Ssm => Entries::Parameters(
+            lines
+                .map(serde_json::from_slice)
+                .collect::<Result<_, _>>()
+                .map_err(bad)?,
+        ),
     })
 }
 
@@ -142,14 +193,30 @@ pub struct ObjectsReport {
     pub objects: u64,
     #[serde(flatten)]
     pub applied: Applied,
+    /// Per cloud secret store restored.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cloud: Vec<CloudApplied>,
     pub failed_attempts: Vec<Attempt>,
     pub seconds: f64,
 }
 
-/// Restores the objects into the cluster `client` reaches.
+impl ObjectsReport {
+    /// Objects and cloud entries that were not restored.
+    pub fn failures(&self) -> usize {
+        self.applied.failed.len()
+            + self
+                .cloud
+                .iter()
+                .map(|c| c.applied.failed.len())
+                .sum::<usize>()
+    }
+}
+
+/// Restores the objects into the cluster `client` reaches (None: no
+/// object is taken), then the cloud secrets into their stores.
 pub async fn restore(
     o: ObjectsOptions,
-    client: kube::Client,
+    client: Option<kube::Client>,
     mapping: Mapping,
     existing: Existing,
     dry_run: bool,
@@ -158,6 +225,7 @@ pub async fn restore(
     let mut decoded = read(&o).await?;
     let (backup_id, destination) = (decoded.backup_id.clone(), decoded.destination.clone());
     let failed_attempts = std::mem::take(&mut decoded.failed_attempts);
+    let cloud_entries = std::mem::take(&mut decoded.cloud);
     let ordered = decoded.ordered(&mapping);
     let namespace_of = |o: &Value| {
         o.pointer("/metadata/namespace")
@@ -173,12 +241,25 @@ pub async fn restore(
         .filter(|(_, o)| o["kind"] == "Namespace")
         .filter_map(|(_, o)| o.pointer("/metadata/name")?.as_str().map(str::to_string))
         .collect();
-    let mut cluster = Cluster::new(client, dry_run, existing);
-    cluster.namespaces(&wanted, &restored).await?;
     let mut applied = Applied::default();
     let total = ordered.len() as u64;
-    for (t, obj) in ordered {
-        cluster.apply(&t, obj, &mut applied).await?;
+    if let Some(client) = client.filter(|_| o.kubernetes) {
+        let mut cluster = Cluster::new(client, dry_run, existing);
+        cluster.namespaces(&wanted, &restored).await?;
+        for (t, obj) in ordered {
+            cluster.apply(&t, obj, &mut applied).await?;
+        }
+    }
+    let mut cloud = Vec::new();
+    for (target, (count, entries)) in o.cloud.iter().zip(cloud_entries) {
+        let run = CloudRestore {
+            target,
+            from_region: &count.region,
+            from_scope: &count.scope,
+            existing,
+            dry_run,
+        };
+        cloud.push(run.run(entries).await?);
     }
     let seconds = t0.elapsed().as_secs_f64();
     tracing::info!(backup = %backup_id, objects = total, created = applied.created, updated = applied.updated,
@@ -189,6 +270,7 @@ pub async fn restore(
         dry_run,
         objects: total,
         applied,
+        cloud,
         failed_attempts,
         seconds,
     })

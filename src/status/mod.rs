@@ -32,6 +32,10 @@ pub struct PolicyStatus {
     pub namespace: String,
     pub name: String,
     pub suspended: bool,
+    /// What the policy backs up, as its status says (`postgres/logical`,
+    /// `config`, `config/objects+secretsmanager+ssm`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_backup: Option<BackupView>,
     /// The RPO objective as written in the spec (`1h`).
@@ -257,6 +261,7 @@ fn one(policy: &BackupPolicy, now: DateTime<Utc>) -> PolicyStatus {
         namespace: policy.namespace().unwrap_or_default(),
         name: policy.name_any(),
         suspended: spec.suspend,
+        source: status.source_kind.clone(),
         last_backup,
         rpo: objectives.rpo,
         rpo_breached,

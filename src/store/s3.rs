@@ -299,7 +299,9 @@ impl S3Store {
 /// variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, optional
 /// `AWS_SESSION_TOKEN`): a mounted Kubernetes Secret, one per destination, so
 /// that each region can have its own keys without putting them in argv.
-fn read_credentials(dir: &std::path::Path) -> Result<aws_sdk_s3::config::Credentials, String> {
+pub(crate) fn read_credentials(
+    dir: &std::path::Path,
+) -> Result<aws_sdk_s3::config::Credentials, String> {
     let read = |name: &str| -> Result<Option<String>, String> {
         match std::fs::read_to_string(dir.join(name)) {
             Ok(s) => Ok(Some(s.trim().to_string())),

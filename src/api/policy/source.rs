@@ -95,6 +95,19 @@ impl SourceSpec {
     pub fn summary(&self) -> String {
         match (self.kind(), &self.postgres) {
             (Some(SourceKind::Postgres), Some(pg)) => format!("postgres/{}", pg.method),
+            // `config/objects+secretsmanager+ssm` when it reads cloud stores.
+            (Some(SourceKind::Config), _) => match &self.config {
+                Some(c) if c.cloud.is_some() => {
+                    let mut parts: Vec<&str> = Vec::new();
+                    if !c.resources.is_empty() {
+                        parts.push("objects");
+                    }
+                    let cloud = c.cloud.as_ref().map(|c| c.scopes()).unwrap_or_default();
+                    parts.extend(cloud.iter().map(|(k, _)| k.as_str()));
+                    format!("config/{}", parts.join("+"))
+                }
+                _ => "config".to_string(),
+            },
             (Some(kind), _) => kind.to_string(),
             (None, _) => "invalid".to_string(),
         }
@@ -236,8 +249,9 @@ pub struct ConfigSource {
     pub all_namespaces: bool,
     /// Resource types: `secrets`, `configmaps`, `deployments.apps`,
     /// `*.lifeboat.dev`, `*`. Events, pods, leases and endpoints(lices) are
-    /// left out of wildcards unless named.
-    #[schemars(length(min = 1))]
+    /// left out of wildcards unless named. Empty only with `cloud`: then
+    /// no Kubernetes object is read.
+    #[serde(default)]
     pub resources: Vec<String>,
     /// Resource types to leave out (same forms).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -254,6 +268,9 @@ pub struct ConfigSource {
     /// The service account the backup Job runs as, in the policy's namespace.
     #[schemars(length(min = 1, max = 253))]
     pub service_account_name: String,
+    /// AWS Secrets Manager and SSM Parameter Store, in the same backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<super::cloud::CloudSecrets>,
 }
 
 impl ConfigSource {
@@ -278,11 +295,14 @@ impl ConfigSource {
                 errors.push(FieldError::new(format!("{field}.{name}"), e));
             }
         }
-        if self.resources.is_empty() {
+        if self.resources.is_empty() && self.cloud.is_none() {
             errors.push(FieldError::new(
                 format!("{field}.resources"),
-                "name at least one resource type, e.g. secrets or configmaps",
+                "name at least one resource type, e.g. secrets or configmaps (or set cloud)",
             ));
+        }
+        if let Some(cloud) = &self.cloud {
+            cloud.validate(&format!("{field}.cloud"), errors);
         }
         if self.all_namespaces && !self.namespaces.is_empty() {
             errors.push(FieldError::new(

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
+use super::cloud::{CloudBackupArgs, CloudRestoreArgs};
 use super::KeyArgs;
 use crate::catalog::Point;
 use crate::commands;
@@ -43,17 +44,20 @@ pub struct ConfigBackupArgs {
     /// Keep each object's status.
     #[arg(long, requires = "config")]
     pub include_status: bool,
+    #[command(flatten)]
+    pub cloud: CloudBackupArgs,
 }
 
 impl ConfigBackupArgs {
     pub fn selection(&self) -> Result<Selection, commands::Error> {
         let usage = commands::Error::Usage;
-        if self.resources.is_empty() {
+        let cloud = self.cloud.sources()?;
+        if self.resources.is_empty() && cloud.is_empty() {
             return Err(usage(
-                "--config: name the resource types with --resource (e.g. secrets, configmaps, deployments.apps, or *)".into(),
+                "--config: name the resource types with --resource (e.g. secrets, configmaps, deployments.apps, or *), or a cloud store (--secrets-manager, --ssm-path)".into(),
             ));
         }
-        if self.namespaces.is_empty() && !self.all_namespaces {
+        if !self.resources.is_empty() && self.namespaces.is_empty() && !self.all_namespaces {
             return Err(usage(
                 "--config: give --namespace (repeat for several) or --all-namespaces".into(),
             ));
@@ -70,6 +74,7 @@ impl ConfigBackupArgs {
             label_selector: self.selector.clone().filter(|s| !s.is_empty()),
             include_owned: self.include_owned,
             include_status: self.include_status,
+            cloud,
         })
     }
 }
@@ -111,12 +116,26 @@ pub struct ConfigRestoreArgs {
     /// An object that already exists: skip it, update it, or fail the restore.
     #[arg(long, value_enum, default_value = "skip", requires = "config")]
     pub existing: ExistingArg,
-    /// Send every object as a server-side dry run (nothing is stored).
+    /// Send every object as a server-side dry run (nothing is stored);
+    /// cloud secrets are only looked up.
     #[arg(long, requires = "config")]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub cloud: CloudRestoreArgs,
 }
 
 impl ConfigRestoreArgs {
+    /// Whether Kubernetes objects are restored: always without a cloud
+    /// store flag; with one, only when objects are selected too.
+    pub fn kubernetes(&self) -> bool {
+        let selects_objects = !(self.resources.is_empty()
+            && self.namespaces.is_empty()
+            && self.names.is_empty()
+            && self.selector.is_none()
+            && self.namespace_map.is_empty());
+        !self.cloud.any() || selects_objects
+    }
+
     pub fn filter(&self) -> Result<Filter, commands::Error> {
         select::Types::check(&self.resources)
             .map_err(|e| commands::Error::Usage(format!("--resource: {e}")))?;

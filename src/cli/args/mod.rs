@@ -2,6 +2,7 @@
 //! commands are, and the pieces several of them flatten in.
 
 mod backup;
+mod cloud;
 mod config;
 mod notify;
 mod operator;

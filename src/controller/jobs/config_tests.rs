@@ -109,3 +109,86 @@ fn config_fields_are_checked_by_name() {
         ["spec.source.config.namespaces"]
     );
 }
+
+#[test]
+fn a_cloud_secrets_job_reads_its_stores_with_mounted_keys() {
+    let p = policy(
+        json!({"serviceAccountName": "config-backup",
+               "cloud": {"region": "eu-west-1", "endpoint": "https://vpce.example",
+                         "credentialsSecretRef": {"name": "aws-keys", "accessKeyIdKey": "id"},
+                         "secretsManager": {"namePrefix": "prod/shop/"},
+                         "ssm": {"path": "/prod/shop"}}}),
+        json!({}),
+    );
+    assert!(p.spec.validate().is_ok());
+    let job = backup_job(&p, &run(), &JobConfig::default()).unwrap();
+    let pod = job.spec.unwrap().template.spec.unwrap();
+    let args = pod.containers[0].args.clone().unwrap().join(" ");
+    for want in [
+        "--secrets-manager prod/shop/",
+        "--ssm-path /prod/shop",
+        "--cloud-region eu-west-1",
+        "--cloud-endpoint https://vpce.example",
+        "--cloud-credentials /var/run/lifeboat/cloud",
+    ] {
+        assert!(args.contains(want), "{want} in {args}");
+    }
+    // No resource named: no Kubernetes object is read.
+    assert!(!args.contains("--namespace") && !args.contains("--resource"));
+    let vol = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "cloud-credentials")
+        .unwrap();
+    let secret = vol.secret.unwrap();
+    assert_eq!(secret.secret_name.as_deref(), Some("aws-keys"));
+    assert_eq!(secret.items.unwrap()[0].key, "id");
+    assert!(pod.containers[0]
+        .volume_mounts
+        .clone()
+        .unwrap()
+        .iter()
+        .any(|m| m.mount_path == "/var/run/lifeboat/cloud"));
+}
+
+#[test]
+fn cloud_fields_are_checked_by_name() {
+    let fields = |cloud: serde_json::Value| -> Vec<String> {
+        policy(
+            json!({"serviceAccountName": "sa", "cloud": cloud}),
+            json!({}),
+        )
+        .spec
+        .validate()
+        .err()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e.field)
+        .collect()
+    };
+    assert_eq!(
+        fields(json!({"region": "eu-west-1"})),
+        ["spec.source.config.cloud"]
+    );
+    assert_eq!(
+        fields(json!({"region": "eu-west-1", "ssm": {"path": "prod"}})),
+        ["spec.source.config.cloud.ssm.path"]
+    );
+    assert_eq!(
+        fields(
+            json!({"region": "eu-west-1", "endpoint": "http://sm.example",
+                      "secretsManager": {"namePrefix": "p/"}})
+        ),
+        ["spec.source.config.cloud.endpoint"]
+    );
+    assert_eq!(
+        policy(json!({"serviceAccountName": "sa"}), json!({}))
+            .spec
+            .validate()
+            .err()
+            .unwrap()[0]
+            .field,
+        "spec.source.config.resources"
+    );
+}

@@ -133,6 +133,11 @@ impl JobConfig {
         format!("{}/s3/{destination}", self.root())
     }
 
+    /// Where a config backup's cloud credentials Secret is mounted.
+    pub fn cloud_credentials_dir(&self) -> String {
+        format!("{}/cloud", self.root())
+    }
+
     /// Where a destination's CA certificates (`caSecretRef`) are mounted,
     /// as the file [`CA_FILE`].
     pub fn ca_dir(&self, destination: &str) -> String {

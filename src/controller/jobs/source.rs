@@ -3,9 +3,11 @@
 //! Secret). The one place the controller matches on the source kind; a new
 //! kind adds an arm here and its module under `crate::source`.
 
-use super::pod::PodNeeds;
+use super::pod::{mount, secret_volume, PodNeeds};
 use super::{JobConfig, JobError};
+use crate::api::policy::cloud::CloudSecrets;
 use crate::api::policy::{ValidPolicy, ValidSource};
+use crate::source::config::cloud::Kind;
 use crate::source::config::select;
 
 /// The source's part of a backup pod.
@@ -29,10 +31,12 @@ pub fn backup_needs(policy: &ValidPolicy<'_>, cfg: &JobConfig) -> Result<PodNeed
         ValidSource::Config(c) => {
             needs.args.push("--config".into());
             let namespaces = c.namespaces_of(&policy.namespace);
-            if namespaces.is_empty() {
+            if c.resources.is_empty() {
+                // cloud secret stores only: no Kubernetes object is read
+            } else if namespaces.is_empty() {
                 needs.args.push("--all-namespaces".into());
             }
-            for ns in namespaces {
+            for ns in namespaces.into_iter().filter(|_| !c.resources.is_empty()) {
                 needs.args.extend(["--namespace".into(), ns]);
             }
             for r in &c.resources {
@@ -54,10 +58,46 @@ pub fn backup_needs(policy: &ValidPolicy<'_>, cfg: &JobConfig) -> Result<PodNeed
             if c.include_status {
                 needs.args.push("--include-status".into());
             }
+            if let Some(cloud) = &c.cloud {
+                needs.add(cloud_needs(cloud, cfg));
+            }
             needs.service_account = Some(c.service_account_name.clone());
             needs.api_access = true;
         }
         ValidSource::Volume(v) => needs.add(super::volume::backup_needs(v)),
     }
     Ok(needs)
+}
+
+/// `--secrets-manager`/`--ssm-path` and the account's flags; its
+/// credentials Secret mounted as a directory of key files.
+fn cloud_needs(cloud: &CloudSecrets, cfg: &JobConfig) -> PodNeeds {
+    let mut needs = PodNeeds::default();
+    for (kind, scope) in cloud.scopes() {
+        let flag = match kind {
+            Kind::SecretsManager => "--secrets-manager",
+            Kind::Ssm => "--ssm-path",
+        };
+        needs.args.extend([flag.into(), scope.to_string()]);
+    }
+    needs
+        .args
+        .extend(["--cloud-region".into(), cloud.region.clone()]);
+    if let Some(e) = &cloud.endpoint {
+        needs.args.extend(["--cloud-endpoint".into(), e.clone()]);
+    }
+    if let Some(creds) = &cloud.credentials_secret_ref {
+        let dir = cfg.cloud_credentials_dir();
+        needs.volumes.push(secret_volume(
+            "cloud-credentials",
+            &creds.name,
+            vec![
+                (creds.access_key_id_key(), "AWS_ACCESS_KEY_ID"),
+                (creds.secret_access_key_key(), "AWS_SECRET_ACCESS_KEY"),
+            ],
+        ));
+        needs.mounts.push(mount("cloud-credentials", &dir));
+        needs.args.extend(["--cloud-credentials".into(), dir]);
+    }
+    needs
 }

@@ -10,6 +10,7 @@
 //! the restart resumes after the last object written, as the API server's
 //! own "inconsistent continue" does.
 
+pub mod cloud;
 pub mod select;
 
 use std::sync::{Arc, Mutex};
@@ -20,7 +21,7 @@ use serde_json::Value;
 
 use super::stream::{Sink, Task};
 use super::{Described, Part, Producer, SourceError};
-use crate::catalog::{ConfigInfo, SourceInfo, TypeCount};
+use crate::catalog::{CloudCount, ConfigInfo, SourceInfo, TypeCount};
 
 /// Objects per list request (kubectl's page size).
 pub const PAGE: u32 = 500;
@@ -60,40 +61,66 @@ pub struct Selection {
     pub label_selector: Option<String>,
     pub include_owned: bool,
     pub include_status: bool,
+    /// Cloud secret stores read into the same backup.
+    pub cloud: Vec<cloud::CloudSource>,
+}
+
+impl Selection {
+    /// No resource type named: cloud secret stores only, no Kubernetes API.
+    pub fn kubernetes(&self) -> bool {
+        !self.types.include.is_empty()
+    }
 }
 
 /// A config backup in progress.
 pub struct Config {
-    client: kube::Client,
+    /// None when the backup reads cloud secret stores only.
+    client: Option<kube::Client>,
     selection: Arc<Selection>,
     server_version: String,
     types: Arc<Mutex<Vec<TypeCount>>>,
+    cloud: Arc<Mutex<Vec<CloudCount>>>,
 }
 
 impl Config {
-    /// With the client of the kubeconfig or the pod's service account.
+    /// With the client of the kubeconfig or the pod's service account,
+    /// when the selection names resource types.
     pub async fn connect(selection: Selection) -> Result<Self, SourceError> {
-        Ok(Self::new(client().await?, selection))
+        let client = match selection.kubernetes() {
+            true => Some(client().await?),
+            false => None,
+        };
+        Ok(Self::new(client, selection))
     }
 
-    pub fn new(client: kube::Client, selection: Selection) -> Self {
+    pub fn new(client: Option<kube::Client>, selection: Selection) -> Self {
         Self {
             client,
             selection: Arc::new(selection),
             server_version: String::new(),
             types: Arc::default(),
+            cloud: Arc::default(),
         }
     }
 
-    /// One part per chosen resource type, each listing its objects when read.
+    /// One part per chosen resource type, each listing its objects when
+    /// read, then one per cloud secret store.
     pub async fn parts(&mut self) -> Result<Vec<Part>, SourceError> {
-        self.server_version = self
-            .client
+        let mut parts = match self.client.clone() {
+            Some(client) => self.object_parts(client).await?,
+            None => Vec::new(),
+        };
+        parts.extend(cloud::parts(&self.selection.cloud, &self.cloud));
+        Ok(parts)
+    }
+
+    async fn object_parts(&mut self, client: kube::Client) -> Result<Vec<Part>, SourceError> {
+        self.server_version = client
             .apiserver_version()
             .await
             .map_err(|e| ConfigError::Client(e.to_string()))?
             .git_version;
-        let discovery = Discovery::new(self.client.clone())
+        let discovery = Discovery::new(client.clone())
             .run()
             .await
             .map_err(ConfigError::Discovery)?;
@@ -124,7 +151,7 @@ impl Config {
                 count: 0,
             };
             let lister = Lister {
-                client: self.client.clone(),
+                client: client.clone(),
                 selection: self.selection.clone(),
                 types: self.types.clone(),
                 index: i,
@@ -153,6 +180,7 @@ impl Config {
                 server_version: self.server_version,
                 namespaces: self.selection.namespaces.clone(),
                 types,
+                cloud: self.cloud.lock().expect("not poisoned").clone(),
             }),
             physical: None,
         })
