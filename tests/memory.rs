@@ -85,3 +85,103 @@ fn peak_memory_stays_flat_for_a_500_mb_database() {
     psql("postgres", &format!("drop database {target}"));
     psql("postgres", &format!("drop database {db}"));
 }
+
+/// Many small files: the backups (first and incremental) and the restore
+/// keep their peak RSS under 64 MiB with a directory destination, and under
+/// the test build's bound above with S3 (moto), whose part buffers and
+/// range reads add ~10-15 MiB; the 100,000-file release figures are in
+/// docs/BENCHMARKS.md. This count runs in seconds on the test build. What
+/// would break it: anything held per file (the walk, the previous tree,
+/// the list of new chunks, per-file buffers not released).
+#[test]
+fn peak_memory_stays_flat_for_many_small_files() {
+    const FILES: usize = 25_000;
+    const FILES_LIMIT: u64 = 64 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let k = keys.to_str().unwrap();
+    let src = dir.path().join("src");
+    for i in 0..FILES {
+        let d = src.join(format!("d{:03}", i / 1000));
+        if i % 1000 == 0 {
+            std::fs::create_dir_all(&d).unwrap();
+        }
+        let data = if i % 2 == 0 {
+            lifeboat::chunks::noise(1024, i as u64 + 1)
+        } else {
+            format!("line {i} of a text-like file\n")
+                .repeat(40)
+                .into_bytes()
+        };
+        std::fs::write(d.join(format!("f{i:06}")), data).unwrap();
+    }
+    let local = format!("file://{}/bk", dir.path().display());
+    let s3 = bucket("eu-west-1");
+    let src_s = src.to_str().unwrap();
+    let backup = |to: &str| {
+        ok(&lifeboat(&[
+            "backup",
+            "--path",
+            src_s,
+            "--key-file",
+            k,
+            "--to",
+            to,
+            "--json",
+        ]))
+    };
+    let restore = |from: &str, name: &str| {
+        let into = dir.path().join(name);
+        let r = ok(&lifeboat(&[
+            "restore",
+            "--from",
+            from,
+            "--key-file",
+            k,
+            "--to-dir",
+            into.to_str().unwrap(),
+            "--json",
+        ]));
+        assert_eq!(r["restored"]["files"], FILES as u64, "{r}");
+        assert_eq!(
+            std::fs::read(into.join("d000/f000001")).unwrap(),
+            b"changed"
+        );
+        r
+    };
+    let first = backup(&local);
+    assert_eq!(first["files"]["files_new"], FILES as u64, "{first}");
+    let first_s3 = backup(&s3);
+    // One file changed: the second run reads it alone.
+    std::fs::write(src.join("d000/f000001"), b"changed").unwrap();
+    let second = backup(&local);
+    assert_eq!(second["files"]["files_changed"], 1, "{second}");
+    assert_eq!(
+        second["files"]["files_unchanged"],
+        FILES as u64 - 1,
+        "{second}"
+    );
+    let second_s3 = backup(&s3);
+    assert_eq!(second_s3["files"]["files_changed"], 1, "{second_s3}");
+    let restored = restore(&local, "from-dir");
+    let restored_s3 = restore(&s3, "from-s3");
+    let runs = [
+        ("first backup", &first, FILES_LIMIT),
+        ("second backup", &second, FILES_LIMIT),
+        ("restore", &restored, FILES_LIMIT),
+        ("first backup to S3", &first_s3, LIMIT),
+        ("second backup to S3", &second_s3, LIMIT),
+        ("restore from S3", &restored_s3, LIMIT),
+    ];
+    for (what, r, _) in &runs {
+        eprintln!(
+            "{FILES} files, {what}: peak RSS {:.1} MiB, {:.1} s",
+            r["peak_rss_bytes"].as_u64().unwrap() as f64 / 1048576.0,
+            r["seconds"].as_f64().unwrap()
+        );
+    }
+    for (what, r, limit) in runs {
+        let peak = r["peak_rss_bytes"].as_u64().unwrap();
+        assert!(peak > 0 && peak < limit, "{what}: peak RSS {peak} bytes");
+    }
+}

@@ -43,6 +43,32 @@ pub fn chunks<R: Read>(
     })
 }
 
+/// Cuts the `len` bytes of `input` (a file's extent): as [`chunks`], but an
+/// extent no longer than the minimum chunk is one chunk — what FastCDC cuts
+/// too — read straight into its buffer, without the chunker's `max`-byte
+/// buffer (most files of a tree of small files).
+pub fn chunks_of<'a, R: Read + 'a>(
+    input: R,
+    len: u64,
+    sizes: Sizes,
+    seed: u64,
+) -> Box<dyn Iterator<Item = io::Result<Vec<u8>>> + 'a> {
+    if len > sizes.min as u64 {
+        return Box::new(chunks(input, sizes, seed));
+    }
+    let mut data = Vec::with_capacity(len as usize);
+    // The file may have shrunk since it was listed: what is there is read.
+    let read = input.take(len).read_to_end(&mut data);
+    Box::new(
+        match read {
+            Err(e) => Some(Err(e)),
+            Ok(_) if data.is_empty() => None,
+            Ok(_) => Some(Ok(data)),
+        }
+        .into_iter(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +111,20 @@ mod tests {
         1846844, 545365, 2067939, 1493664, 564974, 1035329, 596092, 1207849, 1049356, 1471587,
         612311, 1801084, 1318353, 1158444, 611228, 2147300, 1157884, 2107680, 1265089, 1107452,
     ];
+
+    /// Short extents are one chunk, exactly as the chunker cuts them.
+    #[test]
+    fn short_extents_cut_as_the_chunker_does() {
+        for len in [0, 1, 2047, 2048, 2049, 5000] {
+            let data = noise(len, 3);
+            let slow: Vec<Vec<u8>> = chunks(&data[..], SMALL, 5).map(Result::unwrap).collect();
+            let fast: Vec<Vec<u8>> =
+                chunks_of(std::io::Cursor::new(data.clone()), len as u64, SMALL, 5)
+                    .map(Result::unwrap)
+                    .collect();
+            assert_eq!(fast, slow, "{len} bytes");
+        }
+    }
 
     /// An insertion shifts content; chunks after it are found again.
     #[test]

@@ -31,6 +31,10 @@ impl Index {
     /// Adds a pack's blobs; a chunk already indexed in another pack keeps
     /// its first place.
     pub fn add_pack(&mut self, pack: &str, entries: &[BlobEntry]) {
+        self.add_entries(pack, entries.iter().copied());
+    }
+
+    fn add_entries(&mut self, pack: &str, entries: impl Iterator<Item = BlobEntry>) {
         // A pack being written is added to blob by blob: its name once.
         if self.packs.last().is_none_or(|p| p != pack) {
             self.packs.push(pack.to_string());
@@ -44,6 +48,28 @@ impl Index {
                 plain_len: e.plain_len,
             });
         }
+    }
+
+    /// Adds the packs an index object's plaintext (authenticated) lists
+    /// for which `keep` holds, straight from its bytes; returns them, or
+    /// `None`, adding nothing, when it is malformed. The map is sized once:
+    /// no list of entries is built and no rehash holds two tables.
+    pub fn add_object(
+        &mut self,
+        b: &[u8],
+        mut keep: impl FnMut(&str) -> bool,
+    ) -> Option<Vec<String>> {
+        let mut count = 0;
+        walk(b, |_, entries| count += entries.len() / ENTRY_LEN)?;
+        self.by_id.reserve(count);
+        let mut kept = Vec::new();
+        walk(b, |name, entries| {
+            if keep(name) {
+                self.add_entries(name, entries.chunks_exact(ENTRY_LEN).map(BlobEntry::decode));
+                kept.push(name.to_string());
+            }
+        })?;
+        Some(kept)
     }
 
     pub fn get(&self, id: &ChunkId) -> Option<(&str, Location)> {
@@ -89,25 +115,31 @@ pub fn encode(packs: &[(String, Vec<BlobEntry>)]) -> Vec<u8> {
     b
 }
 
-/// Reads an index object's plaintext (already authenticated).
-pub fn decode(mut b: &[u8]) -> Option<Vec<(String, Vec<BlobEntry>)>> {
+/// Calls `f` with each pack's name and entry bytes of an index object's
+/// plaintext (already authenticated); `None` when it is malformed (after
+/// the packs before the damage were passed).
+fn walk(mut b: &[u8], mut f: impl FnMut(&str, &[u8])) -> Option<()> {
     b = b.strip_prefix(MAGIC)?;
-    let mut out = Vec::new();
     while !b.is_empty() {
         let (n, rest) = b.split_at_checked(2)?;
         let n = u16::from_be_bytes(n.try_into().ok()?) as usize;
         let (name, rest) = rest.split_at_checked(n)?;
-        let (count, mut rest) = rest.split_at_checked(4)?;
+        let (count, rest) = rest.split_at_checked(4)?;
         let count = u32::from_be_bytes(count.try_into().ok()?) as usize;
-        let mut entries = Vec::with_capacity(count.min(1 << 16));
-        for _ in 0..count {
-            let (e, r) = rest.split_at_checked(ENTRY_LEN)?;
-            entries.push(BlobEntry::decode(e));
-            rest = r;
-        }
-        out.push((String::from_utf8(name.to_vec()).ok()?, entries));
+        let (entries, rest) = rest.split_at_checked(count.checked_mul(ENTRY_LEN)?)?;
+        f(std::str::from_utf8(name).ok()?, entries);
         b = rest;
     }
+    Some(())
+}
+
+/// Reads an index object's plaintext (already authenticated).
+pub fn decode(b: &[u8]) -> Option<Vec<(String, Vec<BlobEntry>)>> {
+    let mut out = Vec::new();
+    walk(b, |name, entries| {
+        let list = entries.chunks_exact(ENTRY_LEN).map(BlobEntry::decode);
+        out.push((name.to_string(), list.collect()));
+    })?;
     Some(out)
 }
 
@@ -140,5 +172,17 @@ mod tests {
         assert_eq!(idx.get(&[2; 32]).unwrap().0, "chunks/packs/a.pack");
         assert_eq!(idx.chunks(), 2);
         assert!(!idx.contains(&[3; 32]));
+        // Straight from the bytes: the same index; a malformed object adds nothing.
+        let mut direct = Index::default();
+        assert!(direct
+            .add_object(&bytes[..bytes.len() - 1], |_| true)
+            .is_none());
+        assert_eq!(direct.chunks(), 0);
+        let kept = direct
+            .add_object(&bytes, |p| p.ends_with("a.pack"))
+            .unwrap();
+        assert_eq!(kept, ["chunks/packs/a.pack"]);
+        assert_eq!(direct.get(&[2; 32]), idx.get(&[2; 32]));
+        assert_eq!(direct.chunks(), 2);
     }
 }

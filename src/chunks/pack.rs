@@ -86,6 +86,9 @@ impl BlobEntry {
 pub struct PackSealer {
     key: LessSafeKey,
     name: String,
+    /// One compression context for the pack's chunks: a fresh one per
+    /// chunk was an allocation of its workspace per (small) file.
+    zstd: Option<zstd::bulk::Compressor<'static>>,
 }
 
 fn header_aad(key_id: &str, name: &str) -> Vec<u8> {
@@ -110,19 +113,25 @@ pub fn new_pack(master: &MasterKey, name: &str) -> (Vec<u8>, PackSealer) {
     let sealer = PackSealer {
         key: crate::keys::aead_key(&dk),
         name: name.to_string(),
+        zstd: zstd::bulk::Compressor::new(ZSTD_LEVEL).ok(),
     };
     (header, sealer)
 }
 
-fn seal(key: &LessSafeKey, aad: &[u8], mut plain: Vec<u8>) -> Vec<u8> {
+/// `nonce ‖ ciphertext ‖ tag` of `plain`, which must start with
+/// [`NONCE_LEN`] bytes of room (sealed in place: no second copy).
+fn seal(key: &LessSafeKey, aad: &[u8], mut buf: Vec<u8>) -> Vec<u8> {
     let nonce: [u8; NONCE_LEN] = crate::keys::random_bytes();
-    key.seal_in_place_append_tag(
-        Nonce::assume_unique_for_key(nonce),
-        Aad::from(aad),
-        &mut plain,
-    )
-    .expect("sealing cannot fail");
-    [&nonce[..], &plain].concat()
+    buf[..NONCE_LEN].copy_from_slice(&nonce);
+    let tag = key
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut buf[NONCE_LEN..],
+        )
+        .expect("sealing cannot fail");
+    buf.extend_from_slice(tag.as_ref());
+    buf
 }
 
 fn open<'a>(key: &LessSafeKey, aad: &[u8], stored: &'a mut [u8]) -> Option<&'a mut [u8]> {
@@ -136,9 +145,14 @@ fn open<'a>(key: &LessSafeKey, aad: &[u8], stored: &'a mut [u8]) -> Option<&'a m
 
 impl PackSealer {
     /// The stored bytes of one chunk: compressed when that makes it smaller.
-    pub fn seal_blob(&self, id: &ChunkId, plain: &[u8]) -> Vec<u8> {
-        let mut body = Vec::with_capacity(plain.len() + 1);
-        match zstd::bulk::compress(plain, ZSTD_LEVEL) {
+    pub fn seal_blob(&mut self, id: &ChunkId, plain: &[u8]) -> Vec<u8> {
+        let mut body = Vec::with_capacity(NONCE_LEN + 1 + plain.len() + TAG_LEN);
+        body.extend_from_slice(&[0; NONCE_LEN]);
+        let compressed = match self.zstd.as_mut() {
+            Some(z) => z.compress(plain),
+            None => zstd::bulk::compress(plain, ZSTD_LEVEL),
+        };
+        match compressed {
             Ok(z) if z.len() < plain.len() => {
                 body.push(1);
                 body.extend_from_slice(&z);
@@ -153,7 +167,9 @@ impl PackSealer {
 
     /// The pack's end: the sealed list of its blobs, its length, the end magic.
     pub fn trailer(&self, entries: &[BlobEntry]) -> Vec<u8> {
-        let mut list = Vec::with_capacity(4 + entries.len() * ENTRY_LEN);
+        let mut list =
+            Vec::with_capacity(NONCE_LEN + 4 + entries.len() * ENTRY_LEN + TAG_LEN + TAIL_LEN);
+        list.extend_from_slice(&[0; NONCE_LEN]);
         list.extend_from_slice(&(entries.len() as u32).to_be_bytes());
         for e in entries {
             e.encode_into(&mut list);
@@ -296,7 +312,7 @@ mod tests {
         name: &str,
         chunks: &[&[u8]],
     ) -> (Vec<u8>, Vec<BlobEntry>) {
-        let (mut pack, sealer) = new_pack(keys.primary(), name);
+        let (mut pack, mut sealer) = new_pack(keys.primary(), name);
         let mut entries = Vec::new();
         for c in chunks {
             let id = ids.id(c);

@@ -259,7 +259,9 @@ impl<'a, 'r> Engine<'a, 'r> {
                 offset,
                 chunks: Vec::new(),
             };
-            for chunk in chunker::chunks((&mut file).take(len), self.spec.sizes, self.ids.seed) {
+            let cut =
+                chunker::chunks_of((&mut file).take(len), len, self.spec.sizes, self.ids.seed);
+            for chunk in cut {
                 let chunk = chunk.map_err(unreadable)?;
                 let id = self.ids.id(&chunk);
                 let mut new = false;
