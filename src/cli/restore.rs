@@ -21,6 +21,25 @@ pub async fn restore(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
         print::report(a.json, &report, print::files_restored);
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some(loc) = a.to_bucket.clone() {
+        let crate::location::Location::S3(target) = loc else {
+            return Err(commands::Error::Usage(
+                "--to-bucket: expected s3://bucket/prefix?region=…".into(),
+            ));
+        };
+        let report = commands::bucket::restore(
+            &a.from,
+            a.key.load()?,
+            &a.backup,
+            &target,
+            a.paths.clone(),
+            a.overwrite,
+        )
+        .await?;
+        write_report(a.report_file.as_deref(), &report)?;
+        print::report(a.json, &report, print::bucket_restored);
+        return Ok(ExitCode::SUCCESS);
+    }
     if a.objects.config {
         super::objects::restore(a).await
     } else if a.data_dir.is_some() {
