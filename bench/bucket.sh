@@ -52,7 +52,8 @@ fill 1 1.0
 
 # rclone's remote, all from the environment (no config file).
 export RCLONE_CONFIG_MOTO_TYPE=s3 RCLONE_CONFIG_MOTO_PROVIDER=Other
-export RCLONE_CONFIG_MOTO_ENDPOINT=$S3_ENDPOINT RCLONE_CONFIG_MOTO_ENV_AUTH=true
+export RCLONE_CONFIG_MOTO_ENDPOINT=$S3_ENDPOINT
+export RCLONE_CONFIG_MOTO_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
 SRC="s3://bench-src/data?region=us-west-2&endpoint=$S3_ENDPOINT"
 DST="s3://bench-lifeboat/backups?region=eu-west-1&endpoint=$S3_ENDPOINT"
 run() { # run NAME: both tools, printing seconds
@@ -60,7 +61,7 @@ run() { # run NAME: both tools, printing seconds
   t0=$(date +%s.%N)
   "$LB" --log warn backup --bucket "$SRC" --to "$DST" --key-file "$W/keys" --json >"$W/$1.json"
   t1=$(date +%s.%N)
-  rclone sync --checksum moto:bench-src/data moto:bench-rclone/data
+  env -u AWS_CA_BUNDLE rclone sync --checksum moto:bench-src/data moto:bench-rclone/data
   t2=$(date +%s.%N)
   python3 - "$W/$1.json" "$1" "$t0" "$t1" "$t2" <<'PY'
 import json, sys
