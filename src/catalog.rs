@@ -114,6 +114,41 @@ pub enum SourceInfo {
     /// A directory of files, stored in the chunk store (format 2).
     Files(FilesInfo),
     Config(ConfigInfo),
+    /// The objects of an S3 bucket, stored in the chunk store (format 2).
+    Bucket(BucketInfo),
+}
+
+impl SourceInfo {
+    /// For a backup in the chunk store (format 2): the master key its chunk
+    /// ids are derived from.
+    pub fn chunk_key_id(&self) -> Option<&str> {
+        match self {
+            SourceInfo::Files(f) => Some(&f.chunk_key_id),
+            SourceInfo::Bucket(b) => Some(&b.chunk_key_id),
+            SourceInfo::Postgres(_) | SourceInfo::Config(_) => None,
+        }
+    }
+}
+
+/// A bucket backup (docs/FORMAT.md §10): its one object is the tree, one
+/// entry per object. `stats` counts objects where it says files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketInfo {
+    /// The endpoint, when not AWS (as given, without credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    pub bucket: String,
+    /// Key prefix backed up (without a trailing `/`); entries are named
+    /// relative to it.
+    pub prefix: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    pub chunk_key_id: String,
+    pub stats: FileStats,
 }
 
 /// A file backup (docs/FORMAT.md §9): its one object is the tree.
@@ -190,7 +225,7 @@ impl SourceInfo {
     pub fn databases(&self) -> &[String] {
         match self {
             SourceInfo::Postgres(pg) => &pg.databases,
-            SourceInfo::Files(_) => &[],
+            SourceInfo::Files(_) | SourceInfo::Bucket(_) => &[],
             SourceInfo::Config(_) => &[],
         }
     }
@@ -199,7 +234,7 @@ impl SourceInfo {
     pub fn version(&self) -> &str {
         match self {
             SourceInfo::Postgres(pg) => &pg.server_version,
-            SourceInfo::Files(_) => "",
+            SourceInfo::Files(_) | SourceInfo::Bucket(_) => "",
             SourceInfo::Config(c) => &c.server_version,
         }
     }
@@ -220,6 +255,13 @@ impl SourceInfo {
                 f.path,
                 f.stats.files_new + f.stats.files_changed + f.stats.files_unchanged,
                 f.stats.bytes_total
+            ),
+            SourceInfo::Bucket(b) => format!(
+                "bucket s3://{}/{} ({} objects, {} bytes)",
+                b.bucket,
+                b.prefix,
+                b.stats.files_new + b.stats.files_changed + b.stats.files_unchanged,
+                b.stats.bytes_total
             ),
             SourceInfo::Config(c) if c.types.is_empty() => format!(
                 "config {} cloud secrets ({})",
@@ -248,7 +290,7 @@ impl SourceInfo {
     pub fn postgres(&self) -> Option<&PostgresInfo> {
         match self {
             SourceInfo::Postgres(pg) => Some(pg),
-            SourceInfo::Files(_) => None,
+            SourceInfo::Files(_) | SourceInfo::Bucket(_) => None,
             SourceInfo::Config(_) => None,
         }
     }
@@ -391,9 +433,8 @@ pub fn parse_manifest(bytes: &[u8], id: &str) -> Result<Manifest, CatalogError> 
     let m = sealed.manifest;
     // Format 0 never existed: anything but 1 is refused, as the object
     // header's version is (docs/FORMAT.md §5); format 2 is a backup in the
-    // chunk store, and only a file backup is one.
-    let files = matches!(m.source, SourceInfo::Files(_));
-    let expected = if files {
+    // chunk store, and only file and bucket backups are.
+    let expected = if m.source.chunk_key_id().is_some() {
         MANIFEST_FORMAT_FILES
     } else {
         MANIFEST_FORMAT

@@ -15,6 +15,14 @@ pub async fn backup(a: BackupArgs) -> Result<ExitCode, commands::Error> {
     if let Some(root) = a.path.clone() {
         return backup_files(a, root, policy).await;
     }
+    if let Some(loc) = a.bucket.clone() {
+        return backup_bucket(a, loc, policy).await;
+    }
+    if !a.include.is_empty() || !a.exclude.is_empty() || a.full || a.skip_unreadable {
+        return Err(commands::Error::Usage(
+            "--include, --exclude, --full and --skip-unreadable go with --path or --bucket".into(),
+        ));
+    }
     let conn = a.conn.conn()?;
     let maintenance_db = a.conn.maintenance_db.clone();
     // The one place the command line picks the kind of source.
@@ -66,6 +74,39 @@ async fn backup_files(
         policy,
         tier: a.tier.clone(),
         pack_target: a.pack_size,
+    })
+    .await?;
+    finish(&a, report).await
+}
+
+/// `lifeboat backup --bucket s3://…`: a bucket's objects into the chunk store.
+async fn backup_bucket(
+    a: BackupArgs,
+    loc: crate::location::Location,
+    policy: String,
+) -> Result<ExitCode, commands::Error> {
+    let crate::location::Location::S3(source) = loc else {
+        return Err(commands::Error::Usage(
+            "--bucket: expected s3://bucket/prefix?region=…".into(),
+        ));
+    };
+    if a.skip_unreadable {
+        return Err(commands::Error::Usage(
+            "--skip-unreadable goes with --path".into(),
+        ));
+    }
+    let report = commands::bucket::backup(commands::bucket::BucketBackupOptions {
+        source,
+        include: a.include.clone(),
+        exclude: a.exclude.clone(),
+        full: a.full,
+        chunked: commands::chunked::ChunkedOptions {
+            to: a.to.clone(),
+            keys: a.key.load()?,
+            policy,
+            tier: a.tier.clone(),
+            pack_target: a.pack_size,
+        },
     })
     .await?;
     finish(&a, report).await

@@ -73,6 +73,19 @@ pub fn backup(report: &backup::BackupReport) {
 }
 
 /// A file restore, one line.
+pub fn bucket_restored(r: &crate::commands::bucket::BucketRestoreReport) {
+    println!(
+        "restored backup {} from {} into {}: {} objects, {}, {} left as they were, in {:.1} s",
+        r.backup_id,
+        r.destination,
+        r.target,
+        r.restored.objects,
+        format_bytes(r.restored.bytes),
+        r.restored.kept,
+        r.seconds
+    );
+}
+
 pub fn files_restored(r: &crate::commands::files::FilesRestoreReport) {
     println!(
         "restored backup {} from {} into {}: {} files, {} directories, {} symlinks, {} hardlinks, {} in {:.1} s",

@@ -15,6 +15,13 @@ use std::sync::Arc;
 /// `lifeboat restore`: --data-dir asks for point-in-time recovery, --check
 /// or --drop-after for a restore the checks judge.
 pub async fn restore(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
+    if (a.overwrite.is_some() || !a.paths.is_empty()) && a.to_dir.is_none() && a.to_bucket.is_none()
+    {
+        return Err(commands::Error::Usage(
+            "--overwrite and --path are for file and bucket restores (--to-dir, --to-bucket)"
+                .into(),
+        ));
+    }
     if let Some(dir) = a.to_dir.clone() {
         let in_place =
             (a.overwrite.is_some() || a.delete_extra || !a.paths.is_empty()).then(|| {
@@ -34,6 +41,25 @@ pub async fn restore(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
             commands::files::restore(&a.from, a.key.load()?, &a.backup, dir, in_place).await?;
         write_report(a.report_file.as_deref(), &report)?;
         print::report(a.json, &report, print::files_restored);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(loc) = a.to_bucket.clone() {
+        let crate::location::Location::S3(target) = loc else {
+            return Err(commands::Error::Usage(
+                "--to-bucket: expected s3://bucket/prefix?region=…".into(),
+            ));
+        };
+        let report = commands::bucket::restore(
+            &a.from,
+            a.key.load()?,
+            &a.backup,
+            &target,
+            a.paths.clone(),
+            bucket_overwrite(a.overwrite)?,
+        )
+        .await?;
+        write_report(a.report_file.as_deref(), &report)?;
+        print::report(a.json, &report, print::bucket_restored);
         return Ok(ExitCode::SUCCESS);
     }
     if a.objects.config {
@@ -186,4 +212,18 @@ pub async fn plan(a: PlanArgs) -> Result<ExitCode, commands::Error> {
     write_report(a.report_file.as_deref(), &report.summary())?;
     print::report(a.json, &report, print::plan);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--overwrite` of a bucket restore: never (the default) or always.
+fn bucket_overwrite(
+    o: Option<crate::target::files_in_place::Overwrite>,
+) -> Result<commands::bucket::Overwrite, commands::Error> {
+    use crate::target::files_in_place::Overwrite as O;
+    match o {
+        None | Some(O::Never) => Ok(commands::bucket::Overwrite::Never),
+        Some(O::Always) => Ok(commands::bucket::Overwrite::Always),
+        Some(O::IfNewer) => Err(commands::Error::Usage(
+            "--overwrite if-newer: a bucket restore takes never or always".into(),
+        )),
+    }
 }

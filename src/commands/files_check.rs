@@ -6,7 +6,7 @@
 
 use super::verify::ObjectCheck;
 use super::Error;
-use crate::catalog::{Manifest, SourceInfo};
+use crate::catalog::Manifest;
 use crate::chunks::repo::Repo;
 use crate::chunks::tree::Entry;
 use crate::chunks::tree_io::TreeReader;
@@ -49,10 +49,10 @@ pub fn check_chunks(
     keys: &Keyring,
     m: &Manifest,
 ) -> Result<Vec<ObjectCheck>, Error> {
-    let SourceInfo::Files(info) = &m.source else {
+    let Some(chunk_key_id) = m.source.chunk_key_id() else {
         return Ok(Vec::new());
     };
-    let ids = ChunkKeys::new(keys.get(&info.chunk_key_id)?);
+    let ids = ChunkKeys::new(keys.get(chunk_key_id)?);
     let (mut repo, problems) = Repo::open(rt.clone(), store, keys, "verify")?;
     let mut checks: Vec<ObjectCheck> = problems
         .problems

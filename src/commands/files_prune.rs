@@ -11,7 +11,7 @@
 
 use super::files_check::walk_tree;
 use super::{manifests, Error};
-use crate::catalog::{self, SourceInfo};
+use crate::catalog;
 use crate::chunks::repo::{index_key, written_by, Repo};
 use crate::chunks::{ChunkId, INDEXES, PACKS};
 use crate::keys::Keyring;
@@ -48,7 +48,7 @@ pub async fn collect_garbage(
     for id in manifests::committed_ids(store).await? {
         // An error here stops the prune before any pack is deleted.
         let m = manifests::open(store, &id, &keys).await?;
-        if matches!(m.source, SourceInfo::Files(_)) {
+        if m.source.chunk_key_id().is_some() {
             kept.push(m);
         }
     }

@@ -4,7 +4,9 @@
 
 pub mod archiver_http;
 pub mod backup;
+pub mod bucket;
 pub mod checks;
+pub mod chunked;
 mod download;
 mod error;
 pub mod files;

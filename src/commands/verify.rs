@@ -140,7 +140,7 @@ pub(crate) async fn check_backup(
             lock,
         });
     }
-    if matches!(manifest.source, crate::catalog::SourceInfo::Files(_)) {
+    if manifest.source.chunk_key_id().is_some() {
         // A file backup is its tree and the chunks it references.
         let (store2, keys2) = (store.clone(), keys.clone());
         let rt = tokio::runtime::Handle::current();

@@ -11,6 +11,7 @@
 //! | PostgreSQL, physical | [`postgres::physical`] | `base` (pg_basebackup's tar) |
 //! | Kubernetes objects | [`config`] | `objects-<type>` (JSON lines, one part per resource type) |
 
+pub mod bucket;
 pub mod child;
 pub mod config;
 pub mod files;

@@ -52,7 +52,7 @@ pub struct S3Store {
 /// A failed request, in one line a person reads: the service's code and
 /// message when it answered, else what stopped the request (each cause
 /// once) — never the SDK's debug representation of the response.
-fn op_err<E>(dest: &str, op: &'static str, key: &str, e: E) -> StoreError
+pub(crate) fn op_err<E>(dest: &str, op: &'static str, key: &str, e: E) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error,
 {
@@ -137,6 +137,13 @@ impl S3Store {
             storage_class: loc.storage_class.as_deref().map(StorageClass::from),
             lock: loc.lock,
         })
+    }
+
+    /// The client, the bucket and the key prefix (with its trailing `/`,
+    /// or empty): for a bucket read as a source or written as a restore
+    /// target, whose objects are not lifeboat's.
+    pub fn parts(&self) -> (&Client, &str, &str) {
+        (&self.client, &self.bucket, &self.prefix)
     }
 
     fn full(&self, key: &str) -> String {

@@ -12,6 +12,7 @@
 //! | PostgreSQL data directory | [`data_dir`] | the `base` part (tar), before recovery replays WAL |
 //! | Kubernetes API | [`cluster`] (IO), [`objects`] (choice, order, mapping) | `objects-<type>` parts, one object per line |
 
+pub mod bucket;
 pub mod cloud;
 pub mod cluster;
 pub mod data_dir;

@@ -28,30 +28,34 @@ pub struct BackupArgs {
     #[arg(
         long = "database",
         short = 'd',
-        required_unless_present_any = ["all_databases", "method", "path", "config"]
+        required_unless_present_any = ["all_databases", "method", "path", "bucket", "config"]
     )]
     pub databases: Vec<String>,
     /// Back up the files under this directory (a PVC's mount) into the
     /// chunk store, instead of a database.
     #[arg(long, conflicts_with_all = ["databases", "all_databases", "no_globals"])]
     pub path: Option<PathBuf>,
+    /// Back up the objects of this bucket (s3://bucket/prefix?region=…
+    /// [&endpoint=…][&credentials=DIR]) into the chunk store.
+    #[arg(long, conflicts_with_all = ["databases", "all_databases", "no_globals", "path"])]
+    pub bucket: Option<crate::location::Location>,
     /// With --path: only files and links matching one of these globs
     /// (relative to --path, repeat for several); directories are always kept.
-    #[arg(long, requires = "path")]
+    #[arg(long)]
     pub include: Vec<String>,
     /// With --path: leave out what matches (and everything under it).
-    #[arg(long, requires = "path")]
+    #[arg(long)]
     pub exclude: Vec<String>,
     /// With --path: read every file, even those unchanged since the previous
     /// backup (the weekly and monthly tiers).
-    #[arg(long, requires = "path")]
+    #[arg(long)]
     pub full: bool,
     /// With --path: leave out files that cannot be read and list them in
     /// the report, instead of failing.
     #[arg(long, requires = "path")]
     pub skip_unreadable: bool,
     /// With --path: close packs at this many bytes (default 32 MiB).
-    #[arg(long, requires = "path", hide = true)]
+    #[arg(long, hide = true)]
     pub pack_size: Option<u64>,
     /// Every database that accepts connections.
     #[arg(long, conflicts_with = "databases")]
@@ -154,18 +158,22 @@ pub struct RestoreArgs {
     /// empty; nothing appears there unless every file restored.
     #[arg(long, conflicts_with_all = ["data_dir", "database", "all_databases", "target_db", "create", "clean", "no_owner", "globals", "checks", "drop_after"])]
     pub to_dir: Option<PathBuf>,
-    /// With --to-dir: restore into an existing directory, and for a path
-    /// it already has: never replace it, replace it if the backup's copy is
-    /// newer (mtime), or always.
-    #[arg(long, value_enum, requires = "to_dir")]
+    /// Restore a bucket backup into this bucket (s3://bucket/prefix?region=…).
+    #[arg(long, conflicts_with_all = ["to_dir", "data_dir", "database", "all_databases", "target_db", "create", "clean", "no_owner", "globals", "checks", "drop_after"])]
+    pub to_bucket: Option<crate::location::Location>,
+    /// With --to-dir or --to-bucket, for a path or key the target already
+    /// has: never replace it, replace it if the backup's copy is newer
+    /// (mtime; --to-dir only), or always. With --to-dir it restores into an
+    /// existing directory.
+    #[arg(long, value_enum)]
     pub overwrite: Option<crate::target::files_in_place::Overwrite>,
     /// With --to-dir: also remove what the backup does not hold (under
     /// --path, when given). Restores into an existing directory.
     #[arg(long, requires = "to_dir")]
     pub delete_extra: bool,
-    /// With --to-dir: restore only this path of the backup (relative; repeat
-    /// for several) into an existing directory.
-    #[arg(long = "path", requires = "to_dir")]
+    /// With --to-dir or --to-bucket: restore only this path (a key prefix
+    /// for buckets; relative; repeat for several).
+    #[arg(long = "path")]
     pub paths: Vec<String>,
     /// Leave the promoted server running after recovery (default: stop it cleanly).
     #[arg(long, requires = "data_dir", conflicts_with = "no_start")]

@@ -39,7 +39,7 @@ impl Filter {
         })
     }
 
-    fn keeps(&self, rel: &[u8], is_dir: bool) -> bool {
+    pub fn keeps(&self, rel: &[u8], is_dir: bool) -> bool {
         let p = Path::new(std::ffi::OsStr::from_bytes(rel));
         if self.exclude.is_match(p) {
             return false;

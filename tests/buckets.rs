@@ -1,0 +1,366 @@
+//! Bucket backups against the test bed's S3 server (moto), one region's
+//! bucket as the source, another's as the destination: keys with spaces,
+//! `+` and non-ASCII, a multipart object, content type and user metadata
+//! round trip; an object deleted after backup 1 comes back from backup 1;
+//! an unchanged second run GETs no object (counted by the proxy).
+
+mod support;
+use lifeboat::chunks::noise;
+use support::faulty::{Fault, FaultyS3};
+use support::*;
+
+const KEYS: [&str; 4] = ["a file.txt", "x+y=z", "naïve/ünïcødé 東京", "deep/dir/obj"];
+
+fn put_meta(client: &aws_sdk_s3::Client, bucket: &str, key: &str, data: Vec<u8>) {
+    runtime().block_on(async {
+        client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type("text/x-test")
+            .cache_control("max-age=60")
+            .metadata("owner", "team-a")
+            .body(data.into())
+            .send()
+            .await
+            .expect("put");
+    });
+}
+
+fn put_multipart(client: &aws_sdk_s3::Client, bucket: &str, key: &str, data: &[u8]) {
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    runtime().block_on(async {
+        let up = client
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .content_type("application/x-big")
+            .send()
+            .await
+            .unwrap();
+        let id = up.upload_id().unwrap();
+        let mut parts = Vec::new();
+        for (i, part) in data.chunks(5 << 20).enumerate() {
+            let n = i as i32 + 1;
+            let out = client
+                .upload_part()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(id)
+                .part_number(n)
+                .body(part.to_vec().into())
+                .send()
+                .await
+                .unwrap();
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(n)
+                    .e_tag(out.e_tag().unwrap())
+                    .build(),
+            );
+        }
+        client
+            .complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+}
+
+fn head(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> (String, Option<String>) {
+    runtime().block_on(async {
+        let o = client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        (
+            o.content_type().unwrap_or_default().to_string(),
+            o.metadata().and_then(|m| m.get("owner").cloned()),
+        )
+    })
+}
+
+fn body(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
+    runtime().block_on(async {
+        let o = client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        o.body.collect().await.unwrap().into_bytes().to_vec()
+    })
+}
+
+fn source_bucket(region: &str) -> String {
+    bucket_and_region(&bucket(region)).0
+}
+
+#[test]
+fn bucket_round_trip_deleted_objects_come_back_and_unchanged_runs_get_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let k = keys.to_str().unwrap();
+    let src_region = "us-west-2";
+    let src = source_bucket(src_region);
+    let client = s3_client(src_region);
+    let big = noise(11 << 20, 7);
+    for (i, key) in KEYS.iter().enumerate() {
+        put_meta(
+            &client,
+            &src,
+            &format!("data/{key}"),
+            noise(1000 + i * 37, i as u64 + 1),
+        );
+    }
+    put_multipart(&client, &src, "data/big object", &big);
+    put_meta(
+        &client,
+        &src,
+        "other/outside",
+        b"not under the prefix".to_vec(),
+    );
+    let proxy = FaultyS3::start();
+    let source = proxy.url(&src, src_region, "data");
+    let dest = bucket("eu-west-1");
+
+    let backup = |extra: &[&str]| {
+        let mut args = vec![
+            "backup",
+            "--bucket",
+            &source,
+            "--to",
+            &dest,
+            "--key-file",
+            k,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        ok(&lifeboat(&args))
+    };
+    let first = backup(&[]);
+    let id1 = first["backup_id"].as_str().unwrap().to_string();
+    assert_eq!(first["files"]["files_new"], 5, "{first}");
+
+    // Deleted after backup 1; everything else unchanged: no object GET.
+    runtime()
+        .block_on(client.delete_object().bucket(&src).key("data/x+y=z").send())
+        .unwrap();
+    proxy.inject(
+        "GET",
+        &format!("/{src}/data/"),
+        Fault::Stall(std::time::Duration::ZERO),
+        1_000_000,
+    );
+    let second = backup(&[]);
+    assert_eq!(proxy.fired(), 0, "an unchanged run GETs no object");
+    assert_eq!(second["files"]["files_unchanged"], 4, "{second}");
+    assert_eq!(second["files"]["bytes_read"], 0, "{second}");
+    // The count is real: --full GETs every object.
+    let full = backup(&["--full"]);
+    assert_eq!(proxy.fired(), 4, "--full GETs each object once: {full}");
+
+    // Backup 1 into another region's bucket, under another prefix.
+    let target_region = "ap-southeast-2";
+    let tgt = source_bucket(target_region);
+    let tclient = s3_client(target_region);
+    let target = s3_url(&tgt, target_region, "restored");
+    let r = ok(&lifeboat(&[
+        "restore",
+        "--from",
+        &dest,
+        "--key-file",
+        k,
+        "--backup",
+        &id1,
+        "--to-bucket",
+        &target,
+        "--json",
+    ]));
+    assert_eq!(r["restored"]["objects"], 5, "{r}");
+    for (i, key) in KEYS.iter().enumerate() {
+        let key = format!("restored/{key}");
+        assert_eq!(
+            body(&tclient, &tgt, &key),
+            noise(1000 + i * 37, i as u64 + 1),
+            "{key}"
+        );
+        assert_eq!(
+            head(&tclient, &tgt, &key),
+            ("text/x-test".to_string(), Some("team-a".to_string())),
+            "{key}"
+        );
+    }
+    assert!(
+        body(&tclient, &tgt, "restored/big object") == big,
+        "the multipart object"
+    );
+    assert_eq!(
+        head(&tclient, &tgt, "restored/big object").0,
+        "application/x-big"
+    );
+    assert!(!s3_keys(&target).iter().any(|k| k.contains("outside")));
+
+    // --overwrite never keeps what is there; --path selects.
+    put_meta(
+        &tclient,
+        &tgt,
+        "restored/a file.txt",
+        b"local edit".to_vec(),
+    );
+    let r = ok(&lifeboat(&[
+        "restore",
+        "--from",
+        &dest,
+        "--key-file",
+        k,
+        "--backup",
+        &id1,
+        "--to-bucket",
+        &target,
+        "--path",
+        "a file.txt",
+        "--json",
+    ]));
+    assert_eq!(
+        (
+            r["restored"]["objects"].as_u64(),
+            r["restored"]["kept"].as_u64()
+        ),
+        (Some(0), Some(1)),
+        "{r}"
+    );
+    assert_eq!(body(&tclient, &tgt, "restored/a file.txt"), b"local edit");
+    let r = ok(&lifeboat(&[
+        "restore",
+        "--from",
+        &dest,
+        "--key-file",
+        k,
+        "--backup",
+        &id1,
+        "--to-bucket",
+        &target,
+        "--path",
+        "a file.txt",
+        "--overwrite",
+        "always",
+        "--json",
+    ]));
+    assert_eq!(r["restored"]["objects"], 1, "{r}");
+    assert_eq!(body(&tclient, &tgt, "restored/a file.txt"), noise(1000, 1));
+
+    // verify checks every chunk of a bucket backup.
+    ok(&lifeboat(&[
+        "verify",
+        "--from",
+        &dest,
+        "--key-file",
+        k,
+        "--backup",
+        &id1,
+        "--json",
+    ]));
+}
+
+#[test]
+fn an_object_that_keeps_changing_fails_the_run_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let k = keys.to_str().unwrap();
+    let src = source_bucket("us-west-2");
+    let client = s3_client("us-west-2");
+    put_meta(&client, &src, "data/stable", b"stable".to_vec());
+    put_meta(&client, &src, "data/hot key", b"v1".to_vec());
+    let proxy = FaultyS3::start();
+    let source = proxy.url(&src, "us-west-2", "data");
+    let dest = bucket("eu-west-1");
+    proxy.inject(
+        "GET",
+        "/data/hot%20key",
+        Fault::Status(412, "PreconditionFailed"),
+        100,
+    );
+    let err = fails(&lifeboat(&[
+        "backup",
+        "--bucket",
+        &source,
+        "--to",
+        &dest,
+        "--key-file",
+        k,
+    ]));
+    assert!(err.contains("hot key") && err.contains("changed"), "{err}");
+    assert!(
+        s3_keys(&dest).iter().all(|k| !k.contains("manifest")),
+        "no backup was committed"
+    );
+}
+
+#[test]
+fn an_object_overwritten_between_list_and_get_is_stored_whole_in_its_new_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let k = keys.to_str().unwrap();
+    let src = source_bucket("us-west-2");
+    let client = s3_client("us-west-2");
+    put_meta(&client, &src, "data/hot", noise(4000, 1));
+    let proxy = FaultyS3::start();
+    let source = proxy.url(&src, "us-west-2", "data");
+    let dest = bucket("eu-west-1");
+    // The GET waits in the proxy while the object is replaced.
+    proxy.inject(
+        "GET",
+        "/data/hot",
+        Fault::Stall(std::time::Duration::from_secs(3)),
+        1,
+    );
+    let child = lifeboat_cmd(&[
+        "backup",
+        "--bucket",
+        &source,
+        "--to",
+        &dest,
+        "--key-file",
+        k,
+        "--json",
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    while proxy.fired() == 0 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    put_meta(&client, &src, "data/hot", noise(3000, 2));
+    let report = ok(&child.wait_with_output().unwrap());
+    assert_eq!(report["files"]["bytes_read"], 3000, "{report}");
+    let tgt = source_bucket("ap-southeast-2");
+    let target = s3_url(&tgt, "ap-southeast-2", "r");
+    ok(&lifeboat(&[
+        "restore",
+        "--from",
+        &dest,
+        "--key-file",
+        k,
+        "--to-bucket",
+        &target,
+        "--json",
+    ]));
+    assert_eq!(
+        body(&s3_client("ap-southeast-2"), &tgt, "r/hot"),
+        noise(3000, 2)
+    );
+}
