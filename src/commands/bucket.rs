@@ -3,7 +3,7 @@
 //! docs/FORMAT.md §10), and back into a bucket.
 
 use super::backup::BackupReport;
-use super::chunked::{self, ChunkedOptions, TREE_ROLE};
+use super::chunked::{self, ChunkedOptions};
 use super::progress::peak_rss_bytes;
 use super::{manifests, Error};
 use crate::catalog::{BucketInfo, Point, SourceInfo};
@@ -157,12 +157,7 @@ pub async fn restore(
             )));
         };
         let ids = ChunkKeys::new(keys.get(&info.chunk_key_id)?);
-        let tree = m
-            .objects
-            .iter()
-            .find(|o| o.role == TREE_ROLE)
-            .cloned()
-            .ok_or_else(|| Error::Usage(format!("backup {} lists no tree", m.backup_id)))?;
+        let tree = chunked::tree_of(&m)?.clone();
         let (rt, keys2, tgt2, prefix2, paths2) = (
             Handle::current(),
             keys.clone(),

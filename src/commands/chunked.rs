@@ -27,6 +27,14 @@ use tokio::runtime::Handle;
 /// The role of a chunk-store backup's one object.
 pub const TREE_ROLE: &str = "tree";
 
+/// The tree object a chunk-store backup's manifest lists.
+pub fn tree_of(m: &Manifest) -> Result<&ObjectEntry, Error> {
+    m.objects
+        .iter()
+        .find(|o| o.role == TREE_ROLE)
+        .ok_or_else(|| Error::Usage(format!("backup {} lists no tree", m.backup_id)))
+}
+
 /// Where a source writes its tree: sealed, counted, uploaded everywhere.
 pub type TreeOut = Counting<ObjectEncoder<UploadSink>>;
 

@@ -136,12 +136,7 @@ async fn restore_from(
         )));
     };
     let ids = ChunkKeys::new(keys.get(&info.chunk_key_id)?);
-    let tree = m
-        .objects
-        .iter()
-        .find(|o| o.role == TREE_ROLE)
-        .cloned()
-        .ok_or_else(|| Error::Usage(format!("backup {} lists no tree", m.backup_id)))?;
+    let tree = super::chunked::tree_of(&m)?.clone();
     let rt = Handle::current();
     let id = m.backup_id.clone();
     let restored = tokio::task::spawn_blocking(move || {

@@ -25,11 +25,7 @@ pub fn walk_tree(
     m: &Manifest,
     mut each: impl FnMut(&Entry),
 ) -> Result<(), Error> {
-    let tree = m
-        .objects
-        .iter()
-        .find(|o| o.role == super::files::TREE_ROLE)
-        .ok_or_else(|| Error::Usage(format!("backup {} lists no tree", m.backup_id)))?;
+    let tree = super::chunked::tree_of(m)?;
     for e in TreeReader::open(rt.clone(), store, keys, tree).map_err(Error::Usage)? {
         each(&e.map_err(Error::Usage)?);
     }
