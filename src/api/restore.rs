@@ -80,7 +80,7 @@ pub struct RestoreRequestSpec {
 
 /// Where the restore goes: one target kind (postgres today).
 #[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[x_kube(validation = Rule::new("has(self.postgres) != has(self.volume)").message("set one of target.postgres (a logical policy) or target.volume (a physical one)"))]
+#[x_kube(validation = Rule::new("[has(self.postgres), has(self.volume), has(self.config)].filter(x, x).size() == 1").message("set one of target.postgres (a logical policy), target.volume (a physical one) or target.config (a config one)"))]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreTarget {
     /// A server to restore a logical backup into.
@@ -89,6 +89,9 @@ pub struct RestoreTarget {
     /// A volume to restore a physical backup into, as a data directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume: Option<VolumeTarget>,
+    /// The cluster (and cloud secret stores) a config backup restores into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<super::restore_config::ConfigTarget>,
 }
 
 /// The data directory of the server to be: a physical policy's base backup
@@ -159,6 +162,11 @@ impl RestoreRequestSpec {
             }
         }
         match (&self.target.postgres, &self.target.volume) {
+            (None, None) if self.target.config.is_some() => {}
+            _ if self.target.config.is_some() => errors.push(FieldError::new(
+                "spec.target",
+                "set one target: target.config restores a config backup alone",
+            )),
             (Some(pg), None) => check_ref_name(
                 "spec.target.postgres.connectionSecretRef.name",
                 &pg.connection_secret_ref.name,
@@ -182,6 +190,9 @@ impl RestoreRequestSpec {
                 "spec.target",
                 "set one of target.postgres (a logical policy) or target.volume (a physical one)",
             )),
+        }
+        if let Some(c) = &self.target.config {
+            super::restore_config::validate(self, c, &mut errors);
         }
         into_result(errors)
     }

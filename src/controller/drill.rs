@@ -15,7 +15,7 @@ use kube::{Resource, ResourceExt};
 use super::restore::DRILL_LABEL;
 use super::{created_at, Note, POLICY_LABEL};
 use crate::api::conditions::{reasons, set_condition, types, ConditionUpdate};
-use crate::api::policy::LastDrill;
+use crate::api::policy::{LastDrill, RestoreDrill};
 use crate::api::restore::{PostgresTarget, RestorePhase, RestoreTarget};
 use crate::api::{BackupPolicy, BackupPolicyStatus, LocalRef, RestoreRequest, RestoreRequestSpec};
 use crate::schedule::{parse_time_zone, run_name, CronSchedule};
@@ -73,6 +73,10 @@ pub fn drill_request(
         (POLICY_LABEL.to_string(), name.clone()),
     ]);
     let annotations = BTreeMap::from([(ANNOTATION_SLOT.to_string(), slot.to_rfc3339())]);
+    let spec = match super::drill_config::spec(policy, drill, &name, &backup_id) {
+        Some(spec) => spec,
+        None => postgres_spec(drill, &name, backup_id)?,
+    };
     Some(RestoreRequest {
         metadata: ObjectMeta {
             name: Some(run_name(&name, "drill", slot)),
@@ -82,24 +86,33 @@ pub fn drill_request(
             owner_references: Some(vec![owner]),
             ..Default::default()
         },
-        spec: RestoreRequestSpec {
-            policy_ref: LocalRef::new(name.clone()),
-            point_in_time: None,
-            backup_id: Some(backup_id),
-            from: None,
-            target: RestoreTarget {
-                postgres: Some(PostgresTarget {
-                    connection_secret_ref: drill.target_secret_ref.clone(),
-                    database: Some(scratch_database(&name)),
-                }),
-                volume: None,
-            },
-            checks: drill.checks.clone(),
-            dry_run: false,
-            overwrite: true,
-            drop_after: true,
-        },
+        spec,
         status: None,
+    })
+}
+
+/// A postgres drill: restore into the scratch database, check, drop it.
+fn postgres_spec(
+    drill: &RestoreDrill,
+    name: &str,
+    backup_id: String,
+) -> Option<RestoreRequestSpec> {
+    Some(RestoreRequestSpec {
+        policy_ref: LocalRef::new(name),
+        point_in_time: None,
+        backup_id: Some(backup_id),
+        from: None,
+        target: RestoreTarget {
+            postgres: Some(PostgresTarget {
+                connection_secret_ref: drill.target_secret_ref.clone()?,
+                database: Some(scratch_database(name)),
+            }),
+            ..Default::default()
+        },
+        checks: drill.checks.clone(),
+        dry_run: false,
+        overwrite: true,
+        drop_after: true,
     })
 }
 
@@ -123,11 +136,11 @@ pub fn decide(
     if let Some((r, at, ok)) = done.first() {
         let s = r.status.as_ref().expect("finished has a status");
         let message = if *ok {
-            Some(format!(
+            super::drill_config::passed_message(r).or(Some(format!(
                 "restored backup {} and passed {} check(s)",
                 s.plan.as_ref().map(|p| p.backup_id.as_str()).unwrap_or("?"),
                 r.spec.checks.len()
-            ))
+            )))
         } else {
             s.message.clone()
         };

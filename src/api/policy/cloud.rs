@@ -65,18 +65,7 @@ impl CloudSecrets {
             ));
         }
         if let Some(e) = &self.endpoint {
-            let problem = match e.parse::<url::Url>() {
-                Ok(url) => Account {
-                    endpoint: Some(url),
-                    ..Default::default()
-                }
-                .check_endpoint()
-                .err(),
-                Err(err) => Some(format!("not a URL: {err}")),
-            };
-            if let Some(p) = problem {
-                errors.push(FieldError::new(format!("{field}.endpoint"), p));
-            }
+            check_endpoint(&format!("{field}.endpoint"), e, errors);
         }
         if let Some(c) = &self.credentials_secret_ref {
             check_ref_name(
@@ -100,5 +89,22 @@ impl CloudSecrets {
                 errors.push(FieldError::new(format!("{field}.{name}"), e));
             }
         }
+    }
+}
+
+/// An endpoint of the cloud secret stores: a URL, https or http to
+/// loopback only (a restore target's too).
+pub(crate) fn check_endpoint(field: &str, endpoint: &str, errors: &mut Vec<FieldError>) {
+    let problem = match endpoint.parse::<url::Url>() {
+        Ok(url) => Account {
+            endpoint: Some(url),
+            ..Default::default()
+        }
+        .check_endpoint()
+        .err(),
+        Err(err) => Some(format!("not a URL: {err}")),
+    };
+    if let Some(p) = problem {
+        errors.push(FieldError::new(field, p));
     }
 }

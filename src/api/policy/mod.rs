@@ -88,8 +88,8 @@ pub(crate) const CRON_PATTERN: &str =
     "!has(self.pointInTimeRecovery) || !self.pointInTimeRecovery.enabled || (has(self.source.postgres) && self.source.postgres.method == 'physical')"
 ).message("pointInTimeRecovery needs source.postgres.method: physical"))]
 #[x_kube(validation = Rule::new(
-    "!has(self.verification) || !has(self.verification.restoreDrill) || has(self.source.postgres)"
-).message("verification.restoreDrill needs a postgres source"))]
+    "!has(self.verification) || !has(self.verification.restoreDrill) || has(self.source.postgres) || has(self.source.config)"
+).message("verification.restoreDrill needs a postgres or config source"))]
 #[serde(rename_all = "camelCase")]
 pub struct BackupPolicySpec {
     pub source: SourceSpec,
@@ -200,8 +200,14 @@ pub struct RestoreDrill {
     /// Cron string, read in the schedule's time zone.
     #[schemars(regex(pattern = CRON_PATTERN))]
     pub schedule: String,
-    /// Connection Secret of the scratch server the drill restores into.
-    pub target_secret_ref: ConnectionSecretRef,
+    /// Connection Secret of the scratch server the drill restores into
+    /// (postgres policies; a config drill is a server-side dry run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_secret_ref: Option<ConnectionSecretRef>,
+    /// The account a config policy's drills run as (bind
+    /// `lifeboat-config-restorer`: a dry run needs create permission).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
     /// SQL that must return true (or rows) after the restore.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<String>,

@@ -83,15 +83,12 @@ impl BackupPolicySpec {
             {
                 errors.push(e.into());
             }
-            check_ref_name(
-                "spec.verification.restoreDrill.targetSecretRef.name",
-                &drill.target_secret_ref.name,
-                &mut errors,
-            );
-            if self.source.postgres.is_none() {
+            let config = self.source.config.is_some();
+            crate::api::restore_config::validate_drill(drill, config, &mut errors);
+            if self.source.postgres.is_none() && !config {
                 errors.push(FieldError::new(
                     "spec.verification.restoreDrill",
-                    "restore drills are supported for postgres sources only",
+                    "restore drills are supported for postgres and config sources only",
                 ));
             }
         }

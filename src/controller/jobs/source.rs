@@ -7,6 +7,7 @@ use super::pod::{mount, secret_volume, PodNeeds};
 use super::{JobConfig, JobError};
 use crate::api::policy::cloud::CloudSecrets;
 use crate::api::policy::{ValidPolicy, ValidSource};
+use crate::api::S3CredentialsRef;
 use crate::source::config::cloud::Kind;
 use crate::source::config::select;
 
@@ -87,17 +88,26 @@ fn cloud_needs(cloud: &CloudSecrets, cfg: &JobConfig) -> PodNeeds {
         needs.args.extend(["--cloud-endpoint".into(), e.clone()]);
     }
     if let Some(creds) = &cloud.credentials_secret_ref {
-        let dir = cfg.cloud_credentials_dir();
-        needs.volumes.push(secret_volume(
+        needs.add(cloud_credentials(creds, cfg));
+    }
+    needs
+}
+
+/// The cloud stores' credentials Secret mounted as a directory of key
+/// files (`--cloud-credentials DIR`): no key in argv or the environment.
+pub(super) fn cloud_credentials(creds: &S3CredentialsRef, cfg: &JobConfig) -> PodNeeds {
+    let dir = cfg.cloud_credentials_dir();
+    PodNeeds {
+        volumes: vec![secret_volume(
             "cloud-credentials",
             &creds.name,
             vec![
                 (creds.access_key_id_key(), "AWS_ACCESS_KEY_ID"),
                 (creds.secret_access_key_key(), "AWS_SECRET_ACCESS_KEY"),
             ],
-        ));
-        needs.mounts.push(mount("cloud-credentials", &dir));
-        needs.args.extend(["--cloud-credentials".into(), dir]);
+        )],
+        mounts: vec![mount("cloud-credentials", &dir)],
+        args: vec!["--cloud-credentials".into(), dir],
+        ..Default::default()
     }
-    needs
 }
