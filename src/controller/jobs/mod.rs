@@ -36,6 +36,8 @@ pub mod destinations;
 pub mod notify;
 pub mod pod;
 pub mod restore_config;
+#[cfg(test)]
+mod restore_config_tests;
 pub mod source;
 #[cfg(test)]
 mod template_tests;
