@@ -65,3 +65,98 @@ pub fn passed_message(r: &RestoreRequest) -> Option<String> {
         .find(|s| s.name == step::RESTORE)
         .and_then(|s| s.message.clone())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::drill::drill_request;
+    use serde_json::json;
+
+    fn policy(drill: serde_json::Value, cloud: bool) -> BackupPolicy {
+        let mut config = json!({"namespaces": ["shop"], "resources": ["secrets", "configmaps"],
+            "serviceAccountName": "reader"});
+        if cloud {
+            config["cloud"] = json!({"region": "eu-west-1", "credentialsSecretRef": {"name": "aws"},
+                "secretsManager": {"namePrefix": "prod/"}});
+        }
+        let spec = json!({"source": {"config": config},
+            "destinations": [{"name": "primary", "s3": {"region": "us-east-1", "bucket": "b"}}],
+            "encryption": {"keySecretRef": {"name": "keys"}},
+            "verification": {"restoreDrill": drill}});
+        let mut p = BackupPolicy::new("cluster", serde_json::from_value(spec).unwrap());
+        p.metadata.namespace = Some("ops".into());
+        p.metadata.uid = Some("policy-uid".into());
+        p
+    }
+
+    #[test]
+    fn a_config_drill_is_a_dry_run_of_every_type_and_cloud_store_as_its_account() {
+        let p = policy(
+            json!({"schedule": "0 6 * * 0", "serviceAccountName": "restorer"}),
+            true,
+        );
+        assert_eq!(p.spec.validate(), Ok(()));
+        let id = "20261121T010000.000Z-abcdef";
+        let r = drill_request(&p, Some(id), "2026-11-22T05:00:00Z".parse().unwrap()).unwrap();
+        assert!(r.spec.dry_run && !r.spec.overwrite && !r.spec.drop_after);
+        assert_eq!(r.spec.validate(), Ok(()));
+        let c = r.spec.target.config.as_ref().unwrap();
+        assert!(r.spec.target.postgres.is_none());
+        assert_eq!(c.service_account_name, "restorer");
+        assert_eq!(c.resources, ["secrets", "configmaps"]);
+        assert!(c.kubernetes(), "objects too, not the cloud store alone");
+        let cloud = c.cloud.as_ref().unwrap();
+        assert_eq!(cloud.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(cloud.credentials_secret_ref.as_ref().unwrap().name, "aws");
+        assert!(cloud.secrets_manager.is_some() && cloud.ssm.is_none());
+    }
+
+    #[test]
+    fn drill_fields_are_checked_by_kind() {
+        let fields = |p: &BackupPolicy| -> Vec<String> {
+            p.spec
+                .validate()
+                .unwrap_err()
+                .into_iter()
+                .map(|e| e.field)
+                .collect()
+        };
+        let p = policy(
+            json!({"schedule": "0 6 * * 0", "targetSecretRef": {"name": "db"},
+            "checks": ["select 1"]}),
+            false,
+        );
+        assert_eq!(
+            fields(&p),
+            [
+                "spec.verification.restoreDrill.targetSecretRef",
+                "spec.verification.restoreDrill.checks",
+                "spec.verification.restoreDrill.serviceAccountName",
+            ]
+        );
+        let mut pg = policy(
+            json!({"schedule": "0 6 * * 0", "serviceAccountName": "r"}),
+            false,
+        );
+        pg.spec.source = serde_json::from_value(json!({"postgres": {
+            "connectionSecretRef": {"name": "db"}, "databases": ["orders"]}}))
+        .unwrap();
+        assert_eq!(
+            fields(&pg),
+            ["spec.verification.restoreDrill.targetSecretRef"]
+        );
+        let drill = pg
+            .spec
+            .verification
+            .as_mut()
+            .unwrap()
+            .restore_drill
+            .as_mut()
+            .unwrap();
+        drill.target_secret_ref = Some(crate::api::ConnectionSecretRef::named("scratch"));
+        assert_eq!(
+            fields(&pg),
+            ["spec.verification.restoreDrill.serviceAccountName"]
+        );
+    }
+}
