@@ -210,24 +210,36 @@ async fn run_job(bed: &Bed, job: Job) -> (bool, String) {
     (ran.output.status.success(), ran.termination_message)
 }
 
-/// Creates the request `name` with `spec` and runs its Jobs until it ends.
-async fn restore(bed: &Bed, name: &str, spec: Value) -> Value {
+/// Creates the request `name` of the policy's backup into `target`
+/// (`spec.target.config`) and runs its Jobs until it ends.
+async fn restore(bed: &Bed, name: &str, target: Value) -> Value {
+    let spec = json!({"policyRef": {"name": "shop-config"}, "target": {"config": target}});
     let request = json!({"apiVersion": "lifeboat.dev/v1alpha1", "kind": "RestoreRequest",
         "metadata": {"name": name, "namespace": NS}, "spec": spec});
-    create(bed, "RestoreRequest", request).await;
+    create(bed, request).await;
     finish(bed, name).await
 }
 
-async fn create(bed: &Bed, kind: &str, obj: Value) {
-    let ar = ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
-        "lifeboat.dev",
-        "v1alpha1",
-        kind,
-    ));
-    let api: Api<DynamicObject> = Api::namespaced_with(bed.server.client(), NS, &ar);
-    api.create(&Default::default(), &serde_json::from_value(obj).unwrap())
-        .await
-        .unwrap();
+/// The drill of `backup_id` for `slot`, as the policy controller makes it,
+/// run until it ends.
+async fn drill(bed: &Bed, policy: &BackupPolicy, backup_id: &str, slot: &str) -> Value {
+    let drill =
+        lifeboat::controller::drill::drill_request(policy, Some(backup_id), slot.parse().unwrap());
+    let drill = serde_json::to_value(drill.unwrap()).unwrap();
+    create(bed, drill.clone()).await;
+    finish(bed, drill["metadata"]["name"].as_str().unwrap()).await
+}
+
+async fn create(bed: &Bed, request: Value) {
+    let gvk = kube::api::GroupVersionKind::gvk("lifeboat.dev", "v1alpha1", "RestoreRequest");
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(bed.server.client(), NS, &ApiResource::from_gvk(&gvk));
+    api.create(
+        &Default::default(),
+        &serde_json::from_value(request).unwrap(),
+    )
+    .await
+    .unwrap();
 }
 
 async fn finish(bed: &Bed, name: &str) -> Value {
@@ -377,13 +389,7 @@ async fn config_backups_restore_through_restore_requests() {
     // The namespace is lost, and comes back whole, equal minus what the server sets.
     delete(&bed, "namespaces", None, "shop").await;
     assert!(app(s, "shop").is_empty());
-    let r = restore(
-        &bed,
-        "shop-back",
-        json!({"policyRef": {"name": "shop-config"},
-        "target": {"config": {"serviceAccountName": "restorer"}}}),
-    )
-    .await;
+    let r = restore(&bed, "shop-back", json!({"serviceAccountName": "restorer"})).await;
     assert_eq!(phase(&r), "Succeeded", "{r}");
     assert_eq!(app(s, "shop"), original);
     assert!(restore_step(&r).contains("restored 5 objects"), "{r}");
@@ -392,8 +398,12 @@ async fn config_backups_restore_through_restore_requests() {
     // One Secret alone, by name: the others stay as they are.
     delete(&bed, "secrets", Some("shop"), "db").await;
     set_mode(&bed, "changed").await;
-    let r = restore(&bed, "one-secret", json!({"policyRef": {"name": "shop-config"},
-        "target": {"config": {"resources": ["secrets"], "names": ["shop/db"], "serviceAccountName": "restorer"}}})).await;
+    let r = restore(
+        &bed,
+        "one-secret",
+        json!({"resources": ["secrets"], "names": ["shop/db"], "serviceAccountName": "restorer"}),
+    )
+    .await;
     assert_eq!(phase(&r), "Succeeded", "{r}");
     assert!(restore_step(&r).contains("restored 1 objects"), "{r}");
     assert_eq!(app(s, "shop"), {
@@ -403,13 +413,7 @@ async fn config_backups_restore_through_restore_requests() {
     });
 
     // Existing objects: skipped by default, replaced with Update.
-    let r = restore(
-        &bed,
-        "skip",
-        json!({"policyRef": {"name": "shop-config"},
-        "target": {"config": {"serviceAccountName": "restorer"}}}),
-    )
-    .await;
+    let r = restore(&bed, "skip", json!({"serviceAccountName": "restorer"})).await;
     assert!(
         restore_step(&r).contains("0 created, 0 updated, 5 skipped"),
         "{r}"
@@ -418,8 +422,7 @@ async fn config_backups_restore_through_restore_requests() {
     let r = restore(
         &bed,
         "update",
-        json!({"policyRef": {"name": "shop-config"},
-        "target": {"config": {"existing": "Update", "serviceAccountName": "restorer"}}}),
+        json!({"existing": "Update", "serviceAccountName": "restorer"}),
     )
     .await;
     assert!(restore_step(&r).contains("0 created, 5 updated"), "{r}");
@@ -429,22 +432,15 @@ async fn config_backups_restore_through_restore_requests() {
     let r = restore(
         &bed,
         "copy",
-        json!({"policyRef": {"name": "shop-config"},
-        "target": {"config": {"namespaceMapping": [{"from": "shop", "to": "shop-copy"}],
-                              "serviceAccountName": "restorer"}}}),
+        json!({"namespaceMapping": [{"from": "shop", "to": "shop-copy"}],
+                              "serviceAccountName": "restorer"}),
     )
     .await;
     assert_eq!(phase(&r), "Succeeded", "{r}");
     assert_eq!(app(s, "shop-copy"), original);
 
     // An account that may not create Secrets: the request says so, no Job.
-    let r = restore(
-        &bed,
-        "weak",
-        json!({"policyRef": {"name": "shop-config"},
-        "target": {"config": {"serviceAccountName": "weak"}}}),
-    )
-    .await;
+    let r = restore(&bed, "weak", json!({"serviceAccountName": "weak"})).await;
     assert_eq!(phase(&r), "Failed");
     let message = r["status"]["message"].as_str().unwrap();
     assert!(
@@ -459,19 +455,8 @@ async fn config_backups_restore_through_restore_requests() {
     // As the policy controller makes them: owned by the stored policy.
     let stored = s.get(apiserver::POLICIES, NS, "shop-config").unwrap();
     let policy: BackupPolicy = serde_json::from_value(stored).unwrap();
-    let drill = |slot: &str| {
-        let r = lifeboat::controller::drill::drill_request(
-            &policy,
-            Some(&backup_id),
-            slot.parse().unwrap(),
-        )
-        .unwrap();
-        serde_json::to_value(r).unwrap()
-    };
     let dry_runs = s.paging_and_dry_runs().1;
-    let good = drill("2026-11-22T05:00:00Z");
-    create(&bed, "RestoreRequest", good.clone()).await;
-    let r = finish(&bed, good["metadata"]["name"].as_str().unwrap()).await;
+    let r = drill(&bed, &policy, &backup_id, "2026-11-22T05:00:00Z").await;
     assert_eq!(phase(&r), "Succeeded", "{r}");
     assert!(
         restore_step(&r).contains("dry run: the API server accepted 5 objects"),
@@ -489,9 +474,7 @@ async fn config_backups_restore_through_restore_requests() {
     )
     .await;
     widgets_served_as(s, "v2");
-    let bad = drill("2026-11-29T05:00:00Z");
-    create(&bed, "RestoreRequest", bad.clone()).await;
-    let r = finish(&bed, bad["metadata"]["name"].as_str().unwrap()).await;
+    let r = drill(&bed, &policy, &backup_id, "2026-11-29T05:00:00Z").await;
     assert_eq!(phase(&r), "Failed", "{r}");
     let message = r["status"]["message"].as_str().unwrap();
     assert!(
@@ -499,7 +482,7 @@ async fn config_backups_restore_through_restore_requests() {
         "{message}"
     );
     // … and lands on the policy.
-    let bad_name = bad["metadata"]["name"].clone();
+    let bad_name = r["metadata"]["name"].clone();
     let last = bed
         .server
         .wait_for("the drill on the policy", WAIT, |s| {

@@ -69,6 +69,17 @@ pub(crate) fn into_result(errors: Vec<FieldError>) -> Result<(), Vec<FieldError>
     }
 }
 
+/// The fields a `validate` result names, in order (for tests).
+#[cfg(test)]
+pub(crate) fn error_fields(result: Result<(), Vec<FieldError>>) -> Vec<String> {
+    result
+        .err()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e.field)
+        .collect()
+}
+
 /// Joins errors into one line for a condition message.
 pub fn join_errors(errors: &[FieldError]) -> String {
     errors

@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::policy::cloud::check_endpoint;
+use super::policy::cloud::{check_account, check_scopes};
 use super::policy::RestoreDrill;
 use super::restore::RestoreRequestSpec;
 use super::{check_ref_name, is_dns_label, is_dns_subdomain, FieldError, S3CredentialsRef};
@@ -141,31 +141,26 @@ impl CloudRestoreTarget {
                 "empty; name the region or leave it out for the backup's",
             ));
         }
-        if let Some(e) = &self.endpoint {
-            check_endpoint(&format!("{field}.endpoint"), e, errors);
-        }
-        if let Some(c) = &self.credentials_secret_ref {
-            check_ref_name(
-                &format!("{field}.credentialsSecretRef.name"),
-                &c.name,
-                errors,
-            );
-        }
+        check_account(
+            field,
+            self.endpoint.as_deref(),
+            self.credentials_secret_ref.as_ref(),
+            errors,
+        );
         if self.stores().is_empty() {
             errors.push(FieldError::new(
                 field,
                 "set secretsManager, ssm or both (the stores to restore)",
             ));
         }
-        for (kind, to) in self.stores() {
+        let scopes = self.stores().into_iter().filter_map(|(kind, to)| {
             let name = match kind {
                 Kind::SecretsManager => "secretsManager.toPrefix",
                 Kind::Ssm => "ssm.toPath",
             };
-            if let Some(Err(e)) = to.map(|t| kind.check_scope(t)) {
-                errors.push(FieldError::new(format!("{field}.{name}"), e));
-            }
-        }
+            Some((kind, name, to?))
+        });
+        check_scopes(field, scopes, errors);
     }
 }
 
@@ -343,12 +338,7 @@ mod tests {
     }
 
     fn fields(s: &RestoreRequestSpec) -> Vec<String> {
-        s.validate()
-            .err()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|e| e.field)
-            .collect()
+        crate::api::error_fields(s.validate())
     }
 
     #[test]
