@@ -131,7 +131,8 @@ fn widgets_served_as(s: &Store, version: &str) {
     );
 }
 
-async fn bed() -> Bed {
+/// The test bed; `cloud`: the policy's `source.config.cloud` too.
+async fn bed(cloud: Option<Value>) -> Bed {
     let dir = tempfile::tempdir().unwrap();
     let server = ApiServer::start().await;
     server.store.strict();
@@ -151,6 +152,10 @@ async fn bed() -> Bed {
         "encryption": {"keySecretRef": {"name": "backup-keys"}},
         "verification": {"restoreDrill": {"schedule": "0 6 * * 0", "serviceAccountName": "restorer"}}
     }});
+    let mut policy = policy;
+    if let Some(cloud) = cloud {
+        policy["spec"]["source"]["config"]["cloud"] = cloud;
+    }
     let key_file = support::keyfile(dir.path(), "k1");
     let secret = |pairs: &[(&str, String)]| {
         pairs
@@ -164,6 +169,13 @@ async fn bed() -> Bed {
             secret(&[
                 ("AWS_ACCESS_KEY_ID", "AKIACFGRESTORE".into()),
                 ("AWS_SECRET_ACCESS_KEY", "cfg-restore-secret".into()),
+            ]),
+        ),
+        (
+            "aws",
+            secret(&[
+                ("AWS_ACCESS_KEY_ID", "AKIACFGCLOUD".into()),
+                ("AWS_SECRET_ACCESS_KEY", "cfg-cloud-secret".into()),
             ]),
         ),
         (
@@ -368,7 +380,7 @@ async fn back_up(bed: &Bed) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_backups_restore_through_restore_requests() {
-    let bed = bed().await;
+    let bed = bed(None).await;
     let s = &bed.server.store;
     let original = app(s, "shop");
     assert_eq!(original.len(), 5);
@@ -389,8 +401,13 @@ async fn config_backups_restore_through_restore_requests() {
     // The namespace is lost, and comes back whole, equal minus what the server sets.
     delete(&bed, "namespaces", None, "shop").await;
     assert!(app(s, "shop").is_empty());
+    let t0 = std::time::Instant::now();
     let r = restore(&bed, "shop-back", json!({"serviceAccountName": "restorer"})).await;
     assert_eq!(phase(&r), "Succeeded", "{r}");
+    eprintln!(
+        "namespace restored through a RestoreRequest (plan and restore Jobs): {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
     assert_eq!(app(s, "shop"), original);
     assert!(restore_step(&r).contains("restored 5 objects"), "{r}");
     assert_eq!(r["status"]["plan"]["backupId"], json!(backup_id));
@@ -498,6 +515,123 @@ async fn config_backups_restore_through_restore_requests() {
     );
 
     // The canary is in no status, event or Job.
+    for resource in [RESTORES, JOBS, apiserver::EVENTS, apiserver::POLICIES] {
+        let all = serde_json::to_string(&s.list(resource, "")).unwrap();
+        assert!(!all.contains(CANARY), "the canary in {resource}");
+    }
+}
+
+/// moto's Secrets Manager and SSM, as the Jobs reach them.
+async fn aws() -> (aws_sdk_secretsmanager::Client, aws_sdk_ssm::Client) {
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("eu-west-1"))
+        .credentials_provider(aws_sdk_ssm::config::Credentials::for_tests())
+        .endpoint_url(support::s3_endpoint())
+        .load()
+        .await;
+    (
+        aws_sdk_secretsmanager::Client::new(&shared),
+        aws_sdk_ssm::Client::new(&shared),
+    )
+}
+
+/// A config policy that also reads Secrets Manager and SSM: a
+/// RestoreRequest puts its secrets back under another prefix and path
+/// (cloud only: no object), and its drill decrypts every part and looks
+/// each secret up without writing one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloud_secrets_restore_through_a_request_and_drills_look_them_up() {
+    let p = support::unique("cfgr");
+    let (sm, ssm) = aws().await;
+    let cloud = json!({"region": "eu-west-1", "endpoint": support::s3_endpoint(),
+        "credentialsSecretRef": {"name": "aws"},
+        "secretsManager": {"namePrefix": format!("{p}/")}, "ssm": {"path": format!("/{p}")}});
+    let bed = bed(Some(cloud)).await;
+    let s = &bed.server.store;
+    sm.create_secret()
+        .name(format!("{p}/db"))
+        .secret_string(CANARY)
+        .send()
+        .await
+        .unwrap();
+    ssm.put_parameter()
+        .name(format!("/{p}/api-key"))
+        .value(CANARY)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let backup_id = back_up(&bed).await;
+    let settings = Settings {
+        namespace: Some(NS.into()),
+        jobs: bed.cfg.clone(),
+        resync: Duration::from_millis(300),
+        retry: Duration::from_millis(300),
+        ..Settings::default()
+    };
+    let _controller = bed
+        .server
+        .run_controllers(settings, Arc::new(Metrics::default()));
+    bed.server.create_policy(bed.policy.clone()).await;
+
+    let t0 = std::time::Instant::now();
+    let r = restore(&bed, "to-dr", json!({"serviceAccountName": "restorer",
+        "cloud": {"endpoint": support::s3_endpoint(), "credentialsSecretRef": {"name": "aws"},
+                  "secretsManager": {"toPrefix": format!("dr-{p}/")}, "ssm": {"toPath": format!("/dr-{p}")}}})).await;
+    eprintln!(
+        "cloud restore through a RestoreRequest: {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(phase(&r), "Succeeded", "{r}");
+    let restored = sm
+        .get_secret_value()
+        .secret_id(format!("dr-{p}/db"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(restored.secret_string(), Some(CANARY));
+    let param = ssm
+        .get_parameter()
+        .name(format!("/dr-{p}/api-key"))
+        .with_decryption(true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(param.parameter().unwrap().value(), Some(CANARY));
+    assert!(
+        restore_step(&r).contains("restored 0 objects"),
+        "cloud only: {r}"
+    );
+
+    // The drill: the objects as dry runs, every cloud secret decrypted and
+    // looked up in the policy's account; the one deleted stays deleted.
+    sm.delete_secret()
+        .secret_id(format!("{p}/db"))
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .unwrap();
+    let stored = s.get(apiserver::POLICIES, NS, "shop-config").unwrap();
+    let policy: BackupPolicy = serde_json::from_value(stored).unwrap();
+    let r = drill(&bed, &policy, &backup_id, "2026-11-22T05:00:00Z").await;
+    assert_eq!(phase(&r), "Succeeded", "{r}");
+    let step = restore_step(&r);
+    assert!(
+        step.contains("dry run: the API server accepted 5 objects"),
+        "{step}"
+    );
+    assert!(
+        step.contains("secretsmanager eu-west-1") && step.contains("ssm eu-west-1"),
+        "{step}"
+    );
+    assert!(
+        sm.get_secret_value()
+            .secret_id(format!("{p}/db"))
+            .send()
+            .await
+            .is_err(),
+        "the drill wrote nothing"
+    );
     for resource in [RESTORES, JOBS, apiserver::EVENTS, apiserver::POLICIES] {
         let all = serde_json::to_string(&s.list(resource, "")).unwrap();
         assert!(!all.contains(CANARY), "the canary in {resource}");
