@@ -287,6 +287,12 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RestoreDe
                 st.message.clone().unwrap_or_default()
             ),
             RestorePhase::Succeeded => match st.recovery_time_seconds {
+                // A config restore: what the restore step counted.
+                Some(_) if request.spec.target.config.is_some() => {
+                    let step = st.steps.iter().find(|s| s.name == STEP_RESTORE);
+                    let what = step.and_then(|s| s.message.clone()).unwrap_or_default();
+                    format!("restore {name} succeeded: {what}")
+                }
                 Some(rto) => format!("restore {name} succeeded: verified database after {rto} s"),
                 None => format!("restore {name} succeeded (dry run: plan only)"),
             },
@@ -482,6 +488,13 @@ fn decide_restore(
                 let (reason, msg) = if obs.request.spec.dry_run {
                     let what = format!("dry run of backup {}: nothing was written", plan.backup_id);
                     (rr::DRY_RUN, what)
+                } else if obs.request.spec.target.config.is_some() {
+                    let what = format!(
+                        "backup {} restored in {} s",
+                        plan.backup_id,
+                        st.recovery_time_seconds.unwrap_or_default()
+                    );
+                    (rr::RESTORED, what)
                 } else {
                     let what = format!(
                         "backup {} restored and verified in {} s",
