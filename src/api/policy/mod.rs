@@ -106,13 +106,14 @@ pub struct BackupPolicySpec {
     pub destinations: Vec<Destination>,
     pub encryption: Encryption,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verification: Option<Verification>,
+    // Boxed (as the source kinds are) to keep cached policies small.
+    pub verification: Option<Box<Verification>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objectives: Option<Objectives>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notifications: Option<Notifications>,
+    pub notifications: Option<Box<Notifications>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub job_template: Option<JobTemplate>,
+    pub job_template: Option<Box<JobTemplate>>,
     /// Stops scheduling new runs; runs in progress finish.
     #[serde(default)]
     pub suspend: bool,
