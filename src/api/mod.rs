@@ -12,6 +12,7 @@
 pub mod conditions;
 pub mod policy;
 pub mod restore;
+pub mod restore_files;
 pub mod run;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -113,6 +113,20 @@ pub struct BucketRestoreReport {
     pub peak_rss_bytes: u64,
 }
 
+impl BucketRestoreReport {
+    /// The Job's termination message (a RestoreRequest's restore step).
+    pub fn summary(&self) -> crate::wire::RestoreSummary {
+        crate::wire::RestoreSummary {
+            ok: true,
+            backup_id: Some(self.backup_id.clone()),
+            restore_seconds: self.seconds,
+            bytes: self.restored.bytes,
+            files: Some(self.restored.objects),
+            ..Default::default()
+        }
+    }
+}
+
 /// Whether `key` is one of `paths` or under one (no paths: every key).
 fn selected(paths: &[String], key: &[u8]) -> bool {
     paths.is_empty()

@@ -80,6 +80,21 @@ pub struct FilesRestoreReport {
     pub peak_rss_bytes: u64,
 }
 
+impl FilesRestoreReport {
+    /// The Job's termination message (a RestoreRequest's restore step).
+    pub fn summary(&self) -> crate::wire::RestoreSummary {
+        let r = &self.restored;
+        crate::wire::RestoreSummary {
+            ok: true,
+            backup_id: Some(self.backup_id.clone()),
+            restore_seconds: self.seconds,
+            bytes: r.bytes,
+            files: Some(r.files),
+            ..Default::default()
+        }
+    }
+}
+
 /// Restores `point` into `target` from the first destination that serves
 /// it whole; a destination that fails leaves nothing and the next is tried.
 pub async fn restore(

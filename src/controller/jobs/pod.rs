@@ -41,6 +41,10 @@ pub struct PodNeeds {
     /// The pod talks to the API server as `service_account` (config
     /// backups): its token is mounted and that account wins over others.
     pub api_access: bool,
+    /// The pod writes a claim (file restores): the kubelet would re-group
+    /// every file on it to the fsGroup, so root gets none (it reads the
+    /// 0440 Secret files as their owner) and others only on a root mismatch.
+    pub writes_claim: bool,
 }
 
 impl PodNeeds {
@@ -56,6 +60,7 @@ impl PodNeeds {
         self.add_capabilities.extend(other.add_capabilities);
 
         self.api_access |= other.api_access;
+        self.writes_claim |= other.writes_claim;
     }
 
     /// A writable /tmp (TMPDIR): the root filesystem is read-only, and
@@ -271,6 +276,11 @@ pub(crate) fn pod_spec(
     // capabilities it names and no others.
     let non_root = uid != 0;
     let add = (!needs.add_capabilities.is_empty()).then(|| needs.add_capabilities.clone());
+    let (fs_group, fs_group_change_policy) = match (needs.writes_claim, uid) {
+        (true, 0) => (None, None),
+        (true, _) => (Some(gid), Some("OnRootMismatch".to_string())),
+        (false, _) => (Some(gid), None),
+    };
     let container = Container {
         name: CONTAINER.into(),
         image: Some(template.image.clone().unwrap_or_else(|| cfg.image.clone())),
@@ -332,7 +342,8 @@ pub(crate) fn pod_spec(
             run_as_group: Some(gid),
             // Secret files are mode 0440 with this group. The kubelet does
             // not apply it to a read-only claim (a volume backup's source).
-            fs_group: Some(gid),
+            fs_group,
+            fs_group_change_policy,
             seccomp_profile: Some(runtime_default()),
             ..Default::default()
         }),

@@ -65,6 +65,13 @@ pub fn backup_needs(policy: &ValidPolicy<'_>, cfg: &JobConfig) -> Result<PodNeed
             needs.api_access = true;
         }
         ValidSource::Volume(v) => needs.add(super::volume::backup_needs(v)),
+        // Restores are built (RestoreRequest target.bucket); the backup Job is not yet.
+        ValidSource::Bucket(_) => {
+            return Err(super::unsupported(
+                "spec.source.bucket",
+                "the operator does not back up buckets yet: back up with `lifeboat backup --bucket` (RestoreRequests restore them)",
+            ))
+        }
     }
     Ok(needs)
 }
