@@ -13,6 +13,8 @@
 
 #[path = "support/apiserver.rs"]
 mod apiserver;
+#[path = "support/job_pods.rs"]
+mod job_pods;
 mod support;
 
 use std::sync::Arc;
@@ -20,8 +22,6 @@ use std::time::Duration;
 
 use apiserver::{ApiServer, JOBS};
 use chrono::Utc;
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::Api;
 use lifeboat::api::{BackupPolicy, BackupRun, RestoreRequest};
@@ -34,61 +34,17 @@ use support::kubelet::*;
 use support::*;
 
 const NS: &str = "shop";
-const WAIT: Duration = Duration::from_secs(60);
+use job_pods::WAIT;
 const REQUESTS: &str = "apis/lifeboat.dev/v1alpha1/restorerequests";
 const POLICIES: &str = "apis/lifeboat.dev/v1alpha1/backuppolicies";
 
 /// Runs the Job named `name` for real once it exists, then writes its pod
 /// and status as the cluster would. Returns whether the container succeeded.
 async fn run_job(server: &ApiServer, w: &World, name: &str) -> bool {
-    let job: Job = serde_json::from_value(
-        server
-            .wait_for(&format!("job {name}"), WAIT, |s| s.get(JOBS, NS, name))
-            .await,
-    )
-    .unwrap();
-    let started = Utc::now();
-    let ran = {
-        let (secrets, work) = (w.secrets.clone(), w.work.path().to_path_buf());
-        let job = job.clone();
-        tokio::task::spawn_blocking(move || execute(&job, &secrets, &work))
-            .await
-            .unwrap()
-    };
-    let ok = ran.output.status.success();
-    let message = if ran.termination_message.is_empty() {
-        // FallbackToLogsOnError: the log's tail.
-        stderr(&ran.output)
-    } else {
-        ran.termination_message.clone()
-    };
-    let client = server.client();
-    let pod: Pod = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": format!("{name}-x1"), "labels": {"job-name": name}},
-        "spec": {"containers": [{"name": "lifeboat", "image": "lifeboat"}]},
-        "status": {"containerStatuses": [{"name": "lifeboat", "image": "lifeboat", "imageID": "", "ready": false,
-            "restartCount": 0, "state": {"terminated": {"exitCode": ran.output.status.code().unwrap_or(1),
-            "message": message}}}]}
-    }))
-    .unwrap();
-    Api::<Pod>::namespaced(client.clone(), NS)
-        .create(&PostParams::default(), &pod)
+    let claims = Claims::new();
+    job_pods::run_job(server, NS, name, &w.secrets, &claims, w.work.path())
         .await
-        .unwrap();
-    let done = Utc::now();
-    let status = if ok {
-        json!({"status": {"startTime": started, "completionTime": done, "succeeded": 1,
-                          "conditions": [{"type": "Complete", "status": "True"}]}})
-    } else {
-        json!({"status": {"startTime": started, "failed": 1,
-                          "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}})
-    };
-    Api::<Job>::namespaced(client, NS)
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(status))
-        .await
-        .unwrap();
-    ok
+        .1
 }
 
 async fn create_request(server: &ApiServer, name: &str, spec: Value) {

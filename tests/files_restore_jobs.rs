@@ -1,0 +1,419 @@
+//! RestoreRequests of a volume policy end to end: the controller runs
+//! against the in-memory API server, and every Job it creates runs for real
+//! in the stand-in kubelet (support/kubelet.rs) with a host directory
+//! standing in for the claim, against the test S3 server in two regions.
+//!
+//! One world, in order: a backup of the claim; the directory is damaged
+//! (files deleted, one changed, one added, a symlink to outside planted
+//! where a restored file goes and another where a restored directory goes);
+//! overwrite=always + deleteExtra restores it exactly, writes nothing
+//! through either link, and the Job runs on the node of the pod that holds
+//! the ReadWriteOnce claim; overwrite=never keeps a changed file; paths
+//! restores one subtree; a drill restores into scratch space and passes,
+//! and once a pack is corrupted in both buckets a drill fails naming it.
+
+#[path = "support/apiserver.rs"]
+mod apiserver;
+#[path = "support/job_pods.rs"]
+mod job_pods;
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use apiserver::ApiServer;
+use chrono::Utc;
+use job_pods::{run_job, WAIT};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::Api;
+use lifeboat::api::{BackupPolicy, BackupRun, RestoreRequest};
+use lifeboat::controller::jobs::backup_job;
+use lifeboat::controller::metrics::Metrics;
+use lifeboat::controller::Settings;
+use lifeboat::wire::BackupSummary;
+use serde_json::{json, Value};
+use support::kubelet::*;
+use support::*;
+
+const NS: &str = "shop";
+const REQUESTS: &str = "apis/lifeboat.dev/v1alpha1/restorerequests";
+const POLICIES: &str = "apis/lifeboat.dev/v1alpha1/backuppolicies";
+
+/// Path → kind, content digest, mode and mtime of every entry under `root`.
+fn describe(root: &Path) -> std::collections::BTreeMap<String, String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = fs::symlink_metadata(&p).unwrap();
+        let rel = p.strip_prefix(root).unwrap().display().to_string();
+        let what = if m.is_dir() {
+            stack.extend(fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            "dir".to_string()
+        } else if m.file_type().is_symlink() {
+            format!("link->{:?}", fs::read_link(&p).unwrap())
+        } else {
+            let d = ring::digest::digest(&ring::digest::SHA256, &fs::read(&p).unwrap());
+            format!("file {}", hex::encode(d.as_ref()))
+        };
+        let mtime = if rel.is_empty() { 0 } else { m.mtime() };
+        out.insert(
+            rel,
+            format!("{what} mode {:o} mtime {mtime}", m.mode() & 0o7777),
+        );
+    }
+    out
+}
+
+struct Bed {
+    w: World,
+    claims: Claims,
+    app: PathBuf,
+    outside: PathBuf,
+}
+
+impl Bed {
+    async fn run(&self, server: &ApiServer, job: &str) -> bool {
+        let path = self.w.work.path();
+        run_job(server, NS, job, &self.w.secrets, &self.claims, path)
+            .await
+            .1
+    }
+
+    /// Creates the request, runs its plan and restore Jobs, returns its
+    /// final status.
+    async fn restore(&self, server: &ApiServer, name: &str, target: Value) -> Value {
+        let r: RestoreRequest = serde_json::from_value(json!({
+            "apiVersion": "lifeboat.dev/v1alpha1", "kind": "RestoreRequest",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"policyRef": {"name": "orders"}, "target": {"files": target}}
+        }))
+        .unwrap();
+        Api::<RestoreRequest>::namespaced(server.client(), NS)
+            .create(&PostParams::default(), &r)
+            .await
+            .unwrap();
+        assert!(self.run(server, &format!("{name}-plan")).await);
+        let ok = self.run(server, &format!("{name}-restore")).await;
+        let st = finished(server, name).await;
+        assert_eq!(ok, st["phase"] == "Succeeded", "{st}");
+        st
+    }
+}
+
+async fn finished(server: &ApiServer, name: &str) -> Value {
+    server
+        .wait_for(&format!("request {name} to finish"), WAIT, |s| {
+            let st = s.get(REQUESTS, NS, name)?.get("status")?.clone();
+            matches!(st["phase"].as_str(), Some("Succeeded" | "Failed")).then_some(st)
+        })
+        .await
+}
+
+#[test]
+fn restore_requests_of_a_volume_policy_and_its_drills() {
+    let mut w = world();
+    let claim = w.work.path().join("claim");
+    let app = claim.join("app");
+    fs::create_dir_all(app.join("img")).unwrap();
+    fs::create_dir_all(app.join("docs")).unwrap();
+    fs::write(app.join("a.txt"), "alpha\n").unwrap();
+    fs::write(app.join("notes.txt"), "notes v1\n".repeat(100)).unwrap();
+    fs::write(app.join("img/x.bin"), lifeboat::chunks::noise(300_000, 3)).unwrap();
+    fs::write(app.join("img/y.bin"), lifeboat::chunks::noise(40_000, 4)).unwrap();
+    fs::write(app.join("docs/readme.md"), "# read me\n").unwrap();
+    let outside = w.work.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(outside.join("victim.txt"), "victim").unwrap();
+
+    w.policy.spec.source = serde_json::from_value(json!({"volume": {
+        "claimName": "uploads", "subPath": "app"}}))
+    .unwrap();
+    let claims = Claims::from([("uploads".to_string(), claim.clone())]);
+    let run: BackupRun = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupRun",
+        "metadata": {"name": "orders-manual-1", "namespace": NS, "uid": "run-uid"},
+        "spec": {"policyRef": {"name": "orders"}, "tier": "manual"}
+    }))
+    .unwrap();
+    let job = backup_job(&w.policy, &run, &w.cfg).unwrap();
+    let ran = execute_with(&job, &w.secrets, &claims, w.work.path());
+    assert!(ran.output.status.success(), "{}", stderr(&ran.output));
+    let backup = BackupSummary::parse(&ran.termination_message).unwrap();
+    let bed = Bed {
+        w,
+        claims,
+        app,
+        outside,
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(scenario(bed, backup));
+}
+
+async fn scenario(bed: Bed, backup: BackupSummary) {
+    let (app, w) = (&bed.app, &bed.w);
+    let server = ApiServer::start().await;
+    let metrics = Arc::new(Metrics::default());
+    let settings = Settings {
+        jobs: w.cfg.clone(),
+        namespace: Some(NS.into()),
+        resync: Duration::from_millis(300),
+        retry: Duration::from_millis(300),
+        ..Settings::default()
+    };
+    let task = server.run_controllers(settings, metrics.clone());
+    let mut policy = serde_json::to_value(&w.policy).unwrap();
+    policy["metadata"] = json!({"name": "orders", "namespace": NS,
+        "creationTimestamp": (Utc::now() - chrono::Duration::minutes(10)).to_rfc3339()});
+    policy["spec"]["schedule"] = json!({"daily": "0 2 1 1 *"});
+    let policy: BackupPolicy = serde_json::from_value(policy).unwrap();
+    Api::<BackupPolicy>::namespaced(server.client(), NS)
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+    // The claim is ReadWriteOnce and an application's pod on node-7 holds it.
+    let pvc: PersistentVolumeClaim = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "uploads", "namespace": NS},
+        "spec": {"accessModes": ["ReadWriteOnce"]}}))
+    .unwrap();
+    Api::<PersistentVolumeClaim>::namespaced(server.client(), NS)
+        .create(&PostParams::default(), &pvc)
+        .await
+        .unwrap();
+    let app_pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": NS},
+        "spec": {"nodeName": "node-7", "containers": [{"name": "web"}],
+                 "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "uploads"}}]},
+        "status": {"phase": "Running"}}))
+    .unwrap();
+    Api::<Pod>::namespaced(server.client(), NS)
+        .create(&PostParams::default(), &app_pod)
+        .await
+        .unwrap();
+
+    let before = describe(app);
+    // 1. Damage: files gone, one changed, one added, links to outside
+    // planted where a restored file and a restored directory go.
+    fs::remove_file(app.join("img/x.bin")).unwrap();
+    fs::write(app.join("notes.txt"), "changed\n").unwrap();
+    fs::write(app.join("extra.txt"), "not in the backup").unwrap();
+    fs::remove_file(app.join("a.txt")).unwrap();
+    std::os::unix::fs::symlink(bed.outside.join("victim.txt"), app.join("a.txt")).unwrap();
+    fs::remove_dir_all(app.join("docs")).unwrap();
+    std::os::unix::fs::symlink(&bed.outside, app.join("docs")).unwrap();
+    let outside_before = describe(&bed.outside);
+
+    // A link where a directory goes stops the restore, named, not followed.
+    let all = json!({"claimName": "uploads", "subPath": "app", "overwrite": "always", "deleteExtra": true});
+    let st = bed.restore(&server, "linked", all.clone()).await;
+    assert_eq!(st["phase"], "Failed", "{st}");
+    let m = st["message"].as_str().unwrap();
+    assert!(
+        m.contains("docs: not a directory in the target (a symlink or a file); not followed"),
+        "{m}"
+    );
+    assert_eq!(
+        describe(&bed.outside),
+        outside_before,
+        "nothing written through a link"
+    );
+    fs::remove_file(app.join("docs")).unwrap();
+
+    let st = bed
+        .restore(
+            &server,
+            "exact",
+            json!({"claimName": "uploads", "subPath": "app",
+            "overwrite": "always", "deleteExtra": true}),
+        )
+        .await;
+    assert_eq!(st["phase"], "Succeeded", "{st}");
+    assert_eq!(describe(app), before, "restored exactly");
+    assert_eq!(
+        describe(&bed.outside),
+        outside_before,
+        "nothing written through a link"
+    );
+    assert_eq!(st["filesRestored"], 5, "{st}");
+    assert_eq!(st["bytesRestored"], 6 + 900 + 300_000 + 40_000 + 10, "{st}");
+    assert_eq!(st["plan"]["bytes"], st["bytesRestored"], "{st}");
+    assert_eq!(st["plan"]["backupId"], json!(backup.backup_id));
+    assert!(st["recoveryTimeSeconds"].as_i64().is_some(), "{st}");
+    let step = &st["steps"][1]["message"];
+    assert!(
+        step.as_str()
+            .unwrap()
+            .contains("into claim uploads (subPath app)"),
+        "{st}"
+    );
+    // Pinned beside the pod that holds the ReadWriteOnce claim.
+    let job: Value = server
+        .store
+        .get(apiserver::JOBS, NS, "exact-restore")
+        .unwrap();
+    let term = &job["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+        ["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0];
+    assert_eq!(term["matchFields"][0]["values"], json!(["node-7"]), "{job}");
+
+    // 2. overwrite=never keeps a changed file, brings back a deleted one.
+    fs::write(app.join("notes.txt"), "changed again\n").unwrap();
+    fs::remove_file(app.join("a.txt")).unwrap();
+    let st = bed
+        .restore(
+            &server,
+            "keep",
+            json!({"claimName": "uploads", "subPath": "app"}),
+        )
+        .await;
+    assert_eq!(st["phase"], "Succeeded", "{st}");
+    assert_eq!(
+        fs::read_to_string(app.join("notes.txt")).unwrap(),
+        "changed again\n"
+    );
+    assert_eq!(fs::read_to_string(app.join("a.txt")).unwrap(), "alpha\n");
+
+    // 3. paths restores one subtree only.
+    fs::remove_file(app.join("img/x.bin")).unwrap();
+    let st = bed
+        .restore(
+            &server,
+            "img",
+            json!({"claimName": "uploads", "subPath": "app",
+            "paths": ["img"], "overwrite": "always"}),
+        )
+        .await;
+    assert_eq!(st["phase"], "Succeeded", "{st}");
+    assert_eq!(before["img/x.bin"], describe(app)["img/x.bin"]);
+    assert_eq!(
+        fs::read_to_string(app.join("notes.txt")).unwrap(),
+        "changed again\n"
+    );
+
+    drills(&bed, &server, &backup).await;
+    task.abort();
+}
+
+/// A drill into scratch space passes; once a pack is corrupted in both
+/// buckets one fails naming it, and the policy says so.
+async fn drills(bed: &Bed, server: &ApiServer, backup: &BackupSummary) {
+    server
+        .patch_policy(
+            NS,
+            "orders",
+            json!({"spec": {"verification": {"restoreDrill": {
+            "schedule": "* * * * *"}}}}),
+        )
+        .await;
+    let runs: Api<BackupRun> = Api::namespaced(server.client(), NS);
+    let run: BackupRun = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupRun",
+        "metadata": {"name": "orders-manual-1", "namespace": NS},
+        "spec": {"policyRef": {"name": "orders"}, "tier": "manual"}
+    }))
+    .unwrap();
+    runs.create(&PostParams::default(), &run).await.unwrap();
+    runs.patch_status(
+        "orders-manual-1",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"status": {"phase": "Succeeded", "completedAt": Utc::now(),
+                                        "backupId": backup.backup_id}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let drill = server
+        .wait_for("a drill request", WAIT, |s| {
+            s.list(REQUESTS, NS).into_iter().find_map(|r| {
+                r.pointer("/metadata/labels/lifeboat.dev~1drill")?;
+                Some(r["metadata"]["name"].as_str()?.to_string())
+            })
+        })
+        .await;
+    let dr: Value = server.store.get(REQUESTS, NS, &drill).unwrap();
+    assert_eq!(dr["spec"]["target"], json!({"scratch": {}}), "{dr}");
+    assert!(bed.run(server, &format!("{drill}-plan")).await);
+    assert!(bed.run(server, &format!("{drill}-restore")).await);
+    let st = finished(server, &drill).await;
+    assert_eq!(st["phase"], "Succeeded", "{st}");
+    let status = last_drill(server, &drill).await;
+    assert_eq!(status["lastDrill"]["succeeded"], true, "{status}");
+    let m = status["lastDrill"]["message"].as_str().unwrap();
+    assert!(m.contains("into scratch space: 5 files"), "{m}");
+
+    // A pack with a flipped bit in both buckets.
+    // (The fixtures' S3 client runs its own runtime: on a thread of its own.)
+    let packs = std::thread::scope(|t| {
+        t.spawn(|| {
+            let packs: Vec<String> = s3_keys(&bed.w.buckets[0])
+                .into_iter()
+                .filter(|k| k.contains("/chunks/packs/"))
+                .collect();
+            for url in &bed.w.buckets {
+                for key in &packs {
+                    let mut body = s3_get(url, key);
+                    let mid = body.len() / 2;
+                    body[mid] ^= 0x40;
+                    s3_put(url, key, body);
+                }
+            }
+            packs
+        })
+        .join()
+        .unwrap()
+    });
+    assert!(!packs.is_empty());
+    // The next drill, as the policy's schedule would make it (a slot ahead,
+    // so the schedule makes no other one meanwhile).
+    let p: BackupPolicy =
+        serde_json::from_value(server.store.get(POLICIES, NS, "orders").unwrap()).unwrap();
+    let slot = Utc::now() + chrono::Duration::days(1);
+    let r = lifeboat::controller::drill::drill_request(&p, Some(&backup.backup_id), slot).unwrap();
+    let name = r.metadata.name.clone().unwrap();
+    Api::<RestoreRequest>::namespaced(server.client(), NS)
+        .create(&PostParams::default(), &r)
+        .await
+        .unwrap();
+    assert!(bed.run(server, &format!("{name}-plan")).await);
+    assert!(!bed.run(server, &format!("{name}-restore")).await);
+    let st = finished(server, &name).await;
+    assert_eq!(st["phase"], "Failed", "{st}");
+    let m = st["message"].as_str().unwrap();
+    assert!(
+        m.starts_with("step restore failed: ")
+            && packs
+                .iter()
+                .any(|p| m.contains(p.rsplit('/').next().unwrap())),
+        "{m} names none of {packs:?}"
+    );
+    let status = last_drill(server, &name).await;
+    assert_eq!(status["lastDrill"]["succeeded"], false, "{status}");
+    let cond = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "DrillPassed")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (cond["status"].as_str(), cond["reason"].as_str()),
+        (Some("False"), Some("DrillFailed"))
+    );
+}
+
+async fn last_drill(server: &ApiServer, drill: &str) -> Value {
+    server
+        .wait_for("the policy's lastDrill", WAIT, |s| {
+            let st = s.get(POLICIES, NS, "orders")?.get("status")?.clone();
+            (st.pointer("/lastDrill/restoreRequest") == Some(&json!(drill))).then_some(st)
+        })
+        .await
+}

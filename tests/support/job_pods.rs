@@ -1,0 +1,85 @@
+//! The cluster's half of a Job the controller created in the in-memory API
+//! server: the stand-in kubelet runs it for real (support/kubelet.rs), and
+//! its pod (with the termination message) and its status go back to the
+//! API server as the kubelet and the Job controller would write them.
+//! Include with `#[path = "support/job_pods.rs"] mod job_pods;` beside the
+//! API server.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::Utc;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::Api;
+use serde_json::json;
+
+use crate::apiserver::{ApiServer, JOBS};
+use crate::support::kubelet::{execute_with, Claims, Secrets};
+use crate::support::stderr;
+
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// Runs the Job `name` in `ns` once it exists, with `claims` mounted; then
+/// writes its pod and status. Returns the Job as created and whether its
+/// container succeeded.
+pub async fn run_job(
+    server: &ApiServer,
+    ns: &str,
+    name: &str,
+    secrets: &Secrets,
+    claims: &Claims,
+    work: &Path,
+) -> (Job, bool) {
+    let job: Job = serde_json::from_value(
+        server
+            .wait_for(&format!("job {name}"), WAIT, |s| s.get(JOBS, ns, name))
+            .await,
+    )
+    .unwrap();
+    let started = Utc::now();
+    let ran = {
+        let (job, secrets, claims) = (job.clone(), secrets.clone(), claims.clone());
+        let work = work.to_path_buf();
+        tokio::task::spawn_blocking(move || execute_with(&job, &secrets, &claims, &work))
+            .await
+            .unwrap()
+    };
+    let ok = ran.output.status.success();
+    let message = if ran.termination_message.is_empty() {
+        // FallbackToLogsOnError: the log's tail.
+        stderr(&ran.output)
+    } else {
+        ran.termination_message.clone()
+    };
+    let client = server.client();
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("{name}-x1"), "labels": {"job-name": name}},
+        "spec": {"containers": [{"name": "lifeboat", "image": "lifeboat"}]},
+        "status": {"containerStatuses": [{"name": "lifeboat", "image": "lifeboat", "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"terminated": {"exitCode": ran.output.status.code().unwrap_or(1),
+            "message": message}}}]}
+    }))
+    .unwrap();
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap();
+    let done = Utc::now();
+    let status = if ok {
+        json!({"status": {"startTime": started, "completionTime": done, "succeeded": 1,
+                          "conditions": [{"type": "Complete", "status": "True"}]}})
+    } else {
+        json!({"status": {"startTime": started, "failed": 1,
+                          "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}})
+    };
+    Api::<Job>::namespaced(client, ns)
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .unwrap();
+    (job, ok)
+}
