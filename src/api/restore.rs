@@ -43,6 +43,18 @@ use super::{check_ref_name, into_result, is_dns_label, ConnectionSecretRef, Fiel
         json_path = ".status.recoveryTimeSeconds"
     ),
     printcolumn(
+        name = "Files",
+        type_ = "integer",
+        json_path = ".status.filesRestored",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Bytes",
+        type_ = "integer",
+        json_path = ".status.bytesRestored",
+        priority = 1
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
