@@ -162,8 +162,10 @@ fn a_bucket_target_gets_its_keys_as_files_never_as_values() {
         "credentialsSecretRef": {"name": "dr-keys", "accessKeyIdKey": "id", "secretAccessKeyKey": "secret"},
         "paths": ["img"]}}),
     );
-    let mut cfg = JobConfig::default();
-    cfg.mount_root = "/run/lb".into();
+    let cfg = JobConfig {
+        mount_root: "/run/lb".into(),
+        ..Default::default()
+    };
     let job = restore_job(&r, &bucket_policy(), &plan(1), &cfg).unwrap();
     let a = args(&job);
     assert_eq!(
