@@ -132,3 +132,26 @@ fn exactly_one_target_kind() {
         json!(["never", "ifNewer", "always"])
     );
 }
+
+/// The RestoreRequests of docs/RUNBOOK.md parse and validate.
+#[test]
+fn the_runbook_examples_are_valid_requests() {
+    let runbook = include_str!("../../docs/RUNBOOK.md");
+    let mut found = Vec::new();
+    for block in runbook.split("```yaml\n").skip(1) {
+        let text = block.split("```").next().unwrap();
+        if !text.contains("kind: RestoreRequest") {
+            continue;
+        }
+        let r: crate::api::RestoreRequest = serde_yaml::from_str(text).unwrap();
+        assert_eq!(r.spec.validate(), Ok(()), "{text}");
+        found.push(r.spec.target.describe().unwrap());
+    }
+    assert_eq!(
+        found,
+        [
+            "claim uploads (subPath app)",
+            "s3://assets-restored/from-backup"
+        ]
+    );
+}
