@@ -33,21 +33,6 @@ fn objects() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-fn put(client: &aws_sdk_s3::Client, bucket: &str, key: &str, data: Vec<u8>) {
-    runtime().block_on(async {
-        client
-            .put_object()
-            .bucket(bucket)
-            .key(key)
-            .content_type("text/x-test")
-            .metadata("owner", "team-a")
-            .body(data.into())
-            .send()
-            .await
-            .expect("put");
-    });
-}
-
 /// Body, content type and `owner` metadata of `key`.
 fn get(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> (Vec<u8>, String, String) {
     runtime().block_on(async {
@@ -93,7 +78,7 @@ fn bucket_restore_requests_into_the_same_and_another_region() {
     let src = bucket_and_region(&bucket(SRC_REGION)).0;
     let client = s3_client(SRC_REGION);
     for (key, data) in objects() {
-        put(&client, &src, key, data);
+        put_meta(&client, &src, key, data);
     }
     w.policy.spec.source = serde_json::from_value(json!({"bucket": {
         "bucket": src, "region": SRC_REGION, "endpoint": s3_endpoint()}}))
@@ -176,7 +161,7 @@ fn bucket_restore_requests_into_the_same_and_another_region() {
     }
 
     // 3. overwrite=never keeps what the target has; paths picks one prefix.
-    put(&oc, &other, "restored/x+y=z", b"changed".to_vec());
+    put_meta(&oc, &other, "restored/x+y=z", b"changed".to_vec());
     empty_prefix(&oc, &other, "restored/deep/");
     let mut keep = target.clone();
     keep["paths"] = json!(["deep", "x+y=z"]);

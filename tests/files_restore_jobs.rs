@@ -19,9 +19,7 @@ mod job_pods;
 mod support;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::PathBuf;
 
 use apiserver::ApiServer;
 use chrono::Utc;
@@ -31,42 +29,15 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::Api;
 use lifeboat::api::{BackupPolicy, BackupRun, RestoreRequest};
 use lifeboat::controller::jobs::backup_job;
-use lifeboat::controller::metrics::Metrics;
-use lifeboat::controller::Settings;
 use lifeboat::wire::BackupSummary;
 use serde_json::{json, Value};
 use support::kubelet::*;
+use support::tree::describe;
 use support::*;
 
 const NS: &str = "shop";
 const REQUESTS: &str = "apis/lifeboat.dev/v1alpha1/restorerequests";
 const POLICIES: &str = "apis/lifeboat.dev/v1alpha1/backuppolicies";
-
-/// Path → kind, content digest, mode and mtime of every entry under `root`.
-fn describe(root: &Path) -> std::collections::BTreeMap<String, String> {
-    use std::os::unix::fs::MetadataExt;
-    let mut out = std::collections::BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let m = fs::symlink_metadata(&p).unwrap();
-        let rel = p.strip_prefix(root).unwrap().display().to_string();
-        let what = if m.is_dir() {
-            stack.extend(fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
-            "dir".to_string()
-        } else if m.file_type().is_symlink() {
-            format!("link->{:?}", fs::read_link(&p).unwrap())
-        } else {
-            let d = ring::digest::digest(&ring::digest::SHA256, &fs::read(&p).unwrap());
-            format!("file {}", hex::encode(d.as_ref()))
-        };
-        let mtime = if rel.is_empty() { 0 } else { m.mtime() };
-        out.insert(
-            rel,
-            format!("{what} mode {:o} mtime {mtime}", m.mode() & 0o7777),
-        );
-    }
-    out
-}
 
 struct Bed {
     w: World,
@@ -160,24 +131,7 @@ fn restore_requests_of_a_volume_policy_and_its_drills() {
 async fn scenario(bed: Bed, backup: BackupSummary) {
     let (app, w) = (&bed.app, &bed.w);
     let server = ApiServer::start().await;
-    let metrics = Arc::new(Metrics::default());
-    let settings = Settings {
-        jobs: w.cfg.clone(),
-        namespace: Some(NS.into()),
-        resync: Duration::from_millis(300),
-        retry: Duration::from_millis(300),
-        ..Settings::default()
-    };
-    let task = server.run_controllers(settings, metrics.clone());
-    let mut policy = serde_json::to_value(&w.policy).unwrap();
-    policy["metadata"] = json!({"name": "orders", "namespace": NS,
-        "creationTimestamp": (Utc::now() - chrono::Duration::minutes(10)).to_rfc3339()});
-    policy["spec"]["schedule"] = json!({"daily": "0 2 1 1 *"});
-    let policy: BackupPolicy = serde_json::from_value(policy).unwrap();
-    Api::<BackupPolicy>::namespaced(server.client(), NS)
-        .create(&PostParams::default(), &policy)
-        .await
-        .unwrap();
+    let (task, _metrics) = job_pods::start(&server, NS, &w.policy, &w.cfg).await;
     // The claim is ReadWriteOnce and an application's pod on node-7 holds it.
     let pvc: PersistentVolumeClaim = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
@@ -291,7 +245,8 @@ async fn scenario(bed: Bed, backup: BackupSummary) {
         )
         .await;
     assert_eq!(st["phase"], "Succeeded", "{st}");
-    assert_eq!(before["img/x.bin"], describe(app)["img/x.bin"]);
+    let x = b"img/x.bin".to_vec();
+    assert_eq!(before[&x], describe(app)[&x]);
     assert_eq!(
         fs::read_to_string(app.join("notes.txt")).unwrap(),
         "changed again\n"

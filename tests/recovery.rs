@@ -17,17 +17,15 @@ mod apiserver;
 mod job_pods;
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use apiserver::{ApiServer, JOBS};
 use chrono::Utc;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::Api;
-use lifeboat::api::{BackupPolicy, BackupRun, RestoreRequest};
+use lifeboat::api::{BackupRun, RestoreRequest};
 use lifeboat::controller::jobs::backup_job;
 use lifeboat::controller::metrics::Metrics;
-use lifeboat::controller::Settings;
 use lifeboat::wire::BackupSummary;
 use serde_json::{json, Value};
 use support::kubelet::*;
@@ -142,26 +140,7 @@ async fn scenario(w: World, backup: BackupSummary) {
     }))
     .unwrap();
     let server = ApiServer::start().await;
-    let metrics = Arc::new(Metrics::default());
-    let settings = Settings {
-        jobs: w.cfg.clone(),
-        namespace: Some(NS.into()),
-        resync: Duration::from_millis(300),
-        retry: Duration::from_millis(300),
-        ..Settings::default()
-    };
-    let task = server.run_controllers(settings, metrics.clone());
-    // The policy, created ten minutes ago (so its drill slot is due), with a
-    // daily schedule that does not fall due during the test.
-    let mut policy = serde_json::to_value(&w.policy).unwrap();
-    policy["metadata"] = json!({"name": "orders", "namespace": NS,
-        "creationTimestamp": (Utc::now() - chrono::Duration::minutes(10)).to_rfc3339()});
-    policy["spec"]["schedule"] = json!({"daily": "0 2 1 1 *"});
-    let policy: BackupPolicy = serde_json::from_value(policy).unwrap();
-    Api::<BackupPolicy>::namespaced(server.client(), NS)
-        .create(&PostParams::default(), &policy)
-        .await
-        .unwrap();
+    let (task, metrics) = job_pods::start(&server, NS, &w.policy, &w.cfg).await;
 
     // 1. A dry run plans and writes nothing: the target does not exist after.
     let dry_db = unique("rr_dry");

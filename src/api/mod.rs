@@ -69,6 +69,17 @@ pub(crate) fn into_result(errors: Vec<FieldError>) -> Result<(), Vec<FieldError>
     }
 }
 
+/// The fields `validate` named, in order (none when it passed); for tests.
+#[cfg(test)]
+pub(crate) fn error_fields(checked: Result<(), Vec<FieldError>>) -> Vec<String> {
+    checked
+        .err()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e.field)
+        .collect()
+}
+
 /// Joins errors into one line for a condition message.
 pub fn join_errors(errors: &[FieldError]) -> String {
     errors

@@ -7,7 +7,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::policy::volume::{check_sub_path, DEFAULT_RUN_AS};
+use super::policy::volume::{check_ids, check_sub_path, uid_gid};
 use super::restore::{RestoreRequestSpec, RestoreTarget};
 use super::{check_ref_name, FieldError, S3CredentialsRef};
 use crate::location::S3Location;
@@ -110,11 +110,7 @@ impl FilesTarget {
 
     /// The uid and gid the Job writes as (0 with `restoreOwners`).
     pub fn uid_gid(&self) -> (i64, i64) {
-        if self.restore_owners {
-            return (0, 0);
-        }
-        let uid = self.run_as_user.unwrap_or(DEFAULT_RUN_AS);
-        (uid, self.run_as_group.unwrap_or(uid))
+        uid_gid(self.restore_owners, self.run_as_user, self.run_as_group)
     }
 
     fn validate(&self, errors: &mut Vec<FieldError>) {
@@ -126,22 +122,8 @@ impl FilesTarget {
             }
         }
         check_paths(&format!("{field}.paths"), &self.paths, errors);
-        for (name, id) in [
-            ("runAsUser", self.run_as_user),
-            ("runAsGroup", self.run_as_group),
-        ] {
-            match id {
-                Some(id) if self.restore_owners => errors.push(FieldError::new(
-                    format!("{field}.{name}"),
-                    format!("{id} conflicts with restoreOwners: true (which writes as uid 0)"),
-                )),
-                Some(id) if id < 1 => errors.push(FieldError::new(
-                    format!("{field}.{name}"),
-                    "must be 1 or more (set restoreOwners: true to write as root)",
-                )),
-                _ => {}
-            }
-        }
+        let ids = (self.run_as_user, self.run_as_group);
+        check_ids(field, ("restoreOwners", self.restore_owners), ids, errors);
     }
 }
 

@@ -11,13 +11,7 @@ fn spec(target: Value, extra: Value) -> RestoreRequestSpec {
 }
 
 fn fields(target: Value, extra: Value) -> Vec<String> {
-    spec(target, extra)
-        .validate()
-        .err()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|e| e.field)
-        .collect()
+    crate::api::error_fields(spec(target, extra).validate())
 }
 
 #[test]

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -15,6 +16,10 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::Api;
+use lifeboat::api::BackupPolicy;
+use lifeboat::controller::jobs::JobConfig;
+use lifeboat::controller::metrics::Metrics;
+use lifeboat::controller::Settings;
 use serde_json::json;
 
 use crate::apiserver::{ApiServer, JOBS};
@@ -22,6 +27,36 @@ use crate::support::kubelet::{execute_with, Claims, Secrets};
 use crate::support::stderr;
 
 pub const WAIT: Duration = Duration::from_secs(60);
+
+/// The controllers against `server`, watching `ns` with quick resyncs, and
+/// `policy` (named `orders`) created there ten minutes ago (so a drill slot
+/// is due) with a daily schedule that does not fall due during a test.
+pub async fn start(
+    server: &ApiServer,
+    ns: &str,
+    policy: &BackupPolicy,
+    jobs: &JobConfig,
+) -> (tokio::task::JoinHandle<()>, Arc<Metrics>) {
+    let metrics = Arc::new(Metrics::default());
+    let settings = Settings {
+        jobs: jobs.clone(),
+        namespace: Some(ns.into()),
+        resync: Duration::from_millis(300),
+        retry: Duration::from_millis(300),
+        ..Settings::default()
+    };
+    let task = server.run_controllers(settings, metrics.clone());
+    let mut policy = serde_json::to_value(policy).unwrap();
+    policy["metadata"] = json!({"name": "orders", "namespace": ns,
+        "creationTimestamp": (Utc::now() - chrono::Duration::minutes(10)).to_rfc3339()});
+    policy["spec"]["schedule"] = json!({"daily": "0 2 1 1 *"});
+    let policy: BackupPolicy = serde_json::from_value(policy).unwrap();
+    Api::<BackupPolicy>::namespaced(server.client(), ns)
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+    (task, metrics)
+}
 
 /// Runs the Job `name` in `ns` once it exists, with `claims` mounted; then
 /// writes its pod and status. Returns the Job as created and whether its

@@ -64,12 +64,7 @@ mod tests {
             "verification": {"restoreDrill": drill}
         }))
         .unwrap();
-        spec.validate()
-            .err()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|e| e.field)
-            .collect()
+        crate::api::error_fields(spec.validate())
     }
 
     #[test]

@@ -9,9 +9,8 @@ use crate::api::restore::RestorePlan;
 use crate::api::{BackupPolicy, RestoreRequest, RestoreRequestSpec};
 use crate::controller::jobs::{backup_job, volume, JobConfig};
 use crate::controller::restore_jobs::{plan_job, restore_job};
-use crate::controller::test_support::{args, daily_run};
+use crate::controller::test_support::{after, args, daily_run, pod};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::PodSpec;
 use serde_json::{json, Value};
 
 const ID: &str = "20261121T020000.000Z-a1b2c3";
@@ -56,17 +55,6 @@ fn plan(bytes: i64) -> RestorePlan {
         bytes: Some(bytes),
         ..Default::default()
     }
-}
-
-fn pod(job: &Job) -> &PodSpec {
-    job.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
-}
-
-fn after<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
-    args.windows(2)
-        .filter(|w| w[0] == flag)
-        .map(|w| w[1].as_str())
-        .collect()
 }
 
 #[test]
