@@ -25,7 +25,7 @@ use apiserver::ApiServer;
 use chrono::Utc;
 use job_pods::{run_job, WAIT};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use kube::Api;
 use lifeboat::api::{BackupPolicy, BackupRun, RestoreRequest};
 use lifeboat::controller::jobs::backup_job;
@@ -267,32 +267,7 @@ async fn drills(bed: &Bed, server: &ApiServer, backup: &BackupSummary) {
             "schedule": "* * * * *"}}}}),
         )
         .await;
-    let runs: Api<BackupRun> = Api::namespaced(server.client(), NS);
-    let run: BackupRun = serde_json::from_value(json!({
-        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupRun",
-        "metadata": {"name": "orders-manual-1", "namespace": NS},
-        "spec": {"policyRef": {"name": "orders"}, "tier": "manual"}
-    }))
-    .unwrap();
-    runs.create(&PostParams::default(), &run).await.unwrap();
-    runs.patch_status(
-        "orders-manual-1",
-        &PatchParams::default(),
-        &Patch::Merge(
-            json!({"status": {"phase": "Succeeded", "completedAt": Utc::now(),
-                                        "backupId": backup.backup_id}}),
-        ),
-    )
-    .await
-    .unwrap();
-    let drill = server
-        .wait_for("a drill request", WAIT, |s| {
-            s.list(REQUESTS, NS).into_iter().find_map(|r| {
-                r.pointer("/metadata/labels/lifeboat.dev~1drill")?;
-                Some(r["metadata"]["name"].as_str()?.to_string())
-            })
-        })
-        .await;
+    let drill = job_pods::first_drill(server, NS, &backup.backup_id).await;
     let dr: Value = server.store.get(REQUESTS, NS, &drill).unwrap();
     assert_eq!(dr["spec"]["target"], json!({"scratch": {}}), "{dr}");
     assert!(bed.run(server, &format!("{drill}-plan")).await);

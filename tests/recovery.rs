@@ -20,8 +20,7 @@ mod support;
 use std::time::Duration;
 
 use apiserver::{ApiServer, JOBS};
-use chrono::Utc;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use kube::Api;
 use lifeboat::api::{BackupRun, RestoreRequest};
 use lifeboat::controller::jobs::backup_job;
@@ -133,12 +132,6 @@ fn dry_run_restore_failing_check_and_a_corrupted_drill() {
 }
 
 async fn scenario(w: World, backup: BackupSummary) {
-    let run = serde_json::from_value::<BackupRun>(json!({
-        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupRun",
-        "metadata": {"name": "orders-manual-1", "namespace": NS},
-        "spec": {"policyRef": {"name": "orders"}, "tier": "manual"}
-    }))
-    .unwrap();
     let server = ApiServer::start().await;
     let (task, metrics) = job_pods::start(&server, NS, &w.policy, &w.cfg).await;
 
@@ -300,28 +293,8 @@ async fn scenario(w: World, backup: BackupSummary) {
                 "checks": ["select count(*) = 500 from orders"]}}}}),
         )
         .await;
-    // The policy learns of the backup from its run.
-    let runs: Api<BackupRun> = Api::namespaced(server.client(), NS);
-    runs.create(&PostParams::default(), &run).await.unwrap();
-    runs.patch_status(
-        "orders-manual-1",
-        &PatchParams::default(),
-        &Patch::Merge(
-            json!({"status": {"phase": "Succeeded", "completedAt": Utc::now(),
-                                        "backupId": backup.backup_id}}),
-        ),
-    )
-    .await
-    .unwrap();
-    let drill = server
-        .wait_for("a drill request", WAIT, |s| {
-            s.list(REQUESTS, NS).into_iter().find_map(|r| {
-                let labels = r.pointer("/metadata/labels")?;
-                labels.get("lifeboat.dev/drill")?;
-                Some(r["metadata"]["name"].as_str()?.to_string())
-            })
-        })
-        .await;
+    // The policy learns of the backup from its run, and drills it.
+    let drill = job_pods::first_drill(&server, NS, &backup.backup_id).await;
     let dr: Value = server.store.get(REQUESTS, NS, &drill).unwrap();
     assert_eq!(dr["spec"]["backupId"], json!(backup.backup_id));
     assert_eq!(dr["spec"]["dropAfter"], true);

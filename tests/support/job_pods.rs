@@ -16,7 +16,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::Api;
-use lifeboat::api::BackupPolicy;
+use lifeboat::api::{BackupPolicy, BackupRun};
 use lifeboat::controller::jobs::JobConfig;
 use lifeboat::controller::metrics::Metrics;
 use lifeboat::controller::Settings;
@@ -27,6 +27,7 @@ use crate::support::kubelet::{execute_with, Claims, Secrets};
 use crate::support::stderr;
 
 pub const WAIT: Duration = Duration::from_secs(60);
+pub const REQUESTS: &str = "apis/lifeboat.dev/v1alpha1/restorerequests";
 
 /// The controllers against `server`, watching `ns` with quick resyncs, and
 /// `policy` (named `orders`) created there ten minutes ago (so a drill slot
@@ -117,4 +118,35 @@ pub async fn run_job(
         .await
         .unwrap();
     (job, ok)
+}
+
+/// A manual run `orders-manual-1` that succeeded with `backup_id`, as the
+/// policy `orders` learns of its newest backup; then the drill request
+/// the policy's schedule makes of it. Returns the drill's name.
+pub async fn first_drill(server: &ApiServer, ns: &str, backup_id: &str) -> String {
+    let runs: Api<BackupRun> = Api::namespaced(server.client(), ns);
+    let run: BackupRun = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupRun",
+        "metadata": {"name": "orders-manual-1", "namespace": ns},
+        "spec": {"policyRef": {"name": "orders"}, "tier": "manual"}
+    }))
+    .unwrap();
+    runs.create(&PostParams::default(), &run).await.unwrap();
+    let status = json!({"status": {"phase": "Succeeded", "completedAt": Utc::now(),
+                                   "backupId": backup_id}});
+    runs.patch_status(
+        "orders-manual-1",
+        &PatchParams::default(),
+        &Patch::Merge(status),
+    )
+    .await
+    .unwrap();
+    server
+        .wait_for("a drill request", WAIT, |s| {
+            s.list(REQUESTS, ns).into_iter().find_map(|r| {
+                r.pointer("/metadata/labels/lifeboat.dev~1drill")?;
+                Some(r["metadata"]["name"].as_str()?.to_string())
+            })
+        })
+        .await
 }

@@ -6,7 +6,7 @@
 use crate::api::BackupPolicy;
 use crate::location::{Location, NamedLocation};
 
-use super::pod::{mount, secret_volume, PodNeeds};
+use super::pod::{mount, s3_keys_volume, secret_volume, PodNeeds};
 use super::{JobConfig, CA_FILE};
 use crate::api::policy::ValidPolicy;
 
@@ -53,14 +53,7 @@ pub fn credentials(policy: &BackupPolicy, cfg: &JobConfig) -> PodNeeds {
         };
         // Volume names are DNS labels; destination names may be 63 long already.
         let volume = format!("s3-{i}");
-        needs.volumes.push(secret_volume(
-            &volume,
-            &creds.name,
-            vec![
-                (creds.access_key_id_key(), "AWS_ACCESS_KEY_ID"),
-                (creds.secret_access_key_key(), "AWS_SECRET_ACCESS_KEY"),
-            ],
-        ));
+        needs.volumes.push(s3_keys_volume(&volume, creds));
         needs
             .mounts
             .push(mount(&volume, &cfg.credentials_dir(&dest.name)));

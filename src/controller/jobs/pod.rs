@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use super::destinations;
 use super::{JobConfig, COMMAND, CONTAINER, KEY_SECRET_KEY, RUN_AS};
 use crate::api::policy::JobTemplate;
-use crate::api::{BackupPolicy, ConnectionSecretRef};
+use crate::api::{BackupPolicy, ConnectionSecretRef, S3CredentialsRef};
 use crate::wire::TERMINATION_LOG;
 
 /// What a pod is given beyond the common shape: arguments, environment,
@@ -187,6 +187,20 @@ pub(crate) fn secret_volume(volume: &str, secret: &str, items: Vec<(&str, &str)>
         }),
         ..Default::default()
     }
+}
+
+/// An access key pair's Secret as a volume of `AWS_ACCESS_KEY_ID` and
+/// `AWS_SECRET_ACCESS_KEY` files: the directory a location's
+/// `credentials=` names.
+pub(crate) fn s3_keys_volume(volume: &str, creds: &S3CredentialsRef) -> Volume {
+    secret_volume(
+        volume,
+        &creds.name,
+        vec![
+            (creds.access_key_id_key(), "AWS_ACCESS_KEY_ID"),
+            (creds.secret_access_key_key(), "AWS_SECRET_ACCESS_KEY"),
+        ],
+    )
 }
 
 /// A Job's identity and ownership.

@@ -12,7 +12,7 @@
 use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, Volume, VolumeMount};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::pod::{mount, secret_volume, PodNeeds};
+use super::pod::{mount, s3_keys_volume, PodNeeds};
 use super::volume::{claim_needs, path_in};
 use super::{JobConfig, JobError};
 use crate::api::policy::SourceKind;
@@ -127,14 +127,7 @@ pub fn bucket_needs(t: &BucketTarget, cfg: &JobConfig) -> PodNeeds {
     let mut needs = PodNeeds::default();
     let dir = format!("{}/target-bucket", cfg.root());
     if let Some(creds) = &t.credentials_secret_ref {
-        needs.volumes.push(secret_volume(
-            "target-bucket",
-            &creds.name,
-            vec![
-                (creds.access_key_id_key(), "AWS_ACCESS_KEY_ID"),
-                (creds.secret_access_key_key(), "AWS_SECRET_ACCESS_KEY"),
-            ],
-        ));
+        needs.volumes.push(s3_keys_volume("target-bucket", creds));
         needs.mounts.push(mount("target-bucket", &dir));
     }
     let has_creds = t.credentials_secret_ref.is_some();

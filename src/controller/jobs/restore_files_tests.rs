@@ -48,6 +48,14 @@ fn request(target: Value) -> RestoreRequest {
     r
 }
 
+fn volume_named<'p>(
+    pod: &'p k8s_openapi::api::core::v1::PodSpec,
+    name: &str,
+) -> &'p k8s_openapi::api::core::v1::Volume {
+    let volumes = pod.volumes.as_ref().unwrap();
+    volumes.iter().find(|v| v.name == name).unwrap()
+}
+
 fn plan(bytes: i64) -> RestorePlan {
     RestorePlan {
         backup_id: ID.into(),
@@ -85,13 +93,7 @@ fn files_restore_in_place_into_the_claim_mounted_read_write() {
             "{m:?}"
         );
     }
-    let claim = pod
-        .volumes
-        .as_ref()
-        .unwrap()
-        .iter()
-        .find(|v| v.name == "target")
-        .unwrap();
+    let claim = volume_named(pod, "target");
     let pvc = claim.persistent_volume_claim.as_ref().unwrap();
     assert_eq!(
         (pvc.claim_name.as_str(), pvc.read_only),
@@ -163,13 +165,7 @@ fn a_bucket_target_gets_its_keys_as_files_never_as_values() {
     assert_eq!(after(&a, "--overwrite"), ["never"]);
     assert_eq!(after(&a, "--path"), ["img"]);
     let pod = pod(&job);
-    let v = pod
-        .volumes
-        .as_ref()
-        .unwrap()
-        .iter()
-        .find(|v| v.name == "target-bucket")
-        .unwrap();
+    let v = volume_named(pod, "target-bucket");
     let secret = v.secret.as_ref().unwrap();
     assert_eq!(secret.secret_name.as_deref(), Some("dr-keys"));
     let items: Vec<(String, String)> = secret
@@ -214,13 +210,7 @@ fn a_scratch_restore_gets_an_empty_dir_sized_from_the_plan() {
         [format!("{SCRATCH_MOUNT}/restored")]
     );
     let pod = pod(&job);
-    let v = pod
-        .volumes
-        .as_ref()
-        .unwrap()
-        .iter()
-        .find(|v| v.name == "scratch")
-        .unwrap();
+    let v = volume_named(pod, "scratch");
     let limit = v.empty_dir.as_ref().unwrap().size_limit.clone().unwrap().0;
     assert_eq!(limit, ((8u64 << 20) + (1 << 20) + (64 << 20)).to_string());
     assert!(volume::claim_of(&job).is_none());
