@@ -5,8 +5,9 @@
 //! larger than one upload part, content type and user metadata) is emptied;
 //! a request restores every key with its metadata into the same bucket,
 //! another into a bucket of another region under a prefix; overwrite=never
-//! keeps what the target has and paths restores one prefix. The target's
-//! keys reach the pod as mounted files only.
+//! keeps what the target has and paths restores one prefix; a drill's
+//! restore into scratch space reads every object. The target's keys reach
+//! the pod as mounted files only.
 
 mod support;
 
@@ -48,10 +49,14 @@ fn get(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> (Vec<u8>, String
 /// The request's plan Job, then its restore Job, as the controller builds
 /// them from the plan; returns the restore's summary and Job.
 fn restore(w: &World, name: &str, target: Value) -> (RestoreSummary, Job) {
+    let target = match target.get("scratch") {
+        Some(_) => target,
+        None => json!({ "bucket": target }),
+    };
     let r: RestoreRequest = serde_json::from_value(json!({
         "apiVersion": "lifeboat.dev/v1alpha1", "kind": "RestoreRequest",
         "metadata": {"name": name, "namespace": "shop", "uid": format!("uid-{name}")},
-        "spec": {"policyRef": {"name": "orders"}, "target": {"bucket": target}}
+        "spec": {"policyRef": {"name": "orders"}, "target": target}
     }))
     .unwrap();
     r.spec.validate().expect("a valid request");
@@ -148,6 +153,17 @@ fn bucket_restore_requests_into_the_same_and_another_region() {
         text.contains("credentials%3D") || text.contains("&credentials="),
         "{text}"
     );
+
+    // A drill's restore: into the Job's scratch space, every chunk read.
+    let (s, job) = restore(&w, "drill", json!({"scratch": {}}));
+    assert_eq!((s.files, s.bytes), (Some(5), total as u64), "{s:?}");
+    let scratch = w.work.path().join("emptydir-scratch/restored");
+    for (key, data) in objects() {
+        let name = lifeboat::target::bucket_dir::file_name(key.as_bytes());
+        assert_eq!(std::fs::read(scratch.join(name)).unwrap(), data, "{key}");
+    }
+    let text = serde_json::to_string(&job).unwrap();
+    assert!(text.contains("\"sizeLimit\""), "{text}");
 
     // 2. Into another region's bucket, under a prefix.
     let other = bucket_and_region(&bucket(OTHER_REGION)).0;

@@ -59,8 +59,9 @@ pub async fn restore(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
         let overwrite = bucket_overwrite(a.overwrite)?;
         let outcome = match a.key.load() {
             Ok(keys) => {
+                let into = commands::bucket::RestoreInto::Bucket(target, overwrite);
                 let paths = a.paths.clone();
-                commands::bucket::restore(&a.from, keys, &a.backup, &target, paths, overwrite).await
+                commands::bucket::restore(&a.from, Arc::new(keys), &a.backup, into, paths).await
             }
             Err(e) => Err(e.into()),
         };
