@@ -77,6 +77,7 @@ pub struct BucketTarget {
     /// Endpoint URL of an S3-compatible service; absent = AWS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// The bucket's region (required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     #[schemars(length(min = 3, max = 63))]
@@ -94,6 +95,10 @@ pub struct BucketTarget {
     /// For a key the bucket already has: keep it (never) or replace it (always).
     #[serde(default)]
     pub overwrite: FileOverwrite,
+    /// Allow an `http://` endpoint on another host (refused otherwise:
+    /// anyone on the network could read or alter the objects).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_insecure_http: bool,
 }
 
 /// A drill's target: the restore Job's own emptyDir, sized from the plan,
@@ -136,6 +141,7 @@ impl BucketTarget {
             region: self.region.clone(),
             endpoint: self.endpoint.as_deref().and_then(|e| e.parse().ok()),
             credentials: credentials.map(Into::into),
+            insecure_http: self.allow_insecure_http,
             ..Default::default()
         }
         .join(self.prefix.as_deref().unwrap_or(""))
@@ -149,13 +155,22 @@ impl BucketTarget {
                 "a bucket name is 3 to 63 characters",
             ));
         }
+        if self.region.as_deref().is_none_or(str::is_empty) {
+            errors.push(FieldError::new(
+                format!("{field}.region"),
+                "name the bucket's region, e.g. eu-west-1",
+            ));
+        }
         if let Some(e) = &self.endpoint {
-            let problem = match url::Url::parse(e) {
-                Err(_) => Some(format!(
-                    "{e:?} is not a URL like https://minio.example:9000"
-                )),
-                Ok(_) => self.location(None).check_transport().err(),
-            };
+            let problem =
+                match url::Url::parse(e) {
+                    Err(_) => Some(format!(
+                        "{e:?} is not a URL like https://minio.example:9000"
+                    )),
+                    Ok(_) => self.location(None).check_transport().err().map(|p| {
+                        format!("{p}, or set allowInsecureHttp: true on a network you trust")
+                    }),
+                };
             if let Some(p) = problem {
                 errors.push(FieldError::new(format!("{field}.endpoint"), p));
             }

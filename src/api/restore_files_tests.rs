@@ -92,6 +92,7 @@ fn a_bucket_target_builds_its_location_and_refuses_if_newer() {
         ),
         [
             "spec.target.bucket.bucket",
+            "spec.target.bucket.region",
             "spec.target.bucket.endpoint",
             "spec.target.bucket.credentialsSecretRef.name",
             "spec.target.bucket.overwrite",
@@ -102,10 +103,13 @@ fn a_bucket_target_builds_its_location_and_refuses_if_newer() {
 #[test]
 fn exactly_one_target_kind() {
     assert!(fields(json!({"scratch": {}}), json!({})).is_empty());
+    let insecure = json!({"bucket": {"bucket": "abc", "region": "r", "allowInsecureHttp": true,
+        "endpoint": "http://minio.example:9000"}});
+    assert!(fields(insecure, json!({})).is_empty());
     for two in [
         json!({"files": {"claimName": "u"}, "scratch": {}}),
         json!({"files": {"claimName": "u"}, "postgres": {"connectionSecretRef": {"name": "db"}}}),
-        json!({"bucket": {"bucket": "abc"}, "volume": {"claimName": "v"}}),
+        json!({"bucket": {"bucket": "abc", "region": "r"}, "volume": {"claimName": "v"}}),
         json!({}),
     ] {
         assert_eq!(fields(two.clone(), json!({})), ["spec.target"], "{two}");

@@ -6,7 +6,7 @@
 use crate::api::BackupPolicy;
 use crate::location::{Location, NamedLocation};
 
-use super::pod::{mount, s3_keys_volume, secret_volume, PodNeeds};
+use super::pod::{mount, s3_credentials, secret_volume, PodNeeds};
 use super::{JobConfig, CA_FILE};
 use crate::api::policy::ValidPolicy;
 
@@ -52,11 +52,11 @@ pub fn credentials(policy: &BackupPolicy, cfg: &JobConfig) -> PodNeeds {
             continue;
         };
         // Volume names are DNS labels; destination names may be 63 long already.
-        let volume = format!("s3-{i}");
-        needs.volumes.push(s3_keys_volume(&volume, creds));
-        needs
-            .mounts
-            .push(mount(&volume, &cfg.credentials_dir(&dest.name)));
+        needs.add(s3_credentials(
+            &format!("s3-{i}"),
+            creds,
+            &cfg.credentials_dir(&dest.name),
+        ));
     }
     needs
 }

@@ -189,18 +189,22 @@ pub(crate) fn secret_volume(volume: &str, secret: &str, items: Vec<(&str, &str)>
     }
 }
 
-/// An access key pair's Secret as a volume of `AWS_ACCESS_KEY_ID` and
-/// `AWS_SECRET_ACCESS_KEY` files: the directory a location's
-/// `credentials=` names.
-pub(crate) fn s3_keys_volume(volume: &str, creds: &S3CredentialsRef) -> Volume {
-    secret_volume(
-        volume,
-        &creds.name,
-        vec![
-            (creds.access_key_id_key(), "AWS_ACCESS_KEY_ID"),
-            (creds.secret_access_key_key(), "AWS_SECRET_ACCESS_KEY"),
-        ],
-    )
+/// An S3 credentials Secret as the volume `volume`, its two keys mounted
+/// as `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` files in `dir` (what a
+/// location's `credentials=` directory holds).
+pub(crate) fn s3_credentials(volume: &str, creds: &S3CredentialsRef, dir: &str) -> PodNeeds {
+    PodNeeds {
+        volumes: vec![secret_volume(
+            volume,
+            &creds.name,
+            vec![
+                (creds.access_key_id_key(), "AWS_ACCESS_KEY_ID"),
+                (creds.secret_access_key_key(), "AWS_SECRET_ACCESS_KEY"),
+            ],
+        )],
+        mounts: vec![mount(volume, dir)],
+        ..Default::default()
+    }
 }
 
 /// A Job's identity and ownership.

@@ -12,7 +12,7 @@
 use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, Volume, VolumeMount};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::pod::{mount, s3_keys_volume, PodNeeds};
+use super::pod::{s3_credentials, PodNeeds};
 use super::volume::{claim_needs, path_in};
 use super::{JobConfig, JobError};
 use crate::api::policy::SourceKind;
@@ -127,8 +127,7 @@ pub fn bucket_needs(t: &BucketTarget, cfg: &JobConfig) -> PodNeeds {
     let mut needs = PodNeeds::default();
     let dir = format!("{}/target-bucket", cfg.root());
     if let Some(creds) = &t.credentials_secret_ref {
-        needs.volumes.push(s3_keys_volume("target-bucket", creds));
-        needs.mounts.push(mount("target-bucket", &dir));
+        needs.add(s3_credentials("target-bucket", creds, &dir));
     }
     let has_creds = t.credentials_secret_ref.is_some();
     let location = Location::S3(t.location(has_creds.then_some(dir.as_str())));

@@ -223,7 +223,7 @@ fn a_target_of_the_wrong_kind_is_refused_naming_spec_target() {
     let pg =
         policy(json!({"postgres": {"connectionSecretRef": {"name": "db"}, "databases": ["o"]}}));
     let files = json!({"files": {"claimName": "u"}});
-    let bucket = json!({"bucket": {"bucket": "abc"}});
+    let bucket = json!({"bucket": {"bucket": "abc", "region": "r"}});
     let db = json!({"postgres": {"connectionSecretRef": {"name": "db"}}});
     for (p, target) in [
         (&volume_policy(), bucket.clone()),

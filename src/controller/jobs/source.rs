@@ -3,7 +3,7 @@
 //! Secret). The one place the controller matches on the source kind; a new
 //! kind adds an arm here and its module under `crate::source`.
 
-use super::pod::{mount, s3_keys_volume, PodNeeds};
+use super::pod::{s3_credentials, PodNeeds};
 use super::{JobConfig, JobError};
 use crate::api::policy::cloud::CloudSecrets;
 use crate::api::policy::{ValidPolicy, ValidSource};
@@ -95,10 +95,7 @@ fn cloud_needs(cloud: &CloudSecrets, cfg: &JobConfig) -> PodNeeds {
     }
     if let Some(creds) = &cloud.credentials_secret_ref {
         let dir = cfg.cloud_credentials_dir();
-        needs
-            .volumes
-            .push(s3_keys_volume("cloud-credentials", creds));
-        needs.mounts.push(mount("cloud-credentials", &dir));
+        needs.add(s3_credentials("cloud-credentials", creds, &dir));
         needs.args.extend(["--cloud-credentials".into(), dir]);
     }
     needs
