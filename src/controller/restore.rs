@@ -276,7 +276,10 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RestoreDe
                 st.message.clone().unwrap_or_default()
             ),
             RestorePhase::Succeeded => match st.recovery_time_seconds {
-                Some(rto) => format!("restore {name} succeeded: verified database after {rto} s"),
+                Some(rto) => match request.spec.target.describe() {
+                    Some(t) => format!("restore {name} succeeded: {t} restored after {rto} s"),
+                    None => format!("restore {name} succeeded: verified database after {rto} s"),
+                },
                 None => format!("restore {name} succeeded (dry run: plan only)"),
             },
             p => format!("restore {name}: {p:?}"),
