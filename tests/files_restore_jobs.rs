@@ -10,7 +10,8 @@
 //! through either link, and the Job runs on the node of the pod that holds
 //! the ReadWriteOnce claim; overwrite=never keeps a changed file; paths
 //! restores one subtree; a drill restores into scratch space and passes,
-//! and once a pack is corrupted in both buckets a drill fails naming it.
+//! and once a pack is corrupted in both buckets a drill fails naming it,
+//! as does a restore into the claim, which leaves no file half-written.
 
 #[path = "support/apiserver.rs"]
 mod apiserver;
@@ -252,13 +253,38 @@ async fn scenario(bed: Bed, backup: BackupSummary) {
         "changed again\n"
     );
 
-    drills(&bed, &server, &backup).await;
+    let packs = drills(&bed, &server, &backup).await;
+
+    // 4. In place over the damaged packs: fails naming one; every file is
+    // as it was or as backed up, none half-written, no temporary left.
+    fs::remove_file(app.join("img/x.bin")).unwrap();
+    let was = describe(app);
+    let all = json!({"claimName": "uploads", "subPath": "app", "overwrite": "always"});
+    let st = bed.restore(&server, "damaged", all).await;
+    assert_eq!(st["phase"], "Failed", "{st}");
+    let m = st["message"].as_str().unwrap();
+    assert!(
+        packs
+            .iter()
+            .any(|p| m.contains(p.rsplit('/').next().unwrap())),
+        "{m}"
+    );
+    for (path, now) in describe(app) {
+        let (path, dir) = (
+            String::from_utf8_lossy(&path).into_owned(),
+            now.starts_with("dir"),
+        );
+        let known =
+            was.get(path.as_bytes()) == Some(&now) || before.get(path.as_bytes()) == Some(&now);
+        assert!(dir || known, "{path}: {now}");
+    }
     task.abort();
 }
 
 /// A drill into scratch space passes; once a pack is corrupted in both
 /// buckets one fails naming it, and the policy says so.
-async fn drills(bed: &Bed, server: &ApiServer, backup: &BackupSummary) {
+/// Returns the keys of the packs it damaged.
+async fn drills(bed: &Bed, server: &ApiServer, backup: &BackupSummary) -> Vec<String> {
     server
         .patch_policy(
             NS,
@@ -337,6 +363,7 @@ async fn drills(bed: &Bed, server: &ApiServer, backup: &BackupSummary) {
         (cond["status"].as_str(), cond["reason"].as_str()),
         (Some("False"), Some("DrillFailed"))
     );
+    packs
 }
 
 async fn last_drill(server: &ApiServer, drill: &str) -> Value {
