@@ -194,6 +194,9 @@ pub struct RestoreSummary {
     pub checks: usize,
     #[serde(default)]
     pub bytes: u64,
+    /// Files (or objects) a file or bucket restore wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<u64>,
 }
 
 impl RestoreSummary {

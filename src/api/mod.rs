@@ -12,6 +12,7 @@
 pub mod conditions;
 pub mod policy;
 pub mod restore;
+pub mod restore_files;
 pub mod run;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -66,6 +67,17 @@ pub(crate) fn into_result(errors: Vec<FieldError>) -> Result<(), Vec<FieldError>
     } else {
         Err(errors)
     }
+}
+
+/// The fields `validate` named, in order (none when it passed); for tests.
+#[cfg(test)]
+pub(crate) fn error_fields(checked: Result<(), Vec<FieldError>>) -> Vec<String> {
+    checked
+        .err()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e.field)
+        .collect()
 }
 
 /// Joins errors into one line for a condition message.

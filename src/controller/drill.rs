@@ -16,7 +16,8 @@ use super::restore::DRILL_LABEL;
 use super::{created_at, Note, POLICY_LABEL};
 use crate::api::conditions::{reasons, set_condition, types, ConditionUpdate};
 use crate::api::policy::LastDrill;
-use crate::api::restore::{PostgresTarget, RestorePhase, RestoreTarget};
+use crate::api::policy::SourceKind;
+use crate::api::restore::{PostgresTarget, RestorePhase, RestoreTarget, ScratchTarget};
 use crate::api::{BackupPolicy, BackupPolicyStatus, LocalRef, RestoreRequest, RestoreRequestSpec};
 use crate::schedule::{parse_time_zone, run_name, CronSchedule};
 
@@ -68,6 +69,26 @@ pub fn drill_request(
     let backup_id = backup_id?.to_string();
     let owner = policy.controller_owner_ref(&())?;
     let name = policy.name_any();
+    // Files and objects restore into the restore Job's scratch space; a
+    // database into the drill's scratch server (which validation requires).
+    let scratch = matches!(
+        policy.spec.source.kind(),
+        Some(SourceKind::Volume | SourceKind::Bucket)
+    );
+    let target = if scratch {
+        RestoreTarget {
+            scratch: Some(ScratchTarget::default()),
+            ..Default::default()
+        }
+    } else {
+        RestoreTarget {
+            postgres: Some(PostgresTarget {
+                connection_secret_ref: drill.target_secret_ref.clone()?,
+                database: Some(scratch_database(&name)),
+            }),
+            ..Default::default()
+        }
+    };
     let labels = BTreeMap::from([
         (DRILL_LABEL.to_string(), "true".to_string()),
         (POLICY_LABEL.to_string(), name.clone()),
@@ -87,17 +108,11 @@ pub fn drill_request(
             point_in_time: None,
             backup_id: Some(backup_id),
             from: None,
-            target: RestoreTarget {
-                postgres: Some(PostgresTarget {
-                    connection_secret_ref: drill.target_secret_ref.clone(),
-                    database: Some(scratch_database(&name)),
-                }),
-                volume: None,
-            },
+            target,
             checks: drill.checks.clone(),
             dry_run: false,
-            overwrite: true,
-            drop_after: true,
+            overwrite: !scratch,
+            drop_after: !scratch,
         },
         status: None,
     })
@@ -122,10 +137,16 @@ pub fn decide(
     done.sort_by_key(|(r, at, _)| std::cmp::Reverse((*at, r.name_any())));
     if let Some((r, at, ok)) = done.first() {
         let s = r.status.as_ref().expect("finished has a status");
-        let message = if *ok {
+        let id = s.plan.as_ref().map(|p| p.backup_id.as_str()).unwrap_or("?");
+        let message = if *ok && r.spec.target.scratch.is_some() {
             Some(format!(
-                "restored backup {} and passed {} check(s)",
-                s.plan.as_ref().map(|p| p.backup_id.as_str()).unwrap_or("?"),
+                "restored backup {id} into scratch space: {} files, {} bytes, every chunk authenticated",
+                s.files_restored.unwrap_or(0),
+                s.bytes_restored.unwrap_or(0)
+            ))
+        } else if *ok {
+            Some(format!(
+                "restored backup {id} and passed {} check(s)",
                 r.spec.checks.len()
             ))
         } else {
@@ -353,6 +374,34 @@ mod tests {
         let last = status.last_drill.clone().unwrap();
         assert!(last.succeeded);
         assert_eq!(last.recovery_time_seconds, Some(42));
+    }
+
+    #[test]
+    fn a_volume_policy_drills_into_scratch_space_and_reports_what_it_restored() {
+        let mut p = policy(true);
+        p.spec.source =
+            serde_json::from_value(json!({"volume": {"claimName": "uploads"}})).unwrap();
+        let d = p.spec.verification.as_mut().unwrap();
+        let d = d.restore_drill.as_mut().unwrap();
+        d.target_secret_ref = None;
+        d.checks.clear();
+        assert_eq!(p.spec.validate(), Ok(()));
+        let mut r = finished_drill(&p, "2026-11-22T05:00:00Z", true, "2026-11-22T05:02:00Z");
+        assert!(r.spec.target.scratch.is_some() && r.spec.target.postgres.is_none());
+        assert!(!r.spec.overwrite && !r.spec.drop_after);
+        assert_eq!(r.spec.validate(), Ok(()));
+        let st = r.status.as_mut().unwrap();
+        (st.files_restored, st.bytes_restored) = (Some(12), Some(3456));
+        st.plan = Some(crate::api::restore::RestorePlan {
+            backup_id: "20261121T010000.000Z-abcdef".into(),
+            ..Default::default()
+        });
+        let mut status = p.status.clone().unwrap();
+        decide(&p, &[&r], &mut status, at("2026-11-22T06:00:00Z"));
+        assert_eq!(
+            status.last_drill.unwrap().message.unwrap(),
+            "restored backup 20261121T010000.000Z-abcdef into scratch space: 12 files, 3456 bytes, every chunk authenticated"
+        );
     }
 
     #[test]

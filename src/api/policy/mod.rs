@@ -7,6 +7,7 @@
 
 pub mod cloud;
 pub mod destination;
+mod drill_checks;
 pub mod notifications;
 pub mod schedule;
 pub mod source;
@@ -194,16 +195,19 @@ impl Default for Verification {
     }
 }
 
-/// A rehearsed restore on a schedule into a scratch database.
+/// A rehearsed restore on a schedule into a scratch database, or scratch space.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreDrill {
     /// Cron string, read in the schedule's time zone.
     #[schemars(regex(pattern = CRON_PATTERN))]
     pub schedule: String,
-    /// Connection Secret of the scratch server the drill restores into.
-    pub target_secret_ref: ConnectionSecretRef,
-    /// SQL that must return true (or rows) after the restore.
+    /// Connection Secret of the scratch server the drill restores into
+    /// (postgres policies; volume and bucket policies restore into the
+    /// restore Job's scratch space instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_secret_ref: Option<ConnectionSecretRef>,
+    /// SQL that must return true (or rows) after the restore (postgres policies).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<String>,
 }

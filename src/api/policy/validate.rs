@@ -83,17 +83,7 @@ impl BackupPolicySpec {
             {
                 errors.push(e.into());
             }
-            check_ref_name(
-                "spec.verification.restoreDrill.targetSecretRef.name",
-                &drill.target_secret_ref.name,
-                &mut errors,
-            );
-            if self.source.postgres.is_none() {
-                errors.push(FieldError::new(
-                    "spec.verification.restoreDrill",
-                    "restore drills are supported for postgres sources only",
-                ));
-            }
+            super::drill_checks::validate(self, drill, &mut errors);
         }
 
         if let Some(objectives) = &self.objectives {

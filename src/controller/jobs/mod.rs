@@ -34,6 +34,7 @@ mod config_tests;
 pub mod destinations;
 pub mod notify;
 pub mod pod;
+pub mod restore_files;
 pub mod source;
 #[cfg(test)]
 mod template_tests;
