@@ -5,7 +5,7 @@
 //! that fails verification is skipped for the next destination; a named
 //! `from` is the only destination tried.
 
-use crate::catalog::{select, CatalogError, Manifest, Point};
+use crate::catalog::{select, CatalogError, Manifest, Point, SourceInfo};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -56,7 +56,8 @@ pub struct Plan {
     /// The destination whose copy verified.
     pub destination: String,
     pub completed_at: DateTime<Utc>,
-    /// Stored bytes of the backup (one destination's copy).
+    /// Stored bytes of the backup (one destination's copy); for a file or
+    /// bucket backup, the bytes of its files or objects.
     pub bytes: u64,
     /// Bytes after decryption and decompression (what the restore loads).
     pub plain_bytes: u64,
@@ -64,6 +65,17 @@ pub struct Plan {
     /// Destinations tried first and passed over.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<Skip>,
+}
+
+/// A file or bucket backup's data: what its restore writes. Its stored
+/// objects are only the tree (the chunks are shared with other backups),
+/// so their size says nothing of what a restore needs.
+fn data_bytes(m: &Manifest) -> Option<u64> {
+    match &m.source {
+        SourceInfo::Files(f) => Some(f.stats.bytes_total),
+        SourceInfo::Bucket(b) => Some(b.stats.bytes_total),
+        SourceInfo::Postgres(_) | SourceInfo::Config(_) => None,
+    }
 }
 
 /// What the IO should do next.
@@ -171,8 +183,8 @@ pub fn next(sources: &[Source], point: &Point, from: Option<&str>) -> Result<Nex
                     backup_id: m.backup_id.clone(),
                     destination: s.name.clone(),
                     completed_at: m.completed_at,
-                    bytes: m.stored_bytes(),
-                    plain_bytes: m.plain_bytes(),
+                    bytes: data_bytes(m).unwrap_or_else(|| m.stored_bytes()),
+                    plain_bytes: data_bytes(m).unwrap_or_else(|| m.plain_bytes()),
                     databases: m
                         .objects
                         .iter()

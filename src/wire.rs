@@ -198,6 +198,9 @@ pub struct RestoreSummary {
     /// skipped; cloud secrets), for the request's status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restored: Option<String>,
+    /// Files (or objects) a file or bucket restore wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<u64>,
 }
 
 impl RestoreSummary {

@@ -11,22 +11,6 @@ use support::*;
 
 const KEYS: [&str; 4] = ["a file.txt", "x+y=z", "naïve/ünïcødé 東京", "deep/dir/obj"];
 
-fn put_meta(client: &aws_sdk_s3::Client, bucket: &str, key: &str, data: Vec<u8>) {
-    runtime().block_on(async {
-        client
-            .put_object()
-            .bucket(bucket)
-            .key(key)
-            .content_type("text/x-test")
-            .cache_control("max-age=60")
-            .metadata("owner", "team-a")
-            .body(data.into())
-            .send()
-            .await
-            .expect("put");
-    });
-}
-
 fn put_multipart(client: &aws_sdk_s3::Client, bucket: &str, key: &str, data: &[u8]) {
     use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
     runtime().block_on(async {

@@ -13,82 +13,35 @@
 
 #[path = "support/apiserver.rs"]
 mod apiserver;
+#[path = "support/job_pods.rs"]
+mod job_pods;
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use apiserver::{ApiServer, JOBS};
-use chrono::Utc;
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use kube::Api;
-use lifeboat::api::{BackupPolicy, BackupRun, RestoreRequest};
+use lifeboat::api::{BackupRun, RestoreRequest};
 use lifeboat::controller::jobs::backup_job;
 use lifeboat::controller::metrics::Metrics;
-use lifeboat::controller::Settings;
 use lifeboat::wire::BackupSummary;
 use serde_json::{json, Value};
 use support::kubelet::*;
 use support::*;
 
 const NS: &str = "shop";
-const WAIT: Duration = Duration::from_secs(60);
+use job_pods::WAIT;
 const REQUESTS: &str = "apis/lifeboat.dev/v1alpha1/restorerequests";
 const POLICIES: &str = "apis/lifeboat.dev/v1alpha1/backuppolicies";
 
 /// Runs the Job named `name` for real once it exists, then writes its pod
 /// and status as the cluster would. Returns whether the container succeeded.
 async fn run_job(server: &ApiServer, w: &World, name: &str) -> bool {
-    let job: Job = serde_json::from_value(
-        server
-            .wait_for(&format!("job {name}"), WAIT, |s| s.get(JOBS, NS, name))
-            .await,
-    )
-    .unwrap();
-    let started = Utc::now();
-    let ran = {
-        let (secrets, work) = (w.secrets.clone(), w.work.path().to_path_buf());
-        let job = job.clone();
-        tokio::task::spawn_blocking(move || execute(&job, &secrets, &work))
-            .await
-            .unwrap()
-    };
-    let ok = ran.output.status.success();
-    let message = if ran.termination_message.is_empty() {
-        // FallbackToLogsOnError: the log's tail.
-        stderr(&ran.output)
-    } else {
-        ran.termination_message.clone()
-    };
-    let client = server.client();
-    let pod: Pod = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": format!("{name}-x1"), "labels": {"job-name": name}},
-        "spec": {"containers": [{"name": "lifeboat", "image": "lifeboat"}]},
-        "status": {"containerStatuses": [{"name": "lifeboat", "image": "lifeboat", "imageID": "", "ready": false,
-            "restartCount": 0, "state": {"terminated": {"exitCode": ran.output.status.code().unwrap_or(1),
-            "message": message}}}]}
-    }))
-    .unwrap();
-    Api::<Pod>::namespaced(client.clone(), NS)
-        .create(&PostParams::default(), &pod)
+    let claims = Claims::new();
+    job_pods::run_job(server, NS, name, &w.secrets, &claims, w.work.path())
         .await
-        .unwrap();
-    let done = Utc::now();
-    let status = if ok {
-        json!({"status": {"startTime": started, "completionTime": done, "succeeded": 1,
-                          "conditions": [{"type": "Complete", "status": "True"}]}})
-    } else {
-        json!({"status": {"startTime": started, "failed": 1,
-                          "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}})
-    };
-    Api::<Job>::namespaced(client, NS)
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(status))
-        .await
-        .unwrap();
-    ok
+        .1
 }
 
 async fn create_request(server: &ApiServer, name: &str, spec: Value) {
@@ -179,33 +132,8 @@ fn dry_run_restore_failing_check_and_a_corrupted_drill() {
 }
 
 async fn scenario(w: World, backup: BackupSummary) {
-    let run = serde_json::from_value::<BackupRun>(json!({
-        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupRun",
-        "metadata": {"name": "orders-manual-1", "namespace": NS},
-        "spec": {"policyRef": {"name": "orders"}, "tier": "manual"}
-    }))
-    .unwrap();
     let server = ApiServer::start().await;
-    let metrics = Arc::new(Metrics::default());
-    let settings = Settings {
-        jobs: w.cfg.clone(),
-        namespace: Some(NS.into()),
-        resync: Duration::from_millis(300),
-        retry: Duration::from_millis(300),
-        ..Settings::default()
-    };
-    let task = server.run_controllers(settings, metrics.clone());
-    // The policy, created ten minutes ago (so its drill slot is due), with a
-    // daily schedule that does not fall due during the test.
-    let mut policy = serde_json::to_value(&w.policy).unwrap();
-    policy["metadata"] = json!({"name": "orders", "namespace": NS,
-        "creationTimestamp": (Utc::now() - chrono::Duration::minutes(10)).to_rfc3339()});
-    policy["spec"]["schedule"] = json!({"daily": "0 2 1 1 *"});
-    let policy: BackupPolicy = serde_json::from_value(policy).unwrap();
-    Api::<BackupPolicy>::namespaced(server.client(), NS)
-        .create(&PostParams::default(), &policy)
-        .await
-        .unwrap();
+    let (task, metrics) = job_pods::start(&server, NS, &w.policy, &w.cfg).await;
 
     // 1. A dry run plans and writes nothing: the target does not exist after.
     let dry_db = unique("rr_dry");
@@ -365,28 +293,8 @@ async fn scenario(w: World, backup: BackupSummary) {
                 "checks": ["select count(*) = 500 from orders"]}}}}),
         )
         .await;
-    // The policy learns of the backup from its run.
-    let runs: Api<BackupRun> = Api::namespaced(server.client(), NS);
-    runs.create(&PostParams::default(), &run).await.unwrap();
-    runs.patch_status(
-        "orders-manual-1",
-        &PatchParams::default(),
-        &Patch::Merge(
-            json!({"status": {"phase": "Succeeded", "completedAt": Utc::now(),
-                                        "backupId": backup.backup_id}}),
-        ),
-    )
-    .await
-    .unwrap();
-    let drill = server
-        .wait_for("a drill request", WAIT, |s| {
-            s.list(REQUESTS, NS).into_iter().find_map(|r| {
-                let labels = r.pointer("/metadata/labels")?;
-                labels.get("lifeboat.dev/drill")?;
-                Some(r["metadata"]["name"].as_str()?.to_string())
-            })
-        })
-        .await;
+    // The policy learns of the backup from its run, and drills it.
+    let drill = job_pods::first_drill(&server, NS, &backup.backup_id).await;
     let dr: Value = server.store.get(REQUESTS, NS, &drill).unwrap();
     assert_eq!(dr["spec"]["backupId"], json!(backup.backup_id));
     assert_eq!(dr["spec"]["dropAfter"], true);

@@ -13,6 +13,7 @@ pub mod conditions;
 pub mod policy;
 pub mod restore;
 pub mod restore_config;
+pub mod restore_files;
 pub mod run;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -69,10 +70,10 @@ pub(crate) fn into_result(errors: Vec<FieldError>) -> Result<(), Vec<FieldError>
     }
 }
 
-/// The fields a `validate` result names, in order (for tests).
+/// The fields `validate` named, in order (none when it passed); for tests.
 #[cfg(test)]
-pub(crate) fn error_fields(result: Result<(), Vec<FieldError>>) -> Vec<String> {
-    result
+pub(crate) fn error_fields(checked: Result<(), Vec<FieldError>>) -> Vec<String> {
+    checked
         .err()
         .unwrap_or_default()
         .into_iter()

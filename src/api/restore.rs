@@ -9,6 +9,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use super::restore_files::{BucketTarget, FileOverwrite, FilesTarget, ScratchTarget};
 use super::{check_ref_name, into_result, is_dns_label, ConnectionSecretRef, FieldError, LocalRef};
 
 // Each printcolumn(...) repeats name/type_/json_path; clippy mistakes them for duplicates.
@@ -40,6 +41,18 @@ use super::{check_ref_name, into_result, is_dns_label, ConnectionSecretRef, Fiel
         name = "RTO Seconds",
         type_ = "integer",
         json_path = ".status.recoveryTimeSeconds"
+    ),
+    printcolumn(
+        name = "Files",
+        type_ = "integer",
+        json_path = ".status.filesRestored",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Bytes",
+        type_ = "integer",
+        json_path = ".status.bytesRestored",
+        priority = 1
     ),
     printcolumn(
         name = "Age",
@@ -78,9 +91,9 @@ pub struct RestoreRequestSpec {
     pub drop_after: bool,
 }
 
-/// Where the restore goes: one target kind (postgres today).
+/// Where the restore goes: one target kind.
 #[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[x_kube(validation = Rule::new("[has(self.postgres), has(self.volume), has(self.config)].filter(x, x).size() == 1").message("set one of target.postgres (a logical policy), target.volume (a physical one) or target.config (a config one)"))]
+#[x_kube(validation = Rule::new("[has(self.postgres), has(self.volume), has(self.files), has(self.bucket), has(self.scratch), has(self.config)].filter(x, x).size() == 1").message("set exactly one of target.postgres, target.volume, target.files, target.bucket, target.scratch, target.config"))]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreTarget {
     /// A server to restore a logical backup into.
@@ -89,6 +102,15 @@ pub struct RestoreTarget {
     /// A volume to restore a physical backup into, as a data directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume: Option<VolumeTarget>,
+    /// A claim to restore a volume policy's files into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<FilesTarget>,
+    /// A bucket to restore a bucket policy's objects into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<BucketTarget>,
+    /// The restore Job's own scratch space (drills of volume and bucket policies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scratch: Option<ScratchTarget>,
     /// The cluster (and cloud secret stores) a config backup restores into.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<super::restore_config::ConfigTarget>,
@@ -161,18 +183,20 @@ impl RestoreRequestSpec {
                 ));
             }
         }
+        let chunked = self.target.chunked_kinds();
         match (&self.target.postgres, &self.target.volume) {
-            (None, None) if self.target.config.is_some() => {}
+            (None, None) if self.target.config.is_some() && chunked == 0 => {}
             _ if self.target.config.is_some() => errors.push(FieldError::new(
                 "spec.target",
                 "set one target: target.config restores a config backup alone",
             )),
-            (Some(pg), None) => check_ref_name(
+            (None, None) if chunked == 1 => super::restore_files::validate(self, &mut errors),
+            (Some(pg), None) if chunked == 0 => check_ref_name(
                 "spec.target.postgres.connectionSecretRef.name",
                 &pg.connection_secret_ref.name,
                 &mut errors,
             ),
-            (None, Some(v)) => {
+            (None, Some(v)) if chunked == 0 => {
                 check_ref_name("spec.target.volume.claimName", &v.claim_name, &mut errors);
                 let sub = std::path::Path::new(&v.sub_path);
                 if sub.is_absolute()
@@ -188,7 +212,7 @@ impl RestoreRequestSpec {
             }
             _ => errors.push(FieldError::new(
                 "spec.target",
-                "set one of target.postgres (a logical policy) or target.volume (a physical one)",
+                "set exactly one of target.postgres, target.volume, target.files, target.bucket, target.scratch, target.config",
             )),
         }
         if let Some(c) = &self.target.config {
@@ -226,6 +250,12 @@ pub struct RestoreRequestStatus {
     /// Measured RTO: from the request to a verified database.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_time_seconds: Option<i64>,
+    /// Files (objects, for a bucket) the restore wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_restored: Option<i64>,
+    /// Bytes the restore wrote (file data, objects, or the database's dump).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_restored: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<RestoreStep>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::policy::cloud::{check_account, check_scopes};
 use super::policy::RestoreDrill;
 use super::restore::RestoreRequestSpec;
-use super::{check_ref_name, is_dns_label, is_dns_subdomain, FieldError, S3CredentialsRef};
+use super::{is_dns_label, is_dns_subdomain, FieldError, S3CredentialsRef};
 use crate::source::config::cloud::Kind;
 use crate::source::config::select::{selector_text, Types};
 
@@ -271,57 +271,35 @@ pub fn validate(spec: &RestoreRequestSpec, c: &ConfigTarget, errors: &mut Vec<Fi
     }
 }
 
-/// The drill fields of `verification.restoreDrill` that depend on the
-/// kind: a postgres drill restores into `targetSecretRef`'s server; a
-/// config drill is a server-side dry run run as `serviceAccountName`.
-pub fn validate_drill(drill: &RestoreDrill, config: bool, errors: &mut Vec<FieldError>) {
+/// A config policy's `verification.restoreDrill`: a server-side dry run
+/// as `serviceAccountName`, so no scratch server and no SQL checks.
+pub fn validate_drill(drill: &RestoreDrill, errors: &mut Vec<FieldError>) {
     let field = "spec.verification.restoreDrill";
     let mut push = |name: &str, message: &str| {
         errors.push(FieldError::new(format!("{field}.{name}"), message))
     };
-    match (
-        config,
-        &drill.target_secret_ref,
-        &drill.service_account_name,
-    ) {
-        (false, None, _) => push(
+    if drill.target_secret_ref.is_some() {
+        push(
             "targetSecretRef",
-            "a postgres policy's drill restores into a scratch server: name its connection Secret",
+            "a config drill restores into no database: remove it",
+        );
+    }
+    if !drill.checks.is_empty() {
+        push(
+            "checks",
+            "a config drill is checked by the API server's dry run: remove the SQL checks",
+        );
+    }
+    match &drill.service_account_name {
+        None => push(
+            "serviceAccountName",
+            "name the account the drill runs as (bound to lifeboat-config-restorer)",
         ),
-        (false, Some(t), sa) => {
-            check_ref_name(&format!("{field}.targetSecretRef.name"), &t.name, errors);
-            if sa.is_some() {
-                errors.push(FieldError::new(
-                    format!("{field}.serviceAccountName"),
-                    "for config policies only: a postgres drill talks to no API server",
-                ));
-            }
-        }
-        (true, t, sa) => {
-            if t.is_some() {
-                push(
-                    "targetSecretRef",
-                    "a config drill restores into no database: remove it",
-                );
-            }
-            if !drill.checks.is_empty() {
-                push(
-                    "checks",
-                    "a config drill is checked by the API server's dry run: remove the SQL checks",
-                );
-            }
-            match sa {
-                None => push(
-                    "serviceAccountName",
-                    "name the account the drill runs as (bound to lifeboat-config-restorer)",
-                ),
-                Some(sa) if !is_dns_subdomain(sa) => push(
-                    "serviceAccountName",
-                    &format!("{sa:?} is not a service account name"),
-                ),
-                Some(_) => {}
-            }
-        }
+        Some(sa) if !is_dns_subdomain(sa) => push(
+            "serviceAccountName",
+            &format!("{sa:?} is not a service account name"),
+        ),
+        Some(_) => {}
     }
 }
 

@@ -37,9 +37,16 @@ pub async fn restore(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
                         .collect(),
                 }
             });
-        let report =
-            commands::files::restore(&a.from, a.key.load()?, &a.backup, dir, in_place).await?;
-        write_report(a.report_file.as_deref(), &report)?;
+        if in_place.is_some() && std::fs::symlink_metadata(&dir).is_err() {
+            // In place into a directory that is not there yet (a RestoreRequest's subPath).
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| commands::Error::Usage(format!("--to-dir {}: {e}", dir.display())))?;
+        }
+        let outcome = match a.key.load() {
+            Ok(keys) => commands::files::restore(&a.from, keys, &a.backup, dir, in_place).await,
+            Err(e) => Err(e.into()),
+        };
+        let report = summarize(a.report_file.as_deref(), outcome, |r| r.summary())?;
         print::report(a.json, &report, print::files_restored);
         return Ok(ExitCode::SUCCESS);
     }
@@ -49,16 +56,16 @@ pub async fn restore(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
                 "--to-bucket: expected s3://bucket/prefix?region=…".into(),
             ));
         };
-        let report = commands::bucket::restore(
-            &a.from,
-            a.key.load()?,
-            &a.backup,
-            &target,
-            a.paths.clone(),
-            bucket_overwrite(a.overwrite)?,
-        )
-        .await?;
-        write_report(a.report_file.as_deref(), &report)?;
+        let overwrite = bucket_overwrite(a.overwrite)?;
+        let outcome = match a.key.load() {
+            Ok(keys) => {
+                let into = commands::bucket::RestoreInto::Bucket(target, overwrite);
+                let paths = a.paths.clone();
+                commands::bucket::restore(&a.from, Arc::new(keys), &a.backup, into, paths).await
+            }
+            Err(e) => Err(e.into()),
+        };
+        let report = summarize(a.report_file.as_deref(), outcome, |r| r.summary())?;
         print::report(a.json, &report, print::bucket_restored);
         return Ok(ExitCode::SUCCESS);
     }
@@ -212,6 +219,21 @@ pub async fn plan(a: PlanArgs) -> Result<ExitCode, commands::Error> {
     write_report(a.report_file.as_deref(), &report.summary())?;
     print::report(a.json, &report, print::plan);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the Job's termination message of a file or bucket restore (the
+/// summary every restore leaves, failed at the restore step on error).
+fn summarize<R>(
+    report_file: Option<&std::path::Path>,
+    outcome: Result<R, commands::Error>,
+    summary: impl Fn(&R) -> RestoreSummary,
+) -> Result<R, commands::Error> {
+    let s = match &outcome {
+        Ok(r) => summary(r),
+        Err(e) => RestoreSummary::failed(step::RESTORE, e),
+    };
+    write_report(report_file, &s)?;
+    outcome
 }
 
 /// `--overwrite` of a bucket restore: never (the default) or always.

@@ -17,6 +17,7 @@ use crate::source::bucket::{BucketEngine, BucketSpec};
 use crate::store::s3::S3Store;
 use crate::store::Store;
 use crate::target::bucket::{headers, BucketTarget, PartBuf, PART};
+use crate::target::bucket_dir::ObjectDir;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::runtime::Handle;
@@ -113,6 +114,20 @@ pub struct BucketRestoreReport {
     pub peak_rss_bytes: u64,
 }
 
+impl BucketRestoreReport {
+    /// The Job's termination message (a RestoreRequest's restore step).
+    pub fn summary(&self) -> crate::wire::RestoreSummary {
+        crate::wire::RestoreSummary {
+            ok: true,
+            backup_id: Some(self.backup_id.clone()),
+            restore_seconds: self.seconds,
+            bytes: self.restored.bytes,
+            files: Some(self.restored.objects),
+            ..Default::default()
+        }
+    }
+}
+
 /// Whether `key` is one of `paths` or under one (no paths: every key).
 fn selected(paths: &[String], key: &[u8]) -> bool {
     paths.is_empty()
@@ -122,24 +137,49 @@ fn selected(paths: &[String], key: &[u8]) -> bool {
         })
 }
 
+/// Where a bucket backup's objects go.
+// One per restore: the size of the bucket variant costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum RestoreInto {
+    /// A bucket (`--to-bucket`), with metadata.
+    Bucket(S3Location, Overwrite),
+    /// A new local directory, one file per object (`--to-dir`: a drill's
+    /// scratch space; see [`crate::target::bucket_dir`]).
+    Dir(std::path::PathBuf),
+}
+
 /// Restores the bucket backup at `point` from the first destination that
-/// has it into `target`.
+/// has it into `into`; into a directory, a destination that fails part-way
+/// leaves nothing and the next is tried.
 pub async fn restore(
     from: &[NamedLocation],
-    keys: Keyring,
+    keys: Arc<Keyring>,
     point: &Point,
-    target: &S3Location,
+    into: RestoreInto,
     paths: Vec<String>,
-    overwrite: Overwrite,
 ) -> Result<BucketRestoreReport, Error> {
     let t0 = Instant::now();
-    let keys = Arc::new(keys);
-    let (src, prefix) = open(target).await?;
-    let tgt = Arc::new(BucketTarget {
-        client: src.client,
-        bucket: src.bucket,
-        label: src.label.clone(),
-    });
+    let (tgt, prefix, label) = match &into {
+        RestoreInto::Bucket(target, _) => {
+            let (src, prefix) = open(target).await?;
+            let label = src.label.clone();
+            let tgt = BucketTarget {
+                client: src.client,
+                bucket: src.bucket,
+                label: src.label,
+            };
+            (Some(Arc::new(tgt)), prefix, label)
+        }
+        RestoreInto::Dir(dir) => (None, String::new(), dir.display().to_string()),
+    };
+    let overwrite = match &into {
+        RestoreInto::Bucket(_, o) => *o,
+        RestoreInto::Dir(_) => Overwrite::Always,
+    };
+    let dir = match &into {
+        RestoreInto::Dir(d) => Some(d.clone()),
+        RestoreInto::Bucket(..) => None,
+    };
     let mut errors = Vec::new();
     for dest in from {
         let store = Arc::new(Store::open(dest).await?);
@@ -158,70 +198,116 @@ pub async fn restore(
         };
         let ids = ChunkKeys::new(keys.get(&info.chunk_key_id)?);
         let tree = chunked::tree_of(&m)?.clone();
-        let (rt, keys2, tgt2, prefix2, paths2) = (
+        let (rt, keys2, tgt2, prefix2, paths2, dir2) = (
             Handle::current(),
             keys.clone(),
             tgt.clone(),
             prefix.clone(),
             paths.clone(),
+            dir.clone(),
         );
         let restored = tokio::task::spawn_blocking(move || {
             let keys = &*keys2;
             let (mut repo, _) = Repo::open(rt.clone(), &store, keys, "restore")?;
+            let files = dir2.as_deref().map(ObjectDir::create).transpose()?;
             let mut done = BucketRestored::default();
-            for e in TreeReader::open(rt.clone(), &store, keys, &tree).map_err(Error::Usage)? {
-                let e = e.map_err(Error::Usage)?;
-                if !selected(&paths2, &e.path) {
-                    continue;
-                }
-                let key = format!("{prefix2}{}", String::from_utf8_lossy(&e.path));
-                if overwrite == Overwrite::Never && rt.block_on(tgt2.exists(&key))? {
-                    done.kept += 1;
-                    continue;
-                }
-                let h = headers(&e);
-                if e.size as usize <= PART {
-                    let mut buf = Vec::with_capacity(e.size as usize);
-                    for c in e.chunk_refs() {
-                        buf.extend_from_slice(&repo.read_chunk(&ids, &c.id)?);
+            let entries =
+                TreeReader::open(rt.clone(), &store, keys, &tree).map_err(Error::Usage)?;
+            let copied = (|| {
+                for e in entries {
+                    let e = e.map_err(Error::Usage)?;
+                    if !selected(&paths2, &e.path) {
+                        continue;
                     }
-                    rt.block_on(tgt2.put(&key, &h, buf.into()))?;
-                } else {
-                    let mut up = rt.block_on(tgt2.start(&key, &h))?;
-                    let mut parts = PartBuf::default();
-                    let sent = (|| {
-                        for c in e.chunk_refs() {
-                            if let Some(p) = parts.push(&repo.read_chunk(&ids, &c.id)?) {
-                                rt.block_on(tgt2.part(&mut up, p))?;
+                    let mut read = |c: &crate::chunks::ChunkId| repo.read_chunk(&ids, c);
+                    match (&files, &tgt2) {
+                        (Some(files), _) => {
+                            let mut f = files.file(&e.path)?;
+                            for c in e.chunk_refs() {
+                                ObjectDir::write(&mut f, &e.path, &read(&c.id)?)?;
                             }
                         }
-                        if !parts.0.is_empty() {
-                            rt.block_on(tgt2.part(&mut up, parts.0.split().freeze()))?;
+                        (None, Some(tgt2)) => {
+                            let key = format!("{prefix2}{}", String::from_utf8_lossy(&e.path));
+                            if overwrite == Overwrite::Never && rt.block_on(tgt2.exists(&key))? {
+                                done.kept += 1;
+                                continue;
+                            }
+                            upload(&rt, tgt2, &key, &e, &mut read)?;
                         }
-                        Ok::<_, Error>(())
-                    })();
-                    if let Err(err) = sent {
-                        rt.block_on(tgt2.abort(up));
-                        return Err(err);
+                        (None, None) => unreachable!("a bucket or a directory"),
                     }
-                    rt.block_on(tgt2.complete(up))?;
+                    done.objects += 1;
+                    done.bytes += e.size;
                 }
-                done.objects += 1;
-                done.bytes += e.size;
+                Ok::<_, Error>(())
+            })();
+            if let Err(err) = copied {
+                if let Some(files) = files {
+                    files.discard();
+                }
+                return Err(err);
             }
             Ok::<_, Error>(done)
         })
         .await
-        .map_err(|e| Error::Usage(format!("the restore stopped: {e}")))??;
+        .map_err(|e| Error::Usage(format!("the restore stopped: {e}")));
+        let restored = match (restored, &dir) {
+            (Ok(Ok(r)), _) => r,
+            // Nothing was left in the directory: the next destination may serve it.
+            (Ok(Err(e)), Some(_)) => {
+                tracing::error!(dest = %dest.label(), error = %e, "restore from this destination failed; nothing was written");
+                errors.push(e.to_string());
+                continue;
+            }
+            (Ok(Err(e)), None) | (Err(e), _) => return Err(e),
+        };
         tracing::info!(backup = %m.backup_id, objects = restored.objects, "bucket restored");
         return Ok(BucketRestoreReport {
             backup_id: m.backup_id.clone(),
             destination: dest.name.clone(),
-            target: tgt.label.clone(),
+            target: label,
             restored,
             seconds: t0.elapsed().as_secs_f64(),
             peak_rss_bytes: peak_rss_bytes(),
         });
     }
     Err(Error::AllSourcesFailed(errors.join("; ")))
+}
+
+/// One object into the target bucket: one PUT, or a multipart upload
+/// (aborted on failure) above [`PART`].
+fn upload(
+    rt: &Handle,
+    tgt: &BucketTarget,
+    key: &str,
+    e: &crate::chunks::tree::Entry,
+    read: &mut dyn FnMut(&crate::chunks::ChunkId) -> Result<Vec<u8>, crate::chunks::ChunkError>,
+) -> Result<(), Error> {
+    let h = headers(e);
+    if e.size as usize <= PART {
+        let mut buf = Vec::with_capacity(e.size as usize);
+        for c in e.chunk_refs() {
+            buf.extend_from_slice(&read(&c.id)?);
+        }
+        return Ok(rt.block_on(tgt.put(key, &h, buf.into()))?);
+    }
+    let mut up = rt.block_on(tgt.start(key, &h))?;
+    let mut parts = PartBuf::default();
+    let sent = (|| {
+        for c in e.chunk_refs() {
+            if let Some(p) = parts.push(&read(&c.id)?) {
+                rt.block_on(tgt.part(&mut up, p))?;
+            }
+        }
+        if !parts.0.is_empty() {
+            rt.block_on(tgt.part(&mut up, parts.0.split().freeze()))?;
+        }
+        Ok::<_, Error>(())
+    })();
+    if let Err(err) = sent {
+        rt.block_on(tgt.abort(up));
+        return Err(err);
+    }
+    Ok(rt.block_on(tgt.complete(up))?)
 }

@@ -19,7 +19,7 @@ use crate::location::NamedLocation;
 use crate::source::files::{Engine, FilesSpec};
 use crate::store::Store;
 use crate::target::files::{Restored, Restorer};
-use crate::target::files_in_place::{InPlace, InPlaceOptions, InPlaceReport};
+use crate::target::files_in_place::{InPlace, InPlaceOptions, InPlaceReport, Overwrite};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -80,6 +80,21 @@ pub struct FilesRestoreReport {
     pub peak_rss_bytes: u64,
 }
 
+impl FilesRestoreReport {
+    /// The Job's termination message (a RestoreRequest's restore step).
+    pub fn summary(&self) -> crate::wire::RestoreSummary {
+        let r = &self.restored;
+        crate::wire::RestoreSummary {
+            ok: true,
+            backup_id: Some(self.backup_id.clone()),
+            restore_seconds: self.seconds,
+            bytes: r.bytes,
+            files: Some(r.files),
+            ..Default::default()
+        }
+    }
+}
+
 /// Restores `point` into `target` from the first destination that serves
 /// it whole; a destination that fails leaves nothing and the next is tried.
 pub async fn restore(
@@ -94,7 +109,8 @@ pub async fn restore(
     let mut errors = Vec::new();
     for dest in from {
         match restore_from(dest, keys.clone(), point, target.clone(), in_place.clone()).await {
-            Ok((backup_id, done)) => {
+            Ok(None) => return objects_into_dir(from, keys, point, target, in_place).await,
+            Ok(Some((backup_id, done))) => {
                 let restored = done.restored;
                 tracing::info!(backup = %backup_id, dest = %dest.label(), files = restored.files, bytes = restored.bytes, "files restored");
                 return Ok(FilesRestoreReport {
@@ -126,9 +142,12 @@ async fn restore_from(
     point: &Point,
     target: PathBuf,
     in_place: Option<InPlaceOptions>,
-) -> Result<(String, InPlaceReport), Error> {
+) -> Result<Option<(String, InPlaceReport)>, Error> {
     let store = Arc::new(Store::open(dest).await?);
     let m = manifests::choose(&store, &keys, point).await?;
+    if let SourceInfo::Bucket(_) = &m.source {
+        return Ok(None);
+    }
     let SourceInfo::Files(info) = &m.source else {
         return Err(Error::Usage(format!(
             "backup {} is not a file backup (restore it with --target-db or --data-dir)",
@@ -173,5 +192,45 @@ async fn restore_from(
     })
     .await
     .map_err(|e| Error::Usage(format!("the restore stopped: {e}")))??;
-    Ok((id, restored))
+    Ok(Some((id, restored)))
+}
+
+/// `--to-dir` of a bucket backup: its objects as files in a new directory
+/// (a bucket policy's drill; `--to-bucket` restores them with metadata).
+async fn objects_into_dir(
+    from: &[NamedLocation],
+    keys: Arc<Keyring>,
+    point: &Point,
+    target: PathBuf,
+    in_place: Option<InPlaceOptions>,
+) -> Result<FilesRestoreReport, Error> {
+    let (into, paths) = match in_place {
+        Some(o) if o.delete_extra || o.overwrite != Overwrite::Never => {
+            return Err(Error::Usage(
+                "--overwrite and --delete-extra: a bucket backup goes into a new --to-dir, one file per object (or use --to-bucket)".into(),
+            ))
+        }
+        Some(o) => (target.clone(), o.paths),
+        None => (target.clone(), Vec::new()),
+    };
+    let paths = paths
+        .iter()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    let into = super::bucket::RestoreInto::Dir(into);
+    let r = super::bucket::restore(from, keys, point, into, paths).await?;
+    Ok(FilesRestoreReport {
+        backup_id: r.backup_id,
+        destination: r.destination,
+        target: r.target,
+        restored: Restored {
+            files: r.restored.objects,
+            bytes: r.restored.bytes,
+            ..Default::default()
+        },
+        kept: 0,
+        deleted: 0,
+        seconds: r.seconds,
+        peak_rss_bytes: r.peak_rss_bytes,
+    })
 }

@@ -28,6 +28,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Resource, ResourceExt};
 use tokio::sync::watch;
 
+use super::cached_job::CachedJob;
 use super::job_status::ObservedJob;
 use super::{Context, Error};
 use crate::api::BackupPolicy;
@@ -116,22 +117,18 @@ pub(crate) fn policies(
 /// only: the pod template is the largest part of a Job and no decision
 /// reads it.
 pub(crate) fn jobs(
-    api: Api<Job>,
+    api: Api<CachedJob>,
     config: watcher::Config,
-    writer: Writer<Job>,
+    writer: Writer<CachedJob>,
 ) -> (
-    impl Stream<Item = Result<Job, watcher::Error>> + Send + 'static,
+    impl Stream<Item = Result<CachedJob, watcher::Error>> + Send + 'static,
     Ready,
 ) {
-    let events = watcher(api, config).default_backoff().modify(slim);
+    let events = watcher(api, config)
+        .default_backoff()
+        .modify(|job| job.metadata.managed_fields = None);
     let (events, ready) = reflect_ready(events, writer);
     (events.touched_objects(), ready)
-}
-
-/// A Job as cached: no spec, no managed fields.
-fn slim(job: &mut Job) {
-    job.spec = None;
-    job.managed_fields_mut().clear();
 }
 
 /// Jobs a reconcile created and the Job cache may not show yet: the next
@@ -146,7 +143,7 @@ pub struct CreatedJobs {
 /// Each created Job with when it was created.
 #[derive(Default)]
 struct Created {
-    jobs: HashMap<ObjectRef<Job>, (Instant, Arc<Job>)>,
+    jobs: HashMap<ObjectRef<CachedJob>, (Instant, Arc<CachedJob>)>,
     pruned: Option<Instant>,
 }
 
@@ -156,8 +153,8 @@ impl CreatedJobs {
     }
 
     /// Remembers a Job the API server just created (its answer).
-    pub(crate) fn insert(&self, mut job: Job) {
-        slim(&mut job);
+    pub(crate) fn insert(&self, job: Job) {
+        let job = CachedJob::from(job);
         let now = Instant::now();
         let mut created = self.lock();
         let Created { jobs, pruned } = &mut *created;
@@ -167,7 +164,7 @@ impl CreatedJobs {
     }
 
     /// The Job `key`: the cache's copy, else a recent creation's.
-    fn get(&self, cache: &Store<Job>, key: &ObjectRef<Job>) -> Option<Arc<Job>> {
+    fn get(&self, cache: &Store<CachedJob>, key: &ObjectRef<CachedJob>) -> Option<Arc<CachedJob>> {
         if let Some(job) = cache.get(key) {
             self.lock().jobs.remove(key);
             return Some(job);
@@ -296,13 +293,13 @@ pub(crate) async fn job(ctx: &Context, ns: &str, name: &str) -> Result<ObservedJ
     } else {
         Vec::new()
     };
-    Ok(ObservedJob::new(Some(Job::clone(&job)), pods))
+    Ok(ObservedJob::new(Some(Job::from(job.as_ref())), pods))
 }
 
 /// True once the Job controller has acted on the Job: it writes the Job's
 /// status (start time, active pods) when it creates the first pod, so a Job
 /// without a status has no pod to read.
-fn has_pods(job: &Job) -> bool {
+fn has_pods(job: &CachedJob) -> bool {
     job.status
         .as_ref()
         .is_some_and(|s| *s != Default::default())
@@ -324,16 +321,16 @@ mod tests {
 
     #[test]
     fn a_created_job_stands_in_until_the_cache_has_it() {
-        let (cache, mut writer) = store::<Job>();
+        let (cache, mut writer) = store::<CachedJob>();
         let created = CreatedJobs::default();
         let key = ObjectRef::new("a").within("ns");
         assert!(created.get(&cache, &key).is_none());
 
         created.insert(job("a"));
         let seen = created.get(&cache, &key).expect("the created Job");
-        assert!(seen.spec.is_none(), "kept slim like the cache");
+        assert_eq!(seen.metadata.name.as_deref(), Some("a"));
 
-        let mut cached = job("a");
+        let mut cached = CachedJob::from(job("a"));
         cached.status = Some(JobStatus {
             active: Some(1),
             ..Default::default()
@@ -392,7 +389,7 @@ mod tests {
 
     #[test]
     fn only_a_job_with_a_status_has_pods_to_read() {
-        let mut j = job("a");
+        let mut j = CachedJob::from(job("a"));
         assert!(!has_pods(&j));
         j.status = Some(JobStatus::default());
         assert!(!has_pods(&j));

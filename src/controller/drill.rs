@@ -15,8 +15,8 @@ use kube::{Resource, ResourceExt};
 use super::restore::DRILL_LABEL;
 use super::{created_at, Note, POLICY_LABEL};
 use crate::api::conditions::{reasons, set_condition, types, ConditionUpdate};
-use crate::api::policy::{LastDrill, RestoreDrill};
-use crate::api::restore::{PostgresTarget, RestorePhase, RestoreTarget};
+use crate::api::policy::{LastDrill, RestoreDrill, SourceKind};
+use crate::api::restore::{PostgresTarget, RestorePhase, RestoreTarget, ScratchTarget};
 use crate::api::{BackupPolicy, BackupPolicyStatus, LocalRef, RestoreRequest, RestoreRequestSpec};
 use crate::schedule::{parse_time_zone, run_name, CronSchedule};
 
@@ -75,7 +75,7 @@ pub fn drill_request(
     let annotations = BTreeMap::from([(ANNOTATION_SLOT.to_string(), slot.to_rfc3339())]);
     let spec = match super::drill_config::spec(policy, drill, &name, &backup_id) {
         Some(spec) => spec,
-        None => postgres_spec(drill, &name, backup_id)?,
+        None => chunked_or_postgres_spec(policy, drill, &name, backup_id)?,
     };
     Some(RestoreRequest {
         metadata: ObjectMeta {
@@ -91,28 +91,43 @@ pub fn drill_request(
     })
 }
 
-/// A postgres drill: restore into the scratch database, check, drop it.
-fn postgres_spec(
+/// A drill of the other kinds: files and objects restore into the restore
+/// Job's scratch space; a database into the drill's scratch server (which
+/// validation requires), checked and dropped.
+fn chunked_or_postgres_spec(
+    policy: &BackupPolicy,
     drill: &RestoreDrill,
     name: &str,
     backup_id: String,
 ) -> Option<RestoreRequestSpec> {
-    Some(RestoreRequestSpec {
-        policy_ref: LocalRef::new(name),
-        point_in_time: None,
-        backup_id: Some(backup_id),
-        from: None,
-        target: RestoreTarget {
+    let scratch = matches!(
+        policy.spec.source.kind(),
+        Some(SourceKind::Volume | SourceKind::Bucket)
+    );
+    let target = if scratch {
+        RestoreTarget {
+            scratch: Some(ScratchTarget::default()),
+            ..Default::default()
+        }
+    } else {
+        RestoreTarget {
             postgres: Some(PostgresTarget {
                 connection_secret_ref: drill.target_secret_ref.clone()?,
                 database: Some(scratch_database(name)),
             }),
             ..Default::default()
-        },
+        }
+    };
+    Some(RestoreRequestSpec {
+        policy_ref: LocalRef::new(name),
+        point_in_time: None,
+        backup_id: Some(backup_id),
+        from: None,
+        target,
         checks: drill.checks.clone(),
         dry_run: false,
-        overwrite: true,
-        drop_after: true,
+        overwrite: !scratch,
+        drop_after: !scratch,
     })
 }
 
@@ -135,10 +150,16 @@ pub fn decide(
     done.sort_by_key(|(r, at, _)| std::cmp::Reverse((*at, r.name_any())));
     if let Some((r, at, ok)) = done.first() {
         let s = r.status.as_ref().expect("finished has a status");
-        let message = if *ok {
+        let id = s.plan.as_ref().map(|p| p.backup_id.as_str()).unwrap_or("?");
+        let message = if *ok && r.spec.target.scratch.is_some() {
+            Some(format!(
+                "restored backup {id} into scratch space: {} files, {} bytes, every chunk authenticated",
+                s.files_restored.unwrap_or(0),
+                s.bytes_restored.unwrap_or(0)
+            ))
+        } else if *ok {
             super::drill_config::passed_message(r).or(Some(format!(
-                "restored backup {} and passed {} check(s)",
-                s.plan.as_ref().map(|p| p.backup_id.as_str()).unwrap_or("?"),
+                "restored backup {id} and passed {} check(s)",
                 r.spec.checks.len()
             )))
         } else {
@@ -366,6 +387,34 @@ mod tests {
         let last = status.last_drill.clone().unwrap();
         assert!(last.succeeded);
         assert_eq!(last.recovery_time_seconds, Some(42));
+    }
+
+    #[test]
+    fn a_volume_policy_drills_into_scratch_space_and_reports_what_it_restored() {
+        let mut p = policy(true);
+        p.spec.source =
+            serde_json::from_value(json!({"volume": {"claimName": "uploads"}})).unwrap();
+        let d = p.spec.verification.as_mut().unwrap();
+        let d = d.restore_drill.as_mut().unwrap();
+        d.target_secret_ref = None;
+        d.checks.clear();
+        assert_eq!(p.spec.validate(), Ok(()));
+        let mut r = finished_drill(&p, "2026-11-22T05:00:00Z", true, "2026-11-22T05:02:00Z");
+        assert!(r.spec.target.scratch.is_some() && r.spec.target.postgres.is_none());
+        assert!(!r.spec.overwrite && !r.spec.drop_after);
+        assert_eq!(r.spec.validate(), Ok(()));
+        let st = r.status.as_mut().unwrap();
+        (st.files_restored, st.bytes_restored) = (Some(12), Some(3456));
+        st.plan = Some(crate::api::restore::RestorePlan {
+            backup_id: "20261121T010000.000Z-abcdef".into(),
+            ..Default::default()
+        });
+        let mut status = p.status.clone().unwrap();
+        decide(&p, &[&r], &mut status, at("2026-11-22T06:00:00Z"));
+        assert_eq!(
+            status.last_drill.unwrap().message.unwrap(),
+            "restored backup 20261121T010000.000Z-abcdef into scratch space: 12 files, 3456 bytes, every chunk authenticated"
+        );
     }
 
     #[test]

@@ -143,7 +143,10 @@ mod tests {
         .unwrap();
         assert_eq!(
             fields(&pg),
-            ["spec.verification.restoreDrill.targetSecretRef"]
+            [
+                "spec.verification.restoreDrill.serviceAccountName",
+                "spec.verification.restoreDrill.targetSecretRef"
+            ]
         );
         let drill = pg
             .spec

@@ -25,6 +25,7 @@ mod apply;
 pub mod archiver;
 mod archiver_sync;
 pub mod cache;
+mod cached_job;
 pub mod clock;
 pub mod drill;
 pub mod drill_config;
@@ -54,7 +55,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::batch::v1::Job;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
@@ -257,7 +257,7 @@ pub struct Context {
     pub policies_ready: cache::Ready,
     /// Every Job (metadata and status), kept by the reflector that triggers
     /// the run controller ([`cache::jobs`]).
-    pub jobs: Store<Job>,
+    pub jobs: Store<cached_job::CachedJob>,
     pub jobs_ready: cache::Ready,
     /// Jobs created that [`Context::jobs`] may not show yet.
     pub created_jobs: cache::CreatedJobs,
@@ -320,7 +320,7 @@ pub async fn run_controllers(
     let ns = settings.namespace.clone();
     let runs: Api<BackupRun> = api_for(&client, ns.as_deref());
     let policies: Api<BackupPolicy> = api_for(&client, ns.as_deref());
-    let jobs: Api<Job> = api_for(&client, ns.as_deref());
+    let jobs: Api<cached_job::CachedJob> = api_for(&client, ns.as_deref());
     let restores: Api<RestoreRequest> = api_for(&client, ns.as_deref());
 
     let config = kube::runtime::controller::Config::default().concurrency(settings.concurrency);

@@ -257,8 +257,9 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RestoreDe
                             plan.backup_id,
                             plan.destination,
                             plan.target_database
-                                .as_deref()
-                                .unwrap_or("the target volume")
+                                .clone()
+                                .or_else(|| request.spec.target.describe())
+                                .unwrap_or_else(|| "the target volume".into())
                         ),
                         generation,
                         now,
@@ -293,7 +294,10 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RestoreDe
                     let what = step.and_then(|s| s.message.clone()).unwrap_or_default();
                     format!("restore {name} succeeded: {what}")
                 }
-                Some(rto) => format!("restore {name} succeeded: verified database after {rto} s"),
+                Some(rto) => match request.spec.target.describe() {
+                    Some(t) => format!("restore {name} succeeded: {t} restored after {rto} s"),
+                    None => format!("restore {name} succeeded: verified database after {rto} s"),
+                },
                 None => format!("restore {name} succeeded (dry run: plan only)"),
             },
             p => format!("restore {name}: {p:?}"),
@@ -457,6 +461,7 @@ fn decide_restore(
                         s.backup_id.clone().unwrap_or_default(),
                         s.target_database
                             .clone()
+                            .or_else(|| obs.request.spec.target.describe())
                             .unwrap_or_else(|| "the target volume".into())
                     )
                 });
@@ -481,6 +486,8 @@ fn decide_restore(
                     ),
                 }
                 st.phase = RestorePhase::Succeeded;
+                st.files_restored = s.files.map(|n| n as i64);
+                st.bytes_restored = (s.bytes > 0).then_some(s.bytes as i64);
                 st.recovered_to = s.backup_completed_at.or(plan.completed_at);
                 st.completed_at = Some(done);
                 st.recovery_time_seconds = Some((done - created).num_seconds().max(0));

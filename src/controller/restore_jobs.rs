@@ -21,8 +21,8 @@ use kube::{Resource, ResourceExt};
 
 use super::jobs::pod::{job, JobMeta, PodNeeds};
 use super::jobs::{
-    base_labels, bounded_name, destinations, label_value, policy_id, unsupported, JobConfig,
-    JobError, TERMINATION_LOG,
+    base_labels, bounded_name, destinations, label_value, policy_id, restore_files, unsupported,
+    JobConfig, JobError, TERMINATION_LOG,
 };
 use crate::api::restore::{RestorePlan, RestoreRequest};
 use crate::api::BackupPolicy;
@@ -126,8 +126,8 @@ pub fn plan_job(
     policy: &BackupPolicy,
     cfg: &JobConfig,
 ) -> Result<Job, JobError> {
-    refuse_files(policy)?;
     super::jobs::restore_config::check_kind(request, policy)?;
+    restore_files::check_kind(request, policy)?;
     let mut args = vec!["plan".to_string()];
     args.extend(from_args(policy, request.spec.from.as_deref(), true, cfg)?);
     // One argument: a bare RFC 3339 time reads as a timestamp, not a string,
@@ -216,7 +216,9 @@ fn target_needs(
     plan: &RestorePlan,
     cfg: &JobConfig,
 ) -> Result<PodNeeds, JobError> {
-    refuse_files(policy)?;
+    if let Some(needs) = restore_files::target_needs(request, policy, plan, cfg)? {
+        return Ok(needs);
+    }
     if policy.spec.source.is_physical() {
         return data_dir_needs(request, plan);
     }
@@ -259,19 +261,6 @@ fn target_needs(
     }
     needs.add(PodNeeds::database(&target.connection_secret_ref, cfg));
     Ok(needs)
-}
-
-/// A volume policy's file backups restore with `lifeboat restore --to-dir`
-/// for now: a RestoreRequest of one is refused by name, not planned, and
-/// never run as a database restore.
-fn refuse_files(policy: &BackupPolicy) -> Result<(), JobError> {
-    if policy.spec.source.volume.is_some() {
-        return Err(JobError::Unsupported {
-            field: "spec.policyRef".into(),
-            message: "the policy backs up files on a volume; RestoreRequests of file backups are not supported yet: use `lifeboat restore --to-dir` (docs/RUNBOOK.md, Files)".into(),
-        });
-    }
-    Ok(())
 }
 
 /// Where the target volume is mounted in a physical restore Job.

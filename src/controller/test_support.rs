@@ -21,6 +21,19 @@ pub fn args(job: &Job) -> Vec<String> {
     pod.containers[0].args.clone().unwrap()
 }
 
+/// The pod template of a Job.
+pub fn pod(job: &Job) -> &k8s_openapi::api::core::v1::PodSpec {
+    job.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
+}
+
+/// The values following each `flag` in `args`.
+pub fn after<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
+    args.windows(2)
+        .filter(|w| w[0] == flag)
+        .map(|w| w[1].as_str())
+        .collect()
+}
+
 /// A daily BackupRun of policy `orders` in `shop`, with uid `uid`.
 pub fn daily_run(name: &str, uid: &str) -> BackupRun {
     let mut r = BackupRun::new(

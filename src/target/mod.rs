@@ -13,6 +13,7 @@
 //! | Kubernetes API | [`cluster`] (IO), [`objects`] (choice, order, mapping) | `objects-<type>` parts, one object per line |
 
 pub mod bucket;
+pub mod bucket_dir;
 pub mod cloud;
 pub mod cluster;
 pub mod data_dir;

@@ -8,8 +8,10 @@
 //! volume is the host directory the test gives for that claim
 //! ([`Claims`]): every argument that is the claim's mountPath, or a path
 //! under it, is rewritten to the same path under the host directory (as
-//! the termination path is). A read-only mount is not enforced (that would
-//! take a bind mount, i.e. root); tests check the source is unchanged.
+//! the termination path is); an emptyDir other than /tmp is a fresh
+//! directory under the work directory, translated the same way. A
+//! read-only mount is not enforced (that would take a bind mount, i.e.
+//! root); tests check the source is unchanged.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -117,9 +119,16 @@ fn run_pod(
                 .unwrap_or_else(|| panic!("claim {:?} not found", pvc.claim_name));
             assert!(m.sub_path.is_none(), "subPath mounts are not translated");
             claim_mounts.push((m.mount_path.trim_end_matches('/').to_string(), host.clone()));
-        } else if v.empty_dir.is_some() {
+        } else if v.empty_dir.is_some() && m.mount_path == "/tmp" {
             // The host's /tmp stands in for the emptyDir the Job mounts there.
-            assert_eq!(m.mount_path, "/tmp", "emptyDir at an unexpected path");
+        } else if v.empty_dir.is_some() {
+            // Any other emptyDir (a drill's scratch space): a fresh
+            // directory, its path translated as a claim's. Its sizeLimit is
+            // not enforced.
+            let host = work.join(format!("emptydir-{}", v.name));
+            let _ = std::fs::remove_dir_all(&host);
+            std::fs::create_dir_all(&host).unwrap();
+            claim_mounts.push((m.mount_path.trim_end_matches('/').to_string(), host));
         } else {
             panic!(
                 "volume {} is neither a Secret, a claim nor an emptyDir",

@@ -11,6 +11,7 @@ pub mod k8s;
 pub mod kubelet;
 pub mod objects;
 pub mod smtp;
+pub mod tree;
 
 #[allow(unused_imports)]
 pub use cli::{backup, restore, verify, Cli};
@@ -285,6 +286,24 @@ pub fn s3_put(url: &str, key: &str, data: Vec<u8>) {
             .put_object()
             .bucket(&bucket)
             .key(key)
+            .body(data.into())
+            .send()
+            .await
+            .expect("put");
+    });
+}
+
+/// Puts `key` with content type `text/x-test`, a cache-control and the
+/// user metadata `owner: team-a`, for round trips of object metadata.
+pub fn put_meta(client: &aws_sdk_s3::Client, bucket: &str, key: &str, data: Vec<u8>) {
+    runtime().block_on(async {
+        client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type("text/x-test")
+            .cache_control("max-age=60")
+            .metadata("owner", "team-a")
             .body(data.into())
             .send()
             .await

@@ -7,6 +7,7 @@
 
 pub mod cloud;
 pub mod destination;
+mod drill_checks;
 pub mod notifications;
 pub mod schedule;
 pub mod source;
@@ -106,13 +107,14 @@ pub struct BackupPolicySpec {
     pub destinations: Vec<Destination>,
     pub encryption: Encryption,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verification: Option<Verification>,
+    // Boxed (as the source kinds are) to keep cached policies small.
+    pub verification: Option<Box<Verification>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objectives: Option<Objectives>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notifications: Option<Notifications>,
+    pub notifications: Option<Box<Notifications>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub job_template: Option<JobTemplate>,
+    pub job_template: Option<Box<JobTemplate>>,
     /// Stops scheduling new runs; runs in progress finish.
     #[serde(default)]
     pub suspend: bool,
@@ -193,7 +195,7 @@ impl Default for Verification {
     }
 }
 
-/// A rehearsed restore on a schedule into a scratch database.
+/// A rehearsed restore on a schedule into a scratch database, or scratch space.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreDrill {
@@ -201,14 +203,16 @@ pub struct RestoreDrill {
     #[schemars(regex(pattern = CRON_PATTERN))]
     pub schedule: String,
     /// Connection Secret of the scratch server the drill restores into
-    /// (postgres policies; a config drill is a server-side dry run).
+    /// (postgres policies; volume and bucket policies restore into the
+    /// restore Job's scratch space, config policies' drills are server-side
+    /// dry runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_secret_ref: Option<ConnectionSecretRef>,
     /// The account a config policy's drills run as (bind
     /// `lifeboat-config-restorer`: a dry run needs create permission).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
-    /// SQL that must return true (or rows) after the restore.
+    /// SQL that must return true (or rows) after the restore (postgres policies).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<String>,
 }

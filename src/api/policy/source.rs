@@ -20,15 +20,17 @@ use crate::api::{check_ref_name, ConnectionSecretRef, FieldError, S3CredentialsR
     "[has(self.postgres), has(self.volume), has(self.bucket), has(self.config)].filter(x, x).size() == 1"
 ).message("set exactly one of postgres, volume, bucket, config"))]
 #[serde(rename_all = "camelCase")]
+// Boxed: the controller caches every policy, and an inline Option of each
+// kind would make every cached policy as large as all four kinds together.
 pub struct SourceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub postgres: Option<PostgresSource>,
+    pub postgres: Option<Box<PostgresSource>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub volume: Option<VolumeSource>,
+    pub volume: Option<Box<VolumeSource>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bucket: Option<BucketSource>,
+    pub bucket: Option<Box<BucketSource>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<ConfigSource>,
+    pub config: Option<Box<ConfigSource>>,
 }
 
 /// The kind of a [`SourceSpec`], for display and dispatch.
@@ -55,9 +57,11 @@ impl SourceKind {
     /// Whether this version backs the kind up; the others are refused by
     /// `validate` rather than accepted and ignored.
     pub fn is_supported(self) -> bool {
+        // Bucket: restored by RestoreRequests; its backup Job refuses it
+        // naming spec.source.bucket until that Job is built.
         matches!(
             self,
-            SourceKind::Postgres | SourceKind::Config | SourceKind::Volume
+            SourceKind::Postgres | SourceKind::Config | SourceKind::Volume | SourceKind::Bucket
         )
     }
 }

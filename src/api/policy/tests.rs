@@ -183,18 +183,6 @@ fn schema_carries_enums_minimums_and_patterns() {
 
 #[test]
 fn fields_not_supported_yet_are_refused_naming_each() {
-    let (kind, source) = ("bucket", json!({"bucket": "assets", "region": "us-east-1"}));
-    let mut v = example();
-    v["source"] = json!({});
-    v["source"][kind] = source;
-    let errors = spec(v).validate().unwrap_err();
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    assert_eq!(errors[0].field, format!("spec.source.{kind}"));
-    assert_eq!(
-        errors[0].message,
-        format!("{kind} sources are not supported yet")
-    );
-
     let mut v = example();
     v["destinations"][1]["s3"]["objectLock"] = json!({"mode": "Compliance", "days": 30});
     v["notifications"] = json!({"targets": [{"name": "ops", "events": ["runFailed", "drillFailed", "restoreFinished"],

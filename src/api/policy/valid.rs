@@ -8,7 +8,8 @@ use chrono::Duration;
 use kube::ResourceExt;
 
 use super::{
-    BackupPolicy, ConfigSource, Destination, PostgresMethod, PostgresSource, VolumeSource,
+    BackupPolicy, BucketSource, ConfigSource, Destination, PostgresMethod, PostgresSource,
+    VolumeSource,
 };
 use crate::api::FieldError;
 use crate::location::S3Location;
@@ -21,6 +22,7 @@ pub enum ValidSource<'a> {
     PostgresPhysical(&'a PostgresSource),
     Config(&'a ConfigSource),
     Volume(&'a VolumeSource),
+    Bucket(&'a BucketSource),
 }
 
 /// A destination of a valid policy and where it keeps this policy's backups.
@@ -64,6 +66,9 @@ impl BackupPolicy {
             (Some(pg), _, _) => ValidSource::PostgresLogical(pg),
             (None, Some(config), _) => ValidSource::Config(config),
             (None, None, Some(volume)) => ValidSource::Volume(volume),
+            (None, None, None) if src.bucket.is_some() => {
+                ValidSource::Bucket(src.bucket.as_ref().expect("checked"))
+            }
             // validate() refuses every other kind until it is supported.
             (None, None, None) => {
                 return Err(vec![FieldError::new(

@@ -83,14 +83,7 @@ impl BackupPolicySpec {
             {
                 errors.push(e.into());
             }
-            let config = self.source.config.is_some();
-            crate::api::restore_config::validate_drill(drill, config, &mut errors);
-            if self.source.postgres.is_none() && !config {
-                errors.push(FieldError::new(
-                    "spec.verification.restoreDrill",
-                    "restore drills are supported for postgres and config sources only",
-                ));
-            }
+            super::drill_checks::validate(self, drill, &mut errors);
         }
 
         if let Some(objectives) = &self.objectives {

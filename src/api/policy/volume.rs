@@ -63,11 +63,7 @@ impl VolumeSource {
 
     /// The uid and gid the Job reads as (0 with `readAsRoot`).
     pub fn uid_gid(&self) -> (i64, i64) {
-        if self.read_as_root {
-            return (0, 0);
-        }
-        let uid = self.run_as_user.unwrap_or(DEFAULT_RUN_AS);
-        (uid, self.run_as_group.unwrap_or(uid))
+        uid_gid(self.read_as_root, self.run_as_user, self.run_as_group)
     }
 
     pub(super) fn validate(&self, errors: &mut Vec<FieldError>) {
@@ -88,21 +84,41 @@ impl VolumeSource {
                 }
             }
         }
-        for (name, id) in [
-            ("runAsUser", self.run_as_user),
-            ("runAsGroup", self.run_as_group),
-        ] {
-            match id {
-                Some(id) if self.read_as_root => errors.push(FieldError::new(
-                    format!("{field}.{name}"),
-                    format!("{id} conflicts with readAsRoot: true (which reads as uid 0)"),
-                )),
-                Some(id) if id < 1 => errors.push(FieldError::new(
-                    format!("{field}.{name}"),
-                    "must be 1 or more (set readAsRoot: true to read as root)",
-                )),
-                _ => {}
-            }
+        let ids = (self.run_as_user, self.run_as_group);
+        check_ids(field, ("readAsRoot", self.read_as_root), ids, errors);
+    }
+}
+
+/// The uid and gid a file Job runs as: 0 as root, else `uid` (default
+/// [`DEFAULT_RUN_AS`]) and `gid` (default the uid).
+pub fn uid_gid(as_root: bool, uid: Option<i64>, gid: Option<i64>) -> (i64, i64) {
+    if as_root {
+        return (0, 0);
+    }
+    let uid = uid.unwrap_or(DEFAULT_RUN_AS);
+    (uid, gid.unwrap_or(uid))
+}
+
+/// `runAsUser`/`runAsGroup` under `field`: 1 or more, and not with the
+/// flag (`root`: its name and value) that runs the Job as root.
+pub fn check_ids(
+    field: &str,
+    root: (&str, bool),
+    (uid, gid): (Option<i64>, Option<i64>),
+    errors: &mut Vec<FieldError>,
+) {
+    let (flag, as_root) = root;
+    for (name, id) in [("runAsUser", uid), ("runAsGroup", gid)] {
+        match id {
+            Some(id) if as_root => errors.push(FieldError::new(
+                format!("{field}.{name}"),
+                format!("{id} conflicts with {flag}: true (which runs as uid 0)"),
+            )),
+            Some(id) if id < 1 => errors.push(FieldError::new(
+                format!("{field}.{name}"),
+                format!("must be 1 or more (set {flag}: true to run as root)"),
+            )),
+            _ => {}
         }
     }
 }

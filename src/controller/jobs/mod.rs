@@ -38,6 +38,7 @@ pub mod pod;
 pub mod restore_config;
 #[cfg(test)]
 mod restore_config_tests;
+pub mod restore_files;
 pub mod source;
 #[cfg(test)]
 mod template_tests;

@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use super::destinations;
 use super::{JobConfig, COMMAND, CONTAINER, KEY_SECRET_KEY, RUN_AS};
 use crate::api::policy::JobTemplate;
-use crate::api::{BackupPolicy, ConnectionSecretRef};
+use crate::api::{BackupPolicy, ConnectionSecretRef, S3CredentialsRef};
 use crate::wire::TERMINATION_LOG;
 
 /// What a pod is given beyond the common shape: arguments, environment,
@@ -41,6 +41,10 @@ pub struct PodNeeds {
     /// The pod talks to the API server as `service_account` (config
     /// backups): its token is mounted and that account wins over others.
     pub api_access: bool,
+    /// The pod writes a claim (file restores): the kubelet would re-group
+    /// every file on it to the fsGroup, so root gets none (it reads the
+    /// 0440 Secret files as their owner) and others only on a root mismatch.
+    pub writes_claim: bool,
 }
 
 impl PodNeeds {
@@ -56,6 +60,7 @@ impl PodNeeds {
         self.add_capabilities.extend(other.add_capabilities);
 
         self.api_access |= other.api_access;
+        self.writes_claim |= other.writes_claim;
     }
 
     /// A writable /tmp (TMPDIR): the root filesystem is read-only, and
@@ -184,6 +189,24 @@ pub(crate) fn secret_volume(volume: &str, secret: &str, items: Vec<(&str, &str)>
     }
 }
 
+/// An S3 credentials Secret as the volume `volume`, its two keys mounted
+/// as `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` files in `dir` (what a
+/// location's `credentials=` directory holds).
+pub(crate) fn s3_credentials(volume: &str, creds: &S3CredentialsRef, dir: &str) -> PodNeeds {
+    PodNeeds {
+        volumes: vec![secret_volume(
+            volume,
+            &creds.name,
+            vec![
+                (creds.access_key_id_key(), "AWS_ACCESS_KEY_ID"),
+                (creds.secret_access_key_key(), "AWS_SECRET_ACCESS_KEY"),
+            ],
+        )],
+        mounts: vec![mount(volume, dir)],
+        ..Default::default()
+    }
+}
+
 /// A Job's identity and ownership.
 pub(crate) struct JobMeta<'a> {
     pub name: String,
@@ -271,6 +294,11 @@ pub(crate) fn pod_spec(
     // capabilities it names and no others.
     let non_root = uid != 0;
     let add = (!needs.add_capabilities.is_empty()).then(|| needs.add_capabilities.clone());
+    let (fs_group, fs_group_change_policy) = match (needs.writes_claim, uid) {
+        (true, 0) => (None, None),
+        (true, _) => (Some(gid), Some("OnRootMismatch".to_string())),
+        (false, _) => (Some(gid), None),
+    };
     let container = Container {
         name: CONTAINER.into(),
         image: Some(template.image.clone().unwrap_or_else(|| cfg.image.clone())),
@@ -332,7 +360,8 @@ pub(crate) fn pod_spec(
             run_as_group: Some(gid),
             // Secret files are mode 0440 with this group. The kubelet does
             // not apply it to a read-only claim (a volume backup's source).
-            fs_group: Some(gid),
+            fs_group,
+            fs_group_change_policy,
             seccomp_profile: Some(runtime_default()),
             ..Default::default()
         }),

@@ -3,7 +3,7 @@
 //! Secret). The one place the controller matches on the source kind; a new
 //! kind adds an arm here and its module under `crate::source`.
 
-use super::pod::{mount, secret_volume, PodNeeds};
+use super::pod::{s3_credentials, PodNeeds};
 use super::{JobConfig, JobError};
 use crate::api::policy::cloud::CloudSecrets;
 use crate::api::policy::{ValidPolicy, ValidSource};
@@ -66,6 +66,13 @@ pub fn backup_needs(policy: &ValidPolicy<'_>, cfg: &JobConfig) -> Result<PodNeed
             needs.api_access = true;
         }
         ValidSource::Volume(v) => needs.add(super::volume::backup_needs(v)),
+        // Restores are built (RestoreRequest target.bucket); the backup Job is not yet.
+        ValidSource::Bucket(_) => {
+            return Err(super::unsupported(
+                "spec.source.bucket",
+                "the operator does not back up buckets yet: back up with `lifeboat backup --bucket` (RestoreRequests restore them)",
+            ))
+        }
     }
     Ok(needs)
 }
@@ -97,17 +104,7 @@ fn cloud_needs(cloud: &CloudSecrets, cfg: &JobConfig) -> PodNeeds {
 /// files (`--cloud-credentials DIR`): no key in argv or the environment.
 pub(super) fn cloud_credentials(creds: &S3CredentialsRef, cfg: &JobConfig) -> PodNeeds {
     let dir = cfg.cloud_credentials_dir();
-    PodNeeds {
-        volumes: vec![secret_volume(
-            "cloud-credentials",
-            &creds.name,
-            vec![
-                (creds.access_key_id_key(), "AWS_ACCESS_KEY_ID"),
-                (creds.secret_access_key_key(), "AWS_SECRET_ACCESS_KEY"),
-            ],
-        )],
-        mounts: vec![mount("cloud-credentials", &dir)],
-        args: vec!["--cloud-credentials".into(), dir],
-        ..Default::default()
-    }
+    let mut needs = s3_credentials("cloud-credentials", creds, &dir);
+    needs.args.extend(["--cloud-credentials".into(), dir]);
+    needs
 }

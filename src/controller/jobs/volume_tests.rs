@@ -7,9 +7,8 @@ use super::volume::{READ_CAPABILITY, SOURCE_MOUNT};
 use super::*;
 use crate::api::policy::BackupPolicySpec;
 use crate::api::{BackupRun, Tier};
-use crate::controller::test_support::{args, daily_run};
+use crate::controller::test_support::{after, args, daily_run, pod};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::PodSpec;
 use serde_json::json;
 
 fn policy(volume: serde_json::Value) -> BackupPolicy {
@@ -35,17 +34,6 @@ fn run(tier: Tier) -> BackupRun {
 
 fn job(volume: serde_json::Value, tier: Tier) -> Job {
     backup_job(&policy(volume), &run(tier), &JobConfig::default()).unwrap()
-}
-
-fn pod(job: &Job) -> &PodSpec {
-    job.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
-}
-
-fn after<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
-    args.windows(2)
-        .filter(|w| w[0] == flag)
-        .map(|w| w[1].as_str())
-        .collect()
 }
 
 #[test]

@@ -446,7 +446,7 @@ fn a_physical_policy_restores_into_a_volume_as_the_servers_uid() {
 }
 
 #[test]
-fn a_request_of_a_volume_policy_is_refused_by_name() {
+fn a_volume_policy_into_a_database_or_a_data_directory_is_refused_naming_the_target() {
     let mut p = policy();
     p.spec.source = serde_json::from_value(json!({"volume": {"claimName": "uploads"}})).unwrap();
     let plan = crate::api::restore::RestorePlan {
@@ -459,9 +459,9 @@ fn a_request_of_a_volume_policy_is_refused_by_name() {
         request(json!({"target": {"volume": {"claimName": "uploads"}}})),
     ] {
         let e = restore_jobs::plan_job(&r, &p, &JobConfig::default()).unwrap_err();
-        assert_eq!(e.field(), "spec.policyRef");
-        assert!(e.to_string().contains("restore --to-dir"), "{e}");
+        assert_eq!(e.field(), "spec.target");
+        assert!(e.to_string().contains("target.files"), "{e}");
         let e = restore_jobs::restore_job(&r, &p, &plan, &JobConfig::default()).unwrap_err();
-        assert_eq!(e.field(), "spec.policyRef");
+        assert_eq!(e.field(), "spec.target");
     }
 }
