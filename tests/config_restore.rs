@@ -358,6 +358,22 @@ fn mode(s: &Store) -> Option<String> {
         .map(|c| c["data"]["mode"].as_str().unwrap().to_string())
 }
 
+/// The controllers, watching `ops` with quick resyncs, and the policy.
+async fn start(bed: &Bed) -> tokio::task::JoinHandle<()> {
+    let settings = Settings {
+        namespace: Some(NS.into()),
+        jobs: bed.cfg.clone(),
+        resync: Duration::from_millis(300),
+        retry: Duration::from_millis(300),
+        ..Settings::default()
+    };
+    let task = bed
+        .server
+        .run_controllers(settings, Arc::new(Metrics::default()));
+    bed.server.create_policy(bed.policy.clone()).await;
+    task
+}
+
 /// The backup Job of the policy, run as the kubelet would.
 async fn back_up(bed: &Bed) -> String {
     let policy: BackupPolicy = serde_json::from_value(bed.policy.clone()).unwrap();
@@ -386,17 +402,7 @@ async fn config_backups_restore_through_restore_requests() {
     assert_eq!(original.len(), 5);
     let backup_id = back_up(&bed).await;
 
-    let settings = Settings {
-        namespace: Some(NS.into()),
-        jobs: bed.cfg.clone(),
-        resync: Duration::from_millis(300),
-        retry: Duration::from_millis(300),
-        ..Settings::default()
-    };
-    let _controller = bed
-        .server
-        .run_controllers(settings, Arc::new(Metrics::default()));
-    bed.server.create_policy(bed.policy.clone()).await;
+    let _controller = start(&bed).await;
 
     // The namespace is lost, and comes back whole, equal minus what the server sets.
     delete(&bed, "namespaces", None, "shop").await;
@@ -562,17 +568,7 @@ async fn cloud_secrets_restore_through_a_request_and_drills_look_them_up() {
         .await
         .unwrap();
     let backup_id = back_up(&bed).await;
-    let settings = Settings {
-        namespace: Some(NS.into()),
-        jobs: bed.cfg.clone(),
-        resync: Duration::from_millis(300),
-        retry: Duration::from_millis(300),
-        ..Settings::default()
-    };
-    let _controller = bed
-        .server
-        .run_controllers(settings, Arc::new(Metrics::default()));
-    bed.server.create_policy(bed.policy.clone()).await;
+    let _controller = start(&bed).await;
 
     let t0 = std::time::Instant::now();
     let r = restore(&bed, "to-dr", json!({"serviceAccountName": "restorer",

@@ -122,7 +122,7 @@ fn exactly_one_target_kind() {
     let rule = target["x-kubernetes-validations"][0]["rule"]
         .as_str()
         .unwrap();
-    for kind in ["postgres", "volume", "files", "bucket", "scratch"] {
+    for kind in ["postgres", "volume", "files", "bucket", "scratch", "config"] {
         assert!(rule.contains(&format!("has(self.{kind})")), "{rule}");
     }
     assert_eq!(
