@@ -88,9 +88,6 @@ pub(crate) const CRON_PATTERN: &str =
 #[x_kube(validation = Rule::new(
     "!has(self.pointInTimeRecovery) || !self.pointInTimeRecovery.enabled || (has(self.source.postgres) && self.source.postgres.method == 'physical')"
 ).message("pointInTimeRecovery needs source.postgres.method: physical"))]
-#[x_kube(validation = Rule::new(
-    "!has(self.verification) || !has(self.verification.restoreDrill) || has(self.source.postgres) || has(self.source.config)"
-).message("verification.restoreDrill needs a postgres or config source"))]
 #[serde(rename_all = "camelCase")]
 pub struct BackupPolicySpec {
     pub source: SourceSpec,
