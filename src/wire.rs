@@ -194,6 +194,10 @@ pub struct RestoreSummary {
     pub checks: usize,
     #[serde(default)]
     pub bytes: u64,
+    /// A config restore's outcome in one line (objects created, updated,
+    /// skipped; cloud secrets), for the request's status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored: Option<String>,
     /// Files (or objects) a file or bucket restore wrote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<u64>,

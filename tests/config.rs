@@ -10,6 +10,7 @@ use apiserver::ApiServer;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
 use kube::discovery::Discovery;
 use serde_json::{json, Value};
+use support::objects::{comparable, shipped_role};
 
 fn configmap(ns: &str, name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap",
@@ -163,26 +164,6 @@ async fn run(kubeconfig: &std::path::Path, args: &[&str]) -> Result<Value, (i32,
             String::from_utf8_lossy(&out.stderr).into_owned(),
         ))
     }
-}
-
-/// What the server sets, removed so an object can be compared with its
-/// restored copy.
-fn comparable(mut o: Value) -> Value {
-    let m = o["metadata"].as_object_mut().unwrap();
-    for f in [
-        "uid",
-        "resourceVersion",
-        "creationTimestamp",
-        "generation",
-        "managedFields",
-    ] {
-        m.remove(f);
-    }
-    if let Some(spec) = o["spec"].as_object_mut() {
-        spec.remove("clusterIP");
-        spec.remove("clusterIPs");
-    }
-    o
 }
 
 const CANARY: &str = "canary-7e1f0b2c-config-secret-value";
@@ -697,19 +678,6 @@ fn plural_of(o: &Value) -> String {
         k => panic!("{k}"),
     }
     .into()
-}
-
-/// The ClusterRoles the chart and manifests ship, as stored objects.
-fn shipped_role(name: &str) -> Value {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/manifests/03-rbac.yaml"
-    ))
-    .unwrap();
-    let found = serde_yaml::Deserializer::from_str(&text)
-        .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
-        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == name);
-    found.unwrap_or_else(|| panic!("{name} in manifests/03-rbac.yaml"))
 }
 
 fn binding(ns: &str, name: &str, role_kind: &str, role: &str) -> Value {

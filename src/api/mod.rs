@@ -12,6 +12,7 @@
 pub mod conditions;
 pub mod policy;
 pub mod restore;
+pub mod restore_config;
 pub mod restore_files;
 pub mod run;
 

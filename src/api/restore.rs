@@ -91,9 +91,9 @@ pub struct RestoreRequestSpec {
     pub drop_after: bool,
 }
 
-/// Where the restore goes: one target kind (postgres today).
+/// Where the restore goes: one target kind.
 #[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[x_kube(validation = Rule::new("[has(self.postgres), has(self.volume), has(self.files), has(self.bucket), has(self.scratch)].filter(x, x).size() == 1").message("set exactly one of target.postgres, target.volume, target.files, target.bucket, target.scratch"))]
+#[x_kube(validation = Rule::new("[has(self.postgres), has(self.volume), has(self.files), has(self.bucket), has(self.scratch), has(self.config)].filter(x, x).size() == 1").message("set exactly one of target.postgres, target.volume, target.files, target.bucket, target.scratch, target.config"))]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreTarget {
     /// A server to restore a logical backup into.
@@ -111,6 +111,9 @@ pub struct RestoreTarget {
     /// The restore Job's own scratch space (drills of volume and bucket policies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scratch: Option<ScratchTarget>,
+    /// The cluster (and cloud secret stores) a config backup restores into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<super::restore_config::ConfigTarget>,
 }
 
 /// The data directory of the server to be: a physical policy's base backup
@@ -182,6 +185,11 @@ impl RestoreRequestSpec {
         }
         let chunked = self.target.chunked_kinds();
         match (&self.target.postgres, &self.target.volume) {
+            (None, None) if self.target.config.is_some() && chunked == 0 => {}
+            _ if self.target.config.is_some() => errors.push(FieldError::new(
+                "spec.target",
+                "set one target: target.config restores a config backup alone",
+            )),
             (None, None) if chunked == 1 => super::restore_files::validate(self, &mut errors),
             (Some(pg), None) if chunked == 0 => check_ref_name(
                 "spec.target.postgres.connectionSecretRef.name",
@@ -204,8 +212,11 @@ impl RestoreRequestSpec {
             }
             _ => errors.push(FieldError::new(
                 "spec.target",
-                "set exactly one of target.postgres, target.volume, target.files, target.bucket, target.scratch",
+                "set exactly one of target.postgres, target.volume, target.files, target.bucket, target.scratch, target.config",
             )),
+        }
+        if let Some(c) = &self.target.config {
+            super::restore_config::validate(self, c, &mut errors);
         }
         into_result(errors)
     }

@@ -9,6 +9,7 @@ use super::print::{self, write_report};
 use crate::commands::{self, objects};
 use crate::source::config;
 use crate::target::objects::Filter;
+use crate::wire::{step, RestoreSummary};
 
 /// Exit 1 when any object was not restored, after trying every one.
 pub async fn restore(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
@@ -29,14 +30,75 @@ pub async fn restore(a: RestoreArgs) -> Result<ExitCode, commands::Error> {
         ),
         false => None,
     };
-    let report = objects::restore(options, client, c.mapping()?, c.existing(), c.dry_run).await?;
-    write_report(a.report_file.as_deref(), &report)?;
+    let outcome = objects::restore(options, client, c.mapping()?, c.existing(), c.dry_run).await;
+    // The Job's termination message: a restore summary, as the other
+    // restores leave, so a RestoreRequest reads any of them.
+    let summary = match &outcome {
+        Ok(r) => summary(r),
+        Err(e) => RestoreSummary::failed(step::RESTORE, e),
+    };
+    write_report(a.report_file.as_deref(), &summary)?;
+    let report = outcome?;
     print::report(a.json, &report, human);
     Ok(if report.failures() == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The report in a line for the request's status; the failures, cut to
+/// fit a termination message, as its error.
+fn summary(r: &objects::ObjectsReport) -> RestoreSummary {
+    let a = &r.applied;
+    let mut line = format!(
+        "{} {} objects of backup {}: {} created, {} updated, {} skipped (existing){}",
+        if r.dry_run {
+            "dry run: the API server accepted"
+        } else {
+            "restored"
+        },
+        r.objects,
+        r.backup_id,
+        a.created,
+        a.updated,
+        a.skipped,
+        if a.unchecked > 0 {
+            format!(
+                ", {} unchecked (their namespace does not exist yet)",
+                a.unchecked
+            )
+        } else {
+            String::new()
+        }
+    );
+    for c in &r.cloud {
+        line.push_str(&format!(
+            "; {} {} under {}: {} created, {} updated, {} skipped",
+            c.store, c.region, c.scope, c.applied.created, c.applied.updated, c.applied.skipped
+        ));
+    }
+    let failed: Vec<&String> = a
+        .failed
+        .iter()
+        .chain(r.cloud.iter().flat_map(|c| &c.applied.failed))
+        .collect();
+    let mut s = if failed.is_empty() {
+        RestoreSummary {
+            ok: true,
+            ..Default::default()
+        }
+    } else {
+        let list: Vec<&str> = failed.iter().map(|f| f.as_str()).collect();
+        RestoreSummary::failed(
+            step::RESTORE,
+            format!("{} not restored: {}", failed.len(), list.join("; ")),
+        )
+    };
+    s.backup_id = Some(r.backup_id.clone());
+    s.restore_seconds = r.seconds;
+    s.restored = Some(crate::wire::truncate(line, 600));
+    s
 }
 
 fn human(r: &objects::ObjectsReport) {

@@ -18,9 +18,11 @@ use crate::api::conditions::{reasons, set_condition, types, ConditionUpdate};
 use crate::api::policy::ConfigSource;
 use crate::api::BackupPolicy;
 
-/// One permission a config backup needs.
+/// One permission a config backup or restore needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Need {
+    /// `list` for a backup; `create`, `get`, `update` for a restore.
+    pub verb: &'static str,
     /// `None`: cluster-wide.
     pub namespace: Option<String>,
     pub group: String,
@@ -35,9 +37,10 @@ impl std::fmt::Display for Need {
             ("", r) => r.to_string(),
             (g, r) => format!("{r}.{g}"),
         };
+        let verb = self.verb;
         match &self.namespace {
-            Some(ns) => write!(f, "list {what} in namespace {ns}"),
-            None => write!(f, "list {what} in all namespaces"),
+            Some(ns) => write!(f, "{verb} {what} in namespace {ns}"),
+            None => write!(f, "{verb} {what} in all namespaces"),
         }
     }
 }
@@ -49,23 +52,31 @@ pub fn needs(config: &ConfigSource, policy_ns: &str) -> Vec<Need> {
         all if all.is_empty() => vec![None],
         some => some.into_iter().map(Some).collect(),
     };
-    let types = config.resources.iter().map(|p| match p.as_str() {
-        "*" => ("*".to_string(), "*".to_string()),
-        p => match p.split_once('.') {
-            Some(("*", g)) => (g.to_string(), "*".to_string()),
-            Some((r, g)) => (g.to_string(), r.to_string()),
-            None => (String::new(), p.to_string()),
-        },
-    });
-    let types: Vec<(String, String)> = types.collect();
+    let types = group_resources(&config.resources);
     namespaces
         .iter()
         .flat_map(|ns| {
             types.iter().map(move |(group, resource)| Need {
+                verb: "list",
                 namespace: ns.clone(),
                 group: group.clone(),
                 resource: resource.clone(),
             })
+        })
+        .collect()
+}
+
+/// (group, resource) of each resource type pattern, as a review asks.
+pub fn group_resources(patterns: &[String]) -> Vec<(String, String)> {
+    patterns
+        .iter()
+        .map(|p| match p.as_str() {
+            "*" => ("*".to_string(), "*".to_string()),
+            p => match p.split_once('.') {
+                Some(("*", g)) => (g.to_string(), "*".to_string()),
+                Some((r, g)) => (g.to_string(), r.to_string()),
+                None => (String::new(), p.to_string()),
+            },
         })
         .collect()
 }
@@ -76,10 +87,23 @@ pub async fn missing(
     policy_ns: &str,
     config: &ConfigSource,
 ) -> Result<Option<String>, kube::Error> {
-    let reviews: Api<SubjectAccessReview> = Api::all(client.clone());
     let account = &config.service_account_name;
+    let needs = needs(config, policy_ns);
+    first_missing(client, policy_ns, account, &needs, "lifeboat-config-reader").await
+}
+
+/// The first of `needs` the service account `policy_ns/account` lacks, as
+/// a message that says which ClusterRole (`role`) grants it.
+pub async fn first_missing(
+    client: &kube::Client,
+    policy_ns: &str,
+    account: &str,
+    needs: &[Need],
+    role: &str,
+) -> Result<Option<String>, kube::Error> {
+    let reviews: Api<SubjectAccessReview> = Api::all(client.clone());
     let user = format!("system:serviceaccount:{policy_ns}:{account}");
-    for need in needs(config, policy_ns) {
+    for need in needs {
         let review = SubjectAccessReview {
             spec: SubjectAccessReviewSpec {
                 user: Some(user.clone()),
@@ -89,7 +113,7 @@ pub async fn missing(
                 ]),
                 resource_attributes: Some(ResourceAttributes {
                     namespace: need.namespace.clone(),
-                    verb: Some("list".into()),
+                    verb: Some(need.verb.into()),
                     group: Some(need.group.clone()),
                     resource: Some(need.resource.clone()),
                     ..Default::default()
@@ -101,7 +125,7 @@ pub async fn missing(
         let answer = reviews.create(&PostParams::default(), &review).await?;
         if !answer.status.is_some_and(|s| s.allowed) {
             return Ok(Some(format!(
-                "service account {policy_ns}/{account} cannot {need}: bind the lifeboat-config-reader ClusterRole (or a role allowing it) to it"
+                "service account {policy_ns}/{account} cannot {need}: bind the {role} ClusterRole (or a role allowing it) to it"
             )));
         }
     }

@@ -15,8 +15,7 @@ use kube::{Resource, ResourceExt};
 use super::restore::DRILL_LABEL;
 use super::{created_at, Note, POLICY_LABEL};
 use crate::api::conditions::{reasons, set_condition, types, ConditionUpdate};
-use crate::api::policy::LastDrill;
-use crate::api::policy::SourceKind;
+use crate::api::policy::{LastDrill, RestoreDrill, SourceKind};
 use crate::api::restore::{PostgresTarget, RestorePhase, RestoreTarget, ScratchTarget};
 use crate::api::{BackupPolicy, BackupPolicyStatus, LocalRef, RestoreRequest, RestoreRequestSpec};
 use crate::schedule::{parse_time_zone, run_name, CronSchedule};
@@ -69,8 +68,38 @@ pub fn drill_request(
     let backup_id = backup_id?.to_string();
     let owner = policy.controller_owner_ref(&())?;
     let name = policy.name_any();
-    // Files and objects restore into the restore Job's scratch space; a
-    // database into the drill's scratch server (which validation requires).
+    let labels = BTreeMap::from([
+        (DRILL_LABEL.to_string(), "true".to_string()),
+        (POLICY_LABEL.to_string(), name.clone()),
+    ]);
+    let annotations = BTreeMap::from([(ANNOTATION_SLOT.to_string(), slot.to_rfc3339())]);
+    let spec = match super::drill_config::spec(policy, drill, &name, &backup_id) {
+        Some(spec) => spec,
+        None => chunked_or_postgres_spec(policy, drill, &name, backup_id)?,
+    };
+    Some(RestoreRequest {
+        metadata: ObjectMeta {
+            name: Some(run_name(&name, "drill", slot)),
+            namespace: policy.namespace(),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec,
+        status: None,
+    })
+}
+
+/// A drill of the other kinds: files and objects restore into the restore
+/// Job's scratch space; a database into the drill's scratch server (which
+/// validation requires), checked and dropped.
+fn chunked_or_postgres_spec(
+    policy: &BackupPolicy,
+    drill: &RestoreDrill,
+    name: &str,
+    backup_id: String,
+) -> Option<RestoreRequestSpec> {
     let scratch = matches!(
         policy.spec.source.kind(),
         Some(SourceKind::Volume | SourceKind::Bucket)
@@ -84,37 +113,21 @@ pub fn drill_request(
         RestoreTarget {
             postgres: Some(PostgresTarget {
                 connection_secret_ref: drill.target_secret_ref.clone()?,
-                database: Some(scratch_database(&name)),
+                database: Some(scratch_database(name)),
             }),
             ..Default::default()
         }
     };
-    let labels = BTreeMap::from([
-        (DRILL_LABEL.to_string(), "true".to_string()),
-        (POLICY_LABEL.to_string(), name.clone()),
-    ]);
-    let annotations = BTreeMap::from([(ANNOTATION_SLOT.to_string(), slot.to_rfc3339())]);
-    Some(RestoreRequest {
-        metadata: ObjectMeta {
-            name: Some(run_name(&name, "drill", slot)),
-            namespace: policy.namespace(),
-            labels: Some(labels),
-            annotations: Some(annotations),
-            owner_references: Some(vec![owner]),
-            ..Default::default()
-        },
-        spec: RestoreRequestSpec {
-            policy_ref: LocalRef::new(name.clone()),
-            point_in_time: None,
-            backup_id: Some(backup_id),
-            from: None,
-            target,
-            checks: drill.checks.clone(),
-            dry_run: false,
-            overwrite: !scratch,
-            drop_after: !scratch,
-        },
-        status: None,
+    Some(RestoreRequestSpec {
+        policy_ref: LocalRef::new(name),
+        point_in_time: None,
+        backup_id: Some(backup_id),
+        from: None,
+        target,
+        checks: drill.checks.clone(),
+        dry_run: false,
+        overwrite: !scratch,
+        drop_after: !scratch,
     })
 }
 
@@ -145,10 +158,10 @@ pub fn decide(
                 s.bytes_restored.unwrap_or(0)
             ))
         } else if *ok {
-            Some(format!(
+            super::drill_config::passed_message(r).or(Some(format!(
                 "restored backup {id} and passed {} check(s)",
                 r.spec.checks.len()
-            ))
+            )))
         } else {
             s.message.clone()
         };

@@ -54,6 +54,9 @@ pub struct Observed<'a> {
     /// The restore Job (restore and checks).
     pub restore: &'a ObservedJob,
     pub now: DateTime<Utc>,
+    /// A permission the target's service account lacks (config restores,
+    /// asked before a Job is created): the request fails naming it.
+    pub denied: Option<&'a str>,
 }
 
 /// A request that just finished, for the metrics.
@@ -222,12 +225,21 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RestoreDe
         },
     };
 
-    if let Some(policy) = policy {
+    if let (Some(_), Some(denied)) = (policy, obs.denied) {
+        let step = if st.plan.is_none() {
+            STEP_PLAN
+        } else {
+            STEP_RESTORE
+        };
+        fail(&mut st, step, denied.to_string());
+    }
+    if let Some(policy) = policy.filter(|_| st.phase != RestorePhase::Failed) {
         if st.plan.is_none() {
             decide_plan(&obs, policy, cfg, &mut st, &mut d, &fail);
         }
         if st.plan.is_some() && st.phase != RestorePhase::Failed {
-            if request.spec.dry_run {
+            // A config dry run is a restore sent as the API server's dry run.
+            if request.spec.dry_run && request.spec.target.config.is_none() {
                 if st.phase != RestorePhase::Succeeded {
                     let plan = st.plan.clone().expect("checked");
                     for s in [STEP_RESTORE, STEP_VERIFY] {
@@ -276,6 +288,12 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RestoreDe
                 st.message.clone().unwrap_or_default()
             ),
             RestorePhase::Succeeded => match st.recovery_time_seconds {
+                // A config restore: what the restore step counted.
+                Some(_) if request.spec.target.config.is_some() => {
+                    let step = st.steps.iter().find(|s| s.name == STEP_RESTORE);
+                    let what = step.and_then(|s| s.message.clone()).unwrap_or_default();
+                    format!("restore {name} succeeded: {what}")
+                }
                 Some(rto) => match request.spec.target.describe() {
                     Some(t) => format!("restore {name} succeeded: {t} restored after {rto} s"),
                     None => format!("restore {name} succeeded: verified database after {rto} s"),
@@ -437,29 +455,36 @@ fn decide_restore(
                     .and_then(|s| s.completion_time.as_ref())
                     .map(from_time)
                     .unwrap_or(now);
-                set_step(
-                    st,
-                    STEP_RESTORE,
-                    StepPhase::Succeeded,
-                    now,
-                    Some(s.restore_seconds.round() as i64),
-                    Some(format!(
+                let restored = s.restored.clone().unwrap_or_else(|| {
+                    format!(
                         "restored backup {} into {}",
                         s.backup_id.clone().unwrap_or_default(),
                         s.target_database
                             .clone()
                             .or_else(|| obs.request.spec.target.describe())
                             .unwrap_or_else(|| "the target volume".into())
-                    )),
-                );
+                    )
+                });
                 set_step(
                     st,
-                    STEP_VERIFY,
+                    STEP_RESTORE,
                     StepPhase::Succeeded,
                     now,
-                    Some(s.check_seconds.round() as i64),
-                    Some(format!("{} check(s) passed", s.checks)),
+                    Some(s.restore_seconds.round() as i64),
+                    Some(truncate(restored)),
                 );
+                // A config restore has no SQL checks: the server's answers are its verification.
+                match s.restored {
+                    Some(_) => set_step(st, STEP_VERIFY, StepPhase::Skipped, now, None, None),
+                    None => set_step(
+                        st,
+                        STEP_VERIFY,
+                        StepPhase::Succeeded,
+                        now,
+                        Some(s.check_seconds.round() as i64),
+                        Some(format!("{} check(s) passed", s.checks)),
+                    ),
+                }
                 st.phase = RestorePhase::Succeeded;
                 st.files_restored = s.files.map(|n| n as i64);
                 st.bytes_restored = (s.bytes > 0).then_some(s.bytes as i64);
@@ -467,12 +492,25 @@ fn decide_restore(
                 st.completed_at = Some(done);
                 st.recovery_time_seconds = Some((done - created).num_seconds().max(0));
                 st.message = None;
-                let msg = format!(
-                    "backup {} restored and verified in {} s",
-                    plan.backup_id,
-                    st.recovery_time_seconds.unwrap_or_default()
-                );
-                set_complete(&mut st.conditions, true, rr::RESTORED, msg, generation, now);
+                let (reason, msg) = if obs.request.spec.dry_run {
+                    let what = format!("dry run of backup {}: nothing was written", plan.backup_id);
+                    (rr::DRY_RUN, what)
+                } else if obs.request.spec.target.config.is_some() {
+                    let what = format!(
+                        "backup {} restored in {} s",
+                        plan.backup_id,
+                        st.recovery_time_seconds.unwrap_or_default()
+                    );
+                    (rr::RESTORED, what)
+                } else {
+                    let what = format!(
+                        "backup {} restored and verified in {} s",
+                        plan.backup_id,
+                        st.recovery_time_seconds.unwrap_or_default()
+                    );
+                    (rr::RESTORED, what)
+                };
+                set_complete(&mut st.conditions, true, reason, msg, generation, now);
             }
             JobState::Failed => {
                 let (step, cause) = job_failure(job, &obs.restore.pods, STEP_RESTORE);

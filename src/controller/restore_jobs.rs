@@ -126,6 +126,7 @@ pub fn plan_job(
     policy: &BackupPolicy,
     cfg: &JobConfig,
 ) -> Result<Job, JobError> {
+    super::jobs::restore_config::check_kind(request, policy)?;
     restore_files::check_kind(request, policy)?;
     let mut args = vec!["plan".to_string()];
     args.extend(from_args(policy, request.spec.from.as_deref(), true, cfg)?);
@@ -221,12 +222,8 @@ fn target_needs(
     if policy.spec.source.is_physical() {
         return data_dir_needs(request, plan);
     }
-    if policy.spec.source.config.is_some() {
-        // Not built yet: refused by name rather than run as a database restore.
-        return Err(JobError::Unsupported {
-            field: "spec.policyRef".into(),
-            message: "the policy backs up Kubernetes objects; RestoreRequests of config backups are not supported yet: use `lifeboat restore --config`".into(),
-        });
+    if policy.spec.source.config.is_some() || request.spec.target.config.is_some() {
+        return super::jobs::restore_config::needs(request, policy, plan, cfg);
     }
     let target = request
         .spec

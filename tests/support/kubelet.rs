@@ -45,6 +45,32 @@ pub fn execute(job: &Job, secrets: &Secrets, work: &Path) -> Ran {
 /// [`execute`], with the claims the pod may mount. Panics, like a pod stuck
 /// Pending, when it mounts a claim `claims` does not have.
 pub fn execute_with(job: &Job, secrets: &Secrets, claims: &Claims, work: &Path) -> Ran {
+    run_pod(job, secrets, claims, None, work)
+}
+
+/// [`execute`] for a pod that talks to the API server as its service
+/// account: the token a kubelet would mount is, here, `kubeconfig` for the
+/// test's API server (which authorizes nothing itself; SubjectAccessReviews
+/// answer from its RBAC objects). Panics when the pod asks for no token.
+pub fn execute_api(job: &Job, secrets: &Secrets, kubeconfig: &Path, work: &Path) -> Ran {
+    let pod = job.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+    let pod = pod.expect("a pod template");
+    assert_eq!(
+        pod.automount_service_account_token,
+        Some(true),
+        "no token mounted"
+    );
+    assert!(pod.service_account_name.is_some(), "no service account");
+    run_pod(job, secrets, &Claims::new(), Some(kubeconfig), work)
+}
+
+fn run_pod(
+    job: &Job,
+    secrets: &Secrets,
+    claims: &Claims,
+    kubeconfig: Option<&Path>,
+    work: &Path,
+) -> Ran {
     let pod = job
         .spec
         .as_ref()
@@ -181,6 +207,7 @@ pub fn execute_with(job: &Job, secrets: &Secrets, claims: &Claims, work: &Path) 
         .env("TINI_SUBREAPER", "1")
         .env("PATH", std::env::var("PATH").unwrap())
         .env("LIFEBOAT_PG_BIN", pg_bin())
+        .envs(kubeconfig.map(|k| ("KUBECONFIG", k)))
         .stdin(Stdio::null())
         .output()
         .expect("lifeboat runs");

@@ -64,41 +64,76 @@ impl CloudSecrets {
                 "name the region",
             ));
         }
-        if let Some(e) = &self.endpoint {
-            let problem = match e.parse::<url::Url>() {
-                Ok(url) => Account {
-                    endpoint: Some(url),
-                    ..Default::default()
-                }
-                .check_endpoint()
-                .err(),
-                Err(err) => Some(format!("not a URL: {err}")),
-            };
-            if let Some(p) = problem {
-                errors.push(FieldError::new(format!("{field}.endpoint"), p));
-            }
-        }
-        if let Some(c) = &self.credentials_secret_ref {
-            check_ref_name(
-                &format!("{field}.credentialsSecretRef.name"),
-                &c.name,
-                errors,
-            );
-        }
+        check_account(
+            field,
+            self.endpoint.as_deref(),
+            self.credentials_secret_ref.as_ref(),
+            errors,
+        );
         if self.scopes().is_empty() {
             errors.push(FieldError::new(
                 field,
                 "set secretsManager.namePrefix, ssm.path or both",
             ));
         }
-        for (kind, scope) in self.scopes() {
+        let scopes = self.scopes().into_iter().map(|(kind, scope)| {
             let name = match kind {
                 Kind::SecretsManager => "secretsManager.namePrefix",
                 Kind::Ssm => "ssm.path",
             };
-            if let Err(e) = kind.check_scope(scope) {
-                errors.push(FieldError::new(format!("{field}.{name}"), e));
-            }
+            (kind, name, scope)
+        });
+        check_scopes(field, scopes, errors);
+    }
+}
+
+/// The account of the cloud secret stores, as a config source and a
+/// restore target both give it: the endpoint and the credentials Secret.
+pub(crate) fn check_account(
+    field: &str,
+    endpoint: Option<&str>,
+    credentials: Option<&S3CredentialsRef>,
+    errors: &mut Vec<FieldError>,
+) {
+    if let Some(e) = endpoint {
+        check_endpoint(&format!("{field}.endpoint"), e, errors);
+    }
+    if let Some(c) = credentials {
+        check_ref_name(
+            &format!("{field}.credentialsSecretRef.name"),
+            &c.name,
+            errors,
+        );
+    }
+}
+
+/// Each store's scope — (kind, its field under `field`, the scope) —
+/// checked as that kind of store names things.
+pub(crate) fn check_scopes<'a>(
+    field: &str,
+    scopes: impl IntoIterator<Item = (Kind, &'static str, &'a str)>,
+    errors: &mut Vec<FieldError>,
+) {
+    for (kind, name, scope) in scopes {
+        if let Err(e) = kind.check_scope(scope) {
+            errors.push(FieldError::new(format!("{field}.{name}"), e));
         }
+    }
+}
+
+/// An endpoint of the cloud secret stores: a URL, https or http to
+/// loopback only (a restore target's too).
+fn check_endpoint(field: &str, endpoint: &str, errors: &mut Vec<FieldError>) {
+    let problem = match endpoint.parse::<url::Url>() {
+        Ok(url) => Account {
+            endpoint: Some(url),
+            ..Default::default()
+        }
+        .check_endpoint()
+        .err(),
+        Err(err) => Some(format!("not a URL: {err}")),
+    };
+    if let Some(p) = problem {
+        errors.push(FieldError::new(field, p));
     }
 }

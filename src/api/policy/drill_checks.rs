@@ -2,8 +2,8 @@
 //! postgres policy's drill restores into the scratch server of
 //! `targetSecretRef` and runs its SQL `checks`; a volume or bucket policy's
 //! drill restores into the restore Job's scratch space, where every chunk
-//! is read and authenticated, so it takes neither. Config drills are not
-//! built: refused naming the field.
+//! is read and authenticated, so it takes neither. A config policy's drill
+//! is a server-side dry run as `serviceAccountName` (api::restore_config).
 
 use super::{BackupPolicySpec, RestoreDrill, SourceKind};
 use crate::api::{check_ref_name, FieldError};
@@ -15,6 +15,12 @@ pub(super) fn validate(
     drill: &RestoreDrill,
     errors: &mut Vec<FieldError>,
 ) {
+    if spec.source.config.is_none() && drill.service_account_name.is_some() {
+        errors.push(FieldError::new(
+            format!("{FIELD}.serviceAccountName"),
+            "for config policies only: this policy's drill talks to no API server",
+        ));
+    }
     match spec.source.kind() {
         Some(SourceKind::Postgres) => match &drill.target_secret_ref {
             Some(t) => check_ref_name(
@@ -41,10 +47,7 @@ pub(super) fn validate(
                 ));
             }
         }
-        Some(SourceKind::Config) => errors.push(FieldError::new(
-            FIELD,
-            "restore drills are supported for postgres, volume and bucket sources",
-        )),
+        Some(SourceKind::Config) => crate::api::restore_config::validate_drill(drill, errors),
         // Already refused as spec.source.
         None => {}
     }
@@ -92,6 +95,9 @@ mod tests {
                 ]
             );
         }
-        assert_eq!(fields(config, bare), ["spec.verification.restoreDrill"]);
+        assert_eq!(
+            fields(config, bare),
+            ["spec.verification.restoreDrill.serviceAccountName"]
+        );
     }
 }

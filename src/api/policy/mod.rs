@@ -88,9 +88,6 @@ pub(crate) const CRON_PATTERN: &str =
 #[x_kube(validation = Rule::new(
     "!has(self.pointInTimeRecovery) || !self.pointInTimeRecovery.enabled || (has(self.source.postgres) && self.source.postgres.method == 'physical')"
 ).message("pointInTimeRecovery needs source.postgres.method: physical"))]
-#[x_kube(validation = Rule::new(
-    "!has(self.verification) || !has(self.verification.restoreDrill) || has(self.source.postgres)"
-).message("verification.restoreDrill needs a postgres source"))]
 #[serde(rename_all = "camelCase")]
 pub struct BackupPolicySpec {
     pub source: SourceSpec,
@@ -204,9 +201,14 @@ pub struct RestoreDrill {
     pub schedule: String,
     /// Connection Secret of the scratch server the drill restores into
     /// (postgres policies; volume and bucket policies restore into the
-    /// restore Job's scratch space instead).
+    /// restore Job's scratch space, config policies' drills are server-side
+    /// dry runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_secret_ref: Option<ConnectionSecretRef>,
+    /// The account a config policy's drills run as (bind
+    /// `lifeboat-config-restorer`: a dry run needs create permission).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
     /// SQL that must return true (or rows) after the restore (postgres policies).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<String>,

@@ -20,12 +20,7 @@ fn spec(value: serde_json::Value) -> BackupPolicySpec {
 }
 
 fn fields(spec: &BackupPolicySpec) -> Vec<String> {
-    spec.validate()
-        .err()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|e| e.field)
-        .collect()
+    crate::api::error_fields(spec.validate())
 }
 
 #[test]

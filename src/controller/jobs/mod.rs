@@ -25,6 +25,7 @@
 //! - [`destinations`]: the policy's destinations as the pod names them;
 //! - [`backup`]: the backup and prune Jobs and the run's artifacts;
 //! - [`notify`]: the Jobs that send a policy's notifications;
+//! - [`restore_config`]: the restore Job of a config backup (`target.config`);
 //! - [`volume`]: a claim in a file backup's or restore's pod, and the node
 //!   a ReadWriteOnce claim pins the Job to.
 
@@ -34,6 +35,9 @@ mod config_tests;
 pub mod destinations;
 pub mod notify;
 pub mod pod;
+pub mod restore_config;
+#[cfg(test)]
+mod restore_config_tests;
 pub mod restore_files;
 pub mod source;
 #[cfg(test)]

@@ -7,6 +7,7 @@ use super::pod::{s3_credentials, PodNeeds};
 use super::{JobConfig, JobError};
 use crate::api::policy::cloud::CloudSecrets;
 use crate::api::policy::{ValidPolicy, ValidSource};
+use crate::api::S3CredentialsRef;
 use crate::source::config::cloud::Kind;
 use crate::source::config::select;
 
@@ -94,9 +95,16 @@ fn cloud_needs(cloud: &CloudSecrets, cfg: &JobConfig) -> PodNeeds {
         needs.args.extend(["--cloud-endpoint".into(), e.clone()]);
     }
     if let Some(creds) = &cloud.credentials_secret_ref {
-        let dir = cfg.cloud_credentials_dir();
-        needs.add(s3_credentials("cloud-credentials", creds, &dir));
-        needs.args.extend(["--cloud-credentials".into(), dir]);
+        needs.add(cloud_credentials(creds, cfg));
     }
+    needs
+}
+
+/// The cloud stores' credentials Secret mounted as a directory of key
+/// files (`--cloud-credentials DIR`): no key in argv or the environment.
+pub(super) fn cloud_credentials(creds: &S3CredentialsRef, cfg: &JobConfig) -> PodNeeds {
+    let dir = cfg.cloud_credentials_dir();
+    let mut needs = s3_credentials("cloud-credentials", creds, &dir);
+    needs.args.extend(["--cloud-credentials".into(), dir]);
     needs
 }

@@ -18,6 +18,7 @@ use crate::controller::apply::{
 };
 use crate::controller::cache;
 use crate::controller::notify;
+use crate::controller::restore_access;
 use crate::controller::restore_jobs::{plan_job_name, restore_job_name};
 use crate::controller::{Context, Error};
 
@@ -40,12 +41,26 @@ async fn reconcile_request(request: &RestoreRequest, ctx: &Context) -> Result<Ac
     let policy = cache::policy(ctx, &ns, policy_name).await?;
     let plan = get_job(ctx, &ns, &plan_job_name(&name)).await?;
     let restore = get_job(ctx, &ns, &restore_job_name(&name)).await?;
+    // Asked while a Job may still be created, never after.
+    let denied = match (policy.as_deref(), restore.object.is_none()) {
+        (Some(p), true) => restore_access::denied(&ctx.client, request, p, &ns)
+            .await
+            .map_err(|source| Error::Dereference {
+                what: format!("the permissions of the restore of {ns}/{name}"),
+                source,
+            })?,
+        _ => None,
+    };
+    if let Some(message) = &denied {
+        tracing::warn!(request = %name, namespace = %ns, %message, "missing permission");
+    }
     let obs = Observed {
         request,
         policy: policy.as_deref(),
         plan: &plan,
         restore: &restore,
         now: ctx.settings.clock.now(),
+        denied: denied.as_deref(),
     };
     let d = decide(obs, &ctx.settings.jobs, ctx.settings.resync);
     if let Some(job) = &d.create_job {

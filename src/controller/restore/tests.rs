@@ -96,6 +96,7 @@ impl World {
                 plan: &self.plan,
                 restore: &self.restore,
                 now: at(now),
+                denied: None,
             },
             &JobConfig::default(),
             RESYNC,
