@@ -13,6 +13,21 @@ use std::io::{self, Write};
 /// at a similar ratio, so compression never becomes the bottleneck.
 pub const ZSTD_LEVEL: i32 = 3;
 
+/// The zstd encoder's job: what its worker thread compresses at a time.
+/// libzstd's default at level 3 (8 MiB, several in flight) costs ~40 MiB of
+/// buffers; 2 MiB costs ~7 MiB and compresses as fast (docs/BENCHMARKS.md).
+const ZSTD_JOB_SIZE: u32 = 2 << 20;
+
+/// A level-3 zstd encoder whose compression runs on one worker thread: the
+/// caller's thread reads, seals and hashes meanwhile, as the stages of a
+/// shell pipe overlap. Same format: one standard zstd frame.
+fn zstd_encoder<W: Write>(out: W) -> io::Result<zstd::stream::write::Encoder<'static, W>> {
+    let mut encoder = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?;
+    encoder.multithread(1)?;
+    encoder.set_parameter(zstd::zstd_safe::CParameter::JobSize(ZSTD_JOB_SIZE))?;
+    Ok(encoder)
+}
+
 enum Compressor<W: Write> {
     None(W),
     Zstd(zstd::stream::write::Encoder<'static, W>),
@@ -39,9 +54,7 @@ impl<W: Write> ObjectEncoder<W> {
         let sealer = Sealer::new(out, header, data_key)?;
         let inner = match header.compression {
             Compression::None => Compressor::None(sealer),
-            Compression::Zstd => {
-                Compressor::Zstd(zstd::stream::write::Encoder::new(sealer, ZSTD_LEVEL)?)
-            }
+            Compression::Zstd => Compressor::Zstd(zstd_encoder(sealer)?),
             Compression::Gzip => Compressor::Gzip(flate2::write::GzEncoder::new(
                 sealer,
                 flate2::Compression::new(6),
