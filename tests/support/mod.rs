@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod faulty;
 pub mod k8s;
 pub mod kubelet;
+pub mod objects;
 pub mod smtp;
 
 #[allow(unused_imports)]

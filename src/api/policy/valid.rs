@@ -8,7 +8,8 @@ use chrono::Duration;
 use kube::ResourceExt;
 
 use super::{
-    BackupPolicy, ConfigSource, Destination, PostgresMethod, PostgresSource, VolumeSource,
+    BackupPolicy, BucketSource, ConfigSource, Destination, PostgresMethod, PostgresSource,
+    VolumeSource,
 };
 use crate::api::FieldError;
 use crate::location::S3Location;
@@ -21,6 +22,7 @@ pub enum ValidSource<'a> {
     PostgresPhysical(&'a PostgresSource),
     Config(&'a ConfigSource),
     Volume(&'a VolumeSource),
+    Bucket(&'a BucketSource),
 }
 
 /// A destination of a valid policy and where it keeps this policy's backups.
@@ -57,18 +59,19 @@ impl BackupPolicy {
         let name = self.name_any();
         let schedule = spec.schedule.parse()?;
         let src = &spec.source;
-        let source = match (&src.postgres, &src.config, &src.volume) {
-            (Some(pg), _, _) if pg.method == PostgresMethod::Physical => {
+        let source = match (&src.postgres, &src.config, &src.volume, &src.bucket) {
+            (Some(pg), ..) if pg.method == PostgresMethod::Physical => {
                 ValidSource::PostgresPhysical(pg)
             }
-            (Some(pg), _, _) => ValidSource::PostgresLogical(pg),
-            (None, Some(config), _) => ValidSource::Config(config),
-            (None, None, Some(volume)) => ValidSource::Volume(volume),
-            // validate() refuses every other kind until it is supported.
-            (None, None, None) => {
+            (Some(pg), ..) => ValidSource::PostgresLogical(pg),
+            (None, Some(config), ..) => ValidSource::Config(config),
+            (None, None, Some(volume), _) => ValidSource::Volume(volume),
+            (None, None, None, Some(bucket)) => ValidSource::Bucket(bucket),
+            // validate() refuses a spec without a source.
+            (None, None, None, None) => {
                 return Err(vec![FieldError::new(
                     "spec.source",
-                    "this version backs up PostgreSQL, config and volume sources only",
+                    "set exactly one of postgres, volume, bucket, config",
                 )])
             }
         };

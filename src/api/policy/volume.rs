@@ -78,16 +78,7 @@ impl VolumeSource {
                 errors.push(FieldError::new(format!("{field}.subPath"), e));
             }
         }
-        for (name, globs) in [("include", &self.include), ("exclude", &self.exclude)] {
-            for (i, g) in globs.iter().enumerate() {
-                if let Err(e) = globset::Glob::new(g) {
-                    errors.push(FieldError::new(
-                        format!("{field}.{name}[{i}]"),
-                        format!("{g:?} is not a glob: {}", e.kind()),
-                    ));
-                }
-            }
-        }
+        check_globs(field, &self.include, &self.exclude, errors);
         for (name, id) in [
             ("runAsUser", self.run_as_user),
             ("runAsGroup", self.run_as_group),
@@ -102,6 +93,26 @@ impl VolumeSource {
                     "must be 1 or more (set readAsRoot: true to read as root)",
                 )),
                 _ => {}
+            }
+        }
+    }
+}
+
+/// `<field>.include[i]` and `<field>.exclude[i]` that are not globs (a
+/// volume's paths, a bucket's keys).
+pub(super) fn check_globs(
+    field: &str,
+    include: &[String],
+    exclude: &[String],
+    errors: &mut Vec<FieldError>,
+) {
+    for (name, globs) in [("include", include), ("exclude", exclude)] {
+        for (i, g) in globs.iter().enumerate() {
+            if let Err(e) = globset::Glob::new(g) {
+                errors.push(FieldError::new(
+                    format!("{field}.{name}[{i}]"),
+                    format!("{g:?} is not a glob: {}", e.kind()),
+                ));
             }
         }
     }

@@ -6,7 +6,7 @@
 use crate::api::BackupPolicy;
 use crate::location::{Location, NamedLocation};
 
-use super::pod::{mount, secret_volume, PodNeeds};
+use super::pod::{mount, s3_credentials, secret_volume, PodNeeds};
 use super::{JobConfig, CA_FILE};
 use crate::api::policy::ValidPolicy;
 
@@ -52,18 +52,11 @@ pub fn credentials(policy: &BackupPolicy, cfg: &JobConfig) -> PodNeeds {
             continue;
         };
         // Volume names are DNS labels; destination names may be 63 long already.
-        let volume = format!("s3-{i}");
-        needs.volumes.push(secret_volume(
-            &volume,
-            &creds.name,
-            vec![
-                (creds.access_key_id_key(), "AWS_ACCESS_KEY_ID"),
-                (creds.secret_access_key_key(), "AWS_SECRET_ACCESS_KEY"),
-            ],
+        needs.add(s3_credentials(
+            &format!("s3-{i}"),
+            creds,
+            &cfg.credentials_dir(&dest.name),
         ));
-        needs
-            .mounts
-            .push(mount(&volume, &cfg.credentials_dir(&dest.name)));
     }
     needs
 }

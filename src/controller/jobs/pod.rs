@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use super::destinations;
 use super::{JobConfig, COMMAND, CONTAINER, KEY_SECRET_KEY, RUN_AS};
 use crate::api::policy::JobTemplate;
-use crate::api::{BackupPolicy, ConnectionSecretRef};
+use crate::api::{BackupPolicy, ConnectionSecretRef, S3CredentialsRef};
 use crate::wire::TERMINATION_LOG;
 
 /// What a pod is given beyond the common shape: arguments, environment,
@@ -180,6 +180,24 @@ pub(crate) fn secret_volume(volume: &str, secret: &str, items: Vec<(&str, &str)>
             default_mode: Some(0o440),
             ..Default::default()
         }),
+        ..Default::default()
+    }
+}
+
+/// An S3 credentials Secret as the volume `volume`, its two keys mounted
+/// as `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` files in `dir` (what a
+/// location's `credentials=` directory holds).
+pub(crate) fn s3_credentials(volume: &str, creds: &S3CredentialsRef, dir: &str) -> PodNeeds {
+    PodNeeds {
+        volumes: vec![secret_volume(
+            volume,
+            &creds.name,
+            vec![
+                (creds.access_key_id_key(), "AWS_ACCESS_KEY_ID"),
+                (creds.secret_access_key_key(), "AWS_SECRET_ACCESS_KEY"),
+            ],
+        )],
+        mounts: vec![mount(volume, dir)],
         ..Default::default()
     }
 }

@@ -3,10 +3,11 @@
 //! Secret). The one place the controller matches on the source kind; a new
 //! kind adds an arm here and its module under `crate::source`.
 
-use super::pod::{mount, secret_volume, PodNeeds};
+use super::pod::{s3_credentials, PodNeeds};
 use super::{JobConfig, JobError};
 use crate::api::policy::cloud::CloudSecrets;
-use crate::api::policy::{ValidPolicy, ValidSource};
+use crate::api::policy::{BucketSource, ValidPolicy, ValidSource};
+use crate::location::Location;
 use crate::source::config::cloud::Kind;
 use crate::source::config::select;
 
@@ -65,8 +66,31 @@ pub fn backup_needs(policy: &ValidPolicy<'_>, cfg: &JobConfig) -> Result<PodNeed
             needs.api_access = true;
         }
         ValidSource::Volume(v) => needs.add(super::volume::backup_needs(v)),
+        ValidSource::Bucket(b) => needs.add(bucket_needs(b, cfg)),
     }
     Ok(needs)
+}
+
+/// `--bucket s3://…` (the typed location, its credentials directory where
+/// the Secret is mounted: files, never env or arguments) and the globs.
+fn bucket_needs(b: &BucketSource, cfg: &JobConfig) -> PodNeeds {
+    let mut needs = PodNeeds::default();
+    let mut loc = b.location();
+    if let Some(creds) = &b.credentials_secret_ref {
+        let dir = cfg.source_credentials_dir();
+        needs.add(s3_credentials("source-s3", creds, &dir));
+        loc.credentials = Some(dir.into());
+    }
+    needs
+        .args
+        .extend(["--bucket".into(), Location::S3(loc).to_string()]);
+    for g in &b.include {
+        needs.args.extend(["--include".into(), g.clone()]);
+    }
+    for g in &b.exclude {
+        needs.args.extend(["--exclude".into(), g.clone()]);
+    }
+    needs
 }
 
 /// `--secrets-manager`/`--ssm-path` and the account's flags; its
@@ -88,15 +112,7 @@ fn cloud_needs(cloud: &CloudSecrets, cfg: &JobConfig) -> PodNeeds {
     }
     if let Some(creds) = &cloud.credentials_secret_ref {
         let dir = cfg.cloud_credentials_dir();
-        needs.volumes.push(secret_volume(
-            "cloud-credentials",
-            &creds.name,
-            vec![
-                (creds.access_key_id_key(), "AWS_ACCESS_KEY_ID"),
-                (creds.secret_access_key_key(), "AWS_SECRET_ACCESS_KEY"),
-            ],
-        ));
-        needs.mounts.push(mount("cloud-credentials", &dir));
+        needs.add(s3_credentials("cloud-credentials", creds, &dir));
         needs.args.extend(["--cloud-credentials".into(), dir]);
     }
     needs

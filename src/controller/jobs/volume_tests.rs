@@ -5,26 +5,14 @@
 
 use super::volume::{READ_CAPABILITY, SOURCE_MOUNT};
 use super::*;
-use crate::api::policy::BackupPolicySpec;
 use crate::api::{BackupRun, Tier};
-use crate::controller::test_support::{args, daily_run};
+use crate::controller::test_support::{after, args, daily_run, policy_of_source};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::PodSpec;
 use serde_json::json;
 
 fn policy(volume: serde_json::Value) -> BackupPolicy {
-    let spec: BackupPolicySpec = serde_json::from_value(json!({
-        "source": {"volume": volume},
-        "schedule": {"daily": "0 2 * * *", "weekly": "0 3 * * 0"},
-        "destinations": [{"name": "primary", "s3": {"region": "us-east-1", "bucket": "bk",
-            "credentialsSecretRef": {"name": "s3"}}}],
-        "encryption": {"keySecretRef": {"name": "backup-keys"}}
-    }))
-    .unwrap();
-    let mut p = BackupPolicy::new("orders", spec);
-    p.metadata.namespace = Some("shop".into());
-    p.metadata.uid = Some("policy-uid".into());
-    p
+    policy_of_source(json!({ "volume": volume }))
 }
 
 fn run(tier: Tier) -> BackupRun {
@@ -39,13 +27,6 @@ fn job(volume: serde_json::Value, tier: Tier) -> Job {
 
 fn pod(job: &Job) -> &PodSpec {
     job.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
-}
-
-fn after<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
-    args.windows(2)
-        .filter(|w| w[0] == flag)
-        .map(|w| w[1].as_str())
-        .collect()
 }
 
 #[test]

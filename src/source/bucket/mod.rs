@@ -127,7 +127,7 @@ impl<'a, 'r> BucketEngine<'a, 'r> {
             while let Some(page) = pages.blocking_recv() {
                 let page: Vec<Listed> = page?
                     .into_iter()
-                    .filter(|l| filter.keeps(self.rel(&l.key).as_bytes(), false))
+                    .filter(|l| filter.keeps_key(self.rel(&l.key).as_bytes()))
                     .collect();
                 self.page(page, &mut tree)?;
             }
