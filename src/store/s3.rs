@@ -348,10 +348,7 @@ impl S3Writer {
         while !data.is_empty() {
             let size = part_size(self.next_part_number());
             if self.buf.capacity() == 0 {
-                // Sized once, exactly a part: growing by doubling would hold
-                // up to twice a part, and room for an overshoot is a
-                // megabyte more per buffer (two per upload, in flight and
-                // filling). What does not fit starts the next part.
+                // Exactly a part, once; what does not fit starts the next.
                 self.buf.reserve(size);
             }
             let fits = size.saturating_sub(self.buf.len()).min(data.len());
