@@ -197,8 +197,24 @@ fn entries(default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn peak_mib(r: &serde_json::Value) -> f64 {
-    r["peak_rss_bytes"].as_u64().unwrap() as f64 / 1048576.0
+/// A first backup of `n` entries and an unchanged one, each under the bound.
+fn first_and_unchanged(what: &str, n: usize, backup: impl Fn() -> serde_json::Value) {
+    let first = backup();
+    assert_eq!(first["files"]["files_new"], n as u64, "{first}");
+    let second = backup();
+    assert_eq!(second["files"]["files_unchanged"], n as u64, "{second}");
+    for (run, r) in [("first", &first), ("unchanged", &second)] {
+        let peak = r["peak_rss_bytes"].as_u64().unwrap();
+        eprintln!(
+            "{what}, {run} backup: peak RSS {:.1} MiB, {:.1} s",
+            peak as f64 / 1048576.0,
+            r["seconds"].as_f64().unwrap()
+        );
+        assert!(
+            peak > 0 && peak < LIMIT,
+            "{what}, {run}: peak RSS {peak} bytes"
+        );
+    }
 }
 
 /// A bucket of many small objects: the first backup (every object read)
@@ -247,19 +263,7 @@ fn peak_memory_stays_flat_for_a_bucket_of_many_objects() {
             "--json",
         ]))
     };
-    let first = backup();
-    assert_eq!(first["files"]["files_new"], n as u64, "{first}");
-    let second = backup();
-    assert_eq!(second["files"]["files_unchanged"], n as u64, "{second}");
-    for (what, r) in [("first", &first), ("unchanged", &second)] {
-        eprintln!(
-            "bucket of {n} objects, {what} backup: peak RSS {:.1} MiB, {:.1} s",
-            peak_mib(r),
-            r["seconds"].as_f64().unwrap()
-        );
-        let peak = r["peak_rss_bytes"].as_u64().unwrap();
-        assert!(peak > 0 && peak < LIMIT, "{what}: peak RSS {peak} bytes");
-    }
+    first_and_unchanged(&format!("bucket of {n} objects"), n, backup);
 }
 
 /// 100,000 files of 1 KiB to S3 alone: the first backup (100,000 new
@@ -294,17 +298,5 @@ fn peak_memory_stays_flat_for_100k_files_to_s3() {
             "--json",
         ]))
     };
-    let first = backup();
-    assert_eq!(first["files"]["files_new"], n as u64, "{first}");
-    let second = backup();
-    assert_eq!(second["files"]["files_unchanged"], n as u64, "{second}");
-    for (what, r) in [("first", &first), ("unchanged", &second)] {
-        eprintln!(
-            "{n} files to S3, {what} backup: peak RSS {:.1} MiB, {:.1} s",
-            peak_mib(r),
-            r["seconds"].as_f64().unwrap()
-        );
-        let peak = r["peak_rss_bytes"].as_u64().unwrap();
-        assert!(peak > 0 && peak < LIMIT, "{what}: peak RSS {peak} bytes");
-    }
+    first_and_unchanged(&format!("{n} files to S3"), n, backup);
 }
