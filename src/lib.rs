@@ -17,6 +17,7 @@ pub mod error_line;
 mod hostile;
 pub mod keys;
 pub mod location;
+pub mod malloc_tunables;
 pub mod notify;
 pub mod owner;
 pub mod pipeline;

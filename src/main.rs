@@ -6,8 +6,14 @@ use lifeboat::cli::{self, Cli};
 use lifeboat::commands;
 use std::process::ExitCode;
 
+fn main() -> ExitCode {
+    // Before the runtime and its threads exist: it may re-exec the program.
+    lifeboat::malloc_tunables::fix_mmap_threshold();
+    run()
+}
+
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn run() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

@@ -6,91 +6,9 @@
 
 mod support;
 use lifeboat::chunks::noise;
+use support::bucket_objects::*;
 use support::faulty::{Fault, FaultyS3};
 use support::*;
-
-const KEYS: [&str; 4] = ["a file.txt", "x+y=z", "naïve/ünïcødé 東京", "deep/dir/obj"];
-
-fn put_multipart(client: &aws_sdk_s3::Client, bucket: &str, key: &str, data: &[u8]) {
-    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-    runtime().block_on(async {
-        let up = client
-            .create_multipart_upload()
-            .bucket(bucket)
-            .key(key)
-            .content_type("application/x-big")
-            .send()
-            .await
-            .unwrap();
-        let id = up.upload_id().unwrap();
-        let mut parts = Vec::new();
-        for (i, part) in data.chunks(5 << 20).enumerate() {
-            let n = i as i32 + 1;
-            let out = client
-                .upload_part()
-                .bucket(bucket)
-                .key(key)
-                .upload_id(id)
-                .part_number(n)
-                .body(part.to_vec().into())
-                .send()
-                .await
-                .unwrap();
-            parts.push(
-                CompletedPart::builder()
-                    .part_number(n)
-                    .e_tag(out.e_tag().unwrap())
-                    .build(),
-            );
-        }
-        client
-            .complete_multipart_upload()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-    });
-}
-
-fn head(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> (String, Option<String>) {
-    runtime().block_on(async {
-        let o = client
-            .head_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .unwrap();
-        (
-            o.content_type().unwrap_or_default().to_string(),
-            o.metadata().and_then(|m| m.get("owner").cloned()),
-        )
-    })
-}
-
-fn body(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
-    runtime().block_on(async {
-        let o = client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .unwrap();
-        o.body.collect().await.unwrap().into_bytes().to_vec()
-    })
-}
-
-fn source_bucket(region: &str) -> String {
-    bucket_and_region(&bucket(region)).0
-}
 
 #[test]
 fn bucket_round_trip_deleted_objects_come_back_and_unchanged_runs_get_nothing() {
@@ -100,16 +18,7 @@ fn bucket_round_trip_deleted_objects_come_back_and_unchanged_runs_get_nothing() 
     let src_region = "us-west-2";
     let src = source_bucket(src_region);
     let client = s3_client(src_region);
-    let big = noise(11 << 20, 7);
-    for (i, key) in KEYS.iter().enumerate() {
-        put_meta(
-            &client,
-            &src,
-            &format!("data/{key}"),
-            noise(1000 + i * 37, i as u64 + 1),
-        );
-    }
-    put_multipart(&client, &src, "data/big object", &big);
+    put_source(&client, &src, "data");
     put_meta(
         &client,
         &src,
@@ -174,27 +83,7 @@ fn bucket_round_trip_deleted_objects_come_back_and_unchanged_runs_get_nothing() 
         "--json",
     ]));
     assert_eq!(r["restored"]["objects"], 5, "{r}");
-    for (i, key) in KEYS.iter().enumerate() {
-        let key = format!("restored/{key}");
-        assert_eq!(
-            body(&tclient, &tgt, &key),
-            noise(1000 + i * 37, i as u64 + 1),
-            "{key}"
-        );
-        assert_eq!(
-            head(&tclient, &tgt, &key),
-            ("text/x-test".to_string(), Some("team-a".to_string())),
-            "{key}"
-        );
-    }
-    assert!(
-        body(&tclient, &tgt, "restored/big object") == big,
-        "the multipart object"
-    );
-    assert_eq!(
-        head(&tclient, &tgt, "restored/big object").0,
-        "application/x-big"
-    );
+    assert_restored(&tclient, &tgt, "restored");
     assert!(!s3_keys(&target).iter().any(|k| k.contains("outside")));
 
     // --overwrite never keeps what is there; --path selects.

@@ -828,6 +828,27 @@ async fn refused_fields_make_a_policy_not_ready_and_no_job() {
         json!({"mode": "Compliance", "days": 2});
     let mut files = policy("files", "0 2 * * *");
     files["spec"]["source"] = json!({"volume": {"claimName": "uploads", "subPath": "../other"}});
+    // Bucket sources: a bad bucket name, an endpoint that is not a URL, a
+    // credentials Secret without a name.
+    let bucket_policy = |name: &str, bucket: Value| {
+        let mut p = policy(name, "0 2 * * *");
+        p["spec"]["source"] = json!({"bucket": bucket});
+        p
+    };
+    let buckets = [
+        bucket_policy(
+            "media",
+            json!({"bucket": "Media_Uploads", "region": "eu-west-1"}),
+        ),
+        bucket_policy(
+            "media-minio",
+            json!({"bucket": "media", "region": "eu-west-1", "endpoint": "minio:9000"}),
+        ),
+        bucket_policy(
+            "media-creds",
+            json!({"bucket": "media", "region": "eu-west-1", "credentialsSecretRef": {"name": ""}}),
+        ),
+    ];
     let refused = [
         (
             "locked",
@@ -839,9 +860,23 @@ async fn refused_fields_make_a_policy_not_ready_and_no_job() {
             "spec.source.volume.subPath",
             "must be a relative path inside the volume",
         ),
+        ("media", "spec.source.bucket.bucket", "is not a bucket name"),
+        (
+            "media-minio",
+            "spec.source.bucket.endpoint",
+            "is not a URL like https://",
+        ),
+        (
+            "media-creds",
+            "spec.source.bucket.credentialsSecretRef.name",
+            "is not a valid object name",
+        ),
     ];
     create(&server, locked).await;
     create(&server, files).await;
+    for p in buckets {
+        create(&server, p).await;
+    }
     for (name, _, _) in refused {
         create_manual_run(&server, &format!("{name}-now"), name).await;
     }

@@ -185,3 +185,118 @@ fn peak_memory_stays_flat_for_many_small_files() {
         assert!(peak > 0 && peak < limit, "{what}: peak RSS {peak} bytes");
     }
 }
+
+/// How many objects or files the many-entries cases use: enough to show
+/// what is held per entry within CI's time (moto stores ~150 objects a
+/// second); `LIFEBOAT_MEMORY_TEST_ENTRIES=100000` is the size (the
+/// release figures are in docs/BENCHMARKS.md).
+fn entries(default: usize) -> usize {
+    std::env::var("LIFEBOAT_MEMORY_TEST_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A first backup of `n` entries and an unchanged one, each under the bound.
+fn first_and_unchanged(what: &str, n: usize, backup: impl Fn() -> serde_json::Value) {
+    let first = backup();
+    assert_eq!(first["files"]["files_new"], n as u64, "{first}");
+    let second = backup();
+    assert_eq!(second["files"]["files_unchanged"], n as u64, "{second}");
+    for (run, r) in [("first", &first), ("unchanged", &second)] {
+        let peak = r["peak_rss_bytes"].as_u64().unwrap();
+        eprintln!(
+            "{what}, {run} backup: peak RSS {:.1} MiB, {:.1} s",
+            peak as f64 / 1048576.0,
+            r["seconds"].as_f64().unwrap()
+        );
+        assert!(
+            peak > 0 && peak < LIMIT,
+            "{what}, {run}: peak RSS {peak} bytes"
+        );
+    }
+}
+
+/// A bucket of many small objects: the first backup (every object read)
+/// and an unchanged one (none read) stay under the bound. What would break
+/// it: anything held per object (the listing, the previous tree, the new
+/// chunks) or per-object buffers not released.
+#[test]
+fn peak_memory_stays_flat_for_a_bucket_of_many_objects() {
+    use futures::StreamExt;
+    let n = entries(8_000);
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let region = "us-west-2";
+    let (src, _) = bucket_and_region(&bucket(region));
+    let client = s3_client(region);
+    runtime().block_on(
+        futures::stream::iter(0..n)
+            .map(|i| {
+                client
+                    .put_object()
+                    .bucket(&src)
+                    .key(format!("data/d{:02}/obj {i}", i % 100))
+                    .body(lifeboat::chunks::noise(1024, i as u64 + 1).into())
+                    .send()
+            })
+            .buffer_unordered(32)
+            .for_each(|r| async move {
+                r.expect("put");
+            }),
+    );
+    let source = format!(
+        "{}&endpoint={}",
+        s3_url(&src, region, "data"),
+        s3_endpoint()
+    );
+    let dest = bucket("eu-west-1");
+    let backup = || {
+        ok(&lifeboat(&[
+            "backup",
+            "--bucket",
+            &source,
+            "--to",
+            &dest,
+            "--key-file",
+            keys.to_str().unwrap(),
+            "--json",
+        ]))
+    };
+    first_and_unchanged(&format!("bucket of {n} objects"), n, backup);
+}
+
+/// 100,000 files of 1 KiB to S3 alone: the first backup (100,000 new
+/// chunks, packs and the tree uploaded in parts) and an unchanged one.
+#[test]
+fn peak_memory_stays_flat_for_100k_files_to_s3() {
+    let n = entries(100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path(), "k");
+    let src = dir.path().join("src");
+    for i in 0..n {
+        let d = src.join(format!("d{:03}", i / 1000));
+        if i % 1000 == 0 {
+            std::fs::create_dir_all(&d).unwrap();
+        }
+        std::fs::write(
+            d.join(format!("f{i:06}")),
+            lifeboat::chunks::noise(1024, i as u64 + 1),
+        )
+        .unwrap();
+    }
+    let s3 = bucket("eu-west-1");
+    let backup = || {
+        ok(&lifeboat(&[
+            "backup",
+            "--path",
+            src.to_str().unwrap(),
+            "--key-file",
+            keys.to_str().unwrap(),
+            "--to",
+            &s3,
+            "--json",
+        ]))
+    };
+    first_and_unchanged(&format!("{n} files to S3"), n, backup);
+}

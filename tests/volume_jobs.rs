@@ -10,29 +10,12 @@ mod support;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use lifeboat::api::{BackupRun, BackupRunSpec, LocalRef, RunKind, Tier};
-use lifeboat::controller::jobs::{backup_job, source_info};
-use lifeboat::wire::BackupSummary;
+use lifeboat::api::Tier;
+use lifeboat::controller::jobs::source_info;
 use serde_json::json;
 use support::kubelet::*;
 use support::tree::describe;
 use support::*;
-
-fn run(name: &str, tier: Tier) -> BackupRun {
-    let mut r = BackupRun::new(
-        name,
-        BackupRunSpec {
-            policy_ref: LocalRef::new("orders"),
-            tier,
-            kind: RunKind::Full,
-            scheduled_at: None,
-            deletion_policy: lifeboat::api::DeletionPolicy::Retain,
-        },
-    );
-    r.metadata.namespace = Some("shop".into());
-    r.metadata.uid = Some(format!("uid-{name}"));
-    r
-}
 
 #[test]
 fn a_volume_policy_backs_up_its_claim_and_the_backup_restores_bit_for_bit() {
@@ -60,16 +43,7 @@ fn a_volume_policy_backs_up_its_claim_and_the_backup_restores_bit_for_bit() {
     .unwrap();
     w.policy.spec.validate().expect("a valid volume policy");
     let claims = Claims::from([("uploads".to_string(), claim.clone())]);
-    let back_up = |name: &str, tier: Tier| {
-        let job = backup_job(&w.policy, &run(name, tier), &w.cfg).unwrap();
-        let ran = execute_with(&job, &w.secrets, &claims, w.work.path());
-        assert!(
-            ran.output.status.success(),
-            "the Job failed: {}",
-            stderr(&ran.output)
-        );
-        BackupSummary::parse(&ran.termination_message).expect("a summary")
-    };
+    let back_up = |name: &str, tier: Tier| back_up(&w, &claims, name, tier);
 
     let first = back_up("uploads-1", Tier::Daily);
     assert_eq!(first.committed, ["primary", "dr-eu"]);

@@ -35,6 +35,20 @@ struct PolicyTier {
     tier: String,
 }
 
+/// A policy's tier and one figure of its newest file or bucket backup.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TierFigure {
+    namespace: String,
+    policy: String,
+    tier: String,
+    /// `new`, `changed`, `unchanged` (entries); `read`, `deduplicated`,
+    /// `stored`, `total` (bytes).
+    state: String,
+}
+
+const ENTRY_STATES: [&str; 3] = ["new", "changed", "unchanged"];
+const BYTE_STATES: [&str; 4] = ["read", "deduplicated", "stored", "total"];
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PolicyLabels {
     namespace: String,
@@ -69,6 +83,8 @@ pub struct Metrics {
     backup_bytes: Family<PolicyTier, Gauge>,
     backup_duration: Family<PolicyTier, Histogram, fn() -> Histogram>,
     backup_failures: Family<PolicyTier, Counter>,
+    backup_entries: Family<TierFigure, Gauge>,
+    backup_entry_bytes: Family<TierFigure, Gauge>,
     objective_breached: Family<PolicyLabels, Gauge>,
     rpo_objective: Family<PolicyLabels, FloatGauge>,
     rto_objective: Family<PolicyLabels, FloatGauge>,
@@ -103,6 +119,8 @@ impl Default for Metrics {
             backup_bytes: Family::default(),
             backup_duration: Family::new_with_constructor(backup_buckets),
             backup_failures: Family::default(),
+            backup_entries: Family::default(),
+            backup_entry_bytes: Family::default(),
             objective_breached: Family::default(),
             rpo_objective: Family::default(),
             rto_objective: Family::default(),
@@ -137,6 +155,18 @@ impl Default for Metrics {
             "backup_failures",
             "Backups that failed",
             m.backup_failures.clone(),
+        );
+        registry.register(
+            "backup_entries",
+            "Files (volume) or objects (bucket) of the newest successful backup, per tier: \
+             new, changed (read again) and unchanged (not read)",
+            m.backup_entries.clone(),
+        );
+        registry.register(
+            "backup_entry_bytes",
+            "Bytes of the newest successful file or bucket backup, per tier: read, \
+             deduplicated (already stored), stored (new, summed over destinations), total",
+            m.backup_entry_bytes.clone(),
         );
         registry.register(
             "objective_breached",
@@ -246,6 +276,15 @@ fn policy_tier(ns: &str, policy: &str, tier: Tier) -> PolicyTier {
     }
 }
 
+fn figure(ns: &str, policy: &str, tier: Tier, state: &str) -> TierFigure {
+    TierFigure {
+        namespace: ns.to_string(),
+        policy: policy.to_string(),
+        tier: tier.to_string(),
+        state: state.to_string(),
+    }
+}
+
 impl Metrics {
     pub fn reconcile_timer(&self, controller: &str) -> ReconcileTimer {
         ReconcileTimer {
@@ -295,6 +334,13 @@ impl Metrics {
                 self.backup_bytes.remove(&labels);
                 self.backup_duration.remove(&labels);
                 self.backup_failures.remove(&labels);
+                for state in ENTRY_STATES {
+                    self.backup_entries.remove(&figure(ns, policy, tier, state));
+                }
+                for state in BYTE_STATES {
+                    self.backup_entry_bytes
+                        .remove(&figure(ns, policy, tier, state));
+                }
             }
         }
         let labels = policy_labels(ns, policy);
@@ -385,6 +431,25 @@ impl Metrics {
             self.record_last_success(ns, policy, tier, outcome.completed_at);
             if let Some(bytes) = outcome.bytes {
                 self.backup_bytes.get_or_create(&labels).set(bytes);
+            }
+            if let Some(f) = &outcome.files {
+                let entries = [f.files_new, f.files_changed, f.files_unchanged];
+                for (state, v) in ENTRY_STATES.into_iter().zip(entries) {
+                    self.backup_entries
+                        .get_or_create(&figure(ns, policy, tier, state))
+                        .set(v);
+                }
+                let bytes = [
+                    f.bytes_read,
+                    f.bytes_deduplicated,
+                    f.bytes_stored,
+                    f.bytes_total,
+                ];
+                for (state, v) in BYTE_STATES.into_iter().zip(bytes) {
+                    self.backup_entry_bytes
+                        .get_or_create(&figure(ns, policy, tier, state))
+                        .set(v);
+                }
             }
         } else {
             self.backup_failures.get_or_create(&labels).inc();

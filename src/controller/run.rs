@@ -46,6 +46,8 @@ pub struct Outcome {
     pub seconds: Option<f64>,
     pub bytes: Option<i64>,
     pub completed_at: DateTime<Utc>,
+    /// A file or bucket backup's figures.
+    pub files: Option<crate::api::run::FileCounts>,
 }
 
 /// What a reconcile of one (live) run should do.
@@ -348,6 +350,7 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RunPlan {
             seconds,
             bytes: status.bytes,
             completed_at: status.completed_at.unwrap_or(now),
+            files: status.source.as_ref().and_then(|s| s.files.clone()),
         });
         plan.add_finalizer = needs_finalizer(run, &status);
         plan.requeue_after = None;

@@ -5,7 +5,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::Job;
 
-use crate::api::{BackupRun, BackupRunSpec, LocalRef, RunKind, Tier};
+use crate::api::policy::BackupPolicySpec;
+use crate::api::{BackupPolicy, BackupRun, BackupRunSpec, LocalRef, RunKind, Tier};
 
 /// The longest wait between reconciles the tests decide with.
 pub const RESYNC: Duration = Duration::from_secs(300);
@@ -49,4 +50,21 @@ pub fn daily_run(name: &str, uid: &str) -> BackupRun {
     r.metadata.namespace = Some("shop".into());
     r.metadata.uid = Some(uid.into());
     r
+}
+
+/// Policy `orders` in `shop` backing up `source` (`{"volume": …}`) daily and
+/// weekly to one destination with a credentials Secret.
+pub fn policy_of_source(source: serde_json::Value) -> BackupPolicy {
+    let spec: BackupPolicySpec = serde_json::from_value(serde_json::json!({
+        "source": source,
+        "schedule": {"daily": "0 2 * * *", "weekly": "0 3 * * 0"},
+        "destinations": [{"name": "primary", "s3": {"region": "us-east-1", "bucket": "bk",
+            "credentialsSecretRef": {"name": "s3"}}}],
+        "encryption": {"keySecretRef": {"name": "backup-keys"}}
+    }))
+    .unwrap();
+    let mut p = BackupPolicy::new("orders", spec);
+    p.metadata.namespace = Some("shop".into());
+    p.metadata.uid = Some("policy-uid".into());
+    p
 }

@@ -156,11 +156,16 @@ pub fn table(statuses: &[PolicyStatus], now: DateTime<Utc>) -> String {
     out
 }
 
-/// `  shop/uploads: files 2 new, 1 changed, 40 unchanged; 1.2 MiB read, 800 KiB stored`.
+/// `  shop/uploads: files 2 new, 1 changed, 40 unchanged; 1.2 MiB read, 800 KiB stored`
+/// (`objects` for a bucket policy).
 fn files_line(s: &PolicyStatus, f: &crate::api::run::FileCounts) -> String {
     let b = |v: i64| crate::api::run::format_bytes(u64::try_from(v).unwrap_or(0));
+    let what = match s.source.as_deref() {
+        Some("bucket") => "objects",
+        _ => "files",
+    };
     format!(
-        "  {}/{}: files {} new, {} changed, {} unchanged; {} read, {} deduplicated, {} stored\n",
+        "  {}/{}: {what} {} new, {} changed, {} unchanged; {} read, {} deduplicated, {} stored\n",
         s.namespace,
         s.name,
         f.files_new,

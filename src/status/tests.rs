@@ -268,4 +268,21 @@ fn a_file_backup_says_what_it_read_and_stored() {
     );
     let json = serde_json::to_value(&s[0]).unwrap();
     assert_eq!(json["lastBackup"]["files"]["filesNew"], 2);
+    // A bucket policy's figures are objects.
+    let mut status = status_with_files();
+    status["sourceKind"] = json!("bucket");
+    let s = summarize(&[policy("media", json!({"rpo": "25h"}), status)], at(NOW));
+    let t = table(&s, at(NOW));
+    assert!(
+        t.contains("shop/media: objects 2 new, 1 changed, 40 unchanged"),
+        "{t}"
+    );
+}
+
+fn status_with_files() -> serde_json::Value {
+    let mut status = good_status("2026-11-25T02:00:00Z");
+    status["lastBackup"]["files"] = json!({"filesNew": 2, "filesChanged": 1, "filesUnchanged": 40,
+        "bytesTotal": 1 << 20, "bytesRead": 4096, "bytesDeduplicated": 1024, "bytesStored": 3072,
+        "skipped": 0});
+    status
 }

@@ -344,18 +344,19 @@ pub struct S3Writer {
 }
 
 impl S3Writer {
-    pub async fn write(&mut self, data: Bytes) -> Result<(), StoreError> {
-        let size = part_size(self.next_part_number());
-        if self.buf.capacity() == 0 {
-            // Sized once: growing by doubling would hold up to twice a part.
-            self.buf.reserve(size + data.len());
-        }
-        self.buf.extend_from_slice(&data);
-        if self.buf.len() >= size {
-            // The whole buffer goes (a part may exceed `size` by less than a
-            // chunk); a fresh one is allocated for the next part.
-            let part = std::mem::take(&mut self.buf).freeze();
-            self.send_part(part).await?;
+    pub async fn write(&mut self, mut data: Bytes) -> Result<(), StoreError> {
+        while !data.is_empty() {
+            let size = part_size(self.next_part_number());
+            if self.buf.capacity() == 0 {
+                // Exactly a part, once; what does not fit starts the next.
+                self.buf.reserve(size);
+            }
+            let fits = size.saturating_sub(self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data.split_to(fits));
+            if self.buf.len() >= size {
+                let part = std::mem::take(&mut self.buf).freeze();
+                self.send_part(part).await?;
+            }
         }
         Ok(())
     }

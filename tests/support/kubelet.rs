@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use k8s_openapi::api::batch::v1::Job;
-use lifeboat::api::BackupPolicy;
+use lifeboat::api::{BackupPolicy, BackupRun, BackupRunSpec, LocalRef, RunKind, Tier};
 use lifeboat::controller::jobs::JobConfig;
 use serde_json::json;
 
@@ -215,6 +215,57 @@ fn run_pod(
         output,
         termination_message: std::fs::read_to_string(&termination_file).unwrap_or_default(),
     }
+}
+
+/// A run of the [`world`]'s policy `orders` in `shop`, as the schedule
+/// makes one for `tier`.
+pub fn run_of(name: &str, tier: Tier) -> BackupRun {
+    let mut r = BackupRun::new(
+        name,
+        BackupRunSpec {
+            policy_ref: LocalRef::new("orders"),
+            tier,
+            kind: RunKind::Full,
+            scheduled_at: None,
+            deletion_policy: lifeboat::api::DeletionPolicy::Retain,
+        },
+    );
+    r.metadata.namespace = Some("shop".into());
+    r.metadata.uid = Some(format!("uid-{name}"));
+    r
+}
+
+/// Builds the backup Job of run `name` of the world's policy, checks that
+/// it holds no secret value, runs it with `claims` and returns its
+/// summary; its output must name no secret either.
+pub fn back_up(
+    w: &World,
+    claims: &Claims,
+    name: &str,
+    tier: Tier,
+) -> lifeboat::wire::BackupSummary {
+    let job =
+        lifeboat::controller::jobs::backup_job(&w.policy, &run_of(name, tier), &w.cfg).unwrap();
+    let spec = serde_json::to_string(&job).unwrap();
+    let ran = execute_with(&job, &w.secrets, claims, w.work.path());
+    let log = format!("{}{}", stdout(&ran.output), stderr(&ran.output));
+    for (secret, data) in &w.secrets {
+        for (key, value) in data {
+            // The database's address and user are not secret; its password is.
+            let public = secret == "orders-db" && ["host", "port", "user"].contains(&&**key);
+            let value = value.trim();
+            assert!(
+                public || !spec.contains(value),
+                "{secret}/{key} is in the Job"
+            );
+            assert!(
+                public || !log.contains(value),
+                "{secret}/{key} is in the output"
+            );
+        }
+    }
+    assert!(ran.output.status.success(), "the Job failed: {log}");
+    lifeboat::wire::BackupSummary::parse(&ran.termination_message).expect("a summary")
 }
 
 /// A policy over two buckets of the test S3 server, a database with 500

@@ -3,6 +3,7 @@
 //! helpers to make databases, buckets and keys.
 #![allow(dead_code)]
 
+pub mod bucket_objects;
 pub mod certs;
 pub mod cli;
 pub mod cluster;

@@ -5,6 +5,7 @@
 //! its status ([`status`]). [`BackupPolicySpec::validate`] ([`validate`])
 //! checks what the schema cannot.
 
+pub mod bucket;
 pub mod cloud;
 pub mod destination;
 mod drill_checks;

@@ -1,8 +1,8 @@
 //! What a policy backs up: exactly one kind of source. PostgreSQL (logical
-//! or physical), Kubernetes objects (`config`) and the files on a volume
-//! ([`super::volume`]) are what this version
-//! backs up; the other kinds are in the schema for the releases that add
-//! them, and `validate` refuses them until then.
+//! or physical), Kubernetes objects (`config`), the files on a volume
+//! ([`super::volume`]) and the objects of a bucket ([`super::bucket`]).
+//! A kind added to the schema before it works is refused by `validate`
+//! ([`SourceKind::is_supported`]) until then.
 
 use std::fmt;
 
@@ -11,8 +11,9 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use super::bucket::BucketSource;
 pub use super::volume::VolumeSource;
-use crate::api::{check_ref_name, ConnectionSecretRef, FieldError, S3CredentialsRef};
+use crate::api::{check_ref_name, ConnectionSecretRef, FieldError};
 
 /// What is backed up: exactly one of the source kinds.
 #[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -162,16 +163,8 @@ impl SourceSpec {
         if let Some(volume) = &self.volume {
             volume.validate(errors);
         }
-        if let Some(creds) = self
-            .bucket
-            .as_ref()
-            .and_then(|b| b.credentials_secret_ref.as_ref())
-        {
-            check_ref_name(
-                "spec.source.bucket.credentialsSecretRef.name",
-                &creds.name,
-                errors,
-            );
+        if let Some(bucket) = &self.bucket {
+            bucket.validate(errors);
         }
         if let Some(config) = &self.config {
             config.validate(errors);
@@ -220,22 +213,6 @@ impl fmt::Display for PostgresMethod {
             PostgresMethod::Physical => "physical",
         })
     }
-}
-
-/// Objects in another bucket.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct BucketSource {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    #[schemars(length(min = 3, max = 63))]
-    pub bucket: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prefix: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credentials_secret_ref: Option<S3CredentialsRef>,
 }
 
 /// Cluster configuration: the Kubernetes objects of the chosen resource

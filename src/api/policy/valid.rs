@@ -59,21 +59,19 @@ impl BackupPolicy {
         let name = self.name_any();
         let schedule = spec.schedule.parse()?;
         let src = &spec.source;
-        let source = match (&src.postgres, &src.config, &src.volume) {
-            (Some(pg), _, _) if pg.method == PostgresMethod::Physical => {
+        let source = match (&src.postgres, &src.config, &src.volume, &src.bucket) {
+            (Some(pg), ..) if pg.method == PostgresMethod::Physical => {
                 ValidSource::PostgresPhysical(pg)
             }
-            (Some(pg), _, _) => ValidSource::PostgresLogical(pg),
-            (None, Some(config), _) => ValidSource::Config(config),
-            (None, None, Some(volume)) => ValidSource::Volume(volume),
-            (None, None, None) if src.bucket.is_some() => {
-                ValidSource::Bucket(src.bucket.as_ref().expect("checked"))
-            }
-            // validate() refuses every other kind until it is supported.
-            (None, None, None) => {
+            (Some(pg), ..) => ValidSource::PostgresLogical(pg),
+            (None, Some(config), ..) => ValidSource::Config(config),
+            (None, None, Some(volume), _) => ValidSource::Volume(volume),
+            (None, None, None, Some(bucket)) => ValidSource::Bucket(bucket),
+            // validate() refuses a spec without a source.
+            (None, None, None, None) => {
                 return Err(vec![FieldError::new(
                     "spec.source",
-                    "this version backs up PostgreSQL, config and volume sources only",
+                    "set exactly one of postgres, volume, bucket, config",
                 )])
             }
         };

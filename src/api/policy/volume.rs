@@ -74,16 +74,7 @@ impl VolumeSource {
                 errors.push(FieldError::new(format!("{field}.subPath"), e));
             }
         }
-        for (name, globs) in [("include", &self.include), ("exclude", &self.exclude)] {
-            for (i, g) in globs.iter().enumerate() {
-                if let Err(e) = globset::Glob::new(g) {
-                    errors.push(FieldError::new(
-                        format!("{field}.{name}[{i}]"),
-                        format!("{g:?} is not a glob: {}", e.kind()),
-                    ));
-                }
-            }
-        }
+        check_globs(field, &self.include, &self.exclude, errors);
         let ids = (self.run_as_user, self.run_as_group);
         check_ids(field, ("readAsRoot", self.read_as_root), ids, errors);
     }
@@ -119,6 +110,26 @@ pub fn check_ids(
                 format!("must be 1 or more (set {flag}: true to run as root)"),
             )),
             _ => {}
+        }
+    }
+}
+
+/// `<field>.include[i]` and `<field>.exclude[i]` that are not globs (a
+/// volume's paths, a bucket's keys).
+pub(super) fn check_globs(
+    field: &str,
+    include: &[String],
+    exclude: &[String],
+    errors: &mut Vec<FieldError>,
+) {
+    for (name, globs) in [("include", include), ("exclude", exclude)] {
+        for (i, g) in globs.iter().enumerate() {
+            if let Err(e) = globset::Glob::new(g) {
+                errors.push(FieldError::new(
+                    format!("{field}.{name}[{i}]"),
+                    format!("{g:?} is not a glob: {}", e.kind()),
+                ));
+            }
         }
     }
 }

@@ -68,7 +68,7 @@ fn backup_needs(
         ..Default::default()
     };
     needs.add(source::backup_needs(&valid, cfg)?);
-    if let ValidSource::Volume(_) = valid.source {
+    if let ValidSource::Volume(_) | ValidSource::Bucket(_) = valid.source {
         needs.args.extend(super::volume::tier_args(run.spec.tier));
     }
     needs.args.extend(destinations::args(

@@ -12,6 +12,7 @@
 //! | DB password | Secret volume, one item | `<mount_root>/db/password` → `--password-file` |
 //! | master keys | Secret volume, key [`KEY_SECRET_KEY`] | `<mount_root>/keys/keys` → `LIFEBOAT_KEY_FILE` |
 //! | S3 credentials, per destination | Secret volume | `<mount_root>/s3/<destination>/` → `credentials=` in the URL |
+//! | a bucket source's S3 credentials | Secret volume | `<mount_root>/source-s3/` → `credentials=` in `--bucket` |
 //!
 //! so the controller needs no `get secrets`, and a missing Secret shows up as
 //! the pod's `CreateContainerConfigError` rather than as a controller error.
@@ -30,6 +31,8 @@
 //!   a ReadWriteOnce claim pins the Job to.
 
 pub mod backup;
+#[cfg(test)]
+mod bucket_tests;
 #[cfg(test)]
 mod config_tests;
 pub mod destinations;
@@ -136,6 +139,11 @@ impl JobConfig {
     /// Directory holding a destination's S3 credentials in the pod.
     pub fn credentials_dir(&self, destination: &str) -> String {
         format!("{}/s3/{destination}", self.root())
+    }
+
+    /// Where a bucket source's credentials Secret is mounted.
+    pub fn source_credentials_dir(&self) -> String {
+        format!("{}/source-s3", self.root())
     }
 
     /// Where a config backup's cloud credentials Secret is mounted.

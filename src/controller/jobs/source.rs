@@ -6,8 +6,9 @@
 use super::pod::{s3_credentials, PodNeeds};
 use super::{JobConfig, JobError};
 use crate::api::policy::cloud::CloudSecrets;
-use crate::api::policy::{ValidPolicy, ValidSource};
+use crate::api::policy::{BucketSource, ValidPolicy, ValidSource};
 use crate::api::S3CredentialsRef;
+use crate::location::Location;
 use crate::source::config::cloud::Kind;
 use crate::source::config::select;
 
@@ -66,15 +67,31 @@ pub fn backup_needs(policy: &ValidPolicy<'_>, cfg: &JobConfig) -> Result<PodNeed
             needs.api_access = true;
         }
         ValidSource::Volume(v) => needs.add(super::volume::backup_needs(v)),
-        // Restores are built (RestoreRequest target.bucket); the backup Job is not yet.
-        ValidSource::Bucket(_) => {
-            return Err(super::unsupported(
-                "spec.source.bucket",
-                "the operator does not back up buckets yet: back up with `lifeboat backup --bucket` (RestoreRequests restore them)",
-            ))
-        }
+        ValidSource::Bucket(b) => needs.add(bucket_needs(b, cfg)),
     }
     Ok(needs)
+}
+
+/// `--bucket s3://…` (the typed location, its credentials directory where
+/// the Secret is mounted: files, never env or arguments) and the globs.
+fn bucket_needs(b: &BucketSource, cfg: &JobConfig) -> PodNeeds {
+    let mut needs = PodNeeds::default();
+    let mut loc = b.location();
+    if let Some(creds) = &b.credentials_secret_ref {
+        let dir = cfg.source_credentials_dir();
+        needs.add(s3_credentials("source-s3", creds, &dir));
+        loc.credentials = Some(dir.into());
+    }
+    needs
+        .args
+        .extend(["--bucket".into(), Location::S3(loc).to_string()]);
+    for g in &b.include {
+        needs.args.extend(["--include".into(), g.clone()]);
+    }
+    for g in &b.exclude {
+        needs.args.extend(["--exclude".into(), g.clone()]);
+    }
+    needs
 }
 
 /// `--secrets-manager`/`--ssm-path` and the account's flags; its

@@ -80,8 +80,9 @@ pub fn backup_needs(v: &VolumeSource) -> PodNeeds {
     needs
 }
 
-/// The weekly and monthly tiers re-read every file (`--full`): a change
-/// the file's times and inode hide is caught within a week.
+/// The weekly and monthly tiers re-read every file or object (`--full`): a
+/// change the file's times and inode (an object's size and ETag) hide is
+/// caught within a week.
 pub fn tier_args(tier: Tier) -> Vec<String> {
     match tier {
         Tier::Weekly | Tier::Monthly => vec!["--full".into()],

@@ -5,25 +5,13 @@
 
 use super::volume::{READ_CAPABILITY, SOURCE_MOUNT};
 use super::*;
-use crate::api::policy::BackupPolicySpec;
 use crate::api::{BackupRun, Tier};
-use crate::controller::test_support::{after, args, daily_run, pod};
+use crate::controller::test_support::{after, args, daily_run, pod, policy_of_source};
 use k8s_openapi::api::batch::v1::Job;
 use serde_json::json;
 
 fn policy(volume: serde_json::Value) -> BackupPolicy {
-    let spec: BackupPolicySpec = serde_json::from_value(json!({
-        "source": {"volume": volume},
-        "schedule": {"daily": "0 2 * * *", "weekly": "0 3 * * 0"},
-        "destinations": [{"name": "primary", "s3": {"region": "us-east-1", "bucket": "bk",
-            "credentialsSecretRef": {"name": "s3"}}}],
-        "encryption": {"keySecretRef": {"name": "backup-keys"}}
-    }))
-    .unwrap();
-    let mut p = BackupPolicy::new("orders", spec);
-    p.metadata.namespace = Some("shop".into());
-    p.metadata.uid = Some("policy-uid".into());
-    p
+    policy_of_source(json!({ "volume": volume }))
 }
 
 fn run(tier: Tier) -> BackupRun {

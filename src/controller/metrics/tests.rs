@@ -15,6 +15,7 @@ fn outcomes_show_up_in_the_exposition() {
             seconds: Some(42.0),
             bytes: Some(1234),
             completed_at: at,
+            files: None,
         },
     );
     m.record_outcome(
@@ -26,6 +27,7 @@ fn outcomes_show_up_in_the_exposition() {
             seconds: None,
             bytes: None,
             completed_at: at,
+            files: None,
         },
     );
     m.reconcile_error("backuprun", &Error::MissingNamespace("x".into()));
@@ -105,6 +107,7 @@ fn everything(m: &Metrics, policy: &str) {
             seconds: Some(42.0),
             bytes: Some(1234),
             completed_at: at,
+            files: Some(Default::default()),
         };
         m.record_outcome("shop", policy, tier, &outcome);
         m.touch_backup_failures("shop", policy, tier);
@@ -226,4 +229,44 @@ fn the_archivers_health_is_exported() {
     assert!(m
         .encode()
         .contains(r#"lifeboat_wal_archiver_up{namespace="shop",policy="ledger"} 0"#));
+}
+
+#[test]
+fn a_file_or_bucket_backup_exports_its_entries_and_bytes() {
+    let m = Metrics::default();
+    let at: DateTime<Utc> = "2026-11-25T02:05:00Z".parse().unwrap();
+    let files = crate::api::run::FileCounts {
+        files_new: 3,
+        files_changed: 1,
+        files_unchanged: 20000,
+        bytes_total: 9000,
+        bytes_read: 700,
+        bytes_deduplicated: 200,
+        bytes_stored: 1000,
+        skipped: 0,
+    };
+    let outcome = Outcome {
+        succeeded: true,
+        seconds: Some(1.0),
+        bytes: Some(10),
+        completed_at: at,
+        files: Some(files),
+    };
+    m.record_outcome("shop", "uploads", Tier::Daily, &outcome);
+    let text = m.encode();
+    for line in [
+        r#"lifeboat_backup_entries{namespace="shop",policy="uploads",tier="daily",state="new"} 3"#,
+        r#"lifeboat_backup_entries{namespace="shop",policy="uploads",tier="daily",state="changed"} 1"#,
+        r#"lifeboat_backup_entries{namespace="shop",policy="uploads",tier="daily",state="unchanged"} 20000"#,
+        r#"lifeboat_backup_entry_bytes{namespace="shop",policy="uploads",tier="daily",state="read"} 700"#,
+        r#"lifeboat_backup_entry_bytes{namespace="shop",policy="uploads",tier="daily",state="deduplicated"} 200"#,
+        r#"lifeboat_backup_entry_bytes{namespace="shop",policy="uploads",tier="daily",state="stored"} 1000"#,
+        r#"lifeboat_backup_entry_bytes{namespace="shop",policy="uploads",tier="daily",state="total"} 9000"#,
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
+    }
+    // A database backup has none.
+    assert!(!series_of(&text, "orders")
+        .iter()
+        .any(|l| l.contains("entr")));
 }

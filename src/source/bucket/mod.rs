@@ -127,7 +127,7 @@ impl<'a, 'r> BucketEngine<'a, 'r> {
             while let Some(page) = pages.blocking_recv() {
                 let page: Vec<Listed> = page?
                     .into_iter()
-                    .filter(|l| filter.keeps(self.rel(&l.key).as_bytes(), false))
+                    .filter(|l| filter.keeps_key(self.rel(&l.key).as_bytes()))
                     .collect();
                 self.page(page, &mut tree)?;
             }
@@ -337,7 +337,14 @@ impl<'a, 'r> BucketEngine<'a, 'r> {
             chunks: Vec::new(),
         };
         let mut read = 0u64;
-        for chunk in chunker::chunks(data, self.spec.sizes, self.ids.seed) {
+        // An object no longer than the minimum chunk is one chunk, read
+        // straight into its buffer (not through the chunker's 8 MiB one,
+        // which each of many small objects would allocate and touch). One
+        // byte more than listed is asked for, so that a longer body is
+        // caught by the size check below rather than cut to fit.
+        let limit = l.size + 1;
+        let chunks = chunker::chunks_of(data.take(limit), limit, self.spec.sizes, self.ids.seed);
+        for chunk in chunks {
             let chunk = chunk.map_err(|e| read_err(&self.spec.source, &l.key, e))?;
             let id = self.ids.id(&chunk);
             let mut new = false;

@@ -46,6 +46,19 @@ impl Filter {
         }
         is_dir || self.include.as_ref().is_none_or(|i| i.is_match(p))
     }
+
+    /// [`Filter::keeps`] for an object key, whose "directories" are never
+    /// walked: an exclude matching one of them (`tmp` for `tmp/a/b`)
+    /// leaves out every key under it, as it does for a tree of files.
+    pub fn keeps_key(&self, key: &[u8]) -> bool {
+        let under_excluded = key.iter().enumerate().any(|(i, &b)| {
+            b == b'/'
+                && self
+                    .exclude
+                    .is_match(Path::new(std::ffi::OsStr::from_bytes(&key[..i])))
+        });
+        !under_excluded && self.keeps(key, false)
+    }
 }
 
 /// One entry met by the walk.
@@ -163,6 +176,17 @@ pub fn rel_path(rel: &[u8]) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_excluded_prefix_leaves_out_every_key_under_it() {
+        let f = Filter::new(&["**/*.jpg".into()], &["tmp".into(), "a/*/c".into()]).unwrap();
+        assert!(f.keeps_key(b"img/x.jpg"));
+        assert!(!f.keeps_key(b"img/x.png"));
+        for k in ["tmp/x.jpg", "tmp/d/x.jpg", "a/b/c/x.jpg", "tmp"] {
+            assert!(!f.keeps_key(k.as_bytes()), "{k}");
+        }
+        assert!(f.keeps_key(b"tmpfile/x.jpg"));
+    }
 
     #[test]
     fn walks_in_tree_order_with_globs() {
