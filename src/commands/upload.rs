@@ -74,7 +74,7 @@ pub fn spawn_encoder<R: Read + Send + 'static>(
         buf: BytesMut::with_capacity(CHUNK + 64 * 1024),
         hasher: Hasher::default(),
     };
-    let mut enc = ObjectEncoder::new(sink, master, name, compression)?;
+    let mut enc = ObjectEncoder::threaded(sink, master, name, compression)?;
     let handle = tokio::task::spawn_blocking(move || {
         let mut buf = vec![0u8; 256 * 1024];
         let mut plain = 0u64;

@@ -15,16 +15,24 @@ pub const ZSTD_LEVEL: i32 = 3;
 
 /// The zstd encoder's job: what its worker thread compresses at a time.
 /// libzstd's default at level 3 (8 MiB, several in flight) costs ~40 MiB of
-/// buffers; 2 MiB costs ~7 MiB and compresses as fast (docs/BENCHMARKS.md).
-const ZSTD_JOB_SIZE: u32 = 2 << 20;
+/// buffers; 1 MiB costs ~3 MiB and compresses as fast (docs/BENCHMARKS.md).
+const ZSTD_JOB_SIZE: u32 = 1 << 20;
 
-/// A level-3 zstd encoder whose compression runs on one worker thread: the
-/// caller's thread reads, seals and hashes meanwhile, as the stages of a
-/// shell pipe overlap. Same format: one standard zstd frame.
-fn zstd_encoder<W: Write>(out: W) -> io::Result<zstd::stream::write::Encoder<'static, W>> {
+/// A level-3 zstd encoder. `threaded`: its compression runs on one worker
+/// thread, so the caller's thread reads, seals and hashes meanwhile, as the
+/// stages of a shell pipe overlap — for the large streams (dumps, base
+/// backups); small objects (a tree, a manifest) stay on the caller's thread
+/// and spare the worker's buffers. Same format either way: one standard
+/// zstd frame.
+fn zstd_encoder<W: Write>(
+    out: W,
+    threaded: bool,
+) -> io::Result<zstd::stream::write::Encoder<'static, W>> {
     let mut encoder = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?;
-    encoder.multithread(1)?;
-    encoder.set_parameter(zstd::zstd_safe::CParameter::JobSize(ZSTD_JOB_SIZE))?;
+    if threaded {
+        encoder.multithread(1)?;
+        encoder.set_parameter(zstd::zstd_safe::CParameter::JobSize(ZSTD_JOB_SIZE))?;
+    }
     Ok(encoder)
 }
 
@@ -47,14 +55,31 @@ impl<W: Write> ObjectEncoder<W> {
         compression: Compression,
     ) -> io::Result<Self> {
         let (header, data_key) = Header::seal_new(master, name, compression);
-        Self::from_header(out, &header, &data_key)
+        Self::from_header(out, &header, &data_key, false)
     }
 
-    fn from_header(out: W, header: &Header, data_key: &[u8; 32]) -> io::Result<Self> {
+    /// As [`ObjectEncoder::new`], compressing on a worker thread of its own:
+    /// for a long stream whose producer should not wait for zstd.
+    pub fn threaded(
+        out: W,
+        master: &MasterKey,
+        name: &str,
+        compression: Compression,
+    ) -> io::Result<Self> {
+        let (header, data_key) = Header::seal_new(master, name, compression);
+        Self::from_header(out, &header, &data_key, true)
+    }
+
+    fn from_header(
+        out: W,
+        header: &Header,
+        data_key: &[u8; 32],
+        threaded: bool,
+    ) -> io::Result<Self> {
         let sealer = Sealer::new(out, header, data_key)?;
         let inner = match header.compression {
             Compression::None => Compressor::None(sealer),
-            Compression::Zstd => Compressor::Zstd(zstd_encoder(sealer)?),
+            Compression::Zstd => Compressor::Zstd(zstd_encoder(sealer, threaded)?),
             Compression::Gzip => Compressor::Gzip(flate2::write::GzEncoder::new(
                 sealer,
                 flate2::Compression::new(6),
@@ -400,7 +425,10 @@ mod tests {
             let (mut header, data_key) = Header::seal_new(keys.primary(), NAME, c);
             header.segment_log2 = LOG2;
             header.wrapped_key = keys.primary().wrap(&data_key, &header.aad());
-            let mut e = ObjectEncoder::from_header(Vec::new(), &header, &data_key).unwrap();
+            // Threaded for odd lengths: both encoders' frames must decode alike.
+            let threaded = plain.len() % 2 == 1;
+            let mut e =
+                ObjectEncoder::from_header(Vec::new(), &header, &data_key, threaded).unwrap();
             e.write_all(plain).unwrap();
             let stored = e.finish().unwrap();
             let header_len = header.encode().len();

@@ -7,9 +7,9 @@
 use super::*;
 use crate::api::restore::RestorePlan;
 use crate::api::{BackupPolicy, RestoreRequest, RestoreRequestSpec};
-use crate::controller::jobs::{backup_job, volume, JobConfig};
+use crate::controller::jobs::{volume, JobConfig};
 use crate::controller::restore_jobs::{plan_job, restore_job};
-use crate::controller::test_support::{after, args, daily_run, pod};
+use crate::controller::test_support::{after, args, pod};
 use k8s_openapi::api::batch::v1::Job;
 use serde_json::{json, Value};
 
@@ -240,12 +240,4 @@ fn a_target_of_the_wrong_kind_is_refused_naming_spec_target() {
         let e = restore_job(&r, p, &plan(1), &JobConfig::default()).unwrap_err();
         assert_eq!(e.field(), "spec.target", "{target}: {e}");
     }
-}
-
-#[test]
-fn a_bucket_policy_validates_but_its_backup_job_is_refused_by_name() {
-    let p = bucket_policy();
-    assert_eq!(p.spec.validate(), Ok(()));
-    let e = backup_job(&p, &daily_run("orders-1", "u1"), &JobConfig::default()).unwrap_err();
-    assert_eq!(e.field(), "spec.source.bucket");
 }
