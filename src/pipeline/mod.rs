@@ -2,3 +2,4 @@
 pub mod codec;
 pub mod header;
 pub mod stream;
+mod zstd_encoder;
