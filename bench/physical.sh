@@ -39,8 +39,8 @@ if [ -z "${LIFEBOAT_BIN:-}" ]; then
   (cd "$REPO" && cargo build --release --quiet --bin lifeboat)
   LIFEBOAT_BIN=${CARGO_TARGET_DIR:-$REPO/target}/release/lifeboat
 fi
-for tool in zstd /usr/bin/time jq; do
-  command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq zstd time jq >/dev/null; }
+for tool in zstd /usr/bin/time bc; do
+  command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq zstd time bc >/dev/null; }
 done
 
 # PostgreSQL refuses to run as root: the cluster belongs to postgres.
