@@ -24,7 +24,7 @@ use std::path::PathBuf;
 
 use apiserver::ApiServer;
 use chrono::Utc;
-use job_pods::{run_job, WAIT};
+use job_pods::{create_request, finished, run_job, REQUESTS, WAIT};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::PostParams;
 use kube::Api;
@@ -37,7 +37,6 @@ use support::tree::describe;
 use support::*;
 
 const NS: &str = "shop";
-const REQUESTS: &str = "apis/lifeboat.dev/v1alpha1/restorerequests";
 const POLICIES: &str = "apis/lifeboat.dev/v1alpha1/backuppolicies";
 
 struct Bed {
@@ -58,31 +57,14 @@ impl Bed {
     /// Creates the request, runs its plan and restore Jobs, returns its
     /// final status.
     async fn restore(&self, server: &ApiServer, name: &str, target: Value) -> Value {
-        let r: RestoreRequest = serde_json::from_value(json!({
-            "apiVersion": "lifeboat.dev/v1alpha1", "kind": "RestoreRequest",
-            "metadata": {"name": name, "namespace": NS},
-            "spec": {"policyRef": {"name": "orders"}, "target": {"files": target}}
-        }))
-        .unwrap();
-        Api::<RestoreRequest>::namespaced(server.client(), NS)
-            .create(&PostParams::default(), &r)
-            .await
-            .unwrap();
+        let spec = json!({"policyRef": {"name": "orders"}, "target": {"files": target}});
+        create_request(server, NS, name, spec).await;
         assert!(self.run(server, &format!("{name}-plan")).await);
         let ok = self.run(server, &format!("{name}-restore")).await;
-        let st = finished(server, name).await;
+        let st = finished(server, NS, name).await;
         assert_eq!(ok, st["phase"] == "Succeeded", "{st}");
         st
     }
-}
-
-async fn finished(server: &ApiServer, name: &str) -> Value {
-    server
-        .wait_for(&format!("request {name} to finish"), WAIT, |s| {
-            let st = s.get(REQUESTS, NS, name)?.get("status")?.clone();
-            matches!(st["phase"].as_str(), Some("Succeeded" | "Failed")).then_some(st)
-        })
-        .await
 }
 
 #[test]
@@ -298,7 +280,7 @@ async fn drills(bed: &Bed, server: &ApiServer, backup: &BackupSummary) -> Vec<St
     assert_eq!(dr["spec"]["target"], json!({"scratch": {}}), "{dr}");
     assert!(bed.run(server, &format!("{drill}-plan")).await);
     assert!(bed.run(server, &format!("{drill}-restore")).await);
-    let st = finished(server, &drill).await;
+    let st = finished(server, NS, &drill).await;
     assert_eq!(st["phase"], "Succeeded", "{st}");
     let status = last_drill(server, &drill).await;
     assert_eq!(status["lastDrill"]["succeeded"], true, "{status}");
@@ -340,7 +322,7 @@ async fn drills(bed: &Bed, server: &ApiServer, backup: &BackupSummary) -> Vec<St
         .unwrap();
     assert!(bed.run(server, &format!("{name}-plan")).await);
     assert!(!bed.run(server, &format!("{name}-restore")).await);
-    let st = finished(server, &name).await;
+    let st = finished(server, NS, &name).await;
     assert_eq!(st["phase"], "Failed", "{st}");
     let m = st["message"].as_str().unwrap();
     assert!(

@@ -6,14 +6,12 @@
 
 mod support;
 use support::cluster::{
-    free_port, give_to_postgres, psql_at, shared_file_dest, shared_tempdir, Cluster,
+    free_port, give_to_postgres, ids_in, insert, psql_at, shared_file_dest, shared_tempdir,
+    Cluster, COMMIT_TS,
 };
 use support::*;
 
 use std::path::Path;
-
-const COMMIT_TS: &str = "select to_char(pg_xact_commit_timestamp(xmin) at time zone 'UTC', \
-                         'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') from t where id = ";
 
 fn base_backup(c: &Cluster, to: &[&str], key: &str) -> serde_json::Value {
     c.base_backup(to, key).json().ok()
@@ -34,29 +32,8 @@ fn restore_dir(
         .result()
 }
 
-/// Starts a restored data directory, returns the ids in table t, stops it.
-fn ids_in(dir: &Path) -> Vec<i64> {
-    let mut c = Cluster::at(dir);
-    c.start_with("-c archive_mode=off");
-    let ids = c
-        .psql("select coalesce(string_agg(id::text, ',' order by id), '') from t")
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().unwrap())
-        .collect();
-    c.stop();
-    ids
-}
-
 fn time(v: &serde_json::Value) -> chrono::DateTime<chrono::FixedOffset> {
     chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_default()).expect("a time")
-}
-
-fn insert(c: &Cluster, ids: std::ops::RangeInclusive<i64>) {
-    for i in ids {
-        // One transaction each: its own commit record and commit time.
-        c.psql(&format!("insert into t (id) values ({i})"));
-    }
 }
 
 #[test]

@@ -20,7 +20,6 @@ mod support;
 use std::time::Duration;
 
 use apiserver::{ApiServer, JOBS};
-use kube::api::PostParams;
 use kube::Api;
 use lifeboat::api::{BackupRun, RestoreRequest};
 use lifeboat::controller::jobs::backup_job;
@@ -31,8 +30,7 @@ use support::kubelet::*;
 use support::*;
 
 const NS: &str = "shop";
-use job_pods::WAIT;
-const REQUESTS: &str = "apis/lifeboat.dev/v1alpha1/restorerequests";
+use job_pods::{create_request, finished, REQUESTS, WAIT};
 const POLICIES: &str = "apis/lifeboat.dev/v1alpha1/backuppolicies";
 
 /// Runs the Job named `name` for real once it exists, then writes its pod
@@ -42,29 +40,6 @@ async fn run_job(server: &ApiServer, w: &World, name: &str) -> bool {
     job_pods::run_job(server, NS, name, &w.secrets, &claims, w.work.path())
         .await
         .1
-}
-
-async fn create_request(server: &ApiServer, name: &str, spec: Value) {
-    let r: RestoreRequest = serde_json::from_value(json!({
-        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "RestoreRequest",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": spec
-    }))
-    .unwrap();
-    Api::<RestoreRequest>::namespaced(server.client(), NS)
-        .create(&PostParams::default(), &r)
-        .await
-        .unwrap();
-}
-
-/// Waits until the request finishes; returns its status.
-async fn finished(server: &ApiServer, name: &str) -> Value {
-    server
-        .wait_for(&format!("request {name} to finish"), WAIT, |s| {
-            let st = s.get(REQUESTS, NS, name)?.get("status")?.clone();
-            matches!(st["phase"].as_str(), Some("Succeeded" | "Failed")).then_some(st)
-        })
-        .await
 }
 
 fn database_exists(db: &str) -> bool {
@@ -137,15 +112,14 @@ async fn scenario(w: World, backup: BackupSummary) {
 
     // 1. A dry run plans and writes nothing: the target does not exist after.
     let dry_db = unique("rr_dry");
-    create_request(
-        &server,
+    create_request(&server, NS,
         "orders-dry",
         json!({"policyRef": {"name": "orders"}, "dryRun": true,
                "target": {"postgres": {"connectionSecretRef": {"name": "restore-db"}, "database": dry_db}}}),
     )
     .await;
     assert!(run_job(&server, &w, "orders-dry-plan").await);
-    let st = finished(&server, "orders-dry").await;
+    let st = finished(&server, NS, "orders-dry").await;
     assert_eq!(st["phase"], "Succeeded", "{st}");
     assert_eq!(st["plan"]["backupId"], json!(backup.backup_id));
     assert_eq!(st["plan"]["destination"], "primary");
@@ -161,8 +135,7 @@ async fn scenario(w: World, backup: BackupSummary) {
 
     // 2. A restore into a fresh database: checks pass, RTO measured.
     let target = unique("rr_restored");
-    create_request(
-        &server,
+    create_request(&server, NS,
         "orders-restore",
         json!({"policyRef": {"name": "orders"}, "backupId": backup.backup_id,
                "target": {"postgres": {"connectionSecretRef": {"name": "restore-db"}, "database": target}},
@@ -171,7 +144,7 @@ async fn scenario(w: World, backup: BackupSummary) {
     .await;
     assert!(run_job(&server, &w, "orders-restore-plan").await);
     assert!(run_job(&server, &w, "orders-restore-restore").await);
-    let st = finished(&server, "orders-restore").await;
+    let st = finished(&server, NS, "orders-restore").await;
     assert_eq!(st["phase"], "Succeeded", "{st}");
     let rto = st["recoveryTimeSeconds"].as_i64().expect("a measured RTO");
     assert!((0..60).contains(&rto), "{rto}");
@@ -211,8 +184,7 @@ async fn scenario(w: World, backup: BackupSummary) {
 
     // A second request into the same, now non-empty, database without
     // overwrite is refused by the restore step.
-    create_request(
-        &server,
+    create_request(&server, NS,
         "orders-again",
         json!({"policyRef": {"name": "orders"},
                "target": {"postgres": {"connectionSecretRef": {"name": "restore-db"}, "database": target}},
@@ -221,7 +193,7 @@ async fn scenario(w: World, backup: BackupSummary) {
     .await;
     assert!(run_job(&server, &w, "orders-again-plan").await);
     assert!(!run_job(&server, &w, "orders-again-restore").await);
-    let st = finished(&server, "orders-again").await;
+    let st = finished(&server, NS, "orders-again").await;
     let m = st["message"].as_str().unwrap();
     assert!(
         m.starts_with("step restore failed: ") && m.contains("not empty"),
@@ -229,8 +201,7 @@ async fn scenario(w: World, backup: BackupSummary) {
     );
 
     // 3. A failing check fails the verify step and names the check.
-    create_request(
-        &server,
+    create_request(&server, NS,
         "orders-badcheck",
         json!({"policyRef": {"name": "orders"}, "overwrite": true,
                "target": {"postgres": {"connectionSecretRef": {"name": "restore-db"}, "database": target}},
@@ -239,7 +210,7 @@ async fn scenario(w: World, backup: BackupSummary) {
     .await;
     assert!(run_job(&server, &w, "orders-badcheck-plan").await);
     assert!(!run_job(&server, &w, "orders-badcheck-restore").await);
-    let st = finished(&server, "orders-badcheck").await;
+    let st = finished(&server, NS, "orders-badcheck").await;
     assert_eq!(st["phase"], "Failed");
     let m = st["message"].as_str().unwrap();
     assert!(
@@ -269,15 +240,14 @@ async fn scenario(w: World, backup: BackupSummary) {
         });
     });
     // A dry run reads the copy back: it fails at the plan, naming the object.
-    create_request(
-        &server,
+    create_request(&server, NS,
         "orders-dry-2",
         json!({"policyRef": {"name": "orders"}, "dryRun": true,
                "target": {"postgres": {"connectionSecretRef": {"name": "restore-db"}, "database": dry_db}}}),
     )
     .await;
     assert!(!run_job(&server, &w, "orders-dry-2-plan").await);
-    let st = finished(&server, "orders-dry-2").await;
+    let st = finished(&server, NS, "orders-dry-2").await;
     let m = st["message"].as_str().unwrap();
     assert!(
         m.starts_with("step plan failed: ") && m.contains(&object),
@@ -307,7 +277,7 @@ async fn scenario(w: World, backup: BackupSummary) {
     // byte, in one read): the restore step finds the damage in both copies.
     assert!(run_job(&server, &w, &format!("{drill}-plan")).await);
     assert!(!run_job(&server, &w, &format!("{drill}-restore")).await);
-    let st = finished(&server, &drill).await;
+    let st = finished(&server, NS, &drill).await;
     assert_eq!(st["phase"], "Failed");
     let m = st["message"].as_str().unwrap();
     assert!(

@@ -337,6 +337,34 @@ impl Drop for Cluster {
     }
 }
 
+/// Commit time (UTC, RFC 3339, microseconds) of the row of table t whose
+/// id follows: `c.psql(&format!("{COMMIT_TS}3"))`.
+pub const COMMIT_TS: &str = "select to_char(pg_xact_commit_timestamp(xmin) at time zone 'UTC', \
+                             'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') from t where id = ";
+
+/// Inserts rows `ids` into table t (id bigint), one transaction each: its
+/// own commit record and commit time.
+pub fn insert(c: &Cluster, ids: std::ops::RangeInclusive<i64>) {
+    for i in ids {
+        c.psql(&format!("insert into t (id) values ({i})"));
+    }
+}
+
+/// Starts a restored data directory (archiving off), returns the ids in
+/// table t, stops it.
+pub fn ids_in(dir: &Path) -> Vec<i64> {
+    let mut c = Cluster::at(dir);
+    c.start_with("-c archive_mode=off");
+    let ids = c
+        .psql("select coalesce(string_agg(id::text, ',' order by id), '') from t")
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    c.stop();
+    ids
+}
+
 #[track_caller]
 pub fn psql_at(socket: &Path, port: u16, sql: &str) -> String {
     let out = run_ok(

@@ -16,11 +16,11 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::Api;
-use lifeboat::api::{BackupPolicy, BackupRun};
+use lifeboat::api::{BackupPolicy, BackupRun, RestoreRequest};
 use lifeboat::controller::jobs::JobConfig;
 use lifeboat::controller::metrics::Metrics;
 use lifeboat::controller::Settings;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::apiserver::{ApiServer, JOBS};
 use crate::support::kubelet::{execute_with, Claims, Secrets};
@@ -118,6 +118,30 @@ pub async fn run_job(
         .await
         .unwrap();
     (job, ok)
+}
+
+/// Creates the RestoreRequest `name` in `ns` with `spec`.
+pub async fn create_request(server: &ApiServer, ns: &str, name: &str, spec: Value) {
+    let r: RestoreRequest = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "RestoreRequest",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": spec
+    }))
+    .unwrap();
+    Api::<RestoreRequest>::namespaced(server.client(), ns)
+        .create(&PostParams::default(), &r)
+        .await
+        .unwrap();
+}
+
+/// Waits until the request `name` in `ns` succeeds or fails; its status.
+pub async fn finished(server: &ApiServer, ns: &str, name: &str) -> Value {
+    server
+        .wait_for(&format!("request {name} to finish"), WAIT, |s| {
+            let st = s.get(REQUESTS, ns, name)?.get("status")?.clone();
+            matches!(st["phase"].as_str(), Some("Succeeded" | "Failed")).then_some(st)
+        })
+        .await
 }
 
 /// A manual run `orders-manual-1` that succeeded with `backup_id`, as the
