@@ -12,12 +12,20 @@
 //! directory under the work directory, translated the same way. A
 //! read-only mount is not enforced (that would take a bind mount, i.e.
 //! root); tests check the source is unchanged.
+//!
+//! The container runs as its securityContext's `runAsUser` only when that
+//! uid is a user of this machine (in /etc/passwd, e.g. postgres): the
+//! stand-in has no user namespaces, so any other uid (the image's 65532,
+//! also the file Jobs' default) runs as root, as it always has here; tests
+//! rely on that. Running as a real user, what the stand-in materialises is
+//! owned as the kubelet would own it ([`RunAs`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Container, PodSpec};
 use lifeboat::api::{BackupPolicy, BackupRun, BackupRunSpec, LocalRef, RunKind, Tier};
 use lifeboat::controller::jobs::JobConfig;
 use serde_json::json;
@@ -78,6 +86,7 @@ fn run_pod(
         .expect("a pod template");
     assert_eq!(pod.containers.len(), 1, "one container");
     let c = &pod.containers[0];
+    let run_as = RunAs::of(pod, c);
     let volumes = pod.volumes.clone().unwrap_or_default();
     // (mountPath, host directory) of each claim mounted.
     let mut claim_mounts: Vec<(String, PathBuf)> = Vec::new();
@@ -112,12 +121,18 @@ fn run_pod(
                 let mode = s.default_mode.unwrap_or(0o644) as u32;
                 std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(mode))
                     .unwrap();
+                if let Some(r) = &run_as {
+                    r.own_secret_file(&file, mode);
+                }
             }
         } else if let Some(pvc) = &v.persistent_volume_claim {
             let host = claims
                 .get(&pvc.claim_name)
                 .unwrap_or_else(|| panic!("claim {:?} not found", pvc.claim_name));
             assert!(m.sub_path.is_none(), "subPath mounts are not translated");
+            if let Some(r) = &run_as {
+                r.mount(host);
+            }
             claim_mounts.push((m.mount_path.trim_end_matches('/').to_string(), host.clone()));
         } else if v.empty_dir.is_some() && m.mount_path == "/tmp" {
             // The host's /tmp stands in for the emptyDir the Job mounts there.
@@ -128,6 +143,9 @@ fn run_pod(
             let host = work.join(format!("emptydir-{}", v.name));
             let _ = std::fs::remove_dir_all(&host);
             std::fs::create_dir_all(&host).unwrap();
+            if let Some(r) = &run_as {
+                r.own_empty_dir(&host);
+            }
             claim_mounts.push((m.mount_path.trim_end_matches('/').to_string(), host));
         } else {
             panic!(
@@ -177,6 +195,9 @@ fn run_pod(
         .unwrap_or("/dev/termination-log".into());
     let termination_file = work.join("termination-log");
     let _ = std::fs::remove_file(&termination_file);
+    if let Some(r) = &run_as {
+        r.create_termination_file(&termination_file);
+    }
     let args: Vec<String> = c
         .args
         .clone()
@@ -198,7 +219,11 @@ fn run_pod(
         })
         .collect();
 
-    let output = Command::new(&command[0])
+    let mut cmd = Command::new(&command[0]);
+    if let Some(r) = &run_as {
+        r.apply(&mut cmd, &command[0]);
+    }
+    let output = cmd
         .arg(&command[1])
         .arg(bin())
         .args(&args)
@@ -215,6 +240,105 @@ fn run_pod(
         output,
         termination_message: std::fs::read_to_string(&termination_file).unwrap_or_default(),
     }
+}
+
+/// A container that runs as a user of this machine: the ids it runs as,
+/// and the pod's fsGroup.
+struct RunAs {
+    uid: u32,
+    gid: u32,
+    fs_group: Option<u32>,
+}
+
+impl RunAs {
+    /// The container's `runAsUser` (else the pod's) when this machine has
+    /// that user and it is not root; its gid is `runAsGroup` (container,
+    /// then pod), else the user's own. None: the container runs as root.
+    fn of(pod: &PodSpec, c: &Container) -> Option<RunAs> {
+        let psc = pod.security_context.as_ref();
+        let csc = c.security_context.as_ref();
+        let uid = csc.and_then(|s| s.run_as_user);
+        let uid = u32::try_from(uid.or(psc.and_then(|s| s.run_as_user))?).ok()?;
+        let own_gid = user_gid(uid).filter(|_| uid != 0)?;
+        let gid = csc.and_then(|s| s.run_as_group);
+        let gid = gid.or(psc.and_then(|s| s.run_as_group));
+        let gid = gid.map_or(own_gid, |g| u32::try_from(g).unwrap());
+        let fs_group = psc
+            .and_then(|s| s.fs_group)
+            .map(|g| u32::try_from(g).unwrap());
+        // The kubelet adds fsGroup to the supplementary groups; std's
+        // CommandExt sets none, so only an fsGroup that is the gid works.
+        assert!(
+            fs_group.is_none_or(|g| g == gid),
+            "fsGroup {fs_group:?} other than the gid {gid}: supplementary groups are not emulated"
+        );
+        Some(RunAs { uid, gid, fs_group })
+    }
+
+    /// A Secret volume's file: with fsGroup, the kubelet gives it to that
+    /// group and adds read for owner and group (a read-only volume).
+    fn own_secret_file(&self, file: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        self.mount(file);
+        let Some(g) = self.fs_group else { return };
+        std::os::unix::fs::chown(file, Some(0), Some(g)).unwrap();
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(mode | 0o440)).unwrap();
+    }
+
+    /// An emptyDir: the kubelet makes it 0777.
+    fn own_empty_dir(&self, dir: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        self.mount(dir);
+    }
+
+    /// The termination-log file: the kubelet creates it mode 0666.
+    fn create_termination_file(&self, file: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(file, "").unwrap();
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o666)).unwrap();
+        self.mount(file);
+    }
+
+    /// What is mounted at `path` in a pod is reachable there: every
+    /// directory above it on this machine gets o+x where it lacks it (a
+    /// test's temp directory is 0700).
+    fn mount(&self, path: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        for dir in path.ancestors().skip(1).filter(|d| d.is_dir()) {
+            let mode = std::fs::metadata(dir).unwrap().permissions().mode();
+            if mode & 0o001 == 0 {
+                let open = std::fs::Permissions::from_mode(mode | 0o001);
+                std::fs::set_permissions(dir, open).unwrap();
+            }
+        }
+    }
+
+    /// Runs `cmd` as the user; `init` (tini) and this build's lifeboat, the
+    /// image's programs, must be reachable and executable by anyone.
+    fn apply(&self, cmd: &mut Command, init: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        for program in [Path::new(init), Path::new(bin())] {
+            self.mount(program);
+            let mode = std::fs::metadata(program).unwrap().permissions().mode();
+            assert!(
+                mode & 0o001 != 0,
+                "{} is not executable by others",
+                program.display()
+            );
+        }
+        cmd.uid(self.uid).gid(self.gid);
+    }
+}
+
+/// The primary gid of the user with `uid` in /etc/passwd, if there is one.
+fn user_gid(uid: u32) -> Option<u32> {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 3 && f[2] == uid.to_string()).then(|| f[3].parse().ok())?
+    })
 }
 
 /// A run of the [`world`]'s policy `orders` in `shop`, as the schedule
