@@ -377,6 +377,10 @@ async fn recover(
         // while it runs the server: trust it, whatever the backed-up
         // server's pg_hba.conf says; that file stays for the real server.
         cmd.arg("-c").arg(format!("hba_file={}", hba.display()));
+        // Nor any TCP address: lifeboat talks to it over that socket, and
+        // a server already on the port (the host's own, on 5432) must not
+        // stop the restore.
+        cmd.args(["-c", "listen_addresses="]);
         // A restore lifeboat stops again (a drill, a verification, a copy to
         // start later) archives nothing: its new timeline must not become
         // the archive's "latest" history that every later restore follows.

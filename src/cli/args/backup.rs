@@ -182,7 +182,8 @@ pub struct RestoreArgs {
     /// (PostgreSQL refuses root); default: the current user.
     #[arg(long, requires = "data_dir")]
     pub run_as: Option<String>,
-    /// Port of the restored server while lifeboat runs it.
+    /// Port of the restored server while lifeboat runs it (its socket's
+    /// name; on TCP only with --keep-running).
     #[arg(long = "server-port", requires = "data_dir", default_value_t = 5432)]
     pub server_port: u16,
     #[arg(long)]
