@@ -252,7 +252,12 @@ fn rbac_is_least_privilege_and_never_reads_secrets() {
             .iter()
             .any(|v| v == "escalate" || v == "bind" || v == "impersonate"));
     }
-    for kind in ["backuppolicies", "backupruns", "restorerequests"] {
+    for kind in [
+        "backuppolicies",
+        "backupruns",
+        "restorerequests",
+        "applicationrestores",
+    ] {
         assert!(grants(&cluster, "lifeboat.dev", kind).contains(&"watch".to_string()));
         assert_eq!(
             grants(&cluster, "lifeboat.dev", &format!("{kind}/status")),
@@ -273,6 +278,9 @@ fn rbac_is_least_privilege_and_never_reads_secrets() {
         ["get", "list", "watch"]
     );
     assert_eq!(grants(&cluster, "", "pods"), ["list"]);
+    // Maintenance and smoke tests of application restores.
+    assert_eq!(grants(&cluster, "apps", "statefulsets"), ["get", "patch"]);
+    assert_eq!(grants(&cluster, "", "services"), ["get"]);
     assert_eq!(grants(&cluster, "", "persistentvolumeclaims"), ["get"]);
     assert!(
         grants(&cluster, "", "events").is_empty(),

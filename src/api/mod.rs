@@ -1,6 +1,7 @@
-//! The three custom resources in API group `lifeboat.dev/v1alpha1`:
-//! [`BackupPolicy`] (what, when, where, how long), [`BackupRun`] (one backup)
-//! and [`RestoreRequest`] (one recovery).
+//! The custom resources in API group `lifeboat.dev/v1alpha1`:
+//! [`BackupPolicy`] (what, when, where, how long), [`BackupRun`] (one backup),
+//! [`RestoreRequest`] (one recovery) and [`ApplicationRestore`] (several
+//! policies of one application recovered to one instant).
 //!
 //! Only types and pure checks live here, no IO. The schema that the API server
 //! enforces comes from these types (enums, minimums, patterns, CEL rules);
@@ -9,6 +10,7 @@
 //! status conditions. [`crds_yaml`] prints the CustomResourceDefinitions for
 //! `lifeboat crds` and crds/.
 
+pub mod app_restore;
 pub mod conditions;
 pub mod policy;
 pub mod restore;
@@ -23,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::schedule::ScheduleError;
 
+pub use app_restore::{ApplicationRestore, ApplicationRestoreSpec, ApplicationRestoreStatus};
 pub use policy::{BackupPolicy, BackupPolicySpec, BackupPolicyStatus};
 pub use restore::{RestoreRequest, RestoreRequestSpec, RestoreRequestStatus};
 pub use run::{BackupRun, BackupRunSpec, BackupRunStatus, DeletionPolicy, RunKind, RunPhase, Tier};
@@ -263,7 +266,12 @@ pub(crate) fn check_ref_name(field: &str, name: &str, errors: &mut Vec<FieldErro
 
 /// The three CustomResourceDefinitions.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![BackupPolicy::crd(), BackupRun::crd(), RestoreRequest::crd()]
+    vec![
+        BackupPolicy::crd(),
+        BackupRun::crd(),
+        RestoreRequest::crd(),
+        ApplicationRestore::crd(),
+    ]
 }
 
 /// All three CRDs as one multi-document YAML stream, as `lifeboat crds` prints

@@ -490,6 +490,26 @@ impl Metrics {
         }
     }
 
+    /// An application restore that just finished: its RTO, under each of
+    /// its parts' policies, as `kind="application"`.
+    pub fn record_application_restore(
+        &self,
+        ns: &str,
+        policy: &str,
+        o: &super::app_restore::Outcome,
+    ) {
+        self.note(ns, policy);
+        if let (true, false, Some(rto)) = (o.succeeded, o.dry_run, o.recovery_time_seconds) {
+            self.restore_duration
+                .get_or_create(&RestoreLabels {
+                    namespace: ns.to_string(),
+                    policy: policy.to_string(),
+                    kind: "application".to_string(),
+                })
+                .observe(rto as f64);
+        }
+    }
+
     /// The newest successful drill's completion (from the policy's status).
     pub fn record_last_drill_success(&self, ns: &str, policy: &str, at: DateTime<Utc>) {
         self.last_drill_success

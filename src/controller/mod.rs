@@ -10,6 +10,10 @@
 //! - RestoreRequest ([`restore`]): a plan Job, then a restore Job that also
 //!   runs the checks; status with steps and the measured RTO. The policy
 //!   controller creates drill RestoreRequests on `verification.restoreDrill`.
+//! - ApplicationRestore ([`app_restore`]): several policies of one
+//!   application to one instant, as ordered steps (plan, pre-check,
+//!   maintenance, configuration, databases, files, verification, end of
+//!   maintenance, smoke tests, post-check), each part a RestoreRequest.
 //!
 //! Each reconcile is observe (IO) → decide (a pure function of the objects
 //! and the clock) → apply (IO), written as named steps with one [`Error`]
@@ -21,6 +25,7 @@
 //! `forget` removes the series of deleted policies.
 
 pub mod access;
+pub mod app_restore;
 mod apply;
 pub mod archiver;
 mod archiver_sync;
@@ -60,7 +65,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 
-use crate::api::{BackupPolicy, BackupRun, RestoreRequest};
+use crate::api::{ApplicationRestore, BackupPolicy, BackupRun, RestoreRequest};
 pub use clock::Clock;
 use jobs::{JobConfig, JobError};
 use metrics::Metrics;
@@ -341,7 +346,13 @@ pub async fn run_controllers(
         .owns_stream(job_events)
         .with_config(config.clone());
     let restore_controller = Controller::new(restores.clone(), watcher::Config::default())
+        .owns(jobs.clone(), watcher::Config::default())
+        .with_config(config.clone());
+    let apps: Api<ApplicationRestore> = api_for(&client, ns.as_deref());
+    // Woken by its plan Jobs and its parts' RestoreRequests.
+    let app_controller = Controller::new(apps, watcher::Config::default())
         .owns(jobs, watcher::Config::default())
+        .owns(restores.clone(), watcher::Config::default())
         .with_config(config.clone());
     let recorder = events::Recorder::new(
         client.clone(),
@@ -400,6 +411,11 @@ pub async fn run_controllers(
         .run(restore::reconcile, error_policy, ctx.clone())
         .for_each(|_| async {});
 
+    let app_loop = app_controller
+        .graceful_shutdown_on(shutdown.clone())
+        .run(app_restore::reconcile::reconcile, error_policy, ctx.clone())
+        .for_each(|_| async {});
+
     let forget_loop = futures::FutureExt::map(
         futures::future::select(
             Box::pin(forget::forget_deleted_policies(
@@ -428,7 +444,7 @@ pub async fn run_controllers(
             .for_each(|_| async {})
             .await
     };
-    futures::join!(run_loop, restore_loop, policy_loop, forget_loop);
+    futures::join!(run_loop, restore_loop, app_loop, policy_loop, forget_loop);
 }
 
 pub use crate::install_crypto_provider;

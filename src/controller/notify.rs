@@ -21,7 +21,8 @@ use crate::api::conditions::{find, from_time, reasons, types};
 use crate::api::policy::NotificationEvent;
 use crate::api::restore::{RestorePhase, RestoreRequestStatus};
 use crate::api::{
-    BackupPolicy, BackupPolicyStatus, BackupRun, BackupRunStatus, RestoreRequest, RunPhase,
+    ApplicationRestore, BackupPolicy, BackupPolicyStatus, BackupRun, BackupRunStatus,
+    RestoreRequest, RunPhase,
 };
 use crate::controller::restore::is_drill;
 use crate::wire::{Notification, NotifyEvent};
@@ -185,7 +186,11 @@ pub fn for_restore(
 ) -> Option<Outgoing> {
     let finished = |p: RestorePhase| matches!(p, RestorePhase::Succeeded | RestorePhase::Failed);
     let was = request.status.as_ref().is_some_and(|s| finished(s.phase));
-    if was || !finished(new.phase) || is_drill(request) {
+    // A part of an application restore: the application's summary says it.
+    let part = request
+        .labels()
+        .contains_key(crate::controller::app_restore::APP_LABEL);
+    if was || !finished(new.phase) || is_drill(request) || part {
         return None;
     }
     if !wants(policy, NotificationEvent::RestoreFinished) {
@@ -211,6 +216,72 @@ pub fn for_restore(
         ),
         incident: format!("restore/{name}/{}", request.uid().unwrap_or_default()),
     })
+}
+
+/// The summary of an application restore that just finished, sent through
+/// its parts' policies: to each target that wants `restoreFinished` once,
+/// however many of the policies name it. Returns each policy (its targets
+/// cut to those it sends to) with its notification.
+pub fn for_application(
+    policies: &[&BackupPolicy],
+    app: &ApplicationRestore,
+    outcome: &crate::controller::app_restore::Outcome,
+    at: DateTime<Utc>,
+) -> Vec<(BackupPolicy, Outgoing)> {
+    let name = app.name_any();
+    let mut seen: Vec<serde_json::Value> = Vec::new();
+    let mut out = Vec::new();
+    for policy in policies {
+        let Some(n) = policy.spec.notifications.as_ref() else {
+            continue;
+        };
+        let mut targets = Vec::new();
+        for t in &n.targets {
+            if !t.wants(NotificationEvent::RestoreFinished) {
+                continue;
+            }
+            // Where it goes, whatever the policy calls it.
+            let mut key = serde_json::to_value(t).unwrap_or_default();
+            if let Some(o) = key.as_object_mut() {
+                o.remove("name");
+                o.remove("events");
+            }
+            if !seen.contains(&key) {
+                seen.push(key);
+                targets.push(t.clone());
+            }
+        }
+        if targets.is_empty() {
+            continue;
+        }
+        let mut sender = (*policy).clone();
+        if let Some(n) = sender.spec.notifications.as_mut() {
+            n.targets = targets;
+        }
+        let notification = note(
+            &sender,
+            NotifyEvent::RestoreFinished,
+            Some(name.clone()),
+            outcome.summary.clone(),
+            format!(
+                "lifeboat/{}/{name}/application-restore",
+                app.namespace().unwrap_or_default()
+            ),
+            at,
+        );
+        let incident = format!(
+            "application-restore/{name}/{}",
+            app.uid().unwrap_or_default()
+        );
+        out.push((
+            sender,
+            Outgoing {
+                notification,
+                incident,
+            },
+        ));
+    }
+    out
 }
 
 fn condition_true(s: &BackupPolicyStatus, type_: &str) -> bool {
