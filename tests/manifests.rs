@@ -399,6 +399,12 @@ fn examples_are_valid_resources() {
                 r.spec.validate().unwrap();
                 serde_json::to_value(r).unwrap()
             }
+            "ApplicationRestore" => {
+                let r: lifeboat::api::ApplicationRestore =
+                    serde_json::from_value(d.clone()).unwrap();
+                r.spec.validate().unwrap();
+                serde_json::to_value(r).unwrap()
+            }
             "Secret" => {
                 assert!(
                     d.get("data").is_none(),
@@ -410,7 +416,13 @@ fn examples_are_valid_resources() {
         };
         assert_subset(d, &typed, kind);
     }
-    for k in ["BackupPolicy", "BackupRun", "RestoreRequest", "Secret"] {
+    for k in [
+        "BackupPolicy",
+        "BackupRun",
+        "RestoreRequest",
+        "ApplicationRestore",
+        "Secret",
+    ] {
         assert!(kinds.iter().any(|x| x == k), "examples/ has no {k}");
     }
     // Everything the policy refers to is among the example Secrets.
