@@ -257,6 +257,7 @@ fn rbac_is_least_privilege_and_never_reads_secrets() {
         "backupruns",
         "restorerequests",
         "applicationrestores",
+        "applicationdrills",
     ] {
         assert!(grants(&cluster, "lifeboat.dev", kind).contains(&"watch".to_string()));
         assert_eq!(
@@ -281,6 +282,8 @@ fn rbac_is_least_privilege_and_never_reads_secrets() {
     // Maintenance and smoke tests of application restores.
     assert_eq!(grants(&cluster, "apps", "statefulsets"), ["get", "patch"]);
     assert_eq!(grants(&cluster, "", "services"), ["get"]);
+    // Application drills delete only the scratch namespaces they made.
+    assert_eq!(grants(&cluster, "", "namespaces"), ["delete", "get"]);
     assert_eq!(grants(&cluster, "", "persistentvolumeclaims"), ["get"]);
     assert!(
         grants(&cluster, "", "events").is_empty(),
@@ -405,6 +408,11 @@ fn examples_are_valid_resources() {
                 r.spec.validate().unwrap();
                 serde_json::to_value(r).unwrap()
             }
+            "ApplicationDrill" => {
+                let r: lifeboat::api::ApplicationDrill = serde_json::from_value(d.clone()).unwrap();
+                r.spec.validate("shop").unwrap();
+                serde_json::to_value(r).unwrap()
+            }
             "Secret" => {
                 assert!(
                     d.get("data").is_none(),
@@ -421,6 +429,7 @@ fn examples_are_valid_resources() {
         "BackupRun",
         "RestoreRequest",
         "ApplicationRestore",
+        "ApplicationDrill",
         "Secret",
     ] {
         assert!(kinds.iter().any(|x| x == k), "examples/ has no {k}");

@@ -102,6 +102,10 @@ pub struct ApplicationPart {
     /// Allow replacing a database that exists (as RestoreRequest's overwrite).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub overwrite: bool,
+    /// Drop the database after its checks (as RestoreRequest's dropAfter;
+    /// application drills set it on their database parts).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drop_after: bool,
 }
 
 /// Which stage a part runs in, by its target.
@@ -241,7 +245,7 @@ impl ApplicationRestoreSpec {
             checks: p.checks.clone(),
             dry_run: self.dry_run,
             overwrite: p.overwrite,
-            drop_after: false,
+            drop_after: p.drop_after,
         }
     }
 
@@ -268,13 +272,6 @@ impl ApplicationRestoreSpec {
                     format!("{at}.name"),
                     format!("{:?} names two parts", part.name),
                 ));
-            }
-            if part.target.scratch.is_some() {
-                errors.push(FieldError::new(
-                    format!("{at}.target.scratch"),
-                    "an application restore writes into its targets; scratch space is for drills",
-                ));
-                continue;
             }
             if let Err(found) = self.part_request(i).validate() {
                 errors.extend(found.into_iter().map(|e| FieldError {

@@ -58,16 +58,16 @@ fn bad_parts_are_named_under_their_index() {
 }
 
 #[test]
-fn scratch_targets_paths_and_a_missing_account_are_refused() {
+fn drop_after_on_files_a_bad_path_and_a_missing_account_are_refused() {
     let mut v = example();
-    v["parts"][2]["target"] = json!({"scratch": {}});
+    v["parts"][2]["dropAfter"] = json!(true);
     v["smokeTests"][0]["path"] = json!("healthz");
     v.as_object_mut().unwrap().remove("serviceAccountName");
     let fields = crate::api::error_fields(spec(v).validate());
     assert_eq!(
         fields,
         [
-            "spec.parts[2].target.scratch",
+            "spec.parts[2].dropAfter",
             "spec.smokeTests[0].path",
             "spec.serviceAccountName"
         ]

@@ -1,7 +1,8 @@
 //! The custom resources in API group `lifeboat.dev/v1alpha1`:
 //! [`BackupPolicy`] (what, when, where, how long), [`BackupRun`] (one backup),
-//! [`RestoreRequest`] (one recovery) and [`ApplicationRestore`] (several
-//! policies of one application recovered to one instant).
+//! [`RestoreRequest`] (one recovery), [`ApplicationRestore`] (several
+//! policies of one application recovered to one instant) and
+//! [`ApplicationDrill`] (that rehearsed on a schedule).
 //!
 //! Only types and pure checks live here, no IO. The schema that the API server
 //! enforces comes from these types (enums, minimums, patterns, CEL rules);
@@ -10,6 +11,7 @@
 //! status conditions. [`crds_yaml`] prints the CustomResourceDefinitions for
 //! `lifeboat crds` and crds/.
 
+pub mod app_drill;
 pub mod app_restore;
 pub mod conditions;
 pub mod policy;
@@ -25,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::schedule::ScheduleError;
 
+pub use app_drill::{ApplicationDrill, ApplicationDrillSpec, ApplicationDrillStatus};
 pub use app_restore::{ApplicationRestore, ApplicationRestoreSpec, ApplicationRestoreStatus};
 pub use policy::{BackupPolicy, BackupPolicySpec, BackupPolicyStatus};
 pub use restore::{RestoreRequest, RestoreRequestSpec, RestoreRequestStatus};
@@ -271,6 +274,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         BackupRun::crd(),
         RestoreRequest::crd(),
         ApplicationRestore::crd(),
+        ApplicationDrill::crd(),
     ]
 }
 

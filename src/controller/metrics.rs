@@ -510,6 +510,32 @@ impl Metrics {
         }
     }
 
+    /// An application drill that just finished, under one of its parts'
+    /// policies: its RTO as `kind="application-drill"`, a failure counted
+    /// as the policy's drill failure (the drill alert fires for it).
+    pub fn record_application_drill(
+        &self,
+        ns: &str,
+        policy: &str,
+        o: &super::app_drill::DrillOutcome,
+    ) {
+        self.note(ns, policy);
+        if let (true, Some(rto)) = (o.succeeded, o.recovery_time_seconds) {
+            self.restore_duration
+                .get_or_create(&RestoreLabels {
+                    namespace: ns.to_string(),
+                    policy: policy.to_string(),
+                    kind: "application-drill".to_string(),
+                })
+                .observe(rto as f64);
+        }
+        if !o.succeeded {
+            self.drill_failures
+                .get_or_create(&policy_labels(ns, policy))
+                .inc();
+        }
+    }
+
     /// The newest successful drill's completion (from the policy's status).
     pub fn record_last_drill_success(&self, ns: &str, policy: &str, at: DateTime<Utc>) {
         self.last_drill_success

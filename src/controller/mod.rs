@@ -14,6 +14,8 @@
 //!   application to one instant, as ordered steps (plan, pre-check,
 //!   maintenance, configuration, databases, files, verification, end of
 //!   maintenance, smoke tests, post-check), each part a RestoreRequest.
+//! - ApplicationDrill ([`app_drill`]): an ApplicationRestore into scratch
+//!   space on a schedule, its scratch namespaces deleted after.
 //!
 //! Each reconcile is observe (IO) → decide (a pure function of the objects
 //! and the clock) → apply (IO), written as named steps with one [`Error`]
@@ -25,6 +27,7 @@
 //! `forget` removes the series of deleted policies.
 
 pub mod access;
+pub mod app_drill;
 pub mod app_restore;
 mod apply;
 pub mod archiver;
@@ -65,7 +68,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 
-use crate::api::{ApplicationRestore, BackupPolicy, BackupRun, RestoreRequest};
+use crate::api::{ApplicationDrill, ApplicationRestore, BackupPolicy, BackupRun, RestoreRequest};
 pub use clock::Clock;
 use jobs::{JobConfig, JobError};
 use metrics::Metrics;
@@ -350,9 +353,13 @@ pub async fn run_controllers(
         .with_config(config.clone());
     let apps: Api<ApplicationRestore> = api_for(&client, ns.as_deref());
     // Woken by its plan Jobs and its parts' RestoreRequests.
-    let app_controller = Controller::new(apps, watcher::Config::default())
+    let app_controller = Controller::new(apps.clone(), watcher::Config::default())
         .owns(jobs, watcher::Config::default())
         .owns(restores.clone(), watcher::Config::default())
+        .with_config(config.clone());
+    let drills: Api<ApplicationDrill> = api_for(&client, ns.as_deref());
+    let drill_controller = Controller::new(drills, watcher::Config::default())
+        .owns(apps, watcher::Config::default())
         .with_config(config.clone());
     let recorder = events::Recorder::new(
         client.clone(),
@@ -416,6 +423,11 @@ pub async fn run_controllers(
         .run(app_restore::reconcile::reconcile, error_policy, ctx.clone())
         .for_each(|_| async {});
 
+    let drill_loop = drill_controller
+        .graceful_shutdown_on(shutdown.clone())
+        .run(app_drill::reconcile::reconcile, error_policy, ctx.clone())
+        .for_each(|_| async {});
+
     let forget_loop = futures::FutureExt::map(
         futures::future::select(
             Box::pin(forget::forget_deleted_policies(
@@ -444,7 +456,14 @@ pub async fn run_controllers(
             .for_each(|_| async {})
             .await
     };
-    futures::join!(run_loop, restore_loop, app_loop, policy_loop, forget_loop);
+    futures::join!(
+        run_loop,
+        restore_loop,
+        app_loop,
+        drill_loop,
+        policy_loop,
+        forget_loop
+    );
 }
 
 pub use crate::install_crypto_provider;

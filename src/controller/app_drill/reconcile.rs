@@ -1,0 +1,132 @@
+//! The IO of an ApplicationDrill reconcile, as named steps: dereference
+//! (its ApplicationRestores, which of its scratch namespaces exist, the
+//! service account's permissions when a drill is due) → [`decide`] →
+//! create the drill's ApplicationRestore → delete old drills and the
+//! scratch namespaces of a finished one → update the status → metrics.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DeleteParams, ListParams};
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+
+use super::{decide, due_slot, Observed, DRILL_LABEL};
+use crate::api::app_drill::ApplicationDrill;
+use crate::api::app_restore::ApplicationRestore;
+use crate::controller::access::{first_missing, Need};
+use crate::controller::apply::{
+    create_if_absent, delete_if_present, measured, namespace, next_action, patch_status,
+};
+use crate::controller::jobs::label_value;
+use crate::controller::{Context, Error};
+
+/// Observe → decide → apply for one drill.
+pub async fn reconcile(drill: Arc<ApplicationDrill>, ctx: Arc<Context>) -> Result<Action, Error> {
+    measured(&ctx, "applicationdrill", reconcile_drill(&drill, &ctx)).await
+}
+
+async fn reconcile_drill(drill: &ApplicationDrill, ctx: &Context) -> Result<Action, Error> {
+    let ns = namespace(drill)?;
+    let name = drill.name_any();
+    let restores: Api<ApplicationRestore> = ctx.api(&ns);
+    let selector = format!("{DRILL_LABEL}={}", label_value(&name));
+    let mine: Vec<ApplicationRestore> = restores
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(Error::dereference(format!(
+            "the restores of drill {ns}/{name}"
+        )))?
+        .items
+        .into_iter()
+        .filter(|r| {
+            r.owner_references()
+                .iter()
+                .any(|o| Some(&o.uid) == drill.uid().as_ref())
+        })
+        .collect();
+    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+    let mut existing = Vec::new();
+    for scratch in &drill.spec.scratch_namespaces {
+        let found = namespaces
+            .get_opt(scratch)
+            .await
+            .map_err(Error::dereference(format!("namespace {scratch}")))?;
+        if found.is_some() {
+            existing.push(scratch.clone());
+        }
+    }
+    let now = ctx.settings.clock.now();
+    let access = match due_slot(drill, &mine, now) {
+        Some(_) => Some(denied(ctx, drill, &ns).await?),
+        None => None,
+    };
+    let obs = Observed {
+        drill,
+        restores: &mine,
+        existing: &existing,
+        access: access.as_ref().map(|a| a.as_deref()),
+        now,
+    };
+    let d = decide(obs, ctx.settings.resync);
+
+    if let Some(r) = &d.create {
+        if create_if_absent(&restores, r).await? {
+            tracing::info!(drill = %name, restore = %r.name_any(), "started application drill");
+        }
+    }
+    for old in &d.delete_restores {
+        delete_if_present(&restores, old, &DeleteParams::background()).await?;
+    }
+    for scratch in &d.delete_namespaces {
+        delete_if_present(&namespaces, scratch, &DeleteParams::default()).await?;
+        tracing::info!(drill = %name, namespace = %scratch, "deleting scratch namespace");
+    }
+    let drills: Api<ApplicationDrill> = ctx.api(&ns);
+    patch_status(&drills, &name, drill.status.as_ref(), d.status.as_ref()).await?;
+    if let Some(o) = &d.outcome {
+        for policy in &o.policies {
+            ctx.metrics.record_application_drill(&ns, policy, o);
+        }
+    }
+    ctx.publish(drill, &d.events).await;
+    Ok(next_action(d.requeue_after))
+}
+
+/// What the drill's service account must be allowed: delete each scratch
+/// namespace (a namespace is its own namespace to RBAC). Pure.
+pub fn needs(drill: &ApplicationDrill) -> Vec<Need> {
+    drill
+        .spec
+        .scratch_namespaces
+        .iter()
+        .map(|ns| Need {
+            verb: "delete",
+            namespace: Some(ns.clone()),
+            group: String::new(),
+            resource: "namespaces".into(),
+        })
+        .collect()
+}
+
+async fn denied(
+    ctx: &Context,
+    drill: &ApplicationDrill,
+    ns: &str,
+) -> Result<Option<String>, Error> {
+    let Some(account) = &drill.spec.service_account_name else {
+        return Ok(None);
+    };
+    first_missing(
+        &ctx.client,
+        ns,
+        account,
+        &needs(drill),
+        "lifeboat-application-driller",
+    )
+    .await
+    .map_err(|source| Error::Dereference {
+        what: format!("the permissions of {ns}/{account}"),
+        source,
+    })
+}
