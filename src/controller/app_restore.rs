@@ -140,9 +140,9 @@ enum Progress {
 pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> Decision {
     let app = obs.app;
     let old = app.status.clone().unwrap_or_default();
-    // Steps wait on other objects' progress and on the workloads (no watch).
+    // Steps wait on Jobs, RestoreRequests and workloads it does not watch.
     let mut d = Decision {
-        requeue_after: Some(resync.min(Duration::from_secs(2))),
+        requeue_after: Some(resync.min(Duration::from_secs(1))),
         ..Decision::default()
     };
     if matches!(old.phase, RestorePhase::Succeeded | RestorePhase::Failed) {

@@ -349,13 +349,13 @@ pub async fn run_controllers(
         .owns_stream(job_events)
         .with_config(config.clone());
     let restore_controller = Controller::new(restores.clone(), watcher::Config::default())
-        .owns(jobs.clone(), watcher::Config::default())
+        .owns(jobs, watcher::Config::default())
         .with_config(config.clone());
     let apps: Api<ApplicationRestore> = api_for(&client, ns.as_deref());
-    // Woken by its plan Jobs and its parts' RestoreRequests.
+    // Not woken by its plan Jobs and parts (a third watch of every Job and
+    // RestoreRequest in the cluster, for a resource of which a handful
+    // exist): a running one looks again every second (app_restore::decide).
     let app_controller = Controller::new(apps.clone(), watcher::Config::default())
-        .owns(jobs, watcher::Config::default())
-        .owns(restores.clone(), watcher::Config::default())
         .with_config(config.clone());
     let drills: Api<ApplicationDrill> = api_for(&client, ns.as_deref());
     let drill_controller = Controller::new(drills, watcher::Config::default())
