@@ -13,7 +13,8 @@
 #              same uncompressed archive lifeboat streams into pg_restore
 #   lifeboat   lifeboat restore --from s3://…   (download, authenticate,
 #              decrypt, decompress, stream into pg_restore --single-transaction)
-#   bare-jN    pg_restore --jobs N of the local dump.Fc
+#   bare-jN    createdb T && pg_restore --jobs N of the local dump.Fc (the
+#              createdb inside the timer, as lifeboat-jN creates its database)
 #   lifeboat-jN  lifeboat restore --create --jobs N: download and authenticate
 #              into a local copy, then pg_restore --jobs N from it (issue 16)
 #
@@ -102,7 +103,7 @@ run() { # method target -> "wall user sys maxrss_kb"
     bare-1tx) /usr/bin/time -f '%e %U %S %M' -o "$WORK/time" pg_restore --single-transaction -d "$t" "$WORK/dump.Fc" ;;
     bare-Z0) /usr/bin/time -f '%e %U %S %M' -o "$WORK/time" pg_restore --single-transaction -d "$t" "$WORK/dump-Z0.Fc" ;;
     lifeboat) /usr/bin/time -f '%e %U %S %M' -o "$WORK/time" "$LIFEBOAT_BIN" restore --from "$URL" --target-db "$t" >/dev/null ;;
-    bare-jN) /usr/bin/time -f '%e %U %S %M' -o "$WORK/time" pg_restore --jobs "$JOBS" -d "$t" "$WORK/dump.Fc" ;;
+    bare-jN) /usr/bin/time -f '%e %U %S %M' -o "$WORK/time" bash -c 'createdb "$1" && exec pg_restore --jobs "$2" -d "$1" "$3"' _ "$t" "$JOBS" "$WORK/dump.Fc" ;;
     lifeboat-jN) /usr/bin/time -f '%e %U %S %M' -o "$WORK/time" "$LIFEBOAT_BIN" restore --from "$URL" --target-db "$t" --create --jobs "$JOBS" --spool-dir "$WORK" >/dev/null ;;
   esac
   cat "$WORK/time"
@@ -115,9 +116,10 @@ for round in $(seq 1 "$ROUNDS"); do
     t=restore_${round}_$m
     t=${t//-/_}
     dropdb --if-exists "$t" 2>/dev/null
-    # lifeboat-jN creates its database: a parallel load is not one
-    # transaction, so a failure must be able to drop it.
-    [ "$m" = lifeboat-jN ] || createdb "$t"
+    # lifeboat-jN creates its database (a parallel load is not one
+    # transaction, so a failure must be able to drop it); bare-jN does it
+    # inside its timer, to compare like with like.
+    case $m in lifeboat-jN | bare-jN) ;; *) createdb "$t" ;; esac
     psql -X -q -d postgres -c checkpoint
     load=$(cut -d' ' -f1 /proc/loadavg)
     read -r wall user sys rss < <(run "$m" "$t")

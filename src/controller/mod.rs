@@ -355,8 +355,8 @@ pub async fn run_controllers(
     // Not woken by its plan Jobs and parts (a third watch of every Job and
     // RestoreRequest in the cluster, for a resource of which a handful
     // exist): a running one looks again every second (app_restore::decide).
-    let app_controller = Controller::new(apps.clone(), watcher::Config::default())
-        .with_config(config.clone());
+    let app_controller =
+        Controller::new(apps.clone(), watcher::Config::default()).with_config(config.clone());
     let drills: Api<ApplicationDrill> = api_for(&client, ns.as_deref());
     let drill_controller = Controller::new(drills, watcher::Config::default())
         .owns(apps, watcher::Config::default())

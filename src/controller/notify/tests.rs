@@ -485,3 +485,54 @@ fn a_bad_notification_spec_makes_the_policy_not_ready_naming_the_field() {
     );
     assert!(plan.create.is_none());
 }
+
+#[test]
+fn an_application_restore_summary_goes_to_each_restore_target_once() {
+    let wanting = |name: &str, secret: &str| json!({"name": name, "events": ["restoreFinished"], "slack": {"secretRef": {"name": secret}}});
+    let a = policy(json!({"targets": [wanting("ops", "ops-slack"), wanting("dba", "dba-slack")]}));
+    let mut b = policy(json!({"targets": [
+        wanting("team", "ops-slack"),
+        {"name": "pager", "pagerduty": {"secretRef": {"name": "pd"}}}
+    ]}));
+    b.metadata.name = Some("uploads".into());
+    let app: crate::api::ApplicationRestore = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "ApplicationRestore",
+        "metadata": {"name": "shop-0959", "namespace": "shop", "uid": "app-uid"},
+        "spec": {"pointInTime": "2026-11-25T09:59:00Z",
+                 "parts": [{"name": "db", "policyRef": {"name": "orders"},
+                            "target": {"postgres": {"connectionSecretRef": {"name": "x"}}}}]}
+    }))
+    .unwrap();
+    let outcome = crate::controller::app_restore::Outcome {
+        succeeded: true,
+        dry_run: false,
+        recovery_time_seconds: Some(120),
+        summary: "application restore shop-0959 …\n- plan Succeeded 3 s".into(),
+    };
+    let sends = for_application(&[&a, &b], &app, &outcome, at("2026-11-25T12:00:00Z"));
+    // The same Slack Secret under another name in the second policy is not
+    // sent twice; the pager does not want restores.
+    assert_eq!(sends.len(), 1);
+    let (sender, out) = &sends[0];
+    let names: Vec<&str> = sender
+        .spec
+        .notifications
+        .as_ref()
+        .unwrap()
+        .targets
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(names, ["ops", "dba"]);
+    assert_eq!(out.notification.summary, outcome.summary);
+    assert_eq!(out.notification.subject.as_deref(), Some("shop-0959"));
+    let job = notify_job(
+        sender,
+        &out.notification,
+        &out.incident,
+        &JobConfig::default(),
+    )
+    .unwrap()
+    .unwrap();
+    assert!(args(&job).iter().any(|a| a.contains("plan Succeeded 3 s")));
+}
