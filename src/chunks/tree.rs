@@ -235,11 +235,11 @@ pub struct TreeParser {
 }
 
 impl TreeParser {
+    /// Parsed records are dropped first: what is kept is at most the
+    /// part of a record not yet complete and `data` (each byte is moved at
+    /// most once, as a record completes only once).
     pub fn feed(&mut self, data: &[u8]) {
-        if self.pos > 0 && self.pos == self.buf.len() {
-            self.buf.clear();
-            self.pos = 0;
-        } else if self.pos > (1 << 20) {
+        if self.pos > 0 {
             self.buf.drain(..self.pos);
             self.pos = 0;
         }

@@ -206,17 +206,27 @@ impl<'a, 'r> BucketEngine<'a, 'r> {
             // or one large object alone, streamed.
             let (mut n, mut bytes, mut fetches) = (0, 0, 0);
             while n < items.len() {
-                if let Plan::Fetch { .. } = items[n].1 {
-                    let size = items[n].0.size;
-                    if size > SMALL {
-                        n = n.max(1);
-                        break;
+                match items[n].1 {
+                    Plan::Reuse { head: false, .. } => {}
+                    Plan::Reuse { head: true, .. } => {
+                        if fetches == WINDOW_OBJECTS {
+                            break;
+                        }
+                        fetches += 1;
                     }
-                    if fetches == WINDOW_OBJECTS || (fetches > 0 && bytes + size > WINDOW_BYTES) {
-                        break;
+                    Plan::Fetch { .. } => {
+                        let size = items[n].0.size;
+                        if size > SMALL {
+                            n = n.max(1);
+                            break;
+                        }
+                        if fetches == WINDOW_OBJECTS || (fetches > 0 && bytes + size > WINDOW_BYTES)
+                        {
+                            break;
+                        }
+                        fetches += 1;
+                        bytes += size;
                     }
-                    fetches += 1;
-                    bytes += size;
                 }
                 n += 1;
             }
@@ -233,39 +243,44 @@ impl<'a, 'r> BucketEngine<'a, 'r> {
     ) -> Result<(), BucketError> {
         let src = &self.spec.source;
         let big = matches!(window[..], [(ref l, Plan::Fetch { .. })] if l.size > SMALL);
-        // Small objects' bodies (and HEADs of touched ones), concurrently.
-        let fetched = if big {
-            vec![None]
-        } else {
-            self.rt
-                .block_on(futures::future::try_join_all(window.iter().map(
-                    |(l, plan)| {
-                        let mut l = l.clone();
-                        async move {
-                            Ok::<_, BucketError>(match plan {
-                                Plan::Reuse { head: false, .. } => None,
-                                Plan::Reuse { head: true, .. } => {
-                                    Some(Fetched::Head(object::head(src, &l.key).await?))
+        // Small objects' bodies (and HEADs of touched ones), concurrently:
+        // a request's future only for the objects that need one (each is
+        // kilobytes, and a window may hold a whole page of unchanged ones).
+        let mut fetched: Vec<Option<Fetched>> = window.iter().map(|_| None).collect();
+        let asks: Vec<usize> = (0..window.len())
+            .filter(|&i| !big && !matches!(window[i].1, Plan::Reuse { head: false, .. }))
+            .collect();
+        if !asks.is_empty() {
+            let got = self
+                .rt
+                .block_on(futures::future::try_join_all(asks.iter().map(|&i| {
+                    let (l, plan) = &window[i];
+                    let mut l = l.clone();
+                    async move {
+                        Ok::<_, BucketError>(match plan {
+                            Plan::Reuse { head: false, .. } => None,
+                            Plan::Reuse { head: true, .. } => {
+                                Some(Fetched::Head(object::head(src, &l.key).await?))
+                            }
+                            Plan::Fetch { .. } => Some(match object::get(src, &mut l).await? {
+                                None => Fetched::Gone,
+                                Some(o) => {
+                                    let meta = object::meta_of_get(&o, &l.etag);
+                                    let body = o
+                                        .body
+                                        .collect()
+                                        .await
+                                        .map_err(|e| read_err(src, &l.key, e))?;
+                                    Fetched::Body(l, meta, body.into_bytes())
                                 }
-                                Plan::Fetch { .. } => {
-                                    Some(match object::get(src, &mut l).await? {
-                                        None => Fetched::Gone,
-                                        Some(o) => {
-                                            let meta = object::meta_of_get(&o, &l.etag);
-                                            let body = o
-                                                .body
-                                                .collect()
-                                                .await
-                                                .map_err(|e| read_err(src, &l.key, e))?;
-                                            Fetched::Body(l, meta, body.into_bytes())
-                                        }
-                                    })
-                                }
-                            })
-                        }
-                    },
-                )))?
-        };
+                            }),
+                        })
+                    }
+                })))?;
+            for (i, f) in asks.into_iter().zip(got) {
+                fetched[i] = f;
+            }
+        }
         for ((listed, plan), fetched) in window.into_iter().zip(fetched) {
             let entry = match (plan, fetched) {
                 (Plan::Reuse { prev, .. }, None) => Some(self.reuse(&listed, prev, None)),
