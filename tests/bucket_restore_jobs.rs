@@ -16,6 +16,7 @@ use lifeboat::api::RestoreRequest;
 use lifeboat::controller::restore_jobs::{plan_from_summary, plan_job, restore_job};
 use lifeboat::wire::{parse, PlanSummary, RestoreSummary};
 use serde_json::{json, Value};
+use support::bucket_objects::empty_prefix;
 use support::kubelet::*;
 use support::*;
 
@@ -191,27 +192,4 @@ fn bucket_restore_requests_into_the_same_and_another_region() {
     let (s, _) = restore(&w, "always", always);
     assert_eq!(s.files, Some(1), "{s:?}");
     assert_eq!(get(&oc, &other, "restored/x+y=z").0, b"plus and equals");
-}
-
-/// Deletes every object under `prefix`.
-fn empty_prefix(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str) {
-    runtime().block_on(async {
-        let out = client
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(prefix)
-            .send()
-            .await
-            .unwrap();
-        for o in out.contents() {
-            let key = o.key().unwrap();
-            client
-                .delete_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .unwrap();
-        }
-    });
 }

@@ -26,7 +26,7 @@ use lifeboat::controller::{metrics::Metrics, Settings};
 use lifeboat::wire::BackupSummary;
 use serde_json::{json, Value};
 use support::kubelet::{execute, execute_api, Secrets};
-use support::objects::{comparable, shipped_role};
+use support::objects::{cluster_binding, comparable, namespace, shipped_role};
 
 const NS: &str = "ops";
 const RESTORES: &str = "apis/lifeboat.dev/v1alpha1/restorerequests";
@@ -52,11 +52,7 @@ fn ins(s: &Store, resource: &str, v: Value) {
 /// holding the canary), a Deployment and a custom resource.
 fn fill(s: &Store) {
     for ns in ["ops", "shop"] {
-        ins(
-            s,
-            "api/v1/namespaces",
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-        );
+        ins(s, "api/v1/namespaces", namespace(ns));
     }
     ins(
         s,
@@ -108,14 +104,8 @@ fn fill(s: &Store) {
         ("restorer", "lifeboat-config-restorer"),
         ("weak", "configmaps-only"),
     ] {
-        ins(
-            s,
-            &format!("{RBAC}/clusterrolebindings"),
-            json!({"apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding", "metadata": {"name": account},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": NS}]}),
-        );
+        let binding = cluster_binding(account, role, NS, account);
+        ins(s, &format!("{RBAC}/clusterrolebindings"), binding);
     }
 }
 

@@ -27,10 +27,10 @@ use job_pods::{create_request, finished, run_job};
 use lifeboat::api::Tier;
 use serde_json::{json, Value};
 use support::cluster::{
-    give_to_postgres, ids_in, insert, postgres_ids, shared_tempdir, Cluster, COMMIT_TS,
+    archiving_for, give_to_postgres, ids_in, insert, postgres_ids, shared_tempdir, Cluster,
+    COMMIT_TS,
 };
 use support::kubelet::*;
-use support::*;
 
 const NS: &str = "shop";
 const CLAIM: &str = "orders-pg-restore";
@@ -79,23 +79,10 @@ fn a_physical_restore_request_replays_wal_to_its_point_in_time_into_a_claim() {
     let dir = shared_tempdir();
     // The cluster archives with the key of the policy's Secret to the
     // prefix the controller gives the policy in each destination.
-    let key = dir.path().join("keys");
-    write_private(&key, &w.secrets["backup-keys"]["keys"]);
-    let archive: Vec<String> = w
-        .buckets
-        .iter()
-        .map(|url| {
-            let (bucket, region) = bucket_and_region(url);
-            s3_url(&bucket, &region, "prod/shop/orders")
-        })
-        .collect();
-    let c = Cluster::archiving(dir.path(), &archive, &key);
+    let c = archiving_for(&mut w, dir.path(), "prod/shop/orders");
     w.policy.spec.source = serde_json::from_value(json!({"postgres": {
         "connectionSecretRef": {"name": "orders-db"}, "method": "physical"}}))
     .unwrap();
-    let db = w.secrets.get_mut("orders-db").unwrap();
-    db.insert("port".into(), c.port.to_string());
-    db.insert("user".into(), "postgres".into());
 
     c.psql("create table t (id bigint primary key)");
     insert(&c, 1..=3);

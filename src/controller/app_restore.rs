@@ -11,7 +11,10 @@
 //! so the part restores exactly the planned backup without planning twice.
 //! Maintenance records a workload's replicas in one pass and scales it in
 //! the next, so the replicas to restore are in the status before anything
-//! is scaled. Pure; the IO is in `app_restore/reconcile.rs`.
+//! is scaled; the databases and files steps wait until every maintenance
+//! workload is at zero, so a workload a configuration part restored (at
+//! its backed-up replicas) is down before any data is restored under it.
+//! Pure; the IO is in `app_restore/reconcile.rs`.
 
 mod hold;
 mod parts;
@@ -275,10 +278,17 @@ impl Pass<'_, '_> {
                 step.phase = StepPhase::Running;
                 step.started_at = Some(now);
             }
-            if self.holding() {
-                hold::hold(self);
-            }
-            match self.evaluate(name) {
+            // Data parts restore only once every workload is at zero (one a
+            // configuration part just brought back is recorded, then scaled).
+            let held = !self.holding() || hold::hold(self);
+            let data = matches!(name, steps::DATABASES | steps::FILES);
+            let progress = match held || !data {
+                true => self.evaluate(name),
+                false => Progress::Wait(Some(
+                    "waiting for the maintenance workloads to be at zero".into(),
+                )),
+            };
+            match progress {
                 Progress::Wait(message) => {
                     let message = message.map(truncate);
                     self.step(name).message = message.clone();

@@ -21,6 +21,10 @@
 //! is in it. SubjectAccessReviews are answered from the stored RBAC objects
 //! (`apiserver_rbac.rs`). [`Store::strict`] makes it refuse objects in a namespace that
 //! does not exist and of a type it does not serve, as a cluster does.
+//! A Service created without a `clusterIP` gets one from the service range,
+//! 10.96.0.0/16 by default; [`Store::services_on_loopback`] makes that range
+//! 127.0.0.1/32 (every Service allocated 127.0.0.1), so a test can answer a
+//! Service's cluster IP with a server on loopback, ports telling them apart.
 
 #![allow(dead_code)]
 
@@ -74,6 +78,8 @@ struct Inner {
     requests_by: BTreeMap<(String, String), u64>,
     /// Refuse objects in missing namespaces and of unserved types.
     strict: bool,
+    /// Allocate 127.0.0.1 to every Service created without a cluster IP.
+    loopback_services: bool,
     /// At this many continued lists, the store compacts: every token
     /// issued before then is answered 410 Expired.
     compact_at_continue: Option<u64>,
@@ -174,6 +180,12 @@ impl Store {
     /// to be served (a CRD stored, or built in).
     pub fn strict(&self) {
         self.lock().strict = true;
+    }
+
+    /// The service range is 127.0.0.1/32: a Service created without a
+    /// cluster IP (a config restore strips it) gets 127.0.0.1.
+    pub fn services_on_loopback(&self) {
+        self.lock().loopback_services = true;
     }
 
     /// Compacts the history at the `n`-th continued list from now: that list and
@@ -857,7 +869,7 @@ fn create_in(
         m.remove("deletionTimestamp");
     }
     set_rv(&mut obj, rv);
-    rules::normalize(&t.resource, &mut obj, uid);
+    rules::normalize(&t.resource, &mut obj, uid, inner.loopback_services);
     if dry_run {
         inner.dry_runs += 1;
         return Ok(obj);
@@ -951,7 +963,7 @@ fn update(store: &Store, t: &Target, name: &str, edit: Edit, dry_run: bool) -> R
                 }
             }
         }
-        rules::normalize(&t.resource, &mut next, inner.uid);
+        rules::normalize(&t.resource, &mut next, inner.uid, inner.loopback_services);
         if let Some(why) = rules::immutable(&t.resource, &current, &next) {
             return status(
                 422,

@@ -116,6 +116,12 @@ fn builtin() -> Vec<Resource> {
             "RestoreRequest",
             true,
         ),
+        r(
+            "lifeboat.dev/v1alpha1",
+            "applicationrestores",
+            "ApplicationRestore",
+            true,
+        ),
     ]
 }
 

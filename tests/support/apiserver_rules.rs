@@ -10,8 +10,9 @@ const SECRETS: &str = "api/v1/secrets";
 const CONFIGMAPS: &str = "api/v1/configmaps";
 const SERVICES: &str = "api/v1/services";
 
-/// What the server sets on an object it is about to store.
-pub fn normalize(resource: &str, obj: &mut Value, serial: u64) {
+/// What the server sets on an object it is about to store; `loopback`:
+/// Service cluster IPs come from 127.0.0.1/32.
+pub fn normalize(resource: &str, obj: &mut Value, serial: u64, loopback: bool) {
     if resource == SECRETS {
         if let Some(Value::Object(string_data)) =
             obj.as_object_mut().and_then(|o| o.remove("stringData"))
@@ -23,7 +24,10 @@ pub fn normalize(resource: &str, obj: &mut Value, serial: u64) {
         }
     }
     if resource == SERVICES && obj.pointer("/spec/clusterIP").is_none_or(Value::is_null) {
-        let ip = format!("10.96.{}.{}", (serial / 250) % 250, serial % 250 + 1);
+        let ip = match loopback {
+            true => "127.0.0.1".to_string(),
+            false => format!("10.96.{}.{}", (serial / 250) % 250, serial % 250 + 1),
+        };
         obj["spec"]["clusterIP"] = json!(ip);
         obj["spec"]["clusterIPs"] = json!([ip]);
     }

@@ -1,6 +1,7 @@
 //! Objects of a source bucket for bucket backups (tests/buckets.rs,
 //! tests/bucket_jobs.rs): keys with spaces, `+` and non-ASCII, user
-//! metadata and content type, a multipart upload; and reading them back.
+//! metadata and content type, a multipart upload; and reading them back,
+//! or emptying a bucket (tests/bucket_restore_jobs.rs, tests/app_restore.rs).
 
 use super::{bucket, bucket_and_region, put_meta, runtime};
 use lifeboat::chunks::noise;
@@ -134,4 +135,27 @@ pub fn put_source(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str) {
         &format!("{prefix}/big object"),
         &big_object(),
     );
+}
+
+/// Deletes every object under `prefix`.
+pub fn empty_prefix(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str) {
+    runtime().block_on(async {
+        let out = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .send()
+            .await
+            .unwrap();
+        for o in out.contents() {
+            let key = o.key().unwrap();
+            client
+                .delete_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+        }
+    });
 }

@@ -5,7 +5,8 @@
 //! must never be harmed, so these tests use their own. Stopped (immediate)
 //! when dropped.
 
-use super::{bin, cli::Cli, pg_bin, unique};
+use super::kubelet::World;
+use super::{bin, bucket_and_region, cli::Cli, pg_bin, s3_url, unique, write_private};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -375,4 +376,26 @@ pub fn psql_at(socket: &Path, port: u16, sql: &str) -> String {
             .args(["-p", &port.to_string(), "-d", "postgres", "-c", sql]),
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A cluster in `root` that archives its WAL, with the key of the world's
+/// Secret `backup-keys`, to `prefix` (the one the controller gives the
+/// policy, e.g. `prod/shop/orders`) in both of the world's buckets; the
+/// Secret `orders-db` then names it (its port, user postgres).
+pub fn archiving_for(w: &mut World, root: &Path, prefix: &str) -> Cluster {
+    let key = root.join("keys");
+    write_private(&key, &w.secrets["backup-keys"]["keys"]);
+    let archive: Vec<String> = w
+        .buckets
+        .iter()
+        .map(|url| {
+            let (bucket, region) = bucket_and_region(url);
+            s3_url(&bucket, &region, prefix)
+        })
+        .collect();
+    let c = Cluster::archiving(root, &archive, &key);
+    let db = w.secrets.get_mut("orders-db").unwrap();
+    db.insert("port".into(), c.port.to_string());
+    db.insert("user".into(), "postgres".into());
+    c
 }

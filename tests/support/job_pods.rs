@@ -7,7 +7,7 @@
 
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ use lifeboat::controller::Settings;
 use serde_json::{json, Value};
 
 use crate::apiserver::{ApiServer, JOBS};
-use crate::support::kubelet::{execute_with, Claims, Secrets};
+use crate::support::kubelet::{execute_api, execute_with, Claims, Secrets};
 use crate::support::stderr;
 
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -47,8 +47,15 @@ pub async fn start(
         ..Settings::default()
     };
     let task = server.run_controllers(settings, metrics.clone());
+    add_policy(server, ns, "orders", policy).await;
+    (task, metrics)
+}
+
+/// Creates `policy` as `name` in `ns`, ten minutes old, with a daily
+/// schedule that does not fall due during a test.
+pub async fn add_policy(server: &ApiServer, ns: &str, name: &str, policy: &BackupPolicy) {
     let mut policy = serde_json::to_value(policy).unwrap();
-    policy["metadata"] = json!({"name": "orders", "namespace": ns,
+    policy["metadata"] = json!({"name": name, "namespace": ns,
         "creationTimestamp": (Utc::now() - chrono::Duration::minutes(10)).to_rfc3339()});
     policy["spec"]["schedule"] = json!({"daily": "0 2 1 1 *"});
     let policy: BackupPolicy = serde_json::from_value(policy).unwrap();
@@ -56,7 +63,17 @@ pub async fn start(
         .create(&PostParams::default(), &policy)
         .await
         .unwrap();
-    (task, metrics)
+}
+
+/// What a node gives the pods it runs: the cluster's Secrets, the claims'
+/// directories, a token (a kubeconfig for the API server) for the pods
+/// that ask for one, and a work directory.
+#[derive(Clone)]
+pub struct Node {
+    pub secrets: Secrets,
+    pub claims: Claims,
+    pub kubeconfig: Option<PathBuf>,
+    pub work: PathBuf,
 }
 
 /// Runs the Job `name` in `ns` once it exists, with `claims` mounted; then
@@ -70,6 +87,18 @@ pub async fn run_job(
     claims: &Claims,
     work: &Path,
 ) -> (Job, bool) {
+    let node = Node {
+        secrets: secrets.clone(),
+        claims: claims.clone(),
+        kubeconfig: None,
+        work: work.to_path_buf(),
+    };
+    run_job_on(server, ns, name, &node).await
+}
+
+/// [`run_job`] on `node`: a pod that mounts its service account's token
+/// talks to the API server with the node's kubeconfig.
+pub async fn run_job_on(server: &ApiServer, ns: &str, name: &str, node: &Node) -> (Job, bool) {
     let job: Job = serde_json::from_value(
         server
             .wait_for(&format!("job {name}"), WAIT, |s| s.get(JOBS, ns, name))
@@ -78,11 +107,17 @@ pub async fn run_job(
     .unwrap();
     let started = Utc::now();
     let ran = {
-        let (job, secrets, claims) = (job.clone(), secrets.clone(), claims.clone());
-        let work = work.to_path_buf();
-        tokio::task::spawn_blocking(move || execute_with(&job, &secrets, &claims, &work))
-            .await
-            .unwrap()
+        let (job, node) = (job.clone(), node.clone());
+        tokio::task::spawn_blocking(move || {
+            let pod = job.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+            let token = pod.and_then(|p| p.automount_service_account_token) == Some(true);
+            match (&node.kubeconfig, token) {
+                (Some(kc), true) => execute_api(&job, &node.secrets, kc, &node.work),
+                _ => execute_with(&job, &node.secrets, &node.claims, &node.work),
+            }
+        })
+        .await
+        .unwrap()
     };
     let ok = ran.output.status.success();
     let message = if ran.termination_message.is_empty() {

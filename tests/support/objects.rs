@@ -1,7 +1,7 @@
 //! Kubernetes objects in tests of config backups and restores: what a
 //! restored copy is compared on, and the ClusterRoles lifeboat ships.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// What the server sets, removed so an object can be compared with its
 /// restored copy.
@@ -34,4 +34,18 @@ pub fn shipped_role(name: &str) -> Value {
         .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
         .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == name);
     found.unwrap_or_else(|| panic!("{name} in manifests/03-rbac.yaml"))
+}
+
+/// A Namespace.
+pub fn namespace(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+}
+
+/// A ClusterRoleBinding `name` of the ClusterRole `role` to the service
+/// account `ns/account`.
+pub fn cluster_binding(name: &str, role: &str, ns: &str, account: &str) -> Value {
+    json!({"apiVersion": "rbac.authorization.k8s.io/v1",
+    "kind": "ClusterRoleBinding", "metadata": {"name": name},
+    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+    "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": ns}]})
 }

@@ -440,3 +440,66 @@ fn a_missing_policy_and_a_long_name_are_named() {
         .unwrap()
         .contains("metadata.name: at most 40"));
 }
+
+#[test]
+fn data_parts_wait_until_a_workload_the_configuration_restored_is_at_zero() {
+    let mut w = World::new(json!({"parts": [
+        {"name": "config", "policyRef": {"name": "shop-config"},
+         "target": {"config": {"serviceAccountName": "restorer"}}},
+        {"name": "db", "policyRef": {"name": "orders"},
+         "target": {"postgres": {"connectionSecretRef": {"name": "restore-db"}}}}
+    ]}));
+    let mut config = policy_of_source(json!({"config": {
+        "namespaces": ["shop"], "resources": ["deployments.apps"], "serviceAccountName": "reader"}}));
+    config.metadata.name = Some("shop-config".into());
+    w.policies = vec![config, w.policies[0].clone()];
+    // The namespace is gone: nothing to scale yet.
+    w.web = None;
+    w.decide("2026-11-22T10:00:01Z");
+    w.plans = vec![
+        done_job(
+            "shop-config-plan",
+            &plan("20261122T080000.000Z-cccccc", "2026-11-22T08:00:00Z"),
+            true,
+        ),
+        done_job(
+            "shop-db-plan",
+            &plan("20261122T080000.000Z-aaaaaa", "2026-11-22T08:00:00Z"),
+            true,
+        ),
+    ];
+    let d = w.decide("2026-11-22T10:00:05Z");
+    assert_eq!(w.phase(steps::MAINTENANCE), StepPhase::Succeeded);
+    let parts: Vec<String> = d.create_parts.iter().map(|r| r.name_any()).collect();
+    assert_eq!(parts, ["shop-config"]);
+    w.part_done(0, &d, true);
+
+    // The configuration brought the workload back at its two replicas: no
+    // database is restored under it until it is recorded and at zero.
+    w.web = Some(WorkloadState {
+        replicas: 2,
+        ready: 0,
+    });
+    let d = w.decide("2026-11-22T10:00:30Z");
+    assert_eq!(w.phase(steps::CONFIGURATION), StepPhase::Succeeded);
+    assert!(
+        d.create_parts.is_empty(),
+        "a database part under a running workload"
+    );
+    assert!(
+        d.scale.is_empty(),
+        "scaled before its replicas were written"
+    );
+    assert_eq!(w.status().workloads[0].replicas, Some(2));
+    let d = w.decide("2026-11-22T10:00:31Z");
+    assert_eq!(d.scale.len(), 1);
+    assert_eq!(d.scale[0].1, 0);
+    assert!(d.create_parts.is_empty());
+    w.web = Some(WorkloadState {
+        replicas: 0,
+        ready: 0,
+    });
+    let d = w.decide("2026-11-22T10:00:32Z");
+    let parts: Vec<String> = d.create_parts.iter().map(|r| r.name_any()).collect();
+    assert_eq!(parts, ["shop-db"]);
+}

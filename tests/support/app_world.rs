@@ -1,0 +1,261 @@
+//! The world of tests/app_restore.rs, one application across four policies:
+//! namespace `shop` (a Deployment, a ConfigMap, a Secret, Services), a
+//! PostgreSQL cluster archiving WAL (a physical policy with point-in-time
+//! recovery), a claim's directory (a volume policy), a bucket (a bucket
+//! policy) and the namespace's objects (a config policy). The policies and
+//! the restores live in `ops`, which survives. Beside the in-memory API
+//! server runs a stand-in cluster: every Job runs once in the stand-in
+//! kubelet (support/job_pods.rs), and Deployments become ready as a
+//! Deployment controller would make them. Include with
+//! `#[path = "support/app_world.rs"] mod app_world;` beside the API server
+//! and job_pods.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Patch, PatchParams};
+use kube::Api;
+use lifeboat::api::{BackupPolicy, BackupRun};
+use lifeboat::controller::jobs::{backup_job, JobConfig};
+use lifeboat::wire::BackupSummary;
+use serde_json::{json, Value};
+
+use crate::apiserver::{ApiServer, Store, JOBS};
+use crate::job_pods::{run_job_on, Node};
+use crate::support::kubelet::{execute_api, execute_with, World};
+use crate::support::objects::{cluster_binding, namespace, shipped_role};
+use crate::support::{s3_endpoint, stderr};
+
+pub const OPS: &str = "ops";
+pub const APP: &str = "shop";
+pub const DEPLOYMENTS: &str = "apis/apps/v1/deployments";
+pub const APPS: &str = "apis/lifeboat.dev/v1alpha1/applicationrestores";
+const RBAC: &str = "apis/rbac.authorization.k8s.io/v1";
+
+/// An HTTP server on loopback answering every request with `status` and
+/// `body`; its port.
+pub async fn http_server(status: u16, body: &'static str) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let code = axum::http::StatusCode::from_u16(status).unwrap();
+    let app = axum::Router::new().fallback(move || async move { (code, body) });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    port
+}
+
+fn ins(s: &Store, resource: &str, v: Value) {
+    s.insert(resource, v).unwrap();
+}
+
+/// The namespaces, the application in `shop` (Service `web` on `web_port`,
+/// `broken` on `broken_port`, both created without a cluster IP) and the
+/// accounts, bound to the shipped ClusterRoles: `reader` backs up the
+/// namespace, `restorer` restores it, scales its Deployments and reads its
+/// Services.
+pub fn fill(s: &Store, web_port: u16, broken_port: u16) {
+    for ns in [OPS, APP] {
+        ins(s, "api/v1/namespaces", namespace(ns));
+    }
+    ins(
+        s,
+        "api/v1/configmaps",
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "app-config", "namespace": APP, "labels": {"app": "web"}},
+        "data": {"mode": "production"}}),
+    );
+    ins(
+        s,
+        "api/v1/secrets",
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": "app-secret", "namespace": APP},
+        "stringData": {"password": "app-password-3c1d"}}),
+    );
+    ins(
+        s,
+        DEPLOYMENTS,
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": APP},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "web", "image": "web:1"}]}}},
+        "status": {"replicas": 2, "readyReplicas": 2}}),
+    );
+    for (name, port) in [("web", web_port), ("broken", broken_port)] {
+        ins(
+            s,
+            "api/v1/services",
+            json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": APP},
+            "spec": {"type": "ClusterIP", "selector": {"app": "web"},
+                     "ports": [{"name": "http", "port": port, "targetPort": 8080}]}}),
+        );
+    }
+    for role in [
+        "lifeboat-config-reader",
+        "lifeboat-config-restorer",
+        "lifeboat-application-restorer",
+    ] {
+        ins(s, &format!("{RBAC}/clusterroles"), shipped_role(role));
+    }
+    for (binding, account, role) in [
+        ("reader", "reader", "lifeboat-config-reader"),
+        ("restorer", "restorer", "lifeboat-config-restorer"),
+        ("restorer-app", "restorer", "lifeboat-application-restorer"),
+    ] {
+        let binding = cluster_binding(binding, role, OPS, account);
+        ins(s, &format!("{RBAC}/clusterrolebindings"), binding);
+    }
+}
+
+/// The world's policy as `name` in `ops` with `source` (and `extra` spec fields).
+fn policy(w: &World, name: &str, source: Value, extra: Value) -> BackupPolicy {
+    let mut p = serde_json::to_value(&w.policy).unwrap();
+    p["metadata"] = json!({"name": name, "namespace": OPS, "uid": format!("uid-{name}")});
+    p["spec"]["source"] = source;
+    for (k, v) in extra.as_object().unwrap() {
+        p["spec"][k] = v.clone();
+    }
+    let p: BackupPolicy = serde_json::from_value(p).unwrap();
+    p.spec.validate().expect("a valid policy");
+    p
+}
+
+/// The application's four policies: `orders` (the database, physical, WAL
+/// archived), `uploads` (subPath `app` of claim `uploads`), `media` (the
+/// bucket `bucket` in `region`, read with Secret `target-s3`) and `shop-config` (namespace `shop`).
+pub fn policies(w: &World, bucket: &str, region: &str) -> Vec<BackupPolicy> {
+    let pg =
+        json!({"postgres": {"connectionSecretRef": {"name": "orders-db"}, "method": "physical"}});
+    let pitr = json!({"pointInTimeRecovery": {"enabled": true}});
+    let volume = json!({"volume": {"claimName": "uploads", "subPath": "app"}});
+    let media = json!({"bucket": {"bucket": bucket, "region": region, "endpoint": s3_endpoint(),
+        "credentialsSecretRef": {"name": "target-s3"}}});
+    let config = json!({"config": {"namespaces": [APP],
+        "resources": ["configmaps", "secrets", "deployments.apps", "services"],
+        "serviceAccountName": "reader"}});
+    vec![
+        policy(w, "orders", pg, pitr),
+        policy(w, "uploads", volume, json!({})),
+        policy(w, "media", media, json!({})),
+        policy(w, "shop-config", config, json!({})),
+    ]
+}
+
+/// A manual backup of `policy`, its Job run on `node`.
+pub async fn back_up(policy: &BackupPolicy, cfg: &JobConfig, node: &Node) -> BackupSummary {
+    let name = policy.metadata.name.clone().unwrap();
+    let run: BackupRun = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupRun",
+        "metadata": {"name": format!("{name}-manual-1"), "namespace": OPS, "uid": format!("run-{name}")},
+        "spec": {"policyRef": {"name": name}, "tier": "manual"}
+    }))
+    .unwrap();
+    let job = backup_job(policy, &run, cfg).unwrap();
+    let node = node.clone();
+    let ran = tokio::task::spawn_blocking(move || match &node.kubeconfig {
+        Some(kc) if job_wants_token(&job) => execute_api(&job, &node.secrets, kc, &node.work),
+        _ => execute_with(&job, &node.secrets, &node.claims, &node.work),
+    })
+    .await
+    .unwrap();
+    assert!(
+        ran.output.status.success(),
+        "the backup of {name} failed: {}",
+        stderr(&ran.output)
+    );
+    BackupSummary::parse(&ran.termination_message).expect("a summary")
+}
+
+fn job_wants_token(job: &k8s_openapi::api::batch::v1::Job) -> bool {
+    let pod = job.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+    pod.and_then(|p| p.automount_service_account_token) == Some(true)
+}
+
+/// Each Job the stand-in cluster ran, with the `shop/web` Deployment's
+/// `spec.replicas` when its container started.
+pub type Ran = Arc<Mutex<Vec<(String, Option<i64>)>>>;
+
+/// The stand-in cluster: every Job in `ops` runs once on `node`, and every
+/// Deployment's readyReplicas follows its spec.replicas.
+pub fn cluster(server: Arc<ApiServer>, node: Node) -> (tokio::task::JoinHandle<()>, Ran) {
+    let ran: Ran = Arc::default();
+    let log = ran.clone();
+    let task = tokio::spawn(async move {
+        let mut done = BTreeSet::new();
+        loop {
+            become_ready(&server).await;
+            let jobs = server.store.list(JOBS, OPS);
+            let next = jobs
+                .iter()
+                .filter_map(|j| j["metadata"]["name"].as_str())
+                .find(|n| !done.contains(*n))
+                .map(str::to_string);
+            match next {
+                Some(name) => {
+                    done.insert(name.clone());
+                    let web = server.store.get(DEPLOYMENTS, APP, "web");
+                    let replicas = web.and_then(|w| w["spec"]["replicas"].as_i64());
+                    log.lock().unwrap().push((name.clone(), replicas));
+                    run_job_on(&server, OPS, &name, &node).await;
+                }
+                None => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    (task, ran)
+}
+
+/// The Deployment controller's part: readyReplicas = spec.replicas.
+async fn become_ready(server: &ApiServer) {
+    for d in server.store.list(DEPLOYMENTS, "") {
+        let want = d["spec"]["replicas"].as_i64().unwrap_or(1);
+        if d["status"]["readyReplicas"].as_i64().unwrap_or(0) == want {
+            continue;
+        }
+        let (ns, name) = (
+            d["metadata"]["namespace"].as_str().unwrap(),
+            d["metadata"]["name"].as_str().unwrap(),
+        );
+        let status = json!({"status": {"replicas": want, "readyReplicas": want}});
+        Api::<Deployment>::namespaced(server.client(), ns)
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(status))
+            .await
+            .unwrap();
+    }
+}
+
+/// Creates the ApplicationRestore `name` in `ops` with `spec`.
+pub async fn create_app(server: &ApiServer, name: &str, spec: Value) {
+    let app: lifeboat::api::ApplicationRestore = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "ApplicationRestore",
+        "metadata": {"name": name, "namespace": OPS}, "spec": spec
+    }))
+    .unwrap();
+    Api::<lifeboat::api::ApplicationRestore>::namespaced(server.client(), OPS)
+        .create(&Default::default(), &app)
+        .await
+        .unwrap();
+}
+
+/// Waits until the application restore `name` succeeds or fails; its status.
+pub async fn app_finished(server: &ApiServer, name: &str) -> Value {
+    server
+        .wait_for(
+            &format!("application restore {name} to finish"),
+            Duration::from_secs(120),
+            |s| {
+                let st = s.get(APPS, OPS, name)?.get("status")?.clone();
+                matches!(st["phase"].as_str(), Some("Succeeded" | "Failed")).then_some(st)
+            },
+        )
+        .await
+}
+
+/// `spec.replicas` of `shop/web`.
+pub fn web_replicas(s: &Store) -> Option<i64> {
+    s.get(DEPLOYMENTS, APP, "web")?["spec"]["replicas"].as_i64()
+}
