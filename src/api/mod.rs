@@ -327,7 +327,7 @@ mod tests {
     }
 
     #[test]
-    fn crds_yaml_holds_three_documents_that_parse_back() {
+    fn crds_yaml_holds_every_crd_and_they_parse_back() {
         let yaml = crds_yaml();
         let docs: Vec<CustomResourceDefinition> = yaml
             .split("---\n")
@@ -343,7 +343,9 @@ mod tests {
             [
                 "backuppolicies.lifeboat.dev",
                 "backupruns.lifeboat.dev",
-                "restorerequests.lifeboat.dev"
+                "restorerequests.lifeboat.dev",
+                "applicationrestores.lifeboat.dev",
+                "applicationdrills.lifeboat.dev"
             ]
         );
     }
@@ -354,6 +356,8 @@ mod tests {
             ("BackupPolicy", "bp"),
             ("BackupRun", "br"),
             ("RestoreRequest", "rr"),
+            ("ApplicationRestore", "apprestore"),
+            ("ApplicationDrill", "appdrill"),
         ] {
             let crd = crd_json(kind);
             assert_eq!(crd["spec"]["group"], GROUP);

@@ -1,20 +1,22 @@
 //! The IO of an ApplicationDrill reconcile, as named steps: dereference
 //! (its ApplicationRestores, which of its scratch namespaces exist, the
-//! service account's permissions when a drill is due) → [`decide`] →
+//! service account's permission to delete them when a drill is due) → [`decide`] →
 //! create the drill's ApplicationRestore → delete old drills and the
 //! scratch namespaces of a finished one → update the status → metrics.
 
 use std::sync::Arc;
 
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{DeleteParams, ListParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
 use super::{decide, due_slot, Observed, DRILL_LABEL};
 use crate::api::app_drill::ApplicationDrill;
 use crate::api::app_restore::ApplicationRestore;
-use crate::controller::access::{first_missing, Need};
 use crate::controller::apply::{
     create_if_absent, delete_if_present, measured, namespace, next_action, patch_status,
 };
@@ -93,22 +95,10 @@ async fn reconcile_drill(drill: &ApplicationDrill, ctx: &Context) -> Result<Acti
     Ok(next_action(d.requeue_after))
 }
 
-/// What the drill's service account must be allowed: delete each scratch
-/// namespace (a namespace is its own namespace to RBAC). Pure.
-pub fn needs(drill: &ApplicationDrill) -> Vec<Need> {
-    drill
-        .spec
-        .scratch_namespaces
-        .iter()
-        .map(|ns| Need {
-            verb: "delete",
-            namespace: Some(ns.clone()),
-            group: String::new(),
-            resource: "namespaces".into(),
-        })
-        .collect()
-}
-
+/// The first scratch namespace the drill's service account may not delete
+/// (IO). Asked by name: the account should be allowed exactly these, by a
+/// ClusterRole with `resourceNames` (a namespace that does not exist yet
+/// cannot hold a RoleBinding).
 async fn denied(
     ctx: &Context,
     drill: &ApplicationDrill,
@@ -117,16 +107,40 @@ async fn denied(
     let Some(account) = &drill.spec.service_account_name else {
         return Ok(None);
     };
-    first_missing(
-        &ctx.client,
-        ns,
-        account,
-        &needs(drill),
-        "lifeboat-application-driller",
-    )
-    .await
-    .map_err(|source| Error::Dereference {
-        what: format!("the permissions of {ns}/{account}"),
-        source,
-    })
+    let reviews: Api<SubjectAccessReview> = Api::all(ctx.client.clone());
+    for scratch in &drill.spec.scratch_namespaces {
+        let review = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: Some(format!("system:serviceaccount:{ns}:{account}")),
+                groups: Some(vec![
+                    "system:serviceaccounts".into(),
+                    format!("system:serviceaccounts:{ns}"),
+                ]),
+                resource_attributes: Some(ResourceAttributes {
+                    // A namespace is its own namespace to RBAC.
+                    namespace: Some(scratch.clone()),
+                    name: Some(scratch.clone()),
+                    verb: Some("delete".into()),
+                    group: Some(String::new()),
+                    resource: Some("namespaces".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let answer = reviews
+            .create(&PostParams::default(), &review)
+            .await
+            .map_err(|source| Error::Dereference {
+                what: format!("the permissions of {ns}/{account}"),
+                source,
+            })?;
+        if !answer.status.is_some_and(|s| s.allowed) {
+            return Ok(Some(format!(
+                "service account {ns}/{account} cannot delete namespace {scratch}: allow it with a ClusterRole limited by resourceNames: [{scratch}]"
+            )));
+        }
+    }
+    Ok(None)
 }
