@@ -352,9 +352,8 @@ pub async fn run_controllers(
         .owns(jobs, watcher::Config::default())
         .with_config(config.clone());
     let apps: Api<ApplicationRestore> = api_for(&client, ns.as_deref());
-    // Not woken by its plan Jobs and parts (a third watch of every Job and
-    // RestoreRequest in the cluster, for a resource of which a handful
-    // exist): a running one looks again every second (app_restore::decide).
+    // Not woken by its Jobs and parts (a third watch of every Job and
+    // RestoreRequest): a running one looks again every second.
     let app_controller =
         Controller::new(apps.clone(), watcher::Config::default()).with_config(config.clone());
     let drills: Api<ApplicationDrill> = api_for(&client, ns.as_deref());
