@@ -45,12 +45,10 @@ use support::cluster::{
     archiving_for, give_to_postgres, ids_in, insert, postgres_ids, shared_tempdir,
 };
 use support::kubelet::{world, Claims, World};
-use support::objects::comparable;
 use support::tree::describe;
 use support::*;
 
 const DB_CLAIM: &str = "orders-pg-restore";
-const MEDIA_REGION: &str = "us-west-2";
 
 /// What the test checks against after the restore.
 struct Before {
@@ -73,89 +71,36 @@ struct Bed {
     broken_port: u16,
 }
 
-fn put(bucket: &str, key: &str, body: &str) {
-    s3_put(&s3_url(bucket, MEDIA_REGION, ""), key, body.into());
-}
-
-/// Key → body of every object in `bucket`.
-fn objects_of(bucket: &str) -> Vec<(String, String)> {
-    let url = s3_url(bucket, MEDIA_REGION, "");
-    let keys = s3_keys(&url);
-    let body = |k: &str| String::from_utf8(s3_get(&url, k)).unwrap();
-    keys.into_iter()
-        .map(|k| {
-            let b = body(&k);
-            (k, b)
-        })
-        .collect()
-}
-
-fn app_objects(s: &apiserver::Store) -> Vec<Value> {
-    let mut out = s.list("api/v1/configmaps", APP);
-    out.extend(s.list("api/v1/secrets", APP));
-    out.into_iter().map(comparable).collect()
-}
-
 #[test]
 fn one_application_restore_brings_an_application_back_to_one_instant() {
     let started = Instant::now();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = two_threads();
     let mut w = world();
     let dir = shared_tempdir();
     // The cluster archives WAL to the prefix the controller gives `ops/orders`.
     let c = archiving_for(&mut w, dir.path(), "prod/ops/orders");
-    let creds = [
-        ("AWS_ACCESS_KEY_ID", "AKIAAPPRESTORE"),
-        ("AWS_SECRET_ACCESS_KEY", "app-restore-target-secret"),
-    ];
-    w.secrets.insert(
-        "target-s3".into(),
-        creds
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    );
-    let media = bucket_and_region(&bucket(MEDIA_REGION)).0;
-    put(&media, "a.txt", "alpha");
-    put(&media, "b.txt", "beta v1");
-    let uploads = dir.path().join("uploads");
+    let (media, uploads) = app_data(&mut w, dir.path());
     let app_dir = uploads.join("app");
-    fs::create_dir_all(&app_dir).unwrap();
-    fs::write(app_dir.join("a.txt"), "alpha\n").unwrap();
-    fs::write(app_dir.join("notes.txt"), "notes v1\n").unwrap();
     let pg_claim = dir.path().join("pg-claim");
     give_to_postgres(&pg_claim);
     c.psql("create table t (id bigint primary key)");
     insert(&c, 1..=3);
 
-    let server = Arc::new(rt.block_on(ApiServer::start()));
-    server.store.strict();
-    server.store.services_on_loopback();
     let web_port = rt.block_on(http_server(200, "ok"));
     let broken_port = rt.block_on(http_server(500, "down"));
-    fill(&server.store, web_port, broken_port);
-    let kubeconfig = dir.path().join("kubeconfig");
-    server.kubeconfig(&kubeconfig);
-    let node = Node {
-        secrets: w.secrets.clone(),
-        claims: Claims::from([
-            ("uploads".to_string(), uploads.clone()),
-            (DB_CLAIM.to_string(), pg_claim.clone()),
-        ]),
-        kubeconfig: Some(kubeconfig),
-        work: w.work.path().to_path_buf(),
-    };
+    let claims = Claims::from([
+        ("uploads".to_string(), uploads.clone()),
+        (DB_CLAIM.to_string(), pg_claim.clone()),
+    ]);
+    let ports = (web_port, broken_port);
+    let (server, node) = rt.block_on(api_and_node(&w, dir.path(), claims, ports));
     let policies = app_world::policies(&w, &media, MEDIA_REGION);
     for p in &policies {
         rt.block_on(back_up(p, &w.cfg, &node));
     }
     insert(&c, 4..=6);
     let before = Before {
-        objects: app_objects(&server.store),
+        objects: app_objects(&server.store, APP),
         files: describe(&app_dir),
         t: {
             std::thread::sleep(Duration::from_secs(1));
@@ -298,7 +243,7 @@ async fn scenario(bed: &Bed, before: &Before) {
         .map(|(_, web)| *web);
     assert_eq!(at_db_restore, Some(Some(0)), "{:?}", ran.lock().unwrap());
     assert_eq!(web_replicas(&server.store), Some(2));
-    assert_eq!(app_objects(&server.store), before.objects);
+    assert_eq!(app_objects(&server.store, APP), before.objects);
     let ip = server.store.get("api/v1/services", APP, "web").unwrap()["spec"]["clusterIP"].clone();
     assert_eq!(ip, "127.0.0.1", "allocated anew");
     // The data as of T: rows 1..6 (7..9 came after), the files and

@@ -17,20 +17,17 @@ mod apiserver;
 mod job_pods;
 mod support;
 
-use std::time::Duration;
-
 use apiserver::{ApiServer, JOBS};
 use kube::Api;
 use lifeboat::api::{BackupRun, RestoreRequest};
 use lifeboat::controller::jobs::backup_job;
-use lifeboat::controller::metrics::Metrics;
 use lifeboat::wire::BackupSummary;
 use serde_json::{json, Value};
 use support::kubelet::*;
 use support::*;
 
 const NS: &str = "shop";
-use job_pods::{create_request, finished, REQUESTS, WAIT};
+use job_pods::{create_request, finished, metric_reaches, REQUESTS, WAIT};
 const POLICIES: &str = "apis/lifeboat.dev/v1alpha1/backuppolicies";
 
 /// Runs the Job named `name` for real once it exists, then writes its pod
@@ -47,26 +44,6 @@ fn database_exists(db: &str) -> bool {
         "postgres",
         &format!("select count(*) from pg_database where datname = '{db}'"),
     ) == "1"
-}
-
-/// Waits until the metric line `line_prefix` reads `value` (the controller
-/// records metrics just after it writes the status the test waited for).
-async fn metric_reaches(metrics: &Metrics, line_prefix: &str, value: &str) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let text = metrics.encode();
-        let now = text
-            .lines()
-            .find_map(|l| l.strip_prefix(line_prefix).map(|v| v.trim().to_string()));
-        if now.as_deref() == Some(value) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{line_prefix} is {now:?}, not {value}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[test]

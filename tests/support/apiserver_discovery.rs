@@ -122,6 +122,12 @@ fn builtin() -> Vec<Resource> {
             "ApplicationRestore",
             true,
         ),
+        r(
+            "lifeboat.dev/v1alpha1",
+            "applicationdrills",
+            "ApplicationDrill",
+            true,
+        ),
     ]
 }
 

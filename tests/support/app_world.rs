@@ -13,6 +13,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,15 +27,29 @@ use serde_json::{json, Value};
 
 use crate::apiserver::{ApiServer, Store, JOBS};
 use crate::job_pods::{run_job_on, Node};
-use crate::support::kubelet::{execute_api, execute_with, World};
-use crate::support::objects::{cluster_binding, namespace, shipped_role};
-use crate::support::{s3_endpoint, stderr};
+use crate::support::kubelet::{execute_api, execute_with, Claims, World};
+use crate::support::objects::{cluster_binding, comparable, namespace, shipped_role};
+use crate::support::{
+    bucket, bucket_and_region, s3_endpoint, s3_get, s3_keys, s3_put, s3_url, stderr,
+};
 
 pub const OPS: &str = "ops";
 pub const APP: &str = "shop";
 pub const DEPLOYMENTS: &str = "apis/apps/v1/deployments";
 pub const APPS: &str = "apis/lifeboat.dev/v1alpha1/applicationrestores";
+/// The region of the application's bucket.
+pub const MEDIA_REGION: &str = "us-west-2";
 const RBAC: &str = "apis/rbac.authorization.k8s.io/v1";
+
+/// The tests' runtime: the controllers, the stand-in cluster and the
+/// test on two worker threads.
+pub fn two_threads() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
 
 /// An HTTP server on loopback answering every request with `status` and
 /// `body`; its port.
@@ -45,6 +60,85 @@ pub async fn http_server(status: u16, body: &'static str) -> u16 {
     let app = axum::Router::new().fallback(move || async move { (code, body) });
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     port
+}
+
+/// Puts `body` as `key` into the application's bucket.
+pub fn put(bucket: &str, key: &str, body: &str) {
+    s3_put(&s3_url(bucket, MEDIA_REGION, ""), key, body.into());
+}
+
+/// Key → body of every object in the application's `bucket`.
+pub fn objects_of(bucket: &str) -> Vec<(String, String)> {
+    let url = s3_url(bucket, MEDIA_REGION, "");
+    let keys = s3_keys(&url);
+    let body = |k: &str| String::from_utf8(s3_get(&url, k)).unwrap();
+    keys.into_iter()
+        .map(|k| {
+            let b = body(&k);
+            (k, b)
+        })
+        .collect()
+}
+
+/// The ConfigMaps and Secrets of namespace `ns`, comparable.
+pub fn app_objects(s: &Store, ns: &str) -> Vec<Value> {
+    let mut out = s.list("api/v1/configmaps", ns);
+    out.extend(s.list("api/v1/secrets", ns));
+    out.into_iter().map(comparable).collect()
+}
+
+/// The application's data beside the cluster, in `dir`: a bucket in
+/// [`MEDIA_REGION`] holding a.txt and b.txt, the claim `uploads` whose
+/// directory `app` holds a.txt and notes.txt, and the Secret `target-s3`
+/// the bucket is read and written with. Returns the bucket and the claim's
+/// directory.
+pub fn app_data(w: &mut World, dir: &Path) -> (String, PathBuf) {
+    let creds = [
+        ("AWS_ACCESS_KEY_ID", "AKIAAPPRESTORE"),
+        ("AWS_SECRET_ACCESS_KEY", "app-restore-target-secret"),
+    ];
+    w.secrets.insert(
+        "target-s3".into(),
+        creds
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    let media = bucket_and_region(&bucket(MEDIA_REGION)).0;
+    put(&media, "a.txt", "alpha");
+    put(&media, "b.txt", "beta v1");
+    let uploads = dir.join("uploads");
+    let app_dir = uploads.join("app");
+    std::fs::create_dir_all(&app_dir).unwrap();
+    std::fs::write(app_dir.join("a.txt"), "alpha\n").unwrap();
+    std::fs::write(app_dir.join("notes.txt"), "notes v1\n").unwrap();
+    (media, uploads)
+}
+
+/// The in-memory API server holding the application ([`fill`]; strict,
+/// Services on loopback) with `web` answering on `ports.0` and `broken`
+/// on `ports.1`; and the node that runs its Jobs with `w`'s Secrets,
+/// `claims` and a kubeconfig (written into `dir`) for the pods that ask
+/// for a token.
+pub async fn api_and_node(
+    w: &World,
+    dir: &Path,
+    claims: Claims,
+    ports: (u16, u16),
+) -> (Arc<ApiServer>, Node) {
+    let server = Arc::new(ApiServer::start().await);
+    server.store.strict();
+    server.store.services_on_loopback();
+    fill(&server.store, ports.0, ports.1);
+    let kubeconfig = dir.join("kubeconfig");
+    server.kubeconfig(&kubeconfig);
+    let node = Node {
+        secrets: w.secrets.clone(),
+        claims,
+        kubeconfig: Some(kubeconfig),
+        work: w.work.path().to_path_buf(),
+    };
+    (server, node)
 }
 
 fn ins(s: &Store, resource: &str, v: Value) {

@@ -38,6 +38,17 @@ pub async fn start(
     policy: &BackupPolicy,
     jobs: &JobConfig,
 ) -> (tokio::task::JoinHandle<()>, Arc<Metrics>) {
+    let (task, metrics) = start_controllers(server, ns, jobs);
+    add_policy(server, ns, "orders", policy).await;
+    (task, metrics)
+}
+
+/// The controllers against `server`, watching `ns` with quick resyncs.
+pub fn start_controllers(
+    server: &ApiServer,
+    ns: &str,
+    jobs: &JobConfig,
+) -> (tokio::task::JoinHandle<()>, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::default());
     let settings = Settings {
         jobs: jobs.clone(),
@@ -47,8 +58,27 @@ pub async fn start(
         ..Settings::default()
     };
     let task = server.run_controllers(settings, metrics.clone());
-    add_policy(server, ns, "orders", policy).await;
     (task, metrics)
+}
+
+/// Waits until the metric line `line_prefix` reads `value` (the controller
+/// records metrics just after it writes the status the test waited for).
+pub async fn metric_reaches(metrics: &Metrics, line_prefix: &str, value: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let text = metrics.encode();
+        let now = text
+            .lines()
+            .find_map(|l| l.strip_prefix(line_prefix).map(|v| v.trim().to_string()));
+        if now.as_deref() == Some(value) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{line_prefix} is {now:?}, not {value}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Creates `policy` as `name` in `ns`, ten minutes old, with a daily
