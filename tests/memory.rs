@@ -3,14 +3,21 @@
 //! bounded, writing to a directory and to two S3 regions at once.
 //!
 //! The 64 MiB target is the release build's (docs/BENCHMARKS.md: 47–52 MiB).
-//! This is the unoptimised test build, which measured 55–68 MiB depending on
-//! the machine's load (slower uploads keep more buffers alive); buffering the
-//! dump would show as hundreds of MiB.
+//! This is the unoptimised test build, which measured 55–73 MiB depending on
+//! the machine's load (slower uploads keep more buffers alive), of which
+//! ~40 MiB is what the same build holds for a tiny database. So the database
+//! test bounds the growth over that tiny run, measured in the same test:
+//! "flat" means the dump's size does not show. Buffering the dump would show
+//! as hundreds of MiB.
 
 mod support;
 use support::*;
 
 const LIMIT: u64 = 72 << 20;
+/// Peak RSS a 600 MB dump may add over a tiny one: two S3 regions' part
+/// buffers (2 × 2 × 5 MiB), the chunk channel, zstd's context and the
+/// threads' stacks; 33 MiB seen on a loaded CI machine, ~20 MiB unloaded.
+const GROWTH_LIMIT: u64 = 40 << 20;
 
 #[test]
 fn peak_memory_stays_flat_for_a_500_mb_database() {
@@ -58,7 +65,10 @@ fn peak_memory_stays_flat_for_a_500_mb_database() {
         bytes_in > chunks * 125_000_000,
         "the database is big enough: {bytes_in}"
     );
-    assert!(peak > 0 && peak < LIMIT, "peak RSS {peak} bytes");
+    assert!(
+        peak > 0 && peak_small > 0 && peak.saturating_sub(peak_small) < GROWTH_LIMIT,
+        "peak RSS {peak} bytes, {peak_small} bytes for the tiny database"
+    );
     // It restores, too, within the same bound.
     let target = unique("bigr");
     let rr = restore(&[&s3], k).create(&target).json().ok();

@@ -107,9 +107,26 @@ pub(crate) fn policies(
     impl Stream<Item = Result<BackupPolicy, watcher::Error>> + Send + 'static,
     Ready,
 ) {
-    let (events, ready) = reflect_ready(watcher(api, config), writer);
+    let (events, ready) = reflect_ready(watcher(api, config).modify(slim), writer);
     (events.applied_objects(), ready)
 }
+
+/// What kubectl and the API server add to an object that no reconcile
+/// reads: its managed fields and kubectl's last-applied copy of the whole
+/// object. On a real cluster they are often larger than the rest of a
+/// policy; the caches keep one copy of every object, so they go at once.
+pub(crate) fn slim<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// The Jobs of the namespace(s) watched, kept in `writer`'s store. Yields
 /// each changed Job after the store has it, so a reconcile it triggers
@@ -124,9 +141,7 @@ pub(crate) fn jobs(
     impl Stream<Item = Result<CachedJob, watcher::Error>> + Send + 'static,
     Ready,
 ) {
-    let events = watcher(api, config)
-        .default_backoff()
-        .modify(|job| job.metadata.managed_fields = None);
+    let events = watcher(api, config).default_backoff().modify(slim);
     let (events, ready) = reflect_ready(events, writer);
     (events.touched_objects(), ready)
 }
@@ -317,6 +332,28 @@ mod tests {
         job.metadata.namespace = Some("ns".into());
         job.spec = Some(Default::default());
         job
+    }
+
+    #[test]
+    fn slim_drops_what_kubectl_adds_and_keeps_other_annotations() {
+        // A run: its slot annotation is read by the drills, so it must stay.
+        let mut run = crate::controller::test_support::daily_run("r", "u");
+        run.metadata.managed_fields = Some(vec![Default::default()]);
+        run.metadata.annotations = Some(
+            [(LAST_APPLIED, "{\"spec\":{}}"), ("lifeboat.dev/slot", "x")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        slim(&mut run);
+        assert_eq!(run.metadata.managed_fields, None);
+        assert_eq!(
+            run.annotations().keys().collect::<Vec<_>>(),
+            ["lifeboat.dev/slot"]
+        );
+        run.metadata.annotations = Some([(LAST_APPLIED.into(), "{}".into())].into());
+        slim(&mut run);
+        assert_eq!(run.metadata.annotations, None);
     }
 
     #[test]

@@ -133,11 +133,13 @@ pub(crate) fn watch(
     impl Stream<Item = Result<BackupRun, watcher::Error>> + Send + 'static,
     Ready,
 ) {
-    let events = watcher(api, config).inspect(move |event| {
-        if let Ok(event) = event {
-            index.apply(event);
-        }
-    });
+    let events = watcher(api, config)
+        .modify(super::cache::slim)
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                index.apply(event);
+            }
+        });
     let (events, ready) = reflect_ready(events, writer);
     (events.applied_objects(), ready)
 }
