@@ -9,7 +9,8 @@
 //! (the smoke test asks its Service there), the directory and the bucket
 //! into the restore Jobs' scratch space — while `shop`, the claim and the
 //! bucket stay as they were. It succeeds; the drill reports it (lastDrill
-//! with the RTO, DrillPassed, the metric) and deletes `shop-drill`. A drill
+//! with the RTO, DrillPassed, the metric, each part policy's lastDrill) and
+//! deletes `shop-drill`. A drill
 //! whose scratch namespace already exists waits and deletes nothing; a
 //! drill whose account may not delete its scratch namespace does not start.
 //!
@@ -40,6 +41,7 @@ use support::objects::{cluster_binding, namespace};
 use support::tree::describe;
 
 const DRILLS: &str = "apis/lifeboat.dev/v1alpha1/applicationdrills";
+const POLICIES: &str = "apis/lifeboat.dev/v1alpha1/backuppolicies";
 const NAMESPACES: &str = "api/v1/namespaces";
 const RBAC: &str = "apis/rbac.authorization.k8s.io/v1";
 const SCRATCH: &str = "shop-drill";
@@ -226,6 +228,26 @@ fn an_application_drill_restores_into_scratch_reports_and_cleans_up() {
         let conditions = drill["status"]["conditions"].as_array().unwrap();
         let passed = conditions.iter().find(|c| c["type"] == "DrillPassed").unwrap();
         assert_eq!(passed["status"], "True", "{passed}");
+        // Each part's policy shows it as its last drill, as its own drills.
+        for policy in ["shop-config", "uploads", "media"] {
+            let last = server
+                .wait_for(&format!("lastDrill of {policy}"), Duration::from_secs(30), |s| {
+                    let last = s.get(POLICIES, OPS, policy)?["status"]["lastDrill"].clone();
+                    (last["run"] == name.as_str()).then_some(last)
+                })
+                .await;
+            assert_eq!(last["succeeded"], true, "{policy}: {last}");
+            assert!(last["recoveryTimeSeconds"].as_i64().is_some(), "{policy}: {last}");
+            let message = last["message"].as_str().unwrap();
+            assert!(message.starts_with(&format!("application drill {name}")), "{message}");
+            // The policy's controller exports it as a drill success.
+            let line = format!("lifeboat_last_drill_success_timestamp_seconds{{namespace=\"ops\",policy=\"{policy}\"}}");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !metrics.encode().lines().any(|l| l.starts_with(&line)) {
+                assert!(Instant::now() < deadline, "no {line}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
         for policy in ["shop-config", "uploads", "media"] {
             let line = format!("lifeboat_restore_duration_seconds_count{{namespace=\"ops\",policy=\"{policy}\",kind=\"application-drill\"}}");
             metric_reaches(&metrics, &line, "1").await;

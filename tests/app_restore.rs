@@ -16,7 +16,7 @@
 //! order, the Deployment at zero while the database restores and back to
 //! two after, everything as of T. Then a dry run plans and touches nothing,
 //! and a smoke test answered 500 fails the request naming it with
-//! maintenance left on.
+//! maintenance left on; a claim smaller than the files fails preCheck.
 
 #[path = "support/apiserver.rs"]
 mod apiserver;
@@ -35,7 +35,7 @@ use apiserver::ApiServer;
 use app_world::*;
 use chrono::{DateTime, Utc};
 use job_pods::{add_policy, Node, REQUESTS};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim};
 use kube::api::{Api, DeleteParams};
 use lifeboat::api::BackupPolicy;
 use lifeboat::controller::app_restore::steps;
@@ -49,6 +49,7 @@ use support::tree::describe;
 use support::*;
 
 const DB_CLAIM: &str = "orders-pg-restore";
+const CLAIMS: &str = "api/v1/persistentvolumeclaims";
 
 /// What the test checks against after the restore.
 struct Before {
@@ -179,6 +180,13 @@ fn spec(bed: &Bed, t: DateTime<Utc>, names: &[&str], smoke: Value) -> Value {
            "smokeTests": [smoke]})
 }
 
+/// A claim in `ops` of `size` (as its request: no volume is bound here).
+fn claim(name: &str, size: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+           "metadata": {"name": name, "namespace": OPS},
+           "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": size}}}})
+}
+
 fn step<'a>(st: &'a Value, name: &str) -> &'a Value {
     let steps = st["steps"].as_array().unwrap();
     steps.iter().find(|s| s["name"] == name).unwrap()
@@ -192,7 +200,12 @@ async fn scenario(bed: &Bed, before: &Before) {
     }
     let (kubelet, ran) = app_world::cluster(server.clone(), bed.node.clone());
 
-    // 1. Everything back to T, with one request.
+    // 1. Everything back to T, with one request. The files' claim is
+    // large enough; the database's claim is not an object here.
+    server
+        .store
+        .insert(CLAIMS, claim("uploads", "1Gi"))
+        .unwrap();
     let t0 = Instant::now();
     let home = json!({"name": "home", "service": {"namespace": APP, "name": "web", "port": bed.web_port},
                       "path": "/healthz", "expectBody": "ok", "timeoutSeconds": 30});
@@ -226,6 +239,17 @@ async fn scenario(bed: &Bed, before: &Before) {
         }
     }
     assert!(st["recoveryTimeSeconds"].as_i64().is_some(), "{st}");
+    let pre = step(&st, steps::PRE_CHECK)["message"].as_str().unwrap();
+    assert!(
+        pre.contains(
+            "part files: claim uploads holds 1073741824 bytes, the backup's file bytes are "
+        ),
+        "{pre}"
+    );
+    assert!(
+        pre.contains(&format!("part db: claim {DB_CLAIM} does not exist yet")),
+        "{pre}"
+    );
     assert!(
         step(&st, steps::SMOKE_TESTS)["message"]
             .as_str()
@@ -298,6 +322,30 @@ async fn scenario(bed: &Bed, before: &Before) {
     assert_eq!(step(&st, steps::SMOKE_TESTS)["phase"], "Failed", "{st}");
     assert_eq!(step(&st, steps::POST_CHECK)["phase"], "Skipped", "{st}");
     assert_eq!(web_replicas(&server.store), Some(0), "left at zero");
+
+    // 4. A claim smaller than the files fails preCheck, naming it, before
+    // anything is touched.
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(server.client(), OPS);
+    claims
+        .delete("uploads", &DeleteParams::default())
+        .await
+        .unwrap();
+    server.store.insert(CLAIMS, claim("uploads", "10")).unwrap();
+    let home =
+        json!({"name": "home", "service": {"namespace": APP, "name": "web", "port": bed.web_port}});
+    create_app(server, "tight", spec(bed, before.t, &["files"], home)).await;
+    let st = app_finished(server, "tight").await;
+    assert_eq!(st["phase"], "Failed", "{st:#}");
+    assert_eq!(step(&st, steps::PRE_CHECK)["phase"], "Failed", "{st}");
+    let m = step(&st, steps::PRE_CHECK)["message"].as_str().unwrap();
+    assert!(
+        m.starts_with(
+            "part files: claim uploads holds 10 bytes; the restore needs the backup's file bytes, "
+        ),
+        "{m}"
+    );
+    assert_eq!(step(&st, steps::MAINTENANCE)["phase"], "Skipped", "{st}");
+    assert!(st.get("workloads").is_none(), "{st}");
     kubelet.abort();
     controllers.abort();
 }

@@ -2,7 +2,8 @@
 //! ApplicationRestore of the drill's parts to the slot's instant (owned by
 //! the drill, labelled [`DRILL_LABEL`], named `<drill>-<yyyymmddhhmm>`);
 //! when it finishes, its result becomes `status.lastDrill` and the
-//! `DrillPassed` condition, and the scratch namespaces are deleted. A drill
+//! `DrillPassed` condition — and each part's policy's `status.lastDrill`,
+//! as a policy's own drill — and the scratch namespaces are deleted. A drill
 //! starts only when none of its scratch namespaces exists, so the only
 //! namespaces it ever deletes are ones its own restore created. Finished
 //! drills beyond [`KEEP`] are deleted (their parts with them).
@@ -18,11 +19,13 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
+use super::drill::is_newest;
 use super::{created_at, Note};
 use crate::api::app_drill::{AppDrillResult, ApplicationDrill, ApplicationDrillStatus};
 use crate::api::app_restore::ApplicationRestore;
 use crate::api::conditions::{reasons, set_condition, types, ConditionUpdate};
 use crate::api::join_errors;
+use crate::api::policy::LastDrill;
 use crate::api::restore::RestorePhase;
 
 /// Label on a drill's ApplicationRestores, naming the drill.
@@ -63,7 +66,16 @@ pub struct Decision {
     pub status: Option<ApplicationDrillStatus>,
     pub events: Vec<Note>,
     pub outcome: Option<DrillOutcome>,
+    /// The newest finished drill as the `lastDrill` of each part's policy
+    /// (the names): written where [`policy_needs`] says so.
+    pub policy_drill: Option<(Vec<String>, LastDrill)>,
     pub requeue_after: Option<Duration>,
+}
+
+/// True when a policy whose `lastDrill` is `current` should get `ours`:
+/// not already there, and no later drill of the policy's own.
+pub fn policy_needs(current: Option<&LastDrill>, ours: &LastDrill) -> bool {
+    current != Some(ours) && is_newest(&ours.run, ours.completed_at, current)
 }
 
 fn finished(r: &ApplicationRestore) -> Option<(DateTime<Utc>, bool)> {
@@ -217,6 +229,24 @@ fn record_last(obs: &Observed<'_>, st: &mut ApplicationDrillStatus, d: &mut Deci
         cleaned_up: !running && obs.existing.is_empty(),
     });
     let message = format!("drill {name}: {}", s.message.clone().unwrap_or_default());
+    let policies: Vec<String> = r
+        .spec
+        .parts
+        .iter()
+        .map(|p| p.policy_ref.name.clone())
+        .collect();
+    d.policy_drill = Some((
+        policies.clone(),
+        LastDrill {
+            run: name.clone(),
+            completed_at: *at,
+            succeeded: *ok,
+            recovery_time_seconds: s.recovery_time_seconds,
+            // Not a RestoreRequest: the run names the ApplicationRestore.
+            restore_request: None,
+            message: Some(format!("application {message}")),
+        },
+    ));
     set_condition(
         &mut st.conditions,
         ConditionUpdate {
@@ -239,12 +269,7 @@ fn record_last(obs: &Observed<'_>, st: &mut ApplicationDrillStatus, d: &mut Deci
         d.outcome = Some(DrillOutcome {
             succeeded: *ok,
             recovery_time_seconds: s.recovery_time_seconds,
-            policies: r
-                .spec
-                .parts
-                .iter()
-                .map(|p| p.policy_ref.name.clone())
-                .collect(),
+            policies,
         });
     }
 }

@@ -20,6 +20,7 @@ mod hold;
 mod parts;
 pub mod reconcile;
 pub mod smoke;
+pub mod space;
 #[cfg(test)]
 mod tests;
 
@@ -40,6 +41,7 @@ use crate::api::restore::{RestorePhase, RestoreStep, StepPhase};
 use crate::api::{join_errors, BackupPolicy, RestoreRequest};
 pub use hold::WorkloadState;
 pub use smoke::SmokeResult;
+pub use space::ClaimSpace;
 
 /// Label on the RestoreRequests of an application restore, naming it.
 pub const APP_LABEL: &str = "lifeboat.dev/application-restore";
@@ -82,6 +84,8 @@ pub struct Observed<'a> {
     /// The smoke tests' results and the step they were taken for (the
     /// current one at the start of the reconcile).
     pub smoke: Option<(&'a str, &'a [SmokeResult])>,
+    /// Each part's claim, for a part restored into one (during preCheck).
+    pub claims: &'a [Option<ClaimSpace>],
     /// The service account's permissions, when asked (during preCheck):
     /// `Some(None)` all granted, `Some(Some(_))` the first one missing.
     pub access: Option<Option<&'a str>>,
@@ -357,12 +361,21 @@ impl Pass<'_, '_> {
             steps::PRE_CHECK => match self.obs.access {
                 None => Progress::Wait(Some("checking permissions".into())),
                 Some(Some(denied)) => Progress::Failed(denied.to_string()),
-                Some(None) => Progress::Done(match &self.obs.app.spec.service_account_name {
-                    Some(sa) => format!(
-                        "every destination answered with its recovery point; service account {sa} may scale the workloads and read the Services"
+                Some(None) => match space::check(self) {
+                    Err(short) => Progress::Failed(short),
+                    Ok(space) => Progress::Done(
+                        [match &self.obs.app.spec.service_account_name {
+                            Some(sa) => format!(
+                                "every destination answered with its recovery point; service account {sa} may scale the workloads and read the Services"
+                            ),
+                            None => "every destination answered with its recovery point".into(),
+                        }]
+                        .into_iter()
+                        .chain(space)
+                        .collect::<Vec<_>>()
+                        .join("; "),
                     ),
-                    None => "every destination answered with its recovery point".into(),
-                }),
+                },
             },
             steps::MAINTENANCE => hold::maintenance(self),
             steps::CONFIGURATION => self.restore_parts(PartKind::Configuration),

@@ -131,6 +131,14 @@ fn chunked_or_postgres_spec(
     })
 }
 
+/// True unless the policy's `lastDrill` is another drill that finished
+/// later: drills of the policy and application drills of it
+/// (`ApplicationDrill`) both write it, and the newest one wins (the name
+/// breaks a tie, so the two never take turns).
+pub fn is_newest(run: &str, at: DateTime<Utc>, current: Option<&LastDrill>) -> bool {
+    current.is_none_or(|c| (c.completed_at, c.run.as_str()) <= (at, run))
+}
+
 /// Decides the drills of one policy and writes their result into `status`.
 /// Pure. `drills` are the policy's drill RestoreRequests as observed.
 pub fn decide(
@@ -148,7 +156,11 @@ pub fn decide(
         .filter_map(|r| finished(r).map(|(at, ok)| (*r, at, ok)))
         .collect();
     done.sort_by_key(|(r, at, _)| std::cmp::Reverse((*at, r.name_any())));
-    if let Some((r, at, ok)) = done.first() {
+    // An application drill of the policy may have finished after it.
+    let newest = done
+        .first()
+        .filter(|(r, at, _)| is_newest(&r.name_any(), *at, status.last_drill.as_ref()));
+    if let Some((r, at, ok)) = newest {
         let s = r.status.as_ref().expect("finished has a status");
         let id = s.plan.as_ref().map(|p| p.backup_id.as_str()).unwrap_or("?");
         let message = if *ok && r.spec.target.scratch.is_some() {
@@ -383,10 +395,33 @@ mod tests {
         );
         assert!(c.message.contains("tag mismatch"), "{}", c.message);
 
+        let mut status = p.status.clone().unwrap();
         decide(&p, &[&ok], &mut status, at("2026-11-22T06:00:00Z"));
         let last = status.last_drill.clone().unwrap();
         assert!(last.succeeded);
         assert_eq!(last.recovery_time_seconds, Some(42));
+    }
+
+    #[test]
+    fn an_application_drill_that_finished_later_stays_the_last_drill() {
+        let p = policy(true);
+        let mut status = p.status.clone().unwrap();
+        let ok = finished_drill(&p, "2026-11-15T05:00:00Z", true, "2026-11-15T05:02:00Z");
+        let app = LastDrill {
+            run: "shop-202611200400".into(),
+            completed_at: at("2026-11-20T04:03:00Z"),
+            succeeded: false,
+            recovery_time_seconds: None,
+            restore_request: None,
+            message: Some("application drill shop-202611200400: smoke test home failed".into()),
+        };
+        status.last_drill = Some(app.clone());
+        decide(&p, &[&ok], &mut status, at("2026-11-22T04:00:00Z"));
+        assert_eq!(status.last_drill.as_ref(), Some(&app));
+        // A drill of the policy's own after it takes over.
+        let later = finished_drill(&p, "2026-11-22T05:00:00Z", true, "2026-11-22T05:02:00Z");
+        decide(&p, &[&ok, &later], &mut status, at("2026-11-22T06:00:00Z"));
+        assert_eq!(status.last_drill.unwrap().run, later.name_any());
     }
 
     #[test]

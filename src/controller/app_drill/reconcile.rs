@@ -2,7 +2,8 @@
 //! (its ApplicationRestores, which of its scratch namespaces exist, the
 //! service account's permission to delete them when a drill is due) → [`decide`] →
 //! create the drill's ApplicationRestore → delete old drills and the
-//! scratch namespaces of a finished one → update the status → metrics.
+//! scratch namespaces of a finished one → the finished drill as each part
+//! policy's `lastDrill` → update the status → metrics.
 
 use std::sync::Arc;
 
@@ -10,18 +11,21 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
+use serde_json::json;
 
-use super::{decide, due_slot, Observed, DRILL_LABEL};
+use super::{decide, due_slot, policy_needs, Observed, DRILL_LABEL};
 use crate::api::app_drill::ApplicationDrill;
 use crate::api::app_restore::ApplicationRestore;
+use crate::api::policy::LastDrill;
+use crate::api::BackupPolicy;
 use crate::controller::apply::{
     create_if_absent, delete_if_present, measured, namespace, next_action, patch_status,
 };
 use crate::controller::jobs::label_value;
-use crate::controller::{Context, Error};
+use crate::controller::{cache, is_not_found, Context, Error};
 
 /// Observe → decide → apply for one drill.
 pub async fn reconcile(drill: Arc<ApplicationDrill>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -84,6 +88,9 @@ async fn reconcile_drill(drill: &ApplicationDrill, ctx: &Context) -> Result<Acti
         delete_if_present(&namespaces, scratch, &DeleteParams::default()).await?;
         tracing::info!(drill = %name, namespace = %scratch, "deleting scratch namespace");
     }
+    if let Some((policies, last)) = &d.policy_drill {
+        record_on_policies(ctx, &ns, policies, last).await?;
+    }
     let drills: Api<ApplicationDrill> = ctx.api(&ns);
     patch_status(&drills, &name, drill.status.as_ref(), d.status.as_ref()).await?;
     if let Some(o) = &d.outcome {
@@ -93,6 +100,40 @@ async fn reconcile_drill(drill: &ApplicationDrill, ctx: &Context) -> Result<Acti
     }
     ctx.publish(drill, &d.events).await;
     Ok(next_action(d.requeue_after))
+}
+
+/// Writes `last` as the `status.lastDrill` of each of `policies` that
+/// [`policy_needs`] it (a policy that is gone is skipped). A merge patch of
+/// that field alone, so the policy controller's own status writes keep
+/// theirs; it reads the field back to decide its own drills and metrics.
+async fn record_on_policies(
+    ctx: &Context,
+    ns: &str,
+    policies: &[String],
+    last: &LastDrill,
+) -> Result<(), Error> {
+    let api: Api<BackupPolicy> = ctx.api(ns);
+    for name in policies {
+        let Some(policy) = cache::policy(ctx, ns, name).await? else {
+            continue;
+        };
+        let current = policy.status.as_ref().and_then(|s| s.last_drill.as_ref());
+        if !policy_needs(current, last) {
+            continue;
+        }
+        let patch = json!({ "status": { "lastDrill": last } });
+        match api
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(policy = %name, drill = %last.run, "recorded application drill")
+            }
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(Error::update_status(format!("BackupPolicy {name}"))(e)),
+        }
+    }
+    Ok(())
 }
 
 /// The first scratch namespace the drill's service account may not delete

@@ -216,3 +216,54 @@ fn an_invalid_drill_says_why_and_never_runs() {
         ready.message
     );
 }
+
+#[test]
+fn a_finished_drill_becomes_the_last_drill_of_each_part_policy_unless_a_later_one_is() {
+    let mut d = drill(json!({}));
+    let mut r = drill_restore(&d, at("2026-11-21T04:00:00Z")).unwrap();
+    finish(&mut r, true, "2026-11-21T04:02:00Z");
+    let out = decide_at(
+        &mut d,
+        std::slice::from_ref(&r),
+        &[],
+        "2026-11-21T04:02:10Z",
+    );
+    let (policies, last) = out.policy_drill.expect("written to the policies");
+    assert_eq!(policies, ["shop-config", "orders"]);
+    assert_eq!(last.run, "shop-202611210400");
+    assert_eq!(last.completed_at, at("2026-11-21T04:02:00Z"));
+    assert!(last.succeeded);
+    assert_eq!(last.recovery_time_seconds, Some(95));
+    assert_eq!(last.restore_request, None);
+    assert_eq!(
+        last.message.as_deref(),
+        Some("application drill shop-202611210400: every part restored")
+    );
+    // Written where missing or older; not again, not over a later drill.
+    assert!(policy_needs(None, &last));
+    let older = LastDrill {
+        run: "orders-drill-202611200500".into(),
+        completed_at: at("2026-11-20T05:01:00Z"),
+        ..last.clone()
+    };
+    assert!(policy_needs(Some(&older), &last));
+    assert!(!policy_needs(Some(&last), &last));
+    let later = LastDrill {
+        completed_at: at("2026-11-21T05:01:00Z"),
+        ..older
+    };
+    assert!(!policy_needs(Some(&later), &last));
+    // Still said on the next reconcile, for a policy a write missed.
+    let again = decide_at(
+        &mut d,
+        std::slice::from_ref(&r),
+        &[],
+        "2026-11-21T04:03:00Z",
+    );
+    assert_eq!(again.policy_drill.map(|(_, l)| l), Some(last));
+    // Nothing before a drill finished.
+    let mut fresh = drill(json!({}));
+    assert!(decide_at(&mut fresh, &[], &[], "2026-11-21T03:00:00Z")
+        .policy_drill
+        .is_none());
+}

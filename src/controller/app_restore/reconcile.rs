@@ -1,7 +1,8 @@
 //! The IO of an ApplicationRestore reconcile, as named steps: dereference
 //! (the parts' policies from the cache, their plan Jobs and RestoreRequests,
 //! the maintenance workloads; the service account's permissions and the
-//! smoke tests when their step is current) → [`decide`] → create the plan
+//! claims parts restore into when preCheck is current, the smoke tests when
+//! theirs is) → [`decide`] → create the plan
 //! Jobs and RestoreRequests → scale the workloads → notify when it just
 //! finished → update the status. A finished request is not looked at again.
 
@@ -9,12 +10,15 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use super::{current_step, decide, part_name, smoke, steps, Observed, WorkloadState};
+use super::{
+    current_step, decide, part_name, smoke, space, steps, ClaimSpace, Observed, WorkloadState,
+};
 use crate::api::app_restore::{ApplicationRestore, WorkloadKind, WorkloadRef};
 use crate::api::{BackupPolicy, RestoreRequest};
 use crate::controller::access::{first_missing, Need};
@@ -61,6 +65,10 @@ async fn reconcile_app(app: &ApplicationRestore, ctx: &Context) -> Result<Action
         true => Some(denied(ctx, app, &ns).await?),
         false => None,
     };
+    let claims = match matches!(current, steps::PLAN | steps::PRE_CHECK) {
+        true => observe_claims(ctx, app, &ns).await?,
+        false => Vec::new(),
+    };
     let smoke_results = match matches!(current, steps::SMOKE_TESTS | steps::POST_CHECK) {
         true => Some(smoke::run_all(&ctx.client, &app.spec.smoke_tests).await),
         false => None,
@@ -72,6 +80,7 @@ async fn reconcile_app(app: &ApplicationRestore, ctx: &Context) -> Result<Action
         plans: &plans,
         parts: &parts,
         workloads: &workloads,
+        claims: &claims,
         smoke: smoke_results.as_deref().map(|r| (current, r)),
         access: access.as_ref().map(|a| a.as_deref()),
         now: ctx.settings.clock.now(),
@@ -109,6 +118,29 @@ async fn reconcile_app(app: &ApplicationRestore, ctx: &Context) -> Result<Action
     }
     ctx.publish(app, &d.events).await;
     Ok(next_action(d.requeue_after))
+}
+
+/// The claim of each part restored into one, for the free-space check.
+async fn observe_claims(
+    ctx: &Context,
+    app: &ApplicationRestore,
+    ns: &str,
+) -> Result<Vec<Option<ClaimSpace>>, Error> {
+    let claims: Api<PersistentVolumeClaim> = ctx.api(ns);
+    let mut out = Vec::new();
+    for part in &app.spec.parts {
+        out.push(match space::claim_of(part) {
+            None => None,
+            Some(name) => {
+                let found = claims
+                    .get_opt(name)
+                    .await
+                    .map_err(Error::dereference(format!("claim {name}")))?;
+                Some(ClaimSpace::of(found.as_ref()))
+            }
+        });
+    }
+    Ok(out)
 }
 
 /// `spec.replicas` and `status.readyReplicas` of each maintenance workload.

@@ -72,6 +72,7 @@ struct World {
     web: Option<WorkloadState>,
     smoke: Option<(&'static str, Vec<SmokeResult>)>,
     access: Option<Option<String>>,
+    claims: Vec<Option<ClaimSpace>>,
 }
 
 impl World {
@@ -87,6 +88,7 @@ impl World {
             }),
             smoke: None,
             access: Some(None),
+            claims: Vec::new(),
         }
     }
 
@@ -100,6 +102,7 @@ impl World {
                 plans: &self.plans,
                 parts: &self.parts,
                 workloads: &workloads,
+                claims: &self.claims,
                 smoke: self.smoke.as_ref().map(|(s, r)| (*s, r.as_slice())),
                 access: self.access.as_ref().map(|a| a.as_deref()),
                 now: at(now),
@@ -418,6 +421,7 @@ fn a_missing_policy_and_a_long_name_are_named() {
             plans: &[ObservedJob::default(), ObservedJob::default()],
             parts: &[None, None],
             workloads: &[None],
+            claims: &[],
             smoke: None,
             access: None,
             now: at("2026-11-22T10:00:01Z"),
@@ -502,4 +506,52 @@ fn data_parts_wait_until_a_workload_the_configuration_restored_is_at_zero() {
     let d = w.decide("2026-11-22T10:00:32Z");
     let parts: Vec<String> = d.create_parts.iter().map(|r| r.name_any()).collect();
     assert_eq!(parts, ["shop-db"]);
+}
+
+/// The request planned (100 bytes of files) and its preCheck run, with the
+/// files' claim seen as `claim`.
+fn pre_checked(claim: ClaimSpace) -> (World, Decision) {
+    let mut w = World::new(json!({}));
+    w.claims = vec![None, Some(claim)];
+    w.decide("2026-11-22T10:00:01Z");
+    w.planned();
+    let d = w.decide("2026-11-22T10:00:02Z");
+    (w, d)
+}
+
+#[test]
+fn pre_check_fails_a_claim_smaller_than_the_planned_files_and_names_it() {
+    let message = |w: &World| {
+        let st = w.status().steps.iter().find(|s| s.name == steps::PRE_CHECK);
+        st.unwrap().message.clone().unwrap()
+    };
+    let (w, d) = pre_checked(ClaimSpace::Found(Some("64".into())));
+    assert!(d.scale.is_empty(), "maintenance never began");
+    assert_eq!(w.phase(steps::PRE_CHECK), StepPhase::Failed);
+    assert_eq!(
+        message(&w),
+        "part files: claim uploads holds 64 bytes; the restore needs the backup's file bytes, 100 bytes"
+    );
+
+    let (w, _) = pre_checked(ClaimSpace::Found(Some("1Ki".into())));
+    assert_eq!(w.phase(steps::PRE_CHECK), StepPhase::Succeeded);
+    let m = message(&w);
+    assert!(
+        m.ends_with("part files: claim uploads holds 1024 bytes, the backup's file bytes are 100"),
+        "{m}"
+    );
+
+    // Not there yet (a configuration part may bring it): said, not failed.
+    let (w, _) = pre_checked(ClaimSpace::Missing);
+    assert_eq!(w.phase(steps::PRE_CHECK), StepPhase::Succeeded);
+    assert!(message(&w).contains("claim uploads does not exist yet"));
+
+    // A size the API would never give is an error naming the claim.
+    let (w, _) = pre_checked(ClaimSpace::Found(Some("lots".into())));
+    assert_eq!(w.phase(steps::PRE_CHECK), StepPhase::Failed);
+    let m = message(&w);
+    assert!(
+        m.starts_with("part files: claim uploads: \"lots\" is not a storage quantity"),
+        "{m}"
+    );
 }

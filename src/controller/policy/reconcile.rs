@@ -230,6 +230,7 @@ async fn mark_for_pruning(run: &BackupRun, runs: &Api<BackupRun>) -> Result<(), 
 fn record_metrics(policy: &BackupPolicy, ns: &str, plan: &PolicyPlan, ctx: &Context) {
     let name = policy.name_any();
     let spec = &policy.spec;
+    let status = plan.status.as_ref().or(policy.status.as_ref());
     let keep = Exported {
         tiers: Tier::SCHEDULED
             .into_iter()
@@ -238,14 +239,15 @@ fn record_metrics(policy: &BackupPolicy, ns: &str, plan: &PolicyPlan, ctx: &Cont
             .collect(),
         rpo: spec.rpo().is_some(),
         rto: spec.rto().is_some(),
+        // Or an application drill of it, which records its lastDrill.
         drills: spec
             .verification
             .as_ref()
-            .is_some_and(|v| v.restore_drill.is_some()),
+            .is_some_and(|v| v.restore_drill.is_some())
+            || status.is_some_and(|s| s.last_drill.is_some()),
         wal: archiver::wants_archiver(policy),
     };
     ctx.metrics.retain(ns, &name, &keep);
-    let status = plan.status.as_ref().or(policy.status.as_ref());
     if let Some(status) = status {
         for tier in &keep.tiers {
             if let Some(at) = status.last_backups.get(*tier) {
