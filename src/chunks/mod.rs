@@ -15,6 +15,7 @@
 //! [`repo`] is the IO: one store per policy and destination.
 
 pub mod chunker;
+pub mod feed;
 pub mod index;
 pub mod pack;
 pub mod repo;

@@ -267,9 +267,34 @@ impl<'a> Repo<'a> {
             }
         };
         self.ahead.last_end = loc.offset + len;
-        self.opener(&pack)?
-            .open_blob(ids, id, stored.to_vec())
-            .map_err(|e| Self::pack_err(&pack, e))
+        self.open_blob(ids, id, &pack, stored.to_vec())
+    }
+
+    /// Opens a chunk's stored bytes, read from `pack`, under its id.
+    pub fn open_blob(
+        &mut self,
+        ids: &ChunkKeys,
+        id: &ChunkId,
+        pack: &str,
+        stored: Vec<u8>,
+    ) -> Result<Vec<u8>, ChunkError> {
+        self.opener(pack)?
+            .open_blob(ids, id, stored)
+            .map_err(|e| Self::pack_err(pack, e))
+    }
+
+    /// Whether the key of `pack` is open.
+    pub fn opened(&self, pack: &str) -> bool {
+        self.openers.contains_key(pack)
+    }
+
+    /// Opens the key of `pack` from its first bytes, read by the caller
+    /// (as much of [`pack::HEADER_MAX`] as the pack has).
+    pub fn open_header(&mut self, pack: &str, head: &[u8]) -> Result<(), ChunkError> {
+        let opener =
+            PackOpener::open(head, self.keys, pack).map_err(|e| Self::pack_err(pack, e))?;
+        self.openers.insert(pack.to_string(), opener);
+        Ok(())
     }
 
     /// Packs the pack holding `id` is in (for messages).

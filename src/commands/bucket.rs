@@ -7,6 +7,7 @@ use super::chunked::{self, ChunkedOptions};
 use super::progress::peak_rss_bytes;
 use super::{manifests, Error};
 use crate::catalog::{BucketInfo, Point, SourceInfo};
+use crate::chunks::feed::{self, Feed};
 use crate::chunks::repo::Repo;
 use crate::chunks::tree_io::TreeReader;
 use crate::chunks::ChunkKeys;
@@ -209,6 +210,11 @@ pub async fn restore(
         let restored = tokio::task::spawn_blocking(move || {
             let keys = &*keys2;
             let (mut repo, _) = Repo::open(rt.clone(), &store, keys, "restore")?;
+            let plan = feed::plan_tree(rt.clone(), &store, keys, &tree, &repo.index, |e| {
+                selected(&paths2, &e.path)
+            })
+            .map_err(Error::Usage)?;
+            let mut feed = Feed::new(rt.clone(), (*store).clone(), plan);
             let files = dir2.as_deref().map(ObjectDir::create).transpose()?;
             let mut done = BucketRestored::default();
             let entries =
@@ -219,7 +225,7 @@ pub async fn restore(
                     if !selected(&paths2, &e.path) {
                         continue;
                     }
-                    let mut read = |c: &crate::chunks::ChunkId| repo.read_chunk(&ids, c);
+                    let mut read = |c: &crate::chunks::ChunkId| feed.read(&mut repo, &ids, c);
                     match (&files, &tgt2) {
                         (Some(files), _) => {
                             let mut f = files.file(&e.path)?;

@@ -11,6 +11,7 @@ use super::chunked::{self, ChunkedOptions};
 use super::progress::peak_rss_bytes;
 use super::{manifests, Error};
 use crate::catalog::{FilesInfo, Point, SourceInfo};
+use crate::chunks::feed::{self, Feed};
 use crate::chunks::repo::Repo;
 use crate::chunks::tree_io::TreeReader;
 use crate::chunks::ChunkKeys;
@@ -161,9 +162,13 @@ async fn restore_from(
     let restored = tokio::task::spawn_blocking(move || {
         let keys = &*keys;
         let (mut repo, _) = Repo::open(rt.clone(), &store, keys, "restore")?;
+        let plan = feed::plan_tree(rt.clone(), &store, keys, &tree, &repo.index, |_| true)
+            .map_err(Error::Usage)?;
+        tracing::debug!(requests = plan.requests(), "chunk reads planned");
+        let mut feed = Feed::new(rt.clone(), (*store).clone(), plan);
         let entries = TreeReader::open(rt, &store, keys, &tree).map_err(Error::Usage)?;
         let mut read = |cid: &crate::chunks::ChunkId| {
-            repo.read_chunk(&ids, cid)
+            feed.read(&mut repo, &ids, cid)
                 .map_err(|e| crate::target::TargetError::Refused(e.to_string()))
         };
         if let Some(opts) = in_place {

@@ -7,6 +7,7 @@
 use super::verify::ObjectCheck;
 use super::Error;
 use crate::catalog::Manifest;
+use crate::chunks::feed::{Feed, Plan};
 use crate::chunks::repo::Repo;
 use crate::chunks::tree::Entry;
 use crate::chunks::tree_io::TreeReader;
@@ -81,13 +82,28 @@ pub fn check_chunks(
             }
         }
     })?;
+    // Each pack's chunks in the order they are stored, so that the feed
+    // streams each pack in a few requests instead of one per chunk.
+    let by_pack: Vec<(String, Vec<ChunkId>)> = by_pack
+        .into_iter()
+        .map(|(pack, needed)| {
+            let mut v: Vec<ChunkId> = needed.into_iter().collect();
+            v.sort_by_key(|id| repo.index.get(id).map(|(_, l)| l.offset));
+            (pack, v)
+        })
+        .collect();
+    let mut plan = Plan::default();
+    for id in by_pack.iter().flat_map(|(_, v)| v) {
+        plan.add(&repo.index, id);
+    }
+    let mut feed = Feed::new(rt.clone(), store.clone(), plan);
     let mut bad: HashSet<ChunkId> = missing.clone();
     let mut failures: Vec<(String, String, HashSet<ChunkId>)> = Vec::new();
     for (pack, needed) in &by_pack {
         let mut first_error = repo.read_trailer(pack).err().map(|e| e.to_string());
         let mut bad_here = HashSet::new();
         for id in needed {
-            if let Err(e) = repo.read_chunk(&ids, id) {
+            if let Err(e) = feed.read(&mut repo, &ids, id) {
                 first_error.get_or_insert_with(|| e.to_string());
                 bad_here.insert(*id);
             }

@@ -77,12 +77,30 @@ impl FsStore {
         Ok(buf.into())
     }
 
+    /// `len` bytes at `offset`, as a stream.
+    pub async fn range_reader(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<FsReader, StoreError> {
+        use tokio::io::AsyncSeekExt;
+        let mut r = self.reader(key).await?;
+        r.file
+            .seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(|e| op_err(&self.label, "read", key, e))?;
+        r.left = len;
+        Ok(r)
+    }
+
     pub async fn reader(&self, key: &str) -> Result<FsReader, StoreError> {
         match tokio::fs::File::open(self.path(key)).await {
             Ok(file) => Ok(FsReader {
                 dest: self.label.clone(),
                 key: key.to_string(),
                 file,
+                left: u64::MAX,
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::NotFound {
                 dest: self.label.clone(),
@@ -219,11 +237,16 @@ pub struct FsReader {
     dest: String,
     key: String,
     file: tokio::fs::File,
+    /// Bytes left to hand out (a range).
+    left: u64,
 }
 
 impl FsReader {
     pub async fn next(&mut self) -> Result<Option<Bytes>, StoreError> {
-        let mut buf = vec![0u8; READ_CHUNK];
+        if self.left == 0 {
+            return Ok(None);
+        }
+        let mut buf = vec![0u8; READ_CHUNK.min(usize::try_from(self.left).unwrap_or(usize::MAX))];
         let n = self
             .file
             .read(&mut buf)
@@ -233,6 +256,7 @@ impl FsReader {
             return Ok(None);
         }
         buf.truncate(n);
+        self.left -= n as u64;
         Ok(Some(buf.into()))
     }
 }

@@ -171,6 +171,20 @@ impl Store {
         Ok(data)
     }
 
+    /// `len` bytes at `offset` of an object, as a stream (may end early
+    /// when the object is shorter: the caller counts).
+    pub async fn range_reader(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<ObjectReader, StoreError> {
+        Ok(match &self.backend {
+            Backend::Fs(s) => ObjectReader::Fs(s.range_reader(key, offset, len).await?),
+            Backend::S3(s) => ObjectReader::S3(s.range_reader(key, offset, len).await?),
+        })
+    }
+
     pub async fn reader(&self, key: &str) -> Result<ObjectReader, StoreError> {
         Ok(match &self.backend {
             Backend::Fs(s) => ObjectReader::Fs(s.reader(key).await?),

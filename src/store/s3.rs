@@ -210,6 +210,7 @@ impl S3Store {
             etag: out.e_tag,
             length: out.content_length.and_then(|n| u64::try_from(n).ok()),
             offset: 0,
+            end: None,
             breaks: 0,
             body: out.body,
         })
@@ -499,8 +500,10 @@ pub struct S3Reader {
     etag: Option<String>,
     /// The object's size, as the first response gave it.
     length: Option<u64>,
-    /// Bytes handed out so far.
+    /// Where the next byte handed out is in the object.
     offset: u64,
+    /// Where a ranged read ends (exclusive); `None` reads to the object's end.
+    end: Option<u64>,
     /// Times the body broke off.
     breaks: u32,
     body: ByteStream,
@@ -544,7 +547,10 @@ impl S3Reader {
             .get_object()
             .bucket(&self.bucket)
             .key(&self.full_key)
-            .range(format!("bytes={}-", self.offset))
+            .range(match self.end {
+                Some(end) => format!("bytes={}-{}", self.offset, end - 1),
+                None => format!("bytes={}-", self.offset),
+            })
             .set_if_match(self.etag.clone())
             .send()
             .await

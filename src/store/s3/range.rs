@@ -21,6 +21,34 @@ impl S3Store {
         })?;
         Ok(body.into_bytes())
     }
+
+    /// A ranged GET read as a stream: many blobs of a pack in one request.
+    /// A body that breaks off resumes where it stopped (same ETag).
+    pub async fn range_reader(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<super::S3Reader, StoreError> {
+        let end = offset + len.max(1);
+        let out = self
+            .get(key, Some(format!("bytes={offset}-{}", end - 1)))
+            .await?;
+        Ok(super::S3Reader {
+            dest: self.label.clone(),
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: key.to_string(),
+            full_key: self.full(key),
+            etag: out.e_tag,
+            length: Some(end),
+            offset,
+            end: Some(end),
+            breaks: 0,
+            body: out.body,
+        })
+    }
+
     /// A GetObject of `key`, of its `range` when given.
     pub(super) async fn get(
         &self,
