@@ -21,7 +21,10 @@
 # Environment: BENCH_ROUNDS (default 1: the median is printed when more),
 # BENCH_TARGETS, BENCH_HOME (default /var/tmp/lifeboat-files-bench: the
 # generated trees are kept there and reused), LIFEBOAT_BIN (default: the
-# release build, built when missing), BENCH_MIXED_MB (default 1000).
+# release build, built when missing), BENCH_MIXED_MB (default 1000),
+# BENCH_CHANGED (changed runs, default 7; fewer makes the storage figure
+# incomparable), BENCH_RESTORES (restore pairs per round, default 1: the
+# median of all is printed).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,6 +33,8 @@ ROUNDS=${BENCH_ROUNDS:-1}
 TARGETS=${BENCH_TARGETS:-s3 dir}
 BENCH_HOME=${BENCH_HOME:-/var/tmp/lifeboat-files-bench}
 MIXED_MB=${BENCH_MIXED_MB:-1000}
+CHANGED=${BENCH_CHANGED:-7}
+RESTORES=${BENCH_RESTORES:-1}
 GEN="python3 $REPO/bench/files_tree.py"
 log() { printf '\033[1m[bench]\033[0m %s\n' "$*" >&2; }
 
@@ -136,15 +141,18 @@ one_round() { # SET TARGET ROUND
   rs_backup() { timed "$set" "$target" restic "$1" "$round" -- "${RS[@]}" backup "$src"; }
   lb_backup first; rs_backup first
   lb_backup unchanged; rs_backup unchanged
-  for r in 1 2 3 4 5 6 7; do
+  for r in $(seq 1 "$CHANGED"); do
     $GEN change "$src" --percent 1 --round "$r" >/dev/null
     lb_backup "changed$r"; rs_backup "changed$r"
   done
-  rm -rf "$WORK/restored-lb" "$WORK/restored-rs"
-  timed "$set" "$target" lifeboat restore "$round" -- "${LB[@]}" restore --from "$lb" --key-file "$WORK/keys" --to-dir "$WORK/restored-lb" --json
-  timed "$set" "$target" restic restore "$round" -- "${RS[@]}" restore latest --target "$WORK/restored-rs"
-  diff -r -q "$src" "$WORK/restored-lb" || { log "lifeboat restored something else"; exit 1; }
-  diff -r -q "$src" "$WORK/restored-rs$src" || { log "restic restored something else"; exit 1; }
+  for _ in $(seq 1 "$RESTORES"); do
+    rm -rf "$WORK/restored-lb" "$WORK/restored-rs"
+    sync
+    timed "$set" "$target" lifeboat restore "$round" -- "${LB[@]}" restore --from "$lb" --key-file "$WORK/keys" --to-dir "$WORK/restored-lb" --json
+    timed "$set" "$target" restic restore "$round" -- "${RS[@]}" restore latest --target "$WORK/restored-rs"
+    diff -r -q "$src" "$WORK/restored-lb" || { log "lifeboat restored something else"; exit 1; }
+    diff -r -q "$src" "$WORK/restored-rs$src" || { log "restic restored something else"; exit 1; }
+  done
   rm -rf "$WORK/restored-lb" "$WORK/restored-rs"
   local lb_bytes rs_bytes
   case $target in
@@ -153,7 +161,7 @@ one_round() { # SET TARGET ROUND
   esac
   printf '%s\t%s\tlifeboat\tstorage\t%s\t%s\t0\t-\n' "$set" "$target" "$round" "$lb_bytes" >>"$RESULTS"
   printf '%s\t%s\trestic\tstorage\t%s\t%s\t0\t-\n' "$set" "$target" "$round" "$rs_bytes" >>"$RESULTS"
-  log "$set $target storage after 7 changed runs: lifeboat $lb_bytes, restic $rs_bytes bytes"
+  log "$set $target storage after $CHANGED changed runs: lifeboat $lb_bytes, restic $rs_bytes bytes"
   # Free moto's memory and the disk before the next round.
   case $target in
     s3) python3 - "lb-$set-$round" "rs-$set-$round" <<'PY'

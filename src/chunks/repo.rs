@@ -23,17 +23,6 @@ pub const PACK_TARGET: u64 = 32 << 20;
 const WRITE_BATCH: usize = 1 << 20;
 /// The largest index object a reader reads (48 bytes a chunk).
 const INDEX_LIMIT: usize = 1 << 30;
-/// Read-ahead of chunk reads that go forward through a pack (a restore
-/// meets chunks in the order a backup wrote them): the window doubles from
-/// the first to the last while reads stay sequential, so a tree of small
-/// files costs a few large range reads instead of one request per chunk,
-/// and a lone read costs only its chunk.
-const AHEAD_FIRST: u64 = 256 << 10;
-const AHEAD_MAX: u64 = 4 << 20;
-/// A read this far past the previous one still counts as sequential
-/// (chunks of the pack the restore does not need are skipped over).
-const AHEAD_GAP: u64 = 1 << 20;
-
 pub fn pack_key(name: &str) -> String {
     format!("{PACKS}{name}.pack")
 }
@@ -59,38 +48,6 @@ struct OpenPack {
     buf: Vec<u8>,
 }
 
-/// Bytes of a pack read ahead, and where the previous read ended.
-#[derive(Default)]
-struct Ahead {
-    pack: String,
-    start: u64,
-    data: Bytes,
-    last_end: u64,
-    window: u64,
-}
-
-impl Ahead {
-    /// The stored bytes at `offset`, when already read.
-    fn get(&self, pack: &str, offset: u64, len: u64) -> Option<Bytes> {
-        let from = offset.checked_sub(self.start)?;
-        (self.pack == pack && from + len <= self.data.len() as u64)
-            .then(|| self.data.slice(from as usize..(from + len) as usize))
-    }
-
-    /// How much to read at `offset`: `len`, or the window when the reads go
-    /// forward through this pack.
-    fn plan(&mut self, pack: &str, offset: u64, len: u64) -> u64 {
-        let sequential =
-            self.pack == pack && offset >= self.last_end && offset - self.last_end <= AHEAD_GAP;
-        self.window = match (sequential, self.window) {
-            (false, _) => 0,
-            (true, 0) => AHEAD_FIRST,
-            (true, w) => (w * 2).min(AHEAD_MAX),
-        };
-        len.max(self.window)
-    }
-}
-
 /// What loading the index met that was wrong (verify reports it).
 #[derive(Debug, Default)]
 pub struct LoadProblems {
@@ -104,7 +61,6 @@ pub struct Repo<'a> {
     pub index: Index,
     sizes: HashMap<String, u64>,
     openers: HashMap<String, PackOpener>,
-    ahead: Ahead,
     open: Option<OpenPack>,
     /// This run's index object, written pack by pack as they close.
     index_out: Option<ObjectEncoder<UploadSink>>,
@@ -157,7 +113,6 @@ impl<'a> Repo<'a> {
             index,
             sizes,
             openers: HashMap::new(),
-            ahead: Ahead::default(),
             open: None,
             index_out: None,
             run: run.to_string(),
@@ -241,32 +196,18 @@ impl<'a> Repo<'a> {
             .map_err(|e| Self::pack_err(key, e))
     }
 
-    /// A chunk's plaintext, authenticated.
+    /// A chunk's plaintext, authenticated: one ranged read of its blob
+    /// (a restore reads through [`super::feed::Feed`], span by span).
     pub fn read_chunk(&mut self, ids: &ChunkKeys, id: &ChunkId) -> Result<Vec<u8>, ChunkError> {
         let (pack, loc) = self.index.get(id).ok_or(ChunkError::Missing {
             chunk: super::short(id),
         })?;
         let pack = pack.to_string();
-        let len = loc.stored_len as u64;
-        let stored = match self.ahead.get(&pack, loc.offset, len) {
-            Some(b) => b,
-            None => {
-                let size = self.sizes.get(&pack).copied().unwrap_or(0);
-                let want = self
-                    .ahead
-                    .plan(&pack, loc.offset, len)
-                    .min(size.saturating_sub(loc.offset))
-                    .max(len);
-                let data = self
-                    .rt
-                    .block_on(self.store.read_range(&pack, loc.offset, want))?;
-                self.ahead.pack.clone_from(&pack);
-                self.ahead.start = loc.offset;
-                self.ahead.data = data;
-                self.ahead.data.slice(..len as usize)
-            }
-        };
-        self.ahead.last_end = loc.offset + len;
+        let stored = self.rt.block_on(self.store.read_range(
+            &pack,
+            loc.offset,
+            u64::from(loc.stored_len),
+        ))?;
         self.open_blob(ids, id, &pack, stored.to_vec())
     }
 

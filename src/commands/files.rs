@@ -8,6 +8,7 @@
 
 use super::backup::BackupReport;
 use super::chunked::{self, ChunkedOptions};
+use super::files_by_pack;
 use super::progress::peak_rss_bytes;
 use super::{manifests, Error};
 use crate::catalog::{FilesInfo, Point, SourceInfo};
@@ -162,38 +163,33 @@ async fn restore_from(
     let restored = tokio::task::spawn_blocking(move || {
         let keys = &*keys;
         let (mut repo, _) = Repo::open(rt.clone(), &store, keys, "restore")?;
+        let Some(opts) = in_place else {
+            let mut restorer = Restorer::new(&target)?;
+            let done =
+                files_by_pack::restore(&rt, &store, keys, &tree, &mut repo, &ids, &mut restorer);
+            if let Err(e) = done {
+                restorer.discard();
+                return Err(e);
+            }
+            return Ok(InPlaceReport {
+                restored: restorer.finish()?,
+                ..Default::default()
+            });
+        };
+        // Into an existing directory, file by file in tree order (not all
+        // or nothing: see files_in_place).
         let plan = feed::plan_tree(rt.clone(), &store, keys, &tree, &repo.index, |_| true)
             .map_err(Error::Usage)?;
-        tracing::debug!(requests = plan.requests(), "chunk reads planned");
         let mut feed = Feed::new(rt.clone(), (*store).clone(), plan);
-        let entries = TreeReader::open(rt, &store, keys, &tree).map_err(Error::Usage)?;
         let mut read = |cid: &crate::chunks::ChunkId| {
             feed.read(&mut repo, &ids, cid)
                 .map_err(|e| crate::target::TargetError::Refused(e.to_string()))
         };
-        if let Some(opts) = in_place {
-            // Into an existing directory: not all or nothing (see files_in_place).
-            let mut into = InPlace::new(&target, opts)?;
-            for e in entries {
-                into.apply(e.map_err(crate::target::TargetError::Refused)?, &mut read)?;
-            }
-            return Ok(into.finish()?);
+        let mut into = InPlace::new(&target, opts)?;
+        for e in TreeReader::open(rt, &store, keys, &tree).map_err(Error::Usage)? {
+            into.apply(e.map_err(crate::target::TargetError::Refused)?, &mut read)?;
         }
-        let mut restorer = Restorer::new(&target)?;
-        for e in entries {
-            let step = match e {
-                Ok(e) => restorer.apply(e, &mut read),
-                Err(e) => Err(crate::target::TargetError::Refused(e)),
-            };
-            if let Err(e) = step {
-                restorer.discard();
-                return Err(Error::Target(e));
-            }
-        }
-        Ok::<_, Error>(InPlaceReport {
-            restored: restorer.finish()?,
-            ..Default::default()
-        })
+        Ok::<_, Error>(into.finish()?)
     })
     .await
     .map_err(|e| Error::Usage(format!("the restore stopped: {e}")))??;

@@ -10,6 +10,7 @@ pub mod chunked;
 mod download;
 mod error;
 pub mod files;
+mod files_by_pack;
 mod files_check;
 mod files_prune;
 pub mod list;

@@ -38,6 +38,8 @@ pub struct Restorer {
     open_dirs: Vec<Entry>,
     /// Restore owners (only root can).
     ownership: bool,
+    /// The file written last (writes come in runs per file).
+    open: Option<(Vec<u8>, File)>,
     pub restored: Restored,
 }
 
@@ -114,23 +116,15 @@ impl Restorer {
             staging,
             open_dirs: Vec::new(),
             ownership: me.uid() == 0,
+            open: None,
             restored: Restored::default(),
         })
     }
 
-    /// Writes one entry; `chunk` fetches a chunk's authenticated plaintext.
-    pub fn apply(
-        &mut self,
-        e: Entry,
-        chunk: &mut dyn FnMut(&ChunkId) -> Result<Vec<u8>, TargetError>,
-    ) -> Result<(), TargetError> {
-        while let Some(d) = self.open_dirs.last() {
-            if is_under(&d.path, &e.path) {
-                break;
-            }
-            let d = self.open_dirs.pop().expect("last");
-            self.finish_dir(&d)?;
-        }
+    /// First pass: creates one entry. Files are created empty at their
+    /// size (their data comes by [`Restorer::write_at`], pack by pack);
+    /// directories stay 0700 until [`Restorer::settle`].
+    pub fn create(&mut self, e: &Entry) -> Result<(), TargetError> {
         let path = self.staging.join(checked(&e.path)?);
         let shown = e.display();
         match e.kind {
@@ -142,7 +136,6 @@ impl Restorer {
                         .map_err(|err| io_err(&shown, err))?;
                 }
                 self.restored.dirs += 1;
-                self.open_dirs.push(e);
             }
             Kind::File => {
                 let f = OpenOptions::new()
@@ -152,8 +145,8 @@ impl Restorer {
                     .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
                     .open(&path)
                     .map_err(|err| io_err(&shown, err))?;
-                write_data(&f, &e, chunk, &mut self.restored)?;
-                file_meta(&f, &e, self.ownership)?;
+                // Holes, trailing ones too, stay holes: only data is written.
+                f.set_len(e.size).map_err(|err| io_err(&shown, err))?;
                 self.restored.files += 1;
             }
             Kind::Symlink => {
@@ -163,8 +156,8 @@ impl Restorer {
                     std::os::unix::fs::lchown(&path, Some(e.uid), Some(e.gid))
                         .map_err(|err| io_err(&shown, err))?;
                 }
-                self.xattrs_at(&path, &e)?;
-                self.times_at(&path, &e)?;
+                self.xattrs_at(&path, e)?;
+                self.times_at(&path, e)?;
                 self.restored.symlinks += 1;
             }
             Kind::Hardlink => {
@@ -173,6 +166,51 @@ impl Restorer {
                 std::fs::hard_link(&first, &path).map_err(|err| io_err(&shown, err))?;
                 self.restored.hardlinks += 1;
             }
+        }
+        Ok(())
+    }
+
+    /// Second pass: `data` at `at` in the file created at `rel`.
+    pub fn write_at(&mut self, rel: &[u8], at: u64, data: &[u8]) -> Result<(), TargetError> {
+        if self.open.as_ref().is_none_or(|(p, _)| p.as_slice() != rel) {
+            let path = self.staging.join(checked(rel)?);
+            let f = OpenOptions::new()
+                .write(true)
+                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                .open(&path)
+                .map_err(|err| io_err(String::from_utf8_lossy(rel), err))?;
+            self.open = Some((rel.to_vec(), f));
+        }
+        let (_, f) = self.open.as_ref().expect("opened");
+        f.write_all_at(data, at)
+            .map_err(|err| io_err(String::from_utf8_lossy(rel), err))?;
+        self.restored.bytes += data.len() as u64;
+        Ok(())
+    }
+
+    /// Third pass: an entry's metadata, once every byte is written: files
+    /// now, directories after their contents (post order).
+    pub fn settle(&mut self, e: Entry) -> Result<(), TargetError> {
+        self.open = None;
+        while let Some(d) = self.open_dirs.last() {
+            if is_under(&d.path, &e.path) {
+                break;
+            }
+            let d = self.open_dirs.pop().expect("last");
+            self.finish_dir(&d)?;
+        }
+        match e.kind {
+            Kind::Dir => self.open_dirs.push(e),
+            Kind::File => {
+                let path = self.staging.join(checked(&e.path)?);
+                let f = OpenOptions::new()
+                    .read(true)
+                    .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                    .open(&path)
+                    .map_err(|err| io_err(e.display(), err))?;
+                file_meta(&f, &e, self.ownership)?;
+            }
+            Kind::Symlink | Kind::Hardlink => {}
         }
         Ok(())
     }
@@ -221,6 +259,7 @@ impl Restorer {
     /// Applies the remaining directories' metadata and moves the staging
     /// directory onto the target.
     pub fn finish(mut self) -> Result<Restored, TargetError> {
+        self.open = None;
         while let Some(d) = self.open_dirs.pop() {
             if let Err(e) = self.finish_dir(&d) {
                 self.discard();
