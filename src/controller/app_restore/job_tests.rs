@@ -185,3 +185,35 @@ fn the_account_must_be_allowed_to_create_jobs_here() {
         "a Job test reads no Service"
     );
 }
+
+#[test]
+fn a_failed_post_check_after_the_exit_job_runs_the_enter_job_again() {
+    let home = json!([{"name": "home", "service": {"namespace": "shop", "name": "web", "port": 80},
+                       "timeoutSeconds": 10}]);
+    let mut w = world(home, false);
+    to_smoke_tests(&mut w);
+    w.smoke = passed(steps::SMOKE_TESTS);
+    w.decide("2026-11-22T10:00:16Z");
+    saw(&mut w, "shop-maintenance-exit", done_job("exit", "", true));
+    w.decide("2026-11-22T10:00:20Z");
+    assert_eq!(w.phase(steps::POST_CHECK), StepPhase::Running);
+    w.smoke = Some((
+        steps::POST_CHECK,
+        vec![SmokeResult {
+            name: "home".into(),
+            error: Some("GET http://10.0.0.1:80/ answered 502, expected 200".into()),
+        }],
+    ));
+    let d = w.decide("2026-11-22T10:00:30Z");
+    let m = w.status().message.clone().unwrap();
+    assert!(
+        m.ends_with("maintenance stays on: deployment shop/web at 0 (2 to restore), enter Job run again as shop-maintenance-reenter"),
+        "{m}"
+    );
+    assert_eq!(names(&d), ["shop-maintenance-reenter"]);
+    assert_eq!(
+        d.create_user_jobs[0].labels()[user_jobs::USER_JOB_LABEL],
+        "maintenance"
+    );
+    assert_eq!(d.scale[0].1, 0);
+}
