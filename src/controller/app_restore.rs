@@ -380,18 +380,20 @@ impl Pass<'_, '_> {
                 Some(Some(denied)) => Progress::Failed(denied.to_string()),
                 Some(None) => match space::check(self) {
                     Err(short) => Progress::Failed(short),
-                    Ok(space) => Progress::Done(
-                        [match &self.obs.app.spec.service_account_name {
-                            Some(sa) => format!(
-                                "every destination answered with its recovery point; service account {sa} may scale the workloads and read the Services"
-                            ),
-                            None => "every destination answered with its recovery point".into(),
-                        }]
-                        .into_iter()
-                        .chain(space)
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                    ),
+                    Ok(space) => {
+                        let app = self.obs.app;
+                        let asked = reconcile::needs(app);
+                        let asked: Vec<String> = asked.iter().map(ToString::to_string).collect();
+                        let found = "every destination answered with its recovery point";
+                        let head = match &app.spec.service_account_name {
+                            Some(sa) if !asked.is_empty() => {
+                                format!("{found}; service account {sa} may {}", asked.join(", "))
+                            }
+                            _ => found.to_string(),
+                        };
+                        let lines: Vec<String> = [head].into_iter().chain(space).collect();
+                        Progress::Done(lines.join("; "))
+                    }
                 },
             },
             steps::MAINTENANCE => match user_jobs::enter(self) {

@@ -217,3 +217,19 @@ fn a_failed_post_check_after_the_exit_job_runs_the_enter_job_again() {
     );
     assert_eq!(d.scale[0].1, 0);
 }
+
+#[test]
+fn pre_check_says_what_the_account_may_do() {
+    let orders = json!([{"name": "orders", "job": job("true")}]);
+    let mut w = world(orders, false);
+    w.decide("2026-11-22T10:00:01Z");
+    w.planned();
+    w.decide("2026-11-22T10:00:05Z");
+    let m = w.status().steps[1].message.clone().unwrap();
+    assert_eq!(
+        m,
+        "every destination answered with its recovery point; service account restorer may \
+         get deployments.apps in namespace shop, patch deployments.apps in namespace shop, \
+         create jobs.batch in namespace shop"
+    );
+}
