@@ -233,3 +233,22 @@ fn pre_check_says_what_the_account_may_do() {
          create jobs.batch in namespace shop"
     );
 }
+
+#[test]
+fn a_job_the_api_server_never_took_fails_its_step_at_the_timeout() {
+    let mut w = world(json!([]), false);
+    w.decide("2026-11-22T10:00:01Z");
+    w.planned();
+    w.decide("2026-11-22T10:00:05Z");
+    // Looked at on every reconcile and still absent (each create refused).
+    saw(&mut w, "shop-maintenance-enter", ObservedJob::default());
+    let d = w.decide("2026-11-22T10:02:04Z");
+    assert_eq!(names(&d), ["shop-maintenance-enter"], "asked for again");
+    w.decide("2026-11-22T10:02:05Z");
+    let m = w.status().message.clone().unwrap();
+    assert_eq!(
+        m,
+        "step maintenance failed: Job shop-maintenance-enter was not created within 120 s \
+         (see the request's events); maintenance stays on: exit Job shop-maintenance-exit not run"
+    );
+}
