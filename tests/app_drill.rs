@@ -6,9 +6,9 @@
 //!
 //! The drill's slot falls due: it creates one ApplicationRestore of the
 //! slot into scratch only — the configuration into namespace `shop-drill`
-//! (the smoke test asks its Service there), the directory and the bucket
-//! into the restore Jobs' scratch space — while `shop`, the claim and the
-//! bucket stay as they were. It succeeds; the drill reports it (lastDrill
+//! (one smoke test asks its Service there, another is a Job run in `ops`),
+//! the directory and the bucket into the restore Jobs' scratch space —
+//! while `shop`, the claim and the bucket stay as they were. It succeeds; the drill reports it (lastDrill
 //! with the RTO, DrillPassed, the metric, each part policy's lastDrill) and
 //! deletes `shop-drill`. A drill
 //! whose scratch namespace already exists waits and deletes nothing; a
@@ -156,7 +156,7 @@ fn an_application_drill_restores_into_scratch_reports_and_cleans_up() {
         for p in &policies {
             add_policy(&server, OPS, p.metadata.name.as_deref().unwrap(), p).await;
         }
-        let (kubelet, _ran) = app_world::cluster(server.clone(), node.clone());
+        let (kubelet, ran) = app_world::cluster(server.clone(), node.clone());
         let every_minute = "* * * * *";
         let age = chrono::Duration::minutes(5);
 
@@ -186,7 +186,14 @@ fn an_application_drill_restores_into_scratch_reports_and_cleans_up() {
 
         // The drill: due at the first minute after the backups.
         let (schedule, slot) = next_minute();
-        create_drill(&server, "shop", spec(&schedule, SCRATCH, web_port), age).await;
+        // Its smoke tests: the Service in scratch, and a Job (in `ops`).
+        let log = w.work.path().join("drill-smoke.log");
+        let mut shop = spec(&schedule, SCRATCH, web_port);
+        let script = format!("echo checked >> '{}'", log.display());
+        let job = json!({"template": {"spec": {"containers": [
+            {"name": "check", "image": "busybox", "command": ["sh", "-c", script]}]}}});
+        shop["smokeTests"].as_array_mut().unwrap().push(json!({"name": "scratch", "job": job}));
+        create_drill(&server, "shop", shop, age).await;
         let t0 = Instant::now();
         // Its configuration comes back into the scratch namespace only.
         let restored = server
@@ -210,7 +217,10 @@ fn an_application_drill_restores_into_scratch_reports_and_cleans_up() {
         let smoke = st["steps"].as_array().unwrap().iter().find(|s| s["name"] == steps::SMOKE_TESTS);
         let smoke = smoke.unwrap();
         assert_eq!(smoke["phase"], "Succeeded", "{smoke}");
-        assert!(smoke["message"].as_str().unwrap().contains("home"), "{smoke}");
+        assert_eq!(smoke["message"], "passed: home, scratch", "{smoke}");
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "checked\n");
+        let smoke_job = format!("{name}-smoke-scratch");
+        assert!(ran.lock().unwrap().iter().any(|(j, _)| *j == smoke_job), "{smoke_job}");
 
         // The drill reports it, then the scratch namespace is gone.
         let last = server

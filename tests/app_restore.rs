@@ -14,9 +14,14 @@
 //! deleted, the database stopped (restored into a fresh claim directory),
 //! the directory and the bucket emptied. The restore to T: every step in
 //! order, the Deployment at zero while the database restores and back to
-//! two after, everything as of T. Then a dry run plans and touches nothing,
-//! and a smoke test answered 500 fails the request naming it with
-//! maintenance left on; a claim smaller than the files fails preCheck.
+//! two after, everything as of T; the user's maintenance Jobs run around
+//! it (enter before the first restore Job, exit after the smoke tests,
+//! one of which is a Job). Then a dry run plans and touches nothing (no
+//! Job but the plan Jobs), a smoke test answered 500 fails the request
+//! naming it with maintenance left on, so does a smoke Job that exits 1
+//! (the exit Job never created), a smoke test that is both a Service and
+//! a Job is refused naming the field, and a claim smaller than the files
+//! fails preCheck.
 
 #[path = "support/apiserver.rs"]
 mod apiserver;
@@ -31,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use apiserver::ApiServer;
+use apiserver::{ApiServer, JOBS};
 use app_world::*;
 use chrono::{DateTime, Utc};
 use job_pods::{add_policy, Node, REQUESTS};
@@ -39,6 +44,7 @@ use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim};
 use kube::api::{Api, DeleteParams};
 use lifeboat::api::BackupPolicy;
 use lifeboat::controller::app_restore::steps;
+use lifeboat::controller::app_restore::user_jobs::USER_JOB_LABEL;
 use serde_json::{json, Value};
 use support::bucket_objects::empty_prefix;
 use support::cluster::{
@@ -180,6 +186,23 @@ fn spec(bed: &Bed, t: DateTime<Utc>, names: &[&str], smoke: Value) -> Value {
            "smokeTests": [smoke]})
 }
 
+/// A user's Job running `script` with `sh -c` (its stderr is its
+/// termination message when it fails).
+fn user_job(script: &str) -> Value {
+    json!({"template": {"spec": {"containers": [{"name": "step", "image": "busybox",
+        "command": ["sh", "-c", script], "terminationMessagePolicy": "FallbackToLogsOnError"}]}}})
+}
+
+/// A Job that appends `word` to the file `log`.
+fn logs(log: &Path, word: &str) -> Value {
+    user_job(&format!("echo {word} >> '{}'", log.display()))
+}
+
+/// The names of the Jobs the stand-in cluster ran, in order.
+fn ran_jobs(ran: &Ran) -> Vec<String> {
+    ran.lock().unwrap().iter().map(|(j, _)| j.clone()).collect()
+}
+
 /// A claim in `ops` of `size` (as its request: no volume is bound here).
 fn claim(name: &str, size: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
@@ -210,7 +233,13 @@ async fn scenario(bed: &Bed, before: &Before) {
     let home = json!({"name": "home", "service": {"namespace": APP, "name": "web", "port": bed.web_port},
                       "path": "/healthz", "expectBody": "ok", "timeoutSeconds": 30});
     let all = ["config", "db", "files", "bucket"];
-    create_app(server, "shop", spec(bed, before.t, &all, home)).await;
+    let log = bed.w.work.path().join("maintenance.log");
+    let mut shop = spec(bed, before.t, &all, home);
+    shop["maintenance"]["enterJob"] = logs(&log, "enter");
+    shop["maintenance"]["exitJob"] = logs(&log, "exit");
+    let orders = json!({"name": "orders", "job": logs(&log, "smoke")});
+    shop["smokeTests"].as_array_mut().unwrap().push(orders);
+    create_app(server, "shop", shop).await;
     let st = app_finished(server, "shop").await;
     eprintln!(
         "application restored in {:.1} s",
@@ -267,6 +296,22 @@ async fn scenario(bed: &Bed, before: &Before) {
         .map(|(_, web)| *web);
     assert_eq!(at_db_restore, Some(Some(0)), "{:?}", ran.lock().unwrap());
     assert_eq!(web_replicas(&server.store), Some(2));
+    // The maintenance Jobs: enter before the first restore Job, then the
+    // smoke Job, exit last (after the Deployment was back at two).
+    assert_eq!(fs::read_to_string(&log).unwrap(), "enter\nsmoke\nexit\n");
+    let jobs = ran_jobs(&ran);
+    let at = |name: &str| jobs.iter().position(|j| j == name).unwrap();
+    let restores: Vec<usize> = (0..jobs.len())
+        .filter(|i| jobs[*i].ends_with("-restore"))
+        .collect();
+    assert!(at("shop-maintenance-enter") < restores[0], "{jobs:?}");
+    assert!(
+        at("shop-smoke-orders") > *restores.last().unwrap(),
+        "{jobs:?}"
+    );
+    assert_eq!(jobs.last().unwrap(), "shop-maintenance-exit", "{jobs:?}");
+    let exit_at = ran.lock().unwrap().last().unwrap().1;
+    assert_eq!(exit_at, Some(2), "maintenance ended after the workloads");
     assert_eq!(app_objects(&server.store, APP), before.objects);
     let ip = server.store.get("api/v1/services", APP, "web").unwrap()["spec"]["clusterIP"].clone();
     assert_eq!(ip, "127.0.0.1", "allocated anew");
@@ -285,6 +330,10 @@ async fn scenario(bed: &Bed, before: &Before) {
         json!({"name": "home", "service": {"namespace": APP, "name": "web", "port": bed.web_port}});
     let mut dry = spec(bed, before.t, &all, home);
     dry["dryRun"] = json!(true);
+    dry["maintenance"]["enterJob"] = logs(&log, "dry-enter");
+    dry["maintenance"]["exitJob"] = logs(&log, "dry-exit");
+    let orders = json!({"name": "orders", "job": logs(&log, "dry-smoke")});
+    dry["smokeTests"].as_array_mut().unwrap().push(orders);
     create_app(server, "dry", dry).await;
     let st = app_finished(server, "dry").await;
     assert_eq!(st["phase"], "Succeeded", "{st:#}");
@@ -306,6 +355,15 @@ async fn scenario(bed: &Bed, before: &Before) {
     );
     assert!(st.get("workloads").is_none(), "{st}");
     assert_eq!(web_replicas(&server.store), Some(2), "scaled nothing");
+    let users: Vec<Value> = server
+        .store
+        .list(JOBS, OPS)
+        .into_iter()
+        .filter(|j| j["metadata"]["labels"].get(USER_JOB_LABEL).is_some())
+        .filter(|j| j["metadata"]["name"].as_str().unwrap().starts_with("dry-"))
+        .collect();
+    assert!(users.is_empty(), "a dry run creates no user Job: {users:?}");
+    assert_eq!(fs::read_to_string(&log).unwrap(), "enter\nsmoke\nexit\n");
 
     // 3. A smoke test answered 500 fails the request, maintenance left on.
     let health = json!({"name": "health", "service": {"namespace": APP, "name": "broken", "port": bed.broken_port},
@@ -322,6 +380,54 @@ async fn scenario(bed: &Bed, before: &Before) {
     assert_eq!(step(&st, steps::SMOKE_TESTS)["phase"], "Failed", "{st}");
     assert_eq!(step(&st, steps::POST_CHECK)["phase"], "Skipped", "{st}");
     assert_eq!(web_replicas(&server.store), Some(0), "left at zero");
+
+    // 3b. A smoke Job that exits 1 fails the request naming the check and
+    // its Job; maintenance (by Jobs here) stays on: no exit Job.
+    let log = bed.w.work.path().join("badjob.log");
+    let check = user_job("echo 'no orders since T' >&2; exit 1");
+    let mut bad = spec(
+        bed,
+        before.t,
+        &["files"],
+        json!({"name": "orders", "job": check}),
+    );
+    bad["maintenance"] = json!({"enterJob": logs(&log, "enter"), "exitJob": logs(&log, "exit")});
+    create_app(server, "badjob", bad).await;
+    let st = app_finished(server, "badjob").await;
+    assert_eq!(st["phase"], "Failed", "{st:#}");
+    let m = st["message"].as_str().unwrap();
+    assert!(
+        m.starts_with("step smokeTests failed: smoke test orders: Job badjob-smoke-orders failed: no orders since T"),
+        "{m}"
+    );
+    assert!(
+        m.ends_with("maintenance stays on: exit Job badjob-maintenance-exit not run"),
+        "{m}"
+    );
+    assert_eq!(
+        step(&st, steps::END_MAINTENANCE)["phase"],
+        "Skipped",
+        "{st}"
+    );
+    assert_eq!(step(&st, steps::EXIT_JOB)["phase"], "Skipped", "{st}");
+    assert!(server
+        .store
+        .get(JOBS, OPS, "badjob-maintenance-exit")
+        .is_none());
+    assert_eq!(fs::read_to_string(&log).unwrap(), "enter\n");
+
+    // 3c. A smoke test that is both a request and a Job is refused, named.
+    let both = json!({"name": "both", "job": user_job("true"),
+                      "service": {"namespace": APP, "name": "web", "port": bed.web_port}});
+    create_app(server, "both", spec(bed, before.t, &["files"], both)).await;
+    let st = app_finished(server, "both").await;
+    assert_eq!(st["phase"], "Failed", "{st:#}");
+    let m = st["message"].as_str().unwrap();
+    assert!(
+        m.contains("spec.smokeTests[0]: give either service (an HTTP request) or job, not both"),
+        "{m}"
+    );
+    assert_eq!(step(&st, steps::PLAN)["phase"], "Failed", "{st}");
 
     // 4. A claim smaller than the files fails preCheck, naming it, before
     // anything is touched.

@@ -155,18 +155,35 @@ fn jobs_built_from_the_examples_pass_kubernetes_validate_strict() {
             .len(),
         4
     );
+    // The ApplicationRestore's own Jobs: the maintenance switch, a smoke test.
+    let app: lifeboat::api::ApplicationRestore = example("ApplicationRestore");
+    let enter = app.spec.maintenance.as_ref().unwrap().enter_job.clone();
+    let smoke = app.spec.smoke_tests.iter().find_map(|t| t.job.clone());
+    let user_jobs: Vec<Value> = [("maintenance", enter), ("smokeTests", smoke)]
+        .into_iter()
+        .map(|(step, template)| {
+            let spec = template.expect("a Job in the example").spec(step).unwrap();
+            let job = lifeboat::controller::app_restore::user_jobs::build(
+                &app,
+                &format!("shop-0959-{}", step.to_lowercase()),
+                step,
+                spec,
+                120,
+            );
+            serde_json::to_value(job.unwrap()).unwrap()
+        })
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("jobs.yaml");
-    write_docs(
-        &file,
-        &[
-            serde_json::to_value(&backup).unwrap(),
-            serde_json::to_value(&prune).unwrap(),
-            serde_json::to_value(&plan).unwrap(),
-            serde_json::to_value(&restore).unwrap(),
-            serde_json::to_value(&notify).unwrap(),
-        ],
-    );
+    let mut docs = vec![
+        serde_json::to_value(&backup).unwrap(),
+        serde_json::to_value(&prune).unwrap(),
+        serde_json::to_value(&plan).unwrap(),
+        serde_json::to_value(&restore).unwrap(),
+        serde_json::to_value(&notify).unwrap(),
+    ];
+    docs.extend(user_jobs);
+    write_docs(&file, &docs);
     validate_strict(&cmd, &[file]);
 }
 

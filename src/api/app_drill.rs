@@ -67,12 +67,15 @@ pub struct ApplicationDrillSpec {
     /// As ApplicationRestore's parts, into scratch targets only.
     #[schemars(length(min = 1, max = 16))]
     pub parts: Vec<ApplicationPart>,
-    /// Checked after the parts restored (Services in the scratch namespaces).
+    /// Checked after the parts restored: Services in the scratch
+    /// namespaces, or Jobs (run in this namespace, not mapped: see
+    /// docs/DESIGN.md).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub smoke_tests: Vec<SmokeTest>,
     /// Must be allowed to delete the scratch namespaces (and to read the
-    /// smoke tests' Services); asked before every drill.
+    /// smoke tests' Services, or create their Jobs here); asked before
+    /// every drill.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub service_account_name: Option<String>,

@@ -69,3 +69,18 @@ fn a_missing_account_is_named_once() {
     let fields = crate::api::error_fields(spec(v).validate("ops"));
     assert_eq!(fields, ["spec.serviceAccountName"]);
 }
+
+#[test]
+fn a_smoke_test_may_be_a_job_which_the_drills_restore_carries() {
+    let mut v = example();
+    v["smokeTests"] = json!([{"name": "orders", "job": {"template": {"spec": {"containers": [
+        {"name": "check", "image": "busybox", "command": ["sh", "-c", "true"]}]}}}}]);
+    let d = spec(v);
+    assert_eq!(d.validate("ops"), Ok(()));
+    let restore = d.restore_spec(DateTime::<Utc>::UNIX_EPOCH);
+    assert!(restore.smoke_tests[0].job.is_some());
+    assert!(
+        restore.maintenance.is_none(),
+        "a drill has no maintenance mode"
+    );
+}

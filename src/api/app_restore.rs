@@ -13,6 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::restore::{RestorePhase, RestoreRequestSpec, RestoreStep, RestoreTarget};
+pub use super::user_job::JobTemplate;
 use super::{check_ref_name, into_result, is_dns_label, FieldError, LocalRef};
 
 /// Longest application restore name: its parts' RestoreRequests are named
@@ -63,10 +64,12 @@ pub struct ApplicationRestoreSpec {
     #[schemars(length(min = 1, max = 16))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub parts: Vec<ApplicationPart>,
-    /// Workloads held at zero replicas while the restore runs.
+    /// Maintenance mode while the restore runs: workloads held at zero
+    /// replicas, and/or a Job to enter it and one to exit it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<Maintenance>,
-    /// HTTP requests that must answer as expected once maintenance ends.
+    /// Checks that must pass once maintenance ends: HTTP requests to
+    /// Services, or Jobs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub smoke_tests: Vec<SmokeTest>,
@@ -138,16 +141,40 @@ pub struct Maintenance {
     /// remembered in the status), held there while parts restore (a
     /// configuration part that brings one back is scaled down again), and
     /// scaled back once every part is verified.
-    #[schemars(length(min = 1, max = 32))]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
     pub scale_to_zero: Vec<WorkloadRef>,
-    /// Scale the workloads back even when a step fails. Default: a failed
-    /// restore leaves maintenance on, for a person to look first.
+    /// A Job that switches maintenance on (a maintenance page, a flag),
+    /// run to success in this namespace before any workload is scaled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enter_job: Option<JobTemplate>,
+    /// A Job that switches maintenance off, run once the smoke tests
+    /// passed (step exitJob): users come back only to a tested application.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_job: Option<JobTemplate>,
+    /// How long the enter or the exit Job may take (default 600); also
+    /// its activeDeadlineSeconds unless the template sets one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub job_timeout_seconds: Option<i64>,
+    /// End maintenance even when a step fails (workloads scaled back, the
+    /// exit Job run). Default: a failed restore leaves maintenance on,
+    /// for a person to look first.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub end_on_failure: bool,
     /// How long ending maintenance waits for every workload's ready replicas.
     #[serde(default = "ready_timeout")]
     #[schemars(range(min = 1, max = 3600))]
     pub ready_timeout_seconds: i64,
+}
+
+/// How long a maintenance Job may take when `jobTimeoutSeconds` is unset.
+pub const JOB_TIMEOUT: i64 = 600;
+
+impl Maintenance {
+    pub fn job_timeout(&self) -> i64 {
+        self.job_timeout_seconds.unwrap_or(JOB_TIMEOUT)
+    }
 }
 
 fn ready_timeout() -> i64 {
@@ -180,40 +207,54 @@ impl std::fmt::Display for WorkloadRef {
     }
 }
 
-/// An HTTP GET to an in-cluster Service, expecting a status and optionally
-/// text in the body. Retried until it passes or its timeout runs out.
+/// A check that must pass once maintenance ends: an HTTP GET to an
+/// in-cluster Service (`service`), expecting a status and optionally text
+/// in the body, retried until it passes or its timeout runs out; or a Job
+/// (`job`) that must succeed within the timeout. Exactly one of the two.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.service) != has(self.job)",
+    "message": "give exactly one of service (an HTTP request) or job (a Job that must succeed)"
+}]))]
 pub struct SmokeTest {
     #[schemars(
         length(min = 1, max = 40),
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub name: String,
-    pub service: ServiceRef,
-    /// Path and query, starting with `/`.
-    #[serde(default = "root_path")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceRef>,
+    /// A Job run once in the request's namespace; it passes when it succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobTemplate>,
+    /// Path and query, starting with `/` (default `/`; HTTP only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048))]
-    pub path: String,
-    #[serde(default = "ok_status")]
+    pub path: Option<String>,
+    /// Default 200 (HTTP only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 100, max = 599))]
-    pub expect_status: u16,
-    /// Text the body must contain.
+    pub expect_status: Option<u16>,
+    /// Text the body must contain (HTTP only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 1024))]
     pub expect_body: Option<String>,
-    /// How long the test keeps retrying before it fails.
+    /// How long the test keeps retrying before it fails; for a Job, how
+    /// long it may take (and its activeDeadlineSeconds unless it sets one).
     #[serde(default = "smoke_timeout")]
     #[schemars(range(min = 1, max = 3600))]
     pub timeout_seconds: i64,
 }
 
-fn root_path() -> String {
-    "/".into()
-}
+impl SmokeTest {
+    pub fn path(&self) -> &str {
+        self.path.as_deref().unwrap_or("/")
+    }
 
-fn ok_status() -> u16 {
-    200
+    pub fn expect_status(&self) -> u16 {
+        self.expect_status.unwrap_or(200)
+    }
 }
 
 fn smoke_timeout() -> i64 {
@@ -281,42 +322,11 @@ impl ApplicationRestoreSpec {
             }
         }
         if let Some(m) = &self.maintenance {
-            for (i, w) in m.scale_to_zero.iter().enumerate() {
-                let at = format!("spec.maintenance.scaleToZero[{i}]");
-                check_ref_name(&format!("{at}.name"), &w.name, &mut errors);
-                if !is_dns_label(&w.namespace) {
-                    errors.push(FieldError::new(
-                        format!("{at}.namespace"),
-                        format!("{:?} is not a namespace name", w.namespace),
-                    ));
-                }
-                if m.scale_to_zero[..i].contains(w) {
-                    errors.push(FieldError::new(at, format!("{w} is named twice")));
-                }
-            }
+            check_maintenance(m, &mut errors);
         }
         for (i, t) in self.smoke_tests.iter().enumerate() {
             let at = format!("spec.smokeTests[{i}]");
-            if !is_dns_label(&t.service.namespace) {
-                errors.push(FieldError::new(
-                    format!("{at}.service.namespace"),
-                    format!("{:?} is not a namespace name", t.service.namespace),
-                ));
-            }
-            if !is_dns_label(&t.service.name) {
-                errors.push(FieldError::new(
-                    format!("{at}.service.name"),
-                    format!("{:?} is not a Service name", t.service.name),
-                ));
-            }
-            if !t.path.starts_with('/')
-                || t.path.chars().any(|c| c.is_whitespace() || c.is_control())
-            {
-                errors.push(FieldError::new(
-                    format!("{at}.path"),
-                    format!("{:?} must start with / and hold no spaces", t.path),
-                ));
-            }
+            check_smoke_test(t, &at, &mut errors);
             if self.smoke_tests[..i].iter().any(|o| o.name == t.name) {
                 errors.push(FieldError::new(
                     format!("{at}.name"),
@@ -328,12 +338,106 @@ impl ApplicationRestoreSpec {
         match &self.service_account_name {
             None if touches_cluster => errors.push(FieldError::new(
                 "spec.serviceAccountName",
-                "required with maintenance or smokeTests: the controller scales workloads and reads Services only as far as this account may",
+                "required with maintenance or smokeTests: the controller scales workloads, reads Services and creates Jobs only as far as this account may",
             )),
             Some(sa) => check_ref_name("spec.serviceAccountName", sa, &mut errors),
             None => {}
         }
         into_result(errors)
+    }
+}
+
+fn check_maintenance(m: &Maintenance, errors: &mut Vec<FieldError>) {
+    for (i, w) in m.scale_to_zero.iter().enumerate() {
+        let at = format!("spec.maintenance.scaleToZero[{i}]");
+        check_ref_name(&format!("{at}.name"), &w.name, errors);
+        if !is_dns_label(&w.namespace) {
+            errors.push(FieldError::new(
+                format!("{at}.namespace"),
+                format!("{:?} is not a namespace name", w.namespace),
+            ));
+        }
+        if m.scale_to_zero[..i].contains(w) {
+            errors.push(FieldError::new(at, format!("{w} is named twice")));
+        }
+    }
+    if m.scale_to_zero.is_empty() && m.enter_job.is_none() {
+        errors.push(FieldError::new(
+            "spec.maintenance",
+            "name workloads in scaleToZero, an enterJob, or both",
+        ));
+    }
+    if m.exit_job.is_some() && m.enter_job.is_none() {
+        errors.push(FieldError::new(
+            "spec.maintenance.exitJob",
+            "an exitJob ends what an enterJob began: give the enterJob too",
+        ));
+    }
+    if m.job_timeout_seconds.is_some() && m.enter_job.is_none() {
+        errors.push(FieldError::new(
+            "spec.maintenance.jobTimeoutSeconds",
+            "times the enterJob and exitJob: give them, or leave it out",
+        ));
+    }
+    for (field, job) in [("enterJob", &m.enter_job), ("exitJob", &m.exit_job)] {
+        if let Some(Err(found)) = job
+            .as_ref()
+            .map(|j| j.spec(&format!("spec.maintenance.{field}")))
+        {
+            errors.extend(found);
+        }
+    }
+}
+
+/// A smoke test is an HTTP request or a Job, with only its own fields.
+fn check_smoke_test(t: &SmokeTest, at: &str, errors: &mut Vec<FieldError>) {
+    match (&t.service, &t.job) {
+        (Some(_), Some(_)) => errors.push(FieldError::new(
+            at,
+            "give either service (an HTTP request) or job, not both",
+        )),
+        (None, None) => errors.push(FieldError::new(
+            at,
+            "give service (an HTTP request to a Service) or job (a Job that must succeed)",
+        )),
+        _ => {}
+    }
+    if let Some(s) = &t.service {
+        if !is_dns_label(&s.namespace) {
+            errors.push(FieldError::new(
+                format!("{at}.service.namespace"),
+                format!("{:?} is not a namespace name", s.namespace),
+            ));
+        }
+        if !is_dns_label(&s.name) {
+            errors.push(FieldError::new(
+                format!("{at}.service.name"),
+                format!("{:?} is not a Service name", s.name),
+            ));
+        }
+        let path = t.path();
+        if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            errors.push(FieldError::new(
+                format!("{at}.path"),
+                format!("{path:?} must start with / and hold no spaces"),
+            ));
+        }
+    }
+    if let Some(job) = &t.job {
+        let http = [
+            ("path", t.path.is_some()),
+            ("expectStatus", t.expect_status.is_some()),
+            ("expectBody", t.expect_body.is_some()),
+        ];
+        for (field, _) in http.iter().filter(|(_, set)| *set) {
+            errors.push(FieldError::new(
+                format!("{at}.{field}"),
+                "only for an HTTP test (service); a Job test passes when its Job succeeds",
+            ));
+        }
+        if let Err(found) = job.spec(&format!("{at}.job")) {
+            errors.extend(found);
+        }
     }
 }
 

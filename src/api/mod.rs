@@ -19,6 +19,7 @@ pub mod restore;
 pub mod restore_config;
 pub mod restore_files;
 pub mod run;
+pub mod user_job;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

@@ -17,12 +17,15 @@
 //! Pure; the IO is in `app_restore/reconcile.rs`.
 
 mod hold;
+#[cfg(test)]
+mod job_tests;
 mod parts;
 pub mod reconcile;
 pub mod smoke;
 pub mod space;
 #[cfg(test)]
 mod tests;
+pub mod user_jobs;
 
 use std::time::Duration;
 
@@ -57,8 +60,9 @@ pub mod steps {
     pub const VERIFICATION: &str = "verification";
     pub const END_MAINTENANCE: &str = "endMaintenance";
     pub const SMOKE_TESTS: &str = "smokeTests";
+    pub const EXIT_JOB: &str = "exitJob";
     pub const POST_CHECK: &str = "postCheck";
-    pub const ORDER: [&str; 10] = [
+    pub const ORDER: [&str; 11] = [
         PLAN,
         PRE_CHECK,
         MAINTENANCE,
@@ -68,6 +72,7 @@ pub mod steps {
         VERIFICATION,
         END_MAINTENANCE,
         SMOKE_TESTS,
+        EXIT_JOB,
         POST_CHECK,
     ];
 }
@@ -89,6 +94,8 @@ pub struct Observed<'a> {
     /// The service account's permissions, when asked (during preCheck):
     /// `Some(None)` all granted, `Some(Some(_))` the first one missing.
     pub access: Option<Option<&'a str>>,
+    /// The user's Jobs of the current step (user_jobs::to_observe), by name.
+    pub jobs: &'a [(String, ObservedJob)],
     pub now: DateTime<Utc>,
 }
 
@@ -105,6 +112,8 @@ pub struct Outcome {
 #[derive(Clone, Debug, Default)]
 pub struct Decision {
     pub create_jobs: Vec<Job>,
+    /// The user's Jobs (maintenance, smoke tests) to create.
+    pub create_user_jobs: Vec<Job>,
     pub create_parts: Vec<RestoreRequest>,
     /// Workloads to scale, and to how many replicas.
     pub scale: Vec<(WorkloadRef, i32)>,
@@ -213,7 +222,12 @@ fn initial_steps(app: &ApplicationRestore) -> Vec<RestoreStep> {
             let skip = match name {
                 steps::PLAN => false,
                 _ if s.dry_run => true,
-                steps::MAINTENANCE | steps::END_MAINTENANCE => s.maintenance.is_none(),
+                steps::MAINTENANCE => s.maintenance.is_none(),
+                steps::END_MAINTENANCE => s
+                    .maintenance
+                    .as_ref()
+                    .is_none_or(|m| m.scale_to_zero.is_empty()),
+                steps::EXIT_JOB => s.maintenance.as_ref().is_none_or(|m| m.exit_job.is_none()),
                 steps::CONFIGURATION => !has(PartKind::Configuration),
                 steps::DATABASES => !has(PartKind::Database),
                 steps::FILES => !has(PartKind::Files),
@@ -274,6 +288,7 @@ impl Pass<'_, '_> {
                 steps::VERIFICATION
                 | steps::END_MAINTENANCE
                 | steps::SMOKE_TESTS
+                | steps::EXIT_JOB
                 | steps::POST_CHECK => RestorePhase::Verifying,
                 _ => RestorePhase::Restoring,
             };
@@ -320,12 +335,14 @@ impl Pass<'_, '_> {
         }
     }
 
-    /// Holding maintenance: after it began, until it is ended.
+    /// Holding maintenance: after it began (and its enter Job succeeded),
+    /// until it is ended.
     fn holding(&self) -> bool {
         let phase = |n: &str| self.st.steps.iter().find(|s| s.name == n).map(|s| s.phase);
         phase(steps::MAINTENANCE)
             .is_some_and(|p| p != StepPhase::Pending && p != StepPhase::Skipped)
             && phase(steps::END_MAINTENANCE) == Some(StepPhase::Pending)
+            && user_jobs::entered(self)
     }
 
     fn invalid(&self) -> Option<String> {
@@ -363,27 +380,38 @@ impl Pass<'_, '_> {
                 Some(Some(denied)) => Progress::Failed(denied.to_string()),
                 Some(None) => match space::check(self) {
                     Err(short) => Progress::Failed(short),
-                    Ok(space) => Progress::Done(
-                        [match &self.obs.app.spec.service_account_name {
-                            Some(sa) => format!(
-                                "every destination answered with its recovery point; service account {sa} may scale the workloads and read the Services"
-                            ),
-                            None => "every destination answered with its recovery point".into(),
-                        }]
-                        .into_iter()
-                        .chain(space)
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                    ),
+                    Ok(space) => {
+                        let app = self.obs.app;
+                        let asked = reconcile::needs(app);
+                        let asked: Vec<String> = asked.iter().map(ToString::to_string).collect();
+                        let found = "every destination answered with its recovery point";
+                        let head = match &app.spec.service_account_name {
+                            Some(sa) if !asked.is_empty() => {
+                                format!("{found}; service account {sa} may {}", asked.join(", "))
+                            }
+                            _ => found.to_string(),
+                        };
+                        let lines: Vec<String> = [head].into_iter().chain(space).collect();
+                        Progress::Done(lines.join("; "))
+                    }
                 },
             },
-            steps::MAINTENANCE => hold::maintenance(self),
+            steps::MAINTENANCE => match user_jobs::enter(self) {
+                Some(Progress::Done(entered)) => match hold::maintenance(self) {
+                    Progress::Done(held) if held.is_empty() => Progress::Done(entered),
+                    Progress::Done(held) => Progress::Done(format!("{entered}; {held}")),
+                    other => other,
+                },
+                Some(other) => other,
+                None => hold::maintenance(self),
+            },
             steps::CONFIGURATION => self.restore_parts(PartKind::Configuration),
             steps::DATABASES => self.restore_parts(PartKind::Database),
             steps::FILES => self.restore_parts(PartKind::Files),
             steps::VERIFICATION => self.verification(),
             steps::END_MAINTENANCE => hold::end_maintenance(self),
             steps::SMOKE_TESTS => smoke::evaluate(self, name),
+            steps::EXIT_JOB => user_jobs::exit(self),
             _ => hold::post_check(self),
         }
     }

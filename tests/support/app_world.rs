@@ -148,8 +148,8 @@ fn ins(s: &Store, resource: &str, v: Value) {
 /// The namespaces, the application in `shop` (Service `web` on `web_port`,
 /// `broken` on `broken_port`, both created without a cluster IP) and the
 /// accounts, bound to the shipped ClusterRoles: `reader` backs up the
-/// namespace, `restorer` restores it, scales its Deployments and reads its
-/// Services.
+/// namespace, `restorer` restores it, scales its Deployments, reads its
+/// Services and creates Jobs in `ops`.
 pub fn fill(s: &Store, web_port: u16, broken_port: u16) {
     for ns in [OPS, APP] {
         ins(s, "api/v1/namespaces", namespace(ns));
@@ -192,9 +192,20 @@ pub fn fill(s: &Store, web_port: u16, broken_port: u16) {
         "lifeboat-config-reader",
         "lifeboat-config-restorer",
         "lifeboat-application-restorer",
+        "lifeboat-application-jobs",
     ] {
         ins(s, &format!("{RBAC}/clusterroles"), shipped_role(role));
     }
+    // The restores' Jobs run in `ops`: `restorer` may create them there only.
+    let mut jobs = cluster_binding(
+        "restorer-jobs",
+        "lifeboat-application-jobs",
+        OPS,
+        "restorer",
+    );
+    jobs["kind"] = json!("RoleBinding");
+    jobs["metadata"]["namespace"] = json!(OPS);
+    ins(s, &format!("{RBAC}/rolebindings"), jobs);
     for (binding, account, role) in [
         ("reader", "reader", "lifeboat-config-reader"),
         ("restorer", "restorer", "lifeboat-config-restorer"),

@@ -17,6 +17,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::Api;
 use lifeboat::api::{BackupPolicy, BackupRun, RestoreRequest};
+use lifeboat::controller::app_restore::user_jobs::USER_JOB_LABEL;
 use lifeboat::controller::jobs::JobConfig;
 use lifeboat::controller::metrics::Metrics;
 use lifeboat::controller::Settings;
@@ -150,8 +151,10 @@ pub async fn run_job_on(server: &ApiServer, ns: &str, name: &str, node: &Node) -
         .unwrap()
     };
     let ok = ran.output.status.success();
-    let message = if ran.termination_message.is_empty() {
-        // FallbackToLogsOnError: the log's tail.
+    let labels = job.metadata.labels.as_ref();
+    let users = labels.is_some_and(|l| l.contains_key(USER_JOB_LABEL));
+    let message = if ran.termination_message.is_empty() && !users {
+        // lifeboat's Jobs are FallbackToLogsOnError: the log's tail.
         stderr(&ran.output)
     } else {
         ran.termination_message.clone()

@@ -19,6 +19,13 @@
 //! also the file Jobs' default) runs as root, as it always has here; tests
 //! rely on that. Running as a real user, what the stand-in materialises is
 //! owned as the kubelet would own it ([`RunAs`]).
+//!
+//! A Job the user gave an ApplicationRestore (labelled
+//! [`USER_JOB_LABEL`]: a maintenance switch, a smoke test) is not
+//! lifeboat's: its container's command and args run as a plain local
+//! process (`sh -c ...`) in the work directory, with the same environment
+//! rules; its exit status is the pod's. Every other Job must run tini and
+//! lifeboat, as before.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +34,7 @@ use std::process::{Command, Output, Stdio};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use lifeboat::api::{BackupPolicy, BackupRun, BackupRunSpec, LocalRef, RunKind, Tier};
+use lifeboat::controller::app_restore::user_jobs::USER_JOB_LABEL;
 use lifeboat::controller::jobs::JobConfig;
 use serde_json::json;
 
@@ -180,10 +188,14 @@ fn run_pod(
         }
     }
 
+    let command = c.command.clone().expect("a command");
+    let labels = job.metadata.labels.as_ref();
+    if labels.is_some_and(|l| l.contains_key(USER_JOB_LABEL)) {
+        return run_user_container(c, &command, &env, run_as.as_ref(), work);
+    }
     // The image's init, then lifeboat: run as written, with this build's
     // lifeboat and the host's tini (scripts/testbed.sh installs it). Outside
     // a pod's PID namespace tini is not PID 1, so it reaps as a subreaper.
-    let command = c.command.clone().expect("a command");
     assert_eq!(
         command,
         ["/usr/bin/tini", "--", "lifeboat"],
@@ -239,6 +251,49 @@ fn run_pod(
     Ran {
         output,
         termination_message: std::fs::read_to_string(&termination_file).unwrap_or_default(),
+    }
+}
+
+/// A user's container (not lifeboat's): its command and args as a local
+/// process. Its termination message is the log's tail only with
+/// FallbackToLogsOnError (the kubelet's default policy, File, leaves none
+/// when the program writes none).
+fn run_user_container(
+    c: &Container,
+    command: &[String],
+    env: &BTreeMap<String, String>,
+    run_as: Option<&RunAs>,
+    work: &Path,
+) -> Ran {
+    assert_ne!(
+        command.get(2).map(String::as_str),
+        Some("lifeboat"),
+        "a user's Job runs the user's program"
+    );
+    assert!(c.env_from.is_none(), "envFrom is not resolved here");
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(&command[0]);
+    if let Some(r) = run_as {
+        cmd.uid(r.uid).gid(r.gid);
+    }
+    let output = cmd
+        .args(&command[1..])
+        .args(c.args.clone().unwrap_or_default())
+        .env_clear()
+        .envs(env)
+        .env("PATH", std::env::var("PATH").unwrap())
+        .current_dir(work)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the user's program runs");
+    let fallback = c.termination_message_policy.as_deref() == Some("FallbackToLogsOnError");
+    let termination_message = match fallback && !output.status.success() {
+        true => stderr(&output),
+        false => String::new(),
+    };
+    Ran {
+        output,
+        termination_message,
     }
 }
 

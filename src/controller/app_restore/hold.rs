@@ -142,7 +142,7 @@ pub(super) fn end_maintenance(pass: &mut Pass<'_, '_>) -> Progress {
 }
 
 /// The post-recovery check: every workload still at its replicas and
-/// ready, and the smoke tests passing once more.
+/// ready, and the HTTP smoke tests passing once more.
 pub(super) fn post_check(pass: &mut Pass<'_, '_>) -> Progress {
     for (w, seen) in workloads(pass).iter().zip(pass.obs.workloads) {
         let Some(want) = recorded(pass, w) else {
@@ -159,15 +159,24 @@ pub(super) fn post_check(pass: &mut Pass<'_, '_>) -> Progress {
             None => return Progress::Failed(format!("{w} is gone")),
         }
     }
-    if pass.obs.app.spec.smoke_tests.is_empty() {
+    // A Job smoke test is run once (a user's Job may not be repeatable).
+    if !pass
+        .obs
+        .app
+        .spec
+        .smoke_tests
+        .iter()
+        .any(|t| t.service.is_some())
+    {
         return Progress::Done("the workloads hold their replicas, all ready".into());
     }
     super::smoke::evaluate(pass, steps::POST_CHECK)
 }
 
 /// What a failure does to maintenance: with `endOnFailure` the workloads
-/// go back to their replicas, otherwise they stay (or go back) to zero.
-/// Returns the sentence for the status, none when maintenance never began.
+/// go back to their replicas (and the exit Job is started), otherwise they
+/// stay (or go back) to zero (and the exit Job is not run). Returns the
+/// sentence for the status, none when maintenance never began.
 pub(super) fn on_failure(pass: &mut Pass<'_, '_>) -> Option<String> {
     let m = pass.obs.app.spec.maintenance.as_ref()?;
     let began = pass.st.steps.iter().any(|s| {
@@ -190,8 +199,13 @@ pub(super) fn on_failure(pass: &mut Pass<'_, '_>) -> Option<String> {
             false => format!("{w} at 0 ({want} to restore)"),
         });
     }
-    Some(match m.end_on_failure {
-        true => format!("maintenance ended (endOnFailure): {}", lines.join(", ")),
-        false => format!("maintenance stays on: {}", lines.join(", ")),
+    lines.extend(super::user_jobs::on_failure(pass));
+    let what = match m.end_on_failure {
+        true => "maintenance ended (endOnFailure)",
+        false => "maintenance stays on",
+    };
+    Some(match lines.is_empty() {
+        true => what.to_string(),
+        false => format!("{what}: {}", lines.join(", ")),
     })
 }

@@ -2,9 +2,10 @@
 //! (the parts' policies from the cache, their plan Jobs and RestoreRequests,
 //! the maintenance workloads; the service account's permissions and the
 //! claims parts restore into when preCheck is current, the smoke tests when
-//! theirs is) → [`decide`] → create the plan
-//! Jobs and RestoreRequests → scale the workloads → notify when it just
-//! finished → update the status. A finished request is not looked at again.
+//! theirs is, the user's Jobs of the current step) → [`decide`] → create
+//! the plan Jobs, the user's Jobs and RestoreRequests → scale the
+//! workloads → notify when it just finished → update the status. A
+//! finished request is not looked at again.
 
 use std::sync::Arc;
 
@@ -17,7 +18,8 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::{
-    current_step, decide, part_name, smoke, space, steps, ClaimSpace, Observed, WorkloadState,
+    current_step, decide, part_name, smoke, space, steps, user_jobs, ClaimSpace, Observed,
+    WorkloadState,
 };
 use crate::api::app_restore::{ApplicationRestore, WorkloadKind, WorkloadRef};
 use crate::api::{BackupPolicy, RestoreRequest};
@@ -27,7 +29,7 @@ use crate::controller::apply::{
 };
 use crate::controller::job_status::ObservedJob;
 use crate::controller::restore_jobs::plan_job_name;
-use crate::controller::{cache, notify, Context, Error};
+use crate::controller::{cache, notify, Context, Error, Note};
 
 /// Observe → decide → apply for one application restore.
 pub async fn reconcile(app: Arc<ApplicationRestore>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -73,6 +75,11 @@ async fn reconcile_app(app: &ApplicationRestore, ctx: &Context) -> Result<Action
         true => Some(smoke::run_all(&ctx.client, &app.spec.smoke_tests).await),
         false => None,
     };
+    let mut jobs = Vec::new();
+    for job in user_jobs::to_observe(app, current) {
+        let seen = get_job(ctx, &ns, &job).await?;
+        jobs.push((job, seen));
+    }
     let policy_refs: Vec<Option<&BackupPolicy>> = policies.iter().map(|p| p.as_deref()).collect();
     let obs = Observed {
         app,
@@ -83,13 +90,29 @@ async fn reconcile_app(app: &ApplicationRestore, ctx: &Context) -> Result<Action
         claims: &claims,
         smoke: smoke_results.as_deref().map(|r| (current, r)),
         access: access.as_ref().map(|a| a.as_deref()),
+        jobs: &jobs,
         now: ctx.settings.clock.now(),
     };
-    let d = decide(obs, &ctx.settings.jobs, ctx.settings.resync);
+    let mut d = decide(obs, &ctx.settings.jobs, ctx.settings.resync);
 
     for job in &d.create_jobs {
         if create_if_absent(&ctx.api::<Job>(&ns), job).await? {
             tracing::info!(restore = %name, job = %job.name_any(), "created plan job");
+        }
+    }
+    // A Job the API server refuses (a template it finds invalid) is an
+    // event, not a reconcile error: the status (the step's start) is still
+    // written, so the step's timeout fails it.
+    for job in &d.create_user_jobs {
+        match create_if_absent(&ctx.api::<Job>(&ns), job).await {
+            Ok(true) => tracing::info!(restore = %name, job = %job.name_any(), "created job"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(restore = %name, job = %job.name_any(), error = %e, "job refused");
+                let text = format!("creating Job {}: {e}", job.name_any());
+                d.events
+                    .push(Note::warning("JobRefused", "Reconcile", text));
+            }
         }
     }
     for part in &d.create_parts {
@@ -201,7 +224,8 @@ async fn scale(ctx: &Context, w: &WorkloadRef, replicas: i32) -> Result<(), Erro
 }
 
 /// What the service account must be allowed: get and patch each workload's
-/// type in its namespace, get Services where the smoke tests point. Pure.
+/// type in its namespace, get Services where the smoke tests point, create
+/// Jobs in the request's namespace when it runs any. Pure.
 pub fn needs(app: &ApplicationRestore) -> Vec<Need> {
     let mut out: Vec<Need> = Vec::new();
     let mut add = |verb: &'static str, ns: &str, group: &str, resource: &str| {
@@ -223,8 +247,19 @@ pub fn needs(app: &ApplicationRestore) -> Vec<Need> {
         add("get", &w.namespace, "apps", resource);
         add("patch", &w.namespace, "apps", resource);
     }
-    for t in &app.spec.smoke_tests {
-        add("get", &t.service.namespace, "", "services");
+    for s in app
+        .spec
+        .smoke_tests
+        .iter()
+        .filter_map(|t| t.service.as_ref())
+    {
+        add("get", &s.namespace, "", "services");
+    }
+    let m = app.spec.maintenance.as_ref();
+    let runs_jobs = m.is_some_and(|m| m.enter_job.is_some() || m.exit_job.is_some())
+        || app.spec.smoke_tests.iter().any(|t| t.job.is_some());
+    if let (true, Some(ns)) = (runs_jobs, app.namespace()) {
+        add("create", &ns, "batch", "jobs");
     }
     out
 }

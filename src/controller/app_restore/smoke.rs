@@ -1,7 +1,9 @@
 //! Smoke tests: HTTP GETs to in-cluster Services, each expecting a status
-//! and optionally text in the body, retried until its timeout runs out.
-//! [`run_all`] is the IO (the Service's cluster IP and port, one request
-//! each); [`evaluate`] turns results into a step's progress.
+//! and optionally text in the body, retried until its timeout runs out;
+//! or Jobs that must succeed within it (user_jobs.rs runs them).
+//! [`run_all`] is the IO of the HTTP tests (the Service's cluster IP and
+//! port, one request each); [`evaluate`] turns results into a step's
+//! progress.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -11,10 +13,10 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
 use k8s_openapi::api::core::v1::Service;
-use kube::Api;
+use kube::{Api, ResourceExt};
 
-use super::{Pass, Progress};
-use crate::api::app_restore::SmokeTest;
+use super::{steps, user_jobs, Pass, Progress};
+use crate::api::app_restore::{ServiceRef, SmokeTest};
 use crate::error_line::error_chain;
 
 /// One request's answer: `None` when it passed.
@@ -29,11 +31,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much of a body is read to look for the expected text.
 const BODY_LIMIT: usize = 256 * 1024;
 
-/// Runs every test once.
+/// Runs every HTTP test once.
 pub async fn run_all(client: &kube::Client, tests: &[SmokeTest]) -> Vec<SmokeResult> {
     let mut out = Vec::new();
-    for t in tests {
-        let error = run_one(client, t).await.err();
+    for (t, s) in tests.iter().filter_map(|t| Some((t, t.service.as_ref()?))) {
+        let error = run_one(client, t, s).await.err();
         if let Some(e) = &error {
             tracing::info!(test = %t.name, error = %e, "smoke test did not pass");
         }
@@ -45,8 +47,7 @@ pub async fn run_all(client: &kube::Client, tests: &[SmokeTest]) -> Vec<SmokeRes
     out
 }
 
-async fn run_one(client: &kube::Client, t: &SmokeTest) -> Result<(), String> {
-    let s = &t.service;
+async fn run_one(client: &kube::Client, t: &SmokeTest, s: &ServiceRef) -> Result<(), String> {
     let what = format!("Service {}/{}", s.namespace, s.name);
     let services: Api<Service> = Api::namespaced(client.clone(), &s.namespace);
     let service = services
@@ -73,9 +74,9 @@ async fn run_one(client: &kube::Client, t: &SmokeTest) -> Result<(), String> {
     let uri = http::Uri::builder()
         .scheme("http")
         .authority(SocketAddr::new(ip, s.port).to_string())
-        .path_and_query(t.path.as_str())
+        .path_and_query(t.path())
         .build()
-        .map_err(|e| format!("path {:?}: {e}", t.path))?;
+        .map_err(|e| format!("path {:?}: {e}", t.path()))?;
     let http = HttpClient::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let (status, body) = tokio::time::timeout(REQUEST_TIMEOUT, async {
         let response = http.get(uri.clone()).await.map_err(|e| error_chain(&e))?;
@@ -95,10 +96,10 @@ async fn run_one(client: &kube::Client, t: &SmokeTest) -> Result<(), String> {
         )
     })?
     .map_err(|e| format!("GET {uri}: {e}"))?;
-    if status != t.expect_status {
+    if status != t.expect_status() {
         return Err(format!(
             "GET {uri} answered {status}, expected {}",
-            t.expect_status
+            t.expect_status()
         ));
     }
     if let Some(text) = &t.expect_body {
@@ -111,29 +112,54 @@ async fn run_one(client: &kube::Client, t: &SmokeTest) -> Result<(), String> {
 
 /// The progress of `step` (smokeTests or postCheck) given this reconcile's
 /// results: done when all passed; failed when one is still failing after
-/// its timeout (counted from the step's start); else retried.
+/// its timeout (counted from the step's start), or its Job failed; else
+/// retried (HTTP) or waited for (Job). postCheck sends the HTTP requests
+/// again and does not run a Job test twice.
 pub(super) fn evaluate(pass: &mut Pass<'_, '_>, step: &str) -> Progress {
     let results = match pass.obs.smoke {
-        Some((taken_for, r)) if taken_for == step => r,
-        _ => return Progress::Wait(Some("running the smoke tests".into())),
+        Some((taken_for, r)) if taken_for == step => Some(r),
+        _ => None,
     };
     let elapsed = pass.elapsed(step);
-    let tests = &pass.obs.app.spec.smoke_tests;
-    let failing: Vec<(&SmokeTest, String)> = tests
-        .iter()
-        .filter_map(|t| match results.iter().find(|r| r.name == t.name) {
-            Some(SmokeResult { error: None, .. }) => None,
-            Some(SmokeResult { error: Some(e), .. }) => Some((t, e.clone())),
-            None => Some((t, "not run".to_string())),
-        })
-        .collect();
-    if failing.is_empty() {
-        let names: Vec<&str> = tests.iter().map(|t| t.name.as_str()).collect();
-        return Progress::Done(format!("passed: {}", names.join(", ")));
+    let app = pass.obs.app;
+    let mut waiting = Vec::new();
+    let mut passed = Vec::new();
+    for t in &app.spec.smoke_tests {
+        let error = match (&t.job, results) {
+            (Some(_), _) if step != steps::SMOKE_TESTS => continue,
+            (Some(job), _) => {
+                let name = user_jobs::smoke_name(&app.name_any(), &t.name);
+                match user_jobs::run(pass, step, &name, job, t.timeout_seconds) {
+                    Progress::Done(_) => None,
+                    Progress::Failed(e) => {
+                        return Progress::Failed(format!("smoke test {}: {e}", t.name))
+                    }
+                    Progress::Wait(m) => {
+                        let m = m.unwrap_or_default();
+                        waiting.push(format!("smoke test {}: {m}", t.name));
+                        continue;
+                    }
+                }
+            }
+            (None, None) => {
+                waiting.push("running the smoke tests".to_string());
+                continue;
+            }
+            (None, Some(r)) => match r.iter().find(|r| r.name == t.name) {
+                Some(SmokeResult { error, .. }) => error.clone(),
+                None => Some("not run".to_string()),
+            },
+        };
+        match error {
+            None => passed.push(t.name.as_str()),
+            Some(e) if elapsed >= t.timeout_seconds => {
+                return Progress::Failed(format!("smoke test {}: {e}", t.name))
+            }
+            Some(e) => waiting.push(format!("smoke test {}: {e} (retrying)", t.name)),
+        }
     }
-    if let Some((t, e)) = failing.iter().find(|(t, _)| elapsed >= t.timeout_seconds) {
-        return Progress::Failed(format!("smoke test {}: {e}", t.name));
+    match waiting.first() {
+        None => Progress::Done(format!("passed: {}", passed.join(", "))),
+        Some(first) => Progress::Wait(Some(first.clone())),
     }
-    let (t, e) = &failing[0];
-    Progress::Wait(Some(format!("smoke test {}: {e} (retrying)", t.name)))
 }

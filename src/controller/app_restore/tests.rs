@@ -42,7 +42,7 @@ fn app(extra: Value) -> ApplicationRestore {
     a
 }
 
-fn done_job(name: &str, message: &str, ok: bool) -> ObservedJob {
+pub(super) fn done_job(name: &str, message: &str, ok: bool) -> ObservedJob {
     let status = match ok {
         true => json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}),
         false => json!({"failed": 1, "conditions": [{"type": "Failed", "status": "True"}]}),
@@ -64,19 +64,21 @@ fn plan(id: &str, completed: &str) -> String {
     .to_string()
 }
 
-struct World {
-    app: ApplicationRestore,
+pub(super) struct World {
+    pub(super) app: ApplicationRestore,
     policies: Vec<BackupPolicy>,
     plans: Vec<ObservedJob>,
     parts: Vec<Option<RestoreRequest>>,
-    web: Option<WorkloadState>,
-    smoke: Option<(&'static str, Vec<SmokeResult>)>,
+    pub(super) web: Option<WorkloadState>,
+    pub(super) smoke: Option<(&'static str, Vec<SmokeResult>)>,
     access: Option<Option<String>>,
     claims: Vec<Option<ClaimSpace>>,
+    /// The user's Jobs the reconcile looked at.
+    pub(super) jobs: Vec<(String, ObservedJob)>,
 }
 
 impl World {
-    fn new(extra: Value) -> Self {
+    pub(super) fn new(extra: Value) -> Self {
         World {
             app: app(extra),
             policies: policies(),
@@ -89,10 +91,11 @@ impl World {
             smoke: None,
             access: Some(None),
             claims: Vec::new(),
+            jobs: Vec::new(),
         }
     }
 
-    fn decide(&mut self, now: &str) -> Decision {
+    pub(super) fn decide(&mut self, now: &str) -> Decision {
         let policies: Vec<Option<&BackupPolicy>> = self.policies.iter().map(Some).collect();
         let workloads = [self.web];
         let d = decide(
@@ -105,6 +108,7 @@ impl World {
                 claims: &self.claims,
                 smoke: self.smoke.as_ref().map(|(s, r)| (*s, r.as_slice())),
                 access: self.access.as_ref().map(|a| a.as_deref()),
+                jobs: &self.jobs,
                 now: at(now),
             },
             &JobConfig::default(),
@@ -116,11 +120,11 @@ impl World {
         d
     }
 
-    fn status(&self) -> &ApplicationRestoreStatus {
+    pub(super) fn status(&self) -> &ApplicationRestoreStatus {
         self.app.status.as_ref().unwrap()
     }
 
-    fn phase(&self, step: &str) -> StepPhase {
+    pub(super) fn phase(&self, step: &str) -> StepPhase {
         self.status()
             .steps
             .iter()
@@ -129,7 +133,7 @@ impl World {
             .phase
     }
 
-    fn planned(&mut self) {
+    pub(super) fn planned(&mut self) {
         self.plans = vec![
             done_job(
                 "shop-db-plan",
@@ -144,7 +148,7 @@ impl World {
         ];
     }
 
-    fn part_done(&mut self, index: usize, d: &Decision, ok: bool) {
+    pub(super) fn part_done(&mut self, index: usize, d: &Decision, ok: bool) {
         let mut r = d
             .create_parts
             .iter()
@@ -168,7 +172,7 @@ impl World {
     }
 }
 
-fn passed(step: &'static str) -> Option<(&'static str, Vec<SmokeResult>)> {
+pub(super) fn passed(step: &'static str) -> Option<(&'static str, Vec<SmokeResult>)> {
     Some((
         step,
         vec![SmokeResult {
@@ -424,6 +428,7 @@ fn a_missing_policy_and_a_long_name_are_named() {
             claims: &[],
             smoke: None,
             access: None,
+            jobs: &[],
             now: at("2026-11-22T10:00:01Z"),
         },
         &JobConfig::default(),
