@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 mod lock;
 mod range;
+pub use range::S3Reader;
 mod tls;
 use lock::Retention;
 
@@ -197,23 +198,6 @@ impl S3Store {
             .await
             .map_err(|e| op_err(&self.label, "put", key, e))?;
         Ok(())
-    }
-
-    pub async fn reader(&self, key: &str) -> Result<S3Reader, StoreError> {
-        let out = self.get(key, None).await?;
-        Ok(S3Reader {
-            dest: self.label.clone(),
-            client: self.client.clone(),
-            bucket: self.bucket.clone(),
-            key: key.to_string(),
-            full_key: self.full(key),
-            etag: out.e_tag,
-            length: out.content_length.and_then(|n| u64::try_from(n).ok()),
-            offset: 0,
-            end: None,
-            breaks: 0,
-            body: out.body,
-        })
     }
 
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
@@ -484,79 +468,6 @@ impl S3Writer {
         {
             tracing::warn!(dest = %self.dest, key = %self.key, error = %op_err(&self.dest, "abort upload", &self.key, e), "could not abort the multipart upload; the next backup cleans it");
         }
-    }
-}
-
-/// A download that resumes where its body broke off (a reset connection, a
-/// stalled response): a ranged GET of the same version (If-Match on the
-/// ETag, so a replaced object is never spliced onto the old one's bytes).
-/// The decoder downstream authenticates every byte whatever happens here.
-pub struct S3Reader {
-    dest: String,
-    client: Client,
-    bucket: String,
-    key: String,
-    full_key: String,
-    etag: Option<String>,
-    /// The object's size, as the first response gave it.
-    length: Option<u64>,
-    /// Where the next byte handed out is in the object.
-    offset: u64,
-    /// Where a ranged read ends (exclusive); `None` reads to the object's end.
-    end: Option<u64>,
-    /// Times the body broke off.
-    breaks: u32,
-    body: ByteStream,
-}
-
-impl S3Reader {
-    pub async fn next(&mut self) -> Result<Option<Bytes>, StoreError> {
-        loop {
-            match self.body.next().await {
-                None => return Ok(None),
-                Some(Ok(b)) => {
-                    self.offset += b.len() as u64;
-                    return Ok(Some(b));
-                }
-                Some(Err(e)) => {
-                    let broke = StoreError::Op {
-                        dest: self.dest.clone(),
-                        op: "read",
-                        key: self.key.clone(),
-                        message: error_chain(&e),
-                    };
-                    if self.length == Some(self.offset) {
-                        // Broke off after the last byte: nothing is missing.
-                        return Ok(None);
-                    }
-                    self.breaks += 1;
-                    if self.breaks >= READ_ATTEMPTS || self.etag.is_none() {
-                        return Err(broke);
-                    }
-                    tracing::warn!(dest = %self.dest, key = %self.key, offset = self.offset, error = %broke, "the download broke off; resuming");
-                    tokio::time::sleep(std::time::Duration::from_millis(200 << self.breaks)).await;
-                    self.resume().await?;
-                }
-            }
-        }
-    }
-
-    async fn resume(&mut self) -> Result<(), StoreError> {
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&self.full_key)
-            .range(match self.end {
-                Some(end) => format!("bytes={}-{}", self.offset, end - 1),
-                None => format!("bytes={}-", self.offset),
-            })
-            .set_if_match(self.etag.clone())
-            .send()
-            .await
-            .map_err(|e| op_err(&self.dest, "resume get", &self.key, e))?;
-        self.body = out.body;
-        Ok(())
     }
 }
 
