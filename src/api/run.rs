@@ -183,8 +183,9 @@ pub struct BackupRunStatus {
     /// What was written, per destination and object.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<Artifact>,
+    // Boxed: the controller caches every run, most of them without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<SourceInfo>,
+    pub source: Option<Box<SourceInfo>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,

@@ -224,7 +224,7 @@ pub fn archive_status(
     if !wants_archiver(policy) {
         return None;
     }
-    let previous = old.wal_archive.as_ref();
+    let previous = old.wal_archive.as_deref();
     let generation = policy.metadata.generation;
     let limit = policy
         .spec
@@ -417,7 +417,7 @@ mod tests {
     /// The status after a reconcile wrote `archive` and its condition.
     fn written(archive: &WalArchive, c: ConditionUpdate<'_>) -> BackupPolicyStatus {
         let mut s = BackupPolicyStatus {
-            wal_archive: Some(archive.clone()),
+            wal_archive: Some(Box::new(archive.clone())),
             ..Default::default()
         };
         crate::api::conditions::set_condition(&mut s.conditions, c, Utc::now());

@@ -159,7 +159,7 @@ pub fn decide(
     // An application drill of the policy may have finished after it.
     let newest = done
         .first()
-        .filter(|(r, at, _)| is_newest(&r.name_any(), *at, status.last_drill.as_ref()));
+        .filter(|(r, at, _)| is_newest(&r.name_any(), *at, status.last_drill.as_deref()));
     if let Some((r, at, ok)) = newest {
         let s = r.status.as_ref().expect("finished has a status");
         let id = s.plan.as_ref().map(|p| p.backup_id.as_str()).unwrap_or("?");
@@ -177,14 +177,14 @@ pub fn decide(
         } else {
             s.message.clone()
         };
-        status.last_drill = Some(LastDrill {
+        status.last_drill = Some(Box::new(LastDrill {
             run: r.name_any(),
             completed_at: *at,
             succeeded: *ok,
             recovery_time_seconds: s.recovery_time_seconds,
             restore_request: Some(r.name_any()),
             message: message.clone(),
-        });
+        }));
         set_condition(
             &mut status.conditions,
             ConditionUpdate {
@@ -293,14 +293,14 @@ mod tests {
             Some(crate::api::conditions::to_time(at("2026-11-01T00:00:00Z")));
         if with_backup {
             p.status = Some(BackupPolicyStatus {
-                last_backup: Some(LastBackup {
+                last_backup: Some(Box::new(LastBackup {
                     run: "orders-prod-daily-x".into(),
                     tier: Tier::Daily,
                     completed_at: at("2026-11-21T01:05:00Z"),
                     bytes: None,
                     backup_id: Some("20261121T010000.000Z-abcdef".into()),
                     files: None,
-                }),
+                })),
                 ..Default::default()
             });
         }
@@ -415,9 +415,9 @@ mod tests {
             restore_request: None,
             message: Some("application drill shop-202611200400: smoke test home failed".into()),
         };
-        status.last_drill = Some(app.clone());
+        status.last_drill = Some(Box::new(app.clone()));
         decide(&p, &[&ok], &mut status, at("2026-11-22T04:00:00Z"));
-        assert_eq!(status.last_drill.as_ref(), Some(&app));
+        assert_eq!(status.last_drill.as_deref(), Some(&app));
         // A drill of the policy's own after it takes over.
         let later = finished_drill(&p, "2026-11-22T05:00:00Z", true, "2026-11-22T05:02:00Z");
         decide(&p, &[&ok, &later], &mut status, at("2026-11-22T06:00:00Z"));

@@ -231,14 +231,14 @@ pub fn decide(
         .copied();
     status.last_backup = newest_success.map(|r| {
         let s = r.status.as_ref().expect("a succeeded run has a status");
-        LastBackup {
+        Box::new(LastBackup {
             run: r.name_any(),
             tier: r.spec.tier,
             completed_at: s.completed_at.expect("filtered above"),
             bytes: s.bytes,
             backup_id: s.backup_id.clone(),
             files: s.source.as_ref().and_then(|src| src.files.clone()),
-        }
+        })
     });
     status.last_backups = newest_per_tier(&old.last_backups, runs, succeeded_at);
     status.recovery_window = newest_success.map(|newest| RecoveryWindow {

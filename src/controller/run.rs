@@ -188,7 +188,7 @@ pub fn decide(obs: Observed<'_>, cfg: &JobConfig, resync: Duration) -> RunPlan {
                             .policy
                             .map(|p| jobs::artifacts(&result, p))
                             .unwrap_or_default();
-                        status.source = Some(jobs::source_info(&result));
+                        status.source = Some(Box::new(jobs::source_info(&result)));
                         status.message = None;
                         set_complete(
                             &mut status.conditions,

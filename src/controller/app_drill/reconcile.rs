@@ -117,7 +117,7 @@ async fn record_on_policies(
         let Some(policy) = cache::policy(ctx, ns, name).await? else {
             continue;
         };
-        let current = policy.status.as_ref().and_then(|s| s.last_drill.as_ref());
+        let current = policy.status.as_ref().and_then(|s| s.last_drill.as_deref());
         if !policy_needs(current, last) {
             continue;
         }

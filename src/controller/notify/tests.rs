@@ -376,14 +376,14 @@ fn a_failed_drill_is_sent_once_and_its_passing_successor_recovers_it() {
         reasons::DRILL_SUCCEEDED,
         "2026-11-16T06:20:00Z",
     )]);
-    old.last_drill = Some(drill("orders-drill-1", true));
+    old.last_drill = Some(Box::new(drill("orders-drill-1", true)));
     let mut new = status(&[(
         types::DRILL_PASSED,
         false,
         reasons::DRILL_FAILED,
         "2026-11-23T06:20:00Z",
     )]);
-    new.last_drill = Some(drill("orders-drill-2", false));
+    new.last_drill = Some(Box::new(drill("orders-drill-2", false)));
     let now = at("2026-11-23T06:20:05Z");
     let sends = for_policy(&p, &old, &new, None, now);
     assert_eq!(sends.len(), 1, "{sends:?}");
@@ -405,7 +405,7 @@ fn a_failed_drill_is_sent_once_and_its_passing_successor_recovers_it() {
         reasons::DRILL_SUCCEEDED,
         "2026-11-30T06:20:00Z",
     )]);
-    passed.last_drill = Some(drill("orders-drill-3", true));
+    passed.last_drill = Some(Box::new(drill("orders-drill-3", true)));
     let sends = for_policy(&p, &new, &passed, None, now);
     assert_eq!(sends.len(), 1, "{sends:?}");
     assert_eq!(sends[0].notification.event, NotifyEvent::Recovered);

@@ -117,7 +117,7 @@ async fn archive(
                     });
                 }
             }
-            status.wal_archive = Some(archive);
+            status.wal_archive = Some(Box::new(archive));
             set_condition(&mut status.conditions, condition, now);
             let refresh = archiver::STATUS_REFRESH.to_std().expect("positive");
             plan.requeue_after = plan.requeue_after.map(|d| d.min(refresh));

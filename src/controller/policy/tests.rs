@@ -267,13 +267,13 @@ fn with_wal_archiving_the_rpo_runs_from_the_last_archived_wal() {
     let mut p = applied(p, &plan);
     // A day and more after the base backup, WAL archived a minute ago: the
     // newest recovery point is a minute old, not 25 hours.
-    p.status.as_mut().unwrap().wal_archive = Some(crate::api::policy::WalArchive {
+    p.status.as_mut().unwrap().wal_archive = Some(Box::new(crate::api::policy::WalArchive {
         healthy: true,
         last_segment: Some("00000001000000000000002A".into()),
         last_archived_at: Some(at("2026-11-22T03:04:01Z")),
         lag_seconds: Some(1),
         message: None,
-    });
+    }));
     let late = at("2026-11-22T03:05:01Z");
     let s = decide(&p, &[&ok], late, RESYNC).status.unwrap();
     let c = find(&s.conditions, types::OBJECTIVE_BREACHED).unwrap();
