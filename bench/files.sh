@@ -72,8 +72,8 @@ pristine() { # SET → a generated tree, kept between runs
   if [ ! -d "$dir" ]; then
     log "generating the $1 tree in $dir"
     case $1 in
-      mixed) $GEN mixed "$dir.tmp" --mb "$MIXED_MB" ;;
-      small) $GEN small "$dir.tmp" ;;
+      mixed) $GEN mixed "$dir.tmp" --mb "$MIXED_MB" >&2 ;;
+      small) $GEN small "$dir.tmp" >&2 ;;
       *) echo "unknown set $1" >&2; exit 2 ;;
     esac
     mv "$dir.tmp" "$dir"
