@@ -28,9 +28,9 @@ use tokio::sync::mpsc;
 /// A span goes on past up to this many bytes of chunks nobody asked for
 /// (reading them costs less than a second request).
 pub const SPAN_GAP: u64 = 1 << 20;
-/// Spans fetched ahead of the one being read: their requests' latency
-/// overlaps the writing.
-const SPANS_AHEAD: usize = 2;
+/// Spans downloading ahead of the one being read: their requests' latency
+/// overlaps the writing (the benchmarks in docs/BENCHMARKS.md ran with 3).
+const SPANS_AHEAD: usize = 3;
 /// Frames of a span buffered ahead (the store's read size each: 1 MiB from
 /// a directory, a few KiB from S3).
 const FRAMES_AHEAD: usize = 4;
@@ -302,7 +302,7 @@ impl Feed {
             .back()
             .map_or(self.next, |r| r.at + 1)
             .max(self.next);
-        while self.running.len() < SPANS_AHEAD + 1 && at < self.spans.len() {
+        while self.running.len() < SPANS_AHEAD && at < self.spans.len() {
             let s = self.spans[at];
             let name = repo.index.pack_names()[s.pack as usize].clone();
             let (tx, frames) = mpsc::channel(FRAMES_AHEAD);
