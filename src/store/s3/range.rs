@@ -27,19 +27,8 @@ impl S3Store {
     /// The whole object, as a stream.
     pub async fn reader(&self, key: &str) -> Result<S3Reader, StoreError> {
         let out = self.get(key, None).await?;
-        Ok(S3Reader {
-            dest: self.label.clone(),
-            client: self.client.clone(),
-            bucket: self.bucket.clone(),
-            key: key.to_string(),
-            full_key: self.full(key),
-            etag: out.e_tag,
-            length: out.content_length.and_then(|n| u64::try_from(n).ok()),
-            offset: 0,
-            end: None,
-            breaks: 0,
-            body: out.body,
-        })
+        let length = out.content_length.and_then(|n| u64::try_from(n).ok());
+        Ok(self.stream(key, out, 0, None, length))
     }
 
     /// A ranged GET read as a stream: many blobs of a pack in one request.
@@ -54,19 +43,31 @@ impl S3Store {
         let out = self
             .get(key, Some(format!("bytes={offset}-{}", end - 1)))
             .await?;
-        Ok(S3Reader {
+        Ok(self.stream(key, out, offset, Some(end), Some(end)))
+    }
+
+    /// A response's body from `offset`, up to `end` when a range.
+    fn stream(
+        &self,
+        key: &str,
+        out: aws_sdk_s3::operation::get_object::GetObjectOutput,
+        offset: u64,
+        end: Option<u64>,
+        length: Option<u64>,
+    ) -> S3Reader {
+        S3Reader {
             dest: self.label.clone(),
             client: self.client.clone(),
             bucket: self.bucket.clone(),
             key: key.to_string(),
             full_key: self.full(key),
             etag: out.e_tag,
-            length: Some(end),
+            length,
             offset,
-            end: Some(end),
+            end,
             breaks: 0,
             body: out.body,
-        })
+        }
     }
 
     /// A GetObject of `key`, of its `range` when given.
