@@ -128,6 +128,21 @@ pub(crate) fn slim<K: Resource>(object: &mut K) {
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
+/// [`slim`], and for the run and Job caches also every label and
+/// annotation: no decision reads them from a cache (a run's policy and tier
+/// are in its spec, of a Job a reconcile reads its name and status, and
+/// label selectors go to the API). A label map costs a B-tree node of
+/// ~0.5 KB however few its entries: with their strings, ~0.6 KB a run and
+/// ~0.7 KB a Job in the heap profile of docs/BENCHMARKS.md ("Runs and Jobs
+/// cached without labels"), ~13 MB at 10,000 policies. Owner references
+/// stay: the run controller finds a Job's run by them.
+pub(crate) fn slim_unlabelled<K: Resource>(object: &mut K) {
+    slim(object);
+    let meta = object.meta_mut();
+    meta.labels = None;
+    meta.annotations = None;
+}
+
 /// The Jobs of the namespace(s) watched, kept in `writer`'s store. Yields
 /// each changed Job after the store has it, so a reconcile it triggers
 /// reads the Job it was triggered by. The cache keeps metadata and status
@@ -141,7 +156,9 @@ pub(crate) fn jobs(
     impl Stream<Item = Result<CachedJob, watcher::Error>> + Send + 'static,
     Ready,
 ) {
-    let events = watcher(api, config).default_backoff().modify(slim);
+    let events = watcher(api, config)
+        .default_backoff()
+        .modify(slim_unlabelled);
     let (events, ready) = reflect_ready(events, writer);
     (events.touched_objects(), ready)
 }
@@ -354,6 +371,20 @@ mod tests {
         run.metadata.annotations = Some([(LAST_APPLIED.into(), "{}".into())].into());
         slim(&mut run);
         assert_eq!(run.metadata.annotations, None);
+    }
+
+    #[test]
+    fn the_run_and_job_caches_keep_no_labels_or_annotations() {
+        let mut run = crate::controller::test_support::daily_run("r", "u");
+        run.metadata.labels = Some([("lifeboat.dev/policy".into(), "orders".into())].into());
+        run.metadata.annotations = Some([("a".into(), "b".into())].into());
+        run.metadata.owner_references = Some(vec![Default::default()]);
+        run.metadata.finalizers = Some(vec!["lifeboat.dev/prune".into()]);
+        slim_unlabelled(&mut run);
+        assert_eq!(run.metadata.labels, None);
+        assert_eq!(run.metadata.annotations, None);
+        assert_eq!(run.owner_references().len(), 1);
+        assert_eq!(run.finalizers(), ["lifeboat.dev/prune"]);
     }
 
     #[test]

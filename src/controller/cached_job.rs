@@ -42,12 +42,13 @@ impl Metadata for CachedJob {
 
 impl From<Job> for CachedJob {
     fn from(job: Job) -> Self {
-        let mut metadata = job.metadata;
-        metadata.managed_fields = None;
-        Self {
-            metadata,
+        // Kept as the Job cache keeps a watched Job (`cache::slim_unlabelled`).
+        let mut cached = Self {
+            metadata: job.metadata,
             status: job.status,
-        }
+        };
+        super::cache::slim_unlabelled(&mut cached);
+        cached
     }
 }
 
@@ -64,6 +65,7 @@ impl From<&CachedJob> for Job {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::ResourceExt;
 
     #[test]
     fn a_watched_job_decodes_without_its_pod_template() {
@@ -81,13 +83,19 @@ mod tests {
     }
 
     #[test]
-    fn a_created_job_is_kept_without_spec_or_managed_fields() {
+    fn a_created_job_is_kept_without_spec_managed_fields_or_labels() {
         let mut job = Job::default();
         job.metadata.name = Some("a".into());
         job.metadata.managed_fields = Some(vec![Default::default()]);
+        job.metadata.labels = Some([("lifeboat.dev/run".into(), "r".into())].into());
+        job.metadata.annotations = Some([("lifeboat.dev/backup-id".into(), "b".into())].into());
+        job.metadata.owner_references = Some(vec![Default::default()]);
         job.spec = Some(Default::default());
         let cached = CachedJob::from(job);
         assert!(cached.metadata.managed_fields.is_none());
+        assert!(cached.metadata.labels.is_none());
+        assert!(cached.metadata.annotations.is_none());
+        assert_eq!(cached.owner_references().len(), 1);
         assert!(Job::from(&cached).spec.is_none());
     }
 }

@@ -134,7 +134,7 @@ pub(crate) fn watch(
     Ready,
 ) {
     let events = watcher(api, config)
-        .modify(super::cache::slim)
+        .modify(super::cache::slim_unlabelled)
         .inspect(move |event| {
             if let Ok(event) = event {
                 index.apply(event);
