@@ -23,10 +23,14 @@ use std::process::{Command, Stdio};
 pub enum RestoreInput<'a> {
     /// From stdin, in one transaction: stopped part-way it leaves nothing.
     Stream,
-    /// From an authenticated local file, over `jobs` connections; not in
-    /// one transaction (pg_restore cannot), so a failure leaves a part
-    /// loaded and the database is dropped by whoever created it.
-    Parallel { file: &'a Path, jobs: u32 },
+    /// From stdin, in one transaction, the pre-data and data sections
+    /// (tables and their rows): the first half of a parallel restore.
+    StreamWithoutPostData,
+    /// The post-data section (indexes, constraints, triggers) of an
+    /// authenticated local copy, over `jobs` connections: the second half.
+    /// Not one transaction (pg_restore cannot), so a failure leaves a part
+    /// built and the database is dropped by whoever created it.
+    ParallelPostData { file: &'a Path, jobs: u32 },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -346,8 +350,16 @@ impl PgConn {
             RestoreInput::Stream => {
                 cmd.arg("--single-transaction").stdin(Stdio::piped());
             }
-            RestoreInput::Parallel { file, jobs } => {
-                cmd.arg(format!("--jobs={jobs}"))
+            RestoreInput::StreamWithoutPostData => {
+                cmd.args([
+                    "--single-transaction",
+                    "--section=pre-data",
+                    "--section=data",
+                ])
+                .stdin(Stdio::piped());
+            }
+            RestoreInput::ParallelPostData { file, jobs } => {
+                cmd.args(["--section=post-data", &format!("--jobs={jobs}")])
                     .arg(file)
                     .stdin(Stdio::null());
             }
