@@ -222,11 +222,7 @@ async fn restore_from(
     };
     let (plain, jobs, archive) = match &spool {
         Some(spool) => {
-            let plain = dump.stream(Keep::Whole(spool), target).await?;
-            tracing::info!(database = %target_db, jobs = o.jobs, "tables loaded; building indexes and constraints in parallel from the authenticated copy");
-            server
-                .build_post_data(&target_db, &spool.file(), o.jobs, target)
-                .await?;
+            let plain = super::restore_parallel::load(&dump, spool, o.jobs, target).await?;
             (plain, o.jobs, properties.then(|| spool.file()))
         }
         None => {
@@ -295,40 +291,27 @@ enum Keep<'a> {
     None,
     /// Its head: the table of contents, for the database's properties.
     Head(&'a Head),
-    /// All of it: the spool the post-data section of a parallel restore
-    /// is built from.
-    Whole(&'a Spool),
 }
 
 /// One database's dump and where it goes.
-struct Dump<'a> {
-    store: &'a Store,
-    entry: &'a ObjectEntry,
-    keys: &'a Arc<Keyring>,
-    server: &'a DatabaseTarget,
-    db: &'a str,
+pub(super) struct Dump<'a> {
+    pub store: &'a Store,
+    pub entry: &'a ObjectEntry,
+    pub keys: &'a Arc<Keyring>,
+    pub server: &'a DatabaseTarget,
+    pub db: &'a str,
 }
 
 impl Dump<'_> {
     /// Streams the dump into pg_restore's single transaction, which sees
-    /// the end of its input only once every byte authenticated. With
-    /// [`Keep::Whole`] the transaction holds the tables and their rows only
-    /// (the post-data section follows from the spool), and the database is
-    /// not yet handed over: a later failure still drops it.
+    /// the end of its input only once every byte authenticated.
     async fn stream(&self, keep: Keep<'_>, target: &mut Prepared) -> Result<u64, Error> {
-        let input = match keep {
-            Keep::Whole(_) => RestoreInput::StreamWithoutPostData,
-            _ => RestoreInput::Stream,
+        let mut pg_restore = self.server.loader(self.db, &RestoreInput::Stream)?;
+        let head = match keep {
+            Keep::Head(head) => Some(head),
+            Keep::None => None,
         };
-        let mut pg_restore = self.server.loader(self.db, &input)?;
-        let tee = match keep {
-            Keep::Whole(spool) => {
-                std::fs::File::create(spool.file()).map(|f| HeadTee::whole(pg_restore.input(), f))
-            }
-            Keep::Head(head) => HeadTee::new(pg_restore.input(), Some(head)),
-            Keep::None => HeadTee::new(pg_restore.input(), None),
-        };
-        let tee = match tee {
+        let tee = match HeadTee::new(pg_restore.input(), head) {
             Ok(tee) => tee,
             Err(e) => {
                 return Err(pg_restore
@@ -344,10 +327,7 @@ impl Dump<'_> {
             }
             Err(e) => return Err(pg_restore.abort().await.map_or(e, Error::from)),
         };
-        match keep {
-            Keep::Whole(_) => pg_restore.finish().await?,
-            _ => target.hand_over(pg_restore).await?,
-        };
+        target.hand_over(pg_restore).await?;
         Ok(plain)
     }
 }

@@ -325,8 +325,8 @@ impl Drop for Head {
     }
 }
 
-/// `inner`, with what passes through also written to a file: the first
-/// [`HEAD_BYTES`] to a [`Head`], or everything (a parallel restore's spool).
+/// `inner`, with its first [`HEAD_BYTES`] also written to a [`Head`] when
+/// there is one.
 pub struct HeadTee<W> {
     inner: W,
     file: Option<std::fs::File>,
@@ -340,15 +340,6 @@ impl<W> HeadTee<W> {
             file: head.map(|h| std::fs::File::create(h.path())).transpose()?,
             left: HEAD_BYTES,
         })
-    }
-
-    /// Every byte also to `file`.
-    pub fn whole(inner: W, file: std::fs::File) -> Self {
-        HeadTee {
-            inner,
-            file: Some(file),
-            left: usize::MAX,
-        }
     }
 }
 

@@ -23,9 +23,13 @@ use std::process::{Command, Stdio};
 pub enum RestoreInput<'a> {
     /// From stdin, in one transaction: stopped part-way it leaves nothing.
     Stream,
-    /// From stdin, in one transaction, the pre-data and data sections
-    /// (tables and their rows): the first half of a parallel restore.
-    StreamWithoutPostData,
+    /// From stdin, in one transaction, one section (`pre-data`, `data`),
+    /// with `list` only the entries of that `pg_restore --use-list` file in
+    /// it: the parts of a parallel restore before its post-data section.
+    StreamSection {
+        section: &'static str,
+        list: Option<&'a Path>,
+    },
     /// The post-data section (indexes, constraints, triggers) of an
     /// authenticated local copy, over `jobs` connections: the second half.
     /// Not one transaction (pg_restore cannot), so a failure leaves a part
@@ -313,6 +317,16 @@ impl PgConn {
         cmd
     }
 
+    /// `pg_restore --list` of one section of an archive read from stdin.
+    pub fn pg_restore_list(&self, section: &str) -> Command {
+        let mut cmd = self.command("pg_restore", None);
+        cmd.args(["--list", &format!("--section={section}")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
     pub fn psql_globals(&self, db: &str, passfile: Option<&PassFile>) -> Command {
         let mut cmd = self.command("psql", passfile);
         cmd.args([
@@ -350,13 +364,12 @@ impl PgConn {
             RestoreInput::Stream => {
                 cmd.arg("--single-transaction").stdin(Stdio::piped());
             }
-            RestoreInput::StreamWithoutPostData => {
-                cmd.args([
-                    "--single-transaction",
-                    "--section=pre-data",
-                    "--section=data",
-                ])
-                .stdin(Stdio::piped());
+            RestoreInput::StreamSection { section, list } => {
+                cmd.args(["--single-transaction", &format!("--section={section}")]);
+                if let Some(list) = list {
+                    cmd.arg("--use-list").arg(list);
+                }
+                cmd.stdin(Stdio::piped());
             }
             RestoreInput::ParallelPostData { file, jobs } => {
                 cmd.args(["--section=post-data", &format!("--jobs={jobs}")])
