@@ -15,8 +15,9 @@
 #              decrypt, decompress, stream into pg_restore --single-transaction)
 #   bare-jN    createdb T && pg_restore --jobs N of the local dump.Fc (the
 #              createdb inside the timer, as lifeboat-jN creates its database)
-#   lifeboat-jN  lifeboat restore --create --jobs N: download and authenticate
-#              into a local copy, then pg_restore --jobs N from it (issue 16)
+#   lifeboat-jN  lifeboat restore --create --jobs N: tables and rows streamed
+#              in one transaction while copied to local disk, then the
+#              post-data section by pg_restore --jobs N from it (issue 16)
 #
 # BENCH_JOBS (default 2) is N.
 # Environment: BENCH_HOME (default /var/tmp/lifeboat-bench; the loaded

@@ -1,5 +1,6 @@
 //! The ApplicationDrill acceptance test: the application of
-//! support/app_world.rs (its configuration, a claim's directory, a bucket)
+//! support/app_world.rs (its configuration, a PostgreSQL cluster archiving
+//! WAL, a claim's directory, a bucket)
 //! rehearsed by ONE ApplicationDrill through the controller, against the
 //! in-memory API server; the parts' Jobs run for real in the stand-in
 //! kubelet against the S3 server.
@@ -7,6 +8,8 @@
 //! The drill's slot falls due: it creates one ApplicationRestore of the
 //! slot into scratch only — the configuration into namespace `shop-drill`
 //! (one smoke test asks its Service there, another is a Job run in `ops`),
+//! the database into a data directory in its restore Job's scratch space,
+//! recovered to the slot (rows committed after it absent, checked there),
 //! the directory and the bucket into the restore Jobs' scratch space —
 //! while `shop`, the claim and the bucket stay as they were. It succeeds; the drill reports it (lastDrill
 //! with the RTO, DrillPassed, the metric, each part policy's lastDrill) and
@@ -35,7 +38,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 use lifeboat::api::ApplicationDrill;
 use lifeboat::controller::app_restore::steps;
 use serde_json::{json, Value};
-use support::cluster::shared_tempdir;
+use support::cluster::{archiving_for, insert, postgres_ids, shared_tempdir};
 use support::kubelet::{world, Claims};
 use support::objects::{cluster_binding, namespace};
 use support::tree::describe;
@@ -55,16 +58,22 @@ fn scratch_role() -> Value {
                    "resourceNames": [SCRATCH], "verbs": ["delete"]}]})
 }
 
-/// The drill's spec: the configuration into `scratch`, the directory and
-/// the bucket into scratch space, on `schedule`.
+/// The drill's spec: the configuration into `scratch`, the database into
+/// a data directory in scratch space (checked: the rows of before the slot,
+/// none of after), the directory and the bucket into scratch space, on
+/// `schedule`.
 fn spec(schedule: &str, scratch: &str, web_port: u16) -> Value {
     let into_scratch = |name: &str, policy: &str| json!({"name": name, "policyRef": {"name": policy}, "target": {"scratch": {}}});
+    let (uid, _) = postgres_ids();
     json!({"schedule": schedule, "scratchNamespaces": [scratch],
         "serviceAccountName": "restorer",
         "parts": [
             {"name": "config", "policyRef": {"name": "shop-config"},
              "target": {"config": {"serviceAccountName": "restorer",
                                    "namespaceMapping": [{"from": APP, "to": scratch}]}}},
+            {"name": "db", "policyRef": {"name": "orders"},
+             "target": {"scratch": {"dataDirectory": {"runAsUser": uid, "user": "postgres"}}},
+             "checks": ["select count(*) = 6 and max(id) = 6 from t"]},
             into_scratch("files", "uploads"),
             into_scratch("bucket", "media"),
         ],
@@ -125,18 +134,23 @@ fn an_application_drill_restores_into_scratch_reports_and_cleans_up() {
     let rt = two_threads();
     let mut w = world();
     let dir = shared_tempdir();
+    // The cluster archives WAL to the prefix the controller gives `ops/orders`.
+    let c = archiving_for(&mut w, dir.path(), "prod/ops/orders");
+    c.psql("create table t (id bigint primary key)");
+    insert(&c, 1..=3);
     let (media, uploads) = app_data(&mut w, dir.path());
     let web_port = rt.block_on(http_server(200, "ok"));
     let claims = Claims::from([("uploads".to_string(), uploads.clone())]);
     let (server, node) = rt.block_on(api_and_node(&w, dir.path(), claims, (web_port, web_port)));
-    // The database is left out: a drill refuses physical parts.
-    let policies: Vec<_> = app_world::policies(&w, &media, MEDIA_REGION)
-        .into_iter()
-        .filter(|p| p.metadata.name.as_deref() != Some("orders"))
-        .collect();
+    let policies = app_world::policies(&w, &media, MEDIA_REGION);
     for p in &policies {
         rt.block_on(back_up(p, &w.cfg, &node));
     }
+    // Rows after the base backup: the drill replays them from the archive.
+    insert(&c, 4..=6);
+    c.switch_wal();
+    // The drill's slot: the first minute after the backups.
+    let (schedule, slot) = next_minute();
     let s = &server.store;
     s.insert(&format!("{RBAC}/clusterroles"), scratch_role())
         .unwrap();
@@ -184,8 +198,13 @@ fn an_application_drill_restores_into_scratch_reports_and_cleans_up() {
             .await
             .unwrap();
 
-        // The drill: due at the first minute after the backups.
-        let (schedule, slot) = next_minute();
+        // Rows after the slot, archived before the drill starts: its
+        // database part must stop short of them.
+        let wait = (slot - Utc::now()).to_std().unwrap_or_default();
+        tokio::time::sleep(wait + Duration::from_millis(500)).await;
+        insert(&c, 7..=9);
+        c.switch_wal();
+        // The drill, created before its slot (it is due at once).
         // Its smoke tests: the Service in scratch, and a Job (in `ops`).
         let log = w.work.path().join("drill-smoke.log");
         let mut shop = spec(&schedule, SCRATCH, web_port);
@@ -205,17 +224,22 @@ fn an_application_drill_restores_into_scratch_reports_and_cleans_up() {
         let name = format!("shop-{}", slot.format("%Y%m%d%H%M"));
         let st = app_finished(&server, &name).await;
         let after = (Utc::now() - slot).num_milliseconds() as f64 / 1000.0;
-        let waited = t0.elapsed().as_secs_f64() - after;
-        eprintln!("drill finished {after:.1} s after its slot (waited {waited:.1} s for it)");
+        let took = t0.elapsed().as_secs_f64();
+        eprintln!("drill finished {after:.1} s after its slot, {took:.1} s after it was created");
         assert_eq!(st["phase"], "Succeeded", "{st:#}");
         assert_eq!(restores_of(&server, "shop"), vec![name.clone()]);
         let restore = s.get(APPS, OPS, &name).unwrap();
         assert_eq!(restore["spec"]["pointInTime"], json!(slot));
         let planned: Vec<&str> = st["plan"].as_array().unwrap().iter()
             .map(|p| p["part"].as_str().unwrap()).collect();
-        assert_eq!(planned, ["config", "files", "bucket"], "{st}");
-        let smoke = st["steps"].as_array().unwrap().iter().find(|s| s["name"] == steps::SMOKE_TESTS);
-        let smoke = smoke.unwrap();
+        assert_eq!(planned, ["config", "db", "files", "bucket"], "{st}");
+        let db = st["plan"].as_array().unwrap().iter().find(|p| p["part"] == "db").unwrap();
+        assert_eq!(db["walReplay"], true, "{db}");
+        let step = |name: &str| st["steps"].as_array().unwrap().iter().find(|s| s["name"] == name).cloned();
+        let verified = step(steps::VERIFICATION).unwrap();
+        let verified = verified["message"].as_str().unwrap();
+        assert!(verified.contains("db: 1 check(s) passed"), "{verified}");
+        let smoke = step(steps::SMOKE_TESTS).unwrap();
         assert_eq!(smoke["phase"], "Succeeded", "{smoke}");
         assert_eq!(smoke["message"], "passed: home, scratch", "{smoke}");
         assert_eq!(std::fs::read_to_string(&log).unwrap(), "checked\n");
@@ -239,7 +263,7 @@ fn an_application_drill_restores_into_scratch_reports_and_cleans_up() {
         let passed = conditions.iter().find(|c| c["type"] == "DrillPassed").unwrap();
         assert_eq!(passed["status"], "True", "{passed}");
         // Each part's policy shows it as its last drill, as its own drills.
-        for policy in ["shop-config", "uploads", "media"] {
+        for policy in ["shop-config", "orders", "uploads", "media"] {
             let last = server
                 .wait_for(&format!("lastDrill of {policy}"), Duration::from_secs(30), |s| {
                     let last = s.get(POLICIES, OPS, policy)?["status"]["lastDrill"].clone();
@@ -258,7 +282,7 @@ fn an_application_drill_restores_into_scratch_reports_and_cleans_up() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        for policy in ["shop-config", "uploads", "media"] {
+        for policy in ["shop-config", "orders", "uploads", "media"] {
             let line = format!("lifeboat_restore_duration_seconds_count{{namespace=\"ops\",policy=\"{policy}\",kind=\"application-drill\"}}");
             metric_reaches(&metrics, &line, "1").await;
         }
@@ -271,4 +295,5 @@ fn an_application_drill_restores_into_scratch_reports_and_cleans_up() {
     assert_eq!(describe(&uploads.join("app")), files_before);
     assert_eq!(objects_of(&media), objects_before);
     eprintln!("whole test: {:.1} s", started.elapsed().as_secs_f64());
+    drop(c);
 }

@@ -354,8 +354,9 @@ fn all_databases_come_back_in_one_command_each_reported() {
     assert_eq!(dump(&a), dump_a);
 }
 
-/// `--jobs N` into a database the restore creates: loaded by `pg_restore
-/// --jobs` from a local copy that authenticated whole, equal to the source;
+/// `--jobs N` into a database the restore creates: tables and rows
+/// streamed, then indexes and constraints built by `pg_restore --jobs`
+/// from a local copy that authenticated whole; equal to the source, and
 /// the copy is gone afterwards. Into an existing database it loads in one
 /// transaction (issue 16, item 2).
 #[test]
@@ -396,9 +397,10 @@ fn a_parallel_restore_loads_the_same_database_and_leaves_no_copy() {
 }
 
 /// A parallel restore is not one transaction, so what it created goes when
-/// anything fails: a damaged backup never reaches pg_restore, and a load
-/// that fails part-way (a table owner missing on the target) drops the
-/// database it created.
+/// anything fails: a damaged backup stops the load before its damaged
+/// chunk (whose bytes never reach pg_restore), and a load that fails
+/// part-way (a table owner missing on the target) drops the database it
+/// created.
 #[test]
 fn a_failed_parallel_restore_leaves_no_database() {
     let dir = tempfile::tempdir().unwrap();

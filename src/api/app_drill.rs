@@ -204,7 +204,7 @@ impl ApplicationDrillSpec {
             if t.volume.is_some() || t.files.is_some() || t.bucket.is_some() {
                 errors.push(FieldError::new(
                     at.clone(),
-                    "a drill writes only scratch targets: target.scratch for volume and bucket policies, target.postgres with a scratch database, target.config mapped into scratch namespaces",
+                    "a drill writes only scratch targets: target.scratch for volume and bucket policies, target.scratch.dataDirectory for physical ones, target.postgres with a scratch database, target.config mapped into scratch namespaces",
                 ));
             }
         }

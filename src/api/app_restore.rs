@@ -126,7 +126,8 @@ impl ApplicationPart {
         let t = &self.target;
         if t.config.is_some() {
             PartKind::Configuration
-        } else if t.postgres.is_some() || t.volume.is_some() {
+        } else if t.postgres.is_some() || t.volume.is_some() || t.scratch_data_directory().is_some()
+        {
             PartKind::Database
         } else {
             PartKind::Files

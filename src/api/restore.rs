@@ -9,7 +9,9 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use super::restore_files::{BucketTarget, FileOverwrite, FilesTarget, ScratchTarget};
+pub use super::restore_files::{
+    BucketTarget, FileOverwrite, FilesTarget, ScratchDataDirectory, ScratchTarget,
+};
 use super::{check_ref_name, into_result, is_dns_label, ConnectionSecretRef, FieldError, LocalRef};
 
 // Each printcolumn(...) repeats name/type_/json_path; clippy mistakes them for duplicates.
@@ -108,7 +110,8 @@ pub struct RestoreTarget {
     /// A bucket to restore a bucket policy's objects into.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket: Option<BucketTarget>,
-    /// The restore Job's own scratch space (drills of volume and bucket policies).
+    /// The restore Job's own scratch space (drills: files and objects, or a
+    /// physical backup's data directory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scratch: Option<ScratchTarget>,
     /// The cluster (and cloud secret stores) a config backup restores into.
@@ -142,7 +145,7 @@ pub struct VolumeTarget {
     pub user: String,
 }
 
-fn postgres_role() -> String {
+pub(super) fn postgres_role() -> String {
     "postgres".into()
 }
 
@@ -150,7 +153,7 @@ fn pgdata() -> String {
     "pgdata".into()
 }
 
-fn postgres_uid() -> i64 {
+pub(super) fn postgres_uid() -> i64 {
     999
 }
 

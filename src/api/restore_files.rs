@@ -101,11 +101,45 @@ pub struct BucketTarget {
     pub allow_insecure_http: bool,
 }
 
-/// A drill's target: the restore Job's own emptyDir, sized from the plan,
-/// discarded with the pod. Every chunk is read and authenticated.
+/// A drill's target: the restore Job's own emptyDir, discarded with the
+/// pod. A volume or bucket backup's files land there, every chunk read and
+/// authenticated; a physical backup becomes a data directory there
+/// (`dataDirectory`), recovered, checked and stopped.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ScratchTarget {}
+pub struct ScratchTarget {
+    /// For a physical policy's backup, and only for one: recover it into a
+    /// data directory in scratch space, as `lifeboat restore --data-dir`
+    /// does into a claim (`target.volume`), and run the checks against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_directory: Option<ScratchDataDirectory>,
+}
+
+/// How the scratch data directory's server runs: the same two fields as
+/// `target.volume`, whose defaults they share.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScratchDataDirectory {
+    /// The uid PostgreSQL runs as, which owns the data directory (999: the
+    /// postgres image). The restore Job runs as this uid.
+    #[serde(default = "super::restore::postgres_uid")]
+    #[schemars(range(min = 1))]
+    pub run_as_user: i64,
+    /// A role of the backed-up cluster, for the checks and to watch
+    /// recovery (over the data directory's socket).
+    #[serde(default = "super::restore::postgres_role")]
+    #[schemars(length(min = 1, max = 63))]
+    pub user: String,
+}
+
+impl Default for ScratchDataDirectory {
+    fn default() -> Self {
+        ScratchDataDirectory {
+            run_as_user: super::restore::postgres_uid(),
+            user: super::restore::postgres_role(),
+        }
+    }
+}
 
 impl FilesTarget {
     /// The directory restored into, relative to the volume ("" = its root).
@@ -225,7 +259,16 @@ impl RestoreTarget {
         if let Some(b) = &self.bucket {
             return Some(crate::location::Location::S3(b.location(None)).base());
         }
-        self.scratch.as_ref().map(|_| "scratch space".to_string())
+        self.scratch.as_ref().map(|s| match s.data_directory {
+            Some(_) => "a data directory in scratch space".to_string(),
+            None => "scratch space".to_string(),
+        })
+    }
+
+    /// The scratch data directory a physical drill recovers into, if that
+    /// is the target.
+    pub fn scratch_data_directory(&self) -> Option<&ScratchDataDirectory> {
+        self.scratch.as_ref()?.data_directory.as_ref()
     }
 }
 
@@ -238,8 +281,23 @@ pub(super) fn validate(spec: &RestoreRequestSpec, errors: &mut Vec<FieldError>) 
     if let Some(b) = &spec.target.bucket {
         b.validate(errors);
     }
+    let data_dir = spec.target.scratch_data_directory();
+    if let Some(d) = data_dir {
+        if d.user.is_empty() || d.user.len() > 63 {
+            errors.push(FieldError::new(
+                "spec.target.scratch.dataDirectory.user",
+                "a role name is 1 to 63 bytes",
+            ));
+        }
+        if d.run_as_user < 1 {
+            errors.push(FieldError::new(
+                "spec.target.scratch.dataDirectory.runAsUser",
+                "PostgreSQL does not run as root: give the server's uid",
+            ));
+        }
+    }
     let db_only = [
-        ("spec.checks", !spec.checks.is_empty(), "SQL checks are for database targets; a file or bucket restore authenticates every chunk it writes"),
+        ("spec.checks", !spec.checks.is_empty() && data_dir.is_none(), "SQL checks are for database targets; a file or bucket restore authenticates every chunk it writes"),
         ("spec.overwrite", spec.overwrite, "for database targets; set target.files.overwrite or target.bucket.overwrite"),
         ("spec.dropAfter", spec.drop_after, "for database targets; target.scratch is discarded with the restore Job"),
     ];

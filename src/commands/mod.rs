@@ -22,6 +22,7 @@ pub mod progress;
 pub mod prune;
 pub mod recover;
 pub mod restore;
+mod restore_parallel;
 pub mod restore_server;
 pub mod status;
 mod upload;

@@ -4,7 +4,10 @@
 //!
 //! pg_restore runs in one transaction and sees end-of-input only after the
 //! whole object authenticated and matched the manifest; on any fault it is
-//! killed first, so the transaction rolls back and nothing is loaded.
+//! killed first, so the transaction rolls back and nothing is loaded. With
+//! `--jobs N` into a database it creates, that transaction holds the tables
+//! and rows, and the post-data section is built in parallel afterwards from
+//! a local copy (docs/DESIGN.md, *Parallel restore*).
 
 use super::download::decode_object;
 use super::progress::{mib_per_s, peak_rss_bytes};
@@ -12,6 +15,7 @@ use super::{manifests, Error};
 use crate::catalog::{ObjectEntry, Point};
 use crate::keys::Keyring;
 use crate::location::NamedLocation;
+use crate::source::postgres::RestoreInput;
 use crate::store::Store;
 use crate::target::database::{DatabaseTarget, Head, HeadTee, Prepared};
 use crate::target::spool::Spool;
@@ -32,8 +36,9 @@ pub struct RestoreOptions {
     pub target_db: Option<String>,
     /// Apply the backup's roles and tablespaces before the database.
     pub globals: bool,
-    /// pg_restore connections; above 1, a database this restore creates is
-    /// loaded from an authenticated local copy (`--jobs`).
+    /// pg_restore connections; above 1, a database this restore creates
+    /// gets its post-data section (indexes, constraints) built over them
+    /// from an authenticated local copy (`--jobs`).
     pub jobs: u32,
     /// Where that copy goes (TMPDIR when unset).
     pub spool_dir: Option<PathBuf>,
@@ -208,26 +213,21 @@ async fn restore_from(
         .then(Head::new)
         .transpose()
         .map_err(Error::Pipeline)?;
+    let dump = Dump {
+        store: &store,
+        entry,
+        keys: &o.keys,
+        server: &server,
+        db: &target_db,
+    };
     let (plain, jobs, archive) = match &spool {
         Some(spool) => {
-            let plain = spool_dump(&store, entry, &o.keys, spool).await?;
-            tracing::info!(database = %target_db, jobs = o.jobs, "loading the authenticated copy in parallel");
-            server
-                .load_parallel(&target_db, &spool.file(), o.jobs, target)
-                .await?;
+            let plain = super::restore_parallel::load(&dump, spool, o.jobs, target).await?;
             (plain, o.jobs, properties.then(|| spool.file()))
         }
         None => {
-            let plain = stream_dump(
-                &store,
-                entry,
-                &o.keys,
-                &server,
-                &target_db,
-                head.as_ref(),
-                target,
-            )
-            .await?;
+            let keep = head.as_ref().map_or(Keep::None, Keep::Head);
+            let plain = dump.stream(keep, target).await?;
             (plain, 1, head.as_ref().map(Head::path))
         }
     };
@@ -286,43 +286,50 @@ fn spool_for(
     }
 }
 
-/// Decodes the dump into the spool; every byte has authenticated and the
-/// size and digest matched the manifest when this returns.
-async fn spool_dump(
-    store: &Store,
-    entry: &ObjectEntry,
-    keys: &Arc<Keyring>,
-    spool: &Spool,
-) -> Result<u64, Error> {
-    let file = std::fs::File::create(spool.file()).map_err(Error::Pipeline)?;
-    let sink = std::io::BufWriter::with_capacity(1 << 20, file);
-    let (mut sink, plain) = decode_object(store, entry, keys.clone(), sink).await?;
-    std::io::Write::flush(&mut sink).map_err(Error::Pipeline)?;
-    Ok(plain)
+/// What a streamed restore also keeps of the archive as it passes.
+enum Keep<'a> {
+    None,
+    /// Its head: the table of contents, for the database's properties.
+    Head(&'a Head),
 }
 
-/// Streams the dump into pg_restore's single transaction, which sees the
-/// end of its input only once every byte authenticated.
-async fn stream_dump(
-    store: &Store,
-    entry: &ObjectEntry,
-    keys: &Arc<Keyring>,
-    server: &DatabaseTarget,
-    target_db: &str,
-    head: Option<&Head>,
-    target: &mut Prepared,
-) -> Result<u64, Error> {
-    let mut pg_restore = server.loader(target_db)?;
-    let input = HeadTee::new(pg_restore.input(), head).map_err(Error::Pipeline)?;
-    let plain = match decode_object(store, entry, keys.clone(), input).await {
-        Ok((input, plain)) => {
-            drop(input);
-            plain
-        }
-        Err(e) => return Err(pg_restore.abort().await.map_or(e, Error::from)),
-    };
-    target.hand_over(pg_restore).await?;
-    Ok(plain)
+/// One database's dump and where it goes.
+pub(super) struct Dump<'a> {
+    pub store: &'a Store,
+    pub entry: &'a ObjectEntry,
+    pub keys: &'a Arc<Keyring>,
+    pub server: &'a DatabaseTarget,
+    pub db: &'a str,
+}
+
+impl Dump<'_> {
+    /// Streams the dump into pg_restore's single transaction, which sees
+    /// the end of its input only once every byte authenticated.
+    async fn stream(&self, keep: Keep<'_>, target: &mut Prepared) -> Result<u64, Error> {
+        let mut pg_restore = self.server.loader(self.db, &RestoreInput::Stream)?;
+        let head = match keep {
+            Keep::Head(head) => Some(head),
+            Keep::None => None,
+        };
+        let tee = match HeadTee::new(pg_restore.input(), head) {
+            Ok(tee) => tee,
+            Err(e) => {
+                return Err(pg_restore
+                    .abort()
+                    .await
+                    .map_or(Error::Pipeline(e), Error::from))
+            }
+        };
+        let plain = match decode_object(self.store, self.entry, self.keys.clone(), tee).await {
+            Ok((tee, plain)) => {
+                drop(tee);
+                plain
+            }
+            Err(e) => return Err(pg_restore.abort().await.map_or(e, Error::from)),
+        };
+        target.hand_over(pg_restore).await?;
+        Ok(plain)
+    }
 }
 
 /// Applies the globals part: decoded and authenticated whole in memory first

@@ -92,21 +92,28 @@ pub fn drill_request(
 }
 
 /// A drill of the other kinds: files and objects restore into the restore
-/// Job's scratch space; a database into the drill's scratch server (which
-/// validation requires), checked and dropped.
+/// Job's scratch space, a physical backup into a data directory there
+/// (recovered to the backup's end and checked); a logical one into the
+/// drill's scratch server (which validation requires), checked and dropped.
 fn chunked_or_postgres_spec(
     policy: &BackupPolicy,
     drill: &RestoreDrill,
     name: &str,
     backup_id: String,
 ) -> Option<RestoreRequestSpec> {
-    let scratch = matches!(
-        policy.spec.source.kind(),
-        Some(SourceKind::Volume | SourceKind::Bucket)
-    );
+    let physical = policy.spec.source.is_physical();
+    let scratch = physical
+        || matches!(
+            policy.spec.source.kind(),
+            Some(SourceKind::Volume | SourceKind::Bucket)
+        );
     let target = if scratch {
         RestoreTarget {
-            scratch: Some(ScratchTarget::default()),
+            scratch: Some(ScratchTarget {
+                // The image's server uid and role (the defaults of
+                // target.volume); an ApplicationDrill part can name others.
+                data_directory: physical.then(Default::default),
+            }),
             ..Default::default()
         }
     } else {
@@ -163,7 +170,9 @@ pub fn decide(
     if let Some((r, at, ok)) = newest {
         let s = r.status.as_ref().expect("finished has a status");
         let id = s.plan.as_ref().map(|p| p.backup_id.as_str()).unwrap_or("?");
-        let message = if *ok && r.spec.target.scratch.is_some() {
+        let files =
+            r.spec.target.scratch.is_some() && r.spec.target.scratch_data_directory().is_none();
+        let message = if *ok && files {
             Some(format!(
                 "restored backup {id} into scratch space: {} files, {} bytes, every chunk authenticated",
                 s.files_restored.unwrap_or(0),
@@ -449,6 +458,37 @@ mod tests {
         assert_eq!(
             status.last_drill.unwrap().message.unwrap(),
             "restored backup 20261121T010000.000Z-abcdef into scratch space: 12 files, 3456 bytes, every chunk authenticated"
+        );
+    }
+
+    #[test]
+    fn a_physical_policy_drills_into_a_scratch_data_directory_with_its_checks() {
+        let mut p = policy(true);
+        let pg = p.spec.source.postgres.as_mut().unwrap();
+        pg.method = crate::api::policy::PostgresMethod::Physical;
+        pg.databases.clear();
+        let d = p.spec.verification.as_mut().unwrap();
+        d.restore_drill.as_mut().unwrap().target_secret_ref = None;
+        assert_eq!(p.spec.validate(), Ok(()));
+        let mut r = finished_drill(&p, "2026-11-22T05:00:00Z", true, "2026-11-22T05:02:00Z");
+        let dir = r
+            .spec
+            .target
+            .scratch_data_directory()
+            .expect("a data directory");
+        assert_eq!((dir.run_as_user, dir.user.as_str()), (999, "postgres"));
+        assert!(!r.spec.checks.is_empty() && !r.spec.drop_after && !r.spec.overwrite);
+        assert_eq!(r.spec.validate(), Ok(()));
+        r.status.as_mut().unwrap().plan = Some(crate::api::restore::RestorePlan {
+            backup_id: "20261121T010000.000Z-abcdef".into(),
+            ..Default::default()
+        });
+        let mut status = p.status.clone().unwrap();
+        decide(&p, &[&r], &mut status, at("2026-11-22T06:00:00Z"));
+        let message = status.last_drill.unwrap().message.unwrap();
+        assert_eq!(
+            message,
+            "restored backup 20261121T010000.000Z-abcdef and passed 1 check(s)"
         );
     }
 

@@ -267,28 +267,42 @@ fn target_needs(
 pub const TARGET_MOUNT: &str = "/var/lib/lifeboat/target";
 
 /// A physical policy's restore: `lifeboat restore --data-dir` into the
-/// target volume — the newest base backup before the point, WAL replayed to
-/// it, promoted, checked, stopped — as the uid the server will run as.
+/// target volume, or for a drill into the Job's scratch space — the newest
+/// base backup before the point, WAL replayed to it, promoted, checked,
+/// stopped — as the uid the server will run as.
 fn data_dir_needs(request: &RestoreRequest, plan: &RestorePlan) -> Result<PodNeeds, JobError> {
-    let volume = request.spec.target.volume.as_ref().ok_or_else(|| {
-        unsupported(
-            "spec.target.volume",
-            "the policy takes physical base backups: restore into target.volume (a data directory), not target.postgres",
-        )
-    })?;
-    let mut args = vec![
-        "--data-dir".into(),
-        format!("{TARGET_MOUNT}/{}", volume.sub_path.trim_matches('/')),
-        "--user".into(),
-        volume.user.clone(),
-    ];
+    let t = &request.spec.target;
+    let (mut needs, data_dir, uid, user) = match (&t.volume, t.scratch_data_directory()) {
+        (Some(v), _) => (
+            claim_mount(&v.claim_name),
+            format!("{TARGET_MOUNT}/{}", v.sub_path.trim_matches('/')),
+            v.run_as_user,
+            &v.user,
+        ),
+        // No size limit: besides the base backup, recovery keeps up to the
+        // backed-up server's max_wal_size of WAL, which the controller
+        // cannot see; the directory goes with the pod.
+        (None, Some(d)) => (
+            restore_files::scratch_space(None),
+            format!("{}/pgdata", restore_files::SCRATCH_MOUNT),
+            d.run_as_user,
+            &d.user,
+        ),
+        (None, None) => {
+            return Err(unsupported(
+                "spec.target.volume",
+                "the policy takes physical base backups: restore into target.volume (a data directory), not target.postgres",
+            ))
+        }
+    };
+    needs.args = vec!["--data-dir".into(), data_dir, "--user".into(), user.clone()];
     match (&request.spec.point_in_time, &request.spec.backup_id) {
-        (Some(t), _) => args.push(format!(
+        (Some(t), _) => needs.args.push(format!(
             "--target-time={}",
             t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
         )),
         // A named base backup: its own end, nothing replayed past it.
-        (None, Some(_)) => args.push(format!(
+        (None, Some(_)) => needs.args.push(format!(
             "--target-time={}",
             plan.completed_at
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
@@ -298,12 +312,19 @@ fn data_dir_needs(request: &RestoreRequest, plan: &RestorePlan) -> Result<PodNee
         )),
         (None, None) => {}
     }
-    Ok(PodNeeds {
-        args,
+    // PostgreSQL runs only as the owner of its data directory: the uid
+    // the server will run as, not the image's.
+    needs.run_as = Some(uid);
+    Ok(needs)
+}
+
+/// The claim of a physical restore, mounted at [`TARGET_MOUNT`].
+fn claim_mount(claim: &str) -> PodNeeds {
+    PodNeeds {
         volumes: vec![Volume {
             name: "target".into(),
             persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: volume.claim_name.clone(),
+                claim_name: claim.to_string(),
                 read_only: None,
             }),
             ..Default::default()
@@ -313,11 +334,8 @@ fn data_dir_needs(request: &RestoreRequest, plan: &RestorePlan) -> Result<PodNee
             mount_path: TARGET_MOUNT.into(),
             ..Default::default()
         }],
-        // PostgreSQL runs only as the owner of its data directory: the uid
-        // the server will run as, not the image's.
-        run_as: Some(volume.run_as_user),
         ..Default::default()
-    })
+    }
 }
 
 /// Turns the plan Job's report into the request's plan. The Job names the

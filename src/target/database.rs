@@ -151,23 +151,23 @@ impl DatabaseTarget {
     }
 
     /// Starts pg_restore into `db`; the caller feeds it the decoded dump.
-    pub fn loader(&self, db: &str) -> Result<Loader, TargetError> {
+    /// `input` is [`RestoreInput::Stream`] or, for the first half of a
+    /// parallel restore, [`RestoreInput::StreamWithoutPostData`].
+    pub fn loader(&self, db: &str, input: &RestoreInput) -> Result<Loader, TargetError> {
         let passfile = self.conn.passfile()?;
-        let cmd = self.conn.pg_restore(
-            db,
-            &RestoreInput::Stream,
-            self.clean,
-            self.no_owner,
-            passfile.as_ref(),
-        );
+        let cmd = self
+            .conn
+            .pg_restore(db, input, self.clean, self.no_owner, passfile.as_ref());
         Ok(Loader::spawn("pg_restore", cmd, db.to_string())?.keeping(passfile))
     }
 
-    /// Loads an authenticated local copy of the dump into `db`, which this
-    /// restore created, over `jobs` connections. Not one transaction: on
-    /// failure the caller's discard drops the database; on success nothing
-    /// later drops it. Returns pg_restore's notices.
-    pub async fn load_parallel(
+    /// Builds the post-data section (indexes, constraints, triggers) of an
+    /// authenticated local copy of the dump into `db`, which this restore
+    /// created and whose tables and rows are loaded, over `jobs`
+    /// connections. Not one transaction: on failure the caller's discard
+    /// drops the database; on success nothing later drops it. Returns
+    /// pg_restore's notices.
+    pub async fn build_post_data(
         &self,
         db: &str,
         dump: &Path,
@@ -175,7 +175,7 @@ impl DatabaseTarget {
         state: &mut Prepared,
     ) -> Result<String, TargetError> {
         let passfile = self.conn.passfile()?;
-        let input = RestoreInput::Parallel { file: dump, jobs };
+        let input = RestoreInput::ParallelPostData { file: dump, jobs };
         let cmd = self
             .conn
             .pg_restore(db, &input, self.clean, self.no_owner, passfile.as_ref());

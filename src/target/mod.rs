@@ -20,6 +20,7 @@ pub mod data_dir;
 pub mod database;
 pub mod files;
 pub mod files_in_place;
+pub mod growing;
 pub mod objects;
 pub mod spool;
 

@@ -1,6 +1,8 @@
 //! What `spec.verification.restoreDrill` needs per kind of source: a
-//! postgres policy's drill restores into the scratch server of
-//! `targetSecretRef` and runs its SQL `checks`; a volume or bucket policy's
+//! logical postgres policy's drill restores into the scratch server of
+//! `targetSecretRef` and runs its SQL `checks`; a physical one's recovers
+//! into a data directory in the restore Job's scratch space (server uid
+//! 999, role postgres) and runs its checks there; a volume or bucket policy's
 //! drill restores into the restore Job's scratch space, where every chunk
 //! is read and authenticated, so it takes neither. A config policy's drill
 //! is a server-side dry run as `serviceAccountName` (api::restore_config).
@@ -22,6 +24,15 @@ pub(super) fn validate(
         ));
     }
     match spec.source.kind() {
+        Some(SourceKind::Postgres)
+            if spec.source.is_physical() && drill.target_secret_ref.is_some() =>
+        {
+            errors.push(FieldError::new(
+                format!("{FIELD}.targetSecretRef"),
+                "a physical policy's drill recovers into a data directory in the restore Job's scratch space, not a database server: remove it",
+            ));
+        }
+        Some(SourceKind::Postgres) if spec.source.is_physical() => {}
         Some(SourceKind::Postgres) => match &drill.target_secret_ref {
             Some(t) => check_ref_name(
                 &format!("{FIELD}.targetSecretRef.name"),
@@ -96,8 +107,18 @@ mod tests {
             );
         }
         assert_eq!(
-            fields(config, bare),
+            fields(config, bare.clone()),
             ["spec.verification.restoreDrill.serviceAccountName"]
+        );
+        // A physical policy's drill takes checks, but no scratch server.
+        let physical =
+            json!({"postgres": {"connectionSecretRef": {"name": "db"}, "method": "physical"}});
+        let checks = json!({"schedule": "0 6 * * 0", "checks": ["select true"]});
+        assert!(fields(physical.clone(), checks).is_empty());
+        assert!(fields(physical.clone(), bare).is_empty());
+        assert_eq!(
+            fields(physical, with_db),
+            ["spec.verification.restoreDrill.targetSecretRef"]
         );
     }
 }

@@ -7,7 +7,9 @@
 //! through the destinations' credentials (read-only Secret mounts).
 //!
 //! A volume policy restores into files or scratch, a bucket policy into a
-//! bucket or scratch; any other pairing is refused naming `spec.target`.
+//! bucket or scratch, a physical one into a claim or a scratch data
+//! directory (restore_jobs builds those); any other pairing is refused
+//! naming `spec.target`.
 
 use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, Volume, VolumeMount};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -34,10 +36,11 @@ pub const OWNER_CAPABILITIES: [&str; 3] = ["CHOWN", "FOWNER", "DAC_OVERRIDE"];
 const SCRATCH_SLACK: u64 = 64 << 20;
 
 /// The target kinds that `kind`'s backups restore into, for messages.
-fn accepted(kind: Option<SourceKind>) -> &'static str {
+fn accepted(kind: Option<SourceKind>, physical: bool) -> &'static str {
     match kind {
         Some(SourceKind::Volume) => "target.files (a claim) or target.scratch",
         Some(SourceKind::Bucket) => "target.bucket or target.scratch",
+        _ if physical => "target.volume (a claim) or target.scratch.dataDirectory",
         _ => "target.postgres or target.volume",
     }
 }
@@ -47,9 +50,21 @@ fn accepted(kind: Option<SourceKind>) -> &'static str {
 pub fn check_kind(request: &RestoreRequest, policy: &BackupPolicy) -> Result<(), JobError> {
     let t = &request.spec.target;
     let kind = policy.spec.source.kind();
+    let physical = policy.spec.source.is_physical();
+    let data_dir = t.scratch_data_directory().is_some();
+    if data_dir && !physical {
+        return Err(JobError::Unsupported {
+            field: "spec.target.scratch.dataDirectory".into(),
+            message: format!(
+                "policy {} takes no physical base backups: a data directory is only for those",
+                request.spec.policy_ref.name
+            ),
+        });
+    }
     let fits = match kind {
         Some(SourceKind::Volume) => t.files.is_some() || t.scratch.is_some(),
         Some(SourceKind::Bucket) => t.bucket.is_some() || t.scratch.is_some(),
+        _ if physical => t.volume.is_some() || data_dir,
         _ => t.chunked_kinds() == 0,
     };
     if fits {
@@ -61,7 +76,7 @@ pub fn check_kind(request: &RestoreRequest, policy: &BackupPolicy) -> Result<(),
         message: format!(
             "policy {} backs up a {what} source: restore it into {}",
             request.spec.policy_ref.name,
-            accepted(kind)
+            accepted(kind, physical)
         ),
     })
 }
@@ -75,6 +90,9 @@ pub fn target_needs(
     cfg: &JobConfig,
 ) -> Result<Option<PodNeeds>, JobError> {
     check_kind(request, policy)?;
+    if policy.spec.source.is_physical() {
+        return Ok(None);
+    }
     let RestoreTarget {
         files,
         bucket,
@@ -155,12 +173,18 @@ pub fn scratch_limit(plan: &RestorePlan) -> u64 {
 /// A fresh restore into the Job's emptyDir: all or nothing, every chunk
 /// authenticated; the files go with the pod.
 pub fn scratch_needs(plan: &RestorePlan) -> PodNeeds {
+    let mut needs = scratch_space(Some(scratch_limit(plan)));
+    needs.args = vec!["--to-dir".into(), format!("{SCRATCH_MOUNT}/restored")];
+    needs
+}
+
+/// The Job's emptyDir at [`SCRATCH_MOUNT`], at most `limit` bytes.
+pub fn scratch_space(limit: Option<u64>) -> PodNeeds {
     PodNeeds {
-        args: vec!["--to-dir".into(), format!("{SCRATCH_MOUNT}/restored")],
         volumes: vec![Volume {
             name: "scratch".into(),
             empty_dir: Some(EmptyDirVolumeSource {
-                size_limit: Some(Quantity(scratch_limit(plan).to_string())),
+                size_limit: limit.map(|l| Quantity(l.to_string())),
                 ..Default::default()
             }),
             ..Default::default()

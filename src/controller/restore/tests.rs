@@ -387,10 +387,21 @@ fn a_physical_policy_restores_into_a_volume_as_the_servers_uid() {
         destination: "dr-eu".into(),
         ..Default::default()
     };
-    // A physical backup does not go into a database through its Secret.
-    let r = request(json!({"pointInTime": "2026-11-22T09:00:00Z"}));
-    let e = restore_jobs::restore_job(&r, &p, &plan, &JobConfig::default()).unwrap_err();
-    assert_eq!(e.field(), "spec.target.volume");
+    // A physical backup does not go into a database through its Secret,
+    // nor as files into scratch space.
+    for target in [json!(null), json!({"scratch": {}})] {
+        let mut r = request(json!({"pointInTime": "2026-11-22T09:00:00Z"}));
+        if !target.is_null() {
+            r.spec.target = serde_json::from_value(target).unwrap();
+        }
+        let e = restore_jobs::restore_job(&r, &p, &plan, &JobConfig::default()).unwrap_err();
+        assert_eq!(e.field(), "spec.target");
+        let text = e.to_string();
+        assert!(
+            text.contains("target.volume (a claim) or target.scratch.dataDirectory"),
+            "{text}"
+        );
+    }
 
     let r = request(json!({"pointInTime": "2026-11-22T09:00:00Z",
         "target": {"volume": {"claimName": "ledger-data", "subPath": "pg15"}}}));
@@ -446,6 +457,64 @@ fn a_physical_policy_restores_into_a_volume_as_the_servers_uid() {
 }
 
 #[test]
+fn a_physical_drill_recovers_into_a_data_directory_in_scratch_space_and_checks_it() {
+    let mut p = policy();
+    let pg = p.spec.source.postgres.as_mut().unwrap();
+    pg.method = crate::api::policy::PostgresMethod::Physical;
+    pg.databases.clear();
+    let completed = "2026-11-22T08:00:00Z".parse().unwrap();
+    let plan = crate::api::restore::RestorePlan {
+        backup_id: ID.into(),
+        destination: "dr-eu".into(),
+        completed_at: Some(completed),
+        ..Default::default()
+    };
+    let r = request(json!({"backupId": ID,
+        "target": {"scratch": {"dataDirectory": {"runAsUser": 70, "user": "app_owner"}}}}));
+    assert_eq!(
+        r.spec.validate(),
+        Ok(()),
+        "checks are allowed: a server runs there"
+    );
+    let job = restore_jobs::restore_job(&r, &p, &plan, &JobConfig::default()).unwrap();
+    let pod = job.spec.unwrap().template.spec.unwrap();
+    let args = pod.containers[0].args.clone().unwrap().join(" ");
+    for expected in [
+        "--data-dir /var/lib/lifeboat/scratch/pgdata",
+        "--user app_owner",
+        // A named base backup: recovered to its own end.
+        "--target-time=2026-11-22T08:00:00.000Z",
+        "--check select count(*) = 500 from orders",
+    ] {
+        assert!(args.contains(expected), "{expected}: {args}");
+    }
+    assert!(!args.contains("--to-dir"), "not a file restore: {args}");
+    let volumes = pod.volumes.unwrap();
+    let scratch = volumes.iter().find(|v| v.name == "scratch").unwrap();
+    assert!(scratch.empty_dir.is_some(), "{scratch:?}");
+    assert!(volumes.iter().all(|v| v.persistent_volume_claim.is_none()));
+    assert_eq!(pod.security_context.unwrap().run_as_user, Some(70));
+
+    // The data directory's fields, named.
+    let bad =
+        request(json!({"target": {"scratch": {"dataDirectory": {"runAsUser": 0, "user": ""}}}}));
+    let fields: Vec<String> = bad
+        .spec
+        .validate()
+        .unwrap_err()
+        .into_iter()
+        .map(|e| e.field)
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.target.scratch.dataDirectory.user",
+            "spec.target.scratch.dataDirectory.runAsUser"
+        ]
+    );
+}
+
+#[test]
 fn a_volume_policy_into_a_database_or_a_data_directory_is_refused_naming_the_target() {
     let mut p = policy();
     p.spec.source = serde_json::from_value(json!({"volume": {"claimName": "uploads"}})).unwrap();
@@ -464,4 +533,8 @@ fn a_volume_policy_into_a_database_or_a_data_directory_is_refused_naming_the_tar
         let e = restore_jobs::restore_job(&r, &p, &plan, &JobConfig::default()).unwrap_err();
         assert_eq!(e.field(), "spec.target");
     }
+    // A data directory is for physical backups only.
+    let r = request(json!({"checks": [], "target": {"scratch": {"dataDirectory": {}}}}));
+    let e = restore_jobs::plan_job(&r, &p, &JobConfig::default()).unwrap_err();
+    assert_eq!(e.field(), "spec.target.scratch.dataDirectory");
 }

@@ -23,10 +23,18 @@ use std::process::{Command, Stdio};
 pub enum RestoreInput<'a> {
     /// From stdin, in one transaction: stopped part-way it leaves nothing.
     Stream,
-    /// From an authenticated local file, over `jobs` connections; not in
-    /// one transaction (pg_restore cannot), so a failure leaves a part
-    /// loaded and the database is dropped by whoever created it.
-    Parallel { file: &'a Path, jobs: u32 },
+    /// From stdin, in one transaction, one section (`pre-data`, `data`),
+    /// with `list` only the entries of that `pg_restore --use-list` file in
+    /// it: the parts of a parallel restore before its post-data section.
+    StreamSection {
+        section: &'static str,
+        list: Option<&'a Path>,
+    },
+    /// The post-data section (indexes, constraints, triggers) of an
+    /// authenticated local copy, over `jobs` connections: the second half.
+    /// Not one transaction (pg_restore cannot), so a failure leaves a part
+    /// built and the database is dropped by whoever created it.
+    ParallelPostData { file: &'a Path, jobs: u32 },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -309,6 +317,16 @@ impl PgConn {
         cmd
     }
 
+    /// `pg_restore --list` of one section of an archive read from stdin.
+    pub fn pg_restore_list(&self, section: &str) -> Command {
+        let mut cmd = self.command("pg_restore", None);
+        cmd.args(["--list", &format!("--section={section}")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
     pub fn psql_globals(&self, db: &str, passfile: Option<&PassFile>) -> Command {
         let mut cmd = self.command("psql", passfile);
         cmd.args([
@@ -346,8 +364,15 @@ impl PgConn {
             RestoreInput::Stream => {
                 cmd.arg("--single-transaction").stdin(Stdio::piped());
             }
-            RestoreInput::Parallel { file, jobs } => {
-                cmd.arg(format!("--jobs={jobs}"))
+            RestoreInput::StreamSection { section, list } => {
+                cmd.args(["--single-transaction", &format!("--section={section}")]);
+                if let Some(list) = list {
+                    cmd.arg("--use-list").arg(list);
+                }
+                cmd.stdin(Stdio::piped());
+            }
+            RestoreInput::ParallelPostData { file, jobs } => {
+                cmd.args(["--section=post-data", &format!("--jobs={jobs}")])
                     .arg(file)
                     .stdin(Stdio::null());
             }
