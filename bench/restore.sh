@@ -15,11 +15,13 @@
 #              decrypt, decompress, stream into pg_restore --single-transaction)
 #   bare-jN    createdb T && pg_restore --jobs N of the local dump.Fc (the
 #              createdb inside the timer, as lifeboat-jN creates its database)
-#   lifeboat-jN  lifeboat restore --create --jobs N: tables and rows streamed
-#              in one transaction while copied to local disk, then the
-#              post-data section by pg_restore --jobs N from it (issue 16)
+#   lifeboat-jN  lifeboat restore --create --jobs N: decoded into a local copy
+#              that N pg_restore processes load rows from as it grows, then
+#              pg_restore --jobs N builds the post-data section (issue 16)
 #
-# BENCH_JOBS (default 2) is N.
+# BENCH_JOBS (default 2) is N. BENCH_PARTITIONS=P (default 0) splits
+# pgbench_accounts into P partitions (`pgbench -i --partitions=P`): P tables
+# of equal size instead of one, where loading rows in parallel can gain.
 # Environment: BENCH_HOME (default /var/tmp/lifeboat-bench; the loaded
 # cluster is kept in $BENCH_HOME/pgbench-sSCALE and reused), BENCH_ROUNDS
 # (default 3), LIFEBOAT_BIN (default: the release build in CARGO_TARGET_DIR).
@@ -32,7 +34,10 @@ JOBS=${BENCH_JOBS:-2}
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_HOME=${BENCH_HOME:-/var/tmp/lifeboat-bench}
 CLUSTER=$BENCH_HOME/pgbench-s$SCALE
+PARTITIONS=${BENCH_PARTITIONS:-0}
+[[ $PARTITIONS =~ ^[0-9]+$ ]] || { echo "BENCH_PARTITIONS must be a number" >&2; exit 2; }
 DB=pgbench_s$SCALE
+[ "$PARTITIONS" -gt 0 ] && DB=${DB}_p$PARTITIONS
 
 # shellcheck source=../scripts/testbed.sh
 source "$REPO/scripts/testbed.sh"
@@ -75,10 +80,10 @@ export PATH="$PG_BIN:$PATH"
 start_s3
 
 if ! psql -X -d postgres -tAc "select 1 from pg_database where datname = '$DB'" | grep -q 1; then
-  log "loading pgbench at scale $SCALE"
+  log "loading pgbench at scale $SCALE, $PARTITIONS partitions"
   dropdb --if-exists "$DB.loading"
   createdb "$DB.loading"
-  pgbench -i -q -s "$SCALE" "$DB.loading" >/dev/null 2>&1
+  pgbench -i -q -s "$SCALE" --partitions="$PARTITIONS" "$DB.loading" >/dev/null 2>&1
   psql -X -q -d postgres -c "alter database \"$DB.loading\" rename to $DB"
 fi
 ROWS=$((SCALE * 100000))
@@ -132,14 +137,14 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-python3 - "$WORK/raw" "$SCALE" "$SIZE" "$DUMP_SIZE" "$STORED" <<'EOF'
+python3 - "$WORK/raw" "$SCALE" "$SIZE" "$DUMP_SIZE" "$STORED" "$PARTITIONS" <<'EOF'
 import statistics, sys
-raw, scale, size, dump_size, stored = sys.argv[1:]
+raw, scale, size, dump_size, stored, partitions = sys.argv[1:]
 rows = [l.split() for l in open(raw)]
 by = {}
 for r, m, wall, user, sys_, rss, load in rows:
     by.setdefault(m, []).append((float(wall), float(user) + float(sys_), int(rss), float(load)))
-print(f"pgbench scale {scale}: database {size}, local dump (pg_dump -Fc) {dump_size}, lifeboat backup in S3 {int(stored)/2**20:.1f} MiB")
+print(f"pgbench scale {scale}, {partitions} partitions: database {size}, local dump (pg_dump -Fc) {dump_size}, lifeboat backup in S3 {int(stored)/2**20:.1f} MiB")
 print()
 print("| method | rounds (wall s) | min | median | client CPU s (median round) | peak RSS | load |")
 print("|---|---|---|---|---|---|---|")

@@ -354,10 +354,10 @@ fn all_databases_come_back_in_one_command_each_reported() {
     assert_eq!(dump(&a), dump_a);
 }
 
-/// `--jobs N` into a database the restore creates: tables and rows
-/// streamed, then indexes and constraints built by `pg_restore --jobs`
-/// from a local copy that authenticated whole; equal to the source, and
-/// the copy is gone afterwards. Into an existing database it loads in one
+/// `--jobs N` into a database the restore creates: rows loaded by N
+/// pg_restore processes from a local copy as it grows, then indexes and
+/// constraints by `pg_restore --jobs` from the copy that authenticated
+/// whole; equal to the source, and the copy is gone afterwards. Into an existing database it loads in one
 /// transaction (issue 16, item 2).
 #[test]
 fn a_parallel_restore_loads_the_same_database_and_leaves_no_copy() {

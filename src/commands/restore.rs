@@ -5,9 +5,8 @@
 //! pg_restore runs in one transaction and sees end-of-input only after the
 //! whole object authenticated and matched the manifest; on any fault it is
 //! killed first, so the transaction rolls back and nothing is loaded. With
-//! `--jobs N` into a database it creates, that transaction holds the tables
-//! and rows, and the post-data section is built in parallel afterwards from
-//! a local copy (docs/DESIGN.md, *Parallel restore*).
+//! `--jobs N` into a database it creates, src/commands/restore_parallel.rs
+//! loads it over N connections instead (docs/DESIGN.md, *Parallel restore*).
 
 use super::download::decode_object;
 use super::progress::{mib_per_s, peak_rss_bytes};
@@ -36,9 +35,8 @@ pub struct RestoreOptions {
     pub target_db: Option<String>,
     /// Apply the backup's roles and tablespaces before the database.
     pub globals: bool,
-    /// pg_restore connections; above 1, a database this restore creates
-    /// gets its post-data section (indexes, constraints) built over them
-    /// from an authenticated local copy (`--jobs`).
+    /// pg_restore connections; above 1, a database this restore creates is
+    /// loaded over them from a local copy as it is written (`--jobs`).
     pub jobs: u32,
     /// Where that copy goes (TMPDIR when unset).
     pub spool_dir: Option<PathBuf>,

@@ -130,12 +130,11 @@ pub struct RestoreArgs {
     pub globals: bool,
     /// pg_restore connections, or `auto` (the CPUs this process may use, at
     /// most 8; the operator's restore Jobs pass it). Above 1, a database this
-    /// restore creates gets its tables and rows streamed in one transaction
-    /// while the dump is copied to local disk (its size), then its indexes
-    /// and constraints built from that copy over N connections once it
-    /// authenticated whole; it is dropped if anything fails. An existing
-    /// database, or too little disk, loads in one transaction instead.
-    /// Default 1: one transaction.
+    /// restore creates is loaded over N connections from a local copy of the
+    /// dump (disk: its size) as the copy is written, its indexes and
+    /// constraints built once the copy authenticated whole; it is dropped
+    /// if anything fails. An existing database, or too little disk, loads
+    /// in one transaction instead. Default 1: one transaction.
     #[arg(long, default_value = "1", value_parser = parse_jobs)]
     pub jobs: u32,
     /// Directory for that copy (default: TMPDIR).
