@@ -354,7 +354,7 @@ fn everything_policy() -> Value {
             "pointInTimeRecovery": {"enabled": true, "maxWalDelay": "60s"},
             "destinations": [{"name": "primary", "s3": {"region": "us-east-1", "bucket": "backups"}}],
             "encryption": {"keySecretRef": {"name": "keys"}},
-            "verification": {"restoreDrill": {"schedule": "0 6 * * 0", "targetSecretRef": {"name": "scratch"}}},
+            "verification": {"restoreDrill": {"schedule": "0 6 * * 0", "checks": ["select 1"]}},
             "objectives": {"rpo": "1h", "rto": "4h"}
         },
         "status": {
