@@ -224,8 +224,7 @@ async fn restore_from(
             (plain, o.jobs, properties.then(|| spool.file()))
         }
         None => {
-            let keep = head.as_ref().map_or(Keep::None, Keep::Head);
-            let plain = dump.stream(keep, target).await?;
+            let plain = dump.stream(head.as_ref(), target).await?;
             (plain, 1, head.as_ref().map(Head::path))
         }
     };
@@ -284,13 +283,6 @@ fn spool_for(
     }
 }
 
-/// What a streamed restore also keeps of the archive as it passes.
-enum Keep<'a> {
-    None,
-    /// Its head: the table of contents, for the database's properties.
-    Head(&'a Head),
-}
-
 /// One database's dump and where it goes.
 pub(super) struct Dump<'a> {
     pub store: &'a Store,
@@ -302,13 +294,10 @@ pub(super) struct Dump<'a> {
 
 impl Dump<'_> {
     /// Streams the dump into pg_restore's single transaction, which sees
-    /// the end of its input only once every byte authenticated.
-    async fn stream(&self, keep: Keep<'_>, target: &mut Prepared) -> Result<u64, Error> {
+    /// the end of its input only once every byte authenticated; its head
+    /// also goes to `head` (the database's properties are read from it).
+    async fn stream(&self, head: Option<&Head>, target: &mut Prepared) -> Result<u64, Error> {
         let mut pg_restore = self.server.loader(self.db, &RestoreInput::Stream)?;
-        let head = match keep {
-            Keep::Head(head) => Some(head),
-            Keep::None => None,
-        };
         let tee = match HeadTee::new(pg_restore.input(), head) {
             Ok(tee) => tee,
             Err(e) => {

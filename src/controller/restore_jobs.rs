@@ -16,7 +16,6 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaimVolumeSource, Volume, VolumeMount};
 use kube::{Resource, ResourceExt};
 
 use super::jobs::pod::{job, JobMeta, PodNeeds};
@@ -274,7 +273,7 @@ fn data_dir_needs(request: &RestoreRequest, plan: &RestorePlan) -> Result<PodNee
     let t = &request.spec.target;
     let (mut needs, data_dir, uid, user) = match (&t.volume, t.scratch_data_directory()) {
         (Some(v), _) => (
-            claim_mount(&v.claim_name),
+            super::jobs::volume::claim_needs("target", &v.claim_name, TARGET_MOUNT, false),
             format!("{TARGET_MOUNT}/{}", v.sub_path.trim_matches('/')),
             v.run_as_user,
             &v.user,
@@ -316,26 +315,6 @@ fn data_dir_needs(request: &RestoreRequest, plan: &RestorePlan) -> Result<PodNee
     // the server will run as, not the image's.
     needs.run_as = Some(uid);
     Ok(needs)
-}
-
-/// The claim of a physical restore, mounted at [`TARGET_MOUNT`].
-fn claim_mount(claim: &str) -> PodNeeds {
-    PodNeeds {
-        volumes: vec![Volume {
-            name: "target".into(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: claim.to_string(),
-                read_only: None,
-            }),
-            ..Default::default()
-        }],
-        mounts: vec![VolumeMount {
-            name: "target".into(),
-            mount_path: TARGET_MOUNT.into(),
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
 }
 
 /// Turns the plan Job's report into the request's plan. The Job names the
