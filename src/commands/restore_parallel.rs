@@ -5,7 +5,8 @@
 //! 1. `--list --section=data` reads the table of contents at its head;
 //! 2. the pre-data section (tables, types, functions) in one transaction;
 //! 3. the data entries shared out over N lists, one pg_restore per list,
-//!    each in its own transaction and fed from the copy at its own pace;
+//!    each in its own transaction and fed from the copy at its own pace
+//!    with only its own entries' data blocks (`target::archive` finds them);
 //! 4. once the copy authenticated whole: `pg_restore --jobs N
 //!    --section=post-data` builds indexes and constraints from it.
 //!
@@ -13,6 +14,7 @@
 //! its input only once all of them did. Not one transaction: any failure
 //! fails the restore, whose caller drops the database it created.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -20,8 +22,9 @@ use super::download::decode_object;
 use super::restore::Dump;
 use super::Error;
 use crate::source::postgres::RestoreInput;
+use crate::target::archive::listed_id;
 use crate::target::database::Prepared;
-use crate::target::growing::{feed, FeedError, GrowingWriter, Growth};
+use crate::target::growing::{feed_blocks, FeedError, GrowingWriter, Growth};
 use crate::target::spool::Spool;
 use crate::target::TargetError;
 
@@ -68,7 +71,7 @@ async fn load_tables(
         section: "pre-data",
         list: None,
     };
-    fed_load(dump, spool, growth, &pre_data).await?;
+    fed_load(dump, spool, growth, &pre_data, HashSet::new()).await?;
     let lists = share(&entries, jobs as usize);
     tracing::info!(database = %dump.db, entries = entries.len(), loaders = lists.len(), "loading rows in parallel");
     let mut paths = Vec::new();
@@ -84,7 +87,13 @@ async fn load_tables(
             list: Some(p.as_path()),
         })
         .collect();
-    let loads = inputs.iter().map(|i| fed_load(dump, spool, growth, i));
+    let keeps = lists
+        .iter()
+        .map(|l| l.iter().filter_map(|e| listed_id(e)).collect());
+    let loads = inputs
+        .iter()
+        .zip(keeps)
+        .map(|(i, keep)| fed_load(dump, spool, growth, i, keep));
     for outcome in futures::future::join_all(loads).await {
         outcome?;
     }
@@ -99,7 +108,8 @@ async fn list_data(dump: &Dump<'_>, spool: &Spool, growth: &Arc<Growth>) -> Resu
     let out = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
         let mut child = cmd.spawn()?;
         let stdin = child.stdin.take().expect("piped stdin");
-        let feeder = std::thread::spawn(move || feed(&path, &growth, stdin));
+        let feeder =
+            std::thread::spawn(move || feed_blocks(&path, &growth, &HashSet::new(), stdin));
         let out = child.wait_with_output()?;
         Ok((out, feeder.join().unwrap_or(Err(FeedError::Failed))))
     })
@@ -121,18 +131,19 @@ async fn list_data(dump: &Dump<'_>, spool: &Spool, growth: &Arc<Growth>) -> Resu
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// One pg_restore of `input`, fed from the copy as it grows; killed when
-/// the copy fails.
+/// One pg_restore of `input`, fed from the copy as it grows with the data
+/// blocks of `keep` only; killed when the copy fails.
 async fn fed_load(
     dump: &Dump<'_>,
     spool: &Spool,
     growth: &Arc<Growth>,
     input: &RestoreInput<'_>,
+    keep: HashSet<i64>,
 ) -> Result<(), Error> {
     let mut loader = dump.server.loader(dump.db, input)?;
     let sink = loader.input();
     let (path, growth): (PathBuf, _) = (spool.file(), growth.clone());
-    let fed = tokio::task::spawn_blocking(move || feed(&path, &growth, sink)).await;
+    let fed = tokio::task::spawn_blocking(move || feed_blocks(&path, &growth, &keep, sink)).await;
     match fed {
         Ok(Ok(())) => {
             loader.finish().await?;
