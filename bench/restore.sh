@@ -18,8 +18,12 @@
 #   lifeboat-jN  lifeboat restore --create --jobs N: decoded into a local copy
 #              that N pg_restore processes load rows from as it grows, then
 #              pg_restore --jobs N builds the post-data section (issue 16)
+#   lifeboat-jN-file  the same from a copy of the backup in a local directory
+#              (file:// destination): like for like with bare-jN's local
+#              dump, without the S3 server's share of the 2 cores
 #
-# BENCH_JOBS (default 2) is N. BENCH_PARTITIONS=P (default 0) splits
+# BENCH_METHODS (default: all of the above) picks methods. BENCH_JOBS
+# (default 2) is N. BENCH_PARTITIONS=P (default 0) splits
 # pgbench_accounts into P partitions (`pgbench -i --partitions=P`): P tables
 # of equal size instead of one, where loading rows in parallel can gain.
 # Environment: BENCH_HOME (default /var/tmp/lifeboat-bench; the loaded
@@ -98,7 +102,8 @@ curl -s -X PUT "$S3_ENDPOINT/bench-restore" >/dev/null   # moto: create the buck
 URL="s3://bench-restore/pgbench?region=us-east-1&endpoint=$S3_ENDPOINT"
 "$LIFEBOAT_BIN" keygen --id bench --out "$WORK/keys" 2>/dev/null
 export LIFEBOAT_KEY_FILE=$WORK/keys LIFEBOAT_LOG=warn
-BACKUP=$("$LIFEBOAT_BIN" backup -d "$DB" --no-globals --to "$URL" --json)
+FILE_URL=file://$WORK/repo
+BACKUP=$("$LIFEBOAT_BIN" backup -d "$DB" --no-globals --to "$URL" --to "$FILE_URL" --json)
 STORED=$(printf '%s' "$BACKUP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes_out"])')
 log "lifeboat backup in S3: $STORED bytes; local dump: $DUMP_SIZE"
 
@@ -111,11 +116,12 @@ run() { # method target -> "wall user sys maxrss_kb"
     lifeboat) /usr/bin/time -f '%e %U %S %M' -o "$WORK/time" "$LIFEBOAT_BIN" restore --from "$URL" --target-db "$t" >/dev/null ;;
     bare-jN) /usr/bin/time -f '%e %U %S %M' -o "$WORK/time" bash -c 'createdb "$1" && exec pg_restore --jobs "$2" -d "$1" "$3"' _ "$t" "$JOBS" "$WORK/dump.Fc" ;;
     lifeboat-jN) /usr/bin/time -f '%e %U %S %M' -o "$WORK/time" "$LIFEBOAT_BIN" restore --from "$URL" --target-db "$t" --create --jobs "$JOBS" --spool-dir "$WORK" >/dev/null ;;
+    lifeboat-jN-file) /usr/bin/time -f '%e %U %S %M' -o "$WORK/time" "$LIFEBOAT_BIN" restore --from "$FILE_URL" --target-db "$t" --create --jobs "$JOBS" --spool-dir "$WORK" >/dev/null ;;
   esac
   cat "$WORK/time"
 }
 
-METHODS=(bare bare-1tx bare-Z0 lifeboat bare-jN lifeboat-jN)
+read -r -a METHODS <<<"${BENCH_METHODS:-bare bare-1tx bare-Z0 lifeboat bare-jN lifeboat-jN lifeboat-jN-file}"
 : >"$WORK/raw"
 for round in $(seq 1 "$ROUNDS"); do
   for m in "${METHODS[@]}"; do
@@ -125,7 +131,7 @@ for round in $(seq 1 "$ROUNDS"); do
     # lifeboat-jN creates its database (a parallel load is not one
     # transaction, so a failure must be able to drop it); bare-jN does it
     # inside its timer, to compare like with like.
-    case $m in lifeboat-jN | bare-jN) ;; *) createdb "$t" ;; esac
+    case $m in lifeboat-jN* | bare-jN) ;; *) createdb "$t" ;; esac
     psql -X -q -d postgres -c checkpoint
     load=$(cut -d' ' -f1 /proc/loadavg)
     read -r wall user sys rss < <(run "$m" "$t")
@@ -149,7 +155,7 @@ print()
 print("| method | rounds (wall s) | min | median | client CPU s (median round) | peak RSS | load |")
 print("|---|---|---|---|---|---|---|")
 med = {}
-for m in ["bare", "bare-1tx", "bare-Z0", "lifeboat", "bare-jN", "lifeboat-jN"]:
+for m in [m for m in ["bare", "bare-1tx", "bare-Z0", "lifeboat", "bare-jN", "lifeboat-jN", "lifeboat-jN-file"] if m in by]:
     v = by[m]
     walls = [w for w, *_ in v]
     med[m] = statistics.median(walls)
@@ -157,8 +163,9 @@ for m in ["bare", "bare-1tx", "bare-Z0", "lifeboat", "bare-jN", "lifeboat-jN"]:
     loads = [l for *_, l in v]
     print(f"| {m} | {' '.join(f'{w:.1f}' for w in walls)} | {min(walls):.1f} | {med[m]:.1f} | {mid[1]:.1f} | {mid[2] // 1024} MiB | {min(loads):.1f}–{max(loads):.1f} |")
 print()
-for base in ["bare", "bare-1tx", "bare-Z0"]:
+for base in [b for b in ["bare", "bare-1tx", "bare-Z0"] if b in med and "lifeboat" in med]:
     print(f"lifeboat / {base}: median {med['lifeboat'] / med[base]:.2f}×, min {min(w for w, *_ in by['lifeboat']) / min(w for w, *_ in by[base]):.2f}× (target ≤ 1.2×)")
-for base in ["bare-jN", "bare"]:
-    print(f"lifeboat-jN / {base}: median {med['lifeboat-jN'] / med[base]:.2f}×")
+for m in [m for m in ["lifeboat-jN", "lifeboat-jN-file"] if m in med]:
+    for base in [b for b in ["bare-jN", "bare"] if b in med]:
+        print(f"{m} / {base}: median {med[m] / med[base]:.2f}× (target: ≤ 1.0× bare-jN, < 1.0× bare)")
 EOF

@@ -16,6 +16,9 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use super::archive::{ArchiveError, Input, Layout};
 
+/// How much a split feed waits to have before it reads on.
+const BATCH: usize = 256 << 10;
+
 /// How far the copy is written, and how it ended.
 #[derive(Default)]
 pub struct Growth {
@@ -57,6 +60,26 @@ impl Growth {
     pub fn end(&self, ok: bool) {
         self.state.lock().expect("growth lock").end = Some(ok);
         self.grew.notify_all();
+    }
+
+    /// Waits until `len` bytes are written or the copy ended.
+    fn wait_for(&self, len: u64) -> State {
+        let guard = self.state.lock().expect("growth lock");
+        let guard = self
+            .grew
+            .wait_while(guard, |s| s.len < len && s.end.is_none())
+            .expect("growth lock");
+        *guard
+    }
+
+    /// Waits until the copy ended; true when complete.
+    fn wait_end(&self) -> bool {
+        let guard = self.state.lock().expect("growth lock");
+        let guard = self
+            .grew
+            .wait_while(guard, |s| s.end.is_none())
+            .expect("growth lock");
+        guard.end == Some(true)
     }
 
     /// Waits until more than `pos` bytes are written or the copy ended.
@@ -152,6 +175,13 @@ pub fn feed_blocks(
         f.tee = Some(0);
         let layout = Layout::read(&mut f)?;
         f.flush_tee()?;
+        if keep.is_empty() {
+            // Nothing to walk for: its input ends when the copy does.
+            return match growth.wait_end() {
+                true => Ok(()),
+                false => Err(f.fail(FeedError::Failed).into()),
+            };
+        }
         loop {
             let start = f.start + f.at as u64;
             f.tee = None;
@@ -260,7 +290,8 @@ impl<'a, W: Write> Follower<'a, W> {
             self.at = 0;
             self.tee = self.tee.map(|_| 0);
             let end = self.start + self.filled as u64;
-            let state = self.growth.wait_past(end);
+            // Woken once per batch rather than once per write of the copy.
+            let state = self.growth.wait_for(end + n.max(BATCH) as u64);
             if state.end == Some(false) {
                 return Err(self.fail(FeedError::Failed));
             }
