@@ -58,3 +58,42 @@ impl Forget {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::metrics::Exported;
+    use crate::controller::test_support::policy_of_source;
+
+    fn policy(ns: &str, name: &str) -> BackupPolicy {
+        let mut p = policy_of_source(serde_json::json!({"postgres": {
+            "connectionSecretRef": {"name": "db"}, "databases": ["app"]}}));
+        p.metadata.namespace = Some(ns.into());
+        p.metadata.name = Some(name.into());
+        p
+    }
+
+    #[test]
+    fn a_delete_or_absence_from_a_relist_forgets_a_policys_series() {
+        let metrics = Arc::new(Metrics::default());
+        for name in ["a", "b", "c"] {
+            metrics.retain("ns", name, &Exported::default());
+        }
+        let mut forget = Forget::new(metrics.clone());
+        forget.apply(&Event::Apply(policy("ns", "a")));
+        forget.apply(&Event::Delete(policy("ns", "a")));
+        let names = |m: &Metrics| {
+            m.known_policies()
+                .into_iter()
+                .map(|(_, n)| n)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&metrics), ["b", "c"]);
+        // A relist that returns only b: c was deleted while the watch was down.
+        forget.apply(&Event::Init);
+        forget.apply(&Event::InitApply(policy("ns", "b")));
+        assert_eq!(names(&metrics), ["b", "c"], "not before the list ends");
+        forget.apply(&Event::InitDone);
+        assert_eq!(names(&metrics), ["b"]);
+    }
+}
