@@ -52,6 +52,12 @@ struct Figures {
     by: BTreeMap<(String, String), u64>,
     runs: usize,
     peak_kib: u64,
+    /// CPU time (user + system) of the controller from its start until
+    /// every run names its Job.
+    controller_cpu: Duration,
+    /// CPU time of this process (the stand-in API server, and the polls)
+    /// over the same span.
+    server_cpu: Duration,
 }
 
 impl Figures {
@@ -73,6 +79,16 @@ impl Figures {
     fn per_policy(&self) -> f64 {
         (self.requests - self.fixed()) as f64 / self.policies as f64
     }
+}
+
+/// utime + stime of process `pid` (`self` for this one), from /proc.
+fn cpu_time(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces) end at its ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // In USER_HZ, which Linux fixes at 100 for /proc whatever the kernel's HZ.
+    Some(Duration::from_millis(ticks * 10))
 }
 
 fn vm_hwm_kib(pid: u32) -> Option<u64> {
@@ -104,8 +120,7 @@ async fn poll_until(what: &str, timeout: Duration, every: Duration, check: impl 
 /// True when every run's status names its Job: the run controller has
 /// written what it did, so the count of requests covers the whole first step.
 fn every_run_names_its_job(store: &Store, n: usize) -> bool {
-    let runs = store.list(RUNS, "bench");
-    runs.len() == n && runs.iter().all(|r| r.pointer("/status/job").is_some())
+    store.count_where(RUNS, "bench", |r| r.pointer("/status/job").is_some()) == n
 }
 
 /// Creates `n` due policies, starts `bin` as the controller and measures it
@@ -155,6 +170,7 @@ async fn measure(n: usize, bin: &Path) -> Figures {
     let requests_before = server.store.requests();
     let by_before = server.store.requests_by();
 
+    let server_cpu_before = cpu_time("self").unwrap_or_default();
     let start = Instant::now();
     let mut child = Command::new(bin)
         .args([
@@ -194,7 +210,7 @@ async fn measure(n: usize, bin: &Path) -> Figures {
     )
     .await;
     let all_jobs = start.elapsed();
-    // Listing every run is dearer than counting Jobs: look less often.
+    // Looking at every run is dearer than counting Jobs: look less often.
     poll_until(
         "every run to name its job",
         Duration::from_secs(120),
@@ -213,6 +229,8 @@ async fn measure(n: usize, bin: &Path) -> Figures {
     let runs = store.count(RUNS);
     let jobs = store.count(JOBS);
     let peak_kib = vm_hwm_kib(pid).unwrap_or(0);
+    let controller_cpu = cpu_time(&pid.to_string()).unwrap_or_default();
+    let server_cpu = cpu_time("self").unwrap_or_default() - server_cpu_before;
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(runs, n, "exactly one first run per policy");
@@ -225,6 +243,8 @@ async fn measure(n: usize, bin: &Path) -> Figures {
         by,
         runs,
         peak_kib,
+        controller_cpu,
+        server_cpu,
     }
 }
 
@@ -252,6 +272,11 @@ fn print(bin: &Path, f: &Figures) {
     for ((verb, resource), count) in &f.by {
         println!("  {verb:>6} {resource}: {count}");
     }
+    println!(
+        "CPU until every run names its Job: controller {:.2} s, API server (test process) {:.2} s",
+        f.controller_cpu.as_secs_f64(),
+        f.server_cpu.as_secs_f64()
+    );
     println!(
         "controller peak memory (VmHWM): {:.1} MiB",
         f.peak_kib as f64 / 1024.0

@@ -98,16 +98,23 @@ where
 }
 
 /// The policies of the namespace(s) watched, kept in `writer`'s store: the
-/// policy controller's trigger (see `Controller::for_stream`).
+/// policy controller's trigger (see `Controller::for_stream`). Every event
+/// also goes to `forget`, which forgets the series of deleted policies.
 pub(crate) fn policies(
     api: Api<BackupPolicy>,
     config: watcher::Config,
     writer: Writer<BackupPolicy>,
+    mut forget: super::forget::Forget,
 ) -> (
     impl Stream<Item = Result<BackupPolicy, watcher::Error>> + Send + 'static,
     Ready,
 ) {
-    let (events, ready) = reflect_ready(watcher(api, config).modify(slim), writer);
+    let events = watcher(api, config).modify(slim).inspect(move |event| {
+        if let Ok(event) = event {
+            forget.apply(event);
+        }
+    });
+    let (events, ready) = reflect_ready(events, writer);
     (events.applied_objects(), ready)
 }
 

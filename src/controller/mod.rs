@@ -24,7 +24,8 @@
 //! [`job_status`]. Only the leader of a Lease ([`leader`])
 //! reconciles; [`metrics`] and [`http`] serve /metrics, /healthz, /readyz
 //! and, when asked, the status page ([`page`]);
-//! `forget` removes the series of deleted policies.
+//! `forget` removes the series of deleted policies. Each resource is
+//! watched once ([`triggers`]).
 
 pub mod access;
 pub mod app_drill;
@@ -57,6 +58,7 @@ pub mod run;
 pub mod runs_by_policy;
 #[cfg(test)]
 mod test_support;
+mod triggers;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -64,7 +66,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 
@@ -332,33 +334,47 @@ pub async fn run_controllers(
     let restores: Api<RestoreRequest> = api_for(&client, ns.as_deref());
 
     let config = kube::runtime::controller::Config::default().concurrency(settings.concurrency);
+    // Each resource is watched once; a controller woken by another's
+    // resource takes its triggers from that watch ([`triggers`]).
+    let (wake_policies, policy_triggers) = triggers::relay::<BackupPolicy>();
+    let (wake_restores, restore_triggers) = triggers::relay::<RestoreRequest>();
+    let (wake_drills, drill_triggers) = triggers::relay::<ApplicationDrill>();
     // The run controller's Job triggers come from the Job cache's reflector:
-    // a Job event reaches the cache before the reconcile it triggers.
+    // a Job event reaches the cache before the reconcile it triggers. So do
+    // the restore controller's (a Job's owning RestoreRequest).
     let (job_cache, job_writer) = reflector::store();
-    let (job_events, jobs_ready) =
-        cache::jobs(jobs.clone(), watcher::Config::default(), job_writer);
+    let (job_events, jobs_ready) = cache::jobs(jobs, watcher::Config::default(), job_writer);
+    let job_events = job_events.inspect(move |job| {
+        if let Ok(job) = job {
+            wake_restores.wake_owners(job);
+        }
+    });
     let (run_cache, run_writer) = reflector::store();
     let runs_by_policy = runs_by_policy::RunsByPolicy::default();
     let (run_events, _runs_ready) = runs_by_policy::watch(
-        runs.clone(),
+        runs,
         watcher::Config::default(),
         run_writer,
         runs_by_policy.clone(),
+        wake_policies.clone(),
     );
     let run_controller = Controller::for_stream(run_events, run_cache)
         .owns_stream(job_events)
         .with_config(config.clone());
-    let restore_controller = Controller::new(restores.clone(), watcher::Config::default())
-        .owns(jobs, watcher::Config::default())
+    let (restore_cache, restore_writer) = reflector::store();
+    let restore_events = triggers::restores(restores, restore_writer, wake_policies);
+    let restore_controller = Controller::for_stream(restore_events, restore_cache)
+        .reconcile_on(restore_triggers)
         .with_config(config.clone());
-    let apps: Api<ApplicationRestore> = api_for(&client, ns.as_deref());
     // Not woken by its Jobs and parts (a third watch of every Job and
     // RestoreRequest): a running one looks again every second.
-    let app_controller =
-        Controller::new(apps.clone(), watcher::Config::default()).with_config(config.clone());
+    let apps: Api<ApplicationRestore> = api_for(&client, ns.as_deref());
+    let (app_cache, app_writer) = reflector::store();
+    let app_events = triggers::apps(apps, app_writer, wake_drills);
+    let app_controller = Controller::for_stream(app_events, app_cache).with_config(config.clone());
     let drills: Api<ApplicationDrill> = api_for(&client, ns.as_deref());
     let drill_controller = Controller::new(drills, watcher::Config::default())
-        .owns(apps, watcher::Config::default())
+        .reconcile_on(drill_triggers)
         .with_config(config.clone());
     let recorder = events::Recorder::new(
         client.clone(),
@@ -368,25 +384,11 @@ pub async fn run_controllers(
         },
     );
     let (policy_cache, policy_writer) = reflector::store();
+    let forget = forget::Forget::new(metrics.clone());
     let (policy_events, policies_ready) =
-        cache::policies(policies.clone(), watcher::Config::default(), policy_writer);
+        cache::policies(policies, watcher::Config::default(), policy_writer, forget);
     let policy_controller = Controller::for_stream(policy_events, policy_cache.clone())
-        .watches(
-            runs.clone(),
-            watcher::Config::default(),
-            |run: BackupRun| {
-                let ns = run.metadata.namespace.clone()?;
-                Some(ObjectRef::new(&run.spec.policy_ref.name).within(&ns))
-            },
-        )
-        .watches(restores, watcher::Config::default(), |r: RestoreRequest| {
-            // Only drills feed a policy's status.
-            if !restore::is_drill(&r) {
-                return None;
-            }
-            let ns = r.metadata.namespace.clone()?;
-            Some(ObjectRef::new(&r.spec.policy_ref.name).within(&ns))
-        })
+        .reconcile_on(policy_triggers)
         .with_config(config);
     let ctx = Arc::new(Context {
         client,
@@ -427,17 +429,6 @@ pub async fn run_controllers(
         .run(app_drill::reconcile::reconcile, error_policy, ctx.clone())
         .for_each(|_| async {});
 
-    let forget_loop = futures::FutureExt::map(
-        futures::future::select(
-            Box::pin(forget::forget_deleted_policies(
-                policies.clone(),
-                ctx.metrics.clone(),
-            )),
-            shutdown.clone(),
-        ),
-        |_| (),
-    );
-
     let store = ctx.runs.clone();
     let restore_store = ctx.restores.clone();
     let policy_loop = async move {
@@ -455,14 +446,7 @@ pub async fn run_controllers(
             .for_each(|_| async {})
             .await
     };
-    futures::join!(
-        run_loop,
-        restore_loop,
-        app_loop,
-        drill_loop,
-        policy_loop,
-        forget_loop
-    );
+    futures::join!(run_loop, restore_loop, app_loop, drill_loop, policy_loop);
 }
 
 pub use crate::install_crypto_provider;

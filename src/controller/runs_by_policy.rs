@@ -20,6 +20,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, ResourceExt};
 
 use super::cache::{reflect_ready, Ready};
+use super::triggers::{touched, Relay};
 use crate::api::{BackupPolicy, BackupRun};
 
 /// (namespace, policy) → names of its runs.
@@ -123,12 +124,14 @@ impl RunsByPolicy {
 
 /// The runs of the namespace(s) watched, kept in `writer`'s store and
 /// indexed by policy in `index`: the run controller's trigger (see
-/// `Controller::for_stream`).
+/// `Controller::for_stream`). Each run's policy is woken through `policies`
+/// once the store has the change (the policy controller's run trigger).
 pub(crate) fn watch(
     api: Api<BackupRun>,
     config: watcher::Config,
     writer: Writer<BackupRun>,
     index: RunsByPolicy,
+    policies: Relay<BackupPolicy>,
 ) -> (
     impl Stream<Item = Result<BackupRun, watcher::Error>> + Send + 'static,
     Ready,
@@ -141,6 +144,12 @@ pub(crate) fn watch(
             }
         });
     let (events, ready) = reflect_ready(events, writer);
+    let events = events.inspect(move |event| {
+        let run = event.as_ref().ok().and_then(touched);
+        if let Some((ns, run)) = run.and_then(|r| Some((r.metadata.namespace.as_deref()?, r))) {
+            policies.wake(ObjectRef::new(&run.spec.policy_ref.name).within(ns));
+        }
+    });
     (events.applied_objects(), ready)
 }
 

@@ -58,18 +58,22 @@ pub const LEASES: &str = "apis/coordination.k8s.io/v1/leases";
 
 type Key = (String, String, String);
 
+/// A change, as watchers replay it. The object is shared with the store
+/// (and with every watcher, which serializes it outside the store's lock).
 struct Logged {
     rv: u64,
     resource: String,
     type_: &'static str,
-    object: Value,
+    object: Arc<Value>,
 }
 
 #[derive(Default)]
 struct Inner {
     rv: u64,
     uid: u64,
-    objects: BTreeMap<Key, Value>,
+    /// Shared, not copied, with the log and the lists and watches serving
+    /// them: a write stores one copy of the object.
+    objects: BTreeMap<Key, Arc<Value>>,
     log: Vec<Logged>,
     /// (apiVersion, kind) per resource path, for lists and bookmarks.
     kinds: HashMap<String, (String, String)>,
@@ -113,7 +117,7 @@ impl Store {
         self.lock()
             .objects
             .get(&(resource.into(), ns.into(), name.into()))
-            .cloned()
+            .map(|v| Value::clone(v))
     }
 
     /// The objects of a resource in a namespace (`""`: all namespaces).
@@ -122,8 +126,21 @@ impl Store {
             .objects
             .iter()
             .filter(|((r, n, _), _)| r == resource && (ns.is_empty() || n == ns))
-            .map(|(_, v)| v.clone())
+            .map(|(_, v)| Value::clone(v))
             .collect()
+    }
+
+    /// How many objects of a resource in a namespace (`""`: all) `check`
+    /// holds for, without copying them (a poll of thousands of objects).
+    pub fn count_where(&self, resource: &str, ns: &str, check: impl Fn(&Value) -> bool) -> usize {
+        let inner = self.lock();
+        let from = (resource.to_string(), ns.to_string(), String::new());
+        inner
+            .objects
+            .range(from..)
+            .take_while(|((r, n, _), _)| r == resource && (ns.is_empty() || n == ns))
+            .filter(|(_, v)| check(v))
+            .count()
     }
 
     pub fn count(&self, resource: &str) -> usize {
@@ -218,10 +235,12 @@ impl Store {
             status: false,
         };
         let mut inner = self.lock();
-        create_in(self, &mut inner, &t, obj, false).map_err(|(_, _, m)| m)
+        create_in(self, &mut inner, &t, obj, false)
+            .map(Arc::unwrap_or_clone)
+            .map_err(|(_, _, m)| m)
     }
 
-    fn record(&self, inner: &mut Inner, resource: &str, type_: &'static str, object: Value) {
+    fn record(&self, inner: &mut Inner, resource: &str, type_: &'static str, object: Arc<Value>) {
         inner.log.push(Logged {
             rv: inner.rv,
             resource: resource.to_string(),
@@ -574,8 +593,8 @@ async fn handle(
             let Ok(obj) = serde_json::from_slice::<Value>(&body) else {
                 return status(400, "BadRequest", "the body is not JSON".into());
             };
-            let mut inner = store.lock();
-            match create_in(&store, &mut inner, &t, obj, dry_run) {
+            let created = create_in(&store, &mut store.lock(), &t, obj, dry_run);
+            match created {
                 Ok(obj) => reply(StatusCode::CREATED, &obj),
                 Err(r) => refuse(r),
             }
@@ -644,7 +663,7 @@ fn list(store: &Store, t: &Target, q: &HashMap<String, String>) -> Response {
         after = Some((ns, name));
         list_rv = rv;
     }
-    let mut items = Vec::new();
+    let mut items: Vec<Arc<Value>> = Vec::new();
     let mut last: Option<(String, String)> = None;
     let mut more = false;
     // Keys sort by resource, namespace, name: start where the page starts.
@@ -685,19 +704,47 @@ fn list(store: &Store, t: &Target, q: &HashMap<String, String>) -> Response {
     if let (true, Some((n, name))) = (more, last) {
         metadata["continue"] = json!(rules::token(list_rv, &n, &name));
     }
-    let list = json!({
+    drop(inner);
+    // Written out item by item: a list of thousands of objects is not
+    // copied into one JSON value first.
+    let mut body = serde_json::to_vec(&json!({
         "apiVersion": t.api_version,
         "kind": kind,
         "metadata": metadata,
-        "items": items,
-    });
-    reply(StatusCode::OK, &list)
+    }))
+    .unwrap();
+    body.pop(); // the closing brace
+    body.extend_from_slice(b",\"items\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        serde_json::to_writer(&mut body, item.as_ref()).unwrap();
+    }
+    body.extend_from_slice(b"]}");
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .unwrap()
 }
 
 fn line(v: &Value) -> Bytes {
     let mut s = serde_json::to_string(v).unwrap();
     s.push('\n');
     Bytes::from(s)
+}
+
+/// A watch event's line, `{"type":…,"object":…}`, serialized from the
+/// stored object without copying it.
+fn event_line(type_: &str, object: &Value) -> Bytes {
+    let mut out = Vec::with_capacity(1024);
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(type_.as_bytes());
+    out.extend_from_slice(b"\",\"object\":");
+    serde_json::to_writer(&mut out, object).unwrap();
+    out.extend_from_slice(b"}\n");
+    Bytes::from(out)
 }
 
 fn watch_stream(store: Arc<Store>, t: Target, q: HashMap<String, String>) -> Response {
@@ -727,7 +774,7 @@ fn watch_stream(store: Arc<Store>, t: Target, q: HashMap<String, String>) -> Res
         let mut cursor = match from {
             Some(rv) => rv,
             None => {
-                let (rv, current): (u64, Vec<Value>) = {
+                let (rv, current): (u64, Vec<Arc<Value>>) = {
                     let inner = store.lock();
                     let objs = inner
                         .objects
@@ -738,11 +785,7 @@ fn watch_stream(store: Arc<Store>, t: Target, q: HashMap<String, String>) -> Res
                     (inner.rv, objs)
                 };
                 for obj in current {
-                    if tx
-                        .send(Ok(line(&json!({"type": "ADDED", "object": obj}))))
-                        .await
-                        .is_err()
-                    {
+                    if tx.send(Ok(event_line("ADDED", &obj))).await.is_err() {
                         return;
                     }
                 }
@@ -751,19 +794,20 @@ fn watch_stream(store: Arc<Store>, t: Target, q: HashMap<String, String>) -> Res
         };
         loop {
             changes.borrow_and_update();
-            let batch: Vec<Bytes> = {
+            // Picked under the lock, serialized after it.
+            let batch: Vec<(&'static str, Arc<Value>)> = {
                 let inner = store.lock();
                 let start = inner.log.partition_point(|e| e.rv <= cursor);
                 let out = inner.log[start..]
                     .iter()
                     .filter(|e| in_scope(&e.resource, &e.object))
-                    .map(|e| line(&json!({"type": e.type_, "object": e.object})))
+                    .map(|e| (e.type_, e.object.clone()))
                     .collect();
                 cursor = inner.rv;
                 out
             };
-            for l in batch {
-                if tx.send(Ok(l)).await.is_err() {
+            for (type_, object) in batch {
+                if tx.send(Ok(event_line(type_, &object))).await.is_err() {
                     return;
                 }
             }
@@ -806,7 +850,7 @@ fn create_in(
     t: &Target,
     mut obj: Value,
     dry_run: bool,
-) -> Result<Value, Refusal> {
+) -> Result<Arc<Value>, Refusal> {
     let meta = obj["metadata"].as_object().cloned().unwrap_or_default();
     let name = match (
         meta.get("name").and_then(Value::as_str),
@@ -872,7 +916,7 @@ fn create_in(
     rules::normalize(&t.resource, &mut obj, uid, inner.loopback_services);
     if dry_run {
         inner.dry_runs += 1;
-        return Ok(obj);
+        return Ok(Arc::new(obj));
     }
     inner.rv = rv;
     inner.uid = uid;
@@ -882,9 +926,10 @@ fn create_in(
             .entry(t.resource.clone())
             .or_insert((av.to_string(), k.to_string()));
     }
-    inner.objects.insert(key, obj.clone());
-    store.record(inner, &t.resource, "ADDED", obj.clone());
-    Ok(obj)
+    let stored = Arc::new(obj);
+    inner.objects.insert(key, stored.clone());
+    store.record(inner, &t.resource, "ADDED", stored.clone());
+    Ok(stored)
 }
 
 /// A change to a stored object: a JSON merge patch or a whole replacement.
@@ -923,7 +968,7 @@ fn update(store: &Store, t: &Target, name: &str, edit: Edit, dry_run: bool) -> R
             );
         }
     }
-    let mut next = current.clone();
+    let mut next = Value::clone(&current);
     if t.status {
         if let Some(s) = body.get("status") {
             match edit {
@@ -977,7 +1022,7 @@ fn update(store: &Store, t: &Target, name: &str, edit: Edit, dry_run: bool) -> R
         }
     }
     set_rv(&mut next, rv_of(&current));
-    if next == current {
+    if next == *current {
         return reply(StatusCode::OK, &current);
     }
     if dry_run {
@@ -992,6 +1037,7 @@ fn update(store: &Store, t: &Target, name: &str, edit: Edit, dry_run: bool) -> R
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
             .is_none_or(|f| f.is_empty());
+    let next = Arc::new(next);
     if finished {
         inner.objects.remove(&key);
         store.record(&mut inner, &t.resource, "DELETED", next.clone());
@@ -999,13 +1045,14 @@ fn update(store: &Store, t: &Target, name: &str, edit: Edit, dry_run: bool) -> R
         inner.objects.insert(key, next.clone());
         store.record(&mut inner, &t.resource, "MODIFIED", next.clone());
     }
+    drop(inner);
     reply(StatusCode::OK, &next)
 }
 
 fn delete(store: &Store, t: &Target, name: &str, dry_run: bool) -> Response {
     let mut inner = store.lock();
     let key = (t.resource.clone(), t.namespace.clone(), name.to_string());
-    let Some(mut obj) = inner.objects.get(&key).cloned() else {
+    let Some(mut obj) = inner.objects.get(&key).map(|v| Value::clone(v)) else {
         return status(
             404,
             "NotFound",
@@ -1026,15 +1073,16 @@ fn delete(store: &Store, t: &Target, name: &str, dry_run: bool) -> Response {
             let rv = inner.rv;
             obj["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
             set_rv(&mut obj, rv);
-            inner.objects.insert(key, obj.clone());
-            store.record(&mut inner, &t.resource, "MODIFIED", obj.clone());
+            let stored = Arc::new(obj.clone());
+            inner.objects.insert(key, stored.clone());
+            store.record(&mut inner, &t.resource, "MODIFIED", stored);
         }
     } else {
         inner.rv += 1;
         let rv = inner.rv;
         set_rv(&mut obj, rv);
         inner.objects.remove(&key);
-        store.record(&mut inner, &t.resource, "DELETED", obj.clone());
+        store.record(&mut inner, &t.resource, "DELETED", Arc::new(obj.clone()));
         if t.resource == "api/v1/namespaces" {
             // What the namespace controller does, at once: its contents go too.
             let inside: Vec<Key> = inner
