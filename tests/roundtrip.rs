@@ -378,8 +378,16 @@ fn a_parallel_restore_loads_the_same_database_and_leaves_no_copy() {
     };
 
     let target = unique("par_new");
-    let r = parallel(restore(&[&dest], k).create(&target)).ok();
+    let out = parallel(restore(&[&dest], k).create(&target)).output();
+    let r = ok(&out);
     assert_eq!(r["jobs"], 2, "{r}");
+    // Each loader was fed only its own blocks: the archive's framing was
+    // walked, not fed whole to every loader for want of knowing it.
+    assert!(
+        !stderr(&out).contains("every loader reads the whole copy"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(dump(&target), dump(&src));
     assert_eq!(
         std::fs::read_dir(&spool).unwrap().count(),
