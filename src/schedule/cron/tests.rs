@@ -61,3 +61,19 @@ fn aliases_and_leap_days_parse() {
     assert!(parse_cron("f", "@daily").is_ok());
     assert!(parse_cron("f", "0 0 29 2 *").is_ok());
 }
+
+#[test]
+fn a_remembered_outcome_is_the_same_and_names_each_callers_field() {
+    let a = parse_cron("spec.schedule.daily", "17 3 * * *").unwrap();
+    let b = parse_cron("spec.schedule.weekly", "17 3 * * *").unwrap();
+    let t = DateTime::from_timestamp(1_704_067_200, 0).unwrap();
+    assert_eq!(
+        a.find_next_occurrence(&t, false).unwrap(),
+        b.find_next_occurrence(&t, false).unwrap()
+    );
+    for field in ["spec.schedule.daily", "spec.schedule.monthly"] {
+        let e = parse_cron(field, "0 0 31 2 *").unwrap_err();
+        assert_eq!(e.field(), field);
+        assert!(e.to_string().contains("never fires"), "{e}");
+    }
+}
