@@ -10,8 +10,9 @@
 //! 4. once the copy authenticated whole: `pg_restore --jobs N
 //!    --section=post-data` builds indexes and constraints from it.
 //!
-//! Every pg_restore reads only bytes that authenticated, and sees the end of
-//! its input only once all of them did. Not one transaction: any failure
+//! Every pg_restore reads only bytes that authenticated; a data loader sees
+//! the end of its input only once all of them did (steps 1 and 2 read
+//! nothing past the table of contents). Not one transaction: any failure
 //! fails the restore, whose caller drops the database it created.
 
 use std::collections::HashSet;

@@ -4,8 +4,9 @@
 //! a slow COPY never holds the others back to its position).
 //!
 //! Only what the writer wrote is read, and the writer writes only bytes
-//! that authenticated; a reader's input ends (EOF) only once the whole
-//! copy authenticated and matched its manifest, never on a failure.
+//! that authenticated; a data loader's input ends (EOF) only once the whole
+//! copy authenticated and matched its manifest, never on a failure (a
+//! reader of the table of contents alone gets its end after it).
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -72,16 +73,6 @@ impl Growth {
         *guard
     }
 
-    /// Waits until the copy ended; true when complete.
-    fn wait_end(&self) -> bool {
-        let guard = self.state.lock().expect("growth lock");
-        let guard = self
-            .grew
-            .wait_while(guard, |s| s.end.is_none())
-            .expect("growth lock");
-        guard.end == Some(true)
-    }
-
     /// Waits until more than `pos` bytes are written or the copy ended.
     fn wait_past(&self, pos: u64) -> State {
         let guard = self.state.lock().expect("growth lock");
@@ -116,21 +107,12 @@ impl Write for GrowingWriter {
     }
 }
 
-/// Copies `path` into `out` from its start as it grows. Returns Ok when
+/// Copies `path` into `out` from offset `pos` as it grows (the fallback of
+/// [`feed_blocks`], for an archive it cannot walk). Returns Ok when
 /// the copy is complete and all of it went out, or when the reader closed
 /// its end first (a pg_restore that needed only the table of contents);
 /// Err when the copy failed, so the caller kills the reader.
-pub fn feed(path: &Path, growth: &Growth, out: impl Write) -> Result<(), FeedError> {
-    feed_from(path, growth, out, 0)
-}
-
-/// [`feed`] from offset `pos` on.
-fn feed_from(
-    path: &Path,
-    growth: &Growth,
-    mut out: impl Write,
-    mut pos: u64,
-) -> Result<(), FeedError> {
+fn feed(path: &Path, growth: &Growth, mut out: impl Write, mut pos: u64) -> Result<(), FeedError> {
     let file = File::open(path).map_err(FeedError::Read)?;
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -161,9 +143,11 @@ fn feed_from(
 
 /// Like [`feed`], but of the archive's data blocks only those of `keep`
 /// (dump ids) go out: the header and table of contents, then the kept
-/// blocks in order; the others are passed over unread. `out` still sees
-/// its end only once the whole copy authenticated. An archive version
-/// lifeboat cannot walk is fed whole (pg_restore then skips the rest).
+/// blocks in order; the others are passed over unread. With blocks to
+/// keep, `out` sees its end only once the whole copy authenticated; with
+/// none (a reader of the table of contents), right after the table of
+/// contents. An archive version lifeboat cannot walk is fed whole
+/// (pg_restore then skips the rest).
 pub fn feed_blocks(
     path: &Path,
     growth: &Growth,
@@ -176,11 +160,10 @@ pub fn feed_blocks(
         let layout = Layout::read(&mut f)?;
         f.flush_tee()?;
         if keep.is_empty() {
-            // Nothing to walk for: its input ends when the copy does.
-            return match growth.wait_end() {
-                true => Ok(()),
-                false => Err(f.fail(FeedError::Failed).into()),
-            };
+            // A reader of the table of contents only (`--list`, the
+            // pre-data section) reads nothing after it: its input ends
+            // here, so the data loaders need not wait for the whole copy.
+            return Ok(());
         }
         loop {
             f.tee = None;
@@ -210,7 +193,7 @@ pub fn feed_blocks(
                 minor,
                 "archive version 1.{minor}: every loader reads the whole copy"
             );
-            feed_from(path, growth, f.out, f.sent)
+            feed(path, growth, f.out, f.sent)
         }
         e => Err(e),
     })
@@ -381,7 +364,7 @@ mod tests {
                 let (path, growth) = (path.clone(), growth.clone());
                 std::thread::spawn(move || {
                     let mut got = Vec::new();
-                    feed(&path, &growth, &mut got).map(|()| got)
+                    feed(&path, &growth, &mut got, 0).map(|()| got)
                 })
             })
             .collect();
@@ -403,7 +386,7 @@ mod tests {
         let mut w = GrowingWriter::new(File::create(&path).unwrap(), growth.clone());
         w.write_all(b"partial").unwrap();
         let (p, g) = (path.clone(), growth.clone());
-        let reader = std::thread::spawn(move || feed(&p, &g, std::io::sink()));
+        let reader = std::thread::spawn(move || feed(&p, &g, std::io::sink(), 0));
         growth.end(false);
         assert!(matches!(reader.join().unwrap(), Err(FeedError::Failed)));
 
@@ -419,7 +402,7 @@ mod tests {
         let growth = Growth::new();
         let mut w = GrowingWriter::new(File::create(&path).unwrap(), growth.clone());
         w.write_all(b"table of contents").unwrap();
-        assert!(feed(&path, &growth, Gone).is_ok());
+        assert!(feed(&path, &growth, Gone, 0).is_ok());
     }
 
     #[test]
