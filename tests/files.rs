@@ -533,6 +533,11 @@ fn a_killed_backup_leaves_no_manifest_and_the_next_run_succeeds() {
     // The next run succeeds, and reuses what the killed one stored; the
     // first file, which the killed run had stored, is gone by then.
     fs::remove_file(src.join("f00")).unwrap();
+    // Added after the kill, so only the next run stores it: over 16 MiB is
+    // at least three chunks (8 MiB at most each), and a chunk between two of
+    // its own fills a pack alone. Deleting it later frees at least that pack
+    // wherever the kill fell (f02's chunks may share packs with neighbours').
+    fs::write(src.join("late"), noise(17 << 20, 99)).unwrap();
     let partial = |d: &Path| {
         let names = fs::read_dir(d.join("chunks/packs")).unwrap();
         let names: Vec<String> = names
@@ -592,6 +597,7 @@ fn a_killed_backup_leaves_no_manifest_and_the_next_run_succeeds() {
 
     // Without the key, prune deletes no pack.
     fs::remove_file(src.join("f02")).unwrap();
+    fs::remove_file(src.join("late")).unwrap();
     let r = backup_files(&src, &key, &[&url], &[]);
     let id = r["backup_id"].as_str().unwrap().to_string();
     let before = packs(&store).len();
@@ -605,7 +611,7 @@ fn a_killed_backup_leaves_no_manifest_and_the_next_run_succeeds() {
         "prune", "--from", &url, "--backup", &older[0], "--grace", "0s", "--json",
     ]));
     assert_eq!(packs(&store).len(), before);
-    // With it, the deleted backup's own chunks (f02's) go.
+    // With it, the deleted backup's own chunks (late's, f02's) go.
     assert!(prune("0s")["packs_removed"].as_u64().unwrap() >= 1);
     let into = dir.path().join("restored-2");
     ok(&restore_files(&url, &key, &into));

@@ -232,16 +232,19 @@ fn segments_and_the_partial_reach_every_destination_and_survive_a_kill() {
     c.psql("select pg_switch_wal()");
     let stream2 = Stream::start(&c, root, &[&local, &s3], &key, "2s");
     let last_key = format!("prod/orders/wal/00000001/{last}.lbk");
-    wait_for(
-        "segments written while it was down",
-        Duration::from_secs(60),
-        || {
-            s3_keys(&s3).contains(&last_key)
-                && root
-                    .join(format!("archive/wal/00000001/{last}.lbk"))
-                    .exists()
-        },
-    );
+    let t0 = Instant::now();
+    while !(s3_keys(&s3).contains(&last_key)
+        && root
+            .join(format!("archive/wal/00000001/{last}.lbk"))
+            .exists())
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {last}, written while it was down; the killed run's log:\n{log1}\nthe restarted run's log:\n{}",
+            stream2.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // No gap: every segment from the first to the last is in both.
     let keys = s3_keys(&s3);
     let n = |s: &str| u64::from_str_radix(&s[16..], 16).unwrap();

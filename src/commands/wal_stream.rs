@@ -266,10 +266,18 @@ async fn stop_leftover_receiver(spool: &Path) {
         .status();
     for _ in 0..100 {
         if !Path::new(&format!("/proc/{pid}")).exists() {
-            break;
+            return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Still holding the slot: the new pg_receivewal could never start.
+    tracing::warn!(
+        pid,
+        "the earlier pg_receivewal ignored SIGTERM for 10 s; killing it"
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", pid])
+        .status();
 }
 
 /// Whether a /proc cmdline (NUL-separated) is pg_receivewal on `spool`.

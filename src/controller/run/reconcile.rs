@@ -75,7 +75,7 @@ async fn get_run_job(
     policy: Option<&BackupPolicy>,
     ctx: &Context,
 ) -> Result<ObservedJob, Error> {
-    match job_name(run, policy, &ctx.settings.jobs) {
+    match job_name(run, policy) {
         Some(name) => cache::job(ctx, ns, &name).await,
         None => Ok(ObservedJob::default()),
     }

@@ -126,6 +126,10 @@ fn a_new_run_creates_its_job() {
     let s = plan.status.clone().unwrap();
     assert_eq!(s.phase, RunPhase::Pending);
     assert_eq!(s.job, job.metadata.name);
+    // The name a reconcile looks the Job up by, before the status has it,
+    // is the one the builder gives it; none without a policy.
+    assert_eq!(job_name(&r, Some(&policy())), job.metadata.name);
+    assert_eq!(job_name(&r, None), None);
     assert_eq!(
         find(&s.conditions, types::COMPLETE).unwrap().reason,
         reasons::JOB_CREATED
