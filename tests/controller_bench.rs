@@ -58,6 +58,8 @@ struct Figures {
     /// CPU time of this process (the stand-in API server, and the polls)
     /// over the same span.
     server_cpu: Duration,
+    /// Reconciles by controller over the same span, from its /metrics.
+    reconciles: BTreeMap<String, u64>,
 }
 
 impl Figures {
@@ -170,6 +172,10 @@ async fn measure(n: usize, bin: &Path) -> Figures {
     let requests_before = server.store.requests();
     let by_before = server.store.requests_by();
 
+    let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let server_cpu_before = cpu_time("self").unwrap_or_default();
     let start = Instant::now();
     let mut child = Command::new(bin)
@@ -178,7 +184,7 @@ async fn measure(n: usize, bin: &Path) -> Figures {
             "--image",
             "lifeboat:bench",
             "--metrics-addr",
-            "127.0.0.1:0",
+            &metrics_addr.to_string(),
             "--namespace",
             "bench",
             "--leader-election-namespace",
@@ -231,6 +237,7 @@ async fn measure(n: usize, bin: &Path) -> Figures {
     let peak_kib = vm_hwm_kib(pid).unwrap_or(0);
     let controller_cpu = cpu_time(&pid.to_string()).unwrap_or_default();
     let server_cpu = cpu_time("self").unwrap_or_default() - server_cpu_before;
+    let reconciles = reconcile_counts(metrics_addr);
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(runs, n, "exactly one first run per policy");
@@ -245,7 +252,27 @@ async fn measure(n: usize, bin: &Path) -> Figures {
         peak_kib,
         controller_cpu,
         server_cpu,
+        reconciles,
     }
+}
+
+/// Reconciles so far by controller: the `_count` of each controller's
+/// reconcile duration histogram on the controller's /metrics.
+fn reconcile_counts(addr: std::net::SocketAddr) -> BTreeMap<String, u64> {
+    use std::io::{Read, Write};
+    let mut body = String::new();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    s.read_to_string(&mut body).unwrap();
+    let prefix = "lifeboat_reconcile_duration_seconds_count{controller=\"";
+    body.lines()
+        .filter_map(|l| l.strip_prefix(prefix))
+        .filter_map(|l| {
+            let (name, rest) = l.split_once('"')?;
+            let count = rest.rsplit(' ').next()?.parse().ok()?;
+            Some((name.to_string(), count))
+        })
+        .collect()
 }
 
 fn print(bin: &Path, f: &Figures) {
@@ -277,6 +304,12 @@ fn print(bin: &Path, f: &Figures) {
         f.controller_cpu.as_secs_f64(),
         f.server_cpu.as_secs_f64()
     );
+    for (controller, count) in &f.reconciles {
+        println!(
+            "  reconciles of {controller}: {count} ({:.2} per policy)",
+            *count as f64 / f.policies as f64
+        );
+    }
     println!(
         "controller peak memory (VmHWM): {:.1} MiB",
         f.peak_kib as f64 / 1024.0

@@ -9,7 +9,7 @@
 //! removes all of a deleted policy's series. Otherwise an alert would fire
 //! for a policy or tier that no longer exists until the controller restarts.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -95,8 +95,10 @@ pub struct Metrics {
     wal_lag: Family<PolicyLabels, FloatGauge>,
     wal_last_archived: Family<PolicyLabels, FloatGauge>,
     wal_archiver_up: Family<PolicyLabels, Gauge>,
-    /// (namespace, policy) of every policy some series was recorded for.
-    policies: Mutex<BTreeSet<(String, String)>>,
+    /// Every policy some series was recorded for (namespace → name), with
+    /// what [`Metrics::retain`] last kept of it: None once another recorder
+    /// may have added a series, so that the next retain prunes again.
+    policies: Mutex<BTreeMap<String, BTreeMap<String, Option<Exported>>>>,
     reconcile_duration: Family<ControllerLabels, Histogram, fn() -> Histogram>,
     leader: Gauge,
 }
@@ -310,23 +312,43 @@ impl Metrics {
     /// Notes that `policy` has series, so that [`Metrics::known_policies`]
     /// can name it when it is gone.
     fn note(&self, ns: &str, policy: &str) {
-        self.policies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert((ns.to_string(), policy.to_string()));
+        self.swap_kept(ns, policy, None);
+    }
+
+    /// Sets what `retain` last kept of the policy; returns what it was.
+    fn swap_kept(&self, ns: &str, policy: &str, kept: Option<Exported>) -> Option<Exported> {
+        let mut all = self.policies.lock().unwrap_or_else(|p| p.into_inner());
+        if !all.contains_key(ns) {
+            all.insert(ns.to_string(), BTreeMap::new());
+        }
+        let names = all.get_mut(ns).expect("inserted above");
+        match names.get_mut(policy) {
+            Some(entry) => std::mem::replace(entry, kept),
+            None => names.insert(policy.to_string(), kept).flatten(),
+        }
     }
 
     /// (namespace, policy) of every policy that has series.
     pub fn known_policies(&self) -> BTreeSet<(String, String)> {
-        self.policies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        let all = self.policies.lock().unwrap_or_else(|p| p.into_inner());
+        all.iter()
+            .flat_map(|(ns, names)| names.keys().map(|n| (ns.clone(), n.clone())))
+            .collect()
     }
 
     /// Removes the series of the tiers and objectives `keep` does not list.
-    pub fn retain(&self, ns: &str, policy: &str, keep: &Exported) {
-        self.note(ns, policy);
+    /// Returns false, having done nothing, when `keep` is what the last call
+    /// kept and no series was recorded since: most reconciles change none,
+    /// and removing absent series still builds every label set.
+    pub fn retain(&self, ns: &str, policy: &str, keep: &Exported) -> bool {
+        if self.swap_kept(ns, policy, Some(keep.clone())).as_ref() == Some(keep) {
+            return false;
+        }
+        self.remove_unkept(ns, policy, keep);
+        true
+    }
+
+    fn remove_unkept(&self, ns: &str, policy: &str, keep: &Exported) {
         for tier in Tier::SCHEDULED.into_iter().chain([Tier::Manual]) {
             if !keep.tiers.contains(&tier) {
                 let labels = policy_tier(ns, policy, tier);
@@ -363,7 +385,7 @@ impl Metrics {
 
     /// Removes every series of a deleted policy.
     pub fn forget_policy(&self, ns: &str, policy: &str) {
-        self.retain(ns, policy, &Exported::default());
+        self.remove_unkept(ns, policy, &Exported::default());
         let labels = policy_labels(ns, policy);
         self.objective_breached.remove(&labels);
         for kind in ["request", "drill"] {
@@ -373,10 +395,13 @@ impl Metrics {
                 kind: kind.to_string(),
             });
         }
-        self.policies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&(ns.to_string(), policy.to_string()));
+        let mut all = self.policies.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(names) = all.get_mut(ns) {
+            names.remove(policy);
+            if names.is_empty() {
+                all.remove(ns);
+            }
+        }
     }
 
     /// Whether the policy's WAL archiver answered `/status` just now.
@@ -458,6 +483,7 @@ impl Metrics {
 
     /// The archiver's lag and last archived instant, as its status reports them.
     pub fn record_wal_archive(&self, ns: &str, policy: &str, archive: &WalArchive) {
+        self.note(ns, policy);
         let labels = policy_labels(ns, policy);
         if let Some(lag) = archive.lag_seconds {
             self.wal_lag.get_or_create(&labels).set(lag as f64);

@@ -195,6 +195,34 @@ fn removed_tiers_and_objectives_lose_their_series() {
 }
 
 #[test]
+fn retain_prunes_again_only_after_a_change_or_a_recorded_series() {
+    let m = Metrics::default();
+    let daily = Exported {
+        tiers: vec![Tier::Daily, Tier::Manual],
+        ..Default::default()
+    };
+    let weekly_lag = |m: &Metrics| {
+        let series = series_of(&m.encode(), "orders");
+        let weekly = series.iter().any(|l| l.contains("tier=\"weekly\""));
+        let lag = series.iter().any(|l| l.contains("wal_archive_lag"));
+        (weekly, lag)
+    };
+    everything(&m, "orders");
+    assert!(m.retain("shop", "orders", &daily));
+    assert_eq!(weekly_lag(&m), (false, false));
+    // Nothing recorded since, the same keep: nothing to do.
+    assert!(!m.retain("shop", "orders", &daily));
+    // A run of a tier the schedule dropped finishes, an archiver reports:
+    // the next retain prunes them again.
+    everything(&m, "orders");
+    assert_eq!(weekly_lag(&m), (true, true));
+    assert!(m.retain("shop", "orders", &daily));
+    assert_eq!(weekly_lag(&m), (false, false));
+    // A changed keep prunes too.
+    assert!(m.retain("shop", "orders", &Exported::default()));
+}
+
+#[test]
 fn a_forgotten_policy_has_no_series_left_and_others_keep_theirs() {
     let m = Metrics::default();
     everything(&m, "orders");

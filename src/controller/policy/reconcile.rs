@@ -247,7 +247,7 @@ fn record_metrics(policy: &BackupPolicy, ns: &str, plan: &PolicyPlan, ctx: &Cont
             || status.is_some_and(|s| s.last_drill.is_some()),
         wal: archiver::wants_archiver(policy),
     };
-    ctx.metrics.retain(ns, &name, &keep);
+    let pruned = ctx.metrics.retain(ns, &name, &keep);
     if let Some(status) = status {
         for tier in &keep.tiers {
             if let Some(at) = status.last_backups.get(*tier) {
@@ -281,9 +281,12 @@ fn record_metrics(policy: &BackupPolicy, ns: &str, plan: &PolicyPlan, ctx: &Cont
         ctx.metrics
             .record_rto_objective(ns, &name, rto.num_milliseconds() as f64 / 1000.0);
     }
-    // Failure counters exist at 0 for every tier the policy can run.
-    for tier in &keep.tiers {
-        ctx.metrics.touch_backup_failures(ns, &name, *tier);
+    // Failure counters exist at 0 for every tier the policy can run (only
+    // `retain` removes them: unchanged since the last time they were made).
+    if pruned {
+        for tier in &keep.tiers {
+            ctx.metrics.touch_backup_failures(ns, &name, *tier);
+        }
     }
 }
 
