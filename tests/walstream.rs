@@ -18,7 +18,30 @@ struct Stream {
 }
 
 impl Stream {
+    /// Started and serving /healthz. The HTTP port is picked free and then
+    /// handed over, so a concurrent test may take it first: then wal-stream
+    /// exits at once, and it is started again on another.
     fn start(c: &Cluster, root: &Path, to: &[&str], key: &Path, delay: &str) -> Stream {
+        for _ in 0..3 {
+            let mut s = Stream::spawn(c, root, to, key, delay);
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(30) {
+                if s.child.try_wait().unwrap().is_some() {
+                    let log = s.log();
+                    assert!(log.contains("--http-addr"), "wal-stream exited: {log}");
+                    break;
+                }
+                if s.healthy() {
+                    return s;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            s.kill9();
+        }
+        panic!("wal-stream did not start serving in 3 attempts");
+    }
+
+    fn spawn(c: &Cluster, root: &Path, to: &[&str], key: &Path, delay: &str) -> Stream {
         let log = root.join(format!("{}.log", unique("wal-stream")));
         let http = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -61,6 +84,18 @@ impl Stream {
             head.lines().next().unwrap_or("").to_string(),
             body.to_string(),
         )
+    }
+
+    /// Whether /healthz answers 200 (no panic while it is not up yet).
+    fn healthy(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(self.http) else {
+            return false;
+        };
+        let mut out = String::new();
+        write!(s, "GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n").is_ok()
+            && s.read_to_string(&mut out).is_ok()
+            && out.split_whitespace().nth(1) == Some("200")
     }
 
     fn log(&self) -> String {
@@ -230,7 +265,7 @@ fn segments_and_the_partial_reach_every_destination_and_survive_a_kill() {
     c.psql("insert into t values (3, 'x')");
     let last = c.current_segment();
     c.psql("select pg_switch_wal()");
-    let stream2 = Stream::start(&c, root, &[&local, &s3], &key, "2s");
+    let mut stream2 = Stream::start(&c, root, &[&local, &s3], &key, "2s");
     let last_key = format!("prod/orders/wal/00000001/{last}.lbk");
     let t0 = Instant::now();
     while !(s3_keys(&s3).contains(&last_key)
@@ -238,9 +273,10 @@ fn segments_and_the_partial_reach_every_destination_and_survive_a_kill() {
             .join(format!("archive/wal/00000001/{last}.lbk"))
             .exists())
     {
+        let exited = stream2.child.try_wait().unwrap();
         assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {last}, written while it was down; the killed run's log:\n{log1}\nthe restarted run's log:\n{}",
+            t0.elapsed() < Duration::from_secs(60) && exited.is_none(),
+            "{last}, written while it was down, not archived ({exited:?}); the killed run's log:\n{log1}\nthe restarted run's log:\n{}",
             stream2.log()
         );
         std::thread::sleep(Duration::from_millis(100));
@@ -267,7 +303,6 @@ fn segments_and_the_partial_reach_every_destination_and_survive_a_kill() {
     let server = c.wal_file(&last);
     assert!(fetch(&last, &s3, &key, root).unwrap() == server);
     // SIGTERM: pg_receivewal stopped with it (the slot is free), exit 0.
-    let mut stream2 = stream2;
     run_ok(Command::new("kill").args(["-TERM", &stream2.child.id().to_string()]));
     let status = stream2.child.wait().unwrap();
     assert!(status.success(), "wal-stream after SIGTERM: {status}");
