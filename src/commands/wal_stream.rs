@@ -223,9 +223,8 @@ async fn receive_once(
         s = child.wait() => s,
         _ = stop.changed() => {
             if let Some(pid) = child.id() {
-                // No unsafe code here: `kill` sends the signal pg_receivewal
-                // handles by flushing and exiting.
-                let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+                // The signal pg_receivewal handles by flushing and exiting.
+                signal(&pid.to_string(), "-TERM");
             }
             match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
                 Ok(s) => s,
@@ -261,9 +260,7 @@ async fn stop_leftover_receiver(spool: &Path) {
         pid,
         "a pg_receivewal from an earlier run still writes into the spool; stopping it"
     );
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", pid])
-        .status();
+    signal(pid, "-TERM");
     for _ in 0..100 {
         if !Path::new(&format!("/proc/{pid}")).exists() {
             return;
@@ -275,9 +272,13 @@ async fn stop_leftover_receiver(spool: &Path) {
         pid,
         "the earlier pg_receivewal ignored SIGTERM for 10 s; killing it"
     );
-    let _ = std::process::Command::new("kill")
-        .args(["-KILL", pid])
-        .status();
+    signal(pid, "-KILL");
+}
+
+/// Sends `sig` to `pid` with kill(1) (this crate has no unsafe code); a
+/// process that is already gone is no error.
+fn signal(pid: &str, sig: &str) {
+    let _ = std::process::Command::new("kill").args([sig, pid]).status();
 }
 
 /// Whether a /proc cmdline (NUL-separated) is pg_receivewal on `spool`.
