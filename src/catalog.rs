@@ -14,7 +14,9 @@ use chrono::{DateTime, Utc};
 use ring::hmac;
 use serde::{Deserialize, Serialize};
 
+mod frames;
 mod objects;
+pub use frames::{Frame, Frames};
 pub use objects::{CloudCount, ConfigInfo, TypeCount};
 
 pub const MANIFEST_FORMAT: u32 = 1;
@@ -321,6 +323,9 @@ pub struct ObjectEntry {
     pub sha256: String,
     /// Bytes before compression and encryption.
     pub plain_size: u64,
+    /// A zstd-compressed pg_dump archive's frames (`database` objects).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frames: Option<Frames>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -378,6 +383,7 @@ impl Manifest {
                 size,
                 sha256: "00".repeat(32),
                 plain_size,
+                frames: None,
             }],
             mac_key: String::new(),
             physical: None,

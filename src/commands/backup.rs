@@ -275,8 +275,16 @@ async fn store_part(
         head: part.head.take(),
     };
     let progress = Progress::start(format!("{} {}", part.tool(), part.what()));
-    let (rx, encoder) = spawn_encoder(stdout, keys.primary(), &key, compression, progress.clone())
-        .map_err(Error::Pipeline)?;
+    let archive = part.role == "database";
+    let (rx, encoder) = spawn_encoder(
+        stdout,
+        keys.primary(),
+        &key,
+        compression,
+        archive,
+        progress.clone(),
+    )
+    .map_err(Error::Pipeline)?;
     let (writers, failed) =
         fan_out(&fleet.stores, &fleet.live, &key, rx, !fleet.allow_partial).await;
     let encoded = encoder
@@ -329,6 +337,7 @@ async fn store_part(
         size: encoded.digest.size,
         sha256: encoded.digest.sha256,
         plain_size: encoded.plain_size,
+        frames: encoded.frames,
     })
 }
 

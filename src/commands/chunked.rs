@@ -170,6 +170,7 @@ where
         size: digest.size,
         sha256: digest.sha256,
         plain_size,
+        frames: None,
     }];
     let manifest = Manifest {
         format: catalog::MANIFEST_FORMAT_FILES,

@@ -21,7 +21,28 @@ pub async fn decode_object<W: Write + Send + 'static>(
     keys: Arc<Keyring>,
     sink: W,
 ) -> Result<(W, u64), Error> {
-    let (sink, digest) = decode_stream(store, &entry.key, keys, sink).await?;
+    decode_checked(store, entry, keys, sink, Output::Plain).await
+}
+
+/// What a decoder writes to its sink.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Output {
+    /// Authenticated and decompressed: the object's plaintext.
+    Plain,
+    /// Authenticated, still compressed: the `len` bytes of the zstd stream
+    /// (a framed archive's, whose loaders decompress their own frames).
+    Compressed { len: u64 },
+}
+
+/// As [`decode_object`], with the sink getting `output`.
+pub async fn decode_checked<W: Write + Send + 'static>(
+    store: &Store,
+    entry: &ObjectEntry,
+    keys: Arc<Keyring>,
+    sink: W,
+    output: Output,
+) -> Result<(W, u64), Error> {
+    let (sink, digest) = decode_as(store, &entry.key, keys, sink, output).await?;
     // An empty `sha256` means no hash was recorded; the size always is.
     if digest.size != entry.size || (!entry.sha256.is_empty() && digest.sha256 != entry.sha256) {
         return Err(Error::Mismatch {
@@ -32,11 +53,15 @@ pub async fn decode_object<W: Write + Send + 'static>(
         });
     }
     // What came out must be what went in, byte for byte in number too.
-    if sink.count != entry.plain_size {
+    let expected = match output {
+        Output::Plain => entry.plain_size,
+        Output::Compressed { len } => len,
+    };
+    if sink.count != expected {
         return Err(Error::Mismatch {
             dest: store.label().to_string(),
             key: entry.key.clone(),
-            expected: format!("{} bytes decoded", entry.plain_size),
+            expected: format!("{expected} bytes decoded"),
             found: format!("{} bytes decoded", sink.count),
         });
     }
@@ -53,18 +78,28 @@ pub async fn decode_stream<W: Write + Send + 'static>(
     keys: Arc<Keyring>,
     sink: W,
 ) -> Result<(Counting<W>, Digest), Error> {
+    decode_as(store, key, keys, sink, Output::Plain).await
+}
+
+async fn decode_as<W: Write + Send + 'static>(
+    store: &Store,
+    key: &str,
+    keys: Arc<Keyring>,
+    sink: W,
+    output: Output,
+) -> Result<(Counting<W>, Digest), Error> {
     let dest = store.label().to_string();
     let (tx, mut rx) = mpsc::channel::<Bytes>(4);
     let name = key.to_string();
     let worker = tokio::task::spawn_blocking(move || {
-        let mut dec = ObjectDecoder::new(
-            &keys,
-            Some(&name),
-            Counting {
-                inner: sink,
-                count: 0,
-            },
-        );
+        let sink = Counting {
+            inner: sink,
+            count: 0,
+        };
+        let mut dec = match output {
+            Output::Plain => ObjectDecoder::new(&keys, Some(&name), sink),
+            Output::Compressed { .. } => ObjectDecoder::compressed(&keys, Some(&name), sink),
+        };
         while let Some(chunk) = rx.blocking_recv() {
             dec.push(&chunk)?;
         }
@@ -128,6 +163,7 @@ mod tests {
             size: stored.len() as u64,
             sha256: String::new(),
             plain_size: plain.len() as u64,
+            frames: None,
         };
         let (out, n) = decode_object(&store, &entry, keys.clone(), Vec::new())
             .await

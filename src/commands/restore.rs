@@ -274,7 +274,8 @@ fn spool_for(
         return Ok(None);
     }
     let parent = o.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
-    match Spool::new(&parent, entry.plain_size).map_err(Error::Pipeline)? {
+    let need = super::restore_parallel::spool_need(entry);
+    match Spool::new(&parent, need).map_err(Error::Pipeline)? {
         Ok(spool) => Ok(Some(spool)),
         Err(no_room) => {
             tracing::warn!(reason = %no_room, "loading in one transaction instead of in parallel");

@@ -6,9 +6,11 @@
 //! destination slows the channel, the channel slows the encoder, the encoder
 //! slows pg_dump: memory stays bounded by the channel and the part buffers.
 
+use crate::catalog::Frames;
 use crate::keys::MasterKey;
 use crate::pipeline::codec::{Digest, Hasher, ObjectEncoder};
 use crate::pipeline::header::Compression;
+use crate::source::postgres::frames::copy_framed;
 use crate::store::{ObjectWriter, Store, StoreError};
 use bytes::{Bytes, BytesMut};
 use std::io::{self, Read, Write};
@@ -54,15 +56,20 @@ impl Write for ChunkSink {
 pub struct Encoded {
     pub digest: Digest,
     pub plain_size: u64,
+    /// A framed archive's index.
+    pub frames: Option<Frames>,
 }
 
 /// Starts encoding `input` on a blocking thread. Returns the receiving end of
-/// the chunk channel and the thread's result.
+/// the chunk channel and the thread's result. `archive`: `input` is a
+/// pg_dump custom-format archive, cut into frames at its data blocks when
+/// compressed with zstd (`source::postgres::frames`).
 pub fn spawn_encoder<R: Read + Send + 'static>(
     mut input: R,
     master: &MasterKey,
     name: &str,
     compression: Compression,
+    archive: bool,
     progress: super::progress::Progress,
 ) -> io::Result<(
     mpsc::Receiver<Bytes>,
@@ -76,6 +83,16 @@ pub fn spawn_encoder<R: Read + Send + 'static>(
     };
     let mut enc = ObjectEncoder::threaded(sink, master, name, compression)?;
     let handle = tokio::task::spawn_blocking(move || {
+        if archive && compression == Compression::Zstd {
+            let (plain, frames) = copy_framed(input, &mut enc, &mut |n| progress.add(n))?;
+            let mut sink = enc.finish()?;
+            sink.send()?;
+            return Ok(Encoded {
+                digest: sink.hasher.finish(),
+                plain_size: plain,
+                frames,
+            });
+        }
         let mut buf = vec![0u8; 256 * 1024];
         let mut plain = 0u64;
         loop {
@@ -94,6 +111,7 @@ pub fn spawn_encoder<R: Read + Send + 'static>(
         Ok(Encoded {
             digest: sink.hasher.finish(),
             plain_size: plain,
+            frames: None,
         })
     });
     Ok((rx, handle))

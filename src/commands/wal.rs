@@ -278,8 +278,15 @@ async fn upload(
 ) -> Result<(), Error> {
     let file = std::fs::File::open(path).map_err(Error::Pipeline)?;
     let progress = Progress::start(format!("wal-push {key}"));
-    let (rx, encoder) = spawn_encoder(file, keys.primary(), key, compression, progress.clone())
-        .map_err(Error::Pipeline)?;
+    let (rx, encoder) = spawn_encoder(
+        file,
+        keys.primary(),
+        key,
+        compression,
+        false,
+        progress.clone(),
+    )
+    .map_err(Error::Pipeline)?;
     let (writers, failed) = fan_out(stores, to, key, rx, true).await;
     let encoded = encoder
         .await

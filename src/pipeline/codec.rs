@@ -4,88 +4,13 @@
 //! window in memory.
 
 use super::header::{Compression, Header, HeaderError};
-use super::stream::{Opener, Sealer};
-use crate::keys::{Keyring, MasterKey};
+use super::stream::Opener;
+use crate::keys::Keyring;
 use ring::digest::{Context, SHA256};
 use std::io::{self, Write};
 
-use super::zstd_encoder::zstd_encoder;
+pub use super::encoder::ObjectEncoder;
 pub use super::zstd_encoder::ZSTD_LEVEL;
-
-enum Compressor<W: Write> {
-    None(W),
-    Zstd(zstd::stream::write::Encoder<'static, W>),
-    Gzip(flate2::write::GzEncoder<W>),
-}
-
-/// Writes plaintext; produces a complete encrypted object in `W`.
-pub struct ObjectEncoder<W: Write> {
-    inner: Compressor<Sealer<W>>,
-}
-
-impl<W: Write> ObjectEncoder<W> {
-    pub fn new(
-        out: W,
-        master: &MasterKey,
-        name: &str,
-        compression: Compression,
-    ) -> io::Result<Self> {
-        let (header, data_key) = Header::seal_new(master, name, compression);
-        Self::from_header(out, &header, &data_key, false)
-    }
-
-    /// As [`ObjectEncoder::new`], compressing on a worker thread of its own:
-    /// for a long stream whose producer should not wait for zstd.
-    pub fn threaded(
-        out: W,
-        master: &MasterKey,
-        name: &str,
-        compression: Compression,
-    ) -> io::Result<Self> {
-        let (header, data_key) = Header::seal_new(master, name, compression);
-        Self::from_header(out, &header, &data_key, true)
-    }
-
-    fn from_header(
-        out: W,
-        header: &Header,
-        data_key: &[u8; 32],
-        threaded: bool,
-    ) -> io::Result<Self> {
-        let sealer = Sealer::new(out, header, data_key)?;
-        let inner = match header.compression {
-            Compression::None => Compressor::None(sealer),
-            Compression::Zstd => Compressor::Zstd(zstd_encoder(sealer, threaded)?),
-            Compression::Gzip => Compressor::Gzip(flate2::write::GzEncoder::new(
-                sealer,
-                flate2::Compression::new(6),
-            )),
-        };
-        Ok(Self { inner })
-    }
-
-    pub fn finish(self) -> io::Result<W> {
-        let sealer = match self.inner {
-            Compressor::None(s) => s,
-            Compressor::Zstd(z) => z.finish()?,
-            Compressor::Gzip(g) => g.finish()?,
-        };
-        sealer.finish()
-    }
-}
-
-impl<W: Write> Write for ObjectEncoder<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.inner {
-            Compressor::None(w) => w.write(buf),
-            Compressor::Zstd(w) => w.write(buf),
-            Compressor::Gzip(w) => w.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 /// zstd's own writer, not the crate's `write::Decoder`: only it can say at
 /// the end whether the last frame was complete.
@@ -189,6 +114,8 @@ enum State<O: Write> {
 pub struct ObjectDecoder<'k, O: Write> {
     keys: &'k Keyring,
     expected_name: Option<String>,
+    /// Authenticated bytes go out still compressed.
+    keep_compressed: bool,
     hasher: Hasher,
     state: Option<State<O>>,
     sink: Option<O>,
@@ -201,9 +128,20 @@ impl<'k, O: Write> ObjectDecoder<'k, O> {
         Self {
             keys,
             expected_name: expected_name.map(str::to_string),
+            keep_compressed: false,
             hasher: Hasher::default(),
             state: Some(State::Header(Vec::new())),
             sink: Some(out),
+        }
+    }
+
+    /// As [`ObjectDecoder::new`], but writes the authenticated bytes as
+    /// they were compressed (a parallel restore's loaders each decompress
+    /// their own frames).
+    pub fn compressed(keys: &'k Keyring, expected_name: Option<&str>, out: O) -> Self {
+        Self {
+            keep_compressed: true,
+            ..Self::new(keys, expected_name, out)
         }
     }
 
@@ -220,6 +158,7 @@ impl<'k, O: Write> ObjectDecoder<'k, O> {
                         let mut opener = Opener::new(&header, &key);
                         let sink = self.sink.take().ok_or(DecodeError::Failed)?;
                         let mut out = match header.compression {
+                            _ if self.keep_compressed => Decompressor::None(sink),
                             Compression::None => Decompressor::None(sink),
                             Compression::Zstd => Decompressor::Zstd(ZstdWriter::new(
                                 sink,
@@ -338,7 +277,8 @@ mod tests {
         ] {
             let seal = |payload: &[u8]| {
                 let (header, data_key) = Header::seal_new(k.primary(), "n", c);
-                let mut s = Sealer::new(Vec::new(), &header, &data_key).unwrap();
+                let mut s =
+                    super::super::stream::Sealer::new(Vec::new(), &header, &data_key).unwrap();
                 s.write_all(payload).unwrap();
                 s.finish().unwrap()
             };

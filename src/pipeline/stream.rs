@@ -70,6 +70,11 @@ impl<W: Write> Sealer<W> {
         Ok(())
     }
 
+    /// Plaintext bytes written so far.
+    pub fn position(&self) -> u64 {
+        u64::from(self.counter) * self.seg as u64 + self.buf.len() as u64
+    }
+
     pub fn finish(mut self) -> io::Result<W> {
         self.seal_buffered(true)?;
         self.inner.flush()?;

@@ -18,7 +18,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use super::archive::{ArchiveError, Input, Layout};
 
 /// How much a split feed waits to have before it reads on.
-const BATCH: usize = 256 << 10;
+pub(super) const BATCH: usize = 256 << 10;
 
 /// How far the copy is written, and how it ended.
 #[derive(Default)]
@@ -28,10 +28,10 @@ pub struct Growth {
 }
 
 #[derive(Default, Clone, Copy)]
-struct State {
-    len: u64,
+pub(super) struct State {
+    pub(super) len: u64,
     /// Some(true): complete and authenticated; Some(false): failed.
-    end: Option<bool>,
+    pub(super) end: Option<bool>,
 }
 
 /// Why a reader stopped before the copy's end.
@@ -45,6 +45,8 @@ pub enum FeedError {
     Write(std::io::Error),
     #[error("splitting the archive: {0}")]
     Archive(ArchiveError),
+    #[error("decompressing the archive's frame at {at}: {source}")]
+    Frame { at: u64, source: std::io::Error },
 }
 
 impl Growth {
@@ -64,7 +66,7 @@ impl Growth {
     }
 
     /// Waits until `len` bytes are written or the copy ended.
-    fn wait_for(&self, len: u64) -> State {
+    pub(super) fn wait_for(&self, len: u64) -> State {
         let guard = self.state.lock().expect("growth lock");
         let guard = self
             .grew

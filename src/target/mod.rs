@@ -21,6 +21,7 @@ pub mod data_dir;
 pub mod database;
 pub mod files;
 pub mod files_in_place;
+pub mod frame_feed;
 pub mod growing;
 pub mod objects;
 pub mod spool;

@@ -56,6 +56,11 @@ impl Spool {
         Ok(Ok(Spool { dir }))
     }
 
+    /// The spool's private directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The dump's file in the spool.
     pub fn file(&self) -> PathBuf {
         self.dir.join("dump")
