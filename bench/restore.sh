@@ -15,8 +15,10 @@
 #              decrypt, decompress, stream into pg_restore --single-transaction)
 #   bare-jN    createdb T && pg_restore --jobs N of the local dump.Fc (the
 #              createdb inside the timer, as lifeboat-jN creates its database)
-#   lifeboat-jN  lifeboat restore --create --jobs N: decoded into a local copy
-#              that N pg_restore processes load rows from as it grows, then
+#   lifeboat-jN  lifeboat restore --create --jobs N: copied into a local
+#              spool as it authenticates (still compressed: each loader
+#              decompresses its own frames, docs/FORMAT.md §3.2), N
+#              pg_restore processes load rows from it as it grows, then
 #              pg_restore --jobs N builds the post-data section (issue 16)
 #   lifeboat-jN-file  the same from a copy of the backup in a local directory
 #              (file:// destination): like for like with bare-jN's local

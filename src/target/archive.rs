@@ -47,6 +47,8 @@ pub struct Layout {
     minor: u8,
     int_size: usize,
     off_size: usize,
+    /// The data is stored uncompressed (`pg_dump -Z0`, as lifeboat dumps).
+    uncompressed: bool,
 }
 
 impl Layout {
@@ -64,20 +66,21 @@ impl Layout {
         if !(1..=8).contains(&int_size) || !(1..=8).contains(&off_size) {
             return Err(ArchiveError::Malformed("integer sizes"));
         }
-        let layout = Layout {
+        let mut layout = Layout {
             minor,
             int_size: int_size as usize,
             off_size: off_size as usize,
+            uncompressed: false,
         };
         if input.take(1)?[0] != FORMAT_CUSTOM {
             return Err(ArchiveError::NotCustom);
         }
-        // Compression: an algorithm byte from 1.15, a level before.
-        if minor >= 15 {
-            input.skip(1)?;
+        // Compression: an algorithm byte from 1.15, a level before; 0 is none.
+        layout.uncompressed = if minor >= 15 {
+            input.take(1)?[0] == 0
         } else {
-            layout.int(input)?;
-        }
+            layout.int(input)? == 0
+        };
         for _ in 0..7 {
             layout.int(input)?; // the creation time
         }
@@ -127,18 +130,52 @@ impl Layout {
         if input.at_end()? {
             return Ok(None);
         }
+        let block = self.block_start(input)?;
+        self.block_rest(input, block)?;
+        Ok(Some(block.id))
+    }
+
+    /// A block's type and dump id, leaving `input` at its first chunk.
+    pub fn block_start(&self, input: &mut impl Input) -> Result<Block, ArchiveError> {
         let kind = input.take(1)?[0];
         let id = self.int(input)?;
         match kind {
-            BLK_DATA => self.chunks(input)?,
-            BLK_BLOBS => {
-                while self.int(input)? != 0 {
-                    self.chunks(input)?; // one large object's
-                }
-            }
-            _ => return Err(ArchiveError::Malformed("data block type")),
+            BLK_DATA | BLK_BLOBS => Ok(Block {
+                id,
+                rows: kind == BLK_DATA,
+            }),
+            _ => Err(ArchiveError::Malformed("data block type")),
         }
-        Ok(Some(id))
+    }
+
+    /// The rest of `block`, leaving `input` at its end.
+    pub fn block_rest(&self, input: &mut impl Input, block: Block) -> Result<(), ArchiveError> {
+        if block.rows {
+            return self.chunks(input);
+        }
+        while self.int(input)? != 0 {
+            self.chunks(input)?; // one large object's
+        }
+        Ok(())
+    }
+
+    /// Whether the data is stored uncompressed: a block's chunks are then
+    /// its bytes as they are (a table's rows, one chunk per row as pg_dump
+    /// writes them).
+    pub fn uncompressed(&self) -> bool {
+        self.uncompressed
+    }
+
+    /// A chunk's length (or the zero that ends a block's chunks).
+    pub fn chunk_len(&self, input: &mut impl Input) -> Result<u64, ArchiveError> {
+        u64::try_from(self.int(input)?).map_err(|_| ArchiveError::Malformed("chunk length"))
+    }
+
+    /// WriteInt: `value` as the archive writes its integers.
+    pub fn encode_int(&self, value: u64) -> Vec<u8> {
+        let mut out = vec![0u8];
+        out.extend((0..self.int_size).map(|i| (value >> (8 * i)) as u8));
+        out
     }
 
     /// Length-prefixed chunks up to a zero length.
@@ -178,6 +215,14 @@ impl Layout {
         input.skip(len as u64)?;
         Ok(Some(()))
     }
+}
+
+/// A data block's identity: its dump id and whether it holds a table's
+/// rows (else large objects).
+#[derive(Debug, Clone, Copy)]
+pub struct Block {
+    pub id: i64,
+    pub rows: bool,
 }
 
 fn decode_int(bytes: &[u8]) -> Result<i64, ArchiveError> {
@@ -335,6 +380,20 @@ mod tests {
         })
         .unwrap_err();
         assert!(matches!(err, ArchiveError::NotCustom), "{err}");
+    }
+
+    #[test]
+    fn integers_encode_as_the_archive_reads_them() {
+        let (data, _, _) = archive();
+        let mut input = Bytes { data, at: 0 };
+        let layout = Layout::read(&mut input).unwrap();
+        assert!(layout.uncompressed());
+        for v in [0u64, 1, 91, 65_536, u32::MAX as u64] {
+            let bytes = layout.encode_int(v);
+            assert_eq!(decode_int(&bytes).unwrap(), v as i64);
+            let mut input = Bytes { data: bytes, at: 0 };
+            assert_eq!(layout.chunk_len(&mut input).unwrap(), v);
+        }
     }
 
     #[test]
