@@ -23,6 +23,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
 
 use super::download::{decode_checked, decode_object, Output};
 use super::restore::Dump;
@@ -98,54 +100,8 @@ pub(super) async fn load(
     };
     let loading = async {
         match framed {
-            Some(frames) => {
-                tracing::info!(
-                    frames = frames.frames.len(),
-                    "a framed archive: each loader decompresses its own frames"
-                );
-                let spans = spans(frames, dump.entry.plain_size);
-                // The head, decoded, for post-data and the properties.
-                let (head, path, g) = (spans[0].clone(), copy.clone(), growth.clone());
-                let out = std::fs::File::create(spool.file()).map_err(Error::Pipeline)?;
-                tokio::task::spawn_blocking(move || feed_frames(&path, &g, &[head], false, out))
-                    .await
-                    .map_err(std::io::Error::other)
-                    .and_then(|r| r.map_err(std::io::Error::other))
-                    .map_err(Error::Pipeline)?;
-                let feed = |mine: Vec<Span>, wait_end| -> Feed {
-                    let (path, growth) = (copy.clone(), growth.clone());
-                    Box::new(move |out| feed_frames(&path, &growth, &mine, wait_end, out))
-                };
-                let plan = |entries: &[&str]| {
-                    share_frames(frames, dump.entry.plain_size, entries, jobs as usize)
-                        .into_iter()
-                        .map(|(mine, listed)| {
-                            let mine = std::iter::once(0).chain(mine);
-                            (
-                                owned(listed),
-                                feed(mine.map(|i| spans[i].clone()).collect(), true),
-                            )
-                        })
-                        .collect()
-                };
-                load_tables(dump, spool, || feed(vec![spans[0].clone()], false), plan).await
-            }
-            None => {
-                let feed = |keep: HashSet<i64>| -> Feed {
-                    let (path, growth) = (copy.clone(), growth.clone());
-                    Box::new(move |out| feed_blocks(&path, &growth, &keep, out))
-                };
-                let plan = |entries: &[&str]| {
-                    share(entries, jobs as usize)
-                        .into_iter()
-                        .map(|l| {
-                            let keep = l.iter().filter_map(|e| listed_id(e)).collect();
-                            (owned(l), feed(keep))
-                        })
-                        .collect()
-                };
-                load_tables(dump, spool, || feed(HashSet::new()), plan).await
-            }
+            Some(frames) => load_framed(dump, spool, frames, &copy, &growth, jobs).await,
+            None => load_decoded(dump, spool, &copy, &growth, jobs).await,
         }
     };
     let (decoded, loaded) = tokio::join!(decoding, loading);
@@ -157,6 +113,70 @@ pub(super) async fn load(
         .build_post_data(dump.db, &spool.file(), jobs, target)
         .await?;
     Ok(plain)
+}
+
+/// Steps 1–3 from a framed archive's compressed `copy`: the head decoded
+/// into the spool's file (for post-data and the properties), then each
+/// loader fed the head and its own frames.
+async fn load_framed(
+    dump: &Dump<'_>,
+    spool: &Spool,
+    frames: &Frames,
+    copy: &Path,
+    growth: &Arc<Growth>,
+    jobs: u32,
+) -> Result<(), Error> {
+    tracing::info!(
+        frames = frames.frames.len(),
+        "a framed archive: each loader decompresses its own frames"
+    );
+    let spans = spans(frames, dump.entry.plain_size);
+    let feed = |mine: Vec<Span>, wait_end| -> Feed {
+        let (path, growth) = (copy.to_path_buf(), growth.clone());
+        Box::new(move |out| feed_frames(&path, &growth, &mine, wait_end, out))
+    };
+    let head = feed(vec![spans[0].clone()], false);
+    let mut file = std::fs::File::create(spool.file()).map_err(Error::Pipeline)?;
+    tokio::task::spawn_blocking(move || head(&mut file))
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r.map_err(std::io::Error::other))
+        .map_err(Error::Pipeline)?;
+    let plan = |entries: &[&str]| {
+        share_frames(frames, dump.entry.plain_size, entries, jobs as usize)
+            .into_iter()
+            .map(|(mine, listed)| {
+                let mine = std::iter::once(0).chain(mine).map(|i| spans[i].clone());
+                (owned(listed), feed(mine.collect(), true))
+            })
+            .collect()
+    };
+    load_tables(dump, spool, || feed(vec![spans[0].clone()], false), plan).await
+}
+
+/// Steps 1–3 from the decoded `copy`: each loader fed the header and table
+/// of contents, then its own entries' blocks, found by walking the copy.
+async fn load_decoded(
+    dump: &Dump<'_>,
+    spool: &Spool,
+    copy: &Path,
+    growth: &Arc<Growth>,
+    jobs: u32,
+) -> Result<(), Error> {
+    let feed = |keep: HashSet<i64>| -> Feed {
+        let (path, growth) = (copy.to_path_buf(), growth.clone());
+        Box::new(move |out| feed_blocks(&path, &growth, &keep, out))
+    };
+    let plan = |entries: &[&str]| {
+        share(entries, jobs as usize)
+            .into_iter()
+            .map(|l| {
+                let keep = l.iter().filter_map(|e| listed_id(e)).collect();
+                (owned(l), feed(keep))
+            })
+            .collect()
+    };
+    load_tables(dump, spool, || feed(HashSet::new()), plan).await
 }
 
 /// Each frame's place and decoded size.
