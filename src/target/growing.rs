@@ -15,7 +15,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 
-use super::archive::{ArchiveError, Input, Layout};
+use crate::source::postgres::archive::{ArchiveError, Input, Layout};
 
 /// How much a split feed waits to have before it reads on.
 pub(super) const BATCH: usize = 256 << 10;
@@ -409,7 +409,7 @@ mod tests {
 
     #[test]
     fn a_split_feed_sends_the_table_of_contents_and_only_the_kept_blocks() {
-        let (archive, toc_end, first_end) = crate::target::archive::sample::archive();
+        let (archive, toc_end, first_end) = crate::source::postgres::archive::sample::archive();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("copy");
         let growth = Growth::new();
@@ -444,7 +444,7 @@ mod tests {
 
     #[test]
     fn a_split_feed_fails_with_its_copy_and_on_a_malformed_archive() {
-        let (archive, toc_end, _) = crate::target::archive::sample::archive();
+        let (archive, toc_end, _) = crate::source::postgres::archive::sample::archive();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("copy");
         let growth = Growth::new();

@@ -12,7 +12,6 @@
 //! | PostgreSQL data directory | [`data_dir`] | the `base` part (tar), before recovery replays WAL |
 //! | Kubernetes API | [`cluster`] (IO), [`objects`] (choice, order, mapping) | `objects-<type>` parts, one object per line |
 
-pub mod archive;
 pub mod bucket;
 pub mod bucket_dir;
 pub mod cloud;

@@ -12,7 +12,7 @@ use std::io::{self, ErrorKind, Read, Write};
 
 use crate::catalog::{Frame, Frames};
 use crate::pipeline::codec::ObjectEncoder;
-use crate::target::archive::{ArchiveError, Input, Layout};
+use crate::source::postgres::archive::{ArchiveError, Input, Layout};
 
 /// A frame holds at least this much before a block starts a new one: small
 /// tables share frames (each frame costs a zstd header and a cold window),
@@ -50,7 +50,7 @@ fn copy_framed_at<R: Read, W: Write>(
     };
     let walked = walk(&mut tee, frame_min);
     let frames = match walked {
-        Ok(frames) => Some(frames),
+        Ok(frames) => frames,
         Err(ArchiveError::Io(e)) if e.kind() != ErrorKind::UnexpectedEof => return Err(e),
         // Rows already regrouped cannot be stored as they came: a broken
         // archive fails the backup (pg_dump's own error, when it has one,
@@ -70,10 +70,11 @@ fn copy_framed_at<R: Read, W: Write>(
     Ok((tee.copied, frames))
 }
 
+/// The index, None for an archive without data (nothing to share out).
 fn walk<R: Read, W: Write>(
     tee: &mut Tee<'_, R, W>,
     frame_min: u64,
-) -> Result<Frames, ArchiveError> {
+) -> Result<Option<Frames>, ArchiveError> {
     let layout = Layout::read(tee)?;
     let mut frames = vec![Frame {
         at: 0,
@@ -98,11 +99,10 @@ fn walk<R: Read, W: Write>(
         frames.last_mut().expect("a frame").ids.push(block.id);
     }
     if frames.len() == 1 {
-        // No data: the head frame alone, nothing to share out.
-        return Err(ArchiveError::Malformed("no data blocks"));
+        return Ok(None);
     }
     let end = tee.cut()?;
-    Ok(Frames { frames, end })
+    Ok(Some(Frames { frames, end }))
 }
 
 /// A table's rows, stored in chunks of at least [`ROWS_CHUNK`] bytes rather
@@ -288,7 +288,7 @@ mod tests {
     use crate::keys::Keyring;
     use crate::pipeline::codec::ObjectDecoder;
     use crate::pipeline::header::Compression;
-    use crate::target::archive::sample::archive;
+    use crate::source::postgres::archive::sample::archive;
     use std::path::Path;
 
     /// Reads at most 5 bytes at a time: the walk waits inside fields.
@@ -328,6 +328,10 @@ mod tests {
         let plain = whole.finish().unwrap().0;
         assert_eq!(plain.len() as u64, n);
         Ok((plain, raw.finish().unwrap().0, n, frames))
+    }
+
+    fn toc_end_of_sample() -> usize {
+        crate::source::postgres::archive::sample::archive().1
     }
 
     /// The sample archive as stored: block 7's two rows in one chunk.
@@ -378,9 +382,13 @@ mod tests {
         let (plain, _, _, frames) = framed(&archive);
         assert_eq!((plain, frames), (archive.clone(), None));
 
-        // Cut short before any rows were regrouped: stored as it came.
+        // No data blocks (an empty database): nothing to share out.
         archive[6] = 16;
-        let toc_end = crate::target::archive::sample::archive().1;
+        let toc_end = toc_end_of_sample();
+        let (plain, _, _, frames) = framed(&archive[..toc_end]);
+        assert_eq!((plain, frames), (archive[..toc_end].to_vec(), None));
+
+        // Cut short before any rows were regrouped: stored as it came.
         let (plain, _, _, frames) = framed(&archive[..toc_end + 3]);
         assert_eq!((plain, frames), (archive[..toc_end + 3].to_vec(), None));
         // After: the backup fails.

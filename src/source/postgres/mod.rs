@@ -5,6 +5,7 @@
 //! the temp directory, deleted on drop) and sqlx through its options — never
 //! through argv, where every process on the node could read it.
 
+pub mod archive;
 pub mod frames;
 pub mod logical;
 pub mod majors;
