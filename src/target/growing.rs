@@ -351,6 +351,20 @@ fn closed(e: std::io::Error) -> std::io::Result<()> {
     }
 }
 
+/// A reader that closed its end: every write is a broken pipe.
+#[cfg(test)]
+pub(super) struct Gone;
+
+#[cfg(test)]
+impl Write for Gone {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(ErrorKind::BrokenPipe.into())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,15 +406,6 @@ mod tests {
         growth.end(false);
         assert!(matches!(reader.join().unwrap(), Err(FeedError::Failed)));
 
-        struct Gone;
-        impl Write for Gone {
-            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
-                Err(ErrorKind::BrokenPipe.into())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
         let growth = Growth::new();
         let mut w = GrowingWriter::new(File::create(&path).unwrap(), growth.clone());
         w.write_all(b"table of contents").unwrap();
