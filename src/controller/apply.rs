@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::json;
 
+use super::cached_job::CachedJob;
 use super::job_status::ObservedJob;
 use super::{is_conflict, is_not_found, merge_patch, Context, Error};
 use crate::api::BackupPolicy;
@@ -49,6 +50,36 @@ where
             K::kind(&()),
             obj.name_any()
         ))(e)),
+    }
+}
+
+/// Creates `job` and returns the API server's answer as the Job cache keeps
+/// Jobs (metadata and status); `None` when it already exists. Decoding the
+/// answer's pod template, which nothing reads, was ~3 % of the controller's
+/// CPU at 10,000 due policies.
+pub(crate) async fn create_job(
+    ctx: &Context,
+    ns: &str,
+    job: &Job,
+) -> Result<Option<CachedJob>, Error> {
+    let what = || format!("creating Job {}", job.name_any());
+    let request = serde_json::to_vec(job)
+        .map_err(kube::Error::SerdeError)
+        .and_then(|body| {
+            kube::core::Request::new(Job::url_path(&(), Some(ns)))
+                .create(&PostParams::default(), body)
+                .map_err(kube::Error::BuildRequest)
+        })
+        .map_err(Error::apply(what()))
+        .map(|mut request| {
+            // As `Api::create` marks it, for the client's traces.
+            request.extensions_mut().insert("create");
+            request
+        })?;
+    match ctx.client.request::<CachedJob>(request).await {
+        Ok(created) => Ok(Some(created)),
+        Err(e) if is_conflict(&e) => Ok(None),
+        Err(e) => Err(Error::apply(what())(e)),
     }
 }
 

@@ -14,50 +14,24 @@
 //! same Job the previous API read would have given a moment earlier (see
 //! docs/DESIGN.md, "The controller's caches").
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{Job, JobStatus};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::runtime::reflector::store::Writer;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, Resource};
 use tokio::sync::watch;
 
 use super::cached_job::CachedJob;
 use super::job_status::ObservedJob;
+use super::overlay::{CreatedJobs, Written};
+use super::triggers::touched;
 use super::{Context, Error};
 use crate::api::BackupPolicy;
-
-/// How long a Job this controller created (or an object it wrote) stands in
-/// for the cache's copy. The watch delivers it within milliseconds; after
-/// this the Job counts as gone (deleted before the cache saw it), as an API
-/// read would say.
-const CREATED_TTL: Duration = Duration::from_secs(60);
-
-/// How often the overlays drop expired entries: a burst of thousands of
-/// writes the watch has not echoed yet would make pruning on every insert
-/// quadratic.
-const PRUNE_EVERY: Duration = Duration::from_secs(10);
-
-/// Drops `map`'s entries older than [`CREATED_TTL`] when [`PRUNE_EVERY`]
-/// has passed since `pruned`.
-fn prune_now<K, V>(
-    map: &mut HashMap<K, V>,
-    pruned: &mut Option<Instant>,
-    now: Instant,
-    at: impl Fn(&V) -> Instant,
-) {
-    if pruned.is_some_and(|p| now.duration_since(p) < PRUNE_EVERY) {
-        return;
-    }
-    map.retain(|_, v| now.duration_since(at(v)) < CREATED_TTL);
-    *pruned = Some(now);
-}
 
 /// Says whether a cache has had its first list. Any number of reconciles
 /// may wait on it: a reflector `Store`'s own wait wakes only the last task
@@ -78,21 +52,37 @@ impl Ready {
 }
 
 /// `events` applied to `writer`'s store, and a [`Ready`] that turns true
-/// once the store holds the first list.
-pub(crate) fn reflect_ready<K, S>(
+/// once the store holds the first list. Each event is also handed to `seen`
+/// once the store has it, together with the store's copy of its object from before (None:
+/// new to the store, or no object in the event). The event goes on down
+/// the stream when `seen` returns true: a change nobody downstream decides
+/// on (the echo of a write, a field no decision reads) wakes no reconcile.
+pub(crate) fn reflect_seen<K, S, F>(
     events: S,
-    writer: Writer<K>,
+    mut writer: Writer<K>,
+    mut seen: F,
 ) -> (impl Stream<Item = S::Item> + Send + 'static, Ready)
 where
     K: Resource + Clone + Send + Sync + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
     S: Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
+    F: FnMut(&watcher::Event<K>, Option<Arc<K>>) -> bool + Send + 'static,
 {
+    let reader = writer.as_reader();
     let (tx, rx) = watch::channel(false);
-    let events = events.reflect(writer).inspect(move |event| {
-        if matches!(event, Ok(watcher::Event::InitDone)) {
-            tx.send_replace(true);
-        }
+    let events = events.filter(move |event| {
+        let keep = match event {
+            Ok(event) => {
+                let before = touched(event).and_then(|o| reader.get(&ObjectRef::from_obj(o)));
+                writer.apply_watcher_event(event);
+                if matches!(event, watcher::Event::InitDone) {
+                    tx.send_replace(true);
+                }
+                seen(event, before)
+            }
+            Err(_) => true,
+        };
+        std::future::ready(keep)
     });
     (events, Ready(rx))
 }
@@ -105,6 +95,7 @@ pub(crate) fn policies(
     config: watcher::Config,
     writer: Writer<BackupPolicy>,
     mut forget: super::forget::Forget,
+    written: Arc<Written<BackupPolicy>>,
 ) -> (
     impl Stream<Item = Result<BackupPolicy, watcher::Error>> + Send + 'static,
     Ready,
@@ -114,8 +105,17 @@ pub(crate) fn policies(
             forget.apply(event);
         }
     });
-    let (events, ready) = reflect_ready(events, writer);
+    let (events, ready) = reflect_seen(events, writer, move |event, _| !is_echo(event, &written));
     (events.applied_objects(), ready)
+}
+
+/// True when `event` is the watch's echo of a write `written` recorded
+/// ([`Written::take_echo`]): no trigger for the controller that wrote it.
+pub(crate) fn is_echo<K>(event: &watcher::Event<K>, written: &Written<K>) -> bool
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    matches!(event, watcher::Event::Apply(obj) if written.take_echo(obj))
 }
 
 /// What kubectl and the API server add to an object that no reconcile
@@ -159,6 +159,7 @@ pub(crate) fn jobs(
     api: Api<CachedJob>,
     config: watcher::Config,
     writer: Writer<CachedJob>,
+    created: Arc<CreatedJobs>,
 ) -> (
     impl Stream<Item = Result<CachedJob, watcher::Error>> + Send + 'static,
     Ready,
@@ -166,130 +167,35 @@ pub(crate) fn jobs(
     let events = watcher(api, config)
         .default_backoff()
         .modify(slim_unlabelled);
-    let (events, ready) = reflect_ready(events, writer);
+    let (events, ready) = reflect_seen(events, writer, move |event, before| {
+        if let Some(job) = touched(event) {
+            created.seen(job);
+        }
+        match event {
+            watcher::Event::Apply(job) => job_changed(before.as_deref(), job),
+            _ => true,
+        }
+    });
     (events.touched_objects(), ready)
 }
 
-/// Jobs a reconcile created and the Job cache may not show yet: the next
-/// reconcile of the same run (woken by its own status write) must see its
-/// Job, not create it again. An entry goes when the cache has the Job or
-/// after [`CREATED_TTL`].
-#[derive(Default)]
-pub struct CreatedJobs {
-    jobs: Mutex<Created>,
-}
-
-/// Each created Job with when it was created.
-#[derive(Default)]
-struct Created {
-    jobs: HashMap<ObjectRef<CachedJob>, (Instant, Arc<CachedJob>)>,
-    pruned: Option<Instant>,
-}
-
-impl CreatedJobs {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Created> {
-        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+/// Whether a Job's change is news to the run or RestoreRequest that owns
+/// it: they read its status and nothing else a Job's owner can change
+/// (its spec is theirs). A Job new to the cache without a status is the
+/// one its owner's reconcile just created and recorded; the Job
+/// controller's first status write wakes the owner. Waking it for the
+/// Job's arrival too cost a run reconcile per backup.
+fn job_changed(before: Option<&CachedJob>, after: &CachedJob) -> bool {
+    // The API server may write no status or an empty one.
+    fn status(job: &CachedJob) -> Option<&JobStatus> {
+        job.status.as_ref().filter(|s| **s != JobStatus::default())
     }
-
-    /// Remembers a Job the API server just created (its answer).
-    pub(crate) fn insert(&self, job: Job) {
-        let job = CachedJob::from(job);
-        let now = Instant::now();
-        let mut created = self.lock();
-        let Created { jobs, pruned } = &mut *created;
-        // Entries normally go on the next lookup; this drops the rest.
-        prune_now(jobs, pruned, now, |(at, _)| *at);
-        jobs.insert(ObjectRef::from_obj(&job), (now, Arc::new(job)));
-    }
-
-    /// The Job `key`: the cache's copy, else a recent creation's.
-    fn get(&self, cache: &Store<CachedJob>, key: &ObjectRef<CachedJob>) -> Option<Arc<CachedJob>> {
-        if let Some(job) = cache.get(key) {
-            self.lock().jobs.remove(key);
-            return Some(job);
-        }
-        let created = self.lock();
-        let (at, job) = created.jobs.get(key)?;
-        (at.elapsed() < CREATED_TTL).then(|| job.clone())
-    }
-}
-
-/// Objects as this controller last wrote them (the API server's answer),
-/// each with the resourceVersion its write replaced. A reconcile served that
-/// replaced version by a cache that has not seen the write yet decides on
-/// the written one instead: deciding again on the old status would write it
-/// again and repeat its events. Any other version is the cache's newer word
-/// and drops the entry. No ordering of resourceVersions is assumed.
-pub struct Written<K: Resource> {
-    objects: Mutex<WrittenObjects<K>>,
-}
-
-struct WrittenObjects<K: Resource> {
-    objects: HashMap<ObjectRef<K>, Entry<K>>,
-    pruned: Option<Instant>,
-}
-
-struct Entry<K> {
-    at: Instant,
-    replaced: String,
-    written: Arc<K>,
-}
-
-impl<K: Resource> Default for Written<K>
-where
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    fn default() -> Self {
-        Self {
-            objects: Mutex::new(WrittenObjects {
-                objects: HashMap::new(),
-                pruned: None,
-            }),
-        }
-    }
-}
-
-impl<K> Written<K>
-where
-    K: Resource<DynamicType = ()> + Clone,
-{
-    fn lock(&self) -> std::sync::MutexGuard<'_, WrittenObjects<K>> {
-        self.objects.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Records that `before` was written over; `after` is the API's answer.
-    pub(crate) fn wrote(&self, before: &K, after: K) {
-        let Some(replaced) = before.resource_version() else {
-            return;
-        };
-        let now = Instant::now();
-        let mut written = self.lock();
-        let WrittenObjects { objects, pruned } = &mut *written;
-        // Entries normally go on the next reconcile; this drops the deleted.
-        prune_now(objects, pruned, now, |e| e.at);
-        objects.insert(
-            ObjectRef::from_obj(before),
-            Entry {
-                at: now,
-                replaced,
-                written: Arc::new(after),
-            },
-        );
-    }
-
-    /// `obj`, or what this controller wrote over it when `obj` is the
-    /// version that write replaced.
-    pub(crate) fn latest(&self, obj: Arc<K>) -> Arc<K> {
-        let key = ObjectRef::from_obj(obj.as_ref());
-        let mut written = self.lock();
-        let objects = &mut written.objects;
-        match objects.get(&key) {
-            Some(e) if obj.resource_version().as_ref() == Some(&e.replaced) => e.written.clone(),
-            Some(_) => {
-                objects.remove(&key);
-                obj
-            }
-            None => obj,
+    match before {
+        None => status(after).is_some(),
+        Some(b) => {
+            status(b) != status(after)
+                || b.metadata.uid != after.metadata.uid
+                || b.metadata.deletion_timestamp != after.metadata.deletion_timestamp
         }
     }
 }
@@ -347,8 +253,7 @@ fn has_pods(job: &CachedJob) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::batch::v1::JobStatus;
-    use kube::runtime::reflector::store;
+    use kube::ResourceExt;
 
     fn job(name: &str) -> Job {
         let mut job = Job::default();
@@ -395,71 +300,28 @@ mod tests {
     }
 
     #[test]
-    fn a_created_job_stands_in_until_the_cache_has_it() {
-        let (cache, mut writer) = store::<CachedJob>();
-        let created = CreatedJobs::default();
-        let key = ObjectRef::new("a").within("ns");
-        assert!(created.get(&cache, &key).is_none());
-
-        created.insert(job("a"));
-        let seen = created.get(&cache, &key).expect("the created Job");
-        assert_eq!(seen.metadata.name.as_deref(), Some("a"));
-
-        let mut cached = CachedJob::from(job("a"));
-        cached.status = Some(JobStatus {
+    fn a_job_wakes_its_owner_when_its_status_or_identity_changes() {
+        let new = CachedJob::from(job("a"));
+        assert!(!job_changed(None, &new), "created, no status yet");
+        let mut empty = new.clone();
+        empty.status = Some(JobStatus::default());
+        assert!(!job_changed(None, &empty), "an empty status is none");
+        assert!(!job_changed(Some(&new), &empty));
+        let mut active = new.clone();
+        active.status = Some(JobStatus {
             active: Some(1),
             ..Default::default()
         });
-        writer.apply_watcher_event(&watcher::Event::Apply(cached));
-        let seen = created.get(&cache, &key).expect("the cached Job");
-        assert_eq!(seen.status.as_ref().and_then(|s| s.active), Some(1));
-        assert!(
-            created.lock().jobs.is_empty(),
-            "the stand-in goes once cached"
-        );
-    }
-
-    #[test]
-    fn a_written_object_replaces_only_the_version_it_overwrote() {
-        let written = Written::<Job>::default();
-        let mut v1 = job("a");
-        v1.metadata.resource_version = Some("7".into());
-        let mut v2 = v1.clone();
-        v2.metadata.resource_version = Some("9".into());
-        written.wrote(&v1, v2.clone());
-        let seen = written.latest(Arc::new(v1.clone()));
-        assert_eq!(seen.resource_version().as_deref(), Some("9"));
-        // The cache moved on (to our write or past it): its copy wins.
-        let mut v3 = v1.clone();
-        v3.metadata.resource_version = Some("12".into());
-        let seen = written.latest(Arc::new(v3));
-        assert_eq!(seen.resource_version().as_deref(), Some("12"));
-        assert_eq!(
-            written.latest(Arc::new(v1)).resource_version().as_deref(),
-            Some("7"),
-            "the entry went with the cache's newer copy"
-        );
-    }
-
-    #[test]
-    fn expired_entries_go_at_most_every_prune_interval() {
-        let t0 = Instant::now();
-        let mut map = HashMap::from([("old", t0), ("new", t0 + CREATED_TTL)]);
-        let mut pruned = None;
-        let late = t0 + CREATED_TTL + Duration::from_secs(1);
-        prune_now(&mut map, &mut pruned, late, |at| *at);
-        assert_eq!(
-            map.keys().collect::<Vec<_>>(),
-            [&"new"],
-            "the first call prunes"
-        );
-        map.insert("old", t0);
-        prune_now(&mut map, &mut pruned, late + Duration::from_secs(1), |at| {
-            *at
-        });
-        assert_eq!(map.len(), 2, "not again within the interval");
-        prune_now(&mut map, &mut pruned, late + PRUNE_EVERY, |at| *at);
-        assert_eq!(map.len(), 1, "again after it");
+        assert!(job_changed(None, &active), "new to the cache, running");
+        assert!(job_changed(Some(&new), &active));
+        assert!(!job_changed(Some(&active), &active.clone()));
+        let mut other = active.clone();
+        other.metadata.uid = Some("another".into());
+        assert!(job_changed(Some(&active), &other), "another Job, same name");
+        let mut deleting = active.clone();
+        deleting.metadata.deletion_timestamp =
+            Some(crate::api::conditions::to_time(chrono::Utc::now()));
+        assert!(job_changed(Some(&active), &deleting));
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub mod jobs;
 pub mod leader;
 pub mod metrics;
 pub mod notify;
+mod overlay;
 pub mod page;
 mod patch;
 mod pin;
@@ -270,11 +271,12 @@ pub struct Context {
     pub jobs: Store<cached_job::CachedJob>,
     pub jobs_ready: cache::Ready,
     /// Jobs created that [`Context::jobs`] may not show yet.
-    pub created_jobs: cache::CreatedJobs,
+    pub created_jobs: Arc<overlay::CreatedJobs>,
     /// Runs and policies as this controller last wrote them, for a reconcile
     /// that the cache serves the version before that write.
-    pub written_runs: cache::Written<BackupRun>,
-    pub written_policies: cache::Written<BackupPolicy>,
+    /// The watches take the echo of such a write as no trigger.
+    pub written_runs: Arc<overlay::Written<BackupRun>>,
+    pub written_policies: Arc<overlay::Written<BackupPolicy>>,
 }
 
 impl Context {
@@ -343,7 +345,13 @@ pub async fn run_controllers(
     // a Job event reaches the cache before the reconcile it triggers. So do
     // the restore controller's (a Job's owning RestoreRequest).
     let (job_cache, job_writer) = reflector::store();
-    let (job_events, jobs_ready) = cache::jobs(jobs, watcher::Config::default(), job_writer);
+    let created_jobs = Arc::new(overlay::CreatedJobs::default());
+    let (job_events, jobs_ready) = cache::jobs(
+        jobs,
+        watcher::Config::default(),
+        job_writer,
+        created_jobs.clone(),
+    );
     let job_events = job_events.inspect(move |job| {
         if let Ok(job) = job {
             wake_restores.wake_owners(job);
@@ -351,12 +359,14 @@ pub async fn run_controllers(
     });
     let (run_cache, run_writer) = reflector::store();
     let runs_by_policy = runs_by_policy::RunsByPolicy::default();
+    let written_runs = Arc::new(overlay::Written::default());
     let (run_events, _runs_ready) = runs_by_policy::watch(
         runs,
         watcher::Config::default(),
         run_writer,
         runs_by_policy.clone(),
         wake_policies.clone(),
+        written_runs.clone(),
     );
     let run_controller = Controller::for_stream(run_events, run_cache)
         .owns_stream(job_events)
@@ -385,8 +395,14 @@ pub async fn run_controllers(
     );
     let (policy_cache, policy_writer) = reflector::store();
     let forget = forget::Forget::new(metrics.clone());
-    let (policy_events, policies_ready) =
-        cache::policies(policies, watcher::Config::default(), policy_writer, forget);
+    let written_policies = Arc::new(overlay::Written::default());
+    let (policy_events, policies_ready) = cache::policies(
+        policies,
+        watcher::Config::default(),
+        policy_writer,
+        forget,
+        written_policies.clone(),
+    );
     let policy_controller = Controller::for_stream(policy_events, policy_cache.clone())
         .reconcile_on(policy_triggers)
         .with_config(config);
@@ -401,9 +417,9 @@ pub async fn run_controllers(
         policies_ready,
         jobs: job_cache,
         jobs_ready,
-        created_jobs: cache::CreatedJobs::default(),
-        written_runs: cache::Written::default(),
-        written_policies: cache::Written::default(),
+        created_jobs,
+        written_runs,
+        written_policies,
         settings,
     });
 

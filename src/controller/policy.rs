@@ -56,6 +56,21 @@ fn completed_at(run: &BackupRun) -> Option<DateTime<Utc>> {
     run.status.as_ref()?.completed_at
 }
 
+/// Whether a change of one of a policy's runs can change what [`decide`]
+/// makes of them. A run in progress (neither finished nor being deleted)
+/// counts for its name, spec and retention record alone: the status a run
+/// writes while its Job works (the Job's name, its start, its pod's
+/// trouble) is read only once it finishes, and waking the policy on each
+/// such write cost a policy reconcile per run update (docs/BENCHMARKS.md,
+/// "Fewer reconciles").
+pub fn run_change_matters(before: &BackupRun, after: &BackupRun) -> bool {
+    let in_progress = |r: &BackupRun| !is_deleting(r) && !phase(r).is_finished();
+    !(in_progress(before)
+        && in_progress(after)
+        && before.spec == after.spec
+        && before.run_record() == after.run_record())
+}
+
 /// Per tier, the later of the status's record and what `at` says of each
 /// run: a status write may have been lost, and runs are deleted (retention,
 /// a person) while the record stays.

@@ -19,7 +19,9 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, ResourceExt};
 
-use super::cache::{reflect_ready, Ready};
+use super::cache::{is_echo, reflect_seen, Ready};
+use super::overlay::Written;
+use super::policy::run_change_matters;
 use super::triggers::{touched, Relay};
 use crate::api::{BackupPolicy, BackupRun};
 
@@ -124,14 +126,18 @@ impl RunsByPolicy {
 
 /// The runs of the namespace(s) watched, kept in `writer`'s store and
 /// indexed by policy in `index`: the run controller's trigger (see
-/// `Controller::for_stream`). Each run's policy is woken through `policies`
-/// once the store has the change (the policy controller's run trigger).
+/// `Controller::for_stream`). A run's policy is woken through `policies`
+/// once the store has the change (the policy controller's run trigger),
+/// unless the change is one its decision does not read
+/// ([`run_change_matters`]). The echo of the run controller's own status
+/// write is kept in the store but triggers no run reconcile.
 pub(crate) fn watch(
     api: Api<BackupRun>,
     config: watcher::Config,
     writer: Writer<BackupRun>,
     index: RunsByPolicy,
     policies: Relay<BackupPolicy>,
+    written: Arc<Written<BackupRun>>,
 ) -> (
     impl Stream<Item = Result<BackupRun, watcher::Error>> + Send + 'static,
     Ready,
@@ -143,12 +149,16 @@ pub(crate) fn watch(
                 index.apply(event);
             }
         });
-    let (events, ready) = reflect_ready(events, writer);
-    let events = events.inspect(move |event| {
-        let run = event.as_ref().ok().and_then(touched);
+    let (events, ready) = reflect_seen(events, writer, move |event, before| {
+        let wakes = match event {
+            watcher::Event::Apply(run) => before.is_none_or(|b| run_change_matters(&b, run)),
+            _ => true,
+        };
+        let run = touched(event).filter(|_| wakes);
         if let Some((ns, run)) = run.and_then(|r| Some((r.metadata.namespace.as_deref()?, r))) {
             policies.wake(ObjectRef::new(&run.spec.policy_ref.name).within(ns));
         }
+        !is_echo(event, &written)
     });
     (events.applied_objects(), ready)
 }

@@ -29,7 +29,7 @@ use crate::controller::{access, archiver, archiver_sync, is_not_found, Context, 
 /// Observe → decide → apply for one policy.
 pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
     // The cache may not show this controller's last status write yet.
-    let policy = ctx.written_policies.latest(policy);
+    let policy = ctx.written_policies.latest(&ctx.policies, policy);
     measured(&ctx, "backuppolicy", reconcile_policy(&policy, &ctx)).await
 }
 
@@ -48,7 +48,7 @@ async fn reconcile_policy(policy: &BackupPolicy, ctx: &Context) -> Result<Action
     let policies: Api<BackupPolicy> = ctx.api(&ns);
     let (old, new) = (policy.status.as_ref(), plan.status.as_ref());
     if let Some(written) = patch_status(&policies, &policy.name_any(), old, new).await? {
-        ctx.written_policies.wrote(policy, written);
+        ctx.written_policies.wrote(&ctx.policies, policy, written);
     }
     record_metrics(policy, &ns, &plan, ctx);
     ctx.publish(policy, &plan.events).await;

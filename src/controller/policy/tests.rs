@@ -406,3 +406,39 @@ fn the_newest_success_of_every_tier_is_kept_in_the_status() {
     assert_eq!(last.weekly, Some(at("2026-11-22T03:04:00Z")));
     assert_eq!(last.monthly, Some(at("2026-11-01T04:05:00Z")));
 }
+
+#[test]
+fn only_a_run_change_its_policy_decides_on_wakes_the_policy() {
+    let pending = run("orders-1", Tier::Daily, RunPhase::Pending, None);
+    let mut running = run("orders-1", Tier::Daily, RunPhase::Running, None);
+    running.status.as_mut().unwrap().job = Some("orders-1-backup".into());
+    assert!(
+        !run_change_matters(&pending, &running),
+        "a run in progress writing its progress"
+    );
+    let done = succeeded("orders-1", Tier::Daily, "2026-11-21T02:10:00Z");
+    assert!(run_change_matters(&running, &done), "it finished");
+    let mut failed_again = done.clone();
+    failed_again.status.as_mut().unwrap().message = Some("gone".into());
+    assert!(
+        run_change_matters(&done, &failed_again),
+        "a finished run's status is read"
+    );
+    let mut deleting = running.clone();
+    deleting.metadata.deletion_timestamp = Some(to_time(at("2026-11-21T03:00:00Z")));
+    assert!(run_change_matters(&running, &deleting), "on its way out");
+    let mut other_tier = running.clone();
+    other_tier.spec.tier = Tier::Weekly;
+    assert!(
+        run_change_matters(&running, &other_tier),
+        "its spec changed"
+    );
+    // What decide makes of the change is indeed the same.
+    let now = at("2026-11-21T02:05:00Z");
+    let p = policy();
+    let a = decide(&p, &[&pending], now, RESYNC);
+    let b = decide(&p, &[&running], now, RESYNC);
+    assert_eq!(a.status, b.status);
+    assert_eq!(a.create.is_some(), b.create.is_some());
+    assert_eq!(a.delete.len(), b.delete.len());
+}

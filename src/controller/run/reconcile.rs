@@ -16,8 +16,8 @@ use serde_json::json;
 use super::{decide, decide_cleanup, job_name, prune_job_for, Cleanup, Observed, RunPlan};
 use crate::api::{BackupPolicy, BackupRun, PRUNE_FINALIZER};
 use crate::controller::apply::{
-    create, create_if_absent, delete_if_present, measured, namespace, next_action, patch_status,
-    send_notifications,
+    create_if_absent, create_job, delete_if_present, measured, namespace, next_action,
+    patch_status, send_notifications,
 };
 use crate::controller::cache;
 use crate::controller::job_status::ObservedJob;
@@ -30,7 +30,7 @@ const PRUNE_RETRY: Duration = Duration::from_secs(60);
 /// Observe → decide → apply for one run.
 pub async fn reconcile(run: Arc<BackupRun>, ctx: Arc<Context>) -> Result<Action, Error> {
     // The cache may not show this controller's last status write yet.
-    let run = ctx.written_runs.latest(run);
+    let run = ctx.written_runs.latest(&ctx.runs, run);
     measured(&ctx, "backuprun", reconcile_run(&run, &ctx)).await
 }
 
@@ -56,7 +56,7 @@ async fn reconcile_run(run: &BackupRun, ctx: &Context) -> Result<Action, Error> 
     let runs: Api<BackupRun> = ctx.api(&ns);
     let (old, new) = (run.status.as_ref(), plan.status.as_ref());
     if let Some(written) = patch_status(&runs, &run.name_any(), old, new).await? {
-        ctx.written_runs.wrote(run, written);
+        ctx.written_runs.wrote(&ctx.runs, run, written);
     }
     // No series for a policy that is gone: nothing would remove them.
     if let (Some(outcome), Some(_)) = (&plan.outcome, policy) {
@@ -111,10 +111,10 @@ async fn notify(
 async fn apply_job(run: &BackupRun, ns: &str, plan: &RunPlan, ctx: &Context) -> Result<(), Error> {
     if let Some(job) = &plan.create_job {
         let job = &crate::controller::pin::pinned(ctx, ns, job).await?;
-        if let Some(created) = create(&ctx.api::<Job>(ns), job).await? {
+        if let Some(created) = create_job(ctx, ns, job).await? {
             tracing::info!(run = %run.name_any(), job = %job.name_any(), "created job");
             // The next reconcile may come before the Job cache has it.
-            ctx.created_jobs.insert(created);
+            ctx.created_jobs.insert(&ctx.jobs, created);
         }
     }
     Ok(())
