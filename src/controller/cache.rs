@@ -253,15 +253,8 @@ fn has_pods(job: &CachedJob) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::test_support::job;
     use kube::ResourceExt;
-
-    fn job(name: &str) -> Job {
-        let mut job = Job::default();
-        job.metadata.name = Some(name.into());
-        job.metadata.namespace = Some("ns".into());
-        job.spec = Some(Default::default());
-        job
-    }
 
     #[test]
     fn slim_drops_what_kubectl_adds_and_keeps_other_annotations() {

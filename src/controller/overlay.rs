@@ -219,18 +219,11 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::test_support::job;
     use k8s_openapi::api::batch::v1::Job;
     use k8s_openapi::api::batch::v1::JobStatus;
     use kube::runtime::reflector::store;
     use kube::runtime::watcher;
-
-    fn job(name: &str) -> Job {
-        let mut job = Job::default();
-        job.metadata.name = Some(name.into());
-        job.metadata.namespace = Some("ns".into());
-        job.spec = Some(Default::default());
-        job
-    }
 
     #[test]
     fn a_created_job_stands_in_until_the_cache_has_it() {

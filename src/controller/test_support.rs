@@ -16,6 +16,15 @@ pub fn at(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
 }
 
+/// An empty Job `name` in namespace `ns`.
+pub fn job(name: &str) -> Job {
+    let mut job = Job::default();
+    job.metadata.name = Some(name.into());
+    job.metadata.namespace = Some("ns".into());
+    job.spec = Some(Default::default());
+    job
+}
+
 /// The arguments of a Job's (first) container.
 pub fn args(job: &Job) -> Vec<String> {
     let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
