@@ -264,18 +264,20 @@ mod tests {
         assert!(created.lock().jobs.is_empty());
     }
 
+    /// Job `a` at resourceVersion `rv`.
+    fn version(rv: &str) -> Job {
+        let mut v = job("a");
+        v.metadata.resource_version = Some(rv.into());
+        v
+    }
+
     #[test]
     fn the_echo_of_a_write_is_recognised_once() {
         let (cache, mut writer) = store::<Job>();
         let written = Written::<Job>::default();
-        let mut v1 = job("a");
-        v1.metadata.resource_version = Some("7".into());
-        let mut v2 = v1.clone();
-        v2.metadata.resource_version = Some("9".into());
+        let (v1, v2) = (version("7"), version("9"));
         written.wrote(&cache, &v1, v2.clone());
-        let mut other = v1.clone();
-        other.metadata.resource_version = Some("8".into());
-        assert!(!written.take_echo(&other), "someone else's write");
+        assert!(!written.take_echo(&version("8")), "someone else's write");
         assert!(written.take_echo(&v2));
         assert!(!written.take_echo(&v2), "the entry went with its echo");
         // The echo reached the cache before the write's answer: no entry.
@@ -298,17 +300,12 @@ mod tests {
     fn a_written_object_replaces_only_the_version_it_overwrote() {
         let (cache, _writer) = store::<Job>();
         let written = Written::<Job>::default();
-        let mut v1 = job("a");
-        v1.metadata.resource_version = Some("7".into());
-        let mut v2 = v1.clone();
-        v2.metadata.resource_version = Some("9".into());
+        let (v1, v2) = (version("7"), version("9"));
         written.wrote(&cache, &v1, v2.clone());
         let seen = written.latest(&cache, Arc::new(v1.clone()));
         assert_eq!(seen.resource_version().as_deref(), Some("9"));
         // The cache moved on (to our write or past it): its copy wins.
-        let mut v3 = v1.clone();
-        v3.metadata.resource_version = Some("12".into());
-        let seen = written.latest(&cache, Arc::new(v3));
+        let seen = written.latest(&cache, Arc::new(version("12")));
         assert_eq!(seen.resource_version().as_deref(), Some("12"));
         assert_eq!(
             written
